@@ -1,0 +1,49 @@
+-- acquire(site, visitor, attrs_json, now) -> {'leased', fresh, lease...} | {'exhausted'} | {'unknown'}
+-- A lease for the visitor: the live one, extended, or a fresh one (rules.rs: PoolState::acquire).
+local site, visitor, attrs, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local r = rules_of(site)
+if not (r and r.active) then return {'unknown'} end
+local held = redis.call('HGET', k('live', site), visitor)
+if held then
+  if tonumber(redis.call('HGET', k('lease', held), 'exp')) > now then
+    extend(held, r, now)
+    return {'leased', '0', lease_flat(held)}
+  end
+  -- Expired but not yet reaped: it ended at its expiry, and the visitor starts anew.
+  end_lease(held, now)
+end
+local n = redis.call('ZRANGE', k('free', site), 0, 0)[1]
+if not n then
+  local size = redis.call('SCARD', k('work', site))
+  local cand = nil
+  for _, m in ipairs(redis.call('ZRANGE', k('inv'), 0, -1)) do
+    local v = redis.call('HMGET', k('num', m), 'last', 'cool')
+    if v[1] == '' or v[1] == site or tonumber(v[2]) <= now then
+      cand = m
+      break
+    end
+  end
+  if cand and size < r.max then
+    n = cand
+  else
+    redis.call('HINCRBY', k('site', site), 'exhausted', 1)
+    return {'exhausted'}
+  end
+end
+local id = tostring(redis.call('HINCRBY', k('meta'), 'last_lease_id', 1))
+local exp = now + math.min(r.idle, r.hold)
+redis.call('HSET', k('lease', id), 'id', id, 'site', site, 'visitor', visitor, 'number', n, 'attrs', attrs,
+  'start', fmt(now), 'exp', fmt(exp), 'end', '', 'reason', '', 'left', '0')
+redis.call('ZADD', k('exp'), exp, id)
+redis.call('ZADD', k('hist', n), now, id)
+redis.call('HSET', k('live', site), visitor, id)
+local st = num_get(n)
+unindex_number(n, st)
+if st.site ~= site then
+  st.site = site
+  st.last = site
+end
+st.holder = id
+index_number(n, st)
+num_save(n, st)
+return {'leased', '1', lease_flat(id)}

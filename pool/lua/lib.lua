@@ -1,0 +1,135 @@
+-- Shared helpers, prepended to every script (see pool/src/redis_store.rs).
+-- These mirror pool/src/rules.rs function by function; keep the two in step.
+-- KEYS[1] is the key prefix, e.g. "{callpool}"; the braces make every key hash to one slot.
+local P = KEYS[1]
+local function k(...) return P .. ':' .. table.concat({...}, ':') end
+local function fmt(x) return string.format('%.0f', x) end
+
+local NUM_FIELDS = {'target', 'tsite', 'site', 'holder', 'idle', 'last', 'cool'}
+
+-- A number's stored state as a table, or nil if the number is unknown.
+local function num_get(n)
+  local v = redis.call('HMGET', k('num', n), unpack(NUM_FIELDS))
+  if not v[1] then return nil end
+  local st = {}
+  for i, f in ipairs(NUM_FIELDS) do st[f] = v[i] or '' end
+  st.idle = tonumber(st.idle) or 0
+  st.cool = tonumber(st.cool) or 0
+  return st
+end
+
+local function num_save(n, st)
+  redis.call('HSET', k('num', n), 'target', st.target, 'tsite', st.tsite, 'site', st.site,
+    'holder', st.holder, 'idle', fmt(st.idle), 'last', st.last, 'cool', fmt(st.cool))
+end
+
+local function index_number(n, st)
+  if st.site ~= '' then
+    redis.call('SADD', k('work', st.site), n)
+    if st.holder == '' then redis.call('ZADD', k('free', st.site), st.idle, n) end
+  else
+    redis.call('ZADD', k('inv'), st.idle, n)
+  end
+end
+
+local function unindex_number(n, st)
+  if st.site ~= '' then
+    redis.call('SREM', k('work', st.site), n)
+    redis.call('ZREM', k('free', st.site), n)
+  else
+    redis.call('ZREM', k('inv'), n)
+  end
+end
+
+-- A site's rules, or nil for an unknown site.
+local function rules_of(site)
+  local v = redis.call('HMGET', k('site', site), 'active', 'max', 'idle', 'hold', 'grace', 'shrink', 'cool')
+  if not v[1] then return nil end
+  return {active = v[1] == '1', max = tonumber(v[2]), idle = tonumber(v[3]), hold = tonumber(v[4]),
+    grace = tonumber(v[5]), shrink = tonumber(v[6]), cool = tonumber(v[7])}
+end
+
+-- Puts a free number where its target says (rules.rs: PoolState::settle).
+local function settle(n, now)
+  local st = num_get(n)
+  if not st or st.holder ~= '' then return end
+  unindex_number(n, st)
+  if st.target == 'retired' then
+    redis.call('DEL', k('num', n))
+    redis.call('SREM', k('nums'), n)
+    return
+  elseif st.target == 'dedicated' then
+    if st.site ~= st.tsite then
+      st.site = st.tsite
+      st.last = st.tsite
+    end
+  elseif st.site ~= '' then
+    local r = rules_of(st.site)
+    if not (r and r.active) then
+      local cooldown = (r and r.cool) or 0
+      st.site = ''
+      st.cool = math.max(st.cool, now + cooldown)
+    end
+  end
+  index_number(n, st)
+  num_save(n, st)
+end
+
+local LEASE_FIELDS = {'id', 'site', 'visitor', 'number', 'attrs', 'start', 'exp', 'end', 'reason', 'left'}
+
+local function lease_flat(id)
+  return redis.call('HGETALL', k('lease', id))
+end
+
+local function lease_get(id)
+  local v = redis.call('HMGET', k('lease', id), unpack(LEASE_FIELDS))
+  if not v[1] then return nil end
+  local l = {}
+  for i, f in ipairs(LEASE_FIELDS) do l[f] = v[i] or '' end
+  l.start = tonumber(l.start)
+  l.exp = tonumber(l.exp)
+  return l
+end
+
+-- The visitor's lease id if it is live and not expired at `now`.
+local function live_lease(site, visitor, now)
+  local id = redis.call('HGET', k('live', site), visitor)
+  if not id then return nil end
+  local exp = tonumber(redis.call('HGET', k('lease', id), 'exp'))
+  if exp and exp > now then return id end
+  return nil
+end
+
+local function extend(id, rules, now)
+  local start = tonumber(redis.call('HGET', k('lease', id), 'start'))
+  local exp = math.min(now + rules.idle, start + rules.hold)
+  redis.call('HSET', k('lease', id), 'exp', fmt(exp), 'left', '0')
+  redis.call('ZADD', k('exp'), exp, id)
+end
+
+-- Ends a live lease at its expiry (rules.rs: PoolState::end_lease).
+local function end_lease(id, now)
+  local l = lease_get(id)
+  local r = rules_of(l.site)
+  local reason = 'idle'
+  if l.left == '1' then
+    reason = 'left'
+  elseif r and r.hold <= l.exp - l.start then
+    reason = 'max_hold'
+  end
+  redis.call('HSET', k('lease', id), 'end', fmt(l.exp), 'reason', reason)
+  redis.call('ZREM', k('exp'), id)
+  redis.call('ZADD', k('ended'), l.exp, id)
+  if redis.call('HGET', k('live', l.site), l.visitor) == id then
+    redis.call('HDEL', k('live', l.site), l.visitor)
+  end
+  local st = num_get(l.number)
+  if st then
+    unindex_number(l.number, st)
+    st.holder = ''
+    st.idle = l.exp
+    index_number(l.number, st)
+    num_save(l.number, st)
+    settle(l.number, now)
+  end
+end

@@ -1,0 +1,226 @@
+//! The embedded store: the pure rules in memory, every change written to a redb file in the
+//! data dir before the operation answers.
+//!
+//! redb is a pure-Rust, ACID, copy-on-write B-tree store: a commit is durable when it returns
+//! (fsync), a crash leaves the last committed state, and it builds without a C toolchain.
+//! If a write fails, the in-memory state is reloaded from the file, so memory never runs
+//! ahead of what is stored.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::rules::{Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus};
+use crate::types::{Lease, PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+use crate::PoolError;
+
+const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
+const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
+const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META_NEXT_LEASE_ID: &str = "next_lease_id";
+const META_HISTORY_MS: &str = "history_ms";
+
+/// The file name of the pool inside the data dir.
+pub const FILE_NAME: &str = "pool.redb";
+
+struct Inner {
+    state: PoolState,
+    db: Database,
+}
+
+/// The pool in one process, persisted to `<data dir>/pool.redb`. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedPool {
+    inner: Arc<Mutex<Inner>>,
+    path: PathBuf,
+}
+
+fn storage(e: impl std::fmt::Display) -> PoolError {
+    PoolError::Storage(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, PoolError> {
+    serde_json::to_vec(v).map_err(storage)
+}
+
+fn decode<T: DeserializeOwned>(what: &str, key: &str, bytes: &[u8]) -> Result<T, PoolError> {
+    serde_json::from_slice(bytes).map_err(|e| PoolError::Storage(format!("stored {what} {key} is unreadable: {e}")))
+}
+
+impl EmbeddedPool {
+    /// Opens (or creates) the pool in `data_dir`. Fails if another process holds the file.
+    pub fn open(data_dir: &Path) -> Result<EmbeddedPool, PoolError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| PoolError::Storage(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(FILE_NAME);
+        let db =
+            Database::create(&path).map_err(|e| PoolError::Storage(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(NUMBERS).map_err(storage)?;
+        txn.open_table(SITES).map_err(storage)?;
+        txn.open_table(LEASES).map_err(storage)?;
+        txn.open_table(META).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        let state = load(&db)?;
+        Ok(EmbeddedPool { inner: Arc::new(Mutex::new(Inner { state, db })), path })
+    }
+
+    /// Where the pool is stored.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `op` on the state under the lock, then persists what it changed, on a blocking
+    /// thread (redb's commit waits for the disk).
+    async fn write<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut PoolState) -> R + Send + 'static,
+    ) -> Result<R, PoolError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let inner = &mut *guard;
+            let out = op(&mut inner.state);
+            if let Err(e) = persist(&mut inner.state, &inner.db) {
+                // Memory ran ahead of the file: go back to what is stored.
+                match load(&inner.db) {
+                    Ok(state) => inner.state = state,
+                    Err(reload) => {
+                        tracing::error!(error = %reload, "The pool could not be reloaded after a failed write.")
+                    }
+                }
+                return Err(e);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| PoolError::Storage(format!("pool task failed: {e}")))?
+    }
+
+    fn read<R>(&self, op: impl FnOnce(&PoolState) -> R) -> R {
+        let guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        op(&guard.state)
+    }
+
+    pub async fn configure(&self, spec: &PoolSpec, now: Ts) -> Result<(), PoolError> {
+        let spec = spec.clone();
+        self.write(move |s| s.configure(&spec, now)).await
+    }
+
+    pub async fn acquire(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        attrs: &SessionAttrs,
+        now: Ts,
+    ) -> Result<Grant, PoolError> {
+        let (site, visitor, attrs) = (site.clone(), visitor.clone(), attrs.clone());
+        let s = site.clone();
+        self.write(move |p| p.acquire(&s, &visitor, &attrs, now)).await?.ok_or(PoolError::UnknownSite(site))
+    }
+
+    pub async fn touch(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
+        let (site, visitor) = (site.clone(), visitor.clone());
+        self.write(move |p| p.touch(&site, &visitor, now)).await
+    }
+
+    pub async fn leave(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
+        let (site, visitor) = (site.clone(), visitor.clone());
+        self.write(move |p| p.leave(&site, &visitor, now)).await
+    }
+
+    pub async fn current(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
+        Ok(self.read(|p| p.current(site, visitor, now)))
+    }
+
+    pub async fn reap(&self, now: Ts) -> Result<Vec<Lease>, PoolError> {
+        self.write(move |p| p.reap(now)).await
+    }
+
+    pub async fn shrink(&self, now: Ts) -> Result<Vec<(SiteId, PhoneNumber)>, PoolError> {
+        let mut out = self.write(move |p| p.shrink(now)).await?;
+        out.sort();
+        Ok(out)
+    }
+
+    pub async fn holder_at(&self, number: &PhoneNumber, t: Ts) -> Result<Option<Lease>, PoolError> {
+        Ok(self.read(|p| p.holder_at(number, t)))
+    }
+
+    pub async fn last_holders(
+        &self,
+        number: &PhoneNumber,
+        before: Ts,
+        window: Duration,
+    ) -> Result<Vec<Lease>, PoolError> {
+        Ok(self.read(|p| p.last_holders(number, before, window)))
+    }
+
+    pub async fn status(&self, site: &SiteId, now: Ts) -> Result<Option<SiteStatus>, PoolError> {
+        Ok(self.read(|p| p.status(site, now)))
+    }
+}
+
+/// Writes the keys the last operation changed, in one transaction.
+fn persist(state: &mut PoolState, db: &Database) -> Result<(), PoolError> {
+    let changes = state.take_changes();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin_write().map_err(storage)?;
+    {
+        let mut numbers = txn.open_table(NUMBERS).map_err(storage)?;
+        for n in &changes.numbers {
+            match state.number(n) {
+                Some(s) => numbers.insert(n.as_str(), encode(s)?.as_slice()).map_err(storage)?,
+                None => numbers.remove(n.as_str()).map_err(storage)?,
+            };
+        }
+        let mut sites = txn.open_table(SITES).map_err(storage)?;
+        for s in &changes.sites {
+            if let Some(site) = state.site(s) {
+                sites.insert(s.as_str(), encode(site)?.as_slice()).map_err(storage)?;
+            }
+        }
+        let mut leases = txn.open_table(LEASES).map_err(storage)?;
+        for id in &changes.leases {
+            match state.lease(*id) {
+                Some(l) => leases.insert(id.0, encode(l)?.as_slice()).map_err(storage)?,
+                None => leases.remove(id.0).map_err(storage)?,
+            };
+        }
+        let mut meta = txn.open_table(META).map_err(storage)?;
+        meta.insert(META_NEXT_LEASE_ID, state.next_lease_id()).map_err(storage)?;
+        meta.insert(META_HISTORY_MS, state.history_for().as_millis() as u64).map_err(storage)?;
+    }
+    txn.commit().map_err(storage)
+}
+
+/// Reads the whole pool from the file.
+fn load(db: &Database) -> Result<PoolState, PoolError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let mut numbers = Vec::new();
+    for row in txn.open_table(NUMBERS).map_err(storage)?.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        numbers.push(decode::<NumberState>("number", k.value(), v.value())?);
+    }
+    let mut sites = Vec::new();
+    for row in txn.open_table(SITES).map_err(storage)?.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        let id = SiteId::new(k.value())?;
+        sites.push((id, decode::<SiteState>("site", k.value(), v.value())?));
+    }
+    let mut leases = Vec::new();
+    for row in txn.open_table(LEASES).map_err(storage)?.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        leases.push(decode::<Lease>("lease", &k.value().to_string(), v.value())?);
+    }
+    let meta = txn.open_table(META).map_err(storage)?;
+    let next = meta.get(META_NEXT_LEASE_ID).map_err(storage)?.map_or(1, |v| v.value());
+    let history_ms = meta.get(META_HISTORY_MS).map_err(storage)?.map_or(0, |v| v.value());
+    Ok(PoolState::from_parts(numbers, sites, leases, next, Duration::from_millis(history_ms), true))
+}

@@ -1,0 +1,321 @@
+//! The Redis store: every pool operation is one atomic Lua script, so any number of callpool
+//! nodes share one pool and the reaper may run on all of them at once.
+//!
+//! The scripts live in `pool/lua/` (keys documented in `pool/lua/README.md`); `lib.lua` is
+//! prepended to each. Only this module and those scripts build Redis keys. Scripts are sent
+//! by `EVALSHA` and loaded again on `NOSCRIPT` (after a Redis restart) by `redis::Script`.
+//! The one `ConnectionManager` reconnects by itself; a command that fails because Redis is
+//! away answers [`PoolError::Unavailable`], and the visitor keeps the default number.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use crate::rules::{Grant, PoolSpec, SiteStatus, Target};
+use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+use crate::PoolError;
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(include_str!("../lua/lib.lua"), "\n", include_str!(concat!("../lua/", $name, ".lua"))))
+    };
+}
+
+/// How many leases one `reap` script ends at most, so that a backlog never blocks Redis for long.
+const REAP_BATCH: usize = 500;
+
+struct Scripts {
+    configure: Script,
+    acquire: Script,
+    touch: Script,
+    leave: Script,
+    current: Script,
+    reap: Script,
+    shrink: Script,
+    history: Script,
+    status: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            configure: script!("configure"),
+            acquire: script!("acquire"),
+            touch: script!("touch"),
+            leave: script!("leave"),
+            current: script!("current"),
+            reap: script!("reap"),
+            shrink: script!("shrink"),
+            history: script!("history"),
+            status: script!("status"),
+        }
+    }
+}
+
+/// The pool in Redis. Cheap to clone: clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisPool {
+    conn: ConnectionManager,
+    prefix: String,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+/// Connection settings for [`RedisPool::connect`].
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// `redis://host:port/db`
+    pub url: String,
+    /// Every key starts with `{prefix}:`; the braces keep all keys in one cluster slot.
+    pub prefix: String,
+    /// How long one command may take before it answers `Unavailable`.
+    pub response_timeout: Duration,
+}
+
+fn classify(e: redis::RedisError) -> PoolError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        PoolError::Unavailable(e)
+    } else {
+        PoolError::Storage(format!("redis: {e}"))
+    }
+}
+
+fn bad(what: &str) -> PoolError {
+    PoolError::Storage(format!("unexpected answer from redis: {what}"))
+}
+
+fn text(v: Value) -> Result<String, PoolError> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| bad("non-UTF-8 string")),
+        Value::SimpleString(s) => Ok(s),
+        Value::Int(i) => Ok(i.to_string()),
+        Value::Okay => Ok("OK".into()),
+        other => Err(bad(&format!("{other:?} where a string was expected"))),
+    }
+}
+
+fn array(v: Value) -> Result<Vec<Value>, PoolError> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Ok(a),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(bad(&format!("{other:?} where an array was expected"))),
+    }
+}
+
+fn int(s: &str, field: &str) -> Result<i64, PoolError> {
+    s.parse().map_err(|_| bad(&format!("field {field} = {s:?} is not a whole number")))
+}
+
+/// A lease from the flat field/value array `HGETALL` gives.
+fn lease(v: Value) -> Result<Lease, PoolError> {
+    let items = array(v)?;
+    let mut f: HashMap<String, String> = HashMap::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        f.insert(text(k)?, text(v)?);
+    }
+    let get = |name: &str| f.get(name).map(String::as_str).ok_or_else(|| bad(&format!("lease without {name}")));
+    let ended = get("end")?;
+    let reason = get("reason")?;
+    Ok(Lease {
+        id: LeaseId(int(get("id")?, "id")? as u64),
+        site: SiteId::new(get("site")?)?,
+        visitor: VisitorId::new(get("visitor")?)?,
+        number: PhoneNumber::parse(get("number")?)?,
+        attrs: serde_json::from_str(get("attrs")?).map_err(|e| bad(&format!("lease attrs: {e}")))?,
+        started_at: Ts::from_millis(int(get("start")?, "start")?),
+        expires_at: Ts::from_millis(int(get("exp")?, "exp")?),
+        ended_at: if ended.is_empty() { None } else { Some(Ts::from_millis(int(ended, "end")?)) },
+        end_reason: if reason.is_empty() {
+            None
+        } else {
+            Some(EndReason::parse(reason).ok_or_else(|| bad(&format!("end reason {reason:?}")))?)
+        },
+        left: get("left")? == "1",
+    })
+}
+
+fn opt_lease(v: Value) -> Result<Option<Lease>, PoolError> {
+    match &v {
+        Value::Array(a) if a.is_empty() => Ok(None),
+        Value::Nil => Ok(None),
+        _ => lease(v).map(Some),
+    }
+}
+
+impl RedisPool {
+    /// Connects, retrying with backoff (and saying so in the log) until Redis answers.
+    pub async fn connect(opts: &RedisOptions) -> Result<RedisPool, PoolError> {
+        let client = redis::Client::open(opts.url.as_str())
+            .map_err(|e| PoolError::Invalid(format!("redis url {:?}: {e}", opts.url)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(opts.response_timeout))
+            .set_max_delay(Duration::from_secs(2));
+        let mut delay = Duration::from_millis(100);
+        let conn = loop {
+            match client.get_connection_manager_with_config(config.clone()).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Redis is not reachable yet; retrying.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        Ok(RedisPool { conn, prefix: format!("{{{}}}", opts.prefix), scripts: std::sync::Arc::new(Scripts::new()) })
+    }
+
+    /// Whether Redis answers now.
+    pub async fn ping(&self) -> Result<(), PoolError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ()).map_err(classify)
+    }
+
+    async fn run(&self, script: &Script, args: &[String]) -> Result<Value, PoolError> {
+        let mut inv = script.key(&self.prefix);
+        for a in args {
+            inv.arg(a);
+        }
+        let mut c = self.conn.clone();
+        inv.invoke_async::<Value>(&mut c).await.map_err(classify)
+    }
+
+    pub async fn configure(&self, spec: &PoolSpec, now: Ts) -> Result<(), PoolError> {
+        let mut args =
+            vec![now.as_millis().to_string(), millis(spec.history_for).to_string(), spec.sites.len().to_string()];
+        for (site, r) in &spec.sites {
+            args.push(site.to_string());
+            args.push(r.max_numbers.to_string());
+            for d in [r.reclaim_after_idle, r.max_hold, r.release_grace, r.shrink_after, r.cooldown] {
+                args.push(millis(d).to_string());
+            }
+        }
+        for n in &spec.numbers {
+            args.push(n.number.to_string());
+            let target = n.dedicated_to.clone().map_or(Target::Shared, Target::Dedicated);
+            match target {
+                Target::Dedicated(s) => args.extend(["dedicated".to_string(), s.to_string()]),
+                _ => args.extend(["shared".to_string(), String::new()]),
+            }
+        }
+        self.run(&self.scripts.configure, &args).await.map(|_| ())
+    }
+
+    pub async fn acquire(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        attrs: &SessionAttrs,
+        now: Ts,
+    ) -> Result<Grant, PoolError> {
+        let attrs = serde_json::to_string(attrs).map_err(|e| PoolError::Invalid(e.to_string()))?;
+        let args = [site.to_string(), visitor.to_string(), attrs, now.as_millis().to_string()];
+        let mut out = array(self.run(&self.scripts.acquire, &args).await?)?.into_iter();
+        let tag = text(out.next().ok_or_else(|| bad("empty acquire answer"))?)?;
+        match tag.as_str() {
+            "leased" => {
+                let fresh = text(out.next().ok_or_else(|| bad("acquire without fresh"))?)? == "1";
+                let lease = lease(out.next().ok_or_else(|| bad("acquire without lease"))?)?;
+                Ok(Grant::Leased { lease, fresh })
+            }
+            "exhausted" => Ok(Grant::Exhausted),
+            "unknown" => Err(PoolError::UnknownSite(site.clone())),
+            other => Err(bad(&format!("acquire answered {other:?}"))),
+        }
+    }
+
+    async fn visitor_op(
+        &self,
+        script: &Script,
+        site: &SiteId,
+        visitor: &VisitorId,
+        now: Ts,
+    ) -> Result<Option<Lease>, PoolError> {
+        let args = [site.to_string(), visitor.to_string(), now.as_millis().to_string()];
+        opt_lease(self.run(script, &args).await?)
+    }
+
+    pub async fn touch(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
+        self.visitor_op(&self.scripts.touch, site, visitor, now).await
+    }
+
+    pub async fn leave(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
+        self.visitor_op(&self.scripts.leave, site, visitor, now).await
+    }
+
+    pub async fn current(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
+        self.visitor_op(&self.scripts.current, site, visitor, now).await
+    }
+
+    pub async fn reap(&self, now: Ts) -> Result<Vec<Lease>, PoolError> {
+        let args = [now.as_millis().to_string(), REAP_BATCH.to_string()];
+        let mut ended = Vec::new();
+        loop {
+            let batch = array(self.run(&self.scripts.reap, &args).await?)?;
+            let full = batch.len() == REAP_BATCH;
+            for v in batch {
+                ended.push(lease(v)?);
+            }
+            if !full {
+                break;
+            }
+        }
+        ended.sort_by_key(|l| (l.end(), l.id));
+        Ok(ended)
+    }
+
+    pub async fn shrink(&self, now: Ts) -> Result<Vec<(SiteId, PhoneNumber)>, PoolError> {
+        let flat = array(self.run(&self.scripts.shrink, &[now.as_millis().to_string()]).await?)?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(s), Some(n)) = (it.next(), it.next()) {
+            out.push((SiteId::new(text(s)?)?, PhoneNumber::parse(&text(n)?)?));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn history(&self, number: &PhoneNumber, before: Ts, from: Ts) -> Result<Vec<Lease>, PoolError> {
+        let args = [number.to_string(), before.as_millis().to_string(), from.as_millis().to_string()];
+        array(self.run(&self.scripts.history, &args).await?)?.into_iter().map(lease).collect()
+    }
+
+    pub async fn holder_at(&self, number: &PhoneNumber, t: Ts) -> Result<Option<Lease>, PoolError> {
+        Ok(self.history(number, t, t).await?.into_iter().find(|l| l.covers(t)))
+    }
+
+    pub async fn last_holders(
+        &self,
+        number: &PhoneNumber,
+        before: Ts,
+        window: Duration,
+    ) -> Result<Vec<Lease>, PoolError> {
+        let from = before.minus(window);
+        let mut found: Vec<Lease> =
+            self.history(number, before, from).await?.into_iter().filter(|l| l.ended_within(from, before)).collect();
+        found.sort_by(|a, b| b.end().cmp(&a.end()).then(b.id.cmp(&a.id)));
+        Ok(found)
+    }
+
+    pub async fn status(&self, site: &SiteId, now: Ts) -> Result<Option<SiteStatus>, PoolError> {
+        let args = [site.to_string(), now.as_millis().to_string()];
+        let v: Vec<String> =
+            array(self.run(&self.scripts.status, &args).await?)?.into_iter().map(text).collect::<Result<_, _>>()?;
+        let [max, working, dedicated, free, cooling, exhausted] = v.as_slice() else {
+            return if v.is_empty() { Ok(None) } else { Err(bad("status answer of the wrong length")) };
+        };
+        let n = |s: &str, f: &str| int(s, f).map(|v| v as u32);
+        let (working, free) = (n(working, "working")?, n(free, "free")?);
+        Ok(Some(SiteStatus {
+            max_numbers: n(max, "max")?,
+            working,
+            dedicated: n(dedicated, "dedicated")?,
+            leased: working.saturating_sub(free),
+            free,
+            cooling: n(cooling, "cooling")?,
+            exhausted_total: int(exhausted, "exhausted")? as u64,
+        }))
+    }
+}

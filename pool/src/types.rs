@@ -1,0 +1,293 @@
+//! Identifiers and values that cross module boundaries: each is validated once, on construction.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::PoolError;
+
+/// A point in time as whole milliseconds since the Unix epoch (UTC).
+///
+/// The pool's rules never read a clock: every operation is handed `now`, so the same code runs
+/// under a wall clock in the service and under a virtual clock in tests and the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ts(i64);
+
+impl Ts {
+    pub const EPOCH: Ts = Ts(0);
+
+    pub const fn from_millis(ms: i64) -> Ts {
+        Ts(ms)
+    }
+
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// The current wall-clock time. Only the service's clock calls this; the rules never do.
+    pub fn now() -> Ts {
+        Ts(chrono::Utc::now().timestamp_millis())
+    }
+
+    pub fn plus(self, d: Duration) -> Ts {
+        Ts(self.0.saturating_add(millis(d)))
+    }
+
+    pub fn minus(self, d: Duration) -> Ts {
+        Ts(self.0.saturating_sub(millis(d)))
+    }
+
+    pub fn to_chrono(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::from_timestamp_millis(self.0)
+    }
+}
+
+impl fmt::Display for Ts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_chrono() {
+            Some(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ")),
+            None => write!(f, "{}ms", self.0),
+        }
+    }
+}
+
+/// A duration as whole milliseconds, saturating at `i64::MAX` (no configured duration comes close).
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A site's identifier: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
+///
+/// The charset keeps ids safe inside Redis keys, file names, metric labels and URLs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SiteId(String);
+
+impl SiteId {
+    pub fn new(s: impl Into<String>) -> Result<SiteId, PoolError> {
+        let s = s.into();
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(SiteId(s))
+        } else {
+            Err(PoolError::Invalid(format!("site id {s:?} must be 1 to 64 characters of a-z, 0-9, '_' and '-'")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A visitor's identifier: 1 to 128 characters of ASCII letters, digits, `.`, `_` and `-`
+/// (a GA client id such as `1197596843.1673515099`, or the snippet's own first-party id).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct VisitorId(String);
+
+impl VisitorId {
+    pub fn new(s: impl Into<String>) -> Result<VisitorId, PoolError> {
+        let s = s.into();
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        if ok {
+            Ok(VisitorId(s))
+        } else {
+            Err(PoolError::Invalid(format!(
+                "visitor id {s:?} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A phone number in E.164 form (`+` and 7 to 15 digits), checked against libphonenumber's
+/// rules for its country when parsed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Accepts only the canonical E.164 spelling (no spaces, dashes or brackets), so that the
+    /// number written in a config file is exactly the one stored and compared.
+    pub fn parse(s: &str) -> Result<PhoneNumber, PoolError> {
+        let digits = s.strip_prefix('+').unwrap_or("");
+        if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+            return Err(PoolError::Invalid(format!(
+                "{s:?} is not an E.164 number: write '+', the country code and the number, digits only (e.g. +74951234567)"
+            )));
+        }
+        match phonenumber::parse(None, s) {
+            Ok(n) if phonenumber::is_valid(&n) => Ok(PhoneNumber(s.to_owned())),
+            _ => Err(PoolError::Invalid(format!("{s:?} is not a valid phone number for its country code"))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number with all but the last four digits hidden, for logs above debug level.
+    pub fn masked(&self) -> String {
+        let keep = self.0.len().saturating_sub(4);
+        format!("+{}{}", "*".repeat(keep.saturating_sub(1)), &self.0[keep..])
+    }
+}
+
+/// Identifies one lease (one visitor holding one number for one stretch of time), unique per pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LeaseId(pub u64);
+
+macro_rules! string_newtype_impls {
+    ($($t:ident),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+string_newtype_impls!(SiteId, VisitorId, PhoneNumber);
+
+impl TryFrom<String> for SiteId {
+    type Error = PoolError;
+    fn try_from(s: String) -> Result<Self, PoolError> {
+        SiteId::new(s)
+    }
+}
+
+impl TryFrom<String> for VisitorId {
+    type Error = PoolError;
+    fn try_from(s: String) -> Result<Self, PoolError> {
+        VisitorId::new(s)
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = PoolError;
+    fn try_from(s: String) -> Result<Self, PoolError> {
+        PhoneNumber::parse(&s)
+    }
+}
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What the visitor's session looked like when the lease was granted. The pool stores it with
+/// the lease and never reads it; the call matcher and the analytics senders do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionAttrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ga_client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ga_session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ym_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_campaign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_term: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gclid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yclid: Option<String>,
+}
+
+/// Why a lease ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// No activity in any tab for `reclaim_after_idle`.
+    Idle,
+    /// The lease reached `max_hold` since it started.
+    MaxHold,
+    /// The visitor left (closed every tab) and `release_grace` passed.
+    Left,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::MaxHold => "max_hold",
+            EndReason::Left => "left",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<EndReason> {
+        match s {
+            "idle" => Some(EndReason::Idle),
+            "max_hold" => Some(EndReason::MaxHold),
+            "left" => Some(EndReason::Left),
+            _ => None,
+        }
+    }
+}
+
+/// One lease, live or ended: who held which number, from when to when, with which session.
+/// The history is a set of these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub id: LeaseId,
+    pub site: SiteId,
+    pub visitor: VisitorId,
+    pub number: PhoneNumber,
+    pub attrs: SessionAttrs,
+    pub started_at: Ts,
+    /// When the lease ends unless activity extends it (never past `started_at + max_hold`).
+    pub expires_at: Ts,
+    /// Set once the lease has ended (then equal to the final `expires_at`).
+    pub ended_at: Option<Ts>,
+    pub end_reason: Option<EndReason>,
+    /// The visitor closed every tab; the lease ends at `expires_at` unless they come back.
+    pub left: bool,
+}
+
+impl Lease {
+    /// When the number stops (or stopped) being this visitor's, as far as is known now.
+    pub fn end(&self) -> Ts {
+        self.ended_at.unwrap_or(self.expires_at)
+    }
+
+    /// Whether the visitor held the number at `t` (from `started_at`, up to but not including the end).
+    pub fn covers(&self, t: Ts) -> bool {
+        self.started_at <= t && t < self.end()
+    }
+
+    /// Whether the lease ended (or will have ended) within `[from, before]`.
+    pub fn ended_within(&self, from: Ts, before: Ts) -> bool {
+        from <= self.end() && self.end() <= before
+    }
+}
