@@ -1,6 +1,6 @@
 -- configure(now, history_ms, nsites, [site max idle hold grace shrink cool]*nsites, [number target tsite]*)
 -- Brings the pool in line with the configuration (rules.rs: PoolState::configure).
-local now = tonumber(ARGV[1])
+local now = advance(tonumber(ARGV[1]))
 redis.call('HSET', k('meta'), 'history', ARGV[2])
 local nsites = tonumber(ARGV[3])
 local configured = {}

@@ -1,6 +1,6 @@
 -- leave(site, visitor, now) -> lease | {}
 -- The visitor left: the lease ends release_grace from now unless it comes back (rules.rs: PoolState::leave).
-local site, visitor, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local site, visitor, now = ARGV[1], ARGV[2], advance(tonumber(ARGV[3]))
 local id = live_lease(site, visitor, now)
 local r = rules_of(site)
 if not (id and r) then return {} end

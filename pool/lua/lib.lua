@@ -5,6 +5,21 @@ local P = KEYS[1]
 local function k(...) return P .. ':' .. table.concat({...}, ':') end
 local function fmt(x) return string.format('%.0f', x) end
 
+-- The pool's time never runs backwards (rules.rs: PoolState::advance): an operation handed an
+-- earlier time than one already seen uses the latest.
+local function advance(now)
+  local c = tonumber(redis.call('HGET', k('meta'), 'clock') or '0')
+  if now > c then
+    redis.call('HSET', k('meta'), 'clock', fmt(now))
+    return now
+  end
+  return c
+end
+
+local function pool_time(now)
+  return math.max(now, tonumber(redis.call('HGET', k('meta'), 'clock') or '0'))
+end
+
 local NUM_FIELDS = {'target', 'tsite', 'site', 'holder', 'idle', 'last', 'cool'}
 
 -- A number's stored state as a table, or nil if the number is unknown.

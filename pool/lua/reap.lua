@@ -2,7 +2,7 @@
 -- Ends up to `batch` leases expired by now and trims up to `batch` history entries older than
 -- the history length (rules.rs: PoolState::reap). Atomic, so every node may run it at once:
 -- each lease is ended exactly once. The caller repeats while a full batch comes back.
-local now, batch = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, batch = advance(tonumber(ARGV[1])), tonumber(ARGV[2])
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('exp'), '-inf', fmt(now), 'LIMIT', 0, batch)) do
   end_lease(id, now)

@@ -1,6 +1,6 @@
 -- shrink(now) -> {site, number, ...}
 -- Gives shared numbers free for shrink_after back to the inventory, into cooldown (rules.rs: PoolState::shrink).
-local now = tonumber(ARGV[1])
+local now = advance(tonumber(ARGV[1]))
 local out = {}
 for _, s in ipairs(redis.call('SMEMBERS', k('sites'))) do
   local r = rules_of(s)

@@ -1,5 +1,5 @@
 -- status(site, now) -> {max, working, dedicated, free, cooling, exhausted} | {}
-local site, now = ARGV[1], tonumber(ARGV[2])
+local site, now = ARGV[1], pool_time(tonumber(ARGV[2]))
 local v = redis.call('HMGET', k('site', site), 'max', 'exhausted')
 if not v[1] then return {} end
 local dedicated = 0

@@ -23,6 +23,7 @@ const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_NEXT_LEASE_ID: &str = "next_lease_id";
 const META_HISTORY_MS: &str = "history_ms";
+const META_CLOCK_MS: &str = "clock_ms";
 
 /// The file name of the pool inside the data dir.
 pub const FILE_NAME: &str = "pool.redb";
@@ -196,6 +197,7 @@ fn persist(state: &mut PoolState, db: &Database) -> Result<(), PoolError> {
         let mut meta = txn.open_table(META).map_err(storage)?;
         meta.insert(META_NEXT_LEASE_ID, state.next_lease_id()).map_err(storage)?;
         meta.insert(META_HISTORY_MS, state.history_for().as_millis() as u64).map_err(storage)?;
+        meta.insert(META_CLOCK_MS, state.clock().as_millis().max(0) as u64).map_err(storage)?;
     }
     txn.commit().map_err(storage)
 }
@@ -222,5 +224,6 @@ fn load(db: &Database) -> Result<PoolState, PoolError> {
     let meta = txn.open_table(META).map_err(storage)?;
     let next = meta.get(META_NEXT_LEASE_ID).map_err(storage)?.map_or(1, |v| v.value());
     let history_ms = meta.get(META_HISTORY_MS).map_err(storage)?.map_or(0, |v| v.value());
-    Ok(PoolState::from_parts(numbers, sites, leases, next, Duration::from_millis(history_ms), true))
+    let clock = Ts::from_millis(meta.get(META_CLOCK_MS).map_err(storage)?.map_or(0, |v| v.value()) as i64);
+    Ok(PoolState::from_parts(numbers, sites, leases, next, clock, Duration::from_millis(history_ms), true))
 }

@@ -23,6 +23,9 @@
 //! - Free numbers go out least-recently-released first (ties: the smaller number), from the
 //!   site's working set before the inventory.
 //! - Ended leases stay in the history for at least `history_for`.
+//! - The pool's time never runs backwards: an operation handed an earlier `now` than one
+//!   already seen (clock skew between nodes, a clock stepped back) uses the latest one, so a
+//!   lease never starts before the previous lease of its number ended.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -134,12 +137,13 @@ pub struct Changes {
     pub numbers: BTreeSet<PhoneNumber>,
     pub sites: BTreeSet<SiteId>,
     pub leases: BTreeSet<LeaseId>,
-    pub next_lease_id: bool,
+    /// The lease counter or the pool's clock moved.
+    pub meta: bool,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.numbers.is_empty() && self.sites.is_empty() && self.leases.is_empty() && !self.next_lease_id
+        self.numbers.is_empty() && self.sites.is_empty() && self.leases.is_empty() && !self.meta
     }
 }
 
@@ -168,6 +172,8 @@ pub struct PoolState {
     /// Ended leases by end, for trimming the history.
     ended: BTreeSet<(Ts, LeaseId)>,
     next_lease_id: u64,
+    /// The latest `now` any operation was handed.
+    clock: Ts,
     history_for: Duration,
     changes: Option<Changes>,
 }
@@ -185,11 +191,13 @@ impl PoolState {
         sites: Vec<(SiteId, SiteState)>,
         leases: Vec<Lease>,
         next_lease_id: u64,
+        clock: Ts,
         history_for: Duration,
         track_changes: bool,
     ) -> PoolState {
         let mut pool = PoolState::new(track_changes);
         pool.next_lease_id = next_lease_id.max(1);
+        pool.clock = clock;
         pool.history_for = history_for;
         pool.sites = sites.into_iter().collect();
         for n in numbers {
@@ -206,6 +214,7 @@ impl PoolState {
     /// Brings the pool in line with the configuration: sites added, updated or deactivated;
     /// numbers added, re-targeted or retired. Leased numbers move when their lease ends.
     pub fn configure(&mut self, spec: &PoolSpec, now: Ts) {
+        let now = self.advance(now);
         self.history_for = spec.history_for;
         let configured: BTreeMap<&SiteId, &SiteRules> = spec.sites.iter().map(|(s, r)| (s, r)).collect();
         let site_ids: Vec<SiteId> = self.sites.keys().cloned().collect();
@@ -264,6 +273,7 @@ impl PoolState {
     /// Grants `visitor` a lease on one of `site`'s numbers, or returns the one it holds
     /// (extended, as activity). `None` when the site is unknown or removed.
     pub fn acquire(&mut self, site: &SiteId, visitor: &VisitorId, attrs: &SessionAttrs, now: Ts) -> Option<Grant> {
+        let now = self.advance(now);
         let rules = match self.sites.get(site) {
             Some(s) if s.active => s.rules.clone(),
             _ => return None,
@@ -294,7 +304,7 @@ impl PoolState {
         };
         let id = LeaseId(self.next_lease_id);
         self.next_lease_id += 1;
-        self.note_next_id();
+        self.note_meta();
         let lease = Lease {
             id,
             site: site.clone(),
@@ -326,6 +336,7 @@ impl PoolState {
 
     /// Activity from the visitor: extends its live lease. `None` when it holds none (or it expired).
     pub fn touch(&mut self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Lease> {
+        let now = self.advance(now);
         let id = self.live_lease(site, visitor, now)?;
         let rules = self.sites.get(site)?.rules.clone();
         Some(self.extend(id, &rules, now))
@@ -333,6 +344,7 @@ impl PoolState {
 
     /// The visitor closed its last tab: the lease ends `release_grace` from now unless it comes back.
     pub fn leave(&mut self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Lease> {
+        let now = self.advance(now);
         let id = self.live_lease(site, visitor, now)?;
         let grace = self.sites.get(site)?.rules.release_grace;
         let mut lease = self.leases[&id].clone();
@@ -347,12 +359,14 @@ impl PoolState {
 
     /// The visitor's live lease, if it holds one that has not expired.
     pub fn current(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Lease> {
+        let now = now.max(self.clock);
         self.live_lease(site, visitor, now).map(|id| self.leases[&id].clone())
     }
 
     /// Ends every lease expired by `now` and trims the history; returns the ended leases,
     /// ordered by end then id.
     pub fn reap(&mut self, now: Ts) -> Vec<Lease> {
+        let now = self.advance(now);
         let due: Vec<LeaseId> =
             self.expiry.range(..(now, LeaseId(u64::MAX))).filter(|(t, _)| *t <= now).map(|(_, id)| *id).collect();
         let ended = due.into_iter().map(|id| self.end_lease(id, now)).collect();
@@ -370,6 +384,7 @@ impl PoolState {
     /// Gives shared numbers that sat free for `shrink_after` back to the inventory, into their
     /// cooldown. Returns them.
     pub fn shrink(&mut self, now: Ts) -> Vec<(SiteId, PhoneNumber)> {
+        let now = self.advance(now);
         let mut returned = Vec::new();
         for (site, state) in &self.sites {
             let Some(w) = self.working.get(site) else { continue };
@@ -419,6 +434,7 @@ impl PoolState {
 
     /// The site's working set now; `None` for an unknown site.
     pub fn status(&self, site: &SiteId, now: Ts) -> Option<SiteStatus> {
+        let now = now.max(self.clock);
         let state = self.sites.get(site)?;
         let w = self.working.get(site);
         let working = w.map_or(0, |w| w.numbers.len()) as u32;
@@ -470,6 +486,11 @@ impl PoolState {
         self.history_for
     }
 
+    /// The latest time any operation was handed.
+    pub fn clock(&self) -> Ts {
+        self.clock
+    }
+
     pub fn next_lease_id(&self) -> u64 {
         self.next_lease_id
     }
@@ -480,6 +501,15 @@ impl PoolState {
             Some(c) => std::mem::take(c),
             None => Changes::default(),
         }
+    }
+
+    /// Moves the pool's clock to `now` unless it is already later; returns the pool's time.
+    fn advance(&mut self, now: Ts) -> Ts {
+        if now > self.clock {
+            self.clock = now;
+            self.note_meta();
+        }
+        self.clock
     }
 
     fn live_lease(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<LeaseId> {
@@ -651,9 +681,9 @@ impl PoolState {
         }
     }
 
-    fn note_next_id(&mut self) {
+    fn note_meta(&mut self) {
         if let Some(c) = &mut self.changes {
-            c.next_lease_id = true;
+            c.meta = true;
         }
     }
 }

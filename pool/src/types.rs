@@ -11,7 +11,7 @@ use crate::PoolError;
 ///
 /// The pool's rules never read a clock: every operation is handed `now`, so the same code runs
 /// under a wall clock in the service and under a virtual clock in tests and the simulator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Ts(i64);
 

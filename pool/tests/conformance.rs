@@ -118,7 +118,7 @@ conformance!(free_numbers_go_out_least_recently_released_first, |pool, kind| {
     }
     // Release number 1, then 2, then 0.
     for (i, v) in [1, 2, 0].into_iter().enumerate() {
-        let t = T0.plus(MIN * (i as u32 + 1));
+        let t = T0.plus(3 * MIN * (i as u32 + 1));
         pool.leave(&a, &visitor(v), t).await.unwrap();
         pool.reap(t.plus(2 * MIN)).await.unwrap();
     }
@@ -312,3 +312,14 @@ async fn check_after_restart(pool: &Pool, a: &SiteId, held: &Lease, kind: &str) 
     let (next, _) = lease(pool, a, &visitor(4), T0.plus(2 * HOUR)).await;
     assert!(next.id.0 > held.id.0, "{kind}: lease ids keep counting up");
 }
+
+conformance!(a_lagging_clock_never_starts_a_lease_before_the_last_one_ended, |pool, kind| {
+    let a = site("a");
+    pool.configure(&spec(shared(0..1), &[("a", rules(1))]), T0).await.unwrap();
+    lease(pool, &a, &visitor(1), T0).await;
+    pool.reap(T0.plus(30 * MIN)).await.unwrap();
+    // Another node whose clock runs 10 minutes behind hands out the number next.
+    let (l, _) = lease(pool, &a, &visitor(2), T0.plus(20 * MIN)).await;
+    assert_eq!(l.started_at, T0.plus(30 * MIN), "{kind}: the pool's time does not run backwards");
+    assert_eq!(pool.holder_at(&num(0), T0.plus(25 * MIN)).await.unwrap().unwrap().visitor, visitor(1), "{kind}");
+});
