@@ -149,10 +149,14 @@ impl RedisPool {
     pub async fn connect(opts: &RedisOptions) -> Result<RedisPool, PoolError> {
         let client = redis::Client::open(opts.url.as_str())
             .map_err(|e| PoolError::Invalid(format!("redis url {:?}: {e}", opts.url)))?;
+        // Few, short reconnect attempts per command: while Redis is away a lease answers
+        // `Unavailable` within about a second (the visitor keeps the default number) instead of
+        // waiting through a long backoff; the next command tries again.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(opts.response_timeout))
-            .set_max_delay(Duration::from_secs(2));
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
         let mut delay = Duration::from_millis(100);
         let conn = loop {
             match client.get_connection_manager_with_config(config.clone()).await {

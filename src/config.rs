@@ -1,0 +1,586 @@
+//! The configuration: one TOML file (plus `CALLPOOL_*` environment overrides for secrets and
+//! URLs), parsed once into typed, validated fields and passed down. Nothing else reads the
+//! environment.
+//!
+//! Every problem is reported at once, each naming the file, the site and the field.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use callpool_pool::{NumberSpec, PhoneNumber, PoolSpec, SiteId, SiteRules};
+use serde::Deserialize;
+
+/// The built-in demo configuration `callpool serve` uses when there is no config file.
+pub const DEMO_CONFIG: &str = include_str!("../deploy/demo.toml");
+
+/// The environment variables that override the file, and what they override.
+pub const ENV_LISTEN: &str = "CALLPOOL_LISTEN";
+pub const ENV_ADMIN_TOKEN: &str = "CALLPOOL_ADMIN_TOKEN";
+pub const ENV_STORE: &str = "CALLPOOL_STORE";
+pub const ENV_DATA_DIR: &str = "CALLPOOL_DATA_DIR";
+pub const ENV_REDIS_URL: &str = "CALLPOOL_REDIS_URL";
+pub const ENV_REDIS_PREFIX: &str = "CALLPOOL_REDIS_PREFIX";
+
+/// No configured duration may exceed ten years (they are added to timestamps).
+const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Where configuration values from the environment come from; tests pass a map.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// Why a configuration was refused: every problem found, each naming where it is.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub source: String,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "{}: {n} problem{} in the configuration:", self.source, if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from (or "built-in demo configuration").
+    pub source: String,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub pool: PoolConfig,
+    pub sites: Vec<SiteConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for `/v1/admin/*`; without one the admin endpoints answer 401 to everyone.
+    pub admin_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    Embedded { data_dir: PathBuf },
+    Redis { url: String, prefix: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// The shared inventory any site may draw from.
+    pub numbers: Vec<PhoneNumber>,
+    /// How long ended leases are kept for call matching.
+    pub history: Duration,
+    /// How often the reaper ends expired leases and shrinks working sets.
+    pub reaper_interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub id: SiteId,
+    /// The public key the snippet sends (`data-site`).
+    pub key: String,
+    pub allowed_origins: Vec<String>,
+    pub timezone: chrono_tz::Tz,
+    pub default_before: PhoneNumber,
+    pub default_after: PhoneNumber,
+    /// Numbers dedicated to this site.
+    pub numbers: Vec<PhoneNumber>,
+    pub delay_to_show: Duration,
+    pub rules: SiteRules,
+}
+
+impl Config {
+    /// Reads and validates `path`, then applies the environment overrides.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: source.clone(),
+            problems: vec![format!("cannot read the file: {e}")],
+        })?;
+        Config::parse(&text, &source, env)
+    }
+
+    /// The built-in demo configuration, with the environment overrides.
+    pub fn demo(env: &dyn Env) -> Result<Config, ConfigError> {
+        Config::parse(DEMO_CONFIG, "built-in demo configuration", env)
+    }
+
+    /// Parses and validates TOML text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            source: source.to_owned(),
+            problems: vec![e.to_string().trim_end().to_owned()],
+        })?;
+        let mut v = Validator { problems: Vec::new() };
+        let config = v.config(raw, source, env);
+        match config {
+            Some(c) if v.problems.is_empty() => Ok(c),
+            _ => Err(ConfigError { source: source.to_owned(), problems: v.problems }),
+        }
+    }
+
+    /// What the pool needs: every number with its placement, every site's rules.
+    pub fn pool_spec(&self) -> PoolSpec {
+        let mut numbers: Vec<NumberSpec> =
+            self.pool.numbers.iter().map(|n| NumberSpec { number: n.clone(), dedicated_to: None }).collect();
+        for s in &self.sites {
+            numbers
+                .extend(s.numbers.iter().map(|n| NumberSpec { number: n.clone(), dedicated_to: Some(s.id.clone()) }));
+        }
+        PoolSpec {
+            numbers,
+            sites: self.sites.iter().map(|s| (s.id.clone(), s.rules.clone())).collect(),
+            history_for: self.pool.history,
+        }
+    }
+
+    pub fn site(&self, id: &SiteId) -> Option<&SiteConfig> {
+        self.sites.iter().find(|s| &s.id == id)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    pool: RawPool,
+    #[serde(default, rename = "site")]
+    sites: Vec<RawSite>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    admin_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    kind: Option<String>,
+    data_dir: Option<PathBuf>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    #[serde(default)]
+    numbers: Vec<String>,
+    history: Option<String>,
+    reaper_interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    id: String,
+    key: String,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    timezone: Option<String>,
+    default_before: String,
+    default_after: String,
+    #[serde(default)]
+    numbers: Vec<String>,
+    max_numbers: Option<u32>,
+    delay_to_show: Option<String>,
+    reclaim_after_idle: Option<String>,
+    max_hold: Option<String>,
+    release_grace: Option<String>,
+    shrink_after: Option<String>,
+    cooldown: Option<String>,
+}
+
+struct Validator {
+    problems: Vec<String>,
+}
+
+impl Validator {
+    fn fail(&mut self, at: &str, msg: impl fmt::Display) {
+        self.problems.push(format!("{at}: {msg}"));
+    }
+
+    fn duration(&mut self, at: &str, raw: Option<&str>, default: &str, allow_zero: bool) -> Duration {
+        let text = raw.unwrap_or(default);
+        match humantime::parse_duration(text) {
+            Ok(d) if d > LONGEST => {
+                self.fail(at, format!("{text:?} is longer than ten years"));
+                Duration::ZERO
+            }
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.fail(at, "must be longer than zero");
+                Duration::ZERO
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.fail(at, format!("{text:?} is not a duration ({e}); write e.g. \"50s\", \"30m\", \"4h\", \"7d\""));
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn number(&mut self, at: &str, raw: &str) -> Option<PhoneNumber> {
+        match PhoneNumber::parse(raw) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.fail(at, e);
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig, source: &str, env: &dyn Env) -> Option<Config> {
+        let listen_text = env.var(ENV_LISTEN).or(raw.server.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.fail("[server] listen", format!("{listen_text:?} is not an address:port such as 127.0.0.1:8080"));
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        };
+        let admin_token = env.var(ENV_ADMIN_TOKEN).or(raw.server.admin_token);
+        if let Some(t) = &admin_token {
+            if t.len() < 16 {
+                self.fail("[server] admin_token", "must be at least 16 characters");
+            }
+        }
+        let kind = env.var(ENV_STORE).or(raw.store.kind).unwrap_or_else(|| "embedded".into());
+        let store = match kind.as_str() {
+            "embedded" => StoreConfig::Embedded {
+                data_dir: env
+                    .var(ENV_DATA_DIR)
+                    .map(PathBuf::from)
+                    .or(raw.store.data_dir)
+                    .unwrap_or_else(|| "data".into()),
+            },
+            "redis" => {
+                let url =
+                    env.var(ENV_REDIS_URL).or(raw.store.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
+                if redis_url_ok(&url).is_err() {
+                    self.fail("[store] redis_url", format!("{url:?} is not a redis:// or rediss:// URL"));
+                }
+                let prefix = env.var(ENV_REDIS_PREFIX).or(raw.store.redis_prefix).unwrap_or_else(|| "callpool".into());
+                if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.contains(char::is_whitespace) {
+                    self.fail("[store] redis_prefix", "must be non-empty, without braces or spaces");
+                }
+                StoreConfig::Redis { url, prefix }
+            }
+            other => {
+                self.fail("[store] kind", format!("{other:?} is neither \"embedded\" nor \"redis\""));
+                StoreConfig::Embedded { data_dir: "data".into() }
+            }
+        };
+
+        // Where each number is used, to catch a number used twice.
+        let mut owners: BTreeMap<PhoneNumber, String> = BTreeMap::new();
+        let mut claim = |v: &mut Validator, n: &PhoneNumber, at: String| match owners.get(n) {
+            Some(first) => v.fail(&at, format!("{n} is already used at {first}; a number belongs to one place")),
+            None => {
+                owners.insert(n.clone(), at);
+            }
+        };
+        let mut shared = Vec::new();
+        for (i, raw_n) in raw.pool.numbers.iter().enumerate() {
+            let at = format!("[pool] numbers[{i}]");
+            if let Some(n) = self.number(&at, raw_n) {
+                claim(self, &n, at);
+                shared.push(n);
+            }
+        }
+        let pool = PoolConfig {
+            history: self.duration("[pool] history", raw.pool.history.as_deref(), "35d", false),
+            reaper_interval: self.duration("[pool] reaper_interval", raw.pool.reaper_interval.as_deref(), "1s", false),
+            numbers: shared.clone(),
+        };
+
+        let mut sites = Vec::new();
+        let mut ids = HashSet::new();
+        let mut keys = HashSet::new();
+        let mut defaults = Vec::new();
+        for (i, rs) in raw.sites.into_iter().enumerate() {
+            let name = format!("[[site]] #{} ({:?})", i + 1, rs.id);
+            let id = match SiteId::new(rs.id.clone()) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.fail(&format!("{name} id"), e);
+                    continue;
+                }
+            };
+            let at = |field: &str| format!("site {:?}: {field}", rs.id);
+            if !ids.insert(id.clone()) {
+                self.fail(&at("id"), "another site has the same id");
+            }
+            let key_ok = (8..=64).contains(&rs.key.len())
+                && rs.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !key_ok {
+                self.fail(&at("key"), "must be 8 to 64 characters of A-Z, a-z, 0-9, '_' and '-'");
+            } else if !keys.insert(rs.key.clone()) {
+                self.fail(&at("key"), "another site has the same key");
+            }
+            if rs.allowed_origins.is_empty() {
+                self.fail(
+                    &at("allowed_origins"),
+                    "list the origins the snippet runs on, e.g. [\"https://example.com\"]",
+                );
+            }
+            for (j, o) in rs.allowed_origins.iter().enumerate() {
+                if let Err(why) = origin_ok(o) {
+                    self.fail(&at(&format!("allowed_origins[{j}]")), format!("{o:?} {why}"));
+                }
+            }
+            let timezone = match rs.timezone.as_deref().unwrap_or("UTC").parse::<chrono_tz::Tz>() {
+                Ok(tz) => tz,
+                Err(_) => {
+                    self.fail(
+                        &at("timezone"),
+                        format!("{:?} is not an IANA time zone such as Europe/Moscow", rs.timezone),
+                    );
+                    chrono_tz::UTC
+                }
+            };
+            let default_before = self.number(&at("default_before"), &rs.default_before);
+            let default_after = self.number(&at("default_after"), &rs.default_after);
+            for (field, n) in [("default_before", &default_before), ("default_after", &default_after)] {
+                if let Some(n) = n {
+                    defaults.push((n.clone(), at(field)));
+                }
+            }
+            let mut dedicated = Vec::new();
+            for (j, raw_n) in rs.numbers.iter().enumerate() {
+                let where_ = at(&format!("numbers[{j}]"));
+                if let Some(n) = self.number(&where_, raw_n) {
+                    claim(self, &n, where_);
+                    dedicated.push(n);
+                }
+            }
+            let max_numbers = rs.max_numbers.unwrap_or(dedicated.len() as u32);
+            if max_numbers == 0 {
+                self.fail(
+                    &at("max_numbers"),
+                    "the site has no numbers: list `numbers`, or set `max_numbers` to draw from [pool] numbers",
+                );
+            } else if (max_numbers as usize) < dedicated.len() {
+                self.fail(
+                    &at("max_numbers"),
+                    format!("{max_numbers} is fewer than the {} dedicated numbers", dedicated.len()),
+                );
+            } else if max_numbers as usize > dedicated.len() && shared.is_empty() {
+                self.fail(&at("max_numbers"), "is more than the dedicated numbers, but [pool] numbers is empty");
+            }
+            let delay_to_show = self.duration(&at("delay_to_show"), rs.delay_to_show.as_deref(), "50s", true);
+            let rules = SiteRules {
+                max_numbers,
+                reclaim_after_idle: self.duration(
+                    &at("reclaim_after_idle"),
+                    rs.reclaim_after_idle.as_deref(),
+                    "30m",
+                    false,
+                ),
+                max_hold: self.duration(&at("max_hold"), rs.max_hold.as_deref(), "4h", false),
+                release_grace: self.duration(&at("release_grace"), rs.release_grace.as_deref(), "2m", true),
+                shrink_after: self.duration(&at("shrink_after"), rs.shrink_after.as_deref(), "24h", false),
+                cooldown: self.duration(&at("cooldown"), rs.cooldown.as_deref(), "7d", true),
+            };
+            if !rules.max_hold.is_zero() && delay_to_show >= rules.max_hold {
+                self.fail(
+                    &at("delay_to_show"),
+                    format!(
+                        "{} is not shorter than max_hold ({}): visitors would never see a tracking number",
+                        humantime::format_duration(delay_to_show),
+                        humantime::format_duration(rules.max_hold)
+                    ),
+                );
+            }
+            if let (Some(default_before), Some(default_after)) = (default_before, default_after) {
+                sites.push(SiteConfig {
+                    id,
+                    key: rs.key,
+                    allowed_origins: rs.allowed_origins,
+                    timezone,
+                    default_before,
+                    default_after,
+                    numbers: dedicated,
+                    delay_to_show,
+                    rules,
+                });
+            }
+        }
+        for (n, at) in defaults {
+            if let Some(pool_at) = owners.get(&n) {
+                self.fail(
+                    &at,
+                    format!("{n} is also a pool number (at {pool_at}); a default number must not be handed out"),
+                );
+            }
+        }
+        Some(Config { source: source.to_owned(), server: ServerConfig { listen, admin_token }, store, pool, sites })
+    }
+}
+
+fn redis_url_ok(url: &str) -> Result<(), ()> {
+    match url.split_once("://") {
+        Some(("redis" | "rediss" | "redis+unix" | "unix", rest)) if !rest.is_empty() => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn origin_ok(o: &str) -> Result<(), &'static str> {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or("must start with http:// or https:// and name a host")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err("must be scheme://host[:port] with no path, not even '/'");
+    }
+    rest.parse::<axum::http::uri::Authority>().map(|_| ()).map_err(|_| "does not name a valid host[:port]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [pool]
+        numbers = ["+74951230001", "+74951230002"]
+
+        [[site]]
+        id = "shop"
+        key = "shop-public-key"
+        allowed_origins = ["https://shop.example"]
+        timezone = "Europe/Moscow"
+        default_before = "+74951234567"
+        default_after = "+74951234568"
+        numbers = ["+74951230003"]
+        max_numbers = 3
+        delay_to_show = "50s"
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Parses `text` and checks that it fails with exactly the problems that contain `expected`.
+    fn check(text: &str, expected: &[&str]) {
+        match Config::parse(text, "test.toml", &env(&[])) {
+            Ok(_) if expected.is_empty() => {}
+            Ok(_) => panic!("expected problems {expected:?}, the config was accepted"),
+            Err(e) => {
+                assert_eq!(e.problems.len(), expected.len(), "problems: {:#?}", e.problems);
+                for (p, want) in e.problems.iter().zip(expected) {
+                    assert!(p.contains(want), "{p:?} does not contain {want:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD, "test.toml", &env(&[])).unwrap();
+        let s = &c.sites[0];
+        assert_eq!(s.rules.cooldown, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.rules.reclaim_after_idle, Duration::from_secs(1800));
+        assert_eq!(s.timezone, chrono_tz::Europe::Moscow);
+        assert_eq!(c.store, StoreConfig::Embedded { data_dir: "data".into() });
+        let spec = c.pool_spec();
+        assert_eq!(spec.numbers.len(), 3);
+        assert_eq!(spec.numbers[2].dedicated_to, Some(s.id.clone()));
+    }
+
+    #[test]
+    fn environment_overrides_secrets_and_urls() {
+        let e = env(&[
+            (ENV_STORE, "redis"),
+            (ENV_REDIS_URL, "redis://10.0.0.1:6380/2"),
+            (ENV_ADMIN_TOKEN, "0123456789abcdef"),
+            (ENV_LISTEN, "0.0.0.0:9000"),
+        ]);
+        let c = Config::parse(GOOD, "test.toml", &e).unwrap();
+        assert_eq!(c.store, StoreConfig::Redis { url: "redis://10.0.0.1:6380/2".into(), prefix: "callpool".into() });
+        assert_eq!(c.server.admin_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(c.server.listen, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_configs_name_the_site_and_field() {
+        check(&GOOD.replace("+74951230002", "84951230002"), &["[pool] numbers[1]: \"84951230002\" is not an E.164"]);
+        check(
+            &GOOD.replace("default_after = \"+74951234568\"", "default_after = \"+74951230001\""),
+            &["site \"shop\": default_after: +74951230001 is also a pool number"],
+        );
+        check(
+            &GOOD.replace("numbers = [\"+74951230003\"]", "numbers = [\"+74951230002\"]"),
+            &["site \"shop\": numbers[0]: +74951230002 is already used at [pool] numbers[1]"],
+        );
+        check(
+            &GOOD.replace("delay_to_show = \"50s\"", "delay_to_show = \"5h\""),
+            &["site \"shop\": delay_to_show: 5h is not shorter than max_hold"],
+        );
+        check(&GOOD.replace("timezone", "time_zone"), &["unknown field `time_zone`"]);
+        check(&GOOD.replace("\"Europe/Moscow\"", "\"Mars/Olympus\""), &["site \"shop\": timezone"]);
+        check(&GOOD.replace("\"50s\"", "\"fifty\""), &["site \"shop\": delay_to_show: \"fifty\" is not a duration"]);
+        check(&GOOD.replace("https://shop.example", "shop.example/path"), &["allowed_origins[0]"]);
+        check(
+            &GOOD.replace("max_numbers = 3", "max_numbers = 0"),
+            &["site \"shop\": max_numbers: the site has no numbers"],
+        );
+        check(
+            &format!("{GOOD}\n{}", &GOOD[GOOD.find("[[site]]").unwrap()..].replace("+7495123000", "+7495124000")),
+            &["site \"shop\": id: another site has the same id", "site \"shop\": key: another site has the same key"],
+        );
+    }
+
+    #[test]
+    fn the_demo_config_is_valid() {
+        let c = Config::demo(&env(&[])).unwrap();
+        assert_eq!(c.sites.len(), 1);
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../callpool.example.toml");
+        Config::parse(text, "callpool.example.toml", &env(&[])).unwrap();
+    }
+
+    #[test]
+    fn origins() {
+        assert!(origin_ok("https://example.com").is_ok());
+        assert!(origin_ok("http://127.0.0.1:8080").is_ok());
+        assert!(origin_ok("https://example.com/").is_err());
+        assert!(origin_ok("example.com").is_err());
+        assert!(origin_ok("ftp://example.com").is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! The HTTP surface: health, readiness, metrics, the OpenAPI document and the admin API.
+//! Errors become HTTP statuses here and nowhere else.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use callpool_pool::{PoolError, SiteId, SiteStatus};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::app::App;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/admin/pool", get(pool_status_all))
+        .route("/v1/admin/pool/{site}", get(pool_status_site))
+        .with_state(app)
+}
+
+/// The OpenAPI 3 document of the HTTP API, generated from the handlers below.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "callpool", description = "Dynamic call tracking: HTTP API"),
+    paths(healthz, readyz, metrics, pool_status_all, pool_status_site),
+    components(schemas(ApiError, ErrorBody, Ready, PoolStatus, SitePoolStatus)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// An error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ApiError {
+    error: ErrorBody,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `unauthorized`, `not_found`, `unavailable`, `internal`.
+    code: &'static str,
+    /// For people; may change.
+    message: String,
+}
+
+/// What went wrong in a handler, mapped to a status in one place.
+pub enum Failure {
+    Unauthorized,
+    NotFound(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<PoolError> for Failure {
+    fn from(e: PoolError) -> Failure {
+        match e {
+            PoolError::UnknownSite(s) => Failure::NotFound(format!("unknown site {s}")),
+            PoolError::Unavailable(_) => Failure::Unavailable(e.to_string()),
+            PoolError::Invalid(m) => Failure::NotFound(m),
+            PoolError::Storage(_) => Failure::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            Failure::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the admin token as 'Authorization: Bearer <token>'".to_owned(),
+            ),
+            Failure::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            Failure::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            Failure::Internal(m) => {
+                tracing::error!(error = %m, "A request failed inside callpool.");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            }
+        };
+        let mut resp = (status, Json(ApiError { error: ErrorBody { code, message } })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
+    let Some(expected) = app.config.server.admin_token.as_deref() else { return Err(Failure::Unauthorized) };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Failure::Unauthorized)
+    }
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The process is alive", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// `embedded` or `redis`.
+    store: &'static str,
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "Ready to serve", body = Ready),
+    (status = 503, description = "The store does not answer", body = Ready),
+))]
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, Json<Ready>) {
+    let store = app.pool.kind();
+    match app.pool.ping().await {
+        Ok(()) => (StatusCode::OK, Json(Ready { status: "ready", store })),
+        Err(e) => {
+            tracing::warn!(error = %e, "Not ready: the store does not answer.");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { status: "unavailable", store }))
+        }
+    }
+}
+
+/// Prometheus metrics in the text format. Pool gauges are read from the store at scrape time.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let now = app.clock.now();
+    for site in &app.config.sites {
+        match app.pool.status(&site.id, now).await {
+            Ok(Some(st)) => {
+                let g = &app.metrics.pool_numbers;
+                for (state, v) in [
+                    ("working", st.working),
+                    ("leased", st.leased),
+                    ("free", st.free),
+                    ("cooling", st.cooling),
+                    ("max", st.max_numbers),
+                ] {
+                    g.with_label_values(&[site.id.as_str(), state]).set(i64::from(v));
+                }
+                let exhausted = i64::try_from(st.exhausted_total).unwrap_or(i64::MAX);
+                app.metrics.pool_exhausted.with_label_values(&[site.id.as_str()]).set(exhausted);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, site = %site.id, "Pool gauges not refreshed."),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.encode()).into_response()
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// A site's working set now.
+#[derive(Serialize, ToSchema)]
+pub struct SitePoolStatus {
+    site: String,
+    /// The most numbers the site may hold (dedicated ones included).
+    max_numbers: u32,
+    /// Numbers in the site's working set now.
+    working: u32,
+    /// Of those, dedicated to the site.
+    dedicated: u32,
+    /// Held by a visitor now.
+    leased: u32,
+    /// In the working set, not held.
+    free: u32,
+    /// Given back by this site and still in cooldown (no other site may take them yet).
+    cooling: u32,
+    /// Lease requests that found nothing free, since the pool was created.
+    exhausted_total: u64,
+}
+
+impl SitePoolStatus {
+    fn new(site: &SiteId, st: SiteStatus) -> SitePoolStatus {
+        SitePoolStatus {
+            site: site.to_string(),
+            max_numbers: st.max_numbers,
+            working: st.working,
+            dedicated: st.dedicated,
+            leased: st.leased,
+            free: st.free,
+            cooling: st.cooling,
+            exhausted_total: st.exhausted_total,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PoolStatus {
+    sites: Vec<SitePoolStatus>,
+}
+
+/// The pool of every configured site.
+#[utoipa::path(get, path = "/v1/admin/pool", security(("admin_token" = [])), responses(
+    (status = 200, body = PoolStatus),
+    (status = 401, description = "Missing or wrong admin token", body = ApiError),
+    (status = 503, description = "The store does not answer", body = ApiError),
+))]
+async fn pool_status_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<PoolStatus>, Failure> {
+    authorize(&app, &headers)?;
+    let now = app.clock.now();
+    let mut sites = Vec::with_capacity(app.config.sites.len());
+    for site in &app.config.sites {
+        if let Some(st) = app.pool.status(&site.id, now).await? {
+            sites.push(SitePoolStatus::new(&site.id, st));
+        }
+    }
+    Ok(Json(PoolStatus { sites }))
+}
+
+/// One site's pool.
+#[utoipa::path(get, path = "/v1/admin/pool/{site}", security(("admin_token" = [])),
+    params(("site" = String, Path, description = "Site id")),
+    responses(
+        (status = 200, body = SitePoolStatus),
+        (status = 401, description = "Missing or wrong admin token", body = ApiError),
+        (status = 404, description = "Unknown site", body = ApiError),
+        (status = 503, description = "The store does not answer", body = ApiError),
+    ))]
+async fn pool_status_site(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+) -> Result<Json<SitePoolStatus>, Failure> {
+    authorize(&app, &headers)?;
+    let id = SiteId::new(site.clone()).map_err(|_| Failure::NotFound(format!("unknown site {site:?}")))?;
+    if app.config.site(&id).is_none() {
+        return Err(Failure::NotFound(format!("unknown site {site:?}")));
+    }
+    match app.pool.status(&id, app.clock.now()).await? {
+        Some(st) => Ok(Json(SitePoolStatus::new(&id, st))),
+        None => Err(Failure::NotFound(format!("unknown site {site:?}"))),
+    }
+}

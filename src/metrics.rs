@@ -1,0 +1,83 @@
+//! Prometheus metrics: every metric name lives here. Names are `callpool_<area>_<thing>_<unit>`,
+//! counters end in `_total`; labels are of low cardinality (site, reason, state), never a
+//! visitor or a phone number.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Leases the reaper ended, by site and reason (idle, max_hold, left).
+    pub leases_ended: IntCounterVec,
+    /// Numbers given back to the shared inventory, by site.
+    pub numbers_returned: IntCounterVec,
+    /// Reaper passes, by outcome (ok, error).
+    pub reaper_runs: IntCounterVec,
+    pub reaper_duration: Histogram,
+    /// Numbers per site and state (working, leased, free, cooling, max), read from the store at scrape time.
+    pub pool_numbers: IntGaugeVec,
+    /// Lease requests that found the site's pool exhausted, store-wide since the pool was created.
+    pub pool_exhausted: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let leases_ended = IntCounterVec::new(
+            Opts::new("callpool_pool_leases_ended_total", "Leases ended by this node's reaper, by site and reason."),
+            &["site", "reason"],
+        )
+        .expect("valid metric");
+        let numbers_returned = IntCounterVec::new(
+            Opts::new("callpool_pool_numbers_returned_total", "Numbers given back to the shared inventory, by site."),
+            &["site"],
+        )
+        .expect("valid metric");
+        let reaper_runs = IntCounterVec::new(
+            Opts::new("callpool_pool_reaper_runs_total", "Reaper passes on this node, by outcome."),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let reaper_duration = Histogram::with_opts(
+            HistogramOpts::new("callpool_pool_reaper_duration_seconds", "How long one reaper pass took.")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+        )
+        .expect("valid metric");
+        let pool_numbers = IntGaugeVec::new(
+            Opts::new("callpool_pool_numbers", "Numbers per site and state (working, leased, free, cooling, max)."),
+            &["site", "state"],
+        )
+        .expect("valid metric");
+        let pool_exhausted = IntGaugeVec::new(
+            Opts::new(
+                "callpool_pool_exhausted_requests",
+                "Lease requests that found the site's pool exhausted, store-wide since the pool was created.",
+            ),
+            &["site"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(leases_ended.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(numbers_returned.clone()),
+            Box::new(reaper_runs.clone()),
+            Box::new(reaper_duration.clone()),
+            Box::new(pool_numbers.clone()),
+            Box::new(pool_exhausted.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics { registry, leases_ended, numbers_returned, reaper_runs, reaper_duration, pool_numbers, pool_exhausted }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out).expect("encoding to a String");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

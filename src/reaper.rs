@@ -1,0 +1,55 @@
+//! The reaper: on every node, every `reaper_interval`, ends the leases that expired and gives
+//! numbers unused for `shrink_after` back to the inventory. Each lease is ended exactly once
+//! however many nodes run it, because each pass is atomic in the store.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+
+pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(app.config.pool.reaper_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        pass(&app).await;
+    }
+}
+
+/// One pass: check the store still holds the configuration, reap, then shrink.
+pub async fn pass(app: &App) {
+    let timer = app.metrics.reaper_duration.start_timer();
+    let now = app.clock.now();
+    let outcome = async {
+        // A site this node serves that the store does not know means the store lost its data
+        // (a Redis restart without persistence): write the configuration again.
+        if let Some(first) = app.config.sites.first() {
+            if app.pool.status(&first.id, now).await?.is_none() {
+                tracing::warn!("The store has lost the pool configuration (a Redis restart without persistence?); configuring it again.");
+                app.pool.configure(&app.config.pool_spec(), now).await?;
+            }
+        }
+        for lease in app.pool.reap(now).await? {
+            let reason = lease.end_reason.map_or("unknown", |r| r.as_str());
+            app.metrics.leases_ended.with_label_values(&[lease.site.as_str(), reason]).inc();
+            tracing::debug!(site = %lease.site, visitor = %lease.visitor, lease = %lease.id, reason, "Lease ended.");
+        }
+        for (site, _number) in app.pool.shrink(now).await? {
+            app.metrics.numbers_returned.with_label_values(&[site.as_str()]).inc();
+        }
+        Ok::<_, callpool_pool::PoolError>(())
+    }
+    .await;
+    timer.observe_duration();
+    match outcome {
+        Ok(()) => app.metrics.reaper_runs.with_label_values(&["ok"]).inc(),
+        Err(e) => {
+            app.metrics.reaper_runs.with_label_values(&["error"]).inc();
+            tracing::warn!(error = %e, "The reaper pass failed; it runs again at the next interval.");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The `callpool` binary as an operator uses it: check-config, serve (with Redis late to
+//! start), graceful stop, and pool status.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn callpool(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callpool"))
+        .args(args)
+        .env_remove("CALLPOOL_STORE")
+        .env_remove("CALLPOOL_REDIS_URL")
+        .output()
+        .expect("run callpool")
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_each_problem() {
+    let ok = callpool(&["--config", "callpool.example.toml", "check-config"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("site shop"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = config_text("")
+        .replace("\"+74951230002\"", "\"+7 495 123-00-02\"")
+        .replace("delay_to_show = \"10s\"", "delay_to_show = \"10h\"")
+        .replace("default_after = \"+74951234568\"", "default_after = \"+74951230001\"");
+    let path = write(dir.path(), "bad.toml", &bad);
+    let out = callpool(&["--config", &path, "check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&path) && err.contains("3 problems"), "{err}");
+    assert!(err.contains("[pool] numbers[1]: \"+7 495 123-00-02\" is not an E.164 number"), "{err}");
+    assert!(err.contains("site \"shop\": delay_to_show: 10h is not shorter than max_hold"), "{err}");
+    assert!(err.contains("site \"shop\": default_after: +74951230001 is also a pool number"), "{err}");
+
+    let path = write(dir.path(), "typo.toml", &config_text("").replace("max_numbers", "max_number"));
+    let out = callpool(&["--config", &path, "check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_number`"));
+
+    let out = callpool(&["--config", "/nonexistent/callpool.toml", "check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+}
+
+/// Starts `callpool serve`, collecting its log lines in a thread.
+fn spawn_serve(config: &str) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callpool"))
+        .args(["--config", config, "serve"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn callpool");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no log line containing {needle:?}");
+}
+
+fn stop(child: &mut Child) -> Option<i32> {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap().code()
+}
+
+#[test]
+fn serve_waits_for_redis_then_serves_and_stops_cleanly() {
+    let (redis_port, http_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "[store]\nkind = \"redis\"\nredis_url = \"redis://127.0.0.1:{redis_port}/\"\nredis_prefix = \"{}\"",
+        unique("cli")
+    );
+    let text = config_text(&store).replace("[server]", &format!("[server]\nlisten = \"127.0.0.1:{http_port}\""));
+    let path = write(dir.path(), "redis.toml", &text);
+
+    let (mut child, rx) = spawn_serve(&path);
+    wait_for_line(&rx, "Redis is not reachable yet; retrying");
+    let _redis = OwnRedis::start(redis_port);
+    wait_for_line(&rx, "callpool is serving");
+    let ready = std::net::TcpStream::connect(("127.0.0.1", http_port));
+    assert!(ready.is_ok(), "listening once Redis answered");
+    assert_eq!(stop(&mut child), Some(0), "a clean exit on SIGTERM");
+}
+
+#[test]
+fn pool_status_reads_the_embedded_store_after_the_server_stopped() {
+    let http_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("[store]\nkind = \"embedded\"\ndata_dir = {:?}", dir.path().join("data").display().to_string());
+    let text = config_text(&store).replace("[server]", &format!("[server]\nlisten = \"127.0.0.1:{http_port}\""));
+    let path = write(dir.path(), "embedded.toml", &text);
+
+    let (mut child, rx) = spawn_serve(&path);
+    wait_for_line(&rx, "callpool is serving");
+    // While the server holds the store, the command says how to ask the server instead.
+    let busy = callpool(&["--config", &path, "pool", "status"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("/v1/admin/pool"));
+    assert_eq!(stop(&mut child), Some(0));
+
+    let out = callpool(&["--config", &path, "pool", "status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> =
+        text.lines().find(|l| l.starts_with("shop")).expect("a row for shop").split_whitespace().collect();
+    assert_eq!(row, ["shop", "3", "1", "1", "0", "1", "0", "0"], "{text}");
+    let unknown = callpool(&["--config", &path, "pool", "status", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}

@@ -1,0 +1,168 @@
+//! What the service's integration tests share: configs, starting a node in-process on port 0,
+//! and throw-away Redis servers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use callpool::app::App;
+use callpool::clock::ManualClock;
+use callpool::config::Config;
+use callpool_pool::Ts;
+use tokio_util::sync::CancellationToken;
+
+/// 2026-01-01T00:00:00Z.
+pub const T0: Ts = Ts::from_millis(1_767_225_600_000);
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The Redis the tests use: `CALLPOOL_TEST_REDIS_URL`, else the default local port.
+pub fn redis_url() -> String {
+    std::env::var("CALLPOOL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("test-{name}-{}-{nanos}", std::process::id())
+}
+
+/// A one-site config with the given `[store]` table.
+pub fn config_text(store: &str) -> String {
+    format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+
+{store}
+
+[pool]
+numbers = ["+74951230001", "+74951230002"]
+reaper_interval = "20ms"
+
+[[site]]
+id = "shop"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230003"]
+max_numbers = 3
+delay_to_show = "10s"
+reclaim_after_idle = "30m"
+"#
+    )
+}
+
+pub fn embedded_config(dir: &Path) -> Config {
+    let store = format!("[store]\nkind = \"embedded\"\ndata_dir = {:?}", dir.display().to_string());
+    Config::parse(&config_text(&store), "test.toml", &std::collections::HashMap::new()).expect("test config")
+}
+
+pub fn redis_config(url: &str, prefix: &str) -> Config {
+    let store = format!("[store]\nkind = \"redis\"\nredis_url = \"{url}\"\nredis_prefix = \"{prefix}\"");
+    Config::parse(&config_text(&store), "test.toml", &std::collections::HashMap::new()).expect("test config")
+}
+
+/// A callpool node running in this process.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    pub clock: Arc<ManualClock>,
+    pub shutdown: CancellationToken,
+    pub served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    pub async fn start(config: Config, clock: Arc<ManualClock>) -> Node {
+        let app = Arc::new(App::start(config, clock.clone()).await.expect("start the app"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(callpool::run(listener, app.clone(), shutdown.clone()));
+        Node { addr, app, clock, shutdown, served }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(self.url(path)).await.expect("GET")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new().get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("GET")
+    }
+
+    /// The value of one metric line (`name{labels}`), or 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix(series))
+            .find_map(|rest| rest.strip_prefix(' ').and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.served.await.expect("join").expect("served");
+    }
+}
+
+/// Polls `f` every 20 ms for up to 10 s until it returns true.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A throw-away redis-server of the test's own, on `port`, stopped on drop.
+pub struct OwnRedis {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    pub fn start(port: u16) -> OwnRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (./deploy/test.sh installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return OwnRedis { child, _dir: dir };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not start on port {port}");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,152 @@
+//! The service in-process on port 0: health, readiness, metrics, the OpenAPI document, the
+//! admin API, and the reaper on one node and on two nodes sharing Redis.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callpool::clock::{Clock, ManualClock};
+use callpool_pool::{Grant, PoolError, SessionAttrs, SiteId, VisitorId};
+use common::*;
+
+fn shop() -> SiteId {
+    SiteId::new("shop").unwrap()
+}
+
+fn visitor(i: u32) -> VisitorId {
+    VisitorId::new(format!("visitor-{i}")).unwrap()
+}
+
+#[tokio::test]
+async fn health_readiness_openapi_and_admin_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(embedded_config(dir.path()), Arc::new(ManualClock::new(T0))).await;
+
+    assert_eq!(node.get("/healthz").await.text().await.unwrap(), "ok");
+    let ready: serde_json::Value = node.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready, serde_json::json!({"status": "ready", "store": "embedded"}));
+
+    let doc: serde_json::Value = node.get("/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "an OpenAPI 3 document");
+    for path in ["/healthz", "/readyz", "/metrics", "/v1/admin/pool", "/v1/admin/pool/{site}"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is documented");
+    }
+
+    let refused = node.get("/v1/admin/pool").await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = reqwest::Client::new().get(node.url("/v1/admin/pool")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let st: serde_json::Value = node.admin_get("/v1/admin/pool/shop").await.json().await.unwrap();
+    assert_eq!(st["site"], "shop");
+    assert_eq!(
+        (st["working"].as_u64(), st["dedicated"].as_u64(), st["max_numbers"].as_u64()),
+        (Some(1), Some(1), Some(3))
+    );
+    let missing = node.admin_get("/v1/admin/pool/nope").await;
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn the_reaper_ends_idle_leases_and_metrics_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let node = Node::start(embedded_config(dir.path()), clock.clone()).await;
+    for v in 0..2 {
+        let g = node.app.pool.acquire(&shop(), &visitor(v), &SessionAttrs::default(), clock.now()).await.unwrap();
+        assert!(matches!(g, Grant::Leased { .. }));
+    }
+    let st: serde_json::Value = node.admin_get("/v1/admin/pool/shop").await.json().await.unwrap();
+    assert_eq!((st["leased"].as_u64(), st["working"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(node.metric(r#"callpool_pool_numbers{site="shop",state="leased"}"#).await, 2.0);
+
+    clock.advance(Duration::from_secs(31 * 60));
+    eventually("the reaper ended both leases", || async {
+        node.metric(r#"callpool_pool_leases_ended_total{reason="idle",site="shop"}"#).await == 2.0
+    })
+    .await;
+    let st: serde_json::Value = node.admin_get("/v1/admin/pool/shop").await.json().await.unwrap();
+    assert_eq!(st["leased"].as_u64(), Some(0));
+
+    // A day later the shared number goes back to the inventory; the dedicated one stays.
+    clock.advance(Duration::from_secs(86_400));
+    eventually("the shared number went back", || async {
+        node.metric(r#"callpool_pool_numbers_returned_total{site="shop"}"#).await == 1.0
+    })
+    .await;
+    let st: serde_json::Value = node.admin_get("/v1/admin/pool/shop").await.json().await.unwrap();
+    assert_eq!((st["working"].as_u64(), st["cooling"].as_u64()), (Some(1), Some(1)));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_redis_end_each_lease_exactly_once() {
+    let prefix = unique("two-nodes");
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Node::start(redis_config(&redis_url(), &prefix), clock.clone()).await;
+    let b = Node::start(redis_config(&redis_url(), &prefix), clock.clone()).await;
+    let ready: serde_json::Value = a.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["store"], "redis");
+
+    let on_a = a.app.pool.acquire(&shop(), &visitor(1), &SessionAttrs::default(), clock.now()).await.unwrap();
+    let on_b = b.app.pool.acquire(&shop(), &visitor(1), &SessionAttrs::default(), clock.now()).await.unwrap();
+    match (on_a, on_b) {
+        (Grant::Leased { lease: la, fresh: true }, Grant::Leased { lease: lb, fresh: false }) => {
+            assert_eq!(la.id, lb.id, "a visitor's tabs on two nodes share one lease")
+        }
+        other => panic!("unexpected grants {other:?}"),
+    }
+    for v in 2..4 {
+        b.app.pool.acquire(&shop(), &visitor(v), &SessionAttrs::default(), clock.now()).await.unwrap();
+    }
+    clock.advance(Duration::from_secs(31 * 60));
+    let series = r#"callpool_pool_leases_ended_total{reason="idle",site="shop"}"#;
+    eventually("the reapers ended all three leases", || async {
+        a.metric(series).await + b.metric(series).await == 3.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(a.metric(series).await + b.metric(series).await, 3.0, "no lease is ended twice");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn redis_going_away_makes_leases_unavailable_and_readyz_fail_until_it_returns() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let url = format!("redis://127.0.0.1:{port}/");
+    let clock = Arc::new(ManualClock::new(T0));
+    let node = Node::start(redis_config(&url, "outage"), clock.clone()).await;
+    assert_eq!(node.get("/readyz").await.status(), 200);
+
+    drop(redis);
+    let r = node.app.pool.acquire(&shop(), &visitor(1), &SessionAttrs::default(), clock.now()).await;
+    assert!(matches!(r, Err(PoolError::Unavailable(_))), "a lease answers Unavailable: {r:?}");
+    let not_ready = node.get("/readyz").await;
+    assert_eq!(not_ready.status(), 503);
+    let body: serde_json::Value = not_ready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    let admin = node.admin_get("/v1/admin/pool").await;
+    assert_eq!(admin.status(), 503);
+
+    // Redis comes back empty (it had no persistence): the connection recovers without a
+    // restart, and the reaper notices the lost configuration and writes it again.
+    let _redis = OwnRedis::start(port);
+    eventually("readyz recovers", || async { node.get("/readyz").await.status() == 200 }).await;
+    eventually("the pool is configured again", || async {
+        let r = node.admin_get("/v1/admin/pool/shop").await;
+        r.status() == 200 && r.json::<serde_json::Value>().await.unwrap()["working"] == 1
+    })
+    .await;
+    let g = node.app.pool.acquire(&shop(), &visitor(1), &SessionAttrs::default(), clock.now()).await.unwrap();
+    assert!(matches!(g, Grant::Leased { .. }), "leases work again: {g:?}");
+    node.stop().await;
+}
