@@ -13,6 +13,7 @@ if held then
   end_lease(held, now)
 end
 local n = redis.call('ZRANGE', k('free', site), 0, 0)[1]
+local from_inventory = false
 if not n then
   local size = redis.call('SCARD', k('work', site))
   local cand = nil
@@ -25,25 +26,31 @@ if not n then
   end
   if cand and size < r.max then
     n = cand
+    from_inventory = true
   else
     redis.call('HINCRBY', k('site', site), 'exhausted', 1)
     return {'exhausted'}
   end
 end
 local id = tostring(redis.call('HINCRBY', k('meta'), 'last_lease_id', 1))
-local exp = now + math.min(r.idle, r.hold)
+local start, exp = fmt(now), fmt(now + math.min(r.idle, r.hold))
 redis.call('HSET', k('lease', id), 'id', id, 'site', site, 'visitor', visitor, 'number', n, 'attrs', attrs,
-  'start', fmt(now), 'exp', fmt(exp), 'end', '', 'reason', '', 'left', '0')
+  'start', start, 'exp', exp, 'end', '', 'reason', '', 'left', '0')
 redis.call('ZADD', k('exp'), exp, id)
 redis.call('ZADD', k('hist', n), now, id)
 redis.call('HSET', k('live', site), visitor, id)
-local st = num_get(n)
-unindex_number(n, st)
-if st.site ~= site then
+if from_inventory then
+  local st = num_get(n)
+  unindex_number(n, st)
   st.site = site
   st.last = site
+  st.holder = id
+  index_number(n, st)
+  num_save(n, st)
+else
+  -- A free number of the site's own working set: it only stops being free.
+  redis.call('ZREM', k('free', site), n)
+  redis.call('HSET', k('num', n), 'holder', id)
 end
-st.holder = id
-index_number(n, st)
-num_save(n, st)
-return {'leased', '1', lease_flat(id)}
+return {'leased', '1', {'id', id, 'site', site, 'visitor', visitor, 'number', n, 'attrs', attrs,
+  'start', start, 'exp', exp, 'end', '', 'reason', '', 'left', '0'}}

@@ -106,12 +106,12 @@ local function lease_get(id)
   return l
 end
 
--- The visitor's lease id if it is live and not expired at `now`.
+-- The visitor's lease id and expiry if it is live and not expired at `now`.
 local function live_lease(site, visitor, now)
   local id = redis.call('HGET', k('live', site), visitor)
   if not id then return nil end
   local exp = tonumber(redis.call('HGET', k('lease', id), 'exp'))
-  if exp and exp > now then return id end
+  if exp and exp > now then return id, exp end
   return nil
 end
 
@@ -135,16 +135,20 @@ local function end_lease(id, now)
   redis.call('HSET', k('lease', id), 'end', fmt(l.exp), 'reason', reason)
   redis.call('ZREM', k('exp'), id)
   redis.call('ZADD', k('ended'), l.exp, id)
-  if redis.call('HGET', k('live', l.site), l.visitor) == id then
-    redis.call('HDEL', k('live', l.site), l.visitor)
+  redis.call('HDEL', k('live', l.site), l.visitor)
+  local v = redis.call('HMGET', k('num', l.number), 'target', 'tsite', 'site')
+  if not v[1] then return end
+  if (v[1] == 'dedicated' and v[2] == v[3]) or (v[1] == 'shared' and r and r.active) then
+    -- The common case: the number stays where it is and becomes free (what settle would do).
+    redis.call('HSET', k('num', l.number), 'holder', '', 'idle', fmt(l.exp))
+    redis.call('ZADD', k('free', v[3]), l.exp, l.number)
+    return
   end
   local st = num_get(l.number)
-  if st then
-    unindex_number(l.number, st)
-    st.holder = ''
-    st.idle = l.exp
-    index_number(l.number, st)
-    num_save(l.number, st)
-    settle(l.number, now)
-  end
+  unindex_number(l.number, st)
+  st.holder = ''
+  st.idle = l.exp
+  index_number(l.number, st)
+  num_save(l.number, st)
+  settle(l.number, now)
 end

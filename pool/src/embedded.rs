@@ -5,9 +5,14 @@
 //! (fsync), a crash leaves the last committed state, and it builds without a C toolchain.
 //! If a write fails, the in-memory state is reloaded from the file, so memory never runs
 //! ahead of what is stored.
+//!
+//! Writes go through one writer thread that commits in groups: operations that arrive while a
+//! commit is on the disk are applied together and made durable by the next single commit, and
+//! each is answered only after that commit returned. Under concurrent load this costs one
+//! fsync per group instead of one per operation.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -28,16 +33,68 @@ const META_CLOCK_MS: &str = "clock_ms";
 /// The file name of the pool inside the data dir.
 pub const FILE_NAME: &str = "pool.redb";
 
+/// The most operations one commit makes durable.
+const MAX_GROUP: usize = 512;
+
 struct Inner {
     state: PoolState,
     db: Database,
 }
 
+/// An operation for the writer thread: it applies itself to the state and hands back what
+/// answers the caller once the commit's outcome is known.
+type Job = Box<dyn FnOnce(&mut PoolState) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// The pool in one process, persisted to `<data dir>/pool.redb`. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     inner: Arc<Mutex<Inner>>,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
+}
+
+impl Drop for Shared {
+    /// Closes the queue and waits for the writer, so the file is closed when the last clone goes.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The writer thread: takes every job queued, applies them, commits once, answers them all.
+fn writer(inner: Arc<Mutex<Inner>>, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut guard = inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let inner = &mut *guard;
+        let finishers: Vec<Finish> = group.into_iter().map(|job| job(&mut inner.state)).collect();
+        let outcome = persist(&mut inner.state, &inner.db).map_err(|e| {
+            // Memory ran ahead of the file: go back to what is stored.
+            match load(&inner.db) {
+                Ok(state) => inner.state = state,
+                Err(reload) => tracing::error!(error = %reload, "The pool could not be reloaded after a failed write."),
+            }
+            e.to_string()
+        });
+        drop(guard);
+        for finish in finishers {
+            finish(outcome.clone());
+        }
+    }
 }
 
 fn storage(e: impl std::fmt::Display) -> PoolError {
@@ -67,43 +124,40 @@ impl EmbeddedPool {
         txn.open_table(META).map_err(storage)?;
         txn.commit().map_err(storage)?;
         let state = load(&db)?;
-        Ok(EmbeddedPool { inner: Arc::new(Mutex::new(Inner { state, db })), path })
+        let inner = Arc::new(Mutex::new(Inner { state, db }));
+        let (tx, rx) = mpsc::channel::<Job>();
+        let for_writer = inner.clone();
+        let writer = std::thread::Builder::new()
+            .name("callpool-pool-writer".into())
+            .spawn(move || writer(for_writer, rx))
+            .map_err(|e| PoolError::Storage(format!("cannot start the pool writer thread: {e}")))?;
+        Ok(EmbeddedPool { shared: Arc::new(Shared { inner, jobs: Some(tx), writer: Some(writer), path }) })
     }
 
     /// Where the pool is stored.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
-    /// Runs `op` on the state under the lock, then persists what it changed, on a blocking
-    /// thread (redb's commit waits for the disk).
+    /// Runs `op` on the state in the writer thread and answers once what it changed is on disk.
     async fn write<R: Send + 'static>(
         &self,
         op: impl FnOnce(&mut PoolState) -> R + Send + 'static,
     ) -> Result<R, PoolError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let inner = &mut *guard;
-            let out = op(&mut inner.state);
-            if let Err(e) = persist(&mut inner.state, &inner.db) {
-                // Memory ran ahead of the file: go back to what is stored.
-                match load(&inner.db) {
-                    Ok(state) => inner.state = state,
-                    Err(reload) => {
-                        tracing::error!(error = %reload, "The pool could not be reloaded after a failed write.")
-                    }
-                }
-                return Err(e);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| PoolError::Storage(format!("pool task failed: {e}")))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |state| {
+            let out = op(state);
+            Box::new(move |committed: Result<(), String>| {
+                let _ = tx.send(committed.map(|()| out));
+            })
+        });
+        let jobs = self.shared.jobs.as_ref().expect("the queue closes only when the pool is dropped");
+        jobs.send(job).map_err(|_| PoolError::Storage("the pool writer has stopped".into()))?;
+        rx.await.map_err(|_| PoolError::Storage("the pool writer has stopped".into()))?.map_err(PoolError::Storage)
     }
 
     fn read<R>(&self, op: impl FnOnce(&PoolState) -> R) -> R {
-        let guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self.shared.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         op(&guard.state)
     }
 

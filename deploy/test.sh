@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs every callpool test, the way CI does.
+#
+# On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server through
+# apt), starts them on loopback with throw-away data dirs on their own ports, runs the format
+# check, clippy and the whole test suite against them, and stops them again, whatever happens.
+#
+#   ./deploy/test.sh              everything
+#   ./deploy/test.sh -- model     extra arguments go to `cargo test` (here: only tests named *model*)
+#   CALLPOOL_LINT=0 ./deploy/test.sh   skip fmt and clippy
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REDIS_PORT=${CALLPOOL_TEST_REDIS_PORT:-6390}
+AMQP_PORT=${CALLPOOL_TEST_AMQP_PORT:-5690}
+WORK=$(mktemp -d /tmp/callpool-test.XXXXXX)
+RABBIT_NODE="callpool-test-$$@localhost"
+
+say() { printf '\n== %s\n' "$*"; }
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  # Keep the packages' own services from starting: the tests start their own, on loopback.
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+
+cleanup() {
+  set +e
+  [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null
+  if [ -n "${RABBIT_STARTED:-}" ]; then
+    rabbitmqctl -q -n "$RABBIT_NODE" stop >/dev/null 2>&1
+    wait "$RABBIT_PID" 2>/dev/null
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say "starting redis-server on 127.0.0.1:$REDIS_PORT"
+mkdir -p "$WORK/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' --appendonly no \
+  --daemonize yes --pidfile "$WORK/redis.pid" --logfile "$WORK/redis/redis.log"
+for _ in $(seq 100); do
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "redis-server did not start"; cat "$WORK/redis/redis.log"; exit 1; }
+
+say "starting rabbitmq-server on 127.0.0.1:$AMQP_PORT"
+mkdir -p "$WORK/rabbit/mnesia" "$WORK/rabbit/log"
+# Debian's wrapper runs the broker as the rabbitmq user when started by root.
+chmod 755 "$WORK"
+if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq: "$WORK/rabbit"; fi
+export RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$AMQP_PORT" \
+  RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000)) RABBITMQ_MNESIA_BASE="$WORK/rabbit/mnesia" \
+  RABBITMQ_LOG_BASE="$WORK/rabbit/log" RABBITMQ_CONFIG_FILES="$WORK/rabbit/none" \
+  RABBITMQ_ENABLED_PLUGINS_FILE="$WORK/rabbit/enabled_plugins" ERL_EPMD_ADDRESS=127.0.0.1 \
+  ERL_CRASH_DUMP="$WORK/rabbit/erl_crash.dump"
+echo '[].' >"$WORK/rabbit/enabled_plugins"
+rabbitmq-server >"$WORK/rabbit/stdout.log" 2>&1 &
+RABBIT_PID=$!
+RABBIT_STARTED=1
+started=""
+for _ in $(seq 60); do
+  if rabbitmqctl -q -n "$RABBIT_NODE" await_startup --timeout 60 >/dev/null 2>&1; then started=1; break; fi
+  kill -0 "$RABBIT_PID" 2>/dev/null || break
+  sleep 1
+done
+if [ -z "$started" ]; then
+  echo "rabbitmq-server did not start:"; tail -n 30 "$WORK/rabbit/stdout.log"; exit 1
+fi
+
+export CALLPOOL_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+export CALLPOOL_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
+
+if [ "${CALLPOOL_LINT:-1}" = 1 ]; then
+  say "cargo fmt --check"
+  cargo fmt --all -- --check
+  say "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+fi
+
+say "cargo test (redis $CALLPOOL_TEST_REDIS_URL)"
+cargo test --workspace "$@"
