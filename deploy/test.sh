@@ -90,4 +90,9 @@ if [ "${CALLPOOL_LINT:-1}" = 1 ]; then
 fi
 
 say "cargo test (redis $CALLPOOL_TEST_REDIS_URL)"
-cargo test --workspace "$@"
+rc=0
+cargo test --workspace "$@" 2>&1 | tee "$WORK/test.log" || rc=$?
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  END { printf "\ncallpool tests: %d passed, %d failed\n", p, f }' "$WORK/test.log"
+exit "$rc"

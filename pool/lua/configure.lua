@@ -17,6 +17,7 @@ end
 for _, s in ipairs(redis.call('SMEMBERS', k('sites'))) do
   if not configured[s] then redis.call('HSET', k('site', s), 'active', '0') end
 end
+-- (rules_of caches per script run: every site above is written before settle first reads one.)
 local targets = {}
 for _, n in ipairs(redis.call('SMEMBERS', k('nums'))) do targets[n] = {'retired', ''} end
 while i <= #ARGV do

@@ -56,12 +56,21 @@ local function unindex_number(n, st)
   end
 end
 
--- A site's rules, or nil for an unknown site.
+-- A site's rules, or nil for an unknown site. Read once per script run: a reap that ends many
+-- leases of one site reads its rules once.
+local RULES = {}
 local function rules_of(site)
+  local cached = RULES[site]
+  if cached ~= nil then return cached or nil end
   local v = redis.call('HMGET', k('site', site), 'active', 'max', 'idle', 'hold', 'grace', 'shrink', 'cool')
-  if not v[1] then return nil end
-  return {active = v[1] == '1', max = tonumber(v[2]), idle = tonumber(v[3]), hold = tonumber(v[4]),
+  if not v[1] then
+    RULES[site] = false
+    return nil
+  end
+  local r = {active = v[1] == '1', max = tonumber(v[2]), idle = tonumber(v[3]), hold = tonumber(v[4]),
     grace = tonumber(v[5]), shrink = tonumber(v[6]), cool = tonumber(v[7])}
+  RULES[site] = r
+  return r
 end
 
 -- Puts a free number where its target says (rules.rs: PoolState::settle).
@@ -122,7 +131,8 @@ local function extend(id, rules, now)
   redis.call('ZADD', k('exp'), exp, id)
 end
 
--- Ends a live lease at its expiry (rules.rs: PoolState::end_lease).
+-- Ends a live lease at its expiry (rules.rs: PoolState::end_lease); returns the ended lease
+-- as the flat field/value array HGETALL would give.
 local function end_lease(id, now)
   local l = lease_get(id)
   local r = rules_of(l.site)
@@ -133,16 +143,18 @@ local function end_lease(id, now)
     reason = 'max_hold'
   end
   redis.call('HSET', k('lease', id), 'end', fmt(l.exp), 'reason', reason)
+  local flat = {'id', l.id, 'site', l.site, 'visitor', l.visitor, 'number', l.number, 'attrs', l.attrs,
+    'start', fmt(l.start), 'exp', fmt(l.exp), 'end', fmt(l.exp), 'reason', reason, 'left', l.left}
   redis.call('ZREM', k('exp'), id)
   redis.call('ZADD', k('ended'), l.exp, id)
   redis.call('HDEL', k('live', l.site), l.visitor)
   local v = redis.call('HMGET', k('num', l.number), 'target', 'tsite', 'site')
-  if not v[1] then return end
+  if not v[1] then return flat end
   if (v[1] == 'dedicated' and v[2] == v[3]) or (v[1] == 'shared' and r and r.active) then
     -- The common case: the number stays where it is and becomes free (what settle would do).
     redis.call('HSET', k('num', l.number), 'holder', '', 'idle', fmt(l.exp))
     redis.call('ZADD', k('free', v[3]), l.exp, l.number)
-    return
+    return flat
   end
   local st = num_get(l.number)
   unindex_number(l.number, st)
@@ -151,4 +163,5 @@ local function end_lease(id, now)
   index_number(l.number, st)
   num_save(l.number, st)
   settle(l.number, now)
+  return flat
 end

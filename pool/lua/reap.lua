@@ -5,8 +5,7 @@
 local now, batch = advance(tonumber(ARGV[1])), tonumber(ARGV[2])
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('exp'), '-inf', fmt(now), 'LIMIT', 0, batch)) do
-  end_lease(id, now)
-  out[#out + 1] = lease_flat(id)
+  out[#out + 1] = end_lease(id, now)
 end
 local history = tonumber(redis.call('HGET', k('meta'), 'history') or '0')
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ended'), '-inf', '(' .. fmt(now - history), 'LIMIT', 0, batch)) do
