@@ -291,3 +291,66 @@ impl Lease {
         from <= self.end() && self.end() <= before
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `input` and checks it is accepted as `expected`, or refused when `expected` is `None`.
+    fn check(input: &str, expected: Option<&str>) {
+        let got = PhoneNumber::parse(input).ok();
+        assert_eq!(got.as_ref().map(PhoneNumber::as_str), expected, "{input:?}");
+    }
+
+    #[test]
+    fn phone_numbers_must_be_canonical_e164_and_valid() {
+        check("+74951234567", Some("+74951234567"));
+        check("+442079460958", Some("+442079460958"));
+        check("+12025550143", Some("+12025550143"));
+        check("74951234567", None); // no '+'
+        check("+7 495 123-45-67", None); // formatting
+        check("+7495123456", None); // too short for Moscow
+        check("+0495123456", None); // no country code 0
+        check("+7495123456789012", None); // longer than 15 digits
+        check("+74951234567\n", None);
+        check("", None);
+    }
+
+    #[test]
+    fn masked_numbers_keep_only_the_last_four_digits() {
+        assert_eq!(PhoneNumber::parse("+74951234567").unwrap().masked(), "+*******4567");
+    }
+
+    #[test]
+    fn ids_are_checked_on_construction() {
+        assert!(SiteId::new("shop-1_a").is_ok());
+        for bad in ["", "Shop", "a:b", "a b", &"x".repeat(65)] {
+            assert!(SiteId::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(VisitorId::new("1197596843.1673515099").is_ok());
+        for bad in ["", "a:b", "a/b", "é", &"x".repeat(129)] {
+            assert!(VisitorId::new(bad).is_err(), "{bad:?}");
+        }
+        // Deserializing goes through the same checks.
+        assert!(serde_json::from_str::<SiteId>("\"a:b\"").is_err());
+        assert!(serde_json::from_str::<PhoneNumber>("\"+7495\"").is_err());
+    }
+
+    #[test]
+    fn a_lease_covers_its_start_but_not_its_end() {
+        let lease = Lease {
+            id: LeaseId(1),
+            site: SiteId::new("a").unwrap(),
+            visitor: VisitorId::new("v").unwrap(),
+            number: PhoneNumber::parse("+74951234567").unwrap(),
+            attrs: SessionAttrs::default(),
+            started_at: Ts(100),
+            expires_at: Ts(200),
+            ended_at: None,
+            end_reason: None,
+            left: false,
+        };
+        assert!(!lease.covers(Ts(99)) && lease.covers(Ts(100)) && lease.covers(Ts(199)) && !lease.covers(Ts(200)));
+        assert!(lease.ended_within(Ts(150), Ts(200)) && !lease.ended_within(Ts(201), Ts(300)));
+    }
+}
