@@ -268,35 +268,28 @@ async fn unknown_sites_are_refused_by_both_stores() {
 #[tokio::test]
 async fn embedded_state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let a = site("a");
-    let held = {
-        let pool = Pool::Embedded(EmbeddedPool::open(dir.path()).unwrap());
-        pool.configure(&spec(shared(0..2), &[("a", rules(2))]), T0).await.unwrap();
-        lease(&pool, &a, &visitor(1), T0).await;
-        pool.reap(T0.plus(30 * MIN)).await.unwrap();
-        let held = lease(&pool, &a, &visitor(2), T0.plus(31 * MIN)).await.0;
-        lease(&pool, &a, &visitor(3), T0.plus(31 * MIN)).await;
-        held
-    };
+    let held = fill_before_restart(Pool::Embedded(EmbeddedPool::open(dir.path()).unwrap())).await;
     let pool = Pool::Embedded(EmbeddedPool::open(dir.path()).unwrap());
-    check_after_restart(&pool, &a, &held, "embedded").await;
+    check_after_restart(&pool, &site("a"), &held, "embedded").await;
 }
 
 #[tokio::test]
 async fn redis_state_survives_a_reconnect() {
     let opts = RedisOptions { url: redis_url(), prefix: fresh_prefix("restart"), response_timeout: 5 * SEC };
-    let a = site("a");
-    let held = {
-        let pool = Pool::Redis(connect_redis(&opts).await);
-        pool.configure(&spec(shared(0..2), &[("a", rules(2))]), T0).await.unwrap();
-        lease(&pool, &a, &visitor(1), T0).await;
-        pool.reap(T0.plus(30 * MIN)).await.unwrap();
-        let held = lease(&pool, &a, &visitor(2), T0.plus(31 * MIN)).await.0;
-        lease(&pool, &a, &visitor(3), T0.plus(31 * MIN)).await;
-        held
-    };
+    let held = fill_before_restart(Pool::Redis(connect_redis(&opts).await)).await;
     let pool = Pool::Redis(connect_redis(&opts).await);
-    check_after_restart(&pool, &a, &held, "redis").await;
+    check_after_restart(&pool, &site("a"), &held, "redis").await;
+}
+
+/// Leases, an ended lease and a live one, then drops the pool; returns the live lease of visitor 2.
+async fn fill_before_restart(pool: Pool) -> Lease {
+    let a = site("a");
+    pool.configure(&spec(shared(0..2), &[("a", rules(2))]), T0).await.unwrap();
+    lease(&pool, &a, &visitor(1), T0).await;
+    pool.reap(T0.plus(30 * MIN)).await.unwrap();
+    let held = lease(&pool, &a, &visitor(2), T0.plus(31 * MIN)).await.0;
+    lease(&pool, &a, &visitor(3), T0.plus(31 * MIN)).await;
+    held
 }
 
 async fn check_after_restart(pool: &Pool, a: &SiteId, held: &Lease, kind: &str) {
