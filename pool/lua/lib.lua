@@ -99,6 +99,23 @@ local function settle(n, now)
   num_save(n, st)
 end
 
+-- The visitor's visit {first, last, ended} if it is alive at `now` (rules.rs: live_visit).
+local function live_visit(site, visitor, now)
+  local v = redis.call('HMGET', k('visit', site, visitor), 'first', 'last', 'ended', 'until')
+  if v[1] and tonumber(v[4]) > now then return {first = v[1], last = v[2], ended = v[3]} end
+  return nil
+end
+
+-- Stores a visit active at `now` (rules.rs: active_visit). Redis expires the key a day after the
+-- visit would end, as garbage collection only: the pool's own clock decides what is alive.
+local function active_visit(site, visitor, v, now, rules)
+  local key = k('visit', site, visitor)
+  local until_ = now + rules.idle
+  redis.call('HSET', key, 'first', v.first, 'last', fmt(now), 'ended', v.ended, 'until', fmt(until_))
+  redis.call('PEXPIRE', key, rules.idle + 86400000)
+  redis.call('ZADD', k('vexp'), until_, site .. ':' .. visitor)
+end
+
 local LEASE_FIELDS = {'id', 'site', 'visitor', 'number', 'attrs', 'start', 'exp', 'end', 'reason', 'left'}
 
 local function lease_flat(id)
@@ -148,6 +165,10 @@ local function end_lease(id, now)
   redis.call('ZREM', k('exp'), id)
   redis.call('ZADD', k('ended'), l.exp, id)
   redis.call('HDEL', k('live', l.site), l.visitor)
+  if reason ~= 'left' then
+    local vkey = k('visit', l.site, l.visitor)
+    if redis.call('EXISTS', vkey) == 1 then redis.call('HSET', vkey, 'ended', fmt(l.exp)) end
+  end
   local v = redis.call('HMGET', k('num', l.number), 'target', 'tsite', 'site')
   if not v[1] then return flat end
   if (v[1] == 'dedicated' and v[2] == v[3]) or (v[1] == 'shared' and r and r.active) then

@@ -19,12 +19,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::rules::{Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus};
-use crate::types::{Lease, PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+use crate::types::{Lease, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 use crate::PoolError;
 
 const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
 const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
 const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
+const VISITS: TableDefinition<&str, &[u8]> = TableDefinition::new("visits");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_NEXT_LEASE_ID: &str = "next_lease_id";
 const META_HISTORY_MS: &str = "history_ms";
@@ -121,6 +122,7 @@ impl EmbeddedPool {
         txn.open_table(NUMBERS).map_err(storage)?;
         txn.open_table(SITES).map_err(storage)?;
         txn.open_table(LEASES).map_err(storage)?;
+        txn.open_table(VISITS).map_err(storage)?;
         txn.open_table(META).map_err(storage)?;
         txn.commit().map_err(storage)?;
         let state = load(&db)?;
@@ -188,6 +190,15 @@ impl EmbeddedPool {
         self.write(move |p| p.leave(&site, &visitor, now)).await
     }
 
+    pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
+        let (s, visitor) = (site.clone(), visitor.clone());
+        self.write(move |p| p.visit(&s, &visitor, now)).await?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
+    }
+
+    pub async fn current_visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Visit>, PoolError> {
+        Ok(self.read(|p| p.current_visit(site, visitor, now)))
+    }
+
     pub async fn current(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
         Ok(self.read(|p| p.current(site, visitor, now)))
     }
@@ -220,6 +231,13 @@ impl EmbeddedPool {
     }
 }
 
+/// Site and visitor ids never contain a tab.
+const VISIT_KEY_SEP: char = '\t';
+
+fn visit_key(site: &SiteId, visitor: &VisitorId) -> String {
+    format!("{site}{VISIT_KEY_SEP}{visitor}")
+}
+
 /// Writes the keys the last operation changed, in one transaction.
 fn persist(state: &mut PoolState, db: &Database) -> Result<(), PoolError> {
     let changes = state.take_changes();
@@ -246,6 +264,14 @@ fn persist(state: &mut PoolState, db: &Database) -> Result<(), PoolError> {
             match state.lease(*id) {
                 Some(l) => leases.insert(id.0, encode(l)?.as_slice()).map_err(storage)?,
                 None => leases.remove(id.0).map_err(storage)?,
+            };
+        }
+        let mut visits = txn.open_table(VISITS).map_err(storage)?;
+        for (site, visitor) in &changes.visits {
+            let key = visit_key(site, visitor);
+            match state.visit_record(site, visitor) {
+                Some(record) => visits.insert(key.as_str(), encode(&record)?.as_slice()).map_err(storage)?,
+                None => visits.remove(key.as_str()).map_err(storage)?,
             };
         }
         let mut meta = txn.open_table(META).map_err(storage)?;
@@ -275,9 +301,19 @@ fn load(db: &Database) -> Result<PoolState, PoolError> {
         let (k, v) = row.map_err(storage)?;
         leases.push(decode::<Lease>("lease", &k.value().to_string(), v.value())?);
     }
+    let mut visits = Vec::new();
+    for row in txn.open_table(VISITS).map_err(storage)?.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        let (site, visitor) = k
+            .value()
+            .split_once(VISIT_KEY_SEP)
+            .ok_or_else(|| PoolError::Storage(format!("stored visit key {:?} is unreadable", k.value())))?;
+        let (visit, until) = decode::<(Visit, Ts)>("visit", k.value(), v.value())?;
+        visits.push((SiteId::new(site)?, VisitorId::new(visitor)?, visit, until));
+    }
     let meta = txn.open_table(META).map_err(storage)?;
     let next = meta.get(META_NEXT_LEASE_ID).map_err(storage)?.map_or(1, |v| v.value());
     let history_ms = meta.get(META_HISTORY_MS).map_err(storage)?.map_or(0, |v| v.value());
     let clock = Ts::from_millis(meta.get(META_CLOCK_MS).map_err(storage)?.map_or(0, |v| v.value()) as i64);
-    Ok(PoolState::from_parts(numbers, sites, leases, next, clock, Duration::from_millis(history_ms), true))
+    Ok(PoolState::from_parts(numbers, sites, leases, visits, next, clock, Duration::from_millis(history_ms), true))
 }

@@ -16,7 +16,7 @@ pub mod types;
 use std::time::Duration;
 
 pub use rules::{Grant, NumberSpec, PoolSpec, SiteRules, SiteStatus, Target};
-pub use types::{EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+pub use types::{EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 
 /// What can go wrong at the pool's boundary; each variant is something a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,17 @@ impl Pool {
         dispatch!(self.acquire(site, visitor, attrs, now))
     }
 
-    /// Activity: extends the visitor's live lease; `None` if it holds none.
+    /// A page view: the visitor's live visit, refreshed, or a new one beginning now.
+    pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
+        dispatch!(self.visit(site, visitor, now))
+    }
+
+    /// The visitor's visit if it is alive, without counting as activity.
+    pub async fn current_visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Visit>, PoolError> {
+        dispatch!(self.current_visit(site, visitor, now))
+    }
+
+    /// Activity: keeps the visit alive and extends the visitor's live lease; `None` if it holds none.
     pub async fn touch(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
         dispatch!(self.touch(site, visitor, now))
     }

@@ -14,7 +14,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use crate::rules::{Grant, PoolSpec, SiteStatus, Target};
-use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 use crate::PoolError;
 
 macro_rules! script {
@@ -32,6 +32,8 @@ struct Scripts {
     touch: Script,
     leave: Script,
     current: Script,
+    visit: Script,
+    current_visit: Script,
     reap: Script,
     shrink: Script,
     history: Script,
@@ -46,6 +48,8 @@ impl Scripts {
             touch: script!("touch"),
             leave: script!("leave"),
             current: script!("current"),
+            visit: script!("visit"),
+            current_visit: script!("current_visit"),
             reap: script!("reap"),
             shrink: script!("shrink"),
             history: script!("history"),
@@ -142,6 +146,17 @@ fn opt_lease(v: Value) -> Result<Option<Lease>, PoolError> {
         Value::Nil => Ok(None),
         _ => lease(v).map(Some),
     }
+}
+
+/// A visit from `{first, last, ended}`; `None` from `{}` or `{'unknown'}`.
+fn visit_from(v: Vec<Value>) -> Result<Option<Visit>, PoolError> {
+    let v: Vec<String> = v.into_iter().map(text).collect::<Result<_, _>>()?;
+    let [first, last, ended] = v.as_slice() else { return Ok(None) };
+    Ok(Some(Visit {
+        first_seen: Ts::from_millis(int(first, "first")?),
+        last_seen: Ts::from_millis(int(last, "last")?),
+        ended_at: if ended.is_empty() { None } else { Some(Ts::from_millis(int(ended, "ended")?)) },
+    }))
 }
 
 impl RedisPool {
@@ -253,16 +268,27 @@ impl RedisPool {
         self.visitor_op(&self.scripts.current, site, visitor, now).await
     }
 
+    pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
+        let args = [site.to_string(), visitor.to_string(), now.as_millis().to_string()];
+        let out = array(self.run(&self.scripts.visit, &args).await?)?;
+        visit_from(out)?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
+    }
+
+    pub async fn current_visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Visit>, PoolError> {
+        let args = [site.to_string(), visitor.to_string(), now.as_millis().to_string()];
+        visit_from(array(self.run(&self.scripts.current_visit, &args).await?)?)
+    }
+
     pub async fn reap(&self, now: Ts) -> Result<Vec<Lease>, PoolError> {
         let args = [now.as_millis().to_string(), REAP_BATCH.to_string()];
         let mut ended = Vec::new();
         loop {
-            let batch = array(self.run(&self.scripts.reap, &args).await?)?;
-            let full = batch.len() == REAP_BATCH;
+            let mut batch = array(self.run(&self.scripts.reap, &args).await?)?.into_iter();
+            let more = text(batch.next().ok_or_else(|| bad("empty reap answer"))?)? == "1";
             for v in batch {
                 ended.push(lease(v)?);
             }
-            if !full {
+            if !more {
                 break;
             }
         }

@@ -23,6 +23,9 @@
 //! - Free numbers go out least-recently-released first (ties: the smaller number), from the
 //!   site's working set before the inventory.
 //! - Ended leases stay in the history for at least `history_for`.
+//! - A visit begins at the visitor's first page view and lives until `reclaim_after_idle` after
+//!   its last activity. When its lease ends for idleness or `max_hold`, the visit is marked ended
+//!   (it shows `default_after` and gets no new number); a visitor who left and comes back is not.
 //! - The pool's time never runs backwards: an operation handed an earlier `now` than one
 //!   already seen (clock skew between nodes, a clock stepped back) uses the latest one, so a
 //!   lease never starts before the previous lease of its number ended.
@@ -32,7 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 
 /// The timing and size rules of one site.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,13 +143,18 @@ pub struct Changes {
     pub numbers: BTreeSet<PhoneNumber>,
     pub sites: BTreeSet<SiteId>,
     pub leases: BTreeSet<LeaseId>,
+    pub visits: BTreeSet<(SiteId, VisitorId)>,
     /// The lease counter or the pool's clock moved.
     pub meta: bool,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.numbers.is_empty() && self.sites.is_empty() && self.leases.is_empty() && !self.meta
+        self.numbers.is_empty()
+            && self.sites.is_empty()
+            && self.leases.is_empty()
+            && self.visits.is_empty()
+            && !self.meta
     }
 }
 
@@ -174,6 +182,11 @@ pub struct PoolState {
     expiry: BTreeSet<(Ts, LeaseId)>,
     /// Ended leases by end, for trimming the history.
     ended: BTreeSet<(Ts, LeaseId)>,
+    /// Each visit with the time it ends if nothing happens (`last_seen + reclaim_after_idle`,
+    /// with the rules of when it was last written).
+    visits: HashMap<(SiteId, VisitorId), (Visit, Ts)>,
+    /// Visits by that end time.
+    visit_expiry: BTreeSet<(Ts, SiteId, VisitorId)>,
     next_lease_id: u64,
     /// The latest `now` any operation was handed.
     clock: Ts,
@@ -193,6 +206,7 @@ impl PoolState {
         numbers: Vec<NumberState>,
         sites: Vec<(SiteId, SiteState)>,
         leases: Vec<Lease>,
+        visits: Vec<(SiteId, VisitorId, Visit, Ts)>,
         next_lease_id: u64,
         clock: Ts,
         history_for: Duration,
@@ -211,6 +225,10 @@ impl PoolState {
             pool.index_lease(&l);
             pool.leases.insert(l.id, l);
         }
+        for (site, visitor, v, end) in visits {
+            pool.put_visit(site, visitor, Some((v, end)));
+        }
+        pool.take_changes();
         pool
     }
 
@@ -340,6 +358,9 @@ impl PoolState {
     /// Activity from the visitor: extends its live lease. `None` when it holds none (or it expired).
     pub fn touch(&mut self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Lease> {
         let now = self.advance(now);
+        if let Some(v) = self.live_visit(site, visitor, now) {
+            self.active_visit(site, visitor, v, now);
+        }
         let id = self.live_lease(site, visitor, now)?;
         let rules = self.sites.get(site)?.rules.clone();
         Some(self.extend(id, &rules, now))
@@ -358,6 +379,19 @@ impl PoolState {
         self.leases.insert(id, lease.clone());
         self.note_lease(id);
         Some(lease)
+    }
+
+    /// A page view: the visitor's live visit, refreshed, or a new one beginning now. `None` for
+    /// an unknown or removed site.
+    pub fn visit(&mut self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Visit> {
+        let now = self.advance(now);
+        if !self.sites.get(site)?.active {
+            return None;
+        }
+        let v =
+            self.live_visit(site, visitor, now).unwrap_or(Visit { first_seen: now, last_seen: now, ended_at: None });
+        self.active_visit(site, visitor, v, now);
+        Some(Visit { last_seen: now, ..v })
     }
 
     /// The visitor's live lease, if it holds one that has not expired.
@@ -380,6 +414,15 @@ impl PoolState {
                 self.unindex_lease(&lease);
                 self.note_lease(id);
             }
+        }
+        let over: Vec<(SiteId, VisitorId)> = self
+            .visit_expiry
+            .iter()
+            .take_while(|(t, _, _)| *t <= now)
+            .map(|(_, s, v)| (s.clone(), v.clone()))
+            .collect();
+        for (site, visitor) in over {
+            self.put_visit(site, visitor, None);
         }
         ended
     }
@@ -515,6 +558,43 @@ impl PoolState {
         self.clock
     }
 
+    fn live_visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Visit> {
+        let (v, end) = *self.visits.get(&(site.clone(), visitor.clone()))?;
+        (end > now).then_some(v)
+    }
+
+    /// Stores (or with `None` forgets) a visit and the time it ends if nothing happens, keeping
+    /// the expiry index in step.
+    fn put_visit(&mut self, site: SiteId, visitor: VisitorId, v: Option<(Visit, Ts)>) {
+        let key = (site, visitor);
+        if let Some((_, end)) = self.visits.remove(&key) {
+            self.visit_expiry.remove(&(end, key.0.clone(), key.1.clone()));
+        }
+        if let Some((v, end)) = v {
+            self.visit_expiry.insert((end, key.0.clone(), key.1.clone()));
+            self.visits.insert(key.clone(), (v, end));
+        }
+        if let Some(c) = &mut self.changes {
+            c.visits.insert(key);
+        }
+    }
+
+    /// A visit active at `now`: it ends `reclaim_after_idle` later unless active again.
+    fn active_visit(&mut self, site: &SiteId, visitor: &VisitorId, v: Visit, now: Ts) {
+        let idle = self.sites.get(site).map_or(Duration::ZERO, |s| s.rules.reclaim_after_idle);
+        self.put_visit(site.clone(), visitor.clone(), Some((Visit { last_seen: now, ..v }, now.plus(idle))));
+    }
+
+    /// The visitor's visit, if one is alive at `now`.
+    pub fn current_visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Visit> {
+        self.live_visit(site, visitor, now.max(self.clock))
+    }
+
+    /// A stored visit, alive or not, with the time it ends (for a store that persists them).
+    pub fn visit_record(&self, site: &SiteId, visitor: &VisitorId) -> Option<(Visit, Ts)> {
+        self.visits.get(&(site.clone(), visitor.clone())).copied()
+    }
+
     fn live_lease(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<LeaseId> {
         let id = *self.live.get(&(site.clone(), visitor.clone()))?;
         (self.leases[&id].expires_at > now).then_some(id)
@@ -545,6 +625,12 @@ impl PoolState {
         });
         self.index_lease(&lease);
         self.live.remove(&(lease.site.clone(), lease.visitor.clone()));
+        if lease.end_reason != Some(EndReason::Left) {
+            let key = (lease.site.clone(), lease.visitor.clone());
+            if let Some(&(v, end)) = self.visits.get(&key) {
+                self.put_visit(key.0, key.1, Some((Visit { ended_at: Some(lease.expires_at), ..v }, end)));
+            }
+        }
         self.leases.insert(id, lease.clone());
         self.note_lease(id);
         if let Some(mut state) = self.numbers.get(&lease.number).cloned() {
@@ -766,6 +852,10 @@ mod tests {
             p.numbers().cloned().collect(),
             p.sites().map(|(k, v)| (k.clone(), v.clone())).collect(),
             (1..p.next_lease_id()).filter_map(|i| p.lease(LeaseId(i)).cloned()).collect(),
+            ["x", "y"]
+                .iter()
+                .filter_map(|id| p.visit_record(&s("a"), &v(id)).map(|(vi, t)| (s("a"), v(id), vi, t)))
+                .collect(),
             p.next_lease_id(),
             p.clock(),
             p.history_for(),

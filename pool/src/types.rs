@@ -225,6 +225,19 @@ pub struct SessionAttrs {
     pub yclid: Option<String>,
 }
 
+/// A visitor's visit to a site. It begins at the first page view (the delay to show a
+/// tracking number counts from here, in every tab and across reconnects), stays alive while the
+/// visitor is active, and ends `reclaim_after_idle` after the last activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visit {
+    pub first_seen: Ts,
+    pub last_seen: Ts,
+    /// When the visit's tracking number was taken back for idleness or `max_hold`; from then on
+    /// the visit shows `default_after` and gets no new number. Not set when the visitor left
+    /// (closed every tab): one who comes back gets a number again.
+    pub ended_at: Option<Ts>,
+}
+
 /// Why a lease ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use callpool_pool::{
     EndReason, Grant, Lease, LeaseId, NumberSpec, PhoneNumber, Pool, PoolSpec, SessionAttrs, SiteId, SiteRules,
-    SiteStatus, Target, Ts, VisitorId,
+    SiteStatus, Target, Ts, Visit, VisitorId,
 };
 use common::*;
 use proptest::prelude::*;
@@ -49,6 +49,8 @@ enum Op {
     Touch(u8, u8),
     Leave(u8, u8),
     Current(u8, u8),
+    Visit(u8, u8),
+    CurrentVisit(u8, u8),
     Reap,
     Shrink,
     HolderAt(u8, u32),
@@ -64,6 +66,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::Touch(s, v)),
         2 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::Leave(s, v)),
         1 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::Current(s, v)),
+        3 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::Visit(s, v)),
+        1 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::CurrentVisit(s, v)),
         3 => Just(Op::Reap),
         2 => Just(Op::Shrink),
         2 => (0u8..10, 0u32..200).prop_map(|(n, back)| Op::HolderAt(n, back)),
@@ -90,6 +94,7 @@ enum Answer {
     Leases(Vec<Lease>),
     Returned(Vec<(SiteId, PhoneNumber)>),
     Status(Option<SiteStatus>),
+    Visit(Option<Visit>),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,6 +126,8 @@ struct Model {
     leases: Vec<Lease>,
     last_id: u64,
     history_ms: i64,
+    /// (site, visitor, visit, the time it ends unless active again)
+    visits: Vec<(SiteId, VisitorId, Visit, i64)>,
     /// The latest time any mutating operation was handed.
     clock: i64,
 }
@@ -205,6 +212,24 @@ impl Model {
         }
     }
 
+    fn live_visit(&self, s: &SiteId, v: &VisitorId, now: i64) -> Option<Visit> {
+        self.visits.iter().find(|(a, b, _, until)| a == s && b == v && *until > now).map(|x| x.2)
+    }
+
+    fn put_visit(&mut self, s: &SiteId, v: &VisitorId, visit: Visit, now: i64) {
+        let idle = self.site(s).map_or(0, |x| ms(x.rules.reclaim_after_idle));
+        self.visits.retain(|(a, b, _, _)| !(a == s && b == v));
+        self.visits.push((s.clone(), v.clone(), Visit { last_seen: Ts::from_millis(now), ..visit }, now + idle));
+    }
+
+    fn visit(&mut self, s: &SiteId, v: &VisitorId, now: i64) -> Option<Visit> {
+        self.site(s).filter(|x| x.active)?;
+        let t = Ts::from_millis(now);
+        let visit = self.live_visit(s, v, now).unwrap_or(Visit { first_seen: t, last_seen: t, ended_at: None });
+        self.put_visit(s, v, visit, now);
+        Some(Visit { last_seen: t, ..visit })
+    }
+
     fn live(&self, s: &SiteId, v: &VisitorId) -> Option<usize> {
         self.leases.iter().position(|l| &l.site == s && &l.visitor == v && l.ended_at.is_none())
     }
@@ -234,6 +259,13 @@ impl Model {
             EndReason::Idle
         });
         let l = l.clone();
+        if l.end_reason != Some(EndReason::Left) {
+            for (a, b, visit, _) in self.visits.iter_mut() {
+                if a == &l.site && b == &l.visitor {
+                    visit.ended_at = Some(l.expires_at);
+                }
+            }
+        }
         if let Some(n) = self.num_mut(&l.number) {
             n.holder = None;
             n.idle = l.expires_at.as_millis();
@@ -306,6 +338,7 @@ impl Model {
         let ended = due.into_iter().map(|i| self.end(i, now)).collect();
         let horizon = now - self.history_ms;
         self.leases.retain(|l| l.ended_at.is_none_or(|e| e.as_millis() >= horizon));
+        self.visits.retain(|(_, _, _, until)| *until > now);
         ended
     }
 
@@ -359,8 +392,10 @@ impl Model {
     }
 
     fn apply(&mut self, op: &Op, now: Ts) -> Answer {
-        let mutating =
-            matches!(op, Op::Acquire(..) | Op::Touch(..) | Op::Leave(..) | Op::Reap | Op::Shrink | Op::Configure(_));
+        let mutating = matches!(
+            op,
+            Op::Acquire(..) | Op::Touch(..) | Op::Leave(..) | Op::Visit(..) | Op::Reap | Op::Shrink | Op::Configure(_)
+        );
         if mutating {
             self.clock = self.clock.max(now.as_millis());
         }
@@ -368,10 +403,18 @@ impl Model {
         match op {
             Op::Advance(_) => Answer::Unit,
             Op::Acquire(s, v) => Answer::Grant(self.acquire(&site_of(*s), &visitor(*v as u32), t)),
-            Op::Touch(s, v) => Answer::Lease(self.live_unexpired(&site_of(*s), &visitor(*v as u32), t).map(|i| {
-                self.extend(i, t);
-                self.leases[i].clone()
-            })),
+            Op::Touch(s, v) => {
+                let (s, v) = (site_of(*s), visitor(*v as u32));
+                if let Some(visit) = self.live_visit(&s, &v, t) {
+                    self.put_visit(&s, &v, visit, t);
+                }
+                Answer::Lease(self.live_unexpired(&s, &v, t).map(|i| {
+                    self.extend(i, t);
+                    self.leases[i].clone()
+                }))
+            }
+            Op::Visit(s, v) => Answer::Visit(self.visit(&site_of(*s), &visitor(*v as u32), t)),
+            Op::CurrentVisit(s, v) => Answer::Visit(self.live_visit(&site_of(*s), &visitor(*v as u32), t)),
             Op::Leave(s, v) => {
                 let (s, v) = (site_of(*s), visitor(*v as u32));
                 let i = self.live_unexpired(&s, &v, t);
@@ -413,6 +456,14 @@ async fn apply(pool: &Pool, op: &Op, now: Ts) -> Answer {
         Op::Touch(s, v) => Answer::Lease(pool.touch(&site_of(*s), &visitor(*v as u32), now).await.unwrap()),
         Op::Leave(s, v) => Answer::Lease(pool.leave(&site_of(*s), &visitor(*v as u32), now).await.unwrap()),
         Op::Current(s, v) => Answer::Lease(pool.current(&site_of(*s), &visitor(*v as u32), now).await.unwrap()),
+        Op::Visit(s, v) => match pool.visit(&site_of(*s), &visitor(*v as u32), now).await {
+            Ok(visit) => Answer::Visit(Some(visit)),
+            Err(callpool_pool::PoolError::UnknownSite(_)) => Answer::Visit(None),
+            Err(e) => panic!("visit failed: {e}"),
+        },
+        Op::CurrentVisit(s, v) => {
+            Answer::Visit(pool.current_visit(&site_of(*s), &visitor(*v as u32), now).await.unwrap())
+        }
         Op::Reap => Answer::Leases(pool.reap(now).await.unwrap()),
         Op::Shrink => Answer::Returned(pool.shrink(now).await.unwrap()),
         Op::HolderAt(n, back) => Answer::Lease(pool.holder_at(&num(*n as u32), now.minus(*back * S)).await.unwrap()),
