@@ -18,7 +18,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::rules::{Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus};
+use crate::rules::{Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus, StoredParts};
 use crate::types::{Lease, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 use crate::PoolError;
 
@@ -315,5 +315,14 @@ fn load(db: &Database) -> Result<PoolState, PoolError> {
     let next = meta.get(META_NEXT_LEASE_ID).map_err(storage)?.map_or(1, |v| v.value());
     let history_ms = meta.get(META_HISTORY_MS).map_err(storage)?.map_or(0, |v| v.value());
     let clock = Ts::from_millis(meta.get(META_CLOCK_MS).map_err(storage)?.map_or(0, |v| v.value()) as i64);
-    Ok(PoolState::from_parts(numbers, sites, leases, visits, next, clock, Duration::from_millis(history_ms), true))
+    let parts = StoredParts {
+        numbers,
+        sites,
+        leases,
+        visits,
+        next_lease_id: next,
+        clock,
+        history_for: Duration::from_millis(history_ms),
+    };
+    Ok(PoolState::from_parts(parts, true))
 }

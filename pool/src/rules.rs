@@ -137,6 +137,19 @@ pub struct SiteStatus {
     pub exhausted_total: u64,
 }
 
+/// Everything a store keeps of a pool, for [`PoolState::from_parts`].
+#[derive(Clone, Debug, Default)]
+pub struct StoredParts {
+    pub numbers: Vec<NumberState>,
+    pub sites: Vec<(SiteId, SiteState)>,
+    pub leases: Vec<Lease>,
+    /// Each visit with the time it ends unless active again.
+    pub visits: Vec<(SiteId, VisitorId, Visit, Ts)>,
+    pub next_lease_id: u64,
+    pub clock: Ts,
+    pub history_for: Duration,
+}
+
 /// Keys an operation changed, for a backend that persists changes (see `PoolState::take_changes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -201,17 +214,9 @@ impl PoolState {
         PoolState { next_lease_id: 1, changes: track_changes.then(Changes::default), ..PoolState::default() }
     }
 
-    /// Rebuilds a pool from stored parts (the inverse of reading every number, site and lease).
-    pub fn from_parts(
-        numbers: Vec<NumberState>,
-        sites: Vec<(SiteId, SiteState)>,
-        leases: Vec<Lease>,
-        visits: Vec<(SiteId, VisitorId, Visit, Ts)>,
-        next_lease_id: u64,
-        clock: Ts,
-        history_for: Duration,
-        track_changes: bool,
-    ) -> PoolState {
+    /// Rebuilds a pool from stored parts (the inverse of reading every number, site, lease and visit).
+    pub fn from_parts(parts: StoredParts, track_changes: bool) -> PoolState {
+        let StoredParts { numbers, sites, leases, visits, next_lease_id, clock, history_for } = parts;
         let mut pool = PoolState::new(track_changes);
         pool.next_lease_id = next_lease_id.max(1);
         pool.clock = clock;
@@ -848,19 +853,19 @@ mod tests {
         leased(p.acquire(&s("a"), &v("x"), &SessionAttrs::default(), T0));
         leased(p.acquire(&s("a"), &v("y"), &SessionAttrs::default(), T0.plus(MIN)));
         p.leave(&s("a"), &v("x"), T0.plus(2 * MIN));
-        let mut q = PoolState::from_parts(
-            p.numbers().cloned().collect(),
-            p.sites().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            (1..p.next_lease_id()).filter_map(|i| p.lease(LeaseId(i)).cloned()).collect(),
-            ["x", "y"]
+        let parts = StoredParts {
+            numbers: p.numbers().cloned().collect(),
+            sites: p.sites().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            leases: (1..p.next_lease_id()).filter_map(|i| p.lease(LeaseId(i)).cloned()).collect(),
+            visits: ["x", "y"]
                 .iter()
                 .filter_map(|id| p.visit_record(&s("a"), &v(id)).map(|(vi, t)| (s("a"), v(id), vi, t)))
                 .collect(),
-            p.next_lease_id(),
-            p.clock(),
-            p.history_for(),
-            false,
-        );
+            next_lease_id: p.next_lease_id(),
+            clock: p.clock(),
+            history_for: p.history_for(),
+        };
+        let mut q = PoolState::from_parts(parts, false);
         let later = T0.plus(10 * MIN);
         assert_eq!(p.reap(later), q.reap(later));
         let (gp, gq) = (
