@@ -71,6 +71,8 @@ impl std::error::Error for ConfigError {}
 pub struct Config {
     /// The file it came from (or "built-in demo configuration").
     pub source: String,
+    /// The built-in demo: `/` serves a demo page embedding the snippet.
+    pub demo: bool,
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub pool: PoolConfig,
@@ -82,6 +84,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Bearer token for `/v1/admin/*`; without one the admin endpoints answer 401 to everyone.
     pub admin_token: Option<String>,
+    /// Behind a reverse proxy: the header whose rightmost address is the client's (e.g. X-Forwarded-For).
+    pub trusted_proxy_header: Option<String>,
+    /// Websocket connection attempts allowed per client address and minute.
+    pub ws_connects_per_ip_per_minute: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,8 +117,61 @@ pub struct SiteConfig {
     pub default_after: PhoneNumber,
     /// Numbers dedicated to this site.
     pub numbers: Vec<PhoneNumber>,
+    /// Shown to traffic the filters do not track (default: `default_before`).
+    pub static_number: PhoneNumber,
+    /// Which traffic is tracked.
+    pub track: TrackFilter,
     pub delay_to_show: Duration,
     pub rules: SiteRules,
+}
+
+/// Which visitors get tracking numbers: every non-empty list must match (case-insensitively);
+/// the rest are shown the static number and use no lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackFilter {
+    /// utm_source values (e.g. "google", "yandex").
+    #[serde(default)]
+    pub utm_source: Vec<String>,
+    #[serde(default)]
+    pub utm_medium: Vec<String>,
+    /// Referrer host names; a subdomain matches its domain ("google.com" matches "www.google.com").
+    #[serde(default)]
+    pub referrer_domain: Vec<String>,
+    /// Only visits that arrived with a gclid or yclid.
+    #[serde(default)]
+    pub click_id: bool,
+}
+
+impl TrackFilter {
+    /// Whether a visit with these attributes is tracked.
+    pub fn tracks(&self, attrs: &callpool_pool::SessionAttrs) -> bool {
+        let one_of = |list: &[String], value: &Option<String>| {
+            list.is_empty() || value.as_deref().is_some_and(|v| list.iter().any(|l| l.eq_ignore_ascii_case(v)))
+        };
+        let host = attrs.referrer.as_deref().and_then(referrer_host);
+        let referrer_ok = self.referrer_domain.is_empty()
+            || host.is_some_and(|h| {
+                self.referrer_domain.iter().any(|d| {
+                    h.eq_ignore_ascii_case(d)
+                        || (h.len() > d.len()
+                            && h[h.len() - d.len()..].eq_ignore_ascii_case(d)
+                            && h.as_bytes()[h.len() - d.len() - 1] == b'.')
+                })
+            });
+        one_of(&self.utm_source, &attrs.utm_source)
+            && one_of(&self.utm_medium, &attrs.utm_medium)
+            && referrer_ok
+            && (!self.click_id || attrs.gclid.is_some() || attrs.yclid.is_some())
+    }
+}
+
+/// The host of an http(s) URL.
+fn referrer_host(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    Some(host.split(':').next().unwrap_or(host)).filter(|h| !h.is_empty())
 }
 
 impl Config {
@@ -128,7 +187,7 @@ impl Config {
 
     /// The built-in demo configuration, with the environment overrides.
     pub fn demo(env: &dyn Env) -> Result<Config, ConfigError> {
-        Config::parse(DEMO_CONFIG, "built-in demo configuration", env)
+        Config::parse(DEMO_CONFIG, "built-in demo configuration", env).map(|c| Config { demo: true, ..c })
     }
 
     /// Parses and validates TOML text; `source` names it in errors.
@@ -163,6 +222,11 @@ impl Config {
     pub fn site(&self, id: &SiteId) -> Option<&SiteConfig> {
         self.sites.iter().find(|s| &s.id == id)
     }
+
+    /// The site whose public key this is.
+    pub fn site_by_key(&self, key: &str) -> Option<&SiteConfig> {
+        self.sites.iter().find(|s| s.key == key)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -183,6 +247,8 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     admin_token: Option<String>,
+    trusted_proxy_header: Option<String>,
+    ws_connects_per_ip_per_minute: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -222,6 +288,9 @@ struct RawSite {
     release_grace: Option<String>,
     shrink_after: Option<String>,
     cooldown: Option<String>,
+    static_number: Option<String>,
+    #[serde(default)]
+    track: TrackFilter,
 }
 
 struct Validator {
@@ -372,8 +441,16 @@ impl Validator {
                 }
             };
             let default_before = self.number(&at("default_before"), &rs.default_before);
+            let static_number = match &rs.static_number {
+                Some(raw_n) => self.number(&at("static_number"), raw_n),
+                None => default_before.clone(),
+            };
             let default_after = self.number(&at("default_after"), &rs.default_after);
-            for (field, n) in [("default_before", &default_before), ("default_after", &default_after)] {
+            for (field, n) in [
+                ("default_before", &default_before),
+                ("default_after", &default_after),
+                ("static_number", &static_number),
+            ] {
                 if let Some(n) = n {
                     defaults.push((n.clone(), at(field)));
                 }
@@ -424,7 +501,9 @@ impl Validator {
                     ),
                 );
             }
-            if let (Some(default_before), Some(default_after)) = (default_before, default_after) {
+            if let (Some(default_before), Some(default_after), Some(static_number)) =
+                (default_before, default_after, static_number)
+            {
                 sites.push(SiteConfig {
                     id,
                     key: rs.key,
@@ -433,6 +512,8 @@ impl Validator {
                     default_before,
                     default_after,
                     numbers: dedicated,
+                    static_number,
+                    track: rs.track,
                     delay_to_show,
                     rules,
                 });
@@ -446,7 +527,18 @@ impl Validator {
                 );
             }
         }
-        Some(Config { source: source.to_owned(), server: ServerConfig { listen, admin_token }, store, pool, sites })
+        let trusted_proxy_header = raw.server.trusted_proxy_header.filter(|h| !h.is_empty());
+        if let Some(h) = &trusted_proxy_header {
+            if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                self.fail("[server] trusted_proxy_header", format!("{h:?} is not a header name"));
+            }
+        }
+        let ws_connects_per_ip_per_minute = raw.server.ws_connects_per_ip_per_minute.unwrap_or(120);
+        if ws_connects_per_ip_per_minute == 0 {
+            self.fail("[server] ws_connects_per_ip_per_minute", "must be at least 1");
+        }
+        let server = ServerConfig { listen, admin_token, trusted_proxy_header, ws_connects_per_ip_per_minute };
+        Some(Config { source: source.to_owned(), demo: false, server, store, pool, sites })
     }
 }
 
@@ -573,6 +665,29 @@ mod tests {
     fn the_example_config_is_valid() {
         let text = include_str!("../callpool.example.toml");
         Config::parse(text, "callpool.example.toml", &env(&[])).unwrap();
+    }
+
+    #[test]
+    fn track_filters_match_every_non_empty_list() {
+        let f = TrackFilter {
+            utm_source: vec!["Google".into()],
+            referrer_domain: vec!["google.com".into()],
+            ..Default::default()
+        };
+        let attrs = |src: Option<&str>, referrer: Option<&str>| callpool_pool::SessionAttrs {
+            utm_source: src.map(Into::into),
+            referrer: referrer.map(Into::into),
+            ..Default::default()
+        };
+        assert!(f.tracks(&attrs(Some("google"), Some("https://www.google.com/search?q=x"))));
+        assert!(f.tracks(&attrs(Some("google"), Some("https://google.com"))));
+        assert!(!f.tracks(&attrs(Some("google"), Some("https://notgoogle.com/"))));
+        assert!(!f.tracks(&attrs(Some("yandex"), Some("https://google.com/"))));
+        assert!(!f.tracks(&attrs(None, Some("https://google.com/"))));
+        assert!(TrackFilter::default().tracks(&attrs(None, None)));
+        let clicks = TrackFilter { click_id: true, ..Default::default() };
+        assert!(!clicks.tracks(&attrs(None, None)));
+        assert!(clicks.tracks(&callpool_pool::SessionAttrs { yclid: Some("1".into()), ..Default::default() }));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/snippet.js", get(snippet))
+        .route("/", get(demo_page))
         .route("/v1/admin/pool", get(pool_status_all))
         .route("/v1/admin/pool/{site}", get(pool_status_site))
         .with_state(app)
@@ -175,6 +177,31 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.encode()).into_response()
+}
+
+/// The browser script, served with caching headers (it changes only with callpool's version).
+async fn snippet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../snippet/snippet.js"),
+    )
+        .into_response()
+}
+
+/// The demo page of the built-in demo configuration (404 otherwise).
+async fn demo_page(State(app): State<Arc<App>>) -> Response {
+    let Some(site) = app.config.sites.first().filter(|_| app.config.demo) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let page = include_str!("../snippet/demo.html")
+        .replace("{{SITE_KEY}}", &site.key)
+        .replace("{{DELAY}}", &humantime::format_duration(site.delay_to_show).to_string())
+        .replace("{{IDLE}}", &humantime::format_duration(site.rules.reclaim_after_idle).to_string());
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

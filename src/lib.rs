@@ -4,11 +4,15 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod hub;
 pub mod metrics;
+pub mod protocol;
 pub mod reaper;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -18,14 +22,43 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 
-/// Serves `app` on `listener` until `shutdown` is cancelled: stops accepting, lets requests in
-/// flight finish, stops the reaper, then returns.
+/// Serves `app` on `listener` until `shutdown` is cancelled: stops accepting, tells every tab to
+/// reconnect elsewhere, lets requests in flight finish, stops the reaper and the hub, then returns.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) -> std::io::Result<()> {
+    run_with_bus(listener, app, Arc::new(bus::InProcessBus::new()), shutdown).await
+}
+
+/// [`run`] with a given bus.
+pub async fn run_with_bus(
+    listener: TcpListener,
+    app: Arc<App>,
+    bus: Arc<dyn bus::Bus>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let tasks = TaskTracker::new();
-    tasks.spawn(reaper::run(app.clone(), shutdown.clone()));
+    let (ended_tx, ended_rx) = tokio::sync::mpsc::channel(1024);
+    let hub = hub::Hub::new(app.clone(), bus);
+    tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
+    tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
+    let ws_state = ws::WsState::new(hub, shutdown.clone());
+    let limiter = ws_state.limiter.clone();
     let stop = shutdown.clone();
-    let served =
-        axum::serve(listener, http::router(app)).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+    tasks.spawn(async move {
+        // The rate limiter forgets addresses that have been quiet for a while.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => limiter.retain_recent(),
+            }
+        }
+    });
+    let router = http::router(app)
+        .merge(axum::Router::new().route("/v1/ws", axum::routing::get(ws::upgrade)).with_state(ws_state));
+    let stop = shutdown.clone();
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;

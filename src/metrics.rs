@@ -2,7 +2,7 @@
 //! counters end in `_total`; labels are of low cardinality (site, reason, state), never a
 //! visitor or a phone number.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -17,6 +17,18 @@ pub struct Metrics {
     pub pool_numbers: IntGaugeVec,
     /// Lease requests that found the site's pool exhausted, store-wide since the pool was created.
     pub pool_exhausted: IntGaugeVec,
+    /// Open websocket tabs on this node.
+    pub ws_tabs: IntGauge,
+    /// Connections refused before they became tabs, by reason (rate_limited, unknown_site, ...).
+    pub ws_refused: IntCounterVec,
+    /// Tabs closed, by reason (closed, dead, too_slow, bad_message, too_large, shutdown, ...).
+    pub ws_closed: IntCounterVec,
+    /// Number changes delivered to this node's tabs, by kind.
+    pub hub_swaps: IntCounterVec,
+    /// Visitors of this node who asked for a number when the site's pool was exhausted.
+    pub hub_exhausted: IntCounterVec,
+    /// Pool errors met by the hub (the visitor kept the site's number).
+    pub hub_pool_errors: IntCounter,
 }
 
 impl Metrics {
@@ -55,6 +67,33 @@ impl Metrics {
             &["site"],
         )
         .expect("valid metric");
+        let ws_tabs = IntGauge::new("callpool_ws_tabs", "Open websocket tabs on this node.").expect("valid metric");
+        let ws_refused = IntCounterVec::new(
+            Opts::new("callpool_ws_refused_total", "Websocket connections refused before they became tabs, by reason."),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let ws_closed =
+            IntCounterVec::new(Opts::new("callpool_ws_closed_total", "Websocket tabs closed, by reason."), &["reason"])
+                .expect("valid metric");
+        let hub_swaps = IntCounterVec::new(
+            Opts::new("callpool_hub_swaps_total", "Number changes delivered to this node's tabs, by kind."),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let hub_exhausted = IntCounterVec::new(
+            Opts::new(
+                "callpool_hub_exhausted_total",
+                "Visitors who asked for a number when the site's pool was exhausted.",
+            ),
+            &["site"],
+        )
+        .expect("valid metric");
+        let hub_pool_errors = IntCounter::new(
+            "callpool_hub_pool_errors_total",
+            "Pool errors met by the hub; the visitor kept the site's number.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(leases_ended.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(numbers_returned.clone()),
@@ -62,10 +101,30 @@ impl Metrics {
             Box::new(reaper_duration.clone()),
             Box::new(pool_numbers.clone()),
             Box::new(pool_exhausted.clone()),
+            Box::new(ws_tabs.clone()),
+            Box::new(ws_refused.clone()),
+            Box::new(ws_closed.clone()),
+            Box::new(hub_swaps.clone()),
+            Box::new(hub_exhausted.clone()),
+            Box::new(hub_pool_errors.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, leases_ended, numbers_returned, reaper_runs, reaper_duration, pool_numbers, pool_exhausted }
+        Metrics {
+            registry,
+            leases_ended,
+            numbers_returned,
+            reaper_runs,
+            reaper_duration,
+            pool_numbers,
+            pool_exhausted,
+            ws_tabs,
+            ws_refused,
+            ws_closed,
+            hub_swaps,
+            hub_exhausted,
+            hub_pool_errors,
+        }
     }
 
     /// The text exposition format.

@@ -4,11 +4,14 @@
 
 use std::sync::Arc;
 
+use callpool_pool::Lease;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 
-pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
+/// Runs a pass every `reaper_interval`; every lease it ends goes to `ended` (the hub announces it).
+pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(app.config.pool.reaper_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -16,12 +19,17 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        pass(&app).await;
+        for lease in pass(&app).await {
+            if ended.send(lease).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
-/// One pass: check the store still holds the configuration, reap, then shrink.
-pub async fn pass(app: &App) {
+/// One pass: check the store still holds the configuration, reap, then shrink. Returns the
+/// leases it ended.
+pub async fn pass(app: &App) -> Vec<Lease> {
     let timer = app.metrics.reaper_duration.start_timer();
     let now = app.clock.now();
     let outcome = async {
@@ -33,7 +41,8 @@ pub async fn pass(app: &App) {
                 app.pool.configure(&app.config.pool_spec(), now).await?;
             }
         }
-        for lease in app.pool.reap(now).await? {
+        let ended = app.pool.reap(now).await?;
+        for lease in &ended {
             let reason = lease.end_reason.map_or("unknown", |r| r.as_str());
             app.metrics.leases_ended.with_label_values(&[lease.site.as_str(), reason]).inc();
             tracing::debug!(site = %lease.site, visitor = %lease.visitor, lease = %lease.id, reason, "Lease ended.");
@@ -41,15 +50,19 @@ pub async fn pass(app: &App) {
         for (site, _number) in app.pool.shrink(now).await? {
             app.metrics.numbers_returned.with_label_values(&[site.as_str()]).inc();
         }
-        Ok::<_, callpool_pool::PoolError>(())
+        Ok::<_, callpool_pool::PoolError>(ended)
     }
     .await;
     timer.observe_duration();
     match outcome {
-        Ok(()) => app.metrics.reaper_runs.with_label_values(&["ok"]).inc(),
+        Ok(ended) => {
+            app.metrics.reaper_runs.with_label_values(&["ok"]).inc();
+            ended
+        }
         Err(e) => {
             app.metrics.reaper_runs.with_label_values(&["error"]).inc();
             tracing::warn!(error = %e, "The reaper pass failed; it runs again at the next interval.");
+            Vec::new()
         }
     }
 }

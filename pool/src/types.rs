@@ -135,6 +135,16 @@ impl PhoneNumber {
         &self.0
     }
 
+    /// The national significant number: the digits after the country code, as dialled inside the
+    /// country without its trunk prefix (`4951234567` for `+74951234567`).
+    pub fn national_digits(&self) -> String {
+        match phonenumber::parse(None, &self.0) {
+            Ok(n) => format!("{}{}", "0".repeat(n.national().zeros() as usize), n.national().value()),
+            // Parsed once already on construction; keep the digits rather than fail.
+            Err(_) => self.0.trim_start_matches('+').to_owned(),
+        }
+    }
+
     /// The number with all but the last four digits hidden, for logs above debug level.
     pub fn masked(&self) -> String {
         let keep = self.0.len().saturating_sub(4);
@@ -327,6 +337,13 @@ mod tests {
         check("+7495123456789012", None); // longer than 15 digits
         check("+74951234567\n", None);
         check("", None);
+    }
+
+    #[test]
+    fn national_digits_drop_the_country_code() {
+        assert_eq!(PhoneNumber::parse("+74951234567").unwrap().national_digits(), "4951234567");
+        assert_eq!(PhoneNumber::parse("+442079460958").unwrap().national_digits(), "2079460958");
+        assert_eq!(PhoneNumber::parse("+390612345678").unwrap().national_digits(), "0612345678");
     }
 
     #[test]

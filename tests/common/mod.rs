@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callpool::app::App;
-use callpool::clock::ManualClock;
+use callpool::clock::{Clock, ManualClock, SystemClock};
 use callpool::config::Config;
 use callpool_pool::Ts;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +69,7 @@ pub fn redis_config(url: &str, prefix: &str) -> Config {
 pub struct Node {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// The clock the node reads (a real one for nodes started with `start_real`).
     pub clock: Arc<ManualClock>,
     pub shutdown: CancellationToken,
     pub served: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -76,7 +77,16 @@ pub struct Node {
 
 impl Node {
     pub async fn start(config: Config, clock: Arc<ManualClock>) -> Node {
-        let app = Arc::new(App::start(config, clock.clone()).await.expect("start the app"));
+        Node::start_with(config, clock.clone(), clock).await
+    }
+
+    /// A node on the wall clock (for the websocket timeline, whose timers sleep in real time).
+    pub async fn start_real(config: Config) -> Node {
+        Node::start_with(config, Arc::new(SystemClock), Arc::new(ManualClock::new(T0))).await
+    }
+
+    async fn start_with(config: Config, node_clock: Arc<dyn Clock>, clock: Arc<ManualClock>) -> Node {
+        let app = Arc::new(App::start(config, node_clock).await.expect("start the app"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -164,5 +174,69 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A websocket tab of a test visitor.
+pub struct WsTab {
+    pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+/// What the server said, or how it closed.
+#[derive(Debug, PartialEq)]
+pub enum Heard {
+    Json(serde_json::Value),
+    Closed(Option<u16>),
+}
+
+impl WsTab {
+    /// Opens `/v1/ws?site=KEY` with an `Origin` header.
+    pub async fn open(addr: SocketAddr, key: &str, origin: &str) -> WsTab {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{addr}/v1/ws?site={key}").into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
+        WsTab { stream }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.stream.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send");
+    }
+
+    /// The standard hello of `visitor` from `page`.
+    pub async fn hello(&mut self, visitor: &str, page: &str) {
+        let hello =
+            serde_json::json!({"type": "hello", "v": 1, "visitor": visitor, "tab": unique("tab"), "page": page});
+        self.send_text(&hello.to_string()).await;
+    }
+
+    /// The next message (pings skipped), within 10 s.
+    pub async fn next(&mut self) -> Heard {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.expect("a message within 10 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Heard::Json(serde_json::from_str(&t).expect("JSON")),
+                Some(Ok(Message::Close(frame))) => return Heard::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Heard::Closed(None),
+            }
+        }
+    }
+
+    /// The next `number` message's (number, kind); skips `site`.
+    pub async fn number(&mut self) -> (String, String) {
+        loop {
+            match self.next().await {
+                Heard::Json(v) if v["type"] == "number" => {
+                    return (v["number"].as_str().unwrap().to_owned(), v["kind"].as_str().unwrap().to_owned())
+                }
+                Heard::Json(v) if v["type"] == "site" => continue,
+                other => panic!("expected a number, got {other:?}"),
+            }
+        }
     }
 }

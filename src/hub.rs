@@ -1,0 +1,289 @@
+//! The hub: which tabs of which visitors this node holds, and the visitor timeline — the site's
+//! number first, the tracking number once `delay_to_show` has passed since the visit's first
+//! page view, `default_after` once the pool took the number back.
+//!
+//! Every decision that must hold across tabs and nodes lives in the pool (the visit's first view,
+//! the lease and its expiry); the hub only schedules the moment to ask and relays the answer
+//! through the bus to every tab. A lock is never held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use callpool_pool::{EndReason, Grant, Lease, PhoneNumber, PoolError, SessionAttrs, SiteId, VisitorId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::bus::{Bus, Show};
+use crate::config::SiteConfig;
+use crate::protocol::{Hello, Kind, ServerMsg};
+
+/// How many messages wait for a slow tab before it is closed.
+pub const TAB_QUEUE: usize = 16;
+/// Activity from one visitor reaches the pool at most this often per node (or a quarter of the
+/// site's `reclaim_after_idle`, if that is shorter).
+const TOUCH_EVERY: Duration = Duration::from_secs(10);
+/// When the pool is exhausted or unavailable, ask again after this long.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+type Key = (SiteId, VisitorId);
+
+/// A message for one tab, or the order to close it.
+#[derive(Debug)]
+pub enum ToTab {
+    Send(ServerMsg),
+    /// The tab does not read fast enough.
+    TooSlow,
+}
+
+/// This node's tabs of one visitor.
+struct Local {
+    tabs: HashMap<u64, mpsc::Sender<ToTab>>,
+    /// The session of the visitor's first tab on this node: what a lease granted here carries.
+    attrs: SessionAttrs,
+    /// The pending "ask for a number" timer.
+    timer: Option<tokio::task::AbortHandle>,
+    last_touch: Option<tokio::time::Instant>,
+    shown: Option<(PhoneNumber, Kind)>,
+}
+
+pub struct Hub {
+    app: Arc<App>,
+    bus: Arc<dyn Bus>,
+    visitors: Mutex<HashMap<Key, Local>>,
+    next_tab: AtomicU64,
+}
+
+/// A registered tab: its id and its queue.
+pub struct Tab {
+    pub site: SiteId,
+    pub visitor: VisitorId,
+    pub id: u64,
+    pub rx: mpsc::Receiver<ToTab>,
+}
+
+impl Hub {
+    pub fn new(app: Arc<App>, bus: Arc<dyn Bus>) -> Arc<Hub> {
+        Arc::new(Hub { app, bus, visitors: Mutex::new(HashMap::new()), next_tab: AtomicU64::new(1) })
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Delivers what the bus carries to this node's tabs, and announces every lease the reaper
+    /// ended, until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut ended: tokio::sync::mpsc::Receiver<Lease>, shutdown: CancellationToken) {
+        let mut shows = self.bus.subscribe();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                show = shows.recv() => match show {
+                    Ok(show) => self.deliver(show),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "The hub fell behind the bus; tabs resync on their next reconnect.");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                lease = ended.recv() => match lease {
+                    Some(lease) => self.announce_end(&lease),
+                    None => break,
+                },
+            }
+        }
+        let timers: Vec<_> = self.lock().values_mut().filter_map(|l| l.timer.take()).collect();
+        for t in timers {
+            t.abort();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Local>> {
+        self.visitors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A tab said hello: registers it and returns what it shows first.
+    pub async fn hello(self: &Arc<Self>, site: &SiteConfig, visitor: VisitorId, hello: &Hello) -> (Tab, ServerMsg) {
+        let (tx, rx) = mpsc::channel(TAB_QUEUE);
+        let id = self.next_tab.fetch_add(1, Ordering::Relaxed);
+        let key = (site.id.clone(), visitor.clone());
+        let attrs = hello.attrs();
+        let tracked = site.track.tracks(&attrs);
+        {
+            let mut visitors = self.lock();
+            let local = visitors.entry(key.clone()).or_insert_with(|| Local {
+                tabs: HashMap::new(),
+                attrs,
+                timer: None,
+                last_touch: None,
+                shown: None,
+            });
+            local.tabs.insert(id, tx);
+        }
+        self.app.metrics.ws_tabs.inc();
+        let shown =
+            if tracked { self.decide(site, &key, true).await } else { (site.static_number.clone(), Kind::Static) };
+        if let Some(local) = self.lock().get_mut(&key) {
+            local.shown = Some(shown.clone());
+        }
+        let tab = Tab { site: key.0, visitor: key.1, id, rx };
+        (tab, ServerMsg::Number { number: shown.0, kind: shown.1 })
+    }
+
+    /// What the visitor should see now; asks the pool for a number once the delay has passed,
+    /// and otherwise sets a timer for that moment. `page_view` counts as a page view of the visit.
+    async fn decide(self: &Arc<Self>, site: &SiteConfig, key: &Key, page_view: bool) -> (PhoneNumber, Kind) {
+        let pool = &self.app.pool;
+        let now = self.app.clock.now();
+        let outcome: Result<(PhoneNumber, Kind), PoolError> = async {
+            let visit = if page_view {
+                pool.visit(&key.0, &key.1, now).await?
+            } else {
+                match pool.current_visit(&key.0, &key.1, now).await? {
+                    Some(v) => v,
+                    None => pool.visit(&key.0, &key.1, now).await?,
+                }
+            };
+            // A page view is activity: it keeps the lease alive like any other.
+            let lease = if page_view {
+                pool.touch(&key.0, &key.1, now).await?
+            } else {
+                pool.current(&key.0, &key.1, now).await?
+            };
+            if let Some(lease) = lease {
+                return Ok((lease.number, Kind::Tracking));
+            }
+            if visit.ended_at.is_some() {
+                return Ok((site.default_after.clone(), Kind::DefaultAfter));
+            }
+            let due = visit.first_seen.plus(site.delay_to_show);
+            if now < due {
+                self.schedule(site, key, due.as_millis().saturating_sub(now.as_millis()));
+                return Ok((site.default_before.clone(), Kind::DefaultBefore));
+            }
+            let attrs = self.lock().get(key).map(|l| l.attrs.clone()).unwrap_or_default();
+            match pool.acquire(&key.0, &key.1, &attrs, now).await? {
+                Grant::Leased { lease, .. } => Ok((lease.number, Kind::Tracking)),
+                Grant::Exhausted => {
+                    self.app.metrics.hub_exhausted.with_label_values(&[key.0.as_str()]).inc();
+                    self.schedule(site, key, RETRY_AFTER.as_millis() as i64);
+                    Ok((site.default_before.clone(), Kind::DefaultBefore))
+                }
+            }
+        }
+        .await;
+        outcome.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, site = %key.0, "No number from the pool; the visitor keeps the site's number for now.");
+            self.app.metrics.hub_pool_errors.inc();
+            self.schedule(site, key, RETRY_AFTER.as_millis() as i64);
+            (site.default_before.clone(), Kind::DefaultBefore)
+        })
+    }
+
+    /// After `in_ms`, decides again for the visitor and tells every node (unless a timer is
+    /// already pending for the visitor here, or the visitor has no tab left here).
+    fn schedule(self: &Arc<Self>, site: &SiteConfig, key: &Key, in_ms: i64) {
+        let mut visitors = self.lock();
+        let Some(local) = visitors.get_mut(key) else { return };
+        if local.timer.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let (hub, site, key2) = (self.clone(), site.clone(), key.clone());
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(in_ms.max(0) as u64)).await;
+            if let Some(local) = hub.lock().get_mut(&key2) {
+                local.timer = None;
+            }
+            let (number, kind) = hub.decide(&site, &key2, false).await;
+            hub.bus.publish(Show { site: key2.0, visitor: key2.1, number, kind });
+        });
+        local.timer = Some(task.abort_handle());
+    }
+
+    /// Shows what the bus carried in this node's tabs of the visitor.
+    pub fn deliver(&self, show: Show) {
+        let mut visitors = self.lock();
+        let Some(local) = visitors.get_mut(&(show.site.clone(), show.visitor.clone())) else { return };
+        if local.shown.as_ref() == Some(&(show.number.clone(), show.kind)) {
+            return;
+        }
+        local.shown = Some((show.number.clone(), show.kind));
+        self.app.metrics.hub_swaps.with_label_values(&[show.kind.as_str()]).inc();
+        let msg = ServerMsg::Number { number: show.number, kind: show.kind };
+        local.tabs.retain(|_, tx| match tx.try_send(ToTab::Send(msg.clone())) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The tab's own loop closes it; it will resync when it reconnects.
+                let _ = tx.try_send(ToTab::TooSlow);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    /// The reaper ended a lease: the visitor's tabs show `default_after` (unless the visitor left).
+    fn announce_end(&self, lease: &Lease) {
+        if lease.end_reason == Some(EndReason::Left) {
+            return;
+        }
+        let Some(site) = self.app.config.site(&lease.site) else { return };
+        self.bus.publish(Show {
+            site: lease.site.clone(),
+            visitor: lease.visitor.clone(),
+            number: site.default_after.clone(),
+            kind: Kind::DefaultAfter,
+        });
+    }
+
+    /// Activity in a tab: keeps the visit and the lease alive (passed on at most every 10 s per
+    /// visitor, or every quarter of the site's idle timeout if that is shorter).
+    pub async fn activity(&self, site: &SiteId, visitor: &VisitorId) {
+        let key = (site.clone(), visitor.clone());
+        let every = self.app.config.site(site).map_or(TOUCH_EVERY, |s| TOUCH_EVERY.min(s.rules.reclaim_after_idle / 4));
+        {
+            let mut visitors = self.lock();
+            let Some(local) = visitors.get_mut(&key) else { return };
+            let now = tokio::time::Instant::now();
+            if local.last_touch.is_some_and(|t| now.duration_since(t) < every) {
+                return;
+            }
+            local.last_touch = Some(now);
+        }
+        if let Err(e) = self.app.pool.touch(site, visitor, self.app.clock.now()).await {
+            tracing::warn!(error = %e, site = %site, "Activity not recorded.");
+        }
+    }
+
+    /// A tab closed. When it was the visitor's last tab here, the pending timer stops and the
+    /// pool hears that the visitor left (the number returns after `release_grace`).
+    pub async fn bye(&self, tab: &Tab) {
+        let key = (tab.site.clone(), tab.visitor.clone());
+        let last = {
+            let mut visitors = self.lock();
+            let Some(local) = visitors.get_mut(&key) else { return };
+            local.tabs.remove(&tab.id);
+            if local.tabs.is_empty() {
+                if let Some(t) = local.timer.take() {
+                    t.abort();
+                }
+                visitors.remove(&key);
+                true
+            } else {
+                false
+            }
+        };
+        self.app.metrics.ws_tabs.dec();
+        if last {
+            if let Err(e) = self.app.pool.leave(&key.0, &key.1, self.app.clock.now()).await {
+                tracing::warn!(error = %e, site = %key.0, "The visitor's leaving was not recorded; idle reclaim will end the lease.");
+            }
+        }
+    }
+
+    /// How many visitors and tabs this node holds.
+    pub fn counts(&self) -> (usize, usize) {
+        let visitors = self.lock();
+        (visitors.len(), visitors.values().map(|l| l.tabs.len()).sum())
+    }
+}

@@ -1,0 +1,242 @@
+//! The websocket endpoint `GET /v1/ws?site=KEY`: rate limit, origin check, hello, then one task
+//! per connection that relays the hub's messages, forwards activity, and pings.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use callpool_pool::VisitorId;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SiteConfig;
+use crate::hub::{Hub, Tab, ToTab};
+use crate::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_MESSAGE_BYTES, VERSION};
+
+/// How long a new connection may take to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// How often the server pings; a connection silent for `DEAD_AFTER` is dropped.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// How long one send may wait on a client that does not read.
+const SEND_WITHIN: Duration = Duration::from_secs(10);
+
+/// What the websocket endpoint needs.
+#[derive(Clone)]
+pub struct WsState {
+    pub hub: Arc<Hub>,
+    pub limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    pub shutdown: CancellationToken,
+}
+
+impl WsState {
+    pub fn new(hub: Arc<Hub>, shutdown: CancellationToken) -> WsState {
+        let per_minute =
+            NonZeroU32::new(hub.app().config.server.ws_connects_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
+        WsState { hub, limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))), shutdown }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    site: Option<String>,
+}
+
+/// The client's address: the peer, or behind a trusted proxy the rightmost address of its header.
+fn client_ip(state: &WsState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let header = state.hub.app().config.server.trusted_proxy_header.as_deref();
+    header
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer.ip())
+}
+
+pub async fn upgrade(
+    State(state): State<WsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let metrics = &state.hub.app().metrics;
+    let ip = client_ip(&state, peer, &headers);
+    if state.limiter.check_key(&ip).is_err() {
+        metrics.ws_refused.with_label_values(&["rate_limited"]).inc();
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many connection attempts\n")
+            .into_response();
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let site = q.site.and_then(|key| state.hub.app().config.site_by_key(&key).cloned());
+    // tungstenite's defaults cost ~100 KiB+ per idle socket; a callpool tab exchanges a few
+    // short JSON messages, so small buffers keep tens of thousands of tabs cheap.
+    ws.read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| connection(socket, state, site, origin))
+}
+
+/// Refuses a connection before it became a tab: the error, the close, and a count.
+async fn refuse(mut socket: WebSocket, state: &WsState, code: ErrorCode, message: &str) {
+    state.hub.app().metrics.ws_refused.with_label_values(&[code.as_str()]).inc();
+    close_with(&mut socket, code, message).await;
+}
+
+async fn connection(mut socket: WebSocket, state: WsState, site: Option<SiteConfig>, origin: Option<String>) {
+    let Some(site) = site else {
+        return refuse(socket, &state, ErrorCode::UnknownSite, "no site has this key").await;
+    };
+    if !origin.as_deref().is_some_and(|o| site.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+        return refuse(socket, &state, ErrorCode::OriginNotAllowed, "this page's origin is not allowed for the site")
+            .await;
+    }
+    let hello = match tokio::time::timeout(HELLO_WITHIN, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientMsg>(&text) {
+            Ok(ClientMsg::Hello(h)) => h,
+            Ok(_) => return refuse(socket, &state, ErrorCode::HelloFirst, "the first message must be hello").await,
+            Err(e) => return refuse(socket, &state, ErrorCode::BadMessage, &e.to_string()).await,
+        },
+        Ok(Some(Err(e))) if is_too_large(&e) => {
+            return refuse(socket, &state, ErrorCode::TooLarge, "messages are at most 4096 bytes").await
+        }
+        Ok(Some(Ok(Message::Binary(_)))) => {
+            return refuse(socket, &state, ErrorCode::BadMessage, "messages are JSON text frames").await
+        }
+        _ => return, // closed, broken or silent: nothing to answer
+    };
+    if hello.v != VERSION {
+        return refuse(socket, &state, ErrorCode::UnsupportedVersion, "this server speaks version 1").await;
+    }
+    let visitor = match valid_hello(&hello) {
+        Ok(v) => v,
+        Err(why) => return refuse(socket, &state, ErrorCode::BadMessage, &why).await,
+    };
+    let hub = state.hub.clone();
+    let (mut tab, first) = hub.hello(&site, visitor, &hello).await;
+    let span = tracing::debug_span!("tab", site = %tab.site, visitor = %tab.visitor, tab = tab.id);
+    let _enter = span.enter();
+    let reason = serve(&mut socket, &state, &site, &mut tab, first).await;
+    drop(_enter);
+    hub.app().metrics.ws_closed.with_label_values(&[reason]).inc();
+    hub.bye(&tab).await;
+}
+
+fn valid_hello(h: &Hello) -> Result<VisitorId, String> {
+    let visitor = VisitorId::new(h.visitor.clone()).map_err(|e| e.to_string())?;
+    if h.tab.is_empty() || h.tab.len() > 64 {
+        return Err("tab must be 1 to 64 characters".into());
+    }
+    if !(h.page.starts_with("http://") || h.page.starts_with("https://")) {
+        return Err("page must be the page's http(s) URL".into());
+    }
+    Ok(visitor)
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("too long") || text.contains("Space limit") || text.contains("capacity")
+}
+
+/// The connection's loop; returns why it ended (a metric label).
+async fn serve(
+    socket: &mut WebSocket,
+    state: &WsState,
+    site: &SiteConfig,
+    tab: &mut Tab,
+    first: ServerMsg,
+) -> &'static str {
+    let mut numbers = vec![SiteNumber::new(&site.default_before)];
+    for n in [&site.default_after, &site.static_number] {
+        if !numbers.iter().any(|k| &k.e164 == n) {
+            numbers.push(SiteNumber::new(n));
+        }
+    }
+    if send(socket, &ServerMsg::Site { numbers }).await.is_err() || send(socket, &first).await.is_err() {
+        return "send_failed";
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                close_with(socket, ErrorCode::GoingAway, "the server is restarting; reconnect").await;
+                return "shutdown";
+            }
+            out = tab.rx.recv() => match out {
+                Some(ToTab::Send(msg)) => {
+                    if send(socket, &msg).await.is_err() {
+                        return "send_failed";
+                    }
+                }
+                Some(ToTab::TooSlow) | None => {
+                    close_with(socket, ErrorCode::TooSlow, "the connection did not keep up").await;
+                    return "too_slow";
+                }
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > DEAD_AFTER {
+                    return "dead";
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return "send_failed";
+                }
+            }
+            msg = socket.recv() => {
+                last_heard = tokio::time::Instant::now();
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => return "closed",
+                    Some(Ok(Message::Pong(_) | Message::Ping(_))) => {}
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMsg>(&text) {
+                        Ok(ClientMsg::Activity {}) | Ok(ClientMsg::Visibility { visible: true }) => {
+                            state.hub.activity(&tab.site, &tab.visitor).await;
+                        }
+                        Ok(ClientMsg::Visibility { visible: false }) => {}
+                        Ok(ClientMsg::Hello(_)) => {
+                            close_with(socket, ErrorCode::BadMessage, "hello is sent once per connection").await;
+                            return "bad_message";
+                        }
+                        Err(e) => {
+                            close_with(socket, ErrorCode::BadMessage, &e.to_string()).await;
+                            return "bad_message";
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => {
+                        close_with(socket, ErrorCode::BadMessage, "messages are JSON text frames").await;
+                        return "bad_message";
+                    }
+                    Some(Err(e)) if is_too_large(&e) => {
+                        close_with(socket, ErrorCode::TooLarge, "messages are at most 4096 bytes").await;
+                        return "too_large";
+                    }
+                    Some(Err(_)) => return "broken",
+                }
+            }
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), ()> {
+    let text = serde_json::to_string(msg).expect("server messages serialize");
+    match tokio::time::timeout(SEND_WITHIN, socket.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Sends `code` as an error message, then closes with its close code.
+async fn close_with(socket: &mut WebSocket, code: ErrorCode, message: &str) {
+    let msg = ServerMsg::Error { code, message: message.to_owned() };
+    let _ = send(socket, &msg).await;
+    let frame = CloseFrame { code: code.close_code(), reason: code.as_str().into() };
+    let _ = tokio::time::timeout(SEND_WITHIN, socket.send(Message::Close(Some(frame)))).await;
+}
