@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every callpool test, the way CI does.
 #
-# On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server through
-# apt), starts them on loopback with throw-away data dirs on their own ports, runs the format
-# check, clippy and the whole test suite against them, and stops them again, whatever happens.
+# On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server and
+# chromium through apt, playwright-core through npm), starts Redis and RabbitMQ on loopback with
+# throw-away data dirs on their own ports, runs the format check, clippy, the Rust test suite and
+# the browser tests against them, and stops them again, whatever happens.
 #
 #   ./deploy/test.sh              everything
 #   ./deploy/test.sh -- model     extra arguments go to `cargo test` (here: only tests named *model*)
@@ -22,6 +23,8 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
 command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   SUDO=""
@@ -91,8 +94,18 @@ fi
 
 say "cargo test (redis $CALLPOOL_TEST_REDIS_URL)"
 rc=0
+touch "$WORK/browser.log"
 cargo test --workspace "$@" 2>&1 | tee "$WORK/test.log" || rc=$?
-# One closing line over every test binary.
+
+if [ $# -eq 0 ]; then
+  say "browser tests (chromium, playwright-core)"
+  (cd snippet && npm ci --no-audit --no-fund --silent)
+  # `cargo test` built the binary the browser tests start.
+  CALLPOOL_BIN="$PWD/target/debug/callpool" node --test snippet/test/ 2>&1 | tee "$WORK/browser.log" || rc=1
+fi
+
+# One closing line over every test binary and the browser tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-  END { printf "\ncallpool tests: %d passed, %d failed\n", p, f }' "$WORK/test.log"
+  /^# pass / { p += $3 } /^# fail / { f += $3 }
+  END { printf "\ncallpool tests: %d passed, %d failed\n", p, f }' "$WORK/test.log" "$WORK/browser.log"
 exit "$rc"

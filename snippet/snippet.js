@@ -18,11 +18,11 @@
 
   var known = [];        // numbers of the site: [{e164, national}]
   var current = null;    // {number, kind}
-  var texts = new Map(); // Text node -> original text
+  var texts = new Map(); // Text node -> {orig: the page's text, shown: what we wrote}
   var links = new Map(); // <a> -> original href
   var listeners = [];
   var ws = null, attempt = 0, consented = script.getAttribute('data-consent') !== 'required';
-  var lastActivity = 0, applying = false;
+  var lastActivity = 0;
 
   function cookie(name) {
     var m = document.cookie.match(new RegExp('(?:^|; )' + name.replace(/[.$?*|{}()[\]\\/+^]/g, '\\$&') + '=([^;]*)'));
@@ -94,12 +94,12 @@
     return false;
   }
   function renderText(node) {
-    var original = texts.get(node);
-    var out = original.replace(RUN, function (run) {
+    var t = texts.get(node);
+    t.shown = t.orig.replace(RUN, function (run) {
       var m = matchNumber(digits(run));
       return m ? respell(run, m, current.number) : run;
     });
-    if (node.nodeValue !== out) node.nodeValue = out;
+    if (node.nodeValue !== t.shown) node.nodeValue = t.shown;
   }
   function scan(root) {
     if (!known.length || !root || ignored(root)) return;
@@ -113,7 +113,7 @@
         return run;
       });
       if (!found && !(node.parentElement && node.parentElement.hasAttribute(MARK))) continue;
-      texts.set(node, value);
+      texts.set(node, { orig: value, shown: value });
       if (current) renderText(node);
     }
     var anchors = root.querySelectorAll ? root.querySelectorAll('a[href^="tel:"]') : [];
@@ -131,13 +131,9 @@
     if (a.getAttribute('href') !== href) a.setAttribute('href', href);
   }
   function apply() {
-    applying = true;
-    try {
-      texts.forEach(function (_, node) { if (node.isConnected) renderText(node); else texts.delete(node); });
-      links.forEach(function (_, a) { if (a.isConnected) renderLink(a); else links.delete(a); });
-    } finally {
-      applying = false;
-    }
+    texts.forEach(function (_, node) { if (node.isConnected) renderText(node); else texts.delete(node); });
+    links.forEach(function (_, a) { if (a.isConnected) renderLink(a); else links.delete(a); });
+    observer.takeRecords(); // our own changes are not the page's
   }
   function show(number, kind) {
     var changed = !current || current.number !== number || current.kind !== kind;
@@ -202,13 +198,18 @@
   document.addEventListener('visibilitychange', function () {
     send({ type: 'visibility', visible: document.visibilityState === 'visible' });
   });
-  new MutationObserver(function (records) {
-    if (applying) return;
+  var observer = new MutationObserver(function (records) {
     records.forEach(function (r) {
       for (var i = 0; i < r.addedNodes.length; i++) scan(r.addedNodes[i]);
-      if (r.type === 'characterData' && texts.has(r.target)) texts.set(r.target, r.target.nodeValue);
+      var t = r.type === 'characterData' && texts.get(r.target);
+      // The page rewrote a text we had swapped: that is its new original.
+      if (t && r.target.nodeValue !== t.shown) {
+        texts.delete(r.target);
+        scan(r.target);
+      }
     });
-  }).observe(document.documentElement, { childList: true, subtree: true, characterData: true });
+  });
+  observer.observe(document.documentElement, { childList: true, subtree: true, characterData: true });
 
   window.callpool = {
     number: function () { return current && current.number; },

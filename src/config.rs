@@ -71,8 +71,6 @@ impl std::error::Error for ConfigError {}
 pub struct Config {
     /// The file it came from (or "built-in demo configuration").
     pub source: String,
-    /// The built-in demo: `/` serves a demo page embedding the snippet.
-    pub demo: bool,
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub pool: PoolConfig,
@@ -88,6 +86,8 @@ pub struct ServerConfig {
     pub trusted_proxy_header: Option<String>,
     /// Websocket connection attempts allowed per client address and minute.
     pub ws_connects_per_ip_per_minute: u32,
+    /// Serve a demo page for this site at `/` (the built-in demo does; production should not).
+    pub demo_site: Option<SiteId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,7 +187,7 @@ impl Config {
 
     /// The built-in demo configuration, with the environment overrides.
     pub fn demo(env: &dyn Env) -> Result<Config, ConfigError> {
-        Config::parse(DEMO_CONFIG, "built-in demo configuration", env).map(|c| Config { demo: true, ..c })
+        Config::parse(DEMO_CONFIG, "built-in demo configuration", env)
     }
 
     /// Parses and validates TOML text; `source` names it in errors.
@@ -249,6 +249,7 @@ struct RawServer {
     admin_token: Option<String>,
     trusted_proxy_header: Option<String>,
     ws_connects_per_ip_per_minute: Option<u32>,
+    demo_site: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -537,8 +538,16 @@ impl Validator {
         if ws_connects_per_ip_per_minute == 0 {
             self.fail("[server] ws_connects_per_ip_per_minute", "must be at least 1");
         }
-        let server = ServerConfig { listen, admin_token, trusted_proxy_header, ws_connects_per_ip_per_minute };
-        Some(Config { source: source.to_owned(), demo: false, server, store, pool, sites })
+        let demo_site = raw.server.demo_site.and_then(|d| match SiteId::new(d.clone()) {
+            Ok(id) if sites.iter().any(|s: &SiteConfig| s.id == id) => Some(id),
+            _ => {
+                self.fail("[server] demo_site", format!("{d:?} is not the id of a configured site"));
+                None
+            }
+        });
+        let server =
+            ServerConfig { listen, admin_token, trusted_proxy_header, ws_connects_per_ip_per_minute, demo_site };
+        Some(Config { source: source.to_owned(), server, store, pool, sites })
     }
 }
 

@@ -192,9 +192,9 @@ async fn snippet() -> Response {
         .into_response()
 }
 
-/// The demo page of the built-in demo configuration (404 otherwise).
+/// The demo page of `[server] demo_site` (404 without one).
 async fn demo_page(State(app): State<Arc<App>>) -> Response {
-    let Some(site) = app.config.sites.first().filter(|_| app.config.demo) else {
+    let Some(site) = app.config.server.demo_site.as_ref().and_then(|id| app.config.site(id)) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let page = include_str!("../snippet/demo.html")

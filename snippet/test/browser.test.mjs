@@ -1,0 +1,196 @@
+// Browser tests of the snippet in real headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core; no browser download). They start the callpool binary that `cargo test` built
+// (target/debug/callpool, or $CALLPOOL_BIN) with a short timeline, and a small static server for
+// the page whose callpool is down.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const BIN = process.env.CALLPOOL_BIN || join(root, 'target', 'debug', 'callpool');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function waitFor(what, fn, ms = 15000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting until ${what} (last: ${last})`);
+}
+
+let server, dir, port, browser, pages, pagePort;
+
+before(async () => {
+  port = await freePort();
+  // A site on another origin that embeds the snippet from callpool, as real sites do.
+  pagePort = await freePort();
+  pages = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(`<!doctype html><meta charset="utf-8"><p id="phone">+7 495 123 45 67</p>
+<script async src="http://127.0.0.1:${port}/snippet.js" data-site="shop-public-key" data-consent="required"></script>`);
+  });
+  await new Promise((r) => pages.listen(pagePort, '127.0.0.1', r));
+  dir = mkdtempSync(join(tmpdir(), 'callpool-browser-'));
+  const config = `
+[server]
+listen = "127.0.0.1:${port}"
+demo_site = "shop"
+
+[store]
+kind = "embedded"
+data_dir = "${join(dir, 'data')}"
+
+[pool]
+reaper_interval = "100ms"
+
+[[site]]
+id = "shop"
+key = "shop-public-key"
+allowed_origins = ["http://127.0.0.1:${port}", "http://127.0.0.1:${pagePort}"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001", "+74951230002"]
+delay_to_show = "1500ms"
+reclaim_after_idle = "4s"
+release_grace = "1s"
+`;
+  writeFileSync(join(dir, 'callpool.toml'), config);
+  server = spawn(BIN, ['--config', join(dir, 'callpool.toml'), 'serve'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  server.stderr.on('data', (d) => { log += d; });
+  await waitFor('callpool is serving', async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+    return r.ok;
+  }).catch((e) => { throw new Error(`${e.message}\n${log}`); });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  pages?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function watchErrors(page) {
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  return errors;
+}
+
+test('two tabs of the demo page show the tracking number in the page\'s own format, then default_after', async () => {
+  const context = await browser.newContext();
+  const first = await context.newPage();
+  const errors = watchErrors(first);
+  await first.goto(`http://127.0.0.1:${port}/`);
+  assert.equal(await first.textContent('#phone'), '+7 (495) 123-45-67');
+  await new Promise((r) => setTimeout(r, 500));
+  const second = await context.newPage();
+  watchErrors(second).forEach((e) => errors.push(e));
+  await second.goto(`http://127.0.0.1:${port}/`);
+
+  // Both tabs swap together, 1.5 s after the first view (not the second tab's).
+  const tracking = await waitFor('the first tab shows a tracking number', async () => {
+    const t = await first.textContent('#phone');
+    return t !== '+7 (495) 123-45-67' && t;
+  });
+  assert.match(tracking, /^\+7 \(495\) 123-00-0[12]$/, 'the new digits keep the +7 (495) ddd-dd-dd shape');
+  const last = tracking.slice(-2);
+  assert.equal(await first.getAttribute('#phone', 'href'), `tel:+749512300${last}`);
+  assert.equal(await first.textContent('#plain'), `8 495 123 00 ${last}`, 'the 8 ... spelling keeps its shape');
+  assert.equal(await first.textContent('#ignored'), '+7 495 123-45-67', 'data-callpool-ignore is left alone');
+  await waitFor('the second tab shows the same number', async () => (await second.textContent('#phone')) === tracking);
+  assert.equal(await first.evaluate(() => window.callpool.kind()), 'tracking');
+
+  // A number added to the page later (a single-page app) is swapped too.
+  await first.evaluate(() => {
+    const p = document.createElement('p');
+    p.id = 'late';
+    p.textContent = 'Call +74951234567 now';
+    document.body.appendChild(p);
+  });
+  await waitFor('late content is swapped', async () => (await first.textContent('#late')) === `Call +749512300${last} now`);
+
+  // No activity: after the idle timeout both tabs show the site's "after" number.
+  for (const page of [first, second]) {
+    await waitFor('default_after', async () => (await page.textContent('#phone')) === '+7 (495) 123-45-68');
+  }
+  assert.equal(await second.evaluate(() => window.callpool.kind()), 'default_after');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a page whose callpool is down keeps its number and throws nothing', async () => {
+  // The snippet loads, but its websocket has nobody to talk to.
+  const snippet = readFileSync(join(root, 'snippet', 'snippet.js'));
+  const page = `<!doctype html><meta charset="utf-8"><p>Call <a id="phone" href="tel:+74951234567">+7 (495) 123-45-67</a></p>
+<script async src="/snippet.js" data-site="shop-public-key"></script>`;
+  const plain = createServer((req, res) => {
+    if (req.url.startsWith('/snippet.js')) {
+      res.writeHead(200, { 'content-type': 'application/javascript' });
+      return res.end(snippet);
+    }
+    if (req.url.startsWith('/v1/ws')) {
+      res.writeHead(503);
+      return res.end();
+    }
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(page);
+  });
+  await new Promise((r) => plain.listen(0, '127.0.0.1', r));
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  const errors = watchErrors(tab);
+  await tab.goto(`http://127.0.0.1:${plain.address().port}/`);
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(await tab.textContent('#phone'), '+7 (495) 123-45-67');
+  assert.equal(await tab.getAttribute('#phone', 'href'), 'tel:+74951234567');
+  assert.equal(await tab.evaluate(() => typeof window.callpool.rescan), 'function');
+  assert.deepEqual(errors, []);
+  await context.close();
+  plain.close();
+});
+
+test('consent mode connects only after callpool.consent()', async () => {
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  const errors = watchErrors(tab);
+  await tab.goto(`http://127.0.0.1:${pagePort}/consent`);
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.equal(await tab.textContent('#phone'), '+7 495 123 45 67', 'no swap without consent');
+  assert.equal(await tab.evaluate(() => window.callpool.number()), null);
+  await tab.evaluate(() => window.callpool.consent());
+  await waitFor('the swap after consent', async () => /^\+7 495 123 00 0[12]$/.test(await tab.textContent('#phone')));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
