@@ -84,6 +84,7 @@ fi
 
 export CALLPOOL_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 export CALLPOOL_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
+export CALLPOOL_TEST_RABBIT_NODE="$RABBIT_NODE"
 
 if [ "${CALLPOOL_LINT:-1}" = 1 ]; then
   say "cargo fmt --check"

@@ -1,11 +1,52 @@
 //! The fan-out: what one node decides for a visitor (show this number) reaches the visitor's tabs
-//! on every node. One trait; the in-process bus serves the embedded default (one node).
+//! on every node. One trait, two buses: in-process (the embedded default, one node) and RabbitMQ
+//! (a cluster). Only this module names RabbitMQ exchanges and queues.
+//!
+//! RabbitMQ layout: one durable fanout exchange; each node binds one exclusive, auto-deleted
+//! queue of its own to it, once, when it connects. Every node receives every event and drops
+//! those for visitors it holds no tab of. Bindings are one per node, never per visitor or tab,
+//! so visitor churn never touches RabbitMQ's routing tables; the cost is that each node reads
+//! every event (a few hundred bytes each), which is cheap at the swap rates of call tracking.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use callpool_pool::{PhoneNumber, SiteId, VisitorId};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::protocol::Kind;
+
+/// The exchange every node publishes to and binds its queue to.
+pub const EXCHANGE: &str = "callpool.events";
+/// Each node's queue is this prefix and the node id.
+pub const NODE_QUEUE_PREFIX: &str = "callpool.node.";
+/// Events published while RabbitMQ is away wait here; beyond this they are dropped (and the
+/// tabs resync after the reconnect).
+const PUBLISH_QUEUE: usize = 10_000;
+/// Publisher confirms awaited at once.
+const CONFIRM_WINDOW: usize = 256;
+
+/// What travels on the bus.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Show a number in every tab of a visitor.
+    Show(Show),
+    /// A node saw the visitor's last tab there close; nodes that still hold a tab of the visitor
+    /// keep its number (the lease is touched, which cancels the leave).
+    Left { site: SiteId, visitor: VisitorId },
+    /// Local only, never published: events may have been lost (the bus reconnected), so the
+    /// hub recomputes what every tab shows from the store.
+    Resync,
+}
 
 /// Show `number` as `kind` in every tab of `visitor` on `site`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,16 +59,16 @@ pub struct Show {
 
 /// A way to tell every node.
 pub trait Bus: Send + Sync + 'static {
-    /// Sends `show` to every node, this one included. Never blocks; a bus that cannot deliver
-    /// counts the loss (tabs resync when they reconnect).
-    fn publish(&self, show: Show);
+    /// Sends `event` to every node, this one included. Never blocks; what cannot be delivered
+    /// is made good by a `Resync` once the bus is back.
+    fn publish(&self, event: Event);
     /// What every node published, this one's included.
-    fn subscribe(&self) -> broadcast::Receiver<Show>;
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
 }
 
 /// One node: publishing is delivering.
 pub struct InProcessBus {
-    tx: broadcast::Sender<Show>,
+    tx: broadcast::Sender<Event>,
 }
 
 impl InProcessBus {
@@ -43,12 +84,172 @@ impl Default for InProcessBus {
 }
 
 impl Bus for InProcessBus {
-    fn publish(&self, show: Show) {
+    fn publish(&self, event: Event) {
         // No receiver means no hub is running; nothing to deliver to.
-        let _ = self.tx.send(show);
+        let _ = self.tx.send(event);
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Show> {
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+}
+
+/// The cluster bus over RabbitMQ: one connection, a channel to publish (with publisher
+/// confirms, a bounded window) and one to consume; it reconnects with backoff by itself and
+/// signals `Resync` after every reconnect.
+pub struct RabbitBus {
+    out: mpsc::Sender<Event>,
+    local: broadcast::Sender<Event>,
+    metrics: BusMetrics,
+}
+
+/// The bus's counters (registered by `Metrics`).
+#[derive(Clone)]
+pub struct BusMetrics {
+    pub published: prometheus::IntCounter,
+    pub dropped: prometheus::IntCounter,
+    pub received: prometheus::IntCounter,
+    pub reconnects: prometheus::IntCounter,
+}
+
+impl RabbitBus {
+    /// Starts the connection task (it keeps trying until `shutdown`). `node` names this node's queue.
+    pub fn start(url: String, node: String, metrics: BusMetrics, shutdown: CancellationToken) -> RabbitBus {
+        let (out, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let local = broadcast::channel(4096).0;
+        tokio::spawn(connection_loop(url, node, rx, local.clone(), metrics.clone(), shutdown));
+        RabbitBus { out, local, metrics }
+    }
+}
+
+impl Bus for RabbitBus {
+    fn publish(&self, event: Event) {
+        if self.out.try_send(event).is_err() {
+            self.metrics.dropped.inc();
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.local.subscribe()
+    }
+}
+
+async fn connection_loop(
+    url: String,
+    node: String,
+    mut out: mpsc::Receiver<Event>,
+    local: broadcast::Sender<Event>,
+    metrics: BusMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    let mut first = true;
+    loop {
+        let session = session(&url, &node, &mut out, &local, &metrics, &shutdown, first);
+        match session.await {
+            Ok(()) => return, // shut down
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ connection lost or refused; reconnecting.");
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One connection's life: declare, consume and publish until something breaks (Err) or the
+/// node shuts down (Ok).
+async fn session(
+    url: &str,
+    node: &str,
+    out: &mut mpsc::Receiver<Event>,
+    local: &broadcast::Sender<Event>,
+    metrics: &BusMetrics,
+    shutdown: &CancellationToken,
+    first: bool,
+) -> Result<(), lapin::Error> {
+    use futures_util::StreamExt;
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let publish = conn.create_channel().await?;
+    let consume = conn.create_channel().await?;
+    publish.confirm_select(ConfirmSelectOptions::default()).await?;
+    publish
+        .exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions { durable: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    let queue = format!("{NODE_QUEUE_PREFIX}{node}");
+    consume
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    consume
+        .queue_bind(
+            queue.as_str().into(),
+            EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    consume.basic_qos(512, BasicQosOptions::default()).await?;
+    let mut consumer = consume
+        .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    if first {
+        tracing::info!(queue = %queue, "Connected to RabbitMQ.");
+    } else {
+        metrics.reconnects.inc();
+        tracing::info!(queue = %queue, "Reconnected to RabbitMQ; resyncing every tab from the store.");
+        let _ = local.send(Event::Resync);
+    }
+    let mut confirms = VecDeque::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = conn.close(200, "node shutting down".into()).await;
+                return Ok(());
+            }
+            delivery = consumer.next() => {
+                let delivery = match delivery {
+                    Some(d) => d?,
+                    None => return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed))),
+                };
+                match serde_json::from_slice::<Event>(&delivery.data) {
+                    Ok(Event::Resync) | Err(_) => {
+                        tracing::warn!("An unreadable event on the bus was dropped.");
+                    }
+                    Ok(event) => {
+                        metrics.received.inc();
+                        let _ = local.send(event);
+                    }
+                }
+                delivery.ack(BasicAckOptions::default()).await?;
+            }
+            event = out.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                let body = serde_json::to_vec(&event).expect("events serialize");
+                let confirm = publish
+                    .basic_publish(EXCHANGE.into(), "".into(), BasicPublishOptions::default(), &body, BasicProperties::default())
+                    .await?;
+                metrics.published.inc();
+                confirms.push_back(confirm);
+                while confirms.len() > CONFIRM_WINDOW {
+                    if let Some(oldest) = confirms.pop_front() {
+                        oldest.await?;
+                    }
+                }
+            }
+        }
     }
 }

@@ -23,6 +23,9 @@ pub const ENV_STORE: &str = "CALLPOOL_STORE";
 pub const ENV_DATA_DIR: &str = "CALLPOOL_DATA_DIR";
 pub const ENV_REDIS_URL: &str = "CALLPOOL_REDIS_URL";
 pub const ENV_REDIS_PREFIX: &str = "CALLPOOL_REDIS_PREFIX";
+pub const ENV_BUS: &str = "CALLPOOL_BUS";
+pub const ENV_AMQP_URL: &str = "CALLPOOL_AMQP_URL";
+pub const ENV_NODE_ID: &str = "CALLPOOL_NODE_ID";
 
 /// No configured duration may exceed ten years (they are added to timestamps).
 const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
@@ -73,8 +76,18 @@ pub struct Config {
     pub source: String,
     pub server: ServerConfig,
     pub store: StoreConfig,
+    pub bus: BusConfig,
     pub pool: PoolConfig,
     pub sites: Vec<SiteConfig>,
+}
+
+/// How the nodes tell each other what tabs show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusConfig {
+    /// One node (the embedded default).
+    InProcess,
+    /// A cluster: every node connects to this RabbitMQ.
+    RabbitMq { url: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +101,8 @@ pub struct ServerConfig {
     pub ws_connects_per_ip_per_minute: u32,
     /// Serve a demo page for this site at `/` (the built-in demo does; production should not).
     pub demo_site: Option<SiteId>,
+    /// This node's name in the cluster (its RabbitMQ queue); unique per running process.
+    pub node_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,6 +252,8 @@ struct RawConfig {
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
+    bus: RawBus,
+    #[serde(default)]
     pool: RawPool,
     #[serde(default, rename = "site")]
     sites: Vec<RawSite>,
@@ -250,6 +267,14 @@ struct RawServer {
     trusted_proxy_header: Option<String>,
     ws_connects_per_ip_per_minute: Option<u32>,
     demo_site: Option<String>,
+    node_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBus {
+    kind: Option<String>,
+    amqp_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -545,10 +570,52 @@ impl Validator {
                 None
             }
         });
-        let server =
-            ServerConfig { listen, admin_token, trusted_proxy_header, ws_connects_per_ip_per_minute, demo_site };
-        Some(Config { source: source.to_owned(), server, store, pool, sites })
+        let node_id = env.var(ENV_NODE_ID).or(raw.server.node_id).unwrap_or_else(default_node_id);
+        if node_id.is_empty()
+            || node_id.len() > 100
+            || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            self.fail("[server] node_id", "must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
+        }
+        let server = ServerConfig {
+            listen,
+            admin_token,
+            trusted_proxy_header,
+            ws_connects_per_ip_per_minute,
+            demo_site,
+            node_id,
+        };
+        let bus = match env.var(ENV_BUS).or(raw.bus.kind).as_deref().unwrap_or("in_process") {
+            "in_process" => BusConfig::InProcess,
+            "rabbitmq" => {
+                let url =
+                    env.var(ENV_AMQP_URL).or(raw.bus.amqp_url).unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".into());
+                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                    self.fail("[bus] amqp_url", format!("{url:?} is not an amqp:// URL"));
+                }
+                if matches!(store, StoreConfig::Embedded { .. }) {
+                    self.fail(
+                        "[bus] kind",
+                        "\"rabbitmq\" joins nodes into a cluster, which needs [store] kind = \"redis\"",
+                    );
+                }
+                BusConfig::RabbitMq { url }
+            }
+            other => {
+                self.fail("[bus] kind", format!("{other:?} is neither \"in_process\" nor \"rabbitmq\""));
+                BusConfig::InProcess
+            }
+        };
+        Some(Config { source: source.to_owned(), server, store, bus, pool, sites })
     }
+}
+
+/// host-pid-time: unique per process, readable in RabbitMQ's queue list.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{}-{}-{nanos:x}", if host.is_empty() { "node" } else { &host }, std::process::id())
 }
 
 fn redis_url_ok(url: &str) -> Result<(), ()> {

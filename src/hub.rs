@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::bus::{Bus, Show};
+use crate::bus::{Bus, Event, Show};
 use crate::config::SiteConfig;
 use crate::protocol::{Hello, Kind, ServerMsg};
 
@@ -80,10 +80,13 @@ impl Hub {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                show = shows.recv() => match show {
-                    Ok(show) => self.deliver(show),
+                event = shows.recv() => match event {
+                    Ok(Event::Show(show)) => self.deliver(show),
+                    Ok(Event::Left { site, visitor }) => self.still_here(&site, &visitor).await,
+                    Ok(Event::Resync) => self.resync().await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "The hub fell behind the bus; tabs resync on their next reconnect.");
+                        tracing::warn!(missed = n, "The hub fell behind the bus; resyncing every tab from the store.");
+                        self.resync().await;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
@@ -196,7 +199,7 @@ impl Hub {
                 local.timer = None;
             }
             let (number, kind) = hub.decide(&site, &key2, false).await;
-            hub.bus.publish(Show { site: key2.0, visitor: key2.1, number, kind });
+            hub.bus.publish(Event::Show(Show { site: key2.0, visitor: key2.1, number, kind }));
         });
         local.timer = Some(task.abort_handle());
     }
@@ -228,12 +231,37 @@ impl Hub {
             return;
         }
         let Some(site) = self.app.config.site(&lease.site) else { return };
-        self.bus.publish(Show {
+        self.bus.publish(Event::Show(Show {
             site: lease.site.clone(),
             visitor: lease.visitor.clone(),
             number: site.default_after.clone(),
             kind: Kind::DefaultAfter,
-        });
+        }));
+    }
+
+    /// Another node saw the visitor's last tab there close; if a tab of the visitor is open here,
+    /// the visitor has not left: touching the lease cancels the leave.
+    async fn still_here(&self, site: &SiteId, visitor: &VisitorId) {
+        let here = self.lock().get(&(site.clone(), visitor.clone())).is_some_and(|l| !l.tabs.is_empty());
+        if here {
+            if let Err(e) = self.app.pool.touch(site, visitor, self.app.clock.now()).await {
+                tracing::warn!(error = %e, site = %site, "Could not keep the number of a visitor with tabs open here.");
+            }
+        }
+    }
+
+    /// Events may have been lost: recompute what every local visitor should see, from the store.
+    async fn resync(self: &Arc<Self>) {
+        let keys: Vec<Key> = self.lock().keys().cloned().collect();
+        for key in keys {
+            let Some(site) = self.app.config.site(&key.0).cloned() else { continue };
+            let tracked = self.lock().get(&key).is_some_and(|l| site.track.tracks(&l.attrs));
+            if !tracked {
+                continue;
+            }
+            let (number, kind) = self.decide(&site, &key, false).await;
+            self.deliver(Show { site: key.0, visitor: key.1, number, kind });
+        }
     }
 
     /// Activity in a tab: keeps the visit and the lease alive (passed on at most every 10 s per
@@ -278,6 +306,7 @@ impl Hub {
             if let Err(e) = self.app.pool.leave(&key.0, &key.1, self.app.clock.now()).await {
                 tracing::warn!(error = %e, site = %key.0, "The visitor's leaving was not recorded; idle reclaim will end the lease.");
             }
+            self.bus.publish(Event::Left { site: key.0, visitor: key.1 });
         }
     }
 

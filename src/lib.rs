@@ -25,7 +25,16 @@ use crate::app::App;
 /// Serves `app` on `listener` until `shutdown` is cancelled: stops accepting, tells every tab to
 /// reconnect elsewhere, lets requests in flight finish, stops the reaper and the hub, then returns.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) -> std::io::Result<()> {
-    run_with_bus(listener, app, Arc::new(bus::InProcessBus::new()), shutdown).await
+    let bus: Arc<dyn bus::Bus> = match &app.config.bus {
+        config::BusConfig::InProcess => Arc::new(bus::InProcessBus::new()),
+        config::BusConfig::RabbitMq { url } => Arc::new(bus::RabbitBus::start(
+            url.clone(),
+            app.config.server.node_id.clone(),
+            app.metrics.bus.clone(),
+            shutdown.clone(),
+        )),
+    };
+    run_with_bus(listener, app, bus, shutdown).await
 }
 
 /// [`run`] with a given bus.

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub hub_exhausted: IntCounterVec,
     /// Pool errors met by the hub (the visitor kept the site's number).
     pub hub_pool_errors: IntCounter,
+    /// The RabbitMQ bus's counters.
+    pub bus: crate::bus::BusMetrics,
 }
 
 impl Metrics {
@@ -94,6 +96,19 @@ impl Metrics {
             "Pool errors met by the hub; the visitor kept the site's number.",
         )
         .expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let bus = crate::bus::BusMetrics {
+            published: counter("callpool_bus_published_total", "Events this node published to RabbitMQ."),
+            dropped: counter(
+                "callpool_bus_dropped_total",
+                "Events dropped because RabbitMQ was away too long (tabs resync).",
+            ),
+            received: counter("callpool_bus_received_total", "Events this node received from RabbitMQ."),
+            reconnects: counter(
+                "callpool_bus_reconnects_total",
+                "Reconnections to RabbitMQ (each followed by a resync).",
+            ),
+        };
         for c in [
             Box::new(leases_ended.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(numbers_returned.clone()),
@@ -107,6 +122,10 @@ impl Metrics {
             Box::new(hub_swaps.clone()),
             Box::new(hub_exhausted.clone()),
             Box::new(hub_pool_errors.clone()),
+            Box::new(bus.published.clone()),
+            Box::new(bus.dropped.clone()),
+            Box::new(bus.received.clone()),
+            Box::new(bus.reconnects.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -124,6 +143,7 @@ impl Metrics {
             hub_swaps,
             hub_exhausted,
             hub_pool_errors,
+            bus,
         }
     }
 

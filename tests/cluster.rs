@@ -1,0 +1,119 @@
+//! Two callpool nodes sharing real Redis and real RabbitMQ: a visitor with a tab on each node sees
+//! the same number in both, keeps it while a tab stays open on either node, and both tabs still
+//! converge on `default_after` when RabbitMQ restarts in the middle.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use callpool::config::Config;
+use callpool_pool::{SiteId, Ts, VisitorId};
+use common::*;
+
+const ORIGIN: &str = "https://shop.example";
+const PAGE: &str = "https://shop.example/?utm_source=yandex";
+
+fn amqp_url() -> String {
+    std::env::var("CALLPOOL_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn cluster_config(prefix: &str, node: &str) -> Config {
+    let text = format!(
+        r#"
+[server]
+node_id = "{node}"
+
+[store]
+kind = "redis"
+redis_url = "{redis}"
+redis_prefix = "{prefix}"
+
+[bus]
+kind = "rabbitmq"
+amqp_url = "{amqp}"
+
+[pool]
+reaper_interval = "50ms"
+
+[[site]]
+id = "shop"
+key = "shop-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001", "+74951230002"]
+delay_to_show = "300ms"
+reclaim_after_idle = "4s"
+release_grace = "500ms"
+"#,
+        redis = redis_url(),
+        amqp = amqp_url(),
+    );
+    Config::parse(&text, "cluster-test.toml", &std::collections::HashMap::new()).expect("test config")
+}
+
+fn rabbitmqctl(cmd: &str) {
+    let node = std::env::var("CALLPOOL_TEST_RABBIT_NODE")
+        .expect("CALLPOOL_TEST_RABBIT_NODE names the test broker (./deploy/test.sh sets it)");
+    let status = Command::new("rabbitmqctl").args(["-q", "-n", &node, cmd]).status().expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {cmd} failed");
+}
+
+/// The next number message whose kind is `kind`, skipping repeats of others.
+async fn until_kind(tab: &mut WsTab, kind: &str) -> String {
+    loop {
+        let (number, k) = tab.number().await;
+        if k == kind {
+            return number;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart() {
+    let prefix = unique("cluster");
+    let one = Node::start_real(cluster_config(&prefix, &unique("one"))).await;
+    let two = Node::start_real(cluster_config(&prefix, &unique("two"))).await;
+    eventually("both nodes joined RabbitMQ", || async {
+        let q = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &std::env::var("CALLPOOL_TEST_RABBIT_NODE").unwrap_or_default(), "list_queues", "name"])
+            .output();
+        q.map(|o| String::from_utf8_lossy(&o.stdout).matches("callpool.node.").count() >= 2).unwrap_or(false)
+    })
+    .await;
+
+    let mut a = WsTab::open(one.addr, "shop-public-key", ORIGIN).await;
+    a.hello("cluster-visitor", PAGE).await;
+    let mut b = WsTab::open(two.addr, "shop-public-key", ORIGIN).await;
+    b.hello("cluster-visitor", PAGE).await;
+    let on_a = until_kind(&mut a, "tracking").await;
+    let on_b = until_kind(&mut b, "tracking").await;
+    assert_eq!(on_a, on_b, "one lease, one number, on both nodes");
+
+    // The tab on node one closes; the one on node two keeps the number past the grace.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (site, visitor) = (SiteId::new("shop").unwrap(), VisitorId::new("cluster-visitor").unwrap());
+    let lease = two.app.pool.current(&site, &visitor, Ts::now()).await.unwrap();
+    assert_eq!(lease.map(|l| l.number.to_string()), Some(on_a.clone()), "a tab open on another node keeps the number");
+
+    // A new tab on node one shows it at once.
+    let mut a = WsTab::open(one.addr, "shop-public-key", ORIGIN).await;
+    a.hello("cluster-visitor", PAGE).await;
+    assert_eq!(until_kind(&mut a, "tracking").await, on_a);
+
+    // RabbitMQ goes away while the lease runs idle, then comes back: both tabs converge.
+    rabbitmqctl("stop_app");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    rabbitmqctl("start_app");
+    assert_eq!(until_kind(&mut a, "default_after").await, "+74951234568");
+    assert_eq!(until_kind(&mut b, "default_after").await, "+74951234568");
+    eventually("both nodes reconnected", || async {
+        one.metric("callpool_bus_reconnects_total").await >= 1.0
+            && two.metric("callpool_bus_reconnects_total").await >= 1.0
+    })
+    .await;
+    one.stop().await;
+    two.stop().await;
+}
