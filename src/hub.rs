@@ -30,10 +30,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 type Key = (SiteId, VisitorId);
 
-/// A message for one tab, or the order to close it.
+/// A message for one tab (already JSON: serialized once for all the visitor's tabs, and small in
+/// the queue), or the order to close it.
 #[derive(Debug)]
 pub enum ToTab {
-    Send(ServerMsg),
+    Send(Arc<str>),
     /// The tab does not read fast enough.
     TooSlow,
 }
@@ -162,7 +163,7 @@ impl Hub {
             }
             let due = visit.first_seen.plus(site.delay_to_show);
             if now < due {
-                self.schedule(site, key, due.as_millis().saturating_sub(now.as_millis()));
+                self.schedule(key, due.as_millis().saturating_sub(now.as_millis()));
                 return Ok((site.default_before.clone(), Kind::DefaultBefore));
             }
             let attrs = self.lock().get(key).map(|l| l.attrs.clone()).unwrap_or_default();
@@ -170,7 +171,7 @@ impl Hub {
                 Grant::Leased { lease, .. } => Ok((lease.number, Kind::Tracking)),
                 Grant::Exhausted => {
                     self.app.metrics.hub_exhausted.with_label_values(&[key.0.as_str()]).inc();
-                    self.schedule(site, key, RETRY_AFTER.as_millis() as i64);
+                    self.schedule(key, RETRY_AFTER.as_millis() as i64);
                     Ok((site.default_before.clone(), Kind::DefaultBefore))
                 }
             }
@@ -179,26 +180,27 @@ impl Hub {
         outcome.unwrap_or_else(|e| {
             tracing::warn!(error = %e, site = %key.0, "No number from the pool; the visitor keeps the site's number for now.");
             self.app.metrics.hub_pool_errors.inc();
-            self.schedule(site, key, RETRY_AFTER.as_millis() as i64);
+            self.schedule(key, RETRY_AFTER.as_millis() as i64);
             (site.default_before.clone(), Kind::DefaultBefore)
         })
     }
 
     /// After `in_ms`, decides again for the visitor and tells every node (unless a timer is
     /// already pending for the visitor here, or the visitor has no tab left here).
-    fn schedule(self: &Arc<Self>, site: &SiteConfig, key: &Key, in_ms: i64) {
+    fn schedule(self: &Arc<Self>, key: &Key, in_ms: i64) {
         let mut visitors = self.lock();
         let Some(local) = visitors.get_mut(key) else { return };
         if local.timer.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
-        let (hub, site, key2) = (self.clone(), site.clone(), key.clone());
+        let (hub, key2) = (self.clone(), key.clone());
         let task = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(in_ms.max(0) as u64)).await;
             if let Some(local) = hub.lock().get_mut(&key2) {
                 local.timer = None;
             }
-            let (number, kind) = hub.decide(&site, &key2, false).await;
+            let Some(site) = hub.app.config.site(&key2.0) else { return };
+            let (number, kind) = hub.decide(site, &key2, false).await;
             hub.bus.publish(Event::Show(Show { site: key2.0, visitor: key2.1, number, kind }));
         });
         local.timer = Some(task.abort_handle());
@@ -214,7 +216,8 @@ impl Hub {
         local.shown = Some((show.number.clone(), show.kind));
         self.app.metrics.hub_swaps.with_label_values(&[show.kind.as_str()]).inc();
         let msg = ServerMsg::Number { number: show.number, kind: show.kind };
-        local.tabs.retain(|_, tx| match tx.try_send(ToTab::Send(msg.clone())) {
+        let json: Arc<str> = serde_json::to_string(&msg).expect("server messages serialize").into();
+        local.tabs.retain(|_, tx| match tx.try_send(ToTab::Send(json.clone())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // The tab's own loop closes it; it will resync when it reconnects.
@@ -254,12 +257,12 @@ impl Hub {
     async fn resync(self: &Arc<Self>) {
         let keys: Vec<Key> = self.lock().keys().cloned().collect();
         for key in keys {
-            let Some(site) = self.app.config.site(&key.0).cloned() else { continue };
+            let Some(site) = self.app.config.site(&key.0) else { continue };
             let tracked = self.lock().get(&key).is_some_and(|l| site.track.tracks(&l.attrs));
             if !tracked {
                 continue;
             }
-            let (number, kind) = self.decide(&site, &key, false).await;
+            let (number, kind) = self.decide(site, &key, false).await;
             self.deliver(Show { site: key.0, visitor: key.1, number, kind });
         }
     }

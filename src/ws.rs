@@ -33,13 +33,21 @@ pub struct WsState {
     pub hub: Arc<Hub>,
     pub limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     pub shutdown: CancellationToken,
+    /// Sites by public key, shared by every connection (a connection holds an `Arc`, not a copy).
+    sites: Arc<std::collections::HashMap<String, Arc<SiteConfig>>>,
 }
 
 impl WsState {
     pub fn new(hub: Arc<Hub>, shutdown: CancellationToken) -> WsState {
         let per_minute =
             NonZeroU32::new(hub.app().config.server.ws_connects_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
-        WsState { hub, limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))), shutdown }
+        let sites = hub.app().config.sites.iter().map(|s| (s.key.clone(), Arc::new(s.clone()))).collect();
+        WsState {
+            hub,
+            limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            shutdown,
+            sites: Arc::new(sites),
+        }
     }
 }
 
@@ -74,10 +82,10 @@ pub async fn upgrade(
             .into_response();
     }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let site = q.site.and_then(|key| state.hub.app().config.site_by_key(&key).cloned());
+    let site = q.site.and_then(|key| state.sites.get(&key).cloned());
     // tungstenite's defaults cost ~100 KiB+ per idle socket; a callpool tab exchanges a few
     // short JSON messages, so small buffers keep tens of thousands of tabs cheap.
-    ws.read_buffer_size(4096)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(64 * 1024)
         .max_message_size(MAX_MESSAGE_BYTES)
@@ -91,7 +99,7 @@ async fn refuse(mut socket: WebSocket, state: &WsState, code: ErrorCode, message
     close_with(&mut socket, code, message).await;
 }
 
-async fn connection(mut socket: WebSocket, state: WsState, site: Option<SiteConfig>, origin: Option<String>) {
+async fn connection(mut socket: WebSocket, state: WsState, site: Option<Arc<SiteConfig>>, origin: Option<String>) {
     let Some(site) = site else {
         return refuse(socket, &state, ErrorCode::UnknownSite, "no site has this key").await;
     };
@@ -121,13 +129,15 @@ async fn connection(mut socket: WebSocket, state: WsState, site: Option<SiteConf
         Err(why) => return refuse(socket, &state, ErrorCode::BadMessage, &why).await,
     };
     let hub = state.hub.clone();
-    let (mut tab, first) = hub.hello(&site, visitor, &hello).await;
+    // The pool calls behind hello, activity and bye are large futures that run briefly; boxed,
+    // they do not make every idle connection's task carry their size (3.4 KB unboxed).
+    let (mut tab, first) = Box::pin(hub.hello(&site, visitor, &hello)).await;
     let span = tracing::debug_span!("tab", site = %tab.site, visitor = %tab.visitor, tab = tab.id);
     let _enter = span.enter();
     let reason = serve(&mut socket, &state, &site, &mut tab, first).await;
     drop(_enter);
     hub.app().metrics.ws_closed.with_label_values(&[reason]).inc();
-    hub.bye(&tab).await;
+    Box::pin(hub.bye(&tab)).await;
 }
 
 fn valid_hello(h: &Hello) -> Result<VisitorId, String> {
@@ -173,8 +183,8 @@ async fn serve(
                 return "shutdown";
             }
             out = tab.rx.recv() => match out {
-                Some(ToTab::Send(msg)) => {
-                    if send(socket, &msg).await.is_err() {
+                Some(ToTab::Send(json)) => {
+                    if send_text(socket, &json).await.is_err() {
                         return "send_failed";
                     }
                 }
@@ -198,7 +208,7 @@ async fn serve(
                     Some(Ok(Message::Pong(_) | Message::Ping(_))) => {}
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMsg>(&text) {
                         Ok(ClientMsg::Activity {}) | Ok(ClientMsg::Visibility { visible: true }) => {
-                            state.hub.activity(&tab.site, &tab.visitor).await;
+                            Box::pin(state.hub.activity(&tab.site, &tab.visitor)).await;
                         }
                         Ok(ClientMsg::Visibility { visible: false }) => {}
                         Ok(ClientMsg::Hello(_)) => {
@@ -226,7 +236,10 @@ async fn serve(
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), ()> {
-    let text = serde_json::to_string(msg).expect("server messages serialize");
+    send_text(socket, &serde_json::to_string(msg).expect("server messages serialize")).await
+}
+
+async fn send_text(socket: &mut WebSocket, text: &str) -> Result<(), ()> {
     match tokio::time::timeout(SEND_WITHIN, socket.send(Message::Text(text.into()))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
