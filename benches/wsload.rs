@@ -83,7 +83,7 @@ max_hold = "2h"
         );
         let path = dir.path().join("callpool.toml");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(bin())
+        let mut child = Command::new(bin())
             .arg("--config")
             .arg(&path)
             .arg("serve")
@@ -98,6 +98,8 @@ max_hold = "2h"
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("callpool did not start");
     }
 }
