@@ -7,10 +7,12 @@
 //!   resident memory per tab and the rate at which tabs were accepted (upgrade + hello answered).
 //! - `swaps RATE SECONDS NODES`: starts NODES callpool nodes (1: embedded + in-process bus;
 //!   2: Redis + RabbitMQ from CALLPOOL_BENCH_REDIS_URL / CALLPOOL_BENCH_AMQP_URL), then for SECONDS
-//!   starts RATE visitors per second, each with one tab on every node; `delay_to_show` is 1 s. The
-//!   delivery latency of a swap is when a tab received the tracking number minus (its visitor's
-//!   first hello + 1 s): the delay timer, the lease in the store, the bus, and the websocket write.
-//!   Each tab closes once it has its number, so numbers return to the pool.
+//!   starts RATE visitors per second, each with one tab on every node. `delay_to_show` is
+//!   SECONDS + 10 s, so every tab is open before the first swap, and the swaps then come at RATE
+//!   per second with nothing else going on. The delivery latency of a swap is when a tab received
+//!   the tracking number minus (its visitor's first hello + the delay): the delay timer, the lease
+//!   in the store, the bus, and the websocket write (an upper bound: it includes the time the
+//!   server took to read the hello).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -115,6 +117,11 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Opens a tab from `src` and says hello as `visitor`; returns it once the first number arrived.
 async fn open_tab(src: IpAddr, port: u16, visitor: &str) -> Result<Ws, String> {
+    open_tab_timed(src, port, visitor).await.map(|(ws, _)| ws)
+}
+
+/// [`open_tab`], also returning when the hello was sent.
+async fn open_tab_timed(src: IpAddr, port: u16, visitor: &str) -> Result<(Ws, Instant), String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket.bind(SocketAddr::new(src, 0)).map_err(|e| e.to_string())?;
     let stream = socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.map_err(|e| e.to_string())?;
@@ -122,6 +129,7 @@ async fn open_tab(src: IpAddr, port: u16, visitor: &str) -> Result<Ws, String> {
     req.headers_mut().insert("origin", ORIGIN.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.map_err(|e| e.to_string())?;
     let hello = format!(r#"{{"type":"hello","v":1,"visitor":"{visitor}","tab":"t","page":"https://load.example/"}}"#);
+    let sent = Instant::now();
     ws.send(Message::text(hello)).await.map_err(|e| e.to_string())?;
     // `site`, then the first `number`.
     for _ in 0..2 {
@@ -130,7 +138,7 @@ async fn open_tab(src: IpAddr, port: u16, visitor: &str) -> Result<Ws, String> {
             other => return Err(format!("no answer to hello: {other:?}")),
         }
     }
-    Ok(ws)
+    Ok((ws, sent))
 }
 
 /// Worker process: opens `count` idle tabs from `src`, prints "ready", holds them until stdin closes.
@@ -192,8 +200,12 @@ fn idle(n: usize) {
 }
 
 async fn swaps(rate: usize, seconds: usize, nodes: usize) {
+    let visitors = rate * seconds;
+    let delay = Duration::from_secs(seconds as u64 + 10);
+    let delay_text = format!("{}s", delay.as_secs());
+    let numbers = visitors + 100;
     let servers: Vec<Server> = if nodes == 1 {
-        vec![Server::start("[store]\nkind = \"embedded\"\ndata_dir = \"{dir}\"", "", "1s", 3000, "swap-1")]
+        vec![Server::start("[store]\nkind = \"embedded\"\ndata_dir = \"{dir}\"", "", &delay_text, numbers, "swap-1")]
     } else {
         let redis = std::env::var("CALLPOOL_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
         let amqp = std::env::var("CALLPOOL_BENCH_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
@@ -201,7 +213,7 @@ async fn swaps(rate: usize, seconds: usize, nodes: usize) {
         let store = format!("[store]\nkind = \"redis\"\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"");
         let bus = format!("[bus]\nkind = \"rabbitmq\"\namqp_url = \"{amqp}\"");
         (0..nodes)
-            .map(|i| Server::start(&store, &bus, "1s", 3000, &format!("swap-{i}-{}", std::process::id())))
+            .map(|i| Server::start(&store, &bus, &delay_text, numbers, &format!("swap-{i}-{}", std::process::id())))
             .collect()
     };
     // Let the nodes connect to their bus.
@@ -212,30 +224,32 @@ async fn swaps(rate: usize, seconds: usize, nodes: usize) {
     let mut tasks = Vec::new();
     let gap = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
-    for v in 0..rate * seconds {
+    for v in 0..visitors {
         tokio::time::sleep_until(start + gap * v as u32).await;
         let (ports, latencies, failures) = (ports.clone(), latencies.clone(), failures.clone());
         tasks.push(tokio::spawn(async move {
             let visitor = format!("swap-{v}");
-            let src = IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (v / 20_000) as u8, 2 + (v % 200) as u8));
-            let first_hello = Instant::now();
+            let src = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 2 + (v % 200) as u8));
+            let mut first_hello = None;
             let mut tabs = Vec::new();
             for &port in ports.iter() {
-                match open_tab(src, port, &visitor).await {
-                    Ok(t) => tabs.push(t),
+                match open_tab_timed(src, port, &visitor).await {
+                    Ok((t, sent)) => {
+                        first_hello.get_or_insert(sent);
+                        tabs.push(t)
+                    }
                     Err(_) => {
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return;
+                        return tabs;
                     }
                 }
             }
-            let due = first_hello + Duration::from_secs(1);
-            for mut tab in tabs {
+            let due = first_hello.expect("a tab") + delay;
+            for tab in &mut tabs {
                 loop {
-                    match tokio::time::timeout(Duration::from_secs(10), tab.next()).await {
+                    match tokio::time::timeout(delay + Duration::from_secs(20), tab.next()).await {
                         Ok(Some(Ok(Message::Text(t)))) if t.contains("\"tracking\"") => {
-                            let late = Instant::now().saturating_duration_since(due);
-                            latencies.lock().unwrap().push(late);
+                            latencies.lock().unwrap().push(Instant::now().saturating_duration_since(due));
                             break;
                         }
                         Ok(Some(Ok(_))) => continue,
@@ -245,13 +259,17 @@ async fn swaps(rate: usize, seconds: usize, nodes: usize) {
                         }
                     }
                 }
-                let _ = tab.close(None).await;
             }
+            tabs
         }));
     }
+    let mut open = Vec::new();
     for t in tasks {
-        let _ = t.await;
+        if let Ok(tabs) = t.await {
+            open.push(tabs);
+        }
     }
+    drop(open);
     let mut l = latencies.lock().unwrap().clone();
     l.sort();
     let pct =

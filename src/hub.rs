@@ -149,14 +149,12 @@ impl Hub {
                     None => pool.visit(&key.0, &key.1, now).await?,
                 }
             };
-            // A page view is activity: it keeps the lease alive like any other.
-            let lease = if page_view {
-                pool.touch(&key.0, &key.1, now).await?
-            } else {
-                pool.current(&key.0, &key.1, now).await?
-            };
-            if let Some(lease) = lease {
-                return Ok((lease.number, Kind::Tracking));
+            // A page view is activity: it keeps the lease alive like any other. (Elsewhere the
+            // acquire below answers with the live lease, if there is one.)
+            if page_view {
+                if let Some(lease) = pool.touch(&key.0, &key.1, now).await? {
+                    return Ok((lease.number, Kind::Tracking));
+                }
             }
             if visit.ended_at.is_some() {
                 return Ok((site.default_after.clone(), Kind::DefaultAfter));

@@ -72,6 +72,10 @@ async fn until_kind(tab: &mut WsTab, kind: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart() {
+    // Fail at once, with the reason, rather than wait on a broker that is not there.
+    std::env::var("CALLPOOL_TEST_RABBIT_NODE").expect(
+        "CALLPOOL_TEST_RABBIT_NODE names the test broker: run ./deploy/test.sh, which starts RabbitMQ and sets it",
+    );
     let prefix = unique("cluster");
     let one = Node::start_real(cluster_config(&prefix, &unique("one"))).await;
     let two = Node::start_real(cluster_config(&prefix, &unique("two"))).await;
