@@ -25,6 +25,10 @@ pub const TAB_QUEUE: usize = 16;
 /// Activity from one visitor reaches the pool at most this often per node (or a quarter of the
 /// site's `reclaim_after_idle`, if that is shorter).
 const TOUCH_EVERY: Duration = Duration::from_secs(10);
+/// A node that did not begin the visit waits this much longer than the delay before it asks the
+/// pool itself: normally the node that began the visit has asked by then, and its answer came
+/// over the bus, so one node (not every node with a tab) does the work of each swap.
+const FOLLOWER_GRACE_MS: i64 = 250;
 /// When the pool is exhausted or unavailable, ask again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -161,7 +165,10 @@ impl Hub {
             }
             let due = visit.first_seen.plus(site.delay_to_show);
             if now < due {
-                self.schedule(key, due.as_millis().saturating_sub(now.as_millis()));
+                // Only a page view that began the visit sees the two times equal.
+                let began_here = page_view && visit.first_seen == visit.last_seen;
+                let grace = if began_here { 0 } else { FOLLOWER_GRACE_MS };
+                self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
                 return Ok((site.default_before.clone(), Kind::DefaultBefore));
             }
             let attrs = self.lock().get(key).map(|l| l.attrs.clone()).unwrap_or_default();
@@ -194,8 +201,14 @@ impl Hub {
         let (hub, key2) = (self.clone(), key.clone());
         let task = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(in_ms.max(0) as u64)).await;
-            if let Some(local) = hub.lock().get_mut(&key2) {
+            {
+                let mut visitors = hub.lock();
+                let Some(local) = visitors.get_mut(&key2) else { return };
                 local.timer = None;
+                // Another node already asked and its answer came over the bus.
+                if matches!(local.shown, Some((_, Kind::Tracking | Kind::DefaultAfter))) {
+                    return;
+                }
             }
             let Some(site) = hub.app.config.site(&key2.0) else { return };
             let (number, kind) = hub.decide(site, &key2, false).await;
