@@ -33,22 +33,10 @@ redis_prefix = "{prefix}"
 kind = "rabbitmq"
 amqp_url = "{amqp}"
 
-[pool]
-reaper_interval = "50ms"
-
-[[site]]
-id = "shop"
-key = "shop-public-key"
-allowed_origins = ["{ORIGIN}"]
-default_before = "+74951234567"
-default_after = "+74951234568"
-numbers = ["+74951230001", "+74951230002"]
-delay_to_show = "300ms"
-reclaim_after_idle = "4s"
-release_grace = "500ms"
-"#,
+{site}"#,
         redis = redis_url(),
         amqp = amqp_url(),
+        site = shop_site(ORIGIN, "300ms", "4s", "500ms"),
     );
     Config::parse(&text, "cluster-test.toml", &std::collections::HashMap::new()).expect("test config")
 }

@@ -24,22 +24,11 @@ admin_token = "{ADMIN_TOKEN}"
 kind = "embedded"
 data_dir = {dir:?}
 
-[pool]
-reaper_interval = "50ms"
-
-[[site]]
-id = "shop"
-key = "shop-public-key"
-allowed_origins = ["{ORIGIN}"]
-default_before = "+74951234567"
-default_after = "+74951234568"
-numbers = ["+74951230001", "+74951230002"]
-delay_to_show = "300ms"
-reclaim_after_idle = "1500ms"
-release_grace = "200ms"
+{site}
 {extra_site}
 "#,
-        dir = dir.join("data").display().to_string()
+        dir = dir.join("data").display().to_string(),
+        site = shop_site(ORIGIN, "300ms", "1500ms", "200ms"),
     );
     Config::parse(&text, "hub-test.toml", &std::collections::HashMap::new()).expect("test config")
 }

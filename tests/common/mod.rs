@@ -55,6 +55,28 @@ reclaim_after_idle = "30m"
     )
 }
 
+/// The `[pool]` and `[[site]]` tables of the websocket tests: site `shop` (key `shop-public-key`)
+/// on `origin`, two dedicated numbers, a reaper every 50 ms and the given timeline.
+pub fn shop_site(origin: &str, delay: &str, idle: &str, grace: &str) -> String {
+    format!(
+        r#"
+[pool]
+reaper_interval = "50ms"
+
+[[site]]
+id = "shop"
+key = "shop-public-key"
+allowed_origins = ["{origin}"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001", "+74951230002"]
+delay_to_show = "{delay}"
+reclaim_after_idle = "{idle}"
+release_grace = "{grace}"
+"#
+    )
+}
+
 pub fn embedded_config(dir: &Path) -> Config {
     let store = format!("[store]\nkind = \"embedded\"\ndata_dir = {:?}", dir.display().to_string());
     Config::parse(&config_text(&store), "test.toml", &std::collections::HashMap::new()).expect("test config")
