@@ -237,11 +237,6 @@ impl Config {
     pub fn site(&self, id: &SiteId) -> Option<&SiteConfig> {
         self.sites.iter().find(|s| &s.id == id)
     }
-
-    /// The site whose public key this is.
-    pub fn site_by_key(&self, key: &str) -> Option<&SiteConfig> {
-        self.sites.iter().find(|s| s.key == key)
-    }
 }
 
 #[derive(Deserialize, Default)]

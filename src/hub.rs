@@ -323,10 +323,4 @@ impl Hub {
             self.bus.publish(Event::Left { site: key.0, visitor: key.1 });
         }
     }
-
-    /// How many visitors and tabs this node holds.
-    pub fn counts(&self) -> (usize, usize) {
-        let visitors = self.lock();
-        (visitors.len(), visitors.values().map(|l| l.tabs.len()).sum())
-    }
 }

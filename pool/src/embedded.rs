@@ -11,7 +11,7 @@
 //! each is answered only after that commit returned. Under concurrent load this costs one
 //! fsync per group instead of one per operation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -57,7 +57,6 @@ struct Shared {
     inner: Arc<Mutex<Inner>>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
-    path: PathBuf,
 }
 
 impl Drop for Shared {
@@ -133,12 +132,7 @@ impl EmbeddedPool {
             .name("callpool-pool-writer".into())
             .spawn(move || writer(for_writer, rx))
             .map_err(|e| PoolError::Storage(format!("cannot start the pool writer thread: {e}")))?;
-        Ok(EmbeddedPool { shared: Arc::new(Shared { inner, jobs: Some(tx), writer: Some(writer), path }) })
-    }
-
-    /// Where the pool is stored.
-    pub fn path(&self) -> &Path {
-        &self.shared.path
+        Ok(EmbeddedPool { shared: Arc::new(Shared { inner, jobs: Some(tx), writer: Some(writer) }) })
     }
 
     /// Runs `op` on the state in the writer thread and answers once what it changed is on disk.
