@@ -35,115 +35,94 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let leases_ended = IntCounterVec::new(
-            Opts::new("callpool_pool_leases_ended_total", "Leases ended by this node's reaper, by site and reason."),
-            &["site", "reason"],
-        )
-        .expect("valid metric");
-        let numbers_returned = IntCounterVec::new(
-            Opts::new("callpool_pool_numbers_returned_total", "Numbers given back to the shared inventory, by site."),
-            &["site"],
-        )
-        .expect("valid metric");
-        let reaper_runs = IntCounterVec::new(
-            Opts::new("callpool_pool_reaper_runs_total", "Reaper passes on this node, by outcome."),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        let reaper_duration = Histogram::with_opts(
-            HistogramOpts::new("callpool_pool_reaper_duration_seconds", "How long one reaper pass took.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
-        )
-        .expect("valid metric");
-        let pool_numbers = IntGaugeVec::new(
-            Opts::new("callpool_pool_numbers", "Numbers per site and state (working, leased, free, cooling, max)."),
-            &["site", "state"],
-        )
-        .expect("valid metric");
-        let pool_exhausted = IntGaugeVec::new(
-            Opts::new(
-                "callpool_pool_exhausted_requests",
-                "Lease requests that found the site's pool exhausted, store-wide since the pool was created.",
-            ),
-            &["site"],
-        )
-        .expect("valid metric");
-        let ws_tabs = IntGauge::new("callpool_ws_tabs", "Open websocket tabs on this node.").expect("valid metric");
-        let ws_refused = IntCounterVec::new(
-            Opts::new("callpool_ws_refused_total", "Websocket connections refused before they became tabs, by reason."),
-            &["reason"],
-        )
-        .expect("valid metric");
-        let ws_closed =
-            IntCounterVec::new(Opts::new("callpool_ws_closed_total", "Websocket tabs closed, by reason."), &["reason"])
-                .expect("valid metric");
-        let hub_swaps = IntCounterVec::new(
-            Opts::new("callpool_hub_swaps_total", "Number changes delivered to this node's tabs, by kind."),
-            &["kind"],
-        )
-        .expect("valid metric");
-        let hub_exhausted = IntCounterVec::new(
-            Opts::new(
-                "callpool_hub_exhausted_total",
-                "Visitors who asked for a number when the site's pool was exhausted.",
-            ),
-            &["site"],
-        )
-        .expect("valid metric");
-        let hub_pool_errors = IntCounter::new(
-            "callpool_hub_pool_errors_total",
-            "Pool errors met by the hub; the visitor kept the site's number.",
-        )
-        .expect("valid metric");
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let r = Registry::new();
         let bus = crate::bus::BusMetrics {
-            published: counter("callpool_bus_published_total", "Events this node published to RabbitMQ."),
+            published: counter(&r, "callpool_bus_published_total", "Events this node published to RabbitMQ."),
             dropped: counter(
+                &r,
                 "callpool_bus_dropped_total",
                 "Events dropped because RabbitMQ was away too long (tabs resync).",
             ),
-            received: counter("callpool_bus_received_total", "Events this node received from RabbitMQ."),
+            received: counter(&r, "callpool_bus_received_total", "Events this node received from RabbitMQ."),
             reconnects: counter(
+                &r,
                 "callpool_bus_reconnects_total",
                 "Reconnections to RabbitMQ (each followed by a resync).",
             ),
         };
-        for c in [
-            Box::new(leases_ended.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(numbers_returned.clone()),
-            Box::new(reaper_runs.clone()),
-            Box::new(reaper_duration.clone()),
-            Box::new(pool_numbers.clone()),
-            Box::new(pool_exhausted.clone()),
-            Box::new(ws_tabs.clone()),
-            Box::new(ws_refused.clone()),
-            Box::new(ws_closed.clone()),
-            Box::new(hub_swaps.clone()),
-            Box::new(hub_exhausted.clone()),
-            Box::new(hub_pool_errors.clone()),
-            Box::new(bus.published.clone()),
-            Box::new(bus.dropped.clone()),
-            Box::new(bus.received.clone()),
-            Box::new(bus.reconnects.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
         Metrics {
-            registry,
-            leases_ended,
-            numbers_returned,
-            reaper_runs,
-            reaper_duration,
-            pool_numbers,
-            pool_exhausted,
-            ws_tabs,
-            ws_refused,
-            ws_closed,
-            hub_swaps,
-            hub_exhausted,
-            hub_pool_errors,
+            leases_ended: counter_vec(
+                &r,
+                "callpool_pool_leases_ended_total",
+                "Leases ended by this node's reaper, by site and reason.",
+                &["site", "reason"],
+            ),
+            numbers_returned: counter_vec(
+                &r,
+                "callpool_pool_numbers_returned_total",
+                "Numbers given back to the shared inventory, by site.",
+                &["site"],
+            ),
+            reaper_runs: counter_vec(
+                &r,
+                "callpool_pool_reaper_runs_total",
+                "Reaper passes on this node, by outcome.",
+                &["outcome"],
+            ),
+            reaper_duration: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("callpool_pool_reaper_duration_seconds", "How long one reaper pass took.")
+                        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+                ),
+            ),
+            pool_numbers: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "callpool_pool_numbers",
+                        "Numbers per site and state (working, leased, free, cooling, max).",
+                    ),
+                    &["site", "state"],
+                ),
+            ),
+            pool_exhausted: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "callpool_pool_exhausted_requests",
+                        "Lease requests that found the site's pool exhausted, store-wide since the pool was created.",
+                    ),
+                    &["site"],
+                ),
+            ),
+            ws_tabs: register(&r, IntGauge::new("callpool_ws_tabs", "Open websocket tabs on this node.")),
+            ws_refused: counter_vec(
+                &r,
+                "callpool_ws_refused_total",
+                "Websocket connections refused before they became tabs, by reason.",
+                &["reason"],
+            ),
+            ws_closed: counter_vec(&r, "callpool_ws_closed_total", "Websocket tabs closed, by reason.", &["reason"]),
+            hub_swaps: counter_vec(
+                &r,
+                "callpool_hub_swaps_total",
+                "Number changes delivered to this node's tabs, by kind.",
+                &["kind"],
+            ),
+            hub_exhausted: counter_vec(
+                &r,
+                "callpool_hub_exhausted_total",
+                "Visitors who asked for a number when the site's pool was exhausted.",
+                &["site"],
+            ),
+            hub_pool_errors: counter(
+                &r,
+                "callpool_hub_pool_errors_total",
+                "Pool errors met by the hub; the visitor kept the site's number.",
+            ),
             bus,
+            registry: r,
         }
     }
 
@@ -153,6 +132,21 @@ impl Metrics {
         prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out).expect("encoding to a String");
         out
     }
+}
+
+/// Registers `metric` (built from constant names, so it is valid and unique) and returns it.
+fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: prometheus::Result<C>) -> C {
+    let metric = metric.expect("metric names and labels are constants");
+    r.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    register(r, IntCounter::new(name, help))
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(r, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 impl Default for Metrics {

@@ -144,12 +144,6 @@ impl PhoneNumber {
             Err(_) => self.0.trim_start_matches('+').to_owned(),
         }
     }
-
-    /// The number with all but the last four digits hidden, for logs above debug level.
-    pub fn masked(&self) -> String {
-        let keep = self.0.len().saturating_sub(4);
-        format!("+{}{}", "*".repeat(keep.saturating_sub(1)), &self.0[keep..])
-    }
 }
 
 /// Identifies one lease (one visitor holding one number for one stretch of time), unique per pool.
@@ -344,11 +338,6 @@ mod tests {
         assert_eq!(PhoneNumber::parse("+74951234567").unwrap().national_digits(), "4951234567");
         assert_eq!(PhoneNumber::parse("+442079460958").unwrap().national_digits(), "2079460958");
         assert_eq!(PhoneNumber::parse("+390612345678").unwrap().national_digits(), "0612345678");
-    }
-
-    #[test]
-    fn masked_numbers_keep_only_the_last_four_digits() {
-        assert_eq!(PhoneNumber::parse("+74951234567").unwrap().masked(), "+*******4567");
     }
 
     #[test]
