@@ -34,14 +34,33 @@ pub struct WsState {
     pub limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     pub shutdown: CancellationToken,
     /// Sites by public key, shared by every connection (a connection holds an `Arc`, not a copy).
-    sites: Arc<std::collections::HashMap<String, Arc<SiteConfig>>>,
+    sites: Arc<std::collections::HashMap<String, Arc<SiteEntry>>>,
+}
+
+/// A site as the endpoint needs it: its config and its `site` message, serialized once.
+pub struct SiteEntry {
+    config: SiteConfig,
+    site_msg: String,
+}
+
+impl SiteEntry {
+    fn new(config: &SiteConfig) -> SiteEntry {
+        let mut numbers = vec![SiteNumber::new(&config.default_before)];
+        for n in [&config.default_after, &config.static_number] {
+            if !numbers.iter().any(|k| &k.e164 == n) {
+                numbers.push(SiteNumber::new(n));
+            }
+        }
+        let site_msg = serde_json::to_string(&ServerMsg::Site { numbers }).expect("server messages serialize");
+        SiteEntry { config: config.clone(), site_msg }
+    }
 }
 
 impl WsState {
     pub fn new(hub: Arc<Hub>, shutdown: CancellationToken) -> WsState {
         let per_minute =
             NonZeroU32::new(hub.app().config.server.ws_connects_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
-        let sites = hub.app().config.sites.iter().map(|s| (s.key.clone(), Arc::new(s.clone()))).collect();
+        let sites = hub.app().config.sites.iter().map(|s| (s.key.clone(), Arc::new(SiteEntry::new(s)))).collect();
         WsState {
             hub,
             limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
@@ -99,11 +118,11 @@ async fn refuse(mut socket: WebSocket, state: &WsState, code: ErrorCode, message
     close_with(&mut socket, code, message).await;
 }
 
-async fn connection(mut socket: WebSocket, state: WsState, site: Option<Arc<SiteConfig>>, origin: Option<String>) {
+async fn connection(mut socket: WebSocket, state: WsState, site: Option<Arc<SiteEntry>>, origin: Option<String>) {
     let Some(site) = site else {
         return refuse(socket, &state, ErrorCode::UnknownSite, "no site has this key").await;
     };
-    if !origin.as_deref().is_some_and(|o| site.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+    if !origin.as_deref().is_some_and(|o| site.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
         return refuse(socket, &state, ErrorCode::OriginNotAllowed, "this page's origin is not allowed for the site")
             .await;
     }
@@ -131,7 +150,7 @@ async fn connection(mut socket: WebSocket, state: WsState, site: Option<Arc<Site
     let hub = state.hub.clone();
     // The pool calls behind hello, activity and bye are large futures that run briefly; boxed,
     // they do not make every idle connection's task carry their size (3.4 KB unboxed).
-    let (mut tab, first) = Box::pin(hub.hello(&site, visitor, &hello)).await;
+    let (mut tab, first) = Box::pin(hub.hello(&site.config, visitor, &hello)).await;
     let span = tracing::debug_span!("tab", site = %tab.site, visitor = %tab.visitor, tab = tab.id);
     let _enter = span.enter();
     let reason = serve(&mut socket, &state, &site, &mut tab, first).await;
@@ -160,17 +179,11 @@ fn is_too_large(e: &axum::Error) -> bool {
 async fn serve(
     socket: &mut WebSocket,
     state: &WsState,
-    site: &SiteConfig,
+    site: &SiteEntry,
     tab: &mut Tab,
     first: ServerMsg,
 ) -> &'static str {
-    let mut numbers = vec![SiteNumber::new(&site.default_before)];
-    for n in [&site.default_after, &site.static_number] {
-        if !numbers.iter().any(|k| &k.e164 == n) {
-            numbers.push(SiteNumber::new(n));
-        }
-    }
-    if send(socket, &ServerMsg::Site { numbers }).await.is_err() || send(socket, &first).await.is_err() {
+    if send_text(socket, &site.site_msg).await.is_err() || send(socket, &first).await.is_err() {
         return "send_failed";
     }
     let mut ping = tokio::time::interval(PING_EVERY);
