@@ -220,6 +220,10 @@ impl EmbeddedPool {
         Ok(self.read(|p| p.last_holders(number, before, window)))
     }
 
+    pub async fn leases_before(&self, number: &PhoneNumber, at: Ts, window: Duration) -> Result<Vec<Lease>, PoolError> {
+        Ok(self.read(|p| p.leases_before(number, at, window)))
+    }
+
     pub async fn status(&self, site: &SiteId, now: Ts) -> Result<Option<SiteStatus>, PoolError> {
         Ok(self.read(|p| p.status(site, now)))
     }

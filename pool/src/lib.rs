@@ -118,6 +118,12 @@ impl Pool {
         dispatch!(self.last_holders(number, before, window))
     }
 
+    /// The leases of `number` that started at or before `at`, latest first, down to and including
+    /// the first that ended before `at - window` (see [`rules::PoolState::leases_before`]).
+    pub async fn leases_before(&self, number: &PhoneNumber, at: Ts, window: Duration) -> Result<Vec<Lease>, PoolError> {
+        dispatch!(self.leases_before(number, at, window))
+    }
+
     /// The site's working set now; `None` for an unknown site.
     pub async fn status(&self, site: &SiteId, now: Ts) -> Result<Option<SiteStatus>, PoolError> {
         dispatch!(self.status(site, now))

@@ -329,6 +329,10 @@ impl RedisPool {
         Ok(found)
     }
 
+    pub async fn leases_before(&self, number: &PhoneNumber, at: Ts, window: Duration) -> Result<Vec<Lease>, PoolError> {
+        self.history(number, at, at.minus(window)).await
+    }
+
     pub async fn status(&self, site: &SiteId, now: Ts) -> Result<Option<SiteStatus>, PoolError> {
         let args = [site.to_string(), now.as_millis().to_string()];
         let v: Vec<String> =

@@ -483,6 +483,24 @@ impl PoolState {
         found
     }
 
+    /// The leases of `number` that started at or before `at`, latest first, down to and including
+    /// the first that ended before `at - window`: what the call matcher needs in one read (the
+    /// holder at `at`, the leases that ended within the window, and the latest one before that,
+    /// which says which site the number served last).
+    pub fn leases_before(&self, number: &PhoneNumber, at: Ts, window: Duration) -> Vec<Lease> {
+        let from = at.minus(window);
+        let Some(starts) = self.by_number.get(number) else { return Vec::new() };
+        let mut found = Vec::new();
+        for (_, id) in starts.range(..=(at, LeaseId(u64::MAX))).rev() {
+            let lease = &self.leases[id];
+            found.push(lease.clone());
+            if lease.end() < from {
+                break;
+            }
+        }
+        found
+    }
+
     /// The site's working set now; `None` for an unknown site.
     pub fn status(&self, site: &SiteId, now: Ts) -> Option<SiteStatus> {
         let now = now.max(self.clock);

@@ -226,6 +226,21 @@ conformance!(history_answers_who_held_a_number_when, |pool, kind| {
     assert_eq!(both.iter().map(|l| l.id).collect::<Vec<_>>(), vec![second.id, first.id], "{kind}: latest first");
     assert!(pool.last_holders(&n, T0.plus(20 * MIN), HOUR).await.unwrap().is_empty(), "{kind}: still held then");
     assert!(pool.holder_at(&num(5), T0).await.unwrap().is_none(), "{kind}: a number never leased");
+    // What the call matcher reads: latest first, down to and including the first lease that
+    // ended before the window (which tells the site the number served last).
+    let ids = |v: Vec<callpool_pool::Lease>| v.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(pool.leases_before(&n, T0.plus(2 * HOUR), HOUR).await.unwrap()),
+        vec![second.id, first.id],
+        "{kind}: the second ended within the hour, the first before it"
+    );
+    assert_eq!(ids(pool.leases_before(&n, T0.plus(3 * HOUR), MIN).await.unwrap()), vec![second.id], "{kind}: older");
+    assert_eq!(
+        ids(pool.leases_before(&n, T0.plus(HOUR), 2 * HOUR).await.unwrap()),
+        vec![second.id, first.id],
+        "{kind}: a lease starting at `at` counts"
+    );
+    assert_eq!(ids(pool.leases_before(&n, T0.minus(SEC), HOUR).await.unwrap()), vec![], "{kind}: before any");
 
     // History older than history_for (30 days) is trimmed by the reaper.
     pool.reap(T0.plus(31 * DAY)).await.unwrap();

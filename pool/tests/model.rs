@@ -55,6 +55,7 @@ enum Op {
     Shrink,
     HolderAt(u8, u32),
     LastHolders(u8, u32),
+    LeasesBefore(u8, u32, u32),
     Status(u8),
     Configure(u8),
 }
@@ -72,6 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Shrink),
         2 => (0u8..10, 0u32..200).prop_map(|(n, back)| Op::HolderAt(n, back)),
         2 => (0u8..10, 1u32..200).prop_map(|(n, w)| Op::LastHolders(n, w)),
+        1 => (0u8..10, 0u32..100, 1u32..200).prop_map(|(n, back, w)| Op::LeasesBefore(n, back, w)),
         1 => (0u8..3).prop_map(Op::Status),
         1 => (0u8..2).prop_map(Op::Configure),
     ]
@@ -362,6 +364,17 @@ impl Model {
         self.leases.iter().find(|l| &l.number == n && l.covers(t)).cloned()
     }
 
+    /// Started at or before `at`, latest start first, down to and including the first that ended
+    /// before `at - window`.
+    fn leases_before(&self, n: &PhoneNumber, at: Ts, window: Duration) -> Vec<Lease> {
+        let mut v: Vec<Lease> = self.leases.iter().filter(|l| &l.number == n && l.started_at <= at).cloned().collect();
+        v.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        match v.iter().position(|l| l.end() < at.minus(window)) {
+            Some(i) => v.into_iter().take(i + 1).collect(),
+            None => v,
+        }
+    }
+
     fn last_holders(&self, n: &PhoneNumber, before: Ts, window: Duration) -> Vec<Lease> {
         let from = before.minus(window);
         let mut v: Vec<Lease> = self
@@ -433,6 +446,9 @@ impl Model {
             Op::Shrink => Answer::Returned(self.shrink(t)),
             Op::HolderAt(n, back) => Answer::Lease(self.holder_at(&num(*n as u32), now.minus(*back * S))),
             Op::LastHolders(n, w) => Answer::Leases(self.last_holders(&num(*n as u32), now, *w * S)),
+            Op::LeasesBefore(n, back, w) => {
+                Answer::Leases(self.leases_before(&num(*n as u32), now.minus(*back * S), *w * S))
+            }
             Op::Status(s) => Answer::Status(self.status(&site_of(*s), t)),
             Op::Configure(variant) => {
                 self.configure(&model_spec(*variant), t);
@@ -468,6 +484,9 @@ async fn apply(pool: &Pool, op: &Op, now: Ts) -> Answer {
         Op::Shrink => Answer::Returned(pool.shrink(now).await.unwrap()),
         Op::HolderAt(n, back) => Answer::Lease(pool.holder_at(&num(*n as u32), now.minus(*back * S)).await.unwrap()),
         Op::LastHolders(n, w) => Answer::Leases(pool.last_holders(&num(*n as u32), now, *w * S).await.unwrap()),
+        Op::LeasesBefore(n, back, w) => {
+            Answer::Leases(pool.leases_before(&num(*n as u32), now.minus(*back * S), *w * S).await.unwrap())
+        }
         Op::Status(s) => Answer::Status(pool.status(&site_of(*s), now).await.unwrap()),
         Op::Configure(variant) => {
             pool.configure(&model_spec(*variant), now).await.unwrap();
