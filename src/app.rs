@@ -1,5 +1,5 @@
-//! What every part of the running service shares: the configuration, the pool, the clock and
-//! the metrics.
+//! What every part of the running service shares: the configuration, the pool, the calls
+//! store, the clock and the metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,8 @@ use callpool_pool::embedded::EmbeddedPool;
 use callpool_pool::redis_store::{RedisOptions, RedisPool};
 use callpool_pool::{Pool, PoolError};
 
+use crate::calls::matcher::Directory;
+use crate::calls::store::CallStore;
 use crate::clock::Clock;
 use crate::config::{Config, StoreConfig};
 use crate::metrics::Metrics;
@@ -15,8 +17,14 @@ use crate::metrics::Metrics;
 pub struct App {
     pub config: Config,
     pub pool: Pool,
+    /// Calls, caller memory and the analytics outbox, in the same store as the pool.
+    pub calls: CallStore,
+    /// Which number belongs where, for the call matcher (from the configuration).
+    pub directory: Directory,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    /// Wakes this node's outbox worker when a call became final (other nodes poll).
+    pub outbox_wake: tokio::sync::Notify,
 }
 
 impl App {
@@ -24,7 +32,13 @@ impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, PoolError> {
         let pool = open_store(&config).await?;
         pool.configure(&config.pool_spec(), clock.now()).await?;
-        Ok(App { config, pool, clock, metrics: Metrics::new() })
+        let data_dir = match &config.store {
+            StoreConfig::Embedded { data_dir } => Some(data_dir.as_path()),
+            StoreConfig::Redis { .. } => None,
+        };
+        let calls = crate::calls::store::open(&pool, data_dir)?;
+        let directory = config.directory();
+        Ok(App { config, pool, calls, directory, clock, metrics: Metrics::new(), outbox_wake: Default::default() })
     }
 }
 

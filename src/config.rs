@@ -26,6 +26,10 @@ pub const ENV_REDIS_PREFIX: &str = "CALLPOOL_REDIS_PREFIX";
 pub const ENV_BUS: &str = "CALLPOOL_BUS";
 pub const ENV_AMQP_URL: &str = "CALLPOOL_AMQP_URL";
 pub const ENV_NODE_ID: &str = "CALLPOOL_NODE_ID";
+/// `CALLPOOL_PBX_SECRET_<PBX ID>` (upper case, '-' as '_'): that PBX's signing secret.
+pub const ENV_PBX_SECRET_PREFIX: &str = "CALLPOOL_PBX_SECRET_";
+pub const ENV_GA4_BASE_URL: &str = "CALLPOOL_GA4_BASE_URL";
+pub const ENV_YANDEX_BASE_URL: &str = "CALLPOOL_YANDEX_BASE_URL";
 
 /// No configured duration may exceed ten years (they are added to timestamps).
 const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
@@ -79,6 +83,78 @@ pub struct Config {
     pub bus: BusConfig,
     pub pool: PoolConfig,
     pub sites: Vec<SiteConfig>,
+    pub analytics: AnalyticsConfig,
+    pub pbxs: Vec<PbxConfig>,
+}
+
+/// Where and how call events go out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnalyticsConfig {
+    /// `https://www.google-analytics.com` (or the EU host); tests point it at a local collector.
+    pub ga4_base_url: String,
+    /// The event each matched call sends (default `phone_call`).
+    pub ga4_event_name: String,
+    /// Send to GA4's validation endpoint instead and log its messages (nothing reaches reports).
+    pub ga4_debug: bool,
+    /// `https://api-metrika.yandex.net`.
+    pub yandex_base_url: String,
+    /// How often each site's Metrica calls are uploaded.
+    pub yandex_upload_interval: Duration,
+    /// A call the PBX never reports as final is sent this long after it started.
+    pub finalize_after: Duration,
+    /// Attempts before a job is dead-lettered.
+    pub max_attempts: u32,
+    /// Timeout of one request to GA or Metrica.
+    pub request_timeout: Duration,
+}
+
+/// One PBX allowed to post call webhooks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PbxConfig {
+    /// Named in the webhook URL (`?pbx=ID`) and prefixed to its call ids.
+    pub id: String,
+    /// Signing secrets; more than one while rotating.
+    pub secrets: Vec<String>,
+    /// Webhook posts allowed per second (a burst of the same size).
+    pub requests_per_second: u32,
+}
+
+impl fmt::Debug for PbxConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PbxConfig")
+            .field("id", &self.id)
+            .field("secrets", &format!("{} hidden", self.secrets.len()))
+            .field("requests_per_second", &self.requests_per_second)
+            .finish()
+    }
+}
+
+/// A site's Google Analytics 4 web stream.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ga4Site {
+    /// `G-XXXXXXX`
+    pub measurement_id: String,
+    pub api_secret: String,
+}
+
+impl fmt::Debug for Ga4Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ga4Site").field("measurement_id", &self.measurement_id).finish_non_exhaustive()
+    }
+}
+
+/// A site's Yandex Metrica counter.
+#[derive(Clone, PartialEq, Eq)]
+pub struct YandexSite {
+    pub counter_id: u64,
+    /// OAuth token with Metrica write access.
+    pub token: String,
+}
+
+impl fmt::Debug for YandexSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("YandexSite").field("counter_id", &self.counter_id).finish_non_exhaustive()
+    }
 }
 
 /// How the nodes tell each other what tabs show.
@@ -138,6 +214,14 @@ pub struct SiteConfig {
     pub track: TrackFilter,
     pub delay_to_show: Duration,
     pub rules: SiteRules,
+    /// How calls are matched to the site's visitors.
+    pub windows: crate::calls::matcher::MatchWindows,
+    pub ga4: Option<Ga4Site>,
+    pub yandex: Option<YandexSite>,
+    /// Bearer token for the site's reports (callers masked).
+    pub report_token: Option<String>,
+    /// Bearer token for the site's reports with callers in full.
+    pub admin_token: Option<String>,
 }
 
 /// Which visitors get tracking numbers: every non-empty list must match (case-insensitively);
@@ -237,6 +321,27 @@ impl Config {
     pub fn site(&self, id: &SiteId) -> Option<&SiteConfig> {
         self.sites.iter().find(|s| &s.id == id)
     }
+
+    pub fn pbx(&self, id: &str) -> Option<&PbxConfig> {
+        self.pbxs.iter().find(|p| p.id == id)
+    }
+
+    /// Which number belongs where, for the call matcher.
+    pub fn directory(&self) -> crate::calls::matcher::Directory {
+        let sites: Vec<_> = self
+            .sites
+            .iter()
+            .map(|s| crate::calls::matcher::SiteNumbers {
+                site: s.id.clone(),
+                default_before: s.default_before.clone(),
+                default_after: s.default_after.clone(),
+                static_number: s.static_number.clone(),
+                dedicated: s.numbers.clone(),
+                windows: s.windows,
+            })
+            .collect();
+        crate::calls::matcher::Directory::new(&sites, &self.pool.numbers)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -252,6 +357,46 @@ struct RawConfig {
     pool: RawPool,
     #[serde(default, rename = "site")]
     sites: Vec<RawSite>,
+    #[serde(default)]
+    analytics: RawAnalytics,
+    #[serde(default)]
+    pbx: Vec<RawPbx>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnalytics {
+    ga4_base_url: Option<String>,
+    ga4_event_name: Option<String>,
+    ga4_debug: Option<bool>,
+    yandex_base_url: Option<String>,
+    yandex_upload_interval: Option<String>,
+    finalize_after: Option<String>,
+    max_attempts: Option<u32>,
+    request_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPbx {
+    id: String,
+    #[serde(default)]
+    secrets: Vec<String>,
+    requests_per_second: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGa4 {
+    measurement_id: String,
+    api_secret: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawYandex {
+    counter_id: u64,
+    token: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -312,6 +457,12 @@ struct RawSite {
     static_number: Option<String>,
     #[serde(default)]
     track: TrackFilter,
+    recent_window: Option<String>,
+    repeat_window: Option<String>,
+    ga4: Option<RawGa4>,
+    yandex: Option<RawYandex>,
+    report_token: Option<String>,
+    admin_token: Option<String>,
 }
 
 struct Validator {
@@ -522,6 +673,52 @@ impl Validator {
                     ),
                 );
             }
+            let windows = crate::calls::matcher::MatchWindows {
+                recent: self.duration(&at("recent_window"), rs.recent_window.as_deref(), "24h", true),
+                repeat: self.duration(&at("repeat_window"), rs.repeat_window.as_deref(), "30d", true),
+            };
+            for (field, w) in [("recent_window", windows.recent), ("repeat_window", windows.repeat)] {
+                if w > pool.history {
+                    self.fail(
+                        &at(field),
+                        format!(
+                            "{} is longer than [pool] history ({}): the leases it needs would be gone",
+                            humantime::format_duration(w),
+                            humantime::format_duration(pool.history)
+                        ),
+                    );
+                }
+            }
+            let ga4 = rs.ga4.and_then(|g| {
+                let id_ok = g.measurement_id.starts_with("G-")
+                    && g.measurement_id.len() > 2
+                    && g.measurement_id[2..].bytes().all(|b| b.is_ascii_alphanumeric());
+                if !id_ok {
+                    self.fail(
+                        &at("ga4.measurement_id"),
+                        format!("{:?} is not a GA4 measurement id such as G-ABC123", g.measurement_id),
+                    );
+                }
+                if g.api_secret.is_empty() {
+                    self.fail(
+                        &at("ga4.api_secret"),
+                        "is empty (Admin > Data streams > Measurement Protocol API secrets)",
+                    );
+                }
+                id_ok.then_some(Ga4Site { measurement_id: g.measurement_id, api_secret: g.api_secret })
+            });
+            let yandex = rs.yandex.and_then(|y| {
+                if y.token.is_empty() {
+                    self.fail(&at("yandex.token"), "is empty (an OAuth token with Metrica write access)");
+                    return None;
+                }
+                Some(YandexSite { counter_id: y.counter_id, token: y.token })
+            });
+            for (field, t) in [("report_token", &rs.report_token), ("admin_token", &rs.admin_token)] {
+                if t.as_ref().is_some_and(|t| t.len() < 16) {
+                    self.fail(&at(field), "must be at least 16 characters");
+                }
+            }
             if let (Some(default_before), Some(default_after), Some(static_number)) =
                 (default_before, default_after, static_number)
             {
@@ -537,7 +734,26 @@ impl Validator {
                     track: rs.track,
                     delay_to_show,
                     rules,
+                    windows,
+                    ga4,
+                    yandex,
+                    report_token: rs.report_token,
+                    admin_token: rs.admin_token,
                 });
+            }
+        }
+        let mut default_owner: BTreeMap<PhoneNumber, String> = BTreeMap::new();
+        for (n, at) in &defaults {
+            let site_of = |place: &str| place.split(':').next().unwrap_or_default().to_owned();
+            match default_owner.get(n) {
+                Some(first) if site_of(first) != site_of(at) => self.fail(
+                    at,
+                    format!("{n} is also a default number at {first}; calls to it could not be told apart by site"),
+                ),
+                Some(_) => {}
+                None => {
+                    default_owner.insert(n.clone(), at.clone());
+                }
             }
         }
         for (n, at) in defaults {
@@ -601,7 +817,81 @@ impl Validator {
                 BusConfig::InProcess
             }
         };
-        Some(Config { source: source.to_owned(), server, store, bus, pool, sites })
+        let analytics = self.analytics(raw.analytics, env);
+        let pbxs = self.pbxs(raw.pbx, env);
+        Some(Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs })
+    }
+
+    fn analytics(&mut self, raw: RawAnalytics, env: &dyn Env) -> AnalyticsConfig {
+        let mut url = |field: &str, value: Option<String>, default: &str| {
+            let u = value.unwrap_or_else(|| default.into()).trim_end_matches('/').to_owned();
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                self.fail(&format!("[analytics] {field}"), format!("{u:?} is not an http(s) URL"));
+            }
+            u
+        };
+        let ga4_base_url =
+            url("ga4_base_url", env.var(ENV_GA4_BASE_URL).or(raw.ga4_base_url), "https://www.google-analytics.com");
+        let yandex_base_url = url(
+            "yandex_base_url",
+            env.var(ENV_YANDEX_BASE_URL).or(raw.yandex_base_url),
+            "https://api-metrika.yandex.net",
+        );
+        let ga4_event_name = raw.ga4_event_name.unwrap_or_else(|| "phone_call".into());
+        if let Err(why) = crate::analytics::ga4_name_ok(&ga4_event_name) {
+            self.fail("[analytics] ga4_event_name", format!("{ga4_event_name:?} {why}"));
+        }
+        let max_attempts = raw.max_attempts.unwrap_or(12);
+        if max_attempts == 0 {
+            self.fail("[analytics] max_attempts", "must be at least 1");
+        }
+        AnalyticsConfig {
+            ga4_base_url,
+            ga4_event_name,
+            ga4_debug: raw.ga4_debug.unwrap_or(false),
+            yandex_base_url,
+            yandex_upload_interval: self.duration(
+                "[analytics] yandex_upload_interval",
+                raw.yandex_upload_interval.as_deref(),
+                "10m",
+                false,
+            ),
+            finalize_after: self.duration("[analytics] finalize_after", raw.finalize_after.as_deref(), "1h", true),
+            max_attempts,
+            request_timeout: self.duration("[analytics] request_timeout", raw.request_timeout.as_deref(), "10s", false),
+        }
+    }
+
+    fn pbxs(&mut self, raw: Vec<RawPbx>, env: &dyn Env) -> Vec<PbxConfig> {
+        let mut out: Vec<PbxConfig> = Vec::new();
+        for (i, p) in raw.into_iter().enumerate() {
+            let at = |field: &str| format!("[[pbx]] #{} ({:?}) {field}", i + 1, p.id);
+            let id_ok = !p.id.is_empty()
+                && p.id.len() <= 32
+                && p.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !id_ok {
+                self.fail(&at("id"), "must be 1 to 32 characters of a-z, 0-9, '-' and '_'");
+            } else if out.iter().any(|o| o.id == p.id) {
+                self.fail(&at("id"), "another PBX has the same id");
+            }
+            let env_name = format!("{ENV_PBX_SECRET_PREFIX}{}", p.id.to_ascii_uppercase().replace('-', "_"));
+            let secrets = match env.var(&env_name) {
+                Some(s) => s.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+                None => p.secrets,
+            };
+            if secrets.is_empty() {
+                self.fail(&at("secrets"), format!("list at least one signing secret (or set {env_name})"));
+            }
+            if secrets.iter().any(|s| s.len() < 16) {
+                self.fail(&at("secrets"), "each secret must be at least 16 characters");
+            }
+            let requests_per_second = p.requests_per_second.unwrap_or(1000);
+            if requests_per_second == 0 {
+                self.fail(&at("requests_per_second"), "must be at least 1");
+            }
+            out.push(PbxConfig { id: p.id, secrets, requests_per_second });
+        }
+        out
     }
 }
 

@@ -16,6 +16,10 @@ use utoipa::{OpenApi, ToSchema};
 use crate::app::App;
 
 pub fn router(app: Arc<App>) -> Router {
+    let pbx = Router::new()
+        .route("/v1/pbx/calls", axum::routing::post(crate::pbx::receive))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::pbx::MAX_BODY))
+        .with_state(crate::pbx::PbxState::new(app.clone()));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -25,15 +29,61 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(demo_page))
         .route("/v1/admin/pool", get(pool_status_all))
         .route("/v1/admin/pool/{site}", get(pool_status_site))
-        .with_state(app)
+        .merge(crate::reports::router())
+        .with_state(app.clone())
+        .merge(pbx)
+        .layer(axum::middleware::from_fn_with_state(app, observe))
+}
+
+/// Times every request into `callpool_http_request_duration_seconds{route, status}`.
+async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let class = match resp.status().as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    app.metrics.http_seconds.with_label_values(&[route.as_str(), class]).observe(started.elapsed().as_secs_f64());
+    resp
 }
 
 /// The OpenAPI 3 document of the HTTP API, generated from the handlers below.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "callpool", description = "Dynamic call tracking: HTTP API"),
-    paths(healthz, readyz, metrics, pool_status_all, pool_status_site),
-    components(schemas(ApiError, ErrorBody, Ready, PoolStatus, SitePoolStatus)),
+    paths(
+        healthz,
+        readyz,
+        metrics,
+        pool_status_all,
+        pool_status_site,
+        crate::pbx::receive,
+        crate::reports::calls,
+        crate::reports::summary,
+        crate::reports::yandex_csv,
+        crate::reports::page,
+    ),
+    components(schemas(
+        ApiError,
+        ErrorBody,
+        Ready,
+        PoolStatus,
+        SitePoolStatus,
+        crate::pbx::CallWebhook,
+        crate::pbx::CallAccepted,
+        crate::calls::CallStatus,
+        crate::calls::MatchKind,
+        crate::reports::CallRow,
+        crate::reports::CallList,
+        crate::reports::Summary,
+        crate::reports::DayCounts,
+    )),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -48,6 +98,26 @@ impl utoipa::Modify for BearerAuth {
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "report_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The site's report_token (callers masked) or admin_token, or the server's admin token",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "pbx_signature",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Callpool-Signature",
+                    "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" with the PBX's secret>",
+                ),
+            )),
+        );
     }
 }
 
@@ -59,7 +129,8 @@ pub struct ApiError {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable, machine-readable: `unauthorized`, `not_found`, `unavailable`, `internal`.
+    /// Stable, machine-readable: `unauthorized`, `bad_signature`, `bad_request`, `not_found`,
+    /// `rate_limited`, `unavailable`, `internal`.
     code: &'static str,
     /// For people; may change.
     message: String,
@@ -68,6 +139,11 @@ pub struct ErrorBody {
 /// What went wrong in a handler, mapped to a status in one place.
 pub enum Failure {
     Unauthorized,
+    /// A webhook's signature is missing, wrong or stale (the message says which).
+    BadSignature(String),
+    /// The request is malformed; the message names the field.
+    BadRequest(String),
+    RateLimited,
     NotFound(String),
     Unavailable(String),
     Internal(String),
@@ -92,6 +168,22 @@ impl IntoResponse for Failure {
                 "unauthorized",
                 "send the admin token as 'Authorization: Bearer <token>'".to_owned(),
             ),
+            Failure::BadSignature(m) => (StatusCode::UNAUTHORIZED, "bad_signature", m),
+            Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            Failure::RateLimited => {
+                let mut resp = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(ApiError {
+                        error: ErrorBody {
+                            code: "rate_limited",
+                            message: "too many requests; retry in a second".into(),
+                        },
+                    }),
+                )
+                    .into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                return resp;
+            }
             Failure::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             Failure::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             Failure::Internal(m) => {
@@ -100,7 +192,7 @@ impl IntoResponse for Failure {
             }
         };
         let mut resp = (status, Json(ApiError { error: ErrorBody { code, message } })).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if code == "unauthorized" {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         resp
@@ -108,7 +200,7 @@ impl IntoResponse for Failure {
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
+pub(crate) fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
     let Some(expected) = app.config.server.admin_token.as_deref() else { return Err(Failure::Unauthorized) };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -174,6 +266,16 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, site = %site.id, "Pool gauges not refreshed."),
+        }
+    }
+    for kind in crate::calls::store::JobKind::ALL {
+        match app.calls.depth(kind).await {
+            Ok((queued, dead)) => {
+                let g = &app.metrics.outbox_jobs;
+                g.with_label_values(&[kind.as_str(), "queued"]).set(i64::try_from(queued).unwrap_or(i64::MAX));
+                g.with_label_values(&[kind.as_str(), "dead"]).set(i64::try_from(dead).unwrap_or(i64::MAX));
+            }
+            Err(e) => tracing::warn!(error = %e, "Outbox gauges not refreshed."),
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.encode()).into_response()

@@ -3,15 +3,20 @@
 //! in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod app;
 pub mod bus;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod outbox;
+pub mod pbx;
 pub mod protocol;
 pub mod reaper;
+pub mod reports;
 pub mod ws;
 
 use std::sync::Arc;
@@ -49,6 +54,7 @@ pub async fn run_with_bus(
     let hub = hub::Hub::new(app.clone(), bus);
     tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
+    tasks.spawn(outbox::run(app.clone(), shutdown.clone()));
     let ws_state = ws::WsState::new(hub, shutdown.clone());
     let limiter = ws_state.limiter.clone();
     let stop = shutdown.clone();

@@ -2,7 +2,9 @@
 //! counters end in `_total`; labels are of low cardinality (site, reason, state), never a
 //! visitor or a phone number.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -31,6 +33,27 @@ pub struct Metrics {
     pub hub_pool_errors: IntCounter,
     /// The RabbitMQ bus's counters.
     pub bus: crate::bus::BusMetrics,
+    /// Calls recorded (first report), by site ("-": none found) and match kind.
+    pub calls_recorded: IntCounterVec,
+    /// Call webhooks refused, by reason (no_signature, bad_signature, stale_timestamp, unknown_pbx,
+    /// rate_limited, malformed).
+    pub pbx_rejected: IntCounterVec,
+    /// Time from a webhook's arrival to its call being stored and queued.
+    pub pbx_seconds: Histogram,
+    /// Analytics deliveries made, by kind (ga4, yandex).
+    pub analytics_sent: IntCounterVec,
+    /// Failed attempts that will be retried, by kind.
+    pub analytics_retried: IntCounterVec,
+    /// Deliveries given up (dead-lettered), by kind.
+    pub analytics_dead: IntCounterVec,
+    /// Events callpool refused to send, by kind and reason (too_old, invalid).
+    pub analytics_refused: IntCounterVec,
+    /// Outbox jobs by kind and state (queued: waiting or in flight; dead), read from the store at scrape time.
+    pub outbox_jobs: IntGaugeVec,
+    /// Store errors outside the pool, by operation.
+    pub store_errors: IntCounterVec,
+    /// HTTP request durations by route and status class.
+    pub http_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -122,6 +145,73 @@ impl Metrics {
                 "Pool errors met by the hub; the visitor kept the site's number.",
             ),
             bus,
+            calls_recorded: counter_vec(
+                &r,
+                "callpool_calls_recorded_total",
+                "Calls recorded, by site and match kind.",
+                &["site", "kind"],
+            ),
+            pbx_rejected: counter_vec(
+                &r,
+                "callpool_pbx_webhooks_rejected_total",
+                "Call webhooks refused, by reason.",
+                &["reason"],
+            ),
+            pbx_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "callpool_pbx_webhook_duration_seconds",
+                        "Time from a call webhook's arrival to the call being stored with its jobs queued.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                ),
+            ),
+            analytics_sent: counter_vec(
+                &r,
+                "callpool_analytics_sent_total",
+                "Analytics deliveries made, by kind.",
+                &["kind"],
+            ),
+            analytics_retried: counter_vec(
+                &r,
+                "callpool_analytics_retries_total",
+                "Failed analytics attempts that will be retried, by kind.",
+                &["kind"],
+            ),
+            analytics_dead: counter_vec(
+                &r,
+                "callpool_analytics_dead_lettered_total",
+                "Analytics deliveries given up, by kind.",
+                &["kind"],
+            ),
+            analytics_refused: counter_vec(
+                &r,
+                "callpool_analytics_refused_total",
+                "Events callpool refused to send, by kind and reason.",
+                &["kind", "reason"],
+            ),
+            outbox_jobs: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("callpool_outbox_jobs", "Outbox jobs by kind and state (queued, dead), store-wide."),
+                    &["kind", "state"],
+                ),
+            ),
+            store_errors: counter_vec(
+                &r,
+                "callpool_store_errors_total",
+                "Store errors outside the pool, by operation.",
+                &["op"],
+            ),
+            http_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("callpool_http_request_duration_seconds", "HTTP request durations.")
+                        .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["route", "status"],
+                ),
+            ),
             registry: r,
         }
     }
@@ -133,6 +223,8 @@ impl Metrics {
         out
     }
 }
+
+const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Registers `metric` (built from constant names, so it is valid and unique) and returns it.
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: prometheus::Result<C>) -> C {

@@ -77,7 +77,8 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
 }
 
-fn classify(e: redis::RedisError) -> PoolError {
+/// A Redis error as the pool's error: connection trouble is `Unavailable`, the rest `Storage`.
+pub fn classify(e: redis::RedisError) -> PoolError {
     if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
         PoolError::Unavailable(e)
     } else {
@@ -184,6 +185,17 @@ impl RedisPool {
             }
         };
         Ok(RedisPool { conn, prefix: format!("{{{}}}", opts.prefix), scripts: std::sync::Arc::new(Scripts::new()) })
+    }
+
+    /// The shared connection, for the service's other Redis data (calls and the outbox), which
+    /// keeps its keys under [`RedisPool::prefix`] in names the pool does not use.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// `{prefix}`: every key starts with it and a ':'.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Whether Redis answers now.

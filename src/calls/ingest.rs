@@ -1,0 +1,164 @@
+//! One PBX report in, one stored call out: the first report of a call is matched (pool history
+//! and caller memory, through [`super::matcher`]) and stored with its analytics jobs; later
+//! reports of the same call only advance its status. Each write names the version it read, so two nodes that
+//! receive reports of one call at once never lose either (the loser re-reads and retries).
+
+use std::time::Duration;
+
+use callpool_pool::{PoolError, Ts};
+
+use super::store::{JobKind, Save};
+use super::{Call, CallReport, CallerMemory, Delivery, PriorMatch};
+use crate::app::App;
+use crate::config::SiteConfig;
+
+/// How long a caller is remembered per site (for first-time callers; `repeat_caller` uses the
+/// site's shorter window).
+const REMEMBER_CALLERS: Duration = Duration::from_secs(400 * 86_400);
+
+/// What a report did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// The first report of the call: matched and stored, jobs queued.
+    New(Call),
+    /// A later report that advanced the call.
+    Updated(Call),
+    /// A report that told nothing new (a retry).
+    Unchanged(Call),
+}
+
+impl Recorded {
+    pub fn call(&self) -> &Call {
+        match self {
+            Recorded::New(c) | Recorded::Updated(c) | Recorded::Unchanged(c) => c,
+        }
+    }
+}
+
+/// Records `report`. Returns once the call and its jobs are durable in the store.
+pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, PoolError> {
+    // Each round re-reads; a conflict means another node wrote the call between our read and write.
+    for _ in 0..16 {
+        let now = app.clock.now();
+        let stored = app.calls.get(&report.key).await?;
+        match stored {
+            Some(mut call) => {
+                let expected = call.version;
+                if !call.absorb(report, now) {
+                    return Ok(Recorded::Unchanged(call));
+                }
+                call.version += 1;
+                let hurry = if call.status.is_final() { JobKind::ALL.map(|k| (k, now)).to_vec() } else { Vec::new() };
+                let site = call.matched.site.clone();
+                let save = Save { call: &call, expected, caller: None, states: Vec::new(), jobs: Vec::new(), hurry };
+                if app.calls.save(site.as_ref(), save).await? {
+                    return Ok(Recorded::Updated(call));
+                }
+            }
+            None => {
+                let (call, memory) = first_report(app, report, now).await?;
+                let site = call.matched.site.clone();
+                let site_config = site.as_ref().and_then(|s| app.config.site(s));
+                let keep_caller = site_config.map_or(REMEMBER_CALLERS, |s| s.windows.repeat.max(REMEMBER_CALLERS));
+                let states = vec![
+                    (JobKind::Ga4, ga4_plan(site_config, &call)),
+                    (JobKind::Yandex, yandex_plan(site_config, &call)),
+                ];
+                let due = if call.status.is_final() {
+                    now
+                } else {
+                    call.started_at.plus(app.config.analytics.finalize_after).max(now)
+                };
+                let jobs = states.iter().filter(|(_, d)| *d == Delivery::Pending).map(|(k, _)| (*k, due)).collect();
+                let save = Save {
+                    call: &call,
+                    expected: 0,
+                    caller: call.caller.as_ref().zip(memory.as_ref()).map(|(c, m)| (c, m, keep_caller)),
+                    states,
+                    jobs,
+                    hurry: Vec::new(),
+                };
+                if app.calls.save(site.as_ref(), save).await? {
+                    return Ok(Recorded::New(call));
+                }
+            }
+        }
+    }
+    Err(PoolError::Storage(format!("call {} kept changing under us; giving up this report", report.key)))
+}
+
+/// Matches the first report of a call and builds the record, and the caller's updated memory.
+async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, Option<CallerMemory>), PoolError> {
+    // A PBX clock ahead of ours must not put the call after the leases we know of.
+    let at = report.started_at.min(now);
+    let dir = &app.directory;
+    let leases = app.pool.leases_before(&report.called, at, dir.lookup_window()).await?;
+    let site = dir.site_of(&report.called, &leases);
+    let memory = match (&site, &report.caller) {
+        (Some(s), Some(c)) => app.calls.caller(s, c).await?,
+        _ => None,
+    };
+    let matched = dir.decide(&report.called, at, &leases, memory.as_ref());
+    let first_time_caller = report.caller.is_some() && memory.is_none();
+    // Only direct evidence (the number's own lease) is remembered for repeat callers, so a
+    // repeat window counts from the last call that proved who the caller is.
+    let direct = matches!(matched.kind, super::MatchKind::Active | super::MatchKind::Recent);
+    let new_memory = report.caller.as_ref().map(|_| CallerMemory {
+        last_call_at: at,
+        last_match: match (&matched.visitor, direct) {
+            (Some(visitor), true) => {
+                Some(PriorMatch { at, visitor: visitor.clone(), lease: matched.lease, attrs: matched.attrs.clone() })
+            }
+            _ => memory.as_ref().and_then(|m| m.last_match.clone()),
+        },
+    });
+    let call = Call {
+        key: report.key.clone(),
+        called: report.called.clone(),
+        caller: report.caller.clone(),
+        started_at: at,
+        answered_at: report.answered_at,
+        ended_at: report.ended_at,
+        status: report.status,
+        duration: report.duration,
+        recording_url: report.recording_url.clone(),
+        received_at: now,
+        updated_at: now,
+        matched,
+        first_time_caller,
+        version: 1,
+    };
+    Ok((call, new_memory))
+}
+
+/// Whether the call gets a GA4 event, decided when it is first stored.
+fn ga4_plan(site: Option<&SiteConfig>, call: &Call) -> Delivery {
+    let skip = |reason: &str| Delivery::Skipped { reason: reason.into() };
+    let Some(site) = site else { return skip("the call belongs to no configured site") };
+    if site.ga4.is_none() {
+        return skip("GA4 is not configured for the site");
+    }
+    if !call.matched.kind.is_tracked() {
+        return skip("the call is not attributed to a visitor");
+    }
+    match call.matched.attrs.ga_client_id.as_deref() {
+        Some(id) if crate::analytics::ga4_client_id_ok(id) => Delivery::Pending,
+        _ => skip("the visitor's session has no GA client id"),
+    }
+}
+
+/// Whether the call goes to Yandex Metrica, decided when it is first stored.
+fn yandex_plan(site: Option<&SiteConfig>, call: &Call) -> Delivery {
+    let skip = |reason: &str| Delivery::Skipped { reason: reason.into() };
+    let Some(site) = site else { return skip("the call belongs to no configured site") };
+    if site.yandex.is_none() {
+        return skip("Yandex Metrica is not configured for the site");
+    }
+    if !call.matched.kind.is_tracked() {
+        return skip("the call is not attributed to a visitor");
+    }
+    match call.matched.attrs.ym_uid.as_deref() {
+        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Delivery::Pending,
+        _ => skip("the visitor's session has no Metrica client id (_ym_uid)"),
+    }
+}
