@@ -104,6 +104,8 @@ pub struct AnalyticsConfig {
     pub finalize_after: Duration,
     /// Attempts before a job is dead-lettered.
     pub max_attempts: u32,
+    /// The first retry waits this long; each further one twice as long (at most an hour).
+    pub retry_base: Duration,
     /// Timeout of one request to GA or Metrica.
     pub request_timeout: Duration,
 }
@@ -373,6 +375,7 @@ struct RawAnalytics {
     yandex_upload_interval: Option<String>,
     finalize_after: Option<String>,
     max_attempts: Option<u32>,
+    retry_base: Option<String>,
     request_timeout: Option<String>,
 }
 
@@ -858,6 +861,7 @@ impl Validator {
             ),
             finalize_after: self.duration("[analytics] finalize_after", raw.finalize_after.as_deref(), "1h", true),
             max_attempts,
+            retry_base: self.duration("[analytics] retry_base", raw.retry_base.as_deref(), "10s", false),
             request_timeout: self.duration("[analytics] request_timeout", raw.request_timeout.as_deref(), "10s", false),
         }
     }

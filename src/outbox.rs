@@ -4,7 +4,7 @@
 //! to the queue after its hold.
 //!
 //! Retries: timeouts, connection errors, 5xx and 429 (Metrica also answers 420) back off
-//! exponentially (10 s doubling, at most an hour, with jitter) up to `max_attempts`, then the
+//! exponentially (`retry_base`, 10 s by default, doubling, at most an hour, with jitter) up to `max_attempts`, then the
 //! job is dead-lettered. Other 4xx answers are refusals: GA4's guide says to fix, not repeat,
 //! such a request, so the job is dead-lettered at once with the answer. A delivery marked sent
 //! is never claimed again (dedupe before send); graceful shutdown finishes the batch in hand.
@@ -65,9 +65,9 @@ fn hold(app: &App) -> Duration {
     app.config.analytics.request_timeout * 3 + Duration::from_secs(30)
 }
 
-/// Exponential backoff with jitter: 10 s, 20 s, 40 s, ... at most an hour.
-fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_secs(10).saturating_mul(1 << attempts.min(9)).min(Duration::from_secs(3600));
+/// Exponential backoff with jitter: `retry_base` (10 s), then twice as long each time, at most an hour.
+fn backoff(first: Duration, attempts: u32) -> Duration {
+    let base = first.saturating_mul(1 << attempts.min(16)).min(Duration::from_secs(3600));
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     // ±20 %, so nodes that failed together do not retry together.
     let jitter = f64::from(nanos % 4001) / 10_000.0 - 0.2;
@@ -207,7 +207,7 @@ async fn finish(app: &App, job: &Job, attempt: Attempt) {
         }
         Attempt::Again(why) => {
             app.metrics.analytics_retried.with_label_values(&[kind]).inc();
-            let wait = backoff(job.attempts);
+            let wait = backoff(app.config.analytics.retry_base, job.attempts);
             tracing::info!(call = %job.call.key, kind, error = %why, retry_in_s = wait.as_secs(), "An analytics delivery failed; it will be retried.");
             Finish::Retry(now.plus(wait))
         }

@@ -109,6 +109,15 @@ impl Node {
 
     async fn start_with(config: Config, node_clock: Arc<dyn Clock>, clock: Arc<ManualClock>) -> Node {
         let app = Arc::new(App::start(config, node_clock).await.expect("start the app"));
+        Node::serve_with(app, clock).await
+    }
+
+    /// Serves an app already started (on the wall clock).
+    pub async fn serve(app: Arc<App>) -> Node {
+        Node::serve_with(app, Arc::new(ManualClock::new(T0))).await
+    }
+
+    async fn serve_with(app: Arc<App>, clock: Arc<ManualClock>) -> Node {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -261,4 +270,188 @@ impl WsTab {
             }
         }
     }
+}
+
+/// What a fake internet service received: method, path, query, headers, body.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub path: String,
+    pub query: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+    /// The status the fake answered.
+    pub status: u16,
+}
+
+/// A local stand-in for GA4's collector and Metrica's upload API: records every request, checks
+/// each strictly (anything unexpected is answered 400 and listed in `violations`), and answers
+/// 503 while `failing` is above zero (counting down).
+#[derive(Clone, Default)]
+pub struct FakeAnalytics {
+    pub requests: Arc<std::sync::Mutex<Vec<Captured>>>,
+    pub violations: Arc<std::sync::Mutex<Vec<String>>>,
+    pub failing: Arc<std::sync::atomic::AtomicU32>,
+    /// Answer 503 to everything while set.
+    pub down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub const GA4_MEASUREMENT_ID: &str = "G-TEST1";
+pub const GA4_API_SECRET: &str = "ga4-test-secret";
+pub const YM_COUNTER: u64 = 4242;
+pub const YM_TOKEN: &str = "ym-test-token";
+
+impl FakeAnalytics {
+    /// Serves on a loopback port; returns its base URL.
+    pub async fn start(&self) -> String {
+        let me = self.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let me = me.clone();
+            async move { me.handle(req).await }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    async fn handle(&self, req: axum::extract::Request) -> (axum::http::StatusCode, String) {
+        use std::sync::atomic::Ordering;
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap().to_vec();
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().unwrap_or("").to_owned();
+        let problems = check_request(parts.method.as_str(), &path, &query, &parts.headers, &body);
+        let status = if !problems.is_empty() {
+            self.violations.lock().unwrap().extend(problems);
+            400
+        } else if self.down.load(Ordering::SeqCst)
+            || self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            503
+        } else {
+            200
+        };
+        self.requests.lock().unwrap().push(Captured {
+            path: path.clone(),
+            query,
+            headers: parts.headers,
+            body,
+            status,
+        });
+        let answer = if path.contains("upload_calls") {
+            r#"{"uploading":{"id":1,"status":"UPLOADED"}}"#.to_owned()
+        } else {
+            String::new()
+        };
+        (axum::http::StatusCode::from_u16(status).unwrap(), answer)
+    }
+
+    /// GA4 events the fake accepted (answered 200), as JSON bodies.
+    pub fn ga4_accepted(&self) -> Vec<serde_json::Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path == "/mp/collect" && c.status == 200)
+            .map(|c| serde_json::from_slice(&c.body).unwrap())
+            .collect()
+    }
+
+    /// Metrica uploads the fake accepted, as CSV text.
+    pub fn yandex_accepted(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path.contains("upload_calls") && c.status == 200)
+            .map(|c| String::from_utf8_lossy(&c.body).into_owned())
+            .collect()
+    }
+
+    pub fn attempts(&self, path: &str) -> usize {
+        self.requests.lock().unwrap().iter().filter(|c| c.path == path).count()
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+}
+
+/// What GA4's collector and Metrica's upload API require of a request.
+fn check_request(method: &str, path: &str, query: &str, headers: &axum::http::HeaderMap, body: &[u8]) -> Vec<String> {
+    let mut p = Vec::new();
+    let q: std::collections::HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if method != "POST" {
+        p.push(format!("{method} {path}: only POST"));
+    }
+    if path == "/mp/collect" || path == "/debug/mp/collect" {
+        if q.get("measurement_id").map(String::as_str) != Some(GA4_MEASUREMENT_ID) {
+            p.push(format!("measurement_id missing or wrong: {query}"));
+        }
+        if q.get("api_secret").map(String::as_str) != Some(GA4_API_SECRET) {
+            p.push("api_secret missing or wrong".into());
+        }
+        if !header("content-type").starts_with("application/json") {
+            p.push("content-type is not application/json".into());
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            p.push("body is not JSON".into());
+            return p;
+        };
+        let cid = v["client_id"].as_str().unwrap_or("");
+        let parts: Vec<&str> = cid.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit())) {
+            p.push(format!("client_id {cid:?} is not two numbers joined by '.'"));
+        }
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        match v["timestamp_micros"].as_i64() {
+            Some(t) if t <= now_us + 60_000_000 && t >= now_us - 72 * 3600 * 1_000_000 => {}
+            other => p.push(format!("timestamp_micros {other:?} is not within the past 72 hours")),
+        }
+        let events = v["events"].as_array().cloned().unwrap_or_default();
+        if events.is_empty() || events.len() > 25 {
+            p.push(format!("{} events", events.len()));
+        }
+        for e in &events {
+            let name = e["name"].as_str().unwrap_or("");
+            if name.is_empty() || name.len() > 40 || !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                p.push(format!("event name {name:?}"));
+            }
+            let params = e["params"].as_object().cloned().unwrap_or_default();
+            if params.len() > 25 {
+                p.push("more than 25 params".into());
+            }
+            for (k, val) in &params {
+                if k.len() > 40 || k.starts_with('_') || k.starts_with("ga_") || k.starts_with("google_") {
+                    p.push(format!("param name {k:?}"));
+                }
+                if val.as_str().is_some_and(|s| s.chars().count() > 100) {
+                    p.push(format!("param {k:?} longer than 100 characters"));
+                }
+            }
+        }
+    } else if path == format!("/management/v1/counter/{YM_COUNTER}/offline_conversions/upload_calls") {
+        if header("authorization") != format!("OAuth {YM_TOKEN}") {
+            p.push("Authorization is not 'OAuth <token>'".into());
+        }
+        let ct = header("content-type");
+        let Some(boundary) = ct.strip_prefix("multipart/form-data; boundary=") else {
+            p.push(format!("content-type {ct:?} is not multipart/form-data"));
+            return p;
+        };
+        let text = String::from_utf8_lossy(body);
+        if !text.starts_with(&format!("--{boundary}\r\n")) || !text.trim_end().ends_with(&format!("--{boundary}--")) {
+            p.push("the multipart body is not framed by its boundary".into());
+        }
+        if !text.contains("Content-Disposition: form-data; name=\"file\"; filename=") {
+            p.push("no 'file' part".into());
+        }
+        if !text.contains("\r\n\r\nClientId,DateTime,") {
+            p.push("the CSV has no header line starting ClientId,DateTime".into());
+        }
+    } else {
+        p.push(format!("unexpected path {path}"));
+    }
+    p
 }

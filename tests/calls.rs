@@ -1,0 +1,354 @@
+//! Calls end to end, on both stores: a visitor's tab gets a tracking number over the websocket,
+//! the PBX posts a signed webhook for a call to it, the fake GA4 collector receives exactly one
+//! valid event with the visitor's client id and source, Metrica gets its CSV row, and the report
+//! lists the call. Also: after the visitor left (`recent`), a default number (untracked),
+//! duplicates, refused signatures, malformed bodies, and GA down for a while across a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use callpool::config::Config;
+use callpool_pool::Ts;
+use common::*;
+use serde_json::{json, Value};
+
+const ORIGIN: &str = "https://shop.example";
+const PAGE: &str = "https://shop.example/landing?utm_source=google&utm_medium=cpc&utm_campaign=winter";
+const PBX_SECRET: &str = "office-secret-0123456789";
+const REPORT_TOKEN: &str = "shop-report-token-0123";
+const CLIENT_ID: &str = "1197596843.1673515099";
+const YM_UID: &str = "1628529640459314054";
+const CALLER: &str = "+79161234567";
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Embedded,
+    Redis,
+}
+
+fn config(backend: Backend, dir: &std::path::Path, prefix: &str, fake: &str) -> Config {
+    let store = match backend {
+        Backend::Embedded => format!("kind = \"embedded\"\ndata_dir = {:?}", dir.join("data").display().to_string()),
+        Backend::Redis => format!("kind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"", redis_url()),
+    };
+    let text = format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+
+[store]
+{store}
+
+[analytics]
+ga4_base_url = "{fake}"
+yandex_base_url = "{fake}"
+yandex_upload_interval = "200ms"
+retry_base = "200ms"
+request_timeout = "2s"
+
+[[pbx]]
+id = "office"
+secrets = ["{PBX_SECRET}"]
+
+{site}
+report_token = "{REPORT_TOKEN}"
+recent_window = "1h"
+
+[site.ga4]
+measurement_id = "{GA4_MEASUREMENT_ID}"
+api_secret = "{GA4_API_SECRET}"
+
+[site.yandex]
+counter_id = {YM_COUNTER}
+token = "{YM_TOKEN}"
+"#,
+        site = shop_site(ORIGIN, "200ms", "30m", "200ms"),
+    );
+    Config::parse(&text, "calls-test.toml", &std::collections::HashMap::new()).expect("test config")
+}
+
+struct World {
+    node: Node,
+    fake: FakeAnalytics,
+    fake_url: String,
+    backend: Backend,
+    dir: tempfile::TempDir,
+    prefix: String,
+}
+
+impl World {
+    async fn start(backend: Backend) -> World {
+        let fake = FakeAnalytics::default();
+        let fake_url = fake.start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique("calls");
+        let node = Node::start_real(config(backend, dir.path(), &prefix, &fake_url)).await;
+        World { node, fake, fake_url, backend, dir, prefix }
+    }
+
+    /// Stops the node and starts another on the same store.
+    async fn restart(self) -> World {
+        let World { node, fake, fake_url, backend, dir, prefix } = self;
+        node.stop().await;
+        // The embedded store's writer thread lets go of the file a moment after the node stopped
+        // (a real restart is a new process).
+        let config = config(backend, dir.path(), &prefix, &fake_url);
+        let mut tries = 0;
+        let app = loop {
+            match callpool::app::App::start(config.clone(), std::sync::Arc::new(callpool::clock::SystemClock)).await {
+                Ok(app) => break app,
+                Err(e) if tries < 100 && e.to_string().contains("already open") => tries += 1,
+                Err(e) => panic!("restart: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let node = Node::serve(std::sync::Arc::new(app)).await;
+        World { node, fake, fake_url, backend, dir, prefix }
+    }
+
+    /// A visitor's tab that has been given its tracking number.
+    async fn visitor_with_number(&self) -> (WsTab, String) {
+        let mut tab = WsTab::open(self.node.addr, "shop-public-key", ORIGIN).await;
+        let hello = json!({
+            "type": "hello", "v": 1, "visitor": CLIENT_ID, "tab": unique("tab"), "page": PAGE,
+            "ga_client_id": CLIENT_ID, "ga_session_id": "1747132561", "ym_uid": YM_UID,
+            "referrer": "https://www.google.com/",
+        });
+        tab.send_text(&hello.to_string()).await;
+        assert_eq!(tab.number().await.1, "default_before");
+        let (number, kind) = tab.number().await;
+        assert_eq!(kind, "tracking");
+        (tab, number)
+    }
+
+    /// Posts `body` signed at `t` (Unix seconds) with `secret`.
+    async fn post_signed(&self, body: &str, t: i64, secret: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.node.url("/v1/pbx/calls?pbx=office"))
+            .header("content-type", "application/json")
+            .header("callpool-signature", callpool::pbx::sign(secret, t, body.as_bytes()))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, body: &str) -> reqwest::Response {
+        self.post_signed(body, Ts::now().as_millis() / 1000, PBX_SECRET).await
+    }
+
+    async fn report(&self, token: &str) -> Value {
+        let resp = reqwest::Client::new()
+            .get(self.node.url("/v1/reports/shop/calls"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+}
+
+fn call_json(call_id: &str, called: &str, status: &str) -> String {
+    json!({
+        "call_id": call_id, "called": called, "caller": CALLER,
+        "started_at": chrono::Utc::now().to_rfc3339(), "status": status, "duration": 63,
+        "recording_url": "https://pbx.example/rec/1.mp3",
+    })
+    .to_string()
+}
+
+/// Waits `for_` and checks GA4 still received exactly `n` events.
+async fn still_exactly(fake: &FakeAnalytics, n: usize, for_: Duration) {
+    tokio::time::sleep(for_).await;
+    assert_eq!(fake.ga4_accepted().len(), n, "GA4 events: {:#?}", fake.ga4_accepted());
+}
+
+async fn tracked_call_reaches_ga_once(backend: Backend) {
+    let w = World::start(backend).await;
+    let (_tab, number) = w.visitor_with_number().await;
+
+    let first = w.post(&call_json("c-1", &number, "ringing")).await;
+    assert_eq!(first.status(), 200);
+    let v: Value = first.json().await.unwrap();
+    assert_eq!(
+        (v["result"].as_str(), v["match"].as_str(), v["site"].as_str()),
+        (Some("new"), Some("active"), Some("shop"))
+    );
+    // The PBX retries, then reports the end of the call: still one call, one event.
+    assert_eq!(
+        w.post(&call_json("c-1", &number, "ringing")).await.json::<Value>().await.unwrap()["result"],
+        "unchanged"
+    );
+    assert_eq!(
+        w.post(&call_json("c-1", &number, "completed")).await.json::<Value>().await.unwrap()["result"],
+        "updated"
+    );
+    assert_eq!(
+        w.post(&call_json("c-1", &number, "completed")).await.json::<Value>().await.unwrap()["result"],
+        "unchanged"
+    );
+
+    eventually("GA4 received the call", || async { !w.fake.ga4_accepted().is_empty() }).await;
+    still_exactly(&w.fake, 1, Duration::from_millis(1500)).await;
+    let event = &w.fake.ga4_accepted()[0];
+    assert_eq!(event["client_id"], CLIENT_ID);
+    let params = &event["events"][0]["params"];
+    assert_eq!(event["events"][0]["name"], "phone_call");
+    assert_eq!((params["source"].as_str(), params["medium"].as_str()), (Some("google"), Some("cpc")));
+    assert_eq!((params["match_kind"].as_str(), params["call_id"].as_str()), (Some("active"), Some("c-1")));
+    assert_eq!((params["session_id"].as_str(), params["call_duration"].as_u64()), (Some("1747132561"), Some(63)));
+    assert!(!event.to_string().contains(&CALLER[2..]), "the caller's number never goes to GA: {event}");
+
+    // Metrica: one upload with the visitor's ClientId and the tracking number.
+    eventually("Metrica received the call", || async { !w.fake.yandex_accepted().is_empty() }).await;
+    let csv = w.fake.yandex_accepted().join("\n");
+    assert!(csv.contains(&format!("{YM_UID},")) && csv.contains(&format!(",0,{number},63,")), "{csv}");
+    assert!(w.fake.violations().is_empty(), "{:?}", w.fake.violations());
+
+    // The report lists it: the admin sees the caller, the report token a masked one.
+    let full = w.report(ADMIN_TOKEN).await;
+    let call = &full["calls"][0];
+    assert_eq!(full["calls"].as_array().unwrap().len(), 1, "{full}");
+    assert_eq!(
+        (call["match"].as_str(), call["caller"].as_str(), call["source"].as_str()),
+        (Some("active"), Some(CALLER), Some("google"))
+    );
+    assert_eq!(
+        (call["status"].as_str(), call["ga4"].as_str(), call["yandex"].as_str()),
+        (Some("completed"), Some("sent"), Some("sent"))
+    );
+    assert_eq!(call["recording_url"], "https://pbx.example/rec/1.mp3");
+    let masked = w.report(REPORT_TOKEN).await;
+    assert_eq!(masked["calls"][0]["caller"], "+7********67");
+    let no_token = reqwest::get(w.node.url("/v1/reports/shop/calls")).await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(w.node.metric("callpool_calls_recorded_total{kind=\"active\",site=\"shop\"}").await, 1.0);
+    assert_eq!(w.node.metric("callpool_analytics_sent_total{kind=\"ga4\"}").await, 1.0);
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_a_tracked_call_reaches_ga_once_and_the_report() {
+    tracked_call_reaches_ga_once(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn redis_a_tracked_call_reaches_ga_once_and_the_report() {
+    tracked_call_reaches_ga_once(Backend::Redis).await;
+}
+
+async fn call_after_the_visitor_left_is_recent(backend: Backend) {
+    let w = World::start(backend).await;
+    let (tab, number) = w.visitor_with_number().await;
+    drop(tab);
+    // The lease ends 200 ms (release_grace) after the last tab closed.
+    let n = callpool_pool::PhoneNumber::parse(&number).unwrap();
+    eventually("the lease ended", || async { w.node.app.pool.holder_at(&n, Ts::now()).await.unwrap().is_none() }).await;
+    let v: Value = w.post(&call_json("c-2", &number, "completed")).await.json().await.unwrap();
+    assert_eq!(v["match"], "recent");
+    eventually("GA4 received the call", || async { w.fake.ga4_accepted().len() == 1 }).await;
+    let event = &w.fake.ga4_accepted()[0];
+    assert_eq!(
+        (event["client_id"].as_str(), event["events"][0]["params"]["match_kind"].as_str()),
+        (Some(CLIENT_ID), Some("recent"))
+    );
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_a_call_after_the_visitor_left_is_recent() {
+    call_after_the_visitor_left_is_recent(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn redis_a_call_after_the_visitor_left_is_recent() {
+    call_after_the_visitor_left_is_recent(Backend::Redis).await;
+}
+
+async fn default_numbers_and_refusals(backend: Backend) {
+    let w = World::start(backend).await;
+    // A call to the number in the page's HTML: untracked, no event.
+    let v: Value = w.post(&call_json("c-3", "+74951234567", "completed")).await.json().await.unwrap();
+    assert_eq!(v["match"], "default_before");
+
+    // Refusals record nothing.
+    let now = Ts::now().as_millis() / 1000;
+    let body = call_json("c-bad", "+74951234567", "completed");
+    let wrong = w.post_signed(&body, now, "not-the-secret-0123456789").await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(wrong.json::<Value>().await.unwrap()["error"]["code"], "bad_signature");
+    assert_eq!(w.post_signed(&body, now - 600, PBX_SECRET).await.status(), 401, "a replayed timestamp");
+    let unsigned =
+        reqwest::Client::new().post(w.node.url("/v1/pbx/calls?pbx=office")).body(body.clone()).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let malformed = w.post("{\"call_id\": \"c-4\", \"called\": 42}").await;
+    assert_eq!(malformed.status(), 400);
+    let message = malformed.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("called:"), "{message}");
+    assert_eq!(w.post("{not json").await.status(), 400);
+
+    let report = w.report(ADMIN_TOKEN).await;
+    let ids: Vec<&str> = report["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["c-3"], "only the accepted call is stored");
+    assert_eq!(report["calls"][0]["ga4"], "skipped: the call is not attributed to a visitor");
+    let summary: Value = reqwest::Client::new()
+        .get(w.node.url("/v1/reports/shop/summary"))
+        .bearer_auth(REPORT_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((summary["total"]["default_before"].as_u64(), summary["total"]["tracked"].as_u64()), (Some(1), Some(0)));
+    assert!(summary["hint"].as_str().unwrap().contains("shorten delay_to_show"), "{summary}");
+    let page = reqwest::get(w.node.url(&format!("/v1/reports/shop?token={REPORT_TOKEN}"))).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<svg"));
+    assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"bad_signature\"}").await, 1.0);
+    assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"stale_timestamp\"}").await, 1.0);
+    assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"malformed\"}").await, 2.0);
+    still_exactly(&w.fake, 0, Duration::from_millis(700)).await;
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_default_numbers_are_untracked_and_bad_webhooks_are_refused() {
+    default_numbers_and_refusals(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn redis_default_numbers_are_untracked_and_bad_webhooks_are_refused() {
+    default_numbers_and_refusals(Backend::Redis).await;
+}
+
+async fn ga_down_then_up_delivers_once_across_a_restart(backend: Backend) {
+    let w = World::start(backend).await;
+    let (tab, number) = w.visitor_with_number().await;
+    w.fake.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(w.post(&call_json("c-5", &number, "completed")).await.status(), 200);
+    eventually("GA4 was tried twice", || async { w.fake.attempts("/mp/collect") >= 2 }).await;
+    drop(tab);
+    // callpool restarts while GA is still down; then GA comes back.
+    let w = w.restart().await;
+    assert!(w.fake.ga4_accepted().is_empty());
+    w.fake.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually("GA4 received the call after recovering", || async { w.fake.ga4_accepted().len() == 1 }).await;
+    still_exactly(&w.fake, 1, Duration::from_millis(1500)).await;
+    assert_eq!(w.fake.ga4_accepted()[0]["events"][0]["params"]["call_id"], "c-5");
+    let report = w.report(ADMIN_TOKEN).await;
+    assert_eq!(report["calls"][0]["ga4"], "sent");
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_ga_down_then_up_delivers_once_across_a_restart() {
+    ga_down_then_up_delivers_once_across_a_restart(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn redis_ga_down_then_up_delivers_once_across_a_restart() {
+    ga_down_then_up_delivers_once_across_a_restart(Backend::Redis).await;
+}
