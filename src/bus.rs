@@ -110,6 +110,8 @@ pub struct BusMetrics {
     pub dropped: prometheus::IntCounter,
     pub received: prometheus::IntCounter,
     pub reconnects: prometheus::IntCounter,
+    /// 1 while this node is connected to RabbitMQ (`/readyz` reads it).
+    pub connected: prometheus::IntGauge,
 }
 
 impl RabbitBus {
@@ -149,6 +151,7 @@ async fn connection_loop(
         match session.await {
             Ok(()) => return, // shut down
             Err(e) => {
+                metrics.connected.set(0);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ connection lost or refused; reconnecting.");
             }
         }
@@ -206,6 +209,7 @@ async fn session(
     let mut consumer = consume
         .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
+    metrics.connected.set(1);
     if first {
         tracing::info!(queue = %queue, "Connected to RabbitMQ.");
     } else {

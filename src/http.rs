@@ -226,21 +226,33 @@ pub struct Ready {
     status: &'static str,
     /// `embedded` or `redis`.
     store: &'static str,
+    /// `in_process` (one node), or for RabbitMQ `connected` / `unavailable`.
+    broker: &'static str,
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers and, in a cluster, the node is connected to RabbitMQ.
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "Ready to serve", body = Ready),
-    (status = 503, description = "The store does not answer", body = Ready),
+    (status = 503, description = "The store does not answer, or RabbitMQ is not connected", body = Ready),
 ))]
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, Json<Ready>) {
     let store = app.pool.kind();
-    match app.pool.ping().await {
-        Ok(()) => (StatusCode::OK, Json(Ready { status: "ready", store })),
+    let broker = match app.config.bus {
+        crate::config::BusConfig::InProcess => "in_process",
+        crate::config::BusConfig::RabbitMq { .. } if app.metrics.bus.connected.get() == 1 => "connected",
+        crate::config::BusConfig::RabbitMq { .. } => "unavailable",
+    };
+    let store_ok = match app.pool.ping().await {
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "Not ready: the store does not answer.");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { status: "unavailable", store }))
+            false
         }
+    };
+    if store_ok && broker != "unavailable" {
+        (StatusCode::OK, Json(Ready { status: "ready", store, broker }))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { status: "unavailable", store, broker }))
     }
 }
 

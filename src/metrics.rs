@@ -72,6 +72,10 @@ impl Metrics {
                 "callpool_bus_reconnects_total",
                 "Reconnections to RabbitMQ (each followed by a resync).",
             ),
+            connected: register(
+                &r,
+                IntGauge::new("callpool_bus_connected", "1 while this node is connected to RabbitMQ."),
+            ),
         };
         Metrics {
             leases_ended: counter_vec(

@@ -96,8 +96,12 @@ async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart(
     assert_eq!(until_kind(&mut a, "tracking").await, on_a);
 
     // RabbitMQ goes away while the lease runs idle, then comes back: both tabs converge.
+    assert_eq!(one.get("/readyz").await.status(), 200);
     rabbitmqctl("stop_app");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    eventually("a node without RabbitMQ is not ready", || async { one.get("/readyz").await.status() == 503 }).await;
+    let ready: serde_json::Value = one.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["broker"], "unavailable");
+    tokio::time::sleep(Duration::from_secs(4)).await;
     rabbitmqctl("start_app");
     assert_eq!(until_kind(&mut a, "default_after").await, "+74951234568");
     assert_eq!(until_kind(&mut b, "default_after").await, "+74951234568");
@@ -106,6 +110,7 @@ async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart(
             && two.metric("callpool_bus_reconnects_total").await >= 1.0
     })
     .await;
+    eventually("ready again", || async { one.get("/readyz").await.status() == 200 }).await;
     one.stop().await;
     two.stop().await;
 }

@@ -25,11 +25,22 @@ async fn health_readiness_openapi_and_admin_auth() {
 
     assert_eq!(node.get("/healthz").await.text().await.unwrap(), "ok");
     let ready: serde_json::Value = node.get("/readyz").await.json().await.unwrap();
-    assert_eq!(ready, serde_json::json!({"status": "ready", "store": "embedded"}));
+    assert_eq!(ready, serde_json::json!({"status": "ready", "store": "embedded", "broker": "in_process"}));
 
     let doc: serde_json::Value = node.get("/openapi.json").await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "an OpenAPI 3 document");
-    for path in ["/healthz", "/readyz", "/metrics", "/v1/admin/pool", "/v1/admin/pool/{site}"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/admin/pool",
+        "/v1/admin/pool/{site}",
+        "/v1/pbx/calls",
+        "/v1/reports/{site}/calls",
+        "/v1/reports/{site}/summary",
+        "/v1/reports/{site}/yandex.csv",
+        "/v1/reports/{site}",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
 
