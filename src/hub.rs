@@ -173,7 +173,12 @@ impl Hub {
             }
             let attrs = self.lock().get(key).map(|l| l.attrs.clone()).unwrap_or_default();
             match pool.acquire(&key.0, &key.1, &attrs, now).await? {
-                Grant::Leased { lease, .. } => Ok((lease.number, Kind::Tracking)),
+                Grant::Leased { lease, fresh } => {
+                    if fresh {
+                        self.app.metrics.hub_granted.with_label_values(&[key.0.as_str()]).inc();
+                    }
+                    Ok((lease.number, Kind::Tracking))
+                }
                 Grant::Exhausted => {
                     self.app.metrics.hub_exhausted.with_label_values(&[key.0.as_str()]).inc();
                     self.schedule(key, RETRY_AFTER.as_millis() as i64);

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub hub_swaps: IntCounterVec,
     /// Visitors of this node who asked for a number when the site's pool was exhausted.
     pub hub_exhausted: IntCounterVec,
+    /// Leases this node's hub began, by site.
+    pub hub_granted: IntCounterVec,
     /// Pool errors met by the hub (the visitor kept the site's number).
     pub hub_pool_errors: IntCounter,
     /// The RabbitMQ bus's counters.
@@ -141,6 +143,12 @@ impl Metrics {
                 &r,
                 "callpool_hub_exhausted_total",
                 "Visitors who asked for a number when the site's pool was exhausted.",
+                &["site"],
+            ),
+            hub_granted: counter_vec(
+                &r,
+                "callpool_hub_leases_granted_total",
+                "Leases this node's hub began (a visitor was given a tracking number), by site.",
                 &["site"],
             ),
             hub_pool_errors: counter(

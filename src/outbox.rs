@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::analytics::{self, Ga4Refusal};
 use crate::app::App;
 use crate::calls::store::{Finish, Job, JobKind};
-use crate::calls::Delivery;
+use crate::calls::{CallKey, Delivery};
 
 /// How often each node looks for due jobs (a webhook that makes a call final wakes it at once).
 const POLL: Duration = Duration::from_millis(500);
@@ -86,11 +86,9 @@ async fn deliver_ga4(app: &App, client: &reqwest::Client) {
             }
         };
         let full = jobs.len() == GA4_BATCH;
-        let sends = jobs.into_iter().map(|job| async move {
-            let attempt = send_ga4(app, client, &job).await;
-            finish(app, &job, attempt).await;
-        });
-        futures_util::future::join_all(sends).await;
+        let sends = jobs.iter().map(|job| async move { settle(app, job, send_ga4(app, client, job).await) });
+        let done = futures_util::future::join_all(sends).await;
+        finish(app, JobKind::Ga4, &done).await;
         if !full {
             return;
         }
@@ -185,7 +183,8 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-async fn finish(app: &App, job: &Job, attempt: Attempt) {
+/// What to record of one attempt (and its metrics and logs).
+fn settle(app: &App, job: &Job, attempt: Attempt) -> (CallKey, Finish) {
     let kind = job.kind.as_str();
     let now = app.clock.now();
     let how = match attempt {
@@ -212,10 +211,15 @@ async fn finish(app: &App, job: &Job, attempt: Attempt) {
             Finish::Retry(now.plus(wait))
         }
     };
-    if let Err(e) = app.calls.finish(job.kind, &job.call.key, &how, now).await {
-        // The claim expires and the job is tried again: at worst a duplicate, never a loss.
+    (job.call.key.clone(), how)
+}
+
+/// Records the outcomes of a batch in one store operation.
+async fn finish(app: &App, kind: JobKind, done: &[(CallKey, Finish)]) {
+    if let Err(e) = app.calls.finish(kind, done, app.clock.now()).await {
+        // The claims expire and the jobs are tried again: at worst duplicates, never a loss.
         app.metrics.store_errors.with_label_values(&["outbox_finish"]).inc();
-        tracing::warn!(call = %job.call.key, error = %e, "Cannot record an analytics delivery's outcome.");
+        tracing::warn!(jobs = done.len(), error = %e, "Cannot record analytics deliveries' outcomes.");
     }
 }
 
@@ -235,13 +239,17 @@ async fn upload_yandex(app: &App, client: &reqwest::Client) {
     }
     for (site, jobs) in by_site {
         let attempt = upload_site(app, client, site.as_ref(), &jobs).await;
-        for job in &jobs {
-            let each = match &attempt {
-                Attempt::Done(d) => Attempt::Done(d.clone()),
-                Attempt::Again(why) => Attempt::Again(why.clone()),
-            };
-            finish(app, job, each).await;
-        }
+        let done: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                let each = match &attempt {
+                    Attempt::Done(d) => Attempt::Done(d.clone()),
+                    Attempt::Again(why) => Attempt::Again(why.clone()),
+                };
+                settle(app, job, each)
+            })
+            .collect();
+        finish(app, JobKind::Yandex, &done).await;
     }
 }
 

@@ -1,28 +1,56 @@
 //! The reaper: on every node, every `reaper_interval`, ends the leases that expired and gives
 //! numbers unused for `shrink_after` back to the inventory. Each lease is ended exactly once
-//! however many nodes run it, because each pass is atomic in the store.
+//! however many nodes run it, because each pass is atomic in the store. Every [`USAGE_EVERY`] it
+//! also samples each site's pool (leased numbers, exhausted requests) for the reports.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use callpool_pool::Lease;
+use callpool_pool::{Lease, Ts};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 
+/// How often each node samples every site's pool for the reports' daily peak.
+pub const USAGE_EVERY: Duration = Duration::from_secs(30);
+
 /// Runs a pass every `reaper_interval`; every lease it ends goes to `ended` (the hub announces it).
 pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(app.config.pool.reaper_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_sample = Ts::EPOCH;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let now = app.clock.now();
+        if now >= next_sample {
+            next_sample = now.plus(USAGE_EVERY);
+            sample_usage(&app, now).await;
+        }
         for lease in pass(&app).await {
             if ended.send(lease).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Records each site's leased numbers and exhausted counter for its local day.
+async fn sample_usage(app: &App, now: Ts) {
+    for site in &app.config.sites {
+        let day = now.to_chrono().map(|t| t.with_timezone(&site.timezone).date_naive().to_string()).unwrap_or_default();
+        let sampled = async {
+            if let Some(st) = app.pool.status(&site.id, now).await? {
+                app.calls.record_usage(&site.id, &day, st.leased, st.exhausted_total).await?;
+            }
+            Ok::<_, callpool_pool::PoolError>(())
+        };
+        if let Err(e) = sampled.await {
+            app.metrics.store_errors.with_label_values(&["usage_sample"]).inc();
+            tracing::warn!(error = %e, site = %site.id, "Cannot sample the pool's use.");
         }
     }
 }

@@ -313,6 +313,10 @@ pub struct DayCounts {
     /// tracked ÷ (total − static): the accuracy figure. Calls to the static number come from
     /// traffic the site chose not to track, so they do not count against it. `null` without calls.
     share_tracked: Option<f64>,
+    /// The most numbers leased at once that day (sampled every 30 s); `null` without samples.
+    peak_leased: Option<u32>,
+    /// Lease requests that found the pool exhausted that day; `null` without samples.
+    exhausted: Option<u64>,
 }
 
 impl DayCounts {
@@ -380,6 +384,18 @@ async fn build_summary(app: &App, r: &Request<'_>) -> Result<Summary, Failure> {
         days.insert(d, DayCounts { date: d.to_string(), ..Default::default() });
         d = d.checked_add_days(Days::new(1)).unwrap_or(NaiveDate::MAX);
     }
+    // Pool use: the day before the period gives the first day's baseline of the exhausted counter.
+    let before = r.first.checked_sub_days(Days::new(1)).unwrap_or(r.first);
+    let names: Vec<String> = std::iter::once(before).chain(days.keys().copied()).map(|d| d.to_string()).collect();
+    let usage = app.calls.usage(&r.site.id, &names).await?;
+    let mut baseline = usage.first().copied().flatten().map(|u| u.exhausted_last);
+    for (day, u) in days.values_mut().zip(usage.iter().skip(1)) {
+        if let Some(u) = u {
+            day.peak_leased = Some(u.peak_leased);
+            day.exhausted = Some(u.exhausted_last.saturating_sub(baseline.unwrap_or(u.exhausted_first)));
+            baseline = Some(u.exhausted_last);
+        }
+    }
     let mut total = DayCounts::default();
     for s in &stored {
         let kind = s.call.matched.kind;
@@ -394,6 +410,11 @@ async fn build_summary(app: &App, r: &Request<'_>) -> Result<Summary, Failure> {
         leased_now: st.leased,
         exhausted_total: st.exhausted_total,
     });
+    let total = DayCounts {
+        peak_leased: days.values().filter_map(|d| d.peak_leased).max(),
+        exhausted: days.values().filter_map(|d| d.exhausted).reduce(|a, b| a + b),
+        ..total
+    };
     Ok(Summary {
         site: r.site.id.to_string(),
         from: r.first.to_string(),
@@ -515,6 +536,7 @@ pub async fn page(
             p.working, p.max_numbers, p.leased_now, p.exhausted_total
         )
     });
+    let max_numbers = r.site.rules.max_numbers;
     let html = format!(
         r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>callpool · {site}</title>
 <style>body{{font:15px/1.5 system-ui,sans-serif;margin:2rem;max-width:960px;color:#222}}h1{{font-size:1.4rem}}
@@ -527,7 +549,7 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
 <p class="legend">{legend}</p>
 <h2>Untracked calls</h2><p>default_before: {before}, default_after: {after}. {hint}</p>
 <h2>Pool</h2><p>{pool}.</p>
-<h2>By day</h2><table><tr><th>date</th><th>total</th><th>active</th><th>recent</th><th>repeat</th><th>default_before</th><th>default_after</th><th>static</th><th>unmatched</th><th>tracked</th></tr>{rows}</table>
+<h2>By day</h2><table><tr><th>date</th><th>total</th><th>active</th><th>recent</th><th>repeat</th><th>default_before</th><th>default_after</th><th>static</th><th>unmatched</th><th>tracked</th><th>peak leased</th><th>exhausted</th></tr>{rows}</table>
 </body></html>"##,
         site = esc(r.site.id.as_str()),
         from = s.from,
@@ -545,7 +567,7 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
             .days
             .iter()
             .map(|d| format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 d.date,
                 d.total,
                 d.active,
@@ -555,7 +577,9 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
                 d.default_after,
                 d.static_,
                 d.unmatched,
-                d.share_tracked.map_or("—".to_owned(), |v| format!("{:.0}%", v * 100.0))
+                d.share_tracked.map_or("—".to_owned(), |v| format!("{:.0}%", v * 100.0)),
+                d.peak_leased.map_or("—".to_owned(), |v| format!("{v} / {max_numbers}")),
+                d.exhausted.map_or("—".to_owned(), |v| v.to_string()),
             ))
             .collect::<String>(),
     );

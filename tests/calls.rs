@@ -27,7 +27,7 @@ enum Backend {
     Redis,
 }
 
-fn config(backend: Backend, dir: &std::path::Path, prefix: &str, fake: &str) -> Config {
+fn config(backend: Backend, dir: &std::path::Path, prefix: &str, fake: &str, analytics: &str) -> Config {
     let store = match backend {
         Backend::Embedded => format!("kind = \"embedded\"\ndata_dir = {:?}", dir.join("data").display().to_string()),
         Backend::Redis => format!("kind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"", redis_url()),
@@ -46,6 +46,7 @@ yandex_base_url = "{fake}"
 yandex_upload_interval = "200ms"
 retry_base = "200ms"
 request_timeout = "2s"
+{analytics}
 
 [[pbx]]
 id = "office"
@@ -75,25 +76,31 @@ struct World {
     backend: Backend,
     dir: tempfile::TempDir,
     prefix: String,
+    analytics: String,
 }
 
 impl World {
     async fn start(backend: Backend) -> World {
+        World::start_with(backend, "").await
+    }
+
+    /// With extra `[analytics]` settings.
+    async fn start_with(backend: Backend, analytics: &str) -> World {
         let fake = FakeAnalytics::default();
         let fake_url = fake.start().await;
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique("calls");
-        let node = Node::start_real(config(backend, dir.path(), &prefix, &fake_url)).await;
-        World { node, fake, fake_url, backend, dir, prefix }
+        let node = Node::start_real(config(backend, dir.path(), &prefix, &fake_url, analytics)).await;
+        World { node, fake, fake_url, backend, dir, prefix, analytics: analytics.to_owned() }
     }
 
     /// Stops the node and starts another on the same store.
     async fn restart(self) -> World {
-        let World { node, fake, fake_url, backend, dir, prefix } = self;
+        let World { node, fake, fake_url, backend, dir, prefix, analytics } = self;
         node.stop().await;
         // The embedded store's writer thread lets go of the file a moment after the node stopped
         // (a real restart is a new process).
-        let config = config(backend, dir.path(), &prefix, &fake_url);
+        let config = config(backend, dir.path(), &prefix, &fake_url, &analytics);
         let mut tries = 0;
         let app = loop {
             match callpool::app::App::start(config.clone(), std::sync::Arc::new(callpool::clock::SystemClock)).await {
@@ -104,7 +111,7 @@ impl World {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let node = Node::serve(std::sync::Arc::new(app)).await;
-        World { node, fake, fake_url, backend, dir, prefix }
+        World { node, fake, fake_url, backend, dir, prefix, analytics }
     }
 
     /// A visitor's tab that has been given its tracking number.
@@ -222,10 +229,16 @@ async fn tracked_call_reaches_ga_once(backend: Backend) {
     assert_eq!(call["recording_url"], "https://pbx.example/rec/1.mp3");
     let masked = w.report(REPORT_TOKEN).await;
     assert_eq!(masked["calls"][0]["caller"], "+7********67");
+    let download =
+        reqwest::get(w.node.url(&format!("/v1/reports/shop/yandex.csv?token={REPORT_TOKEN}"))).await.unwrap();
+    assert_eq!(download.headers()["content-type"], "text/csv; charset=utf-8");
+    let download = download.text().await.unwrap();
+    assert!(download.starts_with("ClientId,DateTime,") && download.contains(&format!("{YM_UID},")), "{download}");
     let no_token = reqwest::get(w.node.url("/v1/reports/shop/calls")).await.unwrap();
     assert_eq!(no_token.status(), 401);
     assert_eq!(w.node.metric("callpool_calls_recorded_total{kind=\"active\",site=\"shop\"}").await, 1.0);
     assert_eq!(w.node.metric("callpool_analytics_sent_total{kind=\"ga4\"}").await, 1.0);
+    assert_eq!(w.node.metric("callpool_hub_leases_granted_total{site=\"shop\"}").await, 1.0);
     w.node.stop().await;
 }
 
@@ -304,6 +317,8 @@ async fn default_numbers_and_refusals(backend: Backend) {
         .unwrap();
     assert_eq!((summary["total"]["default_before"].as_u64(), summary["total"]["tracked"].as_u64()), (Some(1), Some(0)));
     assert!(summary["hint"].as_str().unwrap().contains("shorten delay_to_show"), "{summary}");
+    let today = summary["days"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((today["peak_leased"].as_u64(), today["exhausted"].as_u64()), (Some(0), Some(0)), "{today}");
     let page = reqwest::get(w.node.url(&format!("/v1/reports/shop?token={REPORT_TOKEN}"))).await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<svg"));
@@ -351,4 +366,19 @@ async fn embedded_ga_down_then_up_delivers_once_across_a_restart() {
 #[tokio::test]
 async fn redis_ga_down_then_up_delivers_once_across_a_restart() {
     ga_down_then_up_delivers_once_across_a_restart(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn ga4_debug_mode_sends_to_the_validation_endpoint_only() {
+    let w = World::start_with(Backend::Embedded, "ga4_debug = true").await;
+    let (_tab, number) = w.visitor_with_number().await;
+    assert_eq!(w.post(&call_json("c-6", &number, "completed")).await.status(), 200);
+    eventually("the validation endpoint was asked", || async { w.fake.attempts("/debug/mp/collect") == 1 }).await;
+    eventually("the delivery is settled", || async {
+        w.report(ADMIN_TOKEN).await["calls"][0]["ga4"] == "skipped: debug mode: validated by GA4, not recorded"
+    })
+    .await;
+    assert_eq!(w.fake.attempts("/mp/collect"), 0, "nothing was sent for real");
+    assert!(w.fake.violations().is_empty(), "{:?}", w.fake.violations());
+    w.node.stop().await;
 }

@@ -125,8 +125,14 @@ impl PhoneNumber {
                 "{s:?} is not an E.164 number: write '+', the country code and the number, digits only (e.g. +74951234567)"
             )));
         }
+        if valid_numbers::known(s) {
+            return Ok(PhoneNumber(s.to_owned()));
+        }
         match phonenumber::parse(None, s) {
-            Ok(n) if phonenumber::is_valid(&n) => Ok(PhoneNumber(s.to_owned())),
+            Ok(n) if phonenumber::is_valid(&n) => {
+                valid_numbers::remember(s);
+                Ok(PhoneNumber(s.to_owned()))
+            }
             _ => Err(PoolError::Invalid(format!("{s:?} is not a valid phone number for its country code"))),
         }
     }
@@ -143,6 +149,31 @@ impl PhoneNumber {
             // Parsed once already on construction; keep the digits rather than fail.
             Err(_) => self.0.trim_start_matches('+').to_owned(),
         }
+    }
+}
+
+/// Numbers that passed libphonenumber's check. Checking costs tens of microseconds (regexes), and
+/// the same few thousand pool numbers are parsed again every time a lease or a call is read back
+/// from the store; a number's validity never changes, so the answer is kept. Bounded: when full it
+/// starts over.
+mod valid_numbers {
+    use std::collections::HashSet;
+    use std::sync::{LazyLock, RwLock};
+
+    const CAPACITY: usize = 100_000;
+
+    static KNOWN: LazyLock<RwLock<HashSet<Box<str>>>> = LazyLock::new(Default::default);
+
+    pub(super) fn known(s: &str) -> bool {
+        KNOWN.read().unwrap_or_else(|p| p.into_inner()).contains(s)
+    }
+
+    pub(super) fn remember(s: &str) {
+        let mut set = KNOWN.write().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= CAPACITY {
+            set.clear();
+        }
+        set.insert(s.into());
     }
 }
 

@@ -167,8 +167,8 @@ pub struct Match {
     pub attrs: SessionAttrs,
 }
 
-/// A caller's phone number as the PBX sent it, normalised: E.164 when it parses as one, else
-/// its digits. Withheld numbers ("anonymous", "client:alice", empty) are `None`.
+/// A caller's phone number as the PBX sent it, normalised to its digits (with the leading `+`
+/// when it had one). Withheld numbers ("anonymous", "client:alice", empty) are `None`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Caller(String);
@@ -176,12 +176,11 @@ pub struct Caller(String);
 impl Caller {
     pub fn parse(raw: &str) -> Option<Caller> {
         let raw = raw.trim();
-        if let Ok(n) = PhoneNumber::parse(raw) {
-            return Some(Caller(n.to_string()));
-        }
         if raw.contains(|c: char| c.is_ascii_alphabetic()) {
             return None;
         }
+        // The digits are the identity; formatting goes. (No libphonenumber check: a caller's number
+        // is only compared and shown, and it must be kept even when its country's rules reject it.)
         let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
         let plus = if raw.starts_with('+') { "+" } else { "" };
         (3..=20).contains(&digits.len()).then(|| Caller(format!("{plus}{digits}")))

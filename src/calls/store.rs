@@ -76,6 +76,16 @@ pub enum Finish {
     Retry(Ts),
 }
 
+/// A site's pool on one of its local days, from samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DayUsage {
+    /// The most numbers seen leased at once.
+    pub peak_leased: u32,
+    /// The pool's store-wide exhausted counter at the day's first and latest sample.
+    pub exhausted_first: u64,
+    pub exhausted_last: u64,
+}
+
 /// A call with its delivery states, for reports.
 #[derive(Clone, Debug)]
 pub struct StoredCall {
@@ -132,13 +142,27 @@ impl CallStore {
         dispatch!(self.claim(kind, now, limit, hold_until))
     }
 
-    pub async fn finish(&self, kind: JobKind, key: &CallKey, how: &Finish, now: Ts) -> Result<(), PoolError> {
-        dispatch!(self.finish(kind, key, how, now))
+    /// Ends the claims of `done` (jobs of `kind`), in one step.
+    pub async fn finish(&self, kind: JobKind, done: &[(CallKey, Finish)], now: Ts) -> Result<(), PoolError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self.finish(kind, done, now))
     }
 
     /// Jobs of `kind` waiting or in flight, and dead-lettered.
     pub async fn depth(&self, kind: JobKind) -> Result<(u64, u64), PoolError> {
         dispatch!(self.depth(kind))
+    }
+
+    /// Records a sample of a site's pool for its local `day` (`YYYY-MM-DD`).
+    pub async fn record_usage(&self, site: &SiteId, day: &str, leased: u32, exhausted: u64) -> Result<(), PoolError> {
+        dispatch!(self.record_usage(site, day, leased, exhausted))
+    }
+
+    /// The samples of `days`, where there are any.
+    pub async fn usage(&self, site: &SiteId, days: &[String]) -> Result<Vec<Option<DayUsage>>, PoolError> {
+        dispatch!(self.usage(site, days))
     }
 }
 
@@ -173,6 +197,8 @@ const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_states
 const TRIES: TableDefinition<&str, u32> = TableDefinition::new("outbox_tries");
 /// (kind, dead since ms, job)
 const DEAD: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("outbox_dead");
+/// (site, day) -> DayUsage JSON
+const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pool_usage");
 
 /// Calls in `<data_dir>/calls.redb`. Every write is one redb transaction, durable when it returns.
 #[derive(Clone)]
@@ -200,6 +226,7 @@ impl EmbeddedCalls {
         txn.open_table(STATES).map_err(storage)?;
         txn.open_table(TRIES).map_err(storage)?;
         txn.open_table(DEAD).map_err(storage)?;
+        txn.open_table(USAGE).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(EmbeddedCalls { db: Arc::new(db) })
     }
@@ -375,14 +402,13 @@ impl EmbeddedCalls {
         .await
     }
 
-    async fn finish(&self, kind: JobKind, key: &CallKey, how: &Finish, now: Ts) -> Result<(), PoolError> {
-        let job = kind.job(key);
-        let how = how.clone();
+    async fn finish(&self, kind: JobKind, done: &[(CallKey, Finish)], now: Ts) -> Result<(), PoolError> {
+        let done: Vec<(String, Finish)> = done.iter().map(|(key, how)| (kind.job(key), how.clone())).collect();
         let now = now.as_millis();
         self.blocking(move |db| {
             let k = kind.as_str();
             let txn = db.begin_write().map_err(storage)?;
-            {
+            for (job, how) in &done {
                 let mut claims = txn.open_table(CLAIMS).map_err(storage)?;
                 let mut claim_until = txn.open_table(CLAIM_UNTIL).map_err(storage)?;
                 if let Some(at) = claim_until.remove(job.as_str()).map_err(storage)?.map(|v| v.value()) {
@@ -394,7 +420,7 @@ impl EmbeddedCalls {
                     queue.remove((k, at, job.as_str())).map_err(storage)?;
                 }
                 let mut tries = txn.open_table(TRIES).map_err(storage)?;
-                match &how {
+                match how {
                     Finish::Retry(at) => {
                         queue.insert((k, at.as_millis(), job.as_str()), ()).map_err(storage)?;
                         due.insert(job.as_str(), at.as_millis()).map_err(storage)?;
@@ -431,6 +457,45 @@ impl EmbeddedCalls {
     }
 }
 
+impl EmbeddedCalls {
+    async fn record_usage(&self, site: &SiteId, day: &str, leased: u32, exhausted: u64) -> Result<(), PoolError> {
+        let (site, day) = (site.to_string(), day.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut t = txn.open_table(USAGE).map_err(storage)?;
+                let key = (site.as_str(), day.as_str());
+                let old: Option<DayUsage> =
+                    t.get(key).map_err(storage)?.map(|v| decode(v.value(), "pool usage")).transpose()?;
+                let new = match old {
+                    Some(u) => DayUsage { peak_leased: u.peak_leased.max(leased), exhausted_last: exhausted, ..u },
+                    None => DayUsage { peak_leased: leased, exhausted_first: exhausted, exhausted_last: exhausted },
+                };
+                t.insert(key, encode(&new).as_bytes()).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn usage(&self, site: &SiteId, days: &[String]) -> Result<Vec<Option<DayUsage>>, PoolError> {
+        let (site, days) = (site.to_string(), days.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let t = txn.open_table(USAGE).map_err(storage)?;
+            days.iter()
+                .map(|d| {
+                    t.get((site.as_str(), d.as_str()))
+                        .map_err(storage)?
+                        .map(|v| decode(v.value(), "pool usage"))
+                        .transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis
 
@@ -440,6 +505,7 @@ struct Scripts {
     finish: Script,
     calls: Script,
     depth: Script,
+    usage: Script,
 }
 
 const LUA_LIB: &str = include_str!("lua/lib.lua");
@@ -467,6 +533,7 @@ impl RedisCalls {
                 finish: script(include_str!("lua/finish.lua")),
                 calls: script(include_str!("lua/calls.lua")),
                 depth: script(include_str!("lua/depth.lua")),
+                usage: script(include_str!("lua/usage.lua")),
             }),
         }
     }
@@ -573,13 +640,17 @@ impl RedisCalls {
             .collect()
     }
 
-    async fn finish(&self, kind: JobKind, key: &CallKey, how: &Finish, now: Ts) -> Result<(), PoolError> {
-        let (state, retry, dead) = match how {
-            Finish::Retry(at) => (String::new(), at.as_millis().to_string(), "0"),
-            Finish::Done(d) => (encode(d), String::new(), if matches!(d, Delivery::Dead { .. }) { "1" } else { "0" }),
-        };
-        let args =
-            [kind.as_str().to_owned(), kind.job(key), state, retry, dead.to_owned(), now.as_millis().to_string()];
+    async fn finish(&self, kind: JobKind, done: &[(CallKey, Finish)], now: Ts) -> Result<(), PoolError> {
+        let mut args = vec![kind.as_str().to_owned(), now.as_millis().to_string()];
+        for (key, how) in done {
+            let (state, retry, dead) = match how {
+                Finish::Retry(at) => (String::new(), at.as_millis().to_string(), "0"),
+                Finish::Done(d) => {
+                    (encode(d), String::new(), if matches!(d, Delivery::Dead { .. }) { "1" } else { "0" })
+                }
+            };
+            args.extend([kind.job(key), state, retry, dead.to_owned()]);
+        }
         self.run(&self.scripts.finish, &args).await.map(|_| ())
     }
 
@@ -591,6 +662,37 @@ impl RedisCalls {
             },
             _ => Err(PoolError::Storage("unexpected outbox depth from redis".into())),
         }
+    }
+}
+
+impl RedisCalls {
+    async fn record_usage(&self, site: &SiteId, day: &str, leased: u32, exhausted: u64) -> Result<(), PoolError> {
+        let args = [site.to_string(), day.to_owned(), leased.to_string(), exhausted.to_string()];
+        self.run(&self.scripts.usage, &args).await.map(|_| ())
+    }
+
+    async fn usage(&self, site: &SiteId, days: &[String]) -> Result<Vec<Option<DayUsage>>, PoolError> {
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.key(&["usage", site.as_str()]));
+        for d in days {
+            cmd.arg(format!("{d}:peak")).arg(format!("{d}:first")).arg(format!("{d}:last"));
+        }
+        let mut c = self.conn.clone();
+        let values: Vec<Option<u64>> = cmd.query_async(&mut c).await.map_err(classify)?;
+        Ok(values
+            .chunks_exact(3)
+            .map(|v| match v {
+                [Some(peak), Some(first), Some(last)] => Some(DayUsage {
+                    peak_leased: u32::try_from(*peak).unwrap_or(u32::MAX),
+                    exhausted_first: *first,
+                    exhausted_last: *last,
+                }),
+                _ => None,
+            })
+            .collect())
     }
 }
 

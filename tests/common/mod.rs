@@ -340,6 +340,8 @@ impl FakeAnalytics {
         });
         let answer = if path.contains("upload_calls") {
             r#"{"uploading":{"id":1,"status":"UPLOADED"}}"#.to_owned()
+        } else if path == "/debug/mp/collect" {
+            r#"{"validationMessages":[]}"#.to_owned()
         } else {
             String::new()
         };
