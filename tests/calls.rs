@@ -52,6 +52,11 @@ request_timeout = "2s"
 id = "office"
 secrets = ["{PBX_SECRET}"]
 
+[[pbx]]
+id = "slow"
+secrets = ["{PBX_SECRET}"]
+requests_per_second = 2
+
 {site}
 report_token = "{REPORT_TOKEN}"
 recent_window = "1h"
@@ -198,6 +203,9 @@ async fn tracked_call_reaches_ga_once(backend: Backend) {
     );
 
     eventually("GA4 received the call", || async { !w.fake.ga4_accepted().is_empty() }).await;
+    // A report after the event went out (the recording is ready): the call is updated, not re-sent.
+    let late = call_json("c-1", &number, "completed").replace("rec/1.mp3", "rec/1-final.mp3");
+    assert_eq!(w.post(&late).await.json::<Value>().await.unwrap()["result"], "updated");
     still_exactly(&w.fake, 1, Duration::from_millis(1500)).await;
     let event = &w.fake.ga4_accepted()[0];
     assert_eq!(event["client_id"], CLIENT_ID);
@@ -226,7 +234,7 @@ async fn tracked_call_reaches_ga_once(backend: Backend) {
         (call["status"].as_str(), call["ga4"].as_str(), call["yandex"].as_str()),
         (Some("completed"), Some("sent"), Some("sent"))
     );
-    assert_eq!(call["recording_url"], "https://pbx.example/rec/1.mp3");
+    assert_eq!(call["recording_url"], "https://pbx.example/rec/1-final.mp3");
     let masked = w.report(REPORT_TOKEN).await;
     assert_eq!(masked["calls"][0]["caller"], "+7********67");
     let download =
@@ -380,5 +388,30 @@ async fn ga4_debug_mode_sends_to_the_validation_endpoint_only() {
     .await;
     assert_eq!(w.fake.attempts("/mp/collect"), 0, "nothing was sent for real");
     assert!(w.fake.violations().is_empty(), "{:?}", w.fake.violations());
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn each_pbx_is_rate_limited_on_its_own() {
+    let w = World::start(Backend::Embedded).await;
+    let post = |pbx: &'static str, i: usize| {
+        let body = call_json(&format!("r-{pbx}-{i}"), "+74951234567", "completed");
+        let t = Ts::now().as_millis() / 1000;
+        reqwest::Client::new()
+            .post(w.node.url(&format!("/v1/pbx/calls?pbx={pbx}")))
+            .header("content-type", "application/json")
+            .header("callpool-signature", callpool::pbx::sign(PBX_SECRET, t, body.as_bytes()))
+            .body(body)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        statuses.push(post("slow", i).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 429, 429], "a burst of two, then refused");
+    let refused = post("slow", 9).await.unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(post("office", 0).await.unwrap().status(), 200, "another PBX is not affected");
+    assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"rate_limited\"}").await, 3.0);
     w.node.stop().await;
 }
