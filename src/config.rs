@@ -217,7 +217,7 @@ pub struct SiteConfig {
     pub delay_to_show: Duration,
     pub rules: SiteRules,
     /// How calls are matched to the site's visitors.
-    pub windows: crate::calls::matcher::MatchWindows,
+    pub windows: crate::calls::matcher::MatchRules,
     pub ga4: Option<Ga4Site>,
     pub yandex: Option<YandexSite>,
     /// Bearer token for the site's reports (callers masked).
@@ -462,6 +462,7 @@ struct RawSite {
     track: TrackFilter,
     recent_window: Option<String>,
     repeat_window: Option<String>,
+    repeat_first: Option<bool>,
     ga4: Option<RawGa4>,
     yandex: Option<RawYandex>,
     report_token: Option<String>,
@@ -676,9 +677,10 @@ impl Validator {
                     ),
                 );
             }
-            let windows = crate::calls::matcher::MatchWindows {
+            let windows = crate::calls::matcher::MatchRules {
                 recent: self.duration(&at("recent_window"), rs.recent_window.as_deref(), "24h", true),
                 repeat: self.duration(&at("repeat_window"), rs.repeat_window.as_deref(), "30d", true),
+                repeat_first: rs.repeat_first.unwrap_or(false),
             };
             for (field, w) in [("recent_window", windows.recent), ("repeat_window", windows.repeat)] {
                 if w > pool.history {

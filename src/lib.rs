@@ -17,6 +17,7 @@ pub mod pbx;
 pub mod protocol;
 pub mod reaper;
 pub mod reports;
+pub mod sim;
 pub mod ws;
 
 use std::sync::Arc;

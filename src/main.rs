@@ -9,6 +9,7 @@ use anyhow::Context;
 use callpool::app::{open_store, App};
 use callpool::clock::{Clock, SystemClock};
 use callpool::config::{Config, ProcessEnv};
+use callpool::sim;
 use callpool_pool::SiteId;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,99 @@ enum Command {
         #[command(subcommand)]
         command: PoolCommand,
     },
+    /// Simulate a site's traffic through the real pool rules and call matcher: the share of calls
+    /// attributed correctly for a pool size and settings, before buying numbers (docs/SIMULATION.md).
+    Simulate {
+        #[command(subcommand)]
+        action: Box<SimAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimAction {
+    /// One run: every count, for one set of settings and one seed.
+    Run {
+        #[command(flatten)]
+        common: SimCommon,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write the population (visitors and calls with their truth) to this file (JSON lines).
+        #[arg(long)]
+        write_population: Option<PathBuf>,
+    },
+    /// A grid of pool size × delay × hold over several seeds: a table, and optionally CSV and an SVG chart.
+    Sweep {
+        #[command(flatten)]
+        common: SimCommon,
+        #[command(flatten)]
+        grid: SimGrid,
+        /// Write every point and seed as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Draw accuracy and misattribution against pool size as SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// The smallest pool (with its delay and hold) that reaches the target, with the spread over seeds.
+    Advise {
+        #[command(flatten)]
+        common: SimCommon,
+        #[command(flatten)]
+        grid: SimGrid,
+        /// Share of calls to attribute correctly.
+        #[arg(long, default_value_t = 0.95)]
+        target: f64,
+        /// Largest share of calls attributed to the wrong visitor.
+        #[arg(long, default_value_t = 0.01)]
+        max_wrong: f64,
+    },
+}
+
+#[derive(clap::Args)]
+struct SimCommon {
+    /// A simulation file (TOML): `preset`, `[traffic]`, `[settings]` (docs/SIMULATION.md).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A named traffic model: small-shop (default), lead-gen, media.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Replay this population file (written by `simulate run --write-population`) instead of drawing one.
+    #[arg(long)]
+    population: Option<PathBuf>,
+    /// Days of traffic, the first `warmup` of them not scored.
+    #[arg(long, default_value_t = 8)]
+    days: u32,
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
+    /// The first seed (sweeps and advice use `seeds` seeds from here).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Override the pool size.
+    #[arg(long)]
+    pool: Option<u32>,
+    /// Override delay_to_show, e.g. 50s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<std::time::Duration>,
+    /// Override reclaim_after_idle (the hold), e.g. 30m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    hold: Option<std::time::Duration>,
+}
+
+#[derive(clap::Args)]
+struct SimGrid {
+    /// Pool sizes, e.g. 4,6,8,10 (default for advice: 1 to 60).
+    #[arg(long, value_delimiter = ',')]
+    pools: Vec<u32>,
+    /// Delays, e.g. 20s,50s (default: the settings' delay).
+    #[arg(long, value_delimiter = ',', value_parser = humantime::parse_duration)]
+    delays: Vec<std::time::Duration>,
+    /// Holds (reclaim_after_idle), e.g. 15m,30m (default: the settings' hold).
+    #[arg(long, value_delimiter = ',', value_parser = humantime::parse_duration)]
+    holds: Vec<std::time::Duration>,
+    /// Seeds per point.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +165,9 @@ fn main() -> ExitCode {
     match cli.log_format {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
+    if let Some(Command::Simulate { action }) = cli.command {
+        return simulate(*action);
     }
     let demo_allowed = !matches!(cli.command, Some(Command::CheckConfig));
     let config = match load_config(cli.config.as_deref(), demo_allowed) {
@@ -95,6 +192,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Pool { command: PoolCommand::Status { site } } => pool_status(&config, site.as_deref()).await,
+            Command::Simulate { .. } => unreachable!("simulate is handled before the configuration is read"),
         }
     });
     match result {
@@ -104,6 +202,154 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The traffic model and settings of a simulation command, with the command line's overrides.
+fn sim_inputs(c: &SimCommon) -> Result<(sim::model::TrafficModel, sim::model::Settings), String> {
+    let (mut model, mut settings) = match (&c.model, &c.preset) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            sim::model::parse(&text).map_err(|p| format!("{}:\n  - {}", path.display(), p.join("\n  - ")))?
+        }
+        (None, Some(name)) => (
+            sim::model::TrafficModel::preset(name)
+                .ok_or_else(|| format!("--preset {name:?} is not one of {}", sim::model::PRESETS.join(", ")))?,
+            sim::model::Settings::default(),
+        ),
+        (None, None) => (sim::model::TrafficModel::small_shop(), sim::model::Settings::default()),
+    };
+    if let (Some(_), Some(name)) = (&c.model, &c.preset) {
+        model = sim::model::TrafficModel::preset(name).ok_or_else(|| format!("--preset {name:?} is unknown"))?;
+    }
+    settings.pool_size = c.pool.unwrap_or(settings.pool_size);
+    settings.delay_to_show = c.delay.unwrap_or(settings.delay_to_show);
+    settings.reclaim_after_idle = c.hold.unwrap_or(settings.reclaim_after_idle);
+    let problems = sim::model::check(&model, &settings);
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    if c.warmup >= c.days {
+        return Err(format!("--warmup {} leaves nothing of --days {} to score", c.warmup, c.days));
+    }
+    Ok((model, settings))
+}
+
+fn read_population(path: &Path) -> Result<sim::population::Population, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    sim::population::Population::read(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `callpool simulate ...`: prints to stdout; exit code 2 for bad input.
+fn simulate(action: SimAction) -> ExitCode {
+    let outcome: Result<(), String> = match action {
+        SimAction::Run { common, json, write_population } => (|| {
+            let (model, settings) = sim_inputs(&common)?;
+            let pop = match &common.population {
+                Some(p) => read_population(p)?,
+                None => sim::population::Population::generate(&model, common.days, common.seed),
+            };
+            if let Some(path) = write_population {
+                let mut out = std::io::BufWriter::new(
+                    std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+                );
+                pop.write(&mut out).and_then(|()| std::io::Write::flush(&mut out)).map_err(|e| e.to_string())?;
+            }
+            let o = sim::engine::run(&pop, &settings, common.warmup);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&o).map_err(|e| e.to_string())?);
+            } else {
+                println!(
+                    "pool {}, delay {}, hold {}, {} days ({} warm-up), seed {}",
+                    settings.pool_size,
+                    humantime::format_duration(settings.delay_to_show),
+                    humantime::format_duration(settings.reclaim_after_idle),
+                    pop.days,
+                    common.warmup,
+                    common.seed
+                );
+                print!("{}", sim::describe(&o));
+            }
+            Ok(())
+        })(),
+        SimAction::Sweep { common, grid, csv, svg } => (|| {
+            let (model, settings) = sim_inputs(&common)?;
+            let (grid, seeds) = sim_grid(&grid, &settings, &[settings.pool_size], &common);
+            let points = sim::sweep(&model, &settings, &grid, common.days, common.warmup, &seeds);
+            print!("{}", sim::table(&points));
+            if let Some(path) = csv {
+                std::fs::write(&path, sim::csv(&points, &seeds)).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            if let Some(path) = svg {
+                let title = format!("{} visitors/day, {} seeds", model.visitors_per_day, seeds.len());
+                std::fs::write(&path, sim::svg(&points, &title)).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            Ok(())
+        })(),
+        SimAction::Advise { common, grid, target, max_wrong } => (|| {
+            let (model, settings) = sim_inputs(&common)?;
+            let all: Vec<u32> = (1..=60).collect();
+            let (grid, seeds) = sim_grid(&grid, &settings, &all, &common);
+            let points = sim::sweep(&model, &settings, &grid, common.days, common.warmup, &seeds);
+            match sim::advise(&points, target, max_wrong) {
+                Some(p) => {
+                    let ((alo, ahi), (wlo, whi)) = (p.accuracy_range(), p.wrong_range());
+                    println!(
+                        "{} numbers, delay {}, hold {}: {:.1}% attributed correctly ({:.1}–{:.1}% over {} seeds), {:.2}% to the wrong visitor ({:.2}–{:.2}%)",
+                        p.settings.pool_size,
+                        humantime::format_duration(p.settings.delay_to_show),
+                        humantime::format_duration(p.settings.reclaim_after_idle),
+                        p.accuracy() * 100.0,
+                        alo * 100.0,
+                        ahi * 100.0,
+                        seeds.len(),
+                        p.wrong() * 100.0,
+                        wlo * 100.0,
+                        whi * 100.0,
+                    );
+                }
+                None => {
+                    let best = points.iter().max_by(|a, b| a.accuracy().total_cmp(&b.accuracy()));
+                    println!(
+                        "No setting tried reaches {:.1}% correct with at most {:.2}% wrong; the best: {}",
+                        target * 100.0,
+                        max_wrong * 100.0,
+                        best.map_or("none".into(), |p| format!(
+                            "{} numbers, delay {}, hold {}: {:.1}% correct, {:.2}% wrong",
+                            p.settings.pool_size,
+                            humantime::format_duration(p.settings.delay_to_show),
+                            humantime::format_duration(p.settings.reclaim_after_idle),
+                            p.accuracy() * 100.0,
+                            p.wrong() * 100.0
+                        ))
+                    );
+                }
+            }
+            Ok(())
+        })(),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callpool simulate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// The grid of a sweep (defaults from the settings) and its seeds.
+fn sim_grid(
+    g: &SimGrid,
+    settings: &sim::model::Settings,
+    default_pools: &[u32],
+    common: &SimCommon,
+) -> (sim::Grid, Vec<u64>) {
+    let or = |v: &Vec<std::time::Duration>, d| if v.is_empty() { vec![d] } else { v.clone() };
+    let grid = sim::Grid {
+        pools: if g.pools.is_empty() { default_pools.to_vec() } else { g.pools.clone() },
+        delays: or(&g.delays, settings.delay_to_show),
+        holds: or(&g.holds, settings.reclaim_after_idle),
+    };
+    (grid, (common.seed..common.seed + g.seeds.max(1)).collect())
 }
 
 /// The named file; or ./callpool.toml; or (except for `check-config`) the built-in demo.

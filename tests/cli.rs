@@ -135,3 +135,66 @@ fn pool_status_reads_the_embedded_store_after_the_server_stopped() {
     let unknown = callpool(&["--config", &path, "pool", "status", "nope"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn simulate_runs_sweeps_and_advises_from_a_model_file_and_a_population_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(
+        dir.path(),
+        "sim.toml",
+        "preset = \"lead-gen\"\n[traffic]\nvisitors_per_day = 300\n[settings]\npool_size = 8\ndelay_to_show = \"20s\"\n",
+    );
+    let pop = dir.path().join("pop.jsonl").display().to_string();
+    let run = callpool(&["simulate", "run", "--model", &model, "--days", "3", "--json", "--write-population", &pop]);
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let calls = outcome["calls"].as_u64().unwrap();
+    assert!(calls > 0, "{outcome}");
+    let parts: u64 = ["correct", "wrong", "default_before", "default_after", "unmatched"]
+        .iter()
+        .map(|k| outcome[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(parts, calls, "every call is counted once: {outcome}");
+
+    // The population written out gives the same outcome when read back.
+    let again = callpool(&["simulate", "run", "--model", &model, "--days", "3", "--json", "--population", &pop]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), outcome);
+
+    let (csv, svg) = (dir.path().join("s.csv"), dir.path().join("s.svg"));
+    let sweep = callpool(&[
+        "simulate",
+        "sweep",
+        "--model",
+        &model,
+        "--days",
+        "3",
+        "--pools",
+        "2,8",
+        "--delays",
+        "0s,20s",
+        "--seeds",
+        "2",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(sweep.status.code(), Some(0), "{}", String::from_utf8_lossy(&sweep.stderr));
+    assert_eq!(String::from_utf8_lossy(&sweep.stdout).lines().count(), 1 + 4, "a header and four points");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 1 + 4 * 2, "a line per point and seed");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    let advice =
+        callpool(&["simulate", "advise", "--model", &model, "--days", "3", "--pools", "1,30", "--target", "0.3"]);
+    assert_eq!(advice.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&advice.stdout).contains("30 numbers"),
+        "{}",
+        String::from_utf8_lossy(&advice.stdout)
+    );
+
+    let bad = write(dir.path(), "bad.toml", "[traffic]\ncall_share = 3\n");
+    let refused = callpool(&["simulate", "run", "--model", &bad]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("traffic.call_share"));
+}

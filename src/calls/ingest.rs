@@ -8,7 +8,7 @@ use std::time::Duration;
 use callpool_pool::{PoolError, Ts};
 
 use super::store::{JobKind, Save};
-use super::{Call, CallReport, CallerMemory, Delivery, PriorMatch};
+use super::{Call, CallReport, CallerMemory, Delivery};
 use crate::app::App;
 use crate::config::SiteConfig;
 
@@ -100,18 +100,7 @@ async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, 
     };
     let matched = dir.decide(&report.called, at, &leases, memory.as_ref());
     let first_time_caller = report.caller.is_some() && memory.is_none();
-    // Only direct evidence (the number's own lease) is remembered for repeat callers, so a
-    // repeat window counts from the last call that proved who the caller is.
-    let direct = matches!(matched.kind, super::MatchKind::Active | super::MatchKind::Recent);
-    let new_memory = report.caller.as_ref().map(|_| CallerMemory {
-        last_call_at: at,
-        last_match: match (&matched.visitor, direct) {
-            (Some(visitor), true) => {
-                Some(PriorMatch { at, visitor: visitor.clone(), lease: matched.lease, attrs: matched.attrs.clone() })
-            }
-            _ => memory.as_ref().and_then(|m| m.last_match.clone()),
-        },
-    });
+    let new_memory = report.caller.as_ref().map(|_| CallerMemory::after(memory.as_ref(), &report.called, at, &matched));
     let call = Call {
         key: report.key.clone(),
         called: report.called.clone(),

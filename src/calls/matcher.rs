@@ -11,13 +11,20 @@ use callpool_pool::{Lease, PhoneNumber, SessionAttrs, SiteId, Ts};
 
 use super::{CallerMemory, Match, MatchKind, NumberKind};
 
-/// How far back a site looks for the last holder of a number and for a caller's earlier match.
+/// How a site matches calls: how far back it looks for the last holder of a number and for a
+/// caller's earlier match, and whether a caller who dials the same number again goes to the
+/// visitor of their earlier call before the number's current holder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatchWindows {
+pub struct MatchRules {
     /// A call within this long after a number's last lease ended goes to that lease (`recent`).
     pub recent: Duration,
     /// A caller matched to a visitor of the site within this long is matched again (`repeat_caller`).
     pub repeat: Duration,
+    /// Off (DESIGN.md's order): `active` and `recent` come before `repeat_caller`. On: a caller
+    /// whose earlier call went to a visitor *through this very number* is matched to that visitor
+    /// again, even if someone else holds the number now — the caller redials a number they saved,
+    /// and the current holder is almost never them (docs/SIMULATION.md measures the difference).
+    pub repeat_first: bool,
 }
 
 /// One site's numbers, as the matcher sees them.
@@ -28,7 +35,7 @@ pub struct SiteNumbers {
     pub default_after: PhoneNumber,
     pub static_number: PhoneNumber,
     pub dedicated: Vec<PhoneNumber>,
-    pub windows: MatchWindows,
+    pub windows: MatchRules,
 }
 
 /// Which number belongs where: built once from the configuration.
@@ -37,7 +44,7 @@ pub struct Directory {
     defaults: HashMap<PhoneNumber, (SiteId, MatchKind)>,
     dedicated: HashMap<PhoneNumber, SiteId>,
     tracking: HashSet<PhoneNumber>,
-    windows: HashMap<SiteId, MatchWindows>,
+    windows: HashMap<SiteId, MatchRules>,
     longest_recent: Duration,
 }
 
@@ -86,7 +93,7 @@ impl Directory {
         leases.first().map(|l| l.site.clone()).or_else(|| self.dedicated.get(number).cloned())
     }
 
-    pub fn windows(&self, site: &SiteId) -> Option<MatchWindows> {
+    pub fn windows(&self, site: &SiteId) -> Option<MatchRules> {
         self.windows.get(site).copied()
     }
 
@@ -112,7 +119,11 @@ impl Directory {
             NumberKind::Unknown
         };
         let Some(site) = site.clone() else { return unmatched(MatchKind::Unmatched, number_kind) };
-        let windows = self.windows(&site).unwrap_or(MatchWindows { recent: Duration::ZERO, repeat: Duration::ZERO });
+        let windows = self.windows(&site).unwrap_or(MatchRules {
+            recent: Duration::ZERO,
+            repeat: Duration::ZERO,
+            repeat_first: false,
+        });
         let from_lease = |kind, l: &Lease| Match {
             kind,
             site: Some(site.clone()),
@@ -121,6 +132,21 @@ impl Directory {
             lease: Some(l.id),
             attrs: l.attrs.clone(),
         };
+        let repeat_from = at.minus(windows.repeat);
+        let prior = caller.and_then(|c| c.last_match.as_ref()).filter(|p| repeat_from <= p.at && p.at <= at);
+        let repeat = |prior: &super::PriorMatch| Match {
+            kind: MatchKind::RepeatCaller,
+            site: Some(site.clone()),
+            number_kind,
+            visitor: Some(prior.visitor.clone()),
+            lease: prior.lease,
+            attrs: prior.attrs.clone(),
+        };
+        if windows.repeat_first {
+            if let Some(p) = prior.filter(|p| p.number.as_ref() == Some(number)) {
+                return repeat(p);
+            }
+        }
         if let Some(l) = leases.iter().find(|l| l.covers(at)) {
             return from_lease(MatchKind::Active, l);
         }
@@ -130,16 +156,8 @@ impl Directory {
         {
             return from_lease(MatchKind::Recent, l);
         }
-        let repeat_from = at.minus(windows.repeat);
-        if let Some(prior) = caller.and_then(|c| c.last_match.as_ref()).filter(|p| repeat_from <= p.at && p.at <= at) {
-            return Match {
-                kind: MatchKind::RepeatCaller,
-                site: Some(site),
-                number_kind,
-                visitor: Some(prior.visitor.clone()),
-                lease: prior.lease,
-                attrs: prior.attrs.clone(),
-            };
+        if let Some(p) = prior {
+            return repeat(p);
         }
         unmatched(MatchKind::Unmatched, number_kind)
     }
@@ -177,7 +195,11 @@ mod tests {
             default_after: n(AFTER),
             static_number: n(STATIC),
             dedicated: vec![n(DEDICATED)],
-            windows: MatchWindows { recent: Duration::from_secs(3600), repeat: Duration::from_secs(30 * 86_400) },
+            windows: MatchRules {
+                recent: Duration::from_secs(3600),
+                repeat: Duration::from_secs(30 * 86_400),
+                repeat_first: false,
+            },
         };
         let blog = SiteNumbers {
             site: site("blog"),
@@ -185,7 +207,7 @@ mod tests {
             default_after: n("+74951239990"),
             static_number: n("+74951239990"),
             dedicated: vec![],
-            windows: MatchWindows { recent: Duration::from_secs(600), repeat: Duration::ZERO },
+            windows: MatchRules { recent: Duration::from_secs(600), repeat: Duration::ZERO, repeat_first: false },
         };
         Directory::new(&[shop, blog], &[n(SHARED)])
     }
@@ -276,6 +298,7 @@ mod tests {
                 at: Ts::from_millis(30 * MIN),
                 visitor: VisitorId::new("v1").unwrap(),
                 lease: Some(LeaseId(1)),
+                number: Some(n(SHARED)),
                 attrs: SessionAttrs { utm_source: Some("src-v1".into()), ..Default::default() },
             }),
         };
@@ -287,5 +310,16 @@ mod tests {
         check(SHARED, 3 * DAY, &later, Some(&memory), (MatchKind::Active, Some("shop"), Some("v2")));
         // Calls to a default number stay untracked even from a known caller.
         check(BEFORE, 3 * DAY, &[], Some(&memory), (MatchKind::DefaultBefore, Some("shop"), None));
+
+        // With repeat_first, redialling the same number goes to the earlier visitor, not the holder.
+        let mut d = directory();
+        let shop = SiteId::new("shop").unwrap();
+        d.windows.get_mut(&shop).unwrap().repeat_first = true;
+        let m = d.decide(&n(SHARED), Ts::from_millis(3 * DAY), &later, Some(&memory));
+        assert_eq!((m.kind, m.visitor.as_ref().map(VisitorId::as_str)), (MatchKind::RepeatCaller, Some("v1")));
+        let mut elsewhere = memory.clone();
+        elsewhere.last_match.as_mut().unwrap().number = Some(n(DEDICATED));
+        let m = d.decide(&n(SHARED), Ts::from_millis(3 * DAY), &later, Some(&elsewhere));
+        assert_eq!(m.kind, MatchKind::Active, "an earlier match through another number does not beat the holder");
     }
 }

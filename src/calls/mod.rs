@@ -296,11 +296,36 @@ pub struct CallerMemory {
     pub last_match: Option<PriorMatch>,
 }
 
+impl CallerMemory {
+    /// What is remembered of a caller after a call at `at` matched as `m`. Only direct evidence
+    /// (the number's own lease: `active`, `recent`) is remembered as the caller's match, so a
+    /// repeat window counts from the last call that proved who the caller is.
+    pub fn after(prev: Option<&CallerMemory>, number: &PhoneNumber, at: Ts, m: &Match) -> CallerMemory {
+        let direct = matches!(m.kind, MatchKind::Active | MatchKind::Recent);
+        CallerMemory {
+            last_call_at: at,
+            last_match: match (&m.visitor, direct) {
+                (Some(visitor), true) => Some(PriorMatch {
+                    at,
+                    visitor: visitor.clone(),
+                    lease: m.lease,
+                    number: Some(number.clone()),
+                    attrs: m.attrs.clone(),
+                }),
+                _ => prev.and_then(|p| p.last_match.clone()),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriorMatch {
     pub at: Ts,
     pub visitor: VisitorId,
     pub lease: Option<LeaseId>,
+    /// The number that call dialled.
+    #[serde(default)]
+    pub number: Option<PhoneNumber>,
     pub attrs: SessionAttrs,
 }
 
