@@ -177,6 +177,10 @@ pub struct ServerConfig {
     pub trusted_proxy_header: Option<String>,
     /// Websocket connection attempts allowed per client address and minute.
     pub ws_connects_per_ip_per_minute: u32,
+    /// How often the server pings each tab; a tab silent (no pong, no message) for
+    /// `ws_dead_after` is dropped and counted as dead.
+    pub ws_ping_interval: Duration,
+    pub ws_dead_after: Duration,
     /// Serve a demo page for this site at `/` (the built-in demo does; production should not).
     pub demo_site: Option<SiteId>,
     /// This node's name in the cluster (its RabbitMQ queue); unique per running process.
@@ -409,6 +413,8 @@ struct RawServer {
     admin_token: Option<String>,
     trusted_proxy_header: Option<String>,
     ws_connects_per_ip_per_minute: Option<u32>,
+    ws_ping_interval: Option<String>,
+    ws_dead_after: Option<String>,
     demo_site: Option<String>,
     node_id: Option<String>,
 }
@@ -775,6 +781,12 @@ impl Validator {
                 self.fail("[server] trusted_proxy_header", format!("{h:?} is not a header name"));
             }
         }
+        let ws_ping_interval =
+            self.duration("[server] ws_ping_interval", raw.server.ws_ping_interval.as_deref(), "20s", false);
+        let ws_dead_after = self.duration("[server] ws_dead_after", raw.server.ws_dead_after.as_deref(), "60s", false);
+        if ws_dead_after <= ws_ping_interval {
+            self.fail("[server] ws_dead_after", "must be longer than ws_ping_interval (a live tab answers each ping)");
+        }
         let ws_connects_per_ip_per_minute = raw.server.ws_connects_per_ip_per_minute.unwrap_or(120);
         if ws_connects_per_ip_per_minute == 0 {
             self.fail("[server] ws_connects_per_ip_per_minute", "must be at least 1");
@@ -798,6 +810,8 @@ impl Validator {
             admin_token,
             trusted_proxy_header,
             ws_connects_per_ip_per_minute,
+            ws_ping_interval,
+            ws_dead_after,
             demo_site,
             node_id,
         };

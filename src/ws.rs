@@ -21,9 +21,6 @@ use crate::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_ME
 
 /// How long a new connection may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
-/// How often the server pings; a connection silent for `DEAD_AFTER` is dropped.
-const PING_EVERY: Duration = Duration::from_secs(20);
-const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// How long one send may wait on a client that does not read.
 const SEND_WITHIN: Duration = Duration::from_secs(10);
 
@@ -186,7 +183,9 @@ async fn serve(
     if send_text(socket, &site.site_msg).await.is_err() || send(socket, &first).await.is_err() {
         return "send_failed";
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let server = &state.hub.app().config.server;
+    let (ping_every, dead_after) = (server.ws_ping_interval, server.ws_dead_after);
+    let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
     loop {
@@ -207,7 +206,7 @@ async fn serve(
                 }
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > DEAD_AFTER {
+                if last_heard.elapsed() > dead_after {
                     return "dead";
                 }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {

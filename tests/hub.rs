@@ -272,3 +272,28 @@ fn the_snippet_is_at_most_5_kb_gzipped() {
     assert!(out.status.success());
     assert!(out.stdout.len() <= 5 * 1024, "snippet.js is {} bytes gzipped (unminified)", out.stdout.len());
 }
+
+#[tokio::test]
+async fn a_tab_that_stops_answering_pings_is_dropped_and_counted_while_a_live_one_stays() {
+    let (node, _dir) = node("", "ws_ping_interval = \"100ms\"\nws_dead_after = \"400ms\"").await;
+    let mut live = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    live.hello("live.1", PAGE).await;
+    let mut silent = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    silent.hello("silent.1", PAGE).await;
+    assert_eq!(live.number().await.1, "default_before");
+    assert_eq!(silent.number().await.1, "default_before");
+    // The live tab keeps reading (its client answers every ping); the silent one reads nothing,
+    // so it sends no pong.
+    let live_closed = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            if let Heard::Closed(code) = live.next().await {
+                return code;
+            }
+        }
+    })
+    .await;
+    assert!(live_closed.is_err(), "the live tab was closed: {live_closed:?}");
+    assert_eq!(node.metric("callpool_ws_closed_total{reason=\"dead\"}").await, 1.0);
+    assert_eq!(node.metric("callpool_ws_tabs").await, 1.0, "only the live tab is left");
+    assert!(matches!(silent.next().await, Heard::Closed(_)), "the silent tab's connection is gone");
+}
