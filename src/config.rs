@@ -108,6 +108,8 @@ pub struct AnalyticsConfig {
     pub retry_base: Duration,
     /// Timeout of one request to GA or Metrica.
     pub request_timeout: Duration,
+    /// Calls (with their deliveries) older than this are forgotten; reports reach back this far.
+    pub calls_retention: Duration,
 }
 
 /// One PBX allowed to post call webhooks.
@@ -381,6 +383,7 @@ struct RawAnalytics {
     max_attempts: Option<u32>,
     retry_base: Option<String>,
     request_timeout: Option<String>,
+    calls_retention: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -879,6 +882,12 @@ impl Validator {
             max_attempts,
             retry_base: self.duration("[analytics] retry_base", raw.retry_base.as_deref(), "10s", false),
             request_timeout: self.duration("[analytics] request_timeout", raw.request_timeout.as_deref(), "10s", false),
+            calls_retention: self.duration(
+                "[analytics] calls_retention",
+                raw.calls_retention.as_deref(),
+                "400d",
+                false,
+            ),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The reaper: on every node, every `reaper_interval`, ends the leases that expired and gives
 //! numbers unused for `shrink_after` back to the inventory. Each lease is ended exactly once
 //! however many nodes run it, because each pass is atomic in the store. Every [`USAGE_EVERY`] it
-//! also samples each site's pool (leased numbers, exhausted requests) for the reports.
+//! also samples each site's pool (leased numbers, exhausted requests) for the reports and forgets
+//! calls older than `[analytics] calls_retention`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: Cancellati
         if now >= next_sample {
             next_sample = now.plus(USAGE_EVERY);
             sample_usage(&app, now).await;
+            forget_old_calls(&app, now).await;
         }
         for lease in pass(&app).await {
             if ended.send(lease).await.is_err() {
@@ -51,6 +53,19 @@ async fn sample_usage(app: &App, now: Ts) {
         if let Err(e) = sampled.await {
             app.metrics.store_errors.with_label_values(&["usage_sample"]).inc();
             tracing::warn!(error = %e, site = %site.id, "Cannot sample the pool's use.");
+        }
+    }
+}
+
+/// Forgets calls older than `[analytics] calls_retention` (a batch per pass; any node may do it).
+async fn forget_old_calls(app: &App, now: Ts) {
+    let sites: Vec<_> = app.config.sites.iter().map(|s| s.id.clone()).collect();
+    match app.calls.trim(&sites, now.minus(app.config.analytics.calls_retention), 1000).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(calls = n, "Forgot calls older than the retention period."),
+        Err(e) => {
+            app.metrics.store_errors.with_label_values(&["calls_trim"]).inc();
+            tracing::warn!(error = %e, "Cannot forget old calls.");
         }
     }
 }

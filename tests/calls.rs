@@ -415,3 +415,29 @@ async fn each_pbx_is_rate_limited_on_its_own() {
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"rate_limited\"}").await, 3.0);
     w.node.stop().await;
 }
+
+async fn old_calls_are_forgotten(backend: Backend) {
+    let w = World::start(backend).await;
+    let old = json!({"call_id": "old-1", "called": "+74951234567", "caller": CALLER,
+        "started_at": (chrono::Utc::now() - chrono::Duration::days(10)).to_rfc3339(), "status": "completed"});
+    assert_eq!(w.post(&old.to_string()).await.status(), 200);
+    assert_eq!(w.post(&call_json("new-1", "+74951234567", "completed")).await.status(), 200);
+    let shop = callpool_pool::SiteId::new("shop").unwrap();
+    let before = Ts::now().minus(Duration::from_secs(5 * 86_400));
+    assert_eq!(w.node.app.calls.trim(std::slice::from_ref(&shop), before, 1000).await.unwrap(), 1);
+    let report = w.report(ADMIN_TOKEN).await;
+    let ids: Vec<&str> = report["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["new-1"], "{report}");
+    assert_eq!(w.node.app.calls.trim(&[shop], before, 1000).await.unwrap(), 0, "nothing left to forget");
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_calls_older_than_the_retention_are_forgotten() {
+    old_calls_are_forgotten(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn redis_calls_older_than_the_retention_are_forgotten() {
+    old_calls_are_forgotten(Backend::Redis).await;
+}

@@ -155,6 +155,13 @@ impl CallStore {
         dispatch!(self.depth(kind))
     }
 
+    /// Forgets up to `limit` calls per site (`sites`, plus calls with no site) that started before
+    /// `before`, with their deliveries and jobs, and (embedded) caller memories last used before it
+    /// (in Redis they expire on their own). Returns how many calls it removed.
+    pub async fn trim(&self, sites: &[SiteId], before: Ts, limit: usize) -> Result<usize, PoolError> {
+        dispatch!(self.trim(sites, before, limit))
+    }
+
     /// Records a sample of a site's pool for its local `day` (`YYYY-MM-DD`).
     pub async fn record_usage(&self, site: &SiteId, day: &str, leased: u32, exhausted: u64) -> Result<(), PoolError> {
         dispatch!(self.record_usage(site, day, leased, exhausted))
@@ -458,6 +465,69 @@ impl EmbeddedCalls {
 }
 
 impl EmbeddedCalls {
+    async fn trim(&self, sites: &[SiteId], before: Ts, limit: usize) -> Result<usize, PoolError> {
+        let mut parts: Vec<String> = sites.iter().map(ToString::to_string).collect();
+        parts.push(site_part(None).to_owned());
+        let before = before.as_millis();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage)?;
+            let mut removed = 0;
+            {
+                let mut by_site = txn.open_table(BY_SITE).map_err(storage)?;
+                let mut calls = txn.open_table(CALLS).map_err(storage)?;
+                let mut states = txn.open_table(STATES).map_err(storage)?;
+                let mut tries = txn.open_table(TRIES).map_err(storage)?;
+                let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+                let mut due = txn.open_table(QUEUE_DUE).map_err(storage)?;
+                let mut claims = txn.open_table(CLAIMS).map_err(storage)?;
+                let mut claim_until = txn.open_table(CLAIM_UNTIL).map_err(storage)?;
+                for site in &parts {
+                    let old: Vec<(i64, String)> = by_site
+                        .range((site.as_str(), i64::MIN, "")..(site.as_str(), before, ""))
+                        .map_err(storage)?
+                        .take(limit)
+                        .map(|e| e.map(|(k, _)| (k.value().1, k.value().2.to_owned())))
+                        .collect::<Result<_, _>>()
+                        .map_err(storage)?;
+                    for (at, key) in old {
+                        by_site.remove((site.as_str(), at, key.as_str())).map_err(storage)?;
+                        calls.remove(key.as_str()).map_err(storage)?;
+                        for kind in JobKind::ALL {
+                            let job = format!("{}|{key}", kind.as_str());
+                            states.remove(job.as_str()).map_err(storage)?;
+                            tries.remove(job.as_str()).map_err(storage)?;
+                            if let Some(at) = due.remove(job.as_str()).map_err(storage)?.map(|v| v.value()) {
+                                queue.remove((kind.as_str(), at, job.as_str())).map_err(storage)?;
+                            }
+                            if let Some(at) = claim_until.remove(job.as_str()).map_err(storage)?.map(|v| v.value()) {
+                                claims.remove((kind.as_str(), at, job.as_str())).map_err(storage)?;
+                            }
+                        }
+                        removed += 1;
+                    }
+                }
+                let mut callers = txn.open_table(CALLERS).map_err(storage)?;
+                let stale: Vec<(String, String)> = callers
+                    .iter()
+                    .map_err(storage)?
+                    .filter_map(|e| e.ok())
+                    .filter(|(_, v)| {
+                        serde_json::from_slice::<CallerMemory>(v.value())
+                            .is_ok_and(|m| m.last_call_at.as_millis() < before)
+                    })
+                    .take(limit)
+                    .map(|(k, _)| (k.value().0.to_owned(), k.value().1.to_owned()))
+                    .collect();
+                for (site, caller) in stale {
+                    callers.remove((site.as_str(), caller.as_str())).map_err(storage)?;
+                }
+            }
+            txn.commit().map_err(storage)?;
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn record_usage(&self, site: &SiteId, day: &str, leased: u32, exhausted: u64) -> Result<(), PoolError> {
         let (site, day) = (site.to_string(), day.to_owned());
         self.blocking(move |db| {
@@ -506,6 +576,7 @@ struct Scripts {
     calls: Script,
     depth: Script,
     usage: Script,
+    trim: Script,
 }
 
 const LUA_LIB: &str = include_str!("lua/lib.lua");
@@ -534,6 +605,7 @@ impl RedisCalls {
                 calls: script(include_str!("lua/calls.lua")),
                 depth: script(include_str!("lua/depth.lua")),
                 usage: script(include_str!("lua/usage.lua")),
+                trim: script(include_str!("lua/trim.lua")),
             }),
         }
     }
@@ -666,6 +738,16 @@ impl RedisCalls {
 }
 
 impl RedisCalls {
+    async fn trim(&self, sites: &[SiteId], before: Ts, limit: usize) -> Result<usize, PoolError> {
+        let mut args = vec![before.as_millis().to_string(), limit.to_string()];
+        args.extend(sites.iter().map(ToString::to_string));
+        args.push(site_part(None).to_owned());
+        match self.run(&self.scripts.trim, &args).await? {
+            Value::Int(n) => Ok(usize::try_from(n).unwrap_or(0)),
+            other => Err(PoolError::Storage(format!("unexpected answer from redis to trim: {other:?}"))),
+        }
+    }
+
     async fn record_usage(&self, site: &SiteId, day: &str, leased: u32, exhausted: u64) -> Result<(), PoolError> {
         let args = [site.to_string(), day.to_owned(), leased.to_string(), exhausted.to_string()];
         self.run(&self.scripts.usage, &args).await.map(|_| ())

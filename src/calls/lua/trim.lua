@@ -1,0 +1,21 @@
+-- trim(before, limit, site...) -> removed
+-- Forgets up to `limit` calls per site that started before `before`: the call, its place in the
+-- site's index, its delivery states, attempts and any job left in the outbox.
+local before, limit, removed = ARGV[1], ARGV[2], 0
+for i = 3, #ARGV do
+  local index = k('calls', ARGV[i])
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. before, 'LIMIT', 0, limit)) do
+    redis.call('DEL', k('call', key))
+    redis.call('ZREM', index, key)
+    for _, kind in ipairs({'ga4', 'yandex'}) do
+      local job = kind .. '|' .. key
+      redis.call('HDEL', k('obstate'), job)
+      redis.call('HDEL', k('obtries'), job)
+      redis.call('ZREM', k('ob', kind), job)
+      redis.call('ZREM', k('obclaim', kind), job)
+      redis.call('ZREM', k('obdead', kind), job)
+    end
+    removed = removed + 1
+  end
+end
+return removed
