@@ -121,6 +121,15 @@ pub struct PbxConfig {
     pub secrets: Vec<String>,
     /// Webhook posts allowed per second (a burst of the same size).
     pub requests_per_second: u32,
+    /// A real Twilio account: its auth token checks `X-Twilio-Signature`, computed by Twilio over
+    /// `twilio_url` (the webhook URL exactly as configured in Twilio) and the form fields.
+    pub twilio: Option<TwilioAuth>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct TwilioAuth {
+    pub auth_token: String,
+    pub url: String,
 }
 
 impl fmt::Debug for PbxConfig {
@@ -129,6 +138,7 @@ impl fmt::Debug for PbxConfig {
             .field("id", &self.id)
             .field("secrets", &format!("{} hidden", self.secrets.len()))
             .field("requests_per_second", &self.requests_per_second)
+            .field("twilio", &self.twilio.as_ref().map(|t| t.url.as_str()))
             .finish()
     }
 }
@@ -393,6 +403,8 @@ struct RawPbx {
     #[serde(default)]
     secrets: Vec<String>,
     requests_per_second: Option<u32>,
+    twilio_auth_token: Option<String>,
+    twilio_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -908,7 +920,24 @@ impl Validator {
                 Some(s) => s.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
                 None => p.secrets,
             };
-            if secrets.is_empty() {
+            let twilio = match (p.twilio_auth_token.filter(|t| !t.is_empty()), p.twilio_url) {
+                (Some(auth_token), Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {
+                    Some(TwilioAuth { auth_token, url })
+                }
+                (Some(_), _) => {
+                    self.fail(
+                        &at("twilio_url"),
+                        "give the webhook URL exactly as configured in Twilio (https://host/v1/pbx/calls?pbx=ID)",
+                    );
+                    None
+                }
+                (None, Some(_)) => {
+                    self.fail(&at("twilio_auth_token"), "twilio_url needs the account's auth token");
+                    None
+                }
+                (None, None) => None,
+            };
+            if secrets.is_empty() && twilio.is_none() {
                 self.fail(&at("secrets"), format!("list at least one signing secret (or set {env_name})"));
             }
             if secrets.iter().any(|s| s.len() < 16) {
@@ -918,7 +947,7 @@ impl Validator {
             if requests_per_second == 0 {
                 self.fail(&at("requests_per_second"), "must be at least 1");
             }
-            out.push(PbxConfig { id: p.id, secrets, requests_per_second });
+            out.push(PbxConfig { id: p.id, secrets, requests_per_second, twilio });
         }
         out
     }

@@ -28,6 +28,8 @@ use crate::http::Failure;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "callpool-signature";
+/// Twilio's signature header (for a PBX configured with a Twilio auth token).
+pub const TWILIO_SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// How far a signature's timestamp may be from our clock, either way.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
 /// The largest webhook body read.
@@ -137,7 +139,12 @@ pub async fn receive(
         return Err(Failure::BadSignature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]".into()));
     };
     let now = app.clock.now();
-    if let Err(why) = verify(&headers, &body, &pbx.secrets, now) {
+    let twilio_signed = headers.get(TWILIO_SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let verified = match (&pbx.twilio, twilio_signed) {
+        (Some(tw), Some(sig)) => verify_twilio(&tw.url, &body, &tw.auth_token, sig),
+        _ => verify(&headers, &body, &pbx.secrets, now),
+    };
+    if let Err(why) = verified {
         reject(why.reason);
         tracing::info!(pbx = %pbx.id, reason = why.reason, "A call webhook was refused.");
         return Err(Failure::BadSignature(why.message));
@@ -228,6 +235,61 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secrets: &[String], now: Ts) -> 
         }
     }
     Err(refuse("bad_signature", "the signature does not match the body"))
+}
+
+/// Checks Twilio's `X-Twilio-Signature`: base64 HMAC-SHA1, keyed with the auth token, of the
+/// webhook URL followed by every form field's name and value, sorted by name (then value). The URL
+/// is tried as configured and with its default port added or removed, as Twilio's libraries do.
+/// Twilio signs no timestamp, so there is no replay window; a replay only repeats a report of a
+/// call already recorded (idempotent by CallSid).
+pub fn verify_twilio(url: &str, body: &[u8], auth_token: &str, given: &str) -> Result<(), Refusal> {
+    let refuse = |reason, message: &str| Refusal { reason, message: message.to_owned() };
+    let Ok(given) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, given.trim()) else {
+        return Err(refuse("bad_signature", "X-Twilio-Signature is not base64"));
+    };
+    for candidate in url_variants(url) {
+        // verify_slice compares in constant time.
+        if twilio_mac(&candidate, body, auth_token).verify_slice(&given).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(refuse("bad_signature", "X-Twilio-Signature does not match the URL and fields (check twilio_url)"))
+}
+
+fn twilio_mac(url: &str, body: &[u8], auth_token: &str) -> Hmac<sha1::Sha1> {
+    let mut fields: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    fields.sort();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(url.as_bytes());
+    for (k, v) in &fields {
+        mac.update(k.as_bytes());
+        mac.update(v.as_bytes());
+    }
+    mac
+}
+
+/// The `X-Twilio-Signature` Twilio sends for a form `body` posted to `url` (for tests and tools).
+pub fn sign_twilio(url: &str, body: &[u8], auth_token: &str) -> String {
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        twilio_mac(url, body, auth_token).finalize().into_bytes(),
+    )
+}
+
+/// `url`, and `url` with its scheme's default port added (or removed if present).
+fn url_variants(url: &str) -> Vec<String> {
+    let mut out = vec![url.to_owned()];
+    let (scheme, port) = if url.starts_with("https://") { ("https://", ":443") } else { ("http://", ":80") };
+    if let Some(rest) = url.strip_prefix(scheme) {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (host, tail) = rest.split_at(end);
+        if let Some(bare) = host.strip_suffix(port) {
+            out.push(format!("{scheme}{bare}{tail}"));
+        } else if !host.contains(':') {
+            out.push(format!("{scheme}{host}{port}{tail}"));
+        }
+    }
+    out
 }
 
 /// The header value a PBX sends for `body` at `t` (for PBX integrations and tests).
@@ -442,6 +504,29 @@ mod tests {
             &ok.replace("2026-11-22T10:15:00+03:00", "2030-01-01T00:00:00Z"),
             "started_at: the call starts more than 5 minutes in the future",
         );
+    }
+
+    #[test]
+    fn twilio_signatures_match_twilios_own_example() {
+        // The example of Twilio's signature-validation snippet (TwilioDevEd/api-snippets).
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        let body = "CallSid=CA1234567890ABCDE&Caller=%2B14158675310&Digits=1234&From=%2B14158675310&To=%2B18005551212";
+        assert_eq!(verify_twilio(url, body.as_bytes(), "12345", "GvWf1cFY/Q7PnoempGyD5oXAezc="), Ok(()));
+        // Field order in the body does not matter; the port variant is accepted.
+        let shuffled =
+            "To=%2B18005551212&CallSid=CA1234567890ABCDE&Digits=1234&Caller=%2B14158675310&From=%2B14158675310";
+        let with_port = "https://mycompany.com:443/myapp.php?foo=1&bar=2";
+        assert_eq!(verify_twilio(with_port, shuffled.as_bytes(), "12345", "GvWf1cFY/Q7PnoempGyD5oXAezc="), Ok(()));
+        let reason = |r: Result<(), Refusal>| r.unwrap_err().reason;
+        assert_eq!(
+            reason(verify_twilio(url, body.as_bytes(), "54321", "GvWf1cFY/Q7PnoempGyD5oXAezc=")),
+            "bad_signature"
+        );
+        assert_eq!(
+            reason(verify_twilio(url, b"CallSid=CA1", "12345", "GvWf1cFY/Q7PnoempGyD5oXAezc=")),
+            "bad_signature"
+        );
+        assert_eq!(reason(verify_twilio(url, body.as_bytes(), "12345", "not base64!")), "bad_signature");
     }
 
     #[test]

@@ -20,6 +20,9 @@ const REPORT_TOKEN: &str = "shop-report-token-0123";
 const CLIENT_ID: &str = "1197596843.1673515099";
 const YM_UID: &str = "1628529640459314054";
 const CALLER: &str = "+79161234567";
+const TWILIO_TOKEN: &str = "twilio-auth-token-0123";
+/// The webhook URL as configured in Twilio: the public name behind a reverse proxy.
+const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -51,6 +54,11 @@ request_timeout = "2s"
 [[pbx]]
 id = "office"
 secrets = ["{PBX_SECRET}"]
+
+[[pbx]]
+id = "tw"
+twilio_auth_token = "{TWILIO_TOKEN}"
+twilio_url = "{TWILIO_URL}"
 
 [[pbx]]
 id = "slow"
@@ -440,4 +448,43 @@ async fn embedded_calls_older_than_the_retention_are_forgotten() {
 #[tokio::test]
 async fn redis_calls_older_than_the_retention_are_forgotten() {
     old_calls_are_forgotten(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn a_real_twilio_status_callback_is_checked_with_twilios_signature() {
+    let w = World::start(Backend::Embedded).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    let form = |sid: &str| {
+        format!(
+            "AccountSid=AC1&CallSid={sid}&From=%2B79161234567&To={}&CallStatus=in-progress&Direction=inbound",
+            number.replace('+', "%2B")
+        )
+    };
+    let post = |body: String, signature: String| {
+        reqwest::Client::new()
+            .post(w.node.url("/v1/pbx/calls?pbx=tw"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(body)
+            .send()
+    };
+    let body = form("CA0001");
+    let ok = post(body.clone(), callpool::pbx::sign_twilio(TWILIO_URL, body.as_bytes(), TWILIO_TOKEN)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let v: Value = ok.json().await.unwrap();
+    assert_eq!((v["match"].as_str(), v["status"].as_str()), (Some("active"), Some("answered")));
+    // Signed for another URL, or with another token: refused, nothing recorded.
+    let other = form("CA0002");
+    let wrong_url = callpool::pbx::sign_twilio("https://evil.example/x", other.as_bytes(), TWILIO_TOKEN);
+    assert_eq!(post(other.clone(), wrong_url).await.unwrap().status(), 401);
+    let wrong_token = callpool::pbx::sign_twilio(TWILIO_URL, other.as_bytes(), "another-token-0123456");
+    assert_eq!(post(other, wrong_token).await.unwrap().status(), 401);
+    let ids: Vec<String> = w.report(ADMIN_TOKEN).await["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, vec!["CA0001"]);
+    w.node.stop().await;
 }
