@@ -284,7 +284,7 @@ impl TrackFilter {
 }
 
 /// The host of an http(s) URL.
-fn referrer_host(url: &str) -> Option<&str> {
+pub(crate) fn referrer_host(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority.rsplit('@').next()?;

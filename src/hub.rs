@@ -52,6 +52,8 @@ struct Local {
     timer: Option<tokio::task::AbortHandle>,
     last_touch: Option<tokio::time::Instant>,
     shown: Option<(PhoneNumber, Kind)>,
+    /// The most tabs this visitor had open here at once (recorded with the visit).
+    most_tabs: u32,
 }
 
 pub struct Hub {
@@ -126,8 +128,10 @@ impl Hub {
                 timer: None,
                 last_touch: None,
                 shown: None,
+                most_tabs: 0,
             });
             local.tabs.insert(id, tx);
+            local.most_tabs = local.most_tabs.max(local.tabs.len() as u32);
         }
         self.app.metrics.ws_tabs.inc();
         let shown =
@@ -314,18 +318,50 @@ impl Hub {
                 if let Some(t) = local.timer.take() {
                     t.abort();
                 }
-                visitors.remove(&key);
-                true
+                visitors.remove(&key).map(|l| (l.attrs, l.most_tabs))
             } else {
-                false
+                None
             }
         };
         self.app.metrics.ws_tabs.dec();
-        if last {
-            if let Err(e) = self.app.pool.leave(&key.0, &key.1, self.app.clock.now()).await {
+        if let Some((attrs, tabs)) = last {
+            let now = self.app.clock.now();
+            if let Err(e) = self.app.pool.leave(&key.0, &key.1, now).await {
                 tracing::warn!(error = %e, site = %key.0, "The visitor's leaving was not recorded; idle reclaim will end the lease.");
             }
+            self.record_visit(&key, &attrs, tabs, now).await;
             self.bus.publish(Event::Left { site: key.0, visitor: key.1 });
+        }
+    }
+
+    /// Keeps what the visit looked like (for `callpool simulate` to fit the site's traffic to).
+    async fn record_visit(&self, key: &Key, attrs: &SessionAttrs, tabs: u32, now: callpool_pool::Ts) {
+        let Some(site) = self.app.config.site(&key.0) else { return };
+        let visit = match self.app.pool.current_visit(&key.0, &key.1, now).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, site = %key.0, "The visit was not recorded.");
+                return;
+            }
+        };
+        let source = attrs
+            .utm_source
+            .clone()
+            .or_else(|| attrs.referrer.as_deref().and_then(crate::config::referrer_host).map(str::to_owned))
+            .unwrap_or_else(|| "direct".into());
+        let record = crate::calls::store::VisitRecord {
+            visitor: key.1.to_string(),
+            first_seen: visit.first_seen.as_millis(),
+            last_active: visit.last_seen.as_millis(),
+            closed: now.as_millis(),
+            tabs,
+            source,
+            tracked: site.track.tracks(attrs),
+        };
+        if let Err(e) = self.app.calls.record_visit(&key.0, &record).await {
+            self.app.metrics.store_errors.with_label_values(&["visit_log"]).inc();
+            tracing::warn!(error = %e, site = %key.0, "The visit was not recorded.");
         }
     }
 }

@@ -488,3 +488,35 @@ async fn a_real_twilio_status_callback_is_checked_with_twilios_signature() {
     assert_eq!(ids, vec!["CA0001"]);
     w.node.stop().await;
 }
+
+async fn ended_visits_are_recorded(backend: Backend) {
+    let w = World::start(backend).await;
+    let (a, _) = w.visitor_with_number().await;
+    let mut b = WsTab::open(w.node.addr, "shop-public-key", ORIGIN).await;
+    b.hello(CLIENT_ID, PAGE).await;
+    assert_eq!(b.number().await.1, "tracking", "the second tab joins the visit");
+    drop(a);
+    drop(b);
+    let shop = callpool_pool::SiteId::new("shop").unwrap();
+    let (from, to) = (Ts::now().minus(Duration::from_secs(3600)), Ts::now().plus(Duration::from_secs(60)));
+    eventually("the visit was recorded", || async {
+        !w.node.app.calls.visits(&shop, from, to, 10).await.unwrap().is_empty()
+    })
+    .await;
+    let visits = w.node.app.calls.visits(&shop, from, to, 10).await.unwrap();
+    assert_eq!(visits.len(), 1, "{visits:?}");
+    let v = &visits[0];
+    assert_eq!((v.visitor.as_str(), v.tabs, v.source.as_str(), v.tracked), (CLIENT_ID, 2, "google", true));
+    assert!(v.first_seen <= v.last_active && v.last_active <= v.closed, "{v:?}");
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_ended_visits_are_recorded() {
+    ended_visits_are_recorded(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn redis_ended_visits_are_recorded() {
+    ended_visits_are_recorded(Backend::Redis).await;
+}

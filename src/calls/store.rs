@@ -86,6 +86,24 @@ pub struct DayUsage {
     pub exhausted_last: u64,
 }
 
+/// A visit as the hub saw it end: what `callpool simulate` fits a site's traffic model to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VisitRecord {
+    pub visitor: String,
+    /// The first page view (ms).
+    pub first_seen: i64,
+    /// The last activity in any tab (ms).
+    pub last_active: i64,
+    /// When the last tab closed (ms).
+    pub closed: i64,
+    /// The most tabs open at once on one node.
+    pub tabs: u32,
+    /// utm_source, else the referrer's host, else "direct".
+    pub source: String,
+    /// Whether the site's traffic filter tracked the visit.
+    pub tracked: bool,
+}
+
 /// A call with its delivery states, for reports.
 #[derive(Clone, Debug)]
 pub struct StoredCall {
@@ -162,6 +180,16 @@ impl CallStore {
         dispatch!(self.trim(sites, before, limit))
     }
 
+    /// Records a visit that ended (merged with what other nodes recorded of the same visit).
+    pub async fn record_visit(&self, site: &SiteId, visit: &VisitRecord) -> Result<(), PoolError> {
+        dispatch!(self.record_visit(site, visit))
+    }
+
+    /// The site's recorded visits that began in `[from, to]`, oldest first.
+    pub async fn visits(&self, site: &SiteId, from: Ts, to: Ts, limit: usize) -> Result<Vec<VisitRecord>, PoolError> {
+        dispatch!(self.visits(site, from, to, limit))
+    }
+
     /// Records a sample of a site's pool for its local `day` (`YYYY-MM-DD`).
     pub async fn record_usage(&self, site: &SiteId, day: &str, leased: u32, exhausted: u64) -> Result<(), PoolError> {
         dispatch!(self.record_usage(site, day, leased, exhausted))
@@ -206,6 +234,8 @@ const TRIES: TableDefinition<&str, u32> = TableDefinition::new("outbox_tries");
 const DEAD: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("outbox_dead");
 /// (site, day) -> DayUsage JSON
 const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pool_usage");
+/// (site, first seen ms, visitor) -> VisitRecord JSON
+const VISITS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("visit_log");
 
 /// Calls in `<data_dir>/calls.redb`. Every write is one redb transaction, durable when it returns.
 #[derive(Clone)]
@@ -234,6 +264,7 @@ impl EmbeddedCalls {
         txn.open_table(TRIES).map_err(storage)?;
         txn.open_table(DEAD).map_err(storage)?;
         txn.open_table(USAGE).map_err(storage)?;
+        txn.open_table(VISITS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(EmbeddedCalls { db: Arc::new(db) })
     }
@@ -506,6 +537,19 @@ impl EmbeddedCalls {
                         removed += 1;
                     }
                 }
+                let mut visits = txn.open_table(VISITS).map_err(storage)?;
+                for site in &parts {
+                    let old: Vec<(i64, String)> = visits
+                        .range((site.as_str(), i64::MIN, "")..(site.as_str(), before, ""))
+                        .map_err(storage)?
+                        .take(limit)
+                        .map(|e| e.map(|(k, _)| (k.value().1, k.value().2.to_owned())))
+                        .collect::<Result<_, _>>()
+                        .map_err(storage)?;
+                    for (at, visitor) in old {
+                        visits.remove((site.as_str(), at, visitor.as_str())).map_err(storage)?;
+                    }
+                }
                 let mut callers = txn.open_table(CALLERS).map_err(storage)?;
                 let stale: Vec<(String, String)> = callers
                     .iter()
@@ -524,6 +568,46 @@ impl EmbeddedCalls {
             }
             txn.commit().map_err(storage)?;
             Ok(removed)
+        })
+        .await
+    }
+
+    async fn record_visit(&self, site: &SiteId, visit: &VisitRecord) -> Result<(), PoolError> {
+        let (site, visit) = (site.to_string(), visit.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut t = txn.open_table(VISITS).map_err(storage)?;
+                let key = (site.as_str(), visit.first_seen, visit.visitor.as_str());
+                let old: Option<VisitRecord> =
+                    t.get(key).map_err(storage)?.map(|v| decode(v.value(), "visit")).transpose()?;
+                let merged = match old {
+                    Some(o) => VisitRecord {
+                        last_active: o.last_active.max(visit.last_active),
+                        closed: o.closed.max(visit.closed),
+                        tabs: o.tabs.max(visit.tabs),
+                        ..visit.clone()
+                    },
+                    None => visit.clone(),
+                };
+                t.insert(key, encode(&merged).as_bytes()).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn visits(&self, site: &SiteId, from: Ts, to: Ts, limit: usize) -> Result<Vec<VisitRecord>, PoolError> {
+        let site = site.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let t = txn.open_table(VISITS).map_err(storage)?;
+            let range = (site.as_str(), from.as_millis(), "")..(site.as_str(), to.as_millis().saturating_add(1), "");
+            t.range(range)
+                .map_err(storage)?
+                .take(limit)
+                .map(|e| e.map_err(storage).and_then(|(_, v)| decode(v.value(), "visit")))
+                .collect()
         })
         .await
     }
@@ -577,6 +661,8 @@ struct Scripts {
     depth: Script,
     usage: Script,
     trim: Script,
+    visit_log: Script,
+    visits: Script,
 }
 
 const LUA_LIB: &str = include_str!("lua/lib.lua");
@@ -606,6 +692,8 @@ impl RedisCalls {
                 depth: script(include_str!("lua/depth.lua")),
                 usage: script(include_str!("lua/usage.lua")),
                 trim: script(include_str!("lua/trim.lua")),
+                visit_log: script(include_str!("lua/visit_log.lua")),
+                visits: script(include_str!("lua/visits.lua")),
             }),
         }
     }
@@ -738,6 +826,16 @@ impl RedisCalls {
 }
 
 impl RedisCalls {
+    async fn record_visit(&self, site: &SiteId, visit: &VisitRecord) -> Result<(), PoolError> {
+        let args = [site.to_string(), visit.first_seen.to_string(), visit.visitor.clone(), encode(visit)];
+        self.run(&self.scripts.visit_log, &args).await.map(|_| ())
+    }
+
+    async fn visits(&self, site: &SiteId, from: Ts, to: Ts, limit: usize) -> Result<Vec<VisitRecord>, PoolError> {
+        let args = [site.to_string(), from.as_millis().to_string(), to.as_millis().to_string(), limit.to_string()];
+        bulk_list(self.run(&self.scripts.visits, &args).await?)?.iter().map(|v| decode(v, "visit")).collect()
+    }
+
     async fn trim(&self, sites: &[SiteId], before: Ts, limit: usize) -> Result<usize, PoolError> {
         let mut args = vec![before.as_millis().to_string(), limit.to_string()];
         args.extend(sites.iter().map(ToString::to_string));

@@ -1,6 +1,7 @@
--- trim(before, limit, site...) -> removed
+-- trim(before, limit, site...) -> removed calls
 -- Forgets up to `limit` calls per site that started before `before`: the call, its place in the
--- site's index, its delivery states, attempts and any job left in the outbox.
+-- site's index, its delivery states, attempts and any job left in the outbox; and up to `limit`
+-- recorded visits per site that began before it.
 local before, limit, removed = ARGV[1], ARGV[2], 0
 for i = 3, #ARGV do
   local index = k('calls', ARGV[i])
@@ -16,6 +17,13 @@ for i = 3, #ARGV do
       redis.call('ZREM', k('obdead', kind), job)
     end
     removed = removed + 1
+  end
+end
+for i = 3, #ARGV do
+  local index, log = k('visitidx', ARGV[i]), k('visitlog', ARGV[i])
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. before, 'LIMIT', 0, limit)) do
+    redis.call('HDEL', log, id)
+    redis.call('ZREM', index, id)
   end
 end
 return removed
