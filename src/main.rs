@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use callpool::app::{open_store, App};
 use callpool::clock::{Clock, SystemClock};
+use callpool::config::StoreConfig;
 use callpool::config::{Config, ProcessEnv};
 use callpool::sim;
 use callpool_pool::SiteId;
@@ -114,6 +115,16 @@ struct SimCommon {
     /// Replay this population file (written by `simulate run --write-population`) instead of drawing one.
     #[arg(long)]
     population: Option<PathBuf>,
+    /// Fit the traffic model to what callpool recorded for this site (visits and calls in the store
+    /// the configuration names), and start from the site's own settings.
+    #[arg(long)]
+    site: Option<String>,
+    /// With --site: the first and last day recorded traffic is read from (YYYY-MM-DD, UTC; default
+    /// the last 28 days).
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
     /// Days of traffic, the first `warmup` of them not scored.
     #[arg(long, default_value_t = 8)]
     days: u32,
@@ -167,7 +178,7 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
     }
     if let Some(Command::Simulate { action }) = cli.command {
-        return simulate(*action);
+        return simulate(*action, cli.config.as_deref());
     }
     let demo_allowed = !matches!(cli.command, Some(Command::CheckConfig));
     let config = match load_config(cli.config.as_deref(), demo_allowed) {
@@ -204,21 +215,66 @@ fn main() -> ExitCode {
     }
 }
 
-/// The traffic model and settings of a simulation command, with the command line's overrides.
-fn sim_inputs(c: &SimCommon) -> Result<(sim::model::TrafficModel, sim::model::Settings), String> {
-    let (mut model, mut settings) = match (&c.model, &c.preset) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            sim::model::parse(&text).map_err(|p| format!("{}:\n  - {}", path.display(), p.join("\n  - ")))?
-        }
-        (None, Some(name)) => (
-            sim::model::TrafficModel::preset(name)
-                .ok_or_else(|| format!("--preset {name:?} is not one of {}", sim::model::PRESETS.join(", ")))?,
-            sim::model::Settings::default(),
-        ),
-        (None, None) => (sim::model::TrafficModel::small_shop(), sim::model::Settings::default()),
+/// A site's traffic model fitted to its recorded visits and calls, and the site's settings now.
+fn recorded_inputs(
+    config_path: Option<&Path>,
+    site: &str,
+    c: &SimCommon,
+) -> Result<(sim::model::TrafficModel, sim::model::Settings), String> {
+    let config = load_config(config_path, true)?;
+    let id = callpool_pool::SiteId::new(site).map_err(|e| format!("--site: {e}"))?;
+    let site = config.site(&id).ok_or_else(|| format!("--site: {site:?} is not in {}", config.source))?.clone();
+    let day = |v: &Option<String>, what: &str| -> Result<Option<chrono::NaiveDate>, String> {
+        v.as_deref()
+            .map(|s| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("--{what}: {s:?} is not a date"))
+            })
+            .transpose()
     };
-    if let (Some(_), Some(name)) = (&c.model, &c.preset) {
+    let today = chrono::Utc::now().date_naive();
+    let last = day(&c.to, "to")?.unwrap_or(today);
+    let first = day(&c.from, "from")?.unwrap_or(last - chrono::Days::new(27));
+    if first > last {
+        return Err("--from is after --to".into());
+    }
+    let midnight = |d: chrono::NaiveDate| {
+        callpool_pool::Ts::from_millis(d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis())
+    };
+    let (from, to) = (midnight(first), midnight(last + chrono::Days::new(1)));
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let (fit, visits) = runtime.block_on(async {
+        let pool = open_store(&config).await.map_err(|e| format!("cannot open the store: {e}"))?;
+        let data_dir = match &config.store {
+            StoreConfig::Embedded { data_dir } => Some(data_dir.clone()),
+            StoreConfig::Redis { .. } => None,
+        };
+        let store = callpool::calls::store::open(&pool, data_dir.as_deref()).map_err(|e| e.to_string())?;
+        sim::fit::recorded(&store, &site, from, to).await
+    })?;
+    println!(
+        "Fitted to site {} from {first} to {last}: {} visits ({:.0} a day, {:.0}% bounced, {:.0}% tracked), {} calls; sources: {}",
+        site.id,
+        fit.visits,
+        fit.model.visitors_per_day,
+        fit.model.early_leave_share * 100.0,
+        fit.tracked_share * 100.0,
+        fit.calls,
+        sim::fit::sources(&visits).iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
+    );
+    let settings = sim::fit::site_settings(&site, &fit);
+    Ok((fit.model, settings))
+}
+
+/// The traffic model and settings of a simulation command, with the command line's overrides.
+fn sim_inputs(
+    c: &SimCommon,
+    config_path: Option<&Path>,
+) -> Result<(sim::model::TrafficModel, sim::model::Settings), String> {
+    let (mut model, mut settings) = match (&c.site, &c.model, &c.preset) {
+        (Some(site), _, _) => recorded_inputs(config_path, site, c)?,
+        (None, model, preset) => sim_file_inputs(model.as_deref(), preset.as_deref())?,
+    };
+    if let (None, Some(_), Some(name)) = (&c.site, &c.model, &c.preset) {
         model = sim::model::TrafficModel::preset(name).ok_or_else(|| format!("--preset {name:?} is unknown"))?;
     }
     settings.pool_size = c.pool.unwrap_or(settings.pool_size);
@@ -234,16 +290,36 @@ fn sim_inputs(c: &SimCommon) -> Result<(sim::model::TrafficModel, sim::model::Se
     Ok((model, settings))
 }
 
+/// A model file, a preset, or the default preset.
+fn sim_file_inputs(
+    model: Option<&Path>,
+    preset: Option<&str>,
+) -> Result<(sim::model::TrafficModel, sim::model::Settings), String> {
+    let (model, settings) = match (model, preset) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            sim::model::parse(&text).map_err(|p| format!("{}:\n  - {}", path.display(), p.join("\n  - ")))?
+        }
+        (None, Some(name)) => (
+            sim::model::TrafficModel::preset(name)
+                .ok_or_else(|| format!("--preset {name:?} is not one of {}", sim::model::PRESETS.join(", ")))?,
+            sim::model::Settings::default(),
+        ),
+        (None, None) => (sim::model::TrafficModel::small_shop(), sim::model::Settings::default()),
+    };
+    Ok((model, settings))
+}
+
 fn read_population(path: &Path) -> Result<sim::population::Population, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     sim::population::Population::read(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `callpool simulate ...`: prints to stdout; exit code 2 for bad input.
-fn simulate(action: SimAction) -> ExitCode {
+fn simulate(action: SimAction, config_path: Option<&Path>) -> ExitCode {
     let outcome: Result<(), String> = match action {
         SimAction::Run { common, json, write_population } => (|| {
-            let (model, settings) = sim_inputs(&common)?;
+            let (model, settings) = sim_inputs(&common, config_path)?;
             let pop = match &common.population {
                 Some(p) => read_population(p)?,
                 None => sim::population::Population::generate(&model, common.days, common.seed),
@@ -272,7 +348,7 @@ fn simulate(action: SimAction) -> ExitCode {
             Ok(())
         })(),
         SimAction::Sweep { common, grid, csv, svg } => (|| {
-            let (model, settings) = sim_inputs(&common)?;
+            let (model, settings) = sim_inputs(&common, config_path)?;
             let (grid, seeds) = sim_grid(&grid, &settings, &[settings.pool_size], &common);
             let points = sim::sweep(&model, &settings, &grid, common.days, common.warmup, &seeds);
             print!("{}", sim::table(&points));
@@ -286,12 +362,39 @@ fn simulate(action: SimAction) -> ExitCode {
             Ok(())
         })(),
         SimAction::Advise { common, grid, target, max_wrong } => (|| {
-            let (model, settings) = sim_inputs(&common)?;
+            let (model, settings) = sim_inputs(&common, config_path)?;
             let all: Vec<u32> = (1..=60).collect();
             let (grid, seeds) = sim_grid(&grid, &settings, &all, &common);
             let points = sim::sweep(&model, &settings, &grid, common.days, common.warmup, &seeds);
+            let now = (common.site.is_some()).then(|| {
+                let g = sim::Grid {
+                    pools: vec![settings.pool_size],
+                    delays: vec![settings.delay_to_show],
+                    holds: vec![settings.reclaim_after_idle],
+                };
+                sim::sweep(&model, &settings, &g, common.days, common.warmup, &seeds).remove(0)
+            });
+            if let Some(now) = &now {
+                println!(
+                    "Now: {} numbers, delay {}, hold {}: {:.1}% attributed correctly, {:.2}% to the wrong visitor.",
+                    now.settings.pool_size,
+                    humantime::format_duration(now.settings.delay_to_show),
+                    humantime::format_duration(now.settings.reclaim_after_idle),
+                    now.accuracy() * 100.0,
+                    now.wrong() * 100.0
+                );
+            }
             match sim::advise(&points, target, max_wrong) {
                 Some(p) => {
+                    if let Some(now) = &now {
+                        println!(
+                            "With {} numbers instead of {} you would attribute {:.0}% instead of {:.0}%.",
+                            p.settings.pool_size,
+                            now.settings.pool_size,
+                            p.accuracy() * 100.0,
+                            now.accuracy() * 100.0
+                        );
+                    }
                     let ((alo, ahi), (wlo, whi)) = (p.accuracy_range(), p.wrong_range());
                     println!(
                         "{} numbers, delay {}, hold {}: {:.1}% attributed correctly ({:.1}–{:.1}% over {} seeds), {:.2}% to the wrong visitor ({:.2}–{:.2}%)",

@@ -338,6 +338,8 @@ async fn default_numbers_and_refusals(backend: Backend) {
     let page = reqwest::get(w.node.url(&format!("/v1/reports/shop?token={REPORT_TOKEN}"))).await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<svg"));
+    let advice = reqwest::get(w.node.url(&format!("/v1/reports/shop?token={REPORT_TOKEN}&advice=1"))).await.unwrap();
+    assert!(advice.text().await.unwrap().contains("No advice yet: 0 visits recorded"), "too little traffic to fit");
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"bad_signature\"}").await, 1.0);
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"stale_timestamp\"}").await, 1.0);
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"malformed\"}").await, 2.0);

@@ -198,3 +198,92 @@ fn simulate_runs_sweeps_and_advises_from_a_model_file_and_a_population_file() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("traffic.call_share"));
 }
+
+#[test]
+fn simulate_fits_a_sites_recorded_traffic_and_advises_against_its_current_settings() {
+    use callpool::calls::store::{EmbeddedCalls, Save, VisitRecord};
+    use callpool::calls::{Call, CallKey, CallStatus, Match, MatchKind, NumberKind};
+    use callpool_pool::{PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = format!("[store]\nkind = \"embedded\"\ndata_dir = {:?}", data.display().to_string());
+    let config = write(dir.path(), "callpool.toml", &config_text(&store));
+    // Three days of a small site's visits and calls, as the hub and the webhook would have recorded them.
+    let shop = SiteId::new("shop").unwrap();
+    let now = Ts::now().as_millis();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let calls = EmbeddedCalls::open(&data).unwrap();
+        let calls = callpool::calls::store::CallStore::Embedded(calls);
+        for i in 0..300i64 {
+            let first_seen = now - 3 * 86_400_000 + i * 800_000;
+            let active = if i % 3 == 0 { 15_000 } else { 60_000 + (i % 7) * 40_000 };
+            let visit = VisitRecord {
+                visitor: format!("v{i}"),
+                first_seen,
+                last_active: first_seen + active,
+                closed: first_seen + active + 2_000,
+                tabs: 1 + (i % 4 == 0) as u32,
+                source: "google".into(),
+                tracked: true,
+            };
+            calls.record_visit(&shop, &visit).await.unwrap();
+            if i % 15 == 1 {
+                let call = Call {
+                    key: CallKey::new("pbx", &format!("c{i}")).unwrap(),
+                    called: PhoneNumber::parse("+74951230001").unwrap(),
+                    caller: None,
+                    started_at: Ts::from_millis(first_seen + active / 2),
+                    answered_at: None,
+                    ended_at: None,
+                    status: CallStatus::Completed,
+                    duration: Some(60),
+                    recording_url: None,
+                    received_at: Ts::from_millis(now),
+                    updated_at: Ts::from_millis(now),
+                    matched: Match {
+                        kind: if i % 2 == 1 { MatchKind::Active } else { MatchKind::Recent },
+                        site: Some(shop.clone()),
+                        number_kind: NumberKind::Tracking,
+                        visitor: Some(VisitorId::new(format!("v{i}")).unwrap()),
+                        lease: None,
+                        attrs: SessionAttrs::default(),
+                    },
+                    first_time_caller: true,
+                    version: 1,
+                };
+                let save = Save { call: &call, expected: 0, caller: None, states: vec![], jobs: vec![], hurry: vec![] };
+                assert!(calls.save(Some(&shop), save).await.unwrap());
+            }
+        }
+    });
+    drop(rt);
+    let out = callpool(&[
+        "--config",
+        &config,
+        "simulate",
+        "advise",
+        "--site",
+        "shop",
+        "--days",
+        "3",
+        "--pools",
+        "1,3,12",
+        "--target",
+        "0.5",
+        "--max-wrong",
+        "0.5",
+        "--seeds",
+        "2",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Fitted to site shop") && text.contains("300 visits") && text.contains("20 calls"), "{text}");
+    assert!(text.contains("Now: 3 numbers, delay 10s"), "{text}");
+    assert!(text.contains("numbers instead of 3 you would attribute") || text.contains("No setting"), "{text}");
+
+    let unknown = callpool(&["--config", &config, "simulate", "run", "--site", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--site"));
+}

@@ -5,6 +5,7 @@
 //! the smallest pool that reaches a target. Deterministic for given seeds.
 
 pub mod engine;
+pub mod fit;
 pub mod model;
 pub mod population;
 

@@ -51,6 +51,10 @@ pub struct TrafficModel {
     pub background_calls_per_day: f64,
     /// Traffic sources and their shares (for the traffic filter).
     pub sources: Vec<(String, f64)>,
+    /// Recorded visits, when the model was fitted to a site's traffic: each visitor's activity
+    /// and idle tab are drawn from these (activity ms, idle-tab ms) pairs instead of the
+    /// distributions above, so the simulated visits look like the site's own.
+    pub recorded_visits: Vec<(i64, i64)>,
 }
 
 /// The settings a run tests.
@@ -130,6 +134,7 @@ impl TrafficModel {
                 ("direct".into(), 0.2),
                 ("other".into(), 0.1),
             ],
+            recorded_visits: Vec::new(),
         }
     }
 

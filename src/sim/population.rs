@@ -132,16 +132,22 @@ impl Population {
                 let n = poisson(&mut rng, per_day * weight / hour_total);
                 for _ in 0..n {
                     let arrive = day_start + hour as i64 * HOUR_MS + between(&mut rng, 0, HOUR_MS);
-                    let bounced = rng.random::<f64>() < model.early_leave_share;
-                    let active = if bounced {
-                        between(&mut rng, 1_000, model.early_leave_max.as_millis() as i64)
+                    let (bounced, active, idle_tab) = if model.recorded_visits.is_empty() {
+                        let bounced = rng.random::<f64>() < model.early_leave_share;
+                        let active = if bounced {
+                            between(&mut rng, 1_000, model.early_leave_max.as_millis() as i64)
+                        } else {
+                            lognormal(&mut rng, model.dwell).max(1_000)
+                        };
+                        let idle_tab = if rng.random::<f64>() < model.idle_tab_share {
+                            lognormal(&mut rng, model.idle_tab).max(1_000)
+                        } else {
+                            0
+                        };
+                        (bounced, active, idle_tab)
                     } else {
-                        lognormal(&mut rng, model.dwell).max(1_000)
-                    };
-                    let idle_tab = if rng.random::<f64>() < model.idle_tab_share {
-                        lognormal(&mut rng, model.idle_tab).max(1_000)
-                    } else {
-                        0
+                        let (active, idle) = model.recorded_visits[rng.random_range(0..model.recorded_visits.len())];
+                        (active < model.early_leave_max.as_millis() as i64, active.max(1_000), idle.max(0))
                     };
                     let tabs = 1 + poisson(&mut rng, model.extra_tabs_mean).min(20) as u8;
                     let source = pick(&mut rng, &source_weights) as u16;
