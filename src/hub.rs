@@ -329,8 +329,8 @@ impl Hub {
             if let Err(e) = self.app.pool.leave(&key.0, &key.1, now).await {
                 tracing::warn!(error = %e, site = %key.0, "The visitor's leaving was not recorded; idle reclaim will end the lease.");
             }
+            self.bus.publish(Event::Left { site: key.0.clone(), visitor: key.1.clone() });
             self.record_visit(&key, &attrs, tabs, now).await;
-            self.bus.publish(Event::Left { site: key.0, visitor: key.1 });
         }
     }
 
