@@ -68,6 +68,7 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         crate::reports::summary,
         crate::reports::yandex_csv,
         crate::reports::page,
+        crate::reports::unassigned,
     ),
     components(schemas(
         ApiError,
@@ -83,6 +84,7 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         crate::reports::CallList,
         crate::reports::Summary,
         crate::reports::DayCounts,
+        crate::reports::UnassignedCall,
     )),
     modifiers(&BearerAuth),
 )]

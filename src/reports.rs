@@ -39,6 +39,68 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/reports/{site}/summary", get(summary))
         .route("/v1/reports/{site}/yandex.csv", get(yandex_csv))
         .route("/v1/reports/{site}", get(page))
+        .route("/v1/admin/calls/unassigned", get(unassigned))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct Window {
+    /// First day (UTC, YYYY-MM-DD); default: 29 days before `to`.
+    from: Option<String>,
+    /// Last day, included; default: today (UTC).
+    to: Option<String>,
+}
+
+/// A call to a number no configured site owns.
+#[derive(Serialize, ToSchema)]
+pub struct UnassignedCall {
+    call_id: String,
+    started_at: String,
+    called: String,
+    caller: Option<String>,
+    status: String,
+}
+
+/// Calls to numbers that belong to no site (a shared number never leased, or one the PBX should
+/// not send): for the operator to fix the routing or the configuration.
+#[utoipa::path(get, path = "/v1/admin/calls/unassigned", security(("admin_token" = [])),
+    params(Window),
+    responses(
+        (status = 200, body = [UnassignedCall]),
+        (status = 400, description = "A bad date", body = crate::http::ApiError),
+        (status = 401, description = "Missing or wrong admin token", body = crate::http::ApiError),
+    ))]
+pub async fn unassigned(
+    State(app): State<Arc<App>>,
+    Query(w): Query<Window>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<UnassignedCall>>, Failure> {
+    crate::http::authorize(&app, &headers)?;
+    let date = |field: &str, v: &Option<String>| -> Result<Option<NaiveDate>, Failure> {
+        v.as_deref()
+            .map(|s| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| Failure::BadRequest(format!("{field}: {s:?} is not a date such as 2026-11-22")))
+            })
+            .transpose()
+    };
+    let today = app.clock.now().to_chrono().map_or(NaiveDate::MIN, |t| t.date_naive());
+    let last = date("to", &w.to)?.unwrap_or(today);
+    let first = date("from", &w.from)?.unwrap_or_else(|| last.checked_sub_days(Days::new(29)).unwrap_or(last));
+    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis());
+    let (from, to) = (Ts::from_millis(ms(first)), Ts::from_millis(ms(last + Days::new(1)) - 1));
+    let calls = app.calls.calls(None, from, to, MAX_CALLS).await?;
+    Ok(Json(
+        calls
+            .into_iter()
+            .map(|s| UnassignedCall {
+                call_id: s.call.key.call_id().to_owned(),
+                started_at: s.call.started_at.to_chrono().map(|t| t.to_rfc3339()).unwrap_or_default(),
+                called: s.call.called.to_string(),
+                caller: s.call.caller.map(|c| c.as_str().to_owned()),
+                status: s.call.status.as_str().to_owned(),
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]

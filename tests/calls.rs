@@ -321,6 +321,13 @@ async fn default_numbers_and_refusals(backend: Backend) {
     let report = w.report(ADMIN_TOKEN).await;
     let ids: Vec<&str> = report["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["c-3"], "only the accepted call is stored");
+
+    // A call to a number that belongs to no site is kept, and the operator sees it.
+    let stray: Value = w.post(&call_json("c-stray", "+74957654321", "completed")).await.json().await.unwrap();
+    assert_eq!((stray["match"].as_str(), stray["site"].as_str()), (Some("unmatched"), None));
+    let unassigned: Value = w.node.admin_get("/v1/admin/calls/unassigned").await.json().await.unwrap();
+    assert_eq!(unassigned[0]["call_id"], "c-stray", "{unassigned}");
+    assert_eq!(w.node.get("/v1/admin/calls/unassigned").await.status(), 401);
     assert_eq!(report["calls"][0]["ga4"], "skipped: the call is not attributed to a visitor");
     let summary: Value = reqwest::Client::new()
         .get(w.node.url("/v1/reports/shop/summary"))
