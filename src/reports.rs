@@ -75,17 +75,9 @@ pub async fn unassigned(
     headers: HeaderMap,
 ) -> Result<Json<Vec<UnassignedCall>>, Failure> {
     crate::http::authorize(&app, &headers)?;
-    let date = |field: &str, v: &Option<String>| -> Result<Option<NaiveDate>, Failure> {
-        v.as_deref()
-            .map(|s| {
-                NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map_err(|_| Failure::BadRequest(format!("{field}: {s:?} is not a date such as 2026-11-22")))
-            })
-            .transpose()
-    };
     let today = app.clock.now().to_chrono().map_or(NaiveDate::MIN, |t| t.date_naive());
-    let last = date("to", &w.to)?.unwrap_or(today);
-    let first = date("from", &w.from)?.unwrap_or_else(|| last.checked_sub_days(Days::new(29)).unwrap_or(last));
+    let last = day("to", &w.to)?.unwrap_or(today);
+    let first = day("from", &w.from)?.unwrap_or_else(|| last.checked_sub_days(Days::new(29)).unwrap_or(last));
     let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis());
     let (from, to) = (Ts::from_millis(ms(first)), Ts::from_millis(ms(last + Days::new(1)) - 1));
     let calls = app.calls.calls(None, from, to, MAX_CALLS).await?;
@@ -164,16 +156,8 @@ fn request<'a>(app: &'a App, site: &str, headers: &HeaderMap, period: &Period) -
     let access = access(app, site, headers, period.token.as_deref())?;
     let tz = site.timezone;
     let today = app.clock.now().to_chrono().map_or(NaiveDate::MIN, |t| t.with_timezone(&tz).date_naive());
-    let date = |field: &str, v: &Option<String>| -> Result<Option<NaiveDate>, Failure> {
-        v.as_deref()
-            .map(|s| {
-                NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map_err(|_| Failure::BadRequest(format!("{field}: {s:?} is not a date such as 2026-11-22")))
-            })
-            .transpose()
-    };
-    let last = date("to", &period.to)?.unwrap_or(today);
-    let first = date("from", &period.from)?.unwrap_or_else(|| last.checked_sub_days(Days::new(29)).unwrap_or(last));
+    let last = day("to", &period.to)?.unwrap_or(today);
+    let first = day("from", &period.from)?.unwrap_or_else(|| last.checked_sub_days(Days::new(29)).unwrap_or(last));
     if first > last {
         return Err(Failure::BadRequest("from: after to".into()));
     }
@@ -183,6 +167,16 @@ fn request<'a>(app: &'a App, site: &str, headers: &HeaderMap, period: &Period) -
     let from = local_midnight(site, first);
     let to = Ts::from_millis(local_midnight(site, last.checked_add_days(Days::new(1)).unwrap_or(last)).as_millis() - 1);
     Ok(Request { site, access, first, last, from, to })
+}
+
+/// A `YYYY-MM-DD` query parameter.
+fn day(field: &str, v: &Option<String>) -> Result<Option<NaiveDate>, Failure> {
+    v.as_deref()
+        .map(|s| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| Failure::BadRequest(format!("{field}: {s:?} is not a date such as 2026-11-22")))
+        })
+        .transpose()
 }
 
 /// The first instant of `day` in the site's time zone (after a DST gap, the first that exists).

@@ -237,6 +237,22 @@ const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pool_u
 /// (site, first seen ms, visitor) -> VisitRecord JSON
 const VISITS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("visit_log");
 
+/// The (ms, name) of up to `limit` entries of `part` in a (part, ms, name) table with ms < `before`,
+/// in order.
+fn entries_before<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(&'static str, i64, &'static str), V>,
+    part: &str,
+    before: i64,
+    limit: usize,
+) -> Result<Vec<(i64, String)>, PoolError> {
+    table
+        .range((part, i64::MIN, "")..(part, before, ""))
+        .map_err(storage)?
+        .take(limit)
+        .map(|e| e.map(|(k, _)| (k.value().1, k.value().2.to_owned())).map_err(storage))
+        .collect()
+}
+
 /// Calls in `<data_dir>/calls.redb`. Every write is one redb transaction, durable when it returns.
 #[derive(Clone)]
 pub struct EmbeddedCalls {
@@ -392,25 +408,14 @@ impl EmbeddedCalls {
                 let mut claims = txn.open_table(CLAIMS).map_err(storage)?;
                 let mut claim_until = txn.open_table(CLAIM_UNTIL).map_err(storage)?;
                 // Claims whose node died go back to the queue.
-                let expired: Vec<(i64, String)> = claims
-                    .range((k, i64::MIN, "")..(k, now.saturating_add(1), ""))
-                    .map_err(storage)?
-                    .map(|e| e.map(|(key, _)| (key.value().1, key.value().2.to_owned())))
-                    .collect::<Result<_, _>>()
-                    .map_err(storage)?;
+                let expired = entries_before(&claims, k, now.saturating_add(1), usize::MAX)?;
                 for (at, job) in expired {
                     claims.remove((k, at, job.as_str())).map_err(storage)?;
                     claim_until.remove(job.as_str()).map_err(storage)?;
                     queue.insert((k, now, job.as_str()), ()).map_err(storage)?;
                     due.insert(job.as_str(), now).map_err(storage)?;
                 }
-                let ready: Vec<(i64, String)> = queue
-                    .range((k, i64::MIN, "")..(k, now.saturating_add(1), ""))
-                    .map_err(storage)?
-                    .take(limit)
-                    .map(|e| e.map(|(key, _)| (key.value().1, key.value().2.to_owned())))
-                    .collect::<Result<_, _>>()
-                    .map_err(storage)?;
+                let ready = entries_before(&queue, k, now.saturating_add(1), limit)?;
                 let calls = txn.open_table(CALLS).map_err(storage)?;
                 let states = txn.open_table(STATES).map_err(storage)?;
                 let tries = txn.open_table(TRIES).map_err(storage)?;
@@ -513,13 +518,7 @@ impl EmbeddedCalls {
                 let mut claims = txn.open_table(CLAIMS).map_err(storage)?;
                 let mut claim_until = txn.open_table(CLAIM_UNTIL).map_err(storage)?;
                 for site in &parts {
-                    let old: Vec<(i64, String)> = by_site
-                        .range((site.as_str(), i64::MIN, "")..(site.as_str(), before, ""))
-                        .map_err(storage)?
-                        .take(limit)
-                        .map(|e| e.map(|(k, _)| (k.value().1, k.value().2.to_owned())))
-                        .collect::<Result<_, _>>()
-                        .map_err(storage)?;
+                    let old = entries_before(&by_site, site, before, limit)?;
                     for (at, key) in old {
                         by_site.remove((site.as_str(), at, key.as_str())).map_err(storage)?;
                         calls.remove(key.as_str()).map_err(storage)?;
@@ -539,13 +538,7 @@ impl EmbeddedCalls {
                 }
                 let mut visits = txn.open_table(VISITS).map_err(storage)?;
                 for site in &parts {
-                    let old: Vec<(i64, String)> = visits
-                        .range((site.as_str(), i64::MIN, "")..(site.as_str(), before, ""))
-                        .map_err(storage)?
-                        .take(limit)
-                        .map(|e| e.map(|(k, _)| (k.value().1, k.value().2.to_owned())))
-                        .collect::<Result<_, _>>()
-                        .map_err(storage)?;
+                    let old = entries_before(&visits, site, before, limit)?;
                     for (at, visitor) in old {
                         visits.remove((site.as_str(), at, visitor.as_str())).map_err(storage)?;
                     }
