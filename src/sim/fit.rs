@@ -155,7 +155,7 @@ pub fn site_settings(site: &crate::config::SiteConfig, fit: &Fit) -> super::mode
 
 /// The site's accuracy now and the smallest pool reaching `target` correct with at most
 /// `max_wrong` wrong among a few sizes around the current one (or the best of them): what the
-/// report page shows. Runs for a while (seconds; about ten for a site of 100,000 visitors a day):
+/// report page shows. Runs for a while (seconds; about fifteen for a site of 100,000 visitors a day):
 /// call it off the async threads.
 pub fn advice(
     model: &TrafficModel,
