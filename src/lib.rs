@@ -6,6 +6,7 @@
 pub mod analytics;
 pub mod app;
 pub mod bus;
+pub mod callback;
 pub mod calls;
 pub mod clock;
 pub mod config;
