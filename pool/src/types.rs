@@ -128,12 +128,18 @@ impl PhoneNumber {
         if valid_numbers::known(s) {
             return Ok(PhoneNumber(s.to_owned()));
         }
-        match phonenumber::parse(None, s) {
-            Ok(n) if phonenumber::is_valid(&n) => {
-                valid_numbers::remember(s);
-                Ok(PhoneNumber(s.to_owned()))
-            }
-            _ => Err(PoolError::Invalid(format!("{s:?} is not a valid phone number for its country code"))),
+        let valid = match phonenumber::parse(None, s) {
+            Ok(n) if n.format().mode(phonenumber::Mode::E164).to_string() == s => phonenumber::is_valid(&n),
+            // The phonenumber crate (0.3.10) drops a leading national digit that looks like the
+            // trunk prefix from some international numbers (+7 800 ..., +7 812 ... come out as
+            // +7 00 ..., +7 12 ...): check those against the metadata directly.
+            _ => valid_by_metadata(s),
+        };
+        if valid {
+            valid_numbers::remember(s);
+            Ok(PhoneNumber(s.to_owned()))
+        } else {
+            Err(PoolError::Invalid(format!("{s:?} is not a valid phone number for its country code")))
         }
     }
 
@@ -141,15 +147,59 @@ impl PhoneNumber {
         &self.0
     }
 
+    /// The country calling code and the national significant number (`(7, "4951234567")`).
+    pub fn split(&self) -> Option<(u16, &str)> {
+        split_code(&self.0)
+    }
+
     /// The national significant number: the digits after the country code, as dialled inside the
     /// country without its trunk prefix (`4951234567` for `+74951234567`).
     pub fn national_digits(&self) -> String {
         match phonenumber::parse(None, &self.0) {
-            Ok(n) => format!("{}{}", "0".repeat(n.national().zeros() as usize), n.national().value()),
-            // Parsed once already on construction; keep the digits rather than fail.
-            Err(_) => self.0.trim_start_matches('+').to_owned(),
+            Ok(n) if n.format().mode(phonenumber::Mode::E164).to_string() == self.0 => {
+                format!("{}{}", "0".repeat(n.national().zeros() as usize), n.national().value())
+            }
+            // See `parse`: numbers the crate misreads; their national part follows the country code.
+            _ => split_code(&self.0).map_or_else(|| self.0.trim_start_matches('+').to_owned(), |(_, n)| n.to_owned()),
         }
     }
+}
+
+/// The country calling code (1–3 digits, the first the metadata knows) and the national number.
+fn split_code(e164: &str) -> Option<(u16, &str)> {
+    let digits = e164.strip_prefix('+')?;
+    (1..=3).filter(|n| *n < digits.len()).find_map(|n| {
+        let code: u16 = digits[..n].parse().ok()?;
+        phonenumber::metadata::DATABASE.by_code(&code).map(|_| (code, &digits[n..]))
+    })
+}
+
+/// libphonenumber's validity (the national number matches one of its country's number types),
+/// read from the metadata without the crate's parser.
+fn valid_by_metadata(e164: &str) -> bool {
+    let Some((code, national)) = split_code(e164) else { return false };
+    let whole = |d: &phonenumber::metadata::Descriptor| {
+        d.is_match(national) && d.national_number().find(national).is_some_and(|m| m.end() == national.len())
+    };
+    phonenumber::metadata::DATABASE.by_code(&code).unwrap_or_default().iter().any(|meta| {
+        let d = meta.descriptors();
+        whole(d.general())
+            && [
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.shared_cost(),
+                d.personal_number(),
+                d.voip(),
+                d.pager(),
+                d.uan(),
+                d.voicemail(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(whole)
+    })
 }
 
 /// Numbers that passed libphonenumber's check. Checking costs tens of microseconds (regexes), and
@@ -355,6 +405,10 @@ mod tests {
         check("+74951234567", Some("+74951234567"));
         check("+442079460958", Some("+442079460958"));
         check("+12025550143", Some("+12025550143"));
+        // Russian toll-free and St Petersburg numbers (the phonenumber crate misreads +78...).
+        check("+78001234567", Some("+78001234567"));
+        check("+78123456789", Some("+78123456789"));
+        check("+76001234567", None); // no Russian number starts with 6
         check("74951234567", None); // no '+'
         check("+7 495 123-45-67", None); // formatting
         check("+7495123456", None); // too short for Moscow
@@ -369,6 +423,7 @@ mod tests {
         assert_eq!(PhoneNumber::parse("+74951234567").unwrap().national_digits(), "4951234567");
         assert_eq!(PhoneNumber::parse("+442079460958").unwrap().national_digits(), "2079460958");
         assert_eq!(PhoneNumber::parse("+390612345678").unwrap().national_digits(), "0612345678");
+        assert_eq!(PhoneNumber::parse("+78001234567").unwrap().national_digits(), "8001234567");
     }
 
     #[test]

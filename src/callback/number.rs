@@ -25,21 +25,45 @@ pub fn read(raw: &str, region: phonenumber::country::Id) -> Result<PhoneNumber, 
     if raw.is_empty() || raw.len() > 40 || raw.chars().any(|c| c.is_alphabetic()) {
         return Err(invalid());
     }
-    let parsed = phonenumber::parse(Some(region), raw).map_err(|_| invalid())?;
-    if !phonenumber::is_valid(&parsed) {
-        return Err(invalid());
-    }
-    match parsed.number_type(&phonenumber::metadata::DATABASE) {
-        phonenumber::Type::PremiumRate | phonenumber::Type::SharedCost | phonenumber::Type::Pager => {
-            return Err(Refused {
-                reason: "not_callable",
-                message: "We cannot call this kind of number; please enter a mobile or landline number.".into(),
-            })
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    // The E.164 spellings the visitor may have meant, most likely first. (Built here rather than
+    // with the phonenumber crate's parser, which drops a leading 8 from Russian numbers such as
+    // 8 (812) ... and +7 800 ...; validity is then checked by `PhoneNumber::parse`.)
+    let mut candidates = Vec::new();
+    if raw.starts_with('+') {
+        candidates.push(format!("+{digits}"));
+    } else if let Some(meta) = phonenumber::metadata::DATABASE.by_id(region.as_ref()) {
+        let code = meta.country_code().to_string();
+        if let Some(national) = meta.national_prefix().and_then(|p| digits.strip_prefix(p)) {
+            candidates.push(format!("+{code}{national}"));
         }
-        _ => {}
+        candidates.push(format!("+{code}{digits}"));
+        if digits.starts_with(&code) {
+            candidates.push(format!("+{digits}"));
+        }
     }
-    let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
-    PhoneNumber::parse(&e164).map_err(|_| invalid())
+    let number = candidates.iter().find_map(|c| PhoneNumber::parse(c).ok()).ok_or_else(invalid)?;
+    if not_callable(&number) {
+        return Err(Refused {
+            reason: "not_callable",
+            message: "We cannot call this kind of number; please enter a mobile or landline number.".into(),
+        });
+    }
+    Ok(number)
+}
+
+/// Premium-rate, shared-cost and pager numbers: a company's PBX must not dial them for a stranger.
+fn not_callable(n: &PhoneNumber) -> bool {
+    let Some((code, national)) = n.split() else { return false };
+    let whole = |d: Option<&phonenumber::metadata::Descriptor>| {
+        d.is_some_and(|d| {
+            d.is_match(national) && d.national_number().find(national).is_some_and(|m| m.end() == national.len())
+        })
+    };
+    phonenumber::metadata::DATABASE.by_code(&code).unwrap_or_default().iter().any(|meta| {
+        let d = meta.descriptors();
+        whole(d.premium_rate()) || whole(d.shared_cost()) || whole(d.pager())
+    })
 }
 
 /// Numbers and prefixes a site never calls back (abuse reports, premium ranges of its own).
@@ -104,16 +128,17 @@ mod tests {
         check("8 (916) 123-45-67", Id::RU, Ok("+79161234567"));
         check("+7 916 123 45 67", Id::RU, Ok("+79161234567"));
         check("9161234567", Id::RU, Ok("+79161234567"));
+        check("8 (812) 123-45-67", Id::RU, Ok("+78121234567"));
+        check("+7 800 123-45-67", Id::RU, Ok("+78001234567"));
         check("020 7946 0958", Id::GB, Ok("+442079460958"));
         check("+44 20 7946 0958", Id::RU, Ok("+442079460958"));
         check("123", Id::RU, Err("invalid"));
         check("call me", Id::RU, Err("invalid"));
         check("", Id::RU, Err("invalid"));
         check("8 (916) 123-45-67-89-01-23-45-67-89-01-23-45", Id::RU, Err("invalid"));
-        // Premium-rate ranges: a form must not make the PBX dial them. (Russian 809 numbers come
-        // out of the phonenumber crate 0.3.10 with the 8 dropped, hence invalid: refused as well.)
+        // Premium-rate ranges: a form must not make the PBX dial them.
         check("0901 234 5678", Id::GB, Err("not_callable"));
-        check("8 809 123 45 67", Id::RU, Err("invalid"));
+        check("8 809 123 45 67", Id::RU, Err("not_callable"));
     }
 
     #[test]
