@@ -147,9 +147,13 @@ impl PhoneNumber {
         &self.0
     }
 
-    /// The country calling code and the national significant number (`(7, "4951234567")`).
-    pub fn split(&self) -> Option<(u16, &str)> {
-        split_code(&self.0)
+    /// Whether the number lies in one of the ranges `pick` chooses from its country's
+    /// libphonenumber metadata (e.g. `|d| vec![d.premium_rate()]`).
+    pub fn in_ranges(
+        &self,
+        pick: impl Fn(&phonenumber::metadata::Descriptors) -> Vec<Option<&phonenumber::metadata::Descriptor>>,
+    ) -> bool {
+        in_ranges(&self.0, pick)
     }
 
     /// The national significant number: the digits after the country code, as dialled inside the
@@ -177,28 +181,35 @@ fn split_code(e164: &str) -> Option<(u16, &str)> {
 /// libphonenumber's validity (the national number matches one of its country's number types),
 /// read from the metadata without the crate's parser.
 fn valid_by_metadata(e164: &str) -> bool {
+    in_ranges(e164, |d| {
+        vec![
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ]
+    })
+}
+
+/// Whether the national number of `e164` is a number of its country (libphonenumber's general
+/// pattern) and lies in one of the ranges `pick` chooses from that country's metadata.
+fn in_ranges(
+    e164: &str,
+    pick: impl Fn(&phonenumber::metadata::Descriptors) -> Vec<Option<&phonenumber::metadata::Descriptor>>,
+) -> bool {
     let Some((code, national)) = split_code(e164) else { return false };
     let whole = |d: &phonenumber::metadata::Descriptor| {
         d.is_match(national) && d.national_number().find(national).is_some_and(|m| m.end() == national.len())
     };
     phonenumber::metadata::DATABASE.by_code(&code).unwrap_or_default().iter().any(|meta| {
         let d = meta.descriptors();
-        whole(d.general())
-            && [
-                d.fixed_line(),
-                d.mobile(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.personal_number(),
-                d.voip(),
-                d.pager(),
-                d.uan(),
-                d.voicemail(),
-            ]
-            .into_iter()
-            .flatten()
-            .any(whole)
+        whole(d.general()) && pick(d).into_iter().flatten().any(whole)
     })
 }
 

@@ -54,16 +54,7 @@ pub fn read(raw: &str, region: phonenumber::country::Id) -> Result<PhoneNumber, 
 
 /// Premium-rate, shared-cost and pager numbers: a company's PBX must not dial them for a stranger.
 fn not_callable(n: &PhoneNumber) -> bool {
-    let Some((code, national)) = n.split() else { return false };
-    let whole = |d: Option<&phonenumber::metadata::Descriptor>| {
-        d.is_some_and(|d| {
-            d.is_match(national) && d.national_number().find(national).is_some_and(|m| m.end() == national.len())
-        })
-    };
-    phonenumber::metadata::DATABASE.by_code(&code).unwrap_or_default().iter().any(|meta| {
-        let d = meta.descriptors();
-        whole(d.premium_rate()) || whole(d.shared_cost()) || whole(d.pager())
-    })
+    n.in_ranges(|d| vec![d.premium_rate(), d.shared_cost(), d.pager()])
 }
 
 /// Numbers and prefixes a site never calls back (abuse reports, premium ranges of its own).
