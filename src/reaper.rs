@@ -15,12 +15,16 @@ use crate::app::App;
 
 /// How often each node samples every site's pool for the reports' daily peak.
 pub const USAGE_EVERY: Duration = Duration::from_secs(30);
+/// How often each node forgets calls past their retention. Retention is counted in days, and the
+/// embedded store reads every caller memory to find stale ones, so this is not done every pass.
+pub const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs a pass every `reaper_interval`; every lease it ends goes to `ended` (the hub announces it).
 pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(app.config.pool.reaper_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_sample = Ts::EPOCH;
+    let mut next_forget = Ts::EPOCH;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -30,6 +34,9 @@ pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: Cancellati
         if now >= next_sample {
             next_sample = now.plus(USAGE_EVERY);
             sample_usage(&app, now).await;
+        }
+        if now >= next_forget {
+            next_forget = now.plus(FORGET_EVERY);
             forget_old_calls(&app, now).await;
         }
         for lease in pass(&app).await {
@@ -57,7 +64,7 @@ async fn sample_usage(app: &App, now: Ts) {
     }
 }
 
-/// Forgets calls older than `[analytics] calls_retention` (a batch per pass; any node may do it).
+/// Forgets calls older than `[analytics] calls_retention` (a batch per run; any node may do it).
 async fn forget_old_calls(app: &App, now: Ts) {
     let sites: Vec<_> = app.config.sites.iter().map(|s| s.id.clone()).collect();
     match app.calls.trim(&sites, now.minus(app.config.analytics.calls_retention), 1000).await {
