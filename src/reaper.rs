@@ -1,8 +1,8 @@
 //! The reaper: on every node, every `reaper_interval`, ends the leases that expired and gives
 //! numbers unused for `shrink_after` back to the inventory. Each lease is ended exactly once
 //! however many nodes run it, because each pass is atomic in the store. Every [`USAGE_EVERY`] it
-//! also samples each site's pool (leased numbers, exhausted requests) for the reports and forgets
-//! calls older than `[analytics] calls_retention`.
+//! also samples each site's pool (leased numbers, exhausted requests) for the reports, and every
+//! [`FORGET_EVERY`] forgets calls older than `[analytics] calls_retention`.
 
 use std::sync::Arc;
 use std::time::Duration;
