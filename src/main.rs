@@ -376,10 +376,8 @@ fn simulate(action: SimAction, config_path: Option<&Path>) -> ExitCode {
             });
             if let Some(now) = &now {
                 println!(
-                    "Now: {} numbers, delay {}, hold {}: {:.1}% attributed correctly, {:.2}% to the wrong visitor.",
-                    now.settings.pool_size,
-                    humantime::format_duration(now.settings.delay_to_show),
-                    humantime::format_duration(now.settings.reclaim_after_idle),
+                    "Now: {}: {:.1}% attributed correctly, {:.2}% to the wrong visitor.",
+                    now.settings.label(),
                     now.accuracy() * 100.0,
                     now.wrong() * 100.0
                 );
@@ -397,10 +395,8 @@ fn simulate(action: SimAction, config_path: Option<&Path>) -> ExitCode {
                     }
                     let ((alo, ahi), (wlo, whi)) = (p.accuracy_range(), p.wrong_range());
                     println!(
-                        "{} numbers, delay {}, hold {}: {:.1}% attributed correctly ({:.1}–{:.1}% over {} seeds), {:.2}% to the wrong visitor ({:.2}–{:.2}%)",
-                        p.settings.pool_size,
-                        humantime::format_duration(p.settings.delay_to_show),
-                        humantime::format_duration(p.settings.reclaim_after_idle),
+                        "{}: {:.1}% attributed correctly ({:.1}–{:.1}% over {} seeds), {:.2}% to the wrong visitor ({:.2}–{:.2}%)",
+                        p.settings.label(),
                         p.accuracy() * 100.0,
                         alo * 100.0,
                         ahi * 100.0,
@@ -417,10 +413,8 @@ fn simulate(action: SimAction, config_path: Option<&Path>) -> ExitCode {
                         target * 100.0,
                         max_wrong * 100.0,
                         best.map_or("none".into(), |p| format!(
-                            "{} numbers, delay {}, hold {}: {:.1}% correct, {:.2}% wrong",
-                            p.settings.pool_size,
-                            humantime::format_duration(p.settings.delay_to_show),
-                            humantime::format_duration(p.settings.reclaim_after_idle),
+                            "{}: {:.1}% correct, {:.2}% wrong",
+                            p.settings.label(),
                             p.accuracy() * 100.0,
                             p.wrong() * 100.0
                         ))

@@ -73,6 +73,18 @@ pub struct Settings {
     pub repeat_first: bool,
 }
 
+impl Settings {
+    /// "14 numbers, delay 50s, hold 30m": what a sweep varies, for people.
+    pub fn label(&self) -> String {
+        format!(
+            "{} numbers, delay {}, hold {}",
+            self.pool_size,
+            humantime::format_duration(self.delay_to_show),
+            humantime::format_duration(self.reclaim_after_idle)
+        )
+    }
+}
+
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
