@@ -17,8 +17,8 @@
 //! (an hour) and the run measures ingest alone: matched, stored, and queued. Afterwards the
 //! run's Redis keys are deleted.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,19 +27,11 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use common::{free_port, Server};
+
 const ORIGIN: &str = "https://load.example";
 const SECRET: &str = "bench-pbx-secret-0123456789";
 const VISITORS: usize = 200;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
 
 impl Server {
     fn start(store: &str, ga4: &str) -> Server {
@@ -87,34 +79,7 @@ api_secret = "bench"
 "#,
             numbers.join(",")
         );
-        let path = dir.path().join("callpool.toml");
-        std::fs::write(&path, config).unwrap();
-        let bin = std::env::var("CALLPOOL_BIN").map(PathBuf::from).unwrap_or_else(|_| "target/release/callpool".into());
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(&path)
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start callpool (cargo build --release first)");
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Server { child, port, _dir: dir };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("callpool did not start");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        Server::spawn(dir, port, &config)
     }
 }
 

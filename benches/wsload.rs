@@ -14,10 +14,11 @@
 //!   in the store, the bus, and the websocket write (an upper bound: it includes the time the
 //!   server took to read the hello).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,16 +27,10 @@ use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use common::{free_port, Server};
+
 const ORIGIN: &str = "https://load.example";
 const PER_WORKER: usize = 5_000;
-
-fn bin() -> PathBuf {
-    std::env::var("CALLPOOL_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target/release/callpool"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -45,13 +40,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// A callpool node under test, stopped on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -83,33 +71,7 @@ max_hold = "2h"
 "#,
             numbers.join(",")
         );
-        let path = dir.path().join("callpool.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(bin())
-            .arg("--config")
-            .arg(&path)
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start callpool (cargo build --release first)");
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Server { child, port, _dir: dir };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("callpool did not start");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        Server::spawn(dir, port, &config)
     }
 }
 

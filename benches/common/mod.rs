@@ -1,0 +1,56 @@
+//! What the load generators share: a callpool node under test, run from the release build as an
+//! operator would, stopped with SIGTERM when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The binary under test: `CALLPOOL_BIN`, else the release build.
+fn bin() -> PathBuf {
+    std::env::var("CALLPOOL_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target/release/callpool"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A callpool node under test, stopped on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Writes `config` (which must listen on 127.0.0.1:`port`) into `dir`, starts the node and
+    /// waits until it accepts connections.
+    pub fn spawn(dir: tempfile::TempDir, port: u16, config: &str) -> Server {
+        let path = dir.path().join("callpool.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(&path)
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start callpool (cargo build --release first)");
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Server { child, port, _dir: dir };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("callpool did not start");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
