@@ -109,6 +109,18 @@ pub fn ga4_payload(call: &Call, event_name: &str, now: Ts) -> Result<Value, Ga4R
     params.insert("match_kind".into(), json!(call.matched.kind.as_str()));
     params.insert("first_time_caller".into(), json!(u8::from(call.first_time_caller)));
     params.insert("number_kind".into(), json!(call.matched.number_kind.as_str()));
+    session_params(attrs, &mut params);
+    let body = json!({
+        "client_id": client_id,
+        "timestamp_micros": call.started_at.as_millis().saturating_mul(1000),
+        "events": [{ "name": event_name, "params": Value::Object(params) }],
+    });
+    ga4_check(&body, now).map_err(Ga4Refusal::Invalid)?;
+    Ok(body)
+}
+
+/// The session's source, medium, campaign, term, content and gclid as event parameters.
+fn session_params(attrs: &SessionAttrs, params: &mut Map<String, Value>) {
     for (name, value) in [
         ("source", &attrs.utm_source),
         ("medium", &attrs.utm_medium),
@@ -129,10 +141,26 @@ pub fn ga4_payload(call: &Call, event_name: &str, now: Ts) -> Result<Value, Ga4R
     if let Some(g) = attrs.gclid.as_deref() {
         params.insert("gclid".into(), json!(cap(g)));
     }
+}
+
+/// The GA4 `callback_request` event of a callback request, at the time it was made.
+pub fn ga4_callback_payload(cb: &crate::callback::Callback, now: Ts) -> Result<Value, Ga4Refusal> {
+    if cb.requested_at < now.minus(GA4_BACKDATE_LIMIT) {
+        return Err(Ga4Refusal::TooOld);
+    }
+    let attrs = &cb.attrs;
+    let mut params = Map::new();
+    if let Some(sid) = attrs.ga_session_id.as_deref().filter(|s| s.parse::<u64>().is_ok_and(|n| n > 0)) {
+        params.insert("session_id".into(), json!(sid));
+    }
+    params.insert("engagement_time_msec".into(), json!(1));
+    params.insert("callback_id".into(), json!(cb.id.as_str()));
+    params.insert("scheduled".into(), json!(u8::from(cb.due_at > cb.requested_at)));
+    session_params(attrs, &mut params);
     let body = json!({
-        "client_id": client_id,
-        "timestamp_micros": call.started_at.as_millis().saturating_mul(1000),
-        "events": [{ "name": event_name, "params": Value::Object(params) }],
+        "client_id": attrs.ga_client_id.clone().unwrap_or_default(),
+        "timestamp_micros": cb.requested_at.as_millis().saturating_mul(1000),
+        "events": [{ "name": "callback_request", "params": Value::Object(params) }],
     });
     ga4_check(&body, now).map_err(Ga4Refusal::Invalid)?;
     Ok(body)

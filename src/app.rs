@@ -25,6 +25,12 @@ pub struct App {
     pub metrics: Metrics,
     /// Wakes this node's outbox worker when a call became final (other nodes poll).
     pub outbox_wake: tokio::sync::Notify,
+    /// Wakes this node's callback worker when a request was stored (other nodes poll).
+    pub callback_wake: tokio::sync::Notify,
+    /// Callback status changes for the visitors' tabs (the hub relays them through the bus).
+    pub callback_updates: tokio::sync::broadcast::Sender<crate::bus::Event>,
+    /// The callback form's per-address and per-visitor limits on this node.
+    pub callback_limiters: crate::callback::limits::NodeLimiters,
 }
 
 impl App {
@@ -38,7 +44,21 @@ impl App {
         };
         let calls = crate::calls::store::open(&pool, data_dir)?;
         let directory = config.directory();
-        Ok(App { config, pool, calls, directory, clock, metrics: Metrics::new(), outbox_wake: Default::default() })
+        let callback_limiters = crate::callback::limits::NodeLimiters::new(
+            config.sites.iter().filter_map(|s| s.callback.as_ref().map(|c| (&s.id, &c.limits))),
+        );
+        Ok(App {
+            config,
+            pool,
+            calls,
+            directory,
+            clock,
+            metrics: Metrics::new(),
+            outbox_wake: Default::default(),
+            callback_wake: Default::default(),
+            callback_updates: tokio::sync::broadcast::channel(1024).0,
+            callback_limiters,
+        })
     }
 }
 

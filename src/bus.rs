@@ -43,6 +43,8 @@ pub enum Event {
     /// A node saw the visitor's last tab there close; nodes that still hold a tab of the visitor
     /// keep its number (the lease is touched, which cancels the leave).
     Left { site: SiteId, visitor: VisitorId },
+    /// Tell every tab of a visitor how their callback request stands.
+    Callback { site: SiteId, visitor: VisitorId, message: crate::protocol::ServerMsg },
     /// Local only, never published: events may have been lost (the bus reconnected), so the
     /// hub recomputes what every tab shows from the store.
     Resync,

@@ -30,6 +30,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/pool", get(pool_status_all))
         .route("/v1/admin/pool/{site}", get(pool_status_site))
         .merge(crate::reports::router())
+        .route(
+            "/v1/callback",
+            axum::routing::post(crate::callback::api::create).options(crate::callback::api::preflight),
+        )
+        .route(
+            "/v1/callback/{id}",
+            get(crate::callback::api::status).options(crate::callback::api::preflight),
+        )
         .with_state(app.clone())
         .merge(pbx)
         .layer(axum::middleware::from_fn_with_state(app, observe))
@@ -69,6 +77,8 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         crate::reports::yandex_csv,
         crate::reports::page,
         crate::reports::unassigned,
+        crate::callback::api::create,
+        crate::callback::api::status,
     ),
     components(schemas(
         ApiError,
@@ -85,6 +95,11 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         crate::reports::Summary,
         crate::reports::DayCounts,
         crate::reports::UnassignedCall,
+        crate::callback::api::CallbackRequest,
+        crate::callback::api::CallbackView,
+        crate::callback::api::CallbackRefusal,
+        crate::callback::api::RefusalBody,
+        crate::callback::CallbackStatus,
     )),
     modifiers(&BearerAuth),
 )]
@@ -199,6 +214,18 @@ impl IntoResponse for Failure {
         }
         resp
     }
+}
+
+/// The client's address: the peer, or behind a trusted proxy the rightmost address of its header.
+pub fn client_ip(server: &crate::config::ServerConfig, peer: std::net::SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    server
+        .trusted_proxy_header
+        .as_deref()
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer.ip())
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.

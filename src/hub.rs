@@ -63,6 +63,20 @@ pub struct Hub {
     next_tab: AtomicU64,
 }
 
+/// Queues `msg` (serialized once) for every tab of `local`; a tab whose queue is full is closed
+/// (it resyncs when it reconnects).
+fn send_all(local: &mut Local, msg: &ServerMsg) {
+    let json: Arc<str> = serde_json::to_string(msg).expect("server messages serialize").into();
+    local.tabs.retain(|_, tx| match tx.try_send(ToTab::Send(json.clone())) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let _ = tx.try_send(ToTab::TooSlow);
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
+}
+
 /// A registered tab: its id and its queue.
 pub struct Tab {
     pub site: SiteId,
@@ -90,6 +104,7 @@ impl Hub {
                 event = shows.recv() => match event {
                     Ok(Event::Show(show)) => self.deliver(show),
                     Ok(Event::Left { site, visitor }) => self.still_here(&site, &visitor).await,
+                    Ok(Event::Callback { site, visitor, message }) => self.tell(&site, &visitor, &message),
                     Ok(Event::Resync) => self.resync().await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "The hub fell behind the bus; resyncing every tab from the store.");
@@ -236,16 +251,15 @@ impl Hub {
         local.shown = Some((show.number.clone(), show.kind));
         self.app.metrics.hub_swaps.with_label_values(&[show.kind.as_str()]).inc();
         let msg = ServerMsg::Number { number: show.number, kind: show.kind };
-        let json: Arc<str> = serde_json::to_string(&msg).expect("server messages serialize").into();
-        local.tabs.retain(|_, tx| match tx.try_send(ToTab::Send(json.clone())) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // The tab's own loop closes it; it will resync when it reconnects.
-                let _ = tx.try_send(ToTab::TooSlow);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        send_all(local, &msg);
+    }
+
+    /// Sends `message` to every tab of the visitor on this node (a callback's status).
+    fn tell(&self, site: &SiteId, visitor: &VisitorId, message: &ServerMsg) {
+        let mut visitors = self.lock();
+        if let Some(local) = visitors.get_mut(&(site.clone(), visitor.clone())) {
+            send_all(local, message);
+        }
     }
 
     /// The reaper ended a lease: the visitor's tabs show `default_after` (unless the visitor left).

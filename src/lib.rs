@@ -53,12 +53,29 @@ pub async fn run_with_bus(
 ) -> std::io::Result<()> {
     let tasks = TaskTracker::new();
     let (ended_tx, ended_rx) = tokio::sync::mpsc::channel(1024);
-    let hub = hub::Hub::new(app.clone(), bus);
+    let hub = hub::Hub::new(app.clone(), bus.clone());
     tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
     tasks.spawn(outbox::run(app.clone(), shutdown.clone()));
+    tasks.spawn(callback::worker::run(app.clone(), shutdown.clone()));
+    // Callback statuses reach the visitors' tabs on every node through the bus.
+    let mut updates = app.callback_updates.subscribe();
+    let (to_bus, stop) = (bus.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                update = updates.recv() => match update {
+                    Ok(event) => to_bus.publish(event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    });
     let ws_state = ws::WsState::new(hub, shutdown.clone());
     let limiter = ws_state.limiter.clone();
+    let app_for_limits = app.clone();
     let stop = shutdown.clone();
     tasks.spawn(async move {
         // The rate limiter forgets addresses that have been quiet for a while.
@@ -66,7 +83,10 @@ pub async fn run_with_bus(
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tick.tick() => limiter.retain_recent(),
+                _ = tick.tick() => {
+                    limiter.retain_recent();
+                    app_for_limits.callback_limiters.retain_recent();
+                }
             }
         }
     });

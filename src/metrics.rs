@@ -56,6 +56,15 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     /// HTTP request durations by route and status class.
     pub http_seconds: HistogramVec,
+    /// Callback requests stored, by site and how (accepted: now; scheduled: next opening).
+    pub callback_requests: IntCounterVec,
+    /// Callback requests refused, by site and reason (invalid, not_callable, blocked, too_soon,
+    /// ip, visitor, number, banned, site, closed).
+    pub callback_refused: IntCounterVec,
+    /// Trigger attempts, by adapter and result (sent, retried, failed).
+    pub callback_triggers: IntCounterVec,
+    /// Callback outcomes the PBX reported, by status (connected, completed, missed).
+    pub callback_outcomes: IntCounterVec,
 }
 
 impl Metrics {
@@ -223,6 +232,30 @@ impl Metrics {
                         .buckets(LATENCY_BUCKETS.to_vec()),
                     &["route", "status"],
                 ),
+            ),
+            callback_requests: counter_vec(
+                &r,
+                "callpool_callback_requests_total",
+                "Callback requests stored, by site and how (accepted, scheduled).",
+                &["site", "how"],
+            ),
+            callback_refused: counter_vec(
+                &r,
+                "callpool_callback_refused_total",
+                "Callback requests refused, by site and reason.",
+                &["site", "reason"],
+            ),
+            callback_triggers: counter_vec(
+                &r,
+                "callpool_callback_triggers_total",
+                "Callback trigger attempts, by adapter and result (sent, retried, failed).",
+                &["adapter", "result"],
+            ),
+            callback_outcomes: counter_vec(
+                &r,
+                "callpool_callback_outcomes_total",
+                "Callback outcomes reported by the PBX, by status.",
+                &["status"],
             ),
             registry: r,
         }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::analytics::{self, Ga4Refusal};
 use crate::app::App;
 use crate::calls::store::{Finish, Job, JobKind};
-use crate::calls::{CallKey, Delivery};
+use crate::calls::Delivery;
 
 /// How often each node looks for due jobs (a webhook that makes a call final wakes it at once).
 const POLL: Duration = Duration::from_millis(500);
@@ -66,7 +66,7 @@ fn hold(app: &App) -> Duration {
 }
 
 /// Exponential backoff with jitter: `retry_base` (10 s), then twice as long each time, at most an hour.
-fn backoff(first: Duration, attempts: u32) -> Duration {
+pub(crate) fn backoff(first: Duration, attempts: u32) -> Duration {
     let base = first.saturating_mul(1 << attempts.min(16)).min(Duration::from_secs(3600));
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     // ±20 %, so nodes that failed together do not retry together.
@@ -162,7 +162,7 @@ fn classify_http(status: reqwest::StatusCode, who: &str, now: Ts) -> Attempt {
 }
 
 /// A reqwest error without its URL (which carries the GA4 api_secret).
-fn without_url(e: &reqwest::Error) -> String {
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -184,7 +184,7 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 /// What to record of one attempt (and its metrics and logs).
-fn settle(app: &App, job: &Job, attempt: Attempt) -> (CallKey, Finish) {
+fn settle(app: &App, job: &Job, attempt: Attempt) -> (String, Finish) {
     let kind = job.kind.as_str();
     let now = app.clock.now();
     let how = match attempt {
@@ -211,11 +211,11 @@ fn settle(app: &App, job: &Job, attempt: Attempt) -> (CallKey, Finish) {
             Finish::Retry(now.plus(wait))
         }
     };
-    (job.call.key.clone(), how)
+    (job.call.key.to_string(), how)
 }
 
 /// Records the outcomes of a batch in one store operation.
-async fn finish(app: &App, kind: JobKind, done: &[(CallKey, Finish)]) {
+async fn finish(app: &App, kind: JobKind, done: &[(String, Finish)]) {
     if let Err(e) = app.calls.finish(kind, done, app.clock.now()).await {
         // The claims expire and the jobs are tried again: at worst duplicates, never a loss.
         app.metrics.store_errors.with_label_values(&["outbox_finish"]).inc();

@@ -179,6 +179,13 @@ pub async fn receive(
     if call.status.is_final() && !matches!(recorded, Recorded::Unchanged(_)) {
         app.outbox_wake.notify_one();
     }
+    // Also for a repeated report: the callback may not have been moved on the first time.
+    if call.matched.kind == MatchKind::Callback {
+        crate::callback::service::on_call(app, call).await.inspect_err(|e| {
+            app.metrics.store_errors.with_label_values(&["callback_outcome"]).inc();
+            tracing::warn!(error = %e, call = %call.key, "A callback's outcome could not be recorded; the PBX will retry.");
+        })?;
+    }
     timer.observe_duration();
     Ok(Json(CallAccepted {
         call_id: call.key.call_id().to_owned(),

@@ -20,6 +20,9 @@ pub enum ClientMsg {
     Activity {},
     /// The tab became visible or hidden.
     Visibility { visible: bool },
+    /// The visitor asks to be called back at `number` (as typed; the server reads it with the
+    /// site's region).
+    CallbackRequest { number: String },
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -91,6 +94,14 @@ pub enum ServerMsg {
     Number { number: PhoneNumber, kind: Kind },
     /// Why the server closes the connection.
     Error { code: ErrorCode, message: String },
+    /// Sent after `site` when the site has a callback form: its texts, and whether it is open
+    /// now (when closed, `notice` says when a call would come).
+    CallbackForm { texts: std::collections::BTreeMap<String, String>, open: bool, notice: Option<String> },
+    /// How the visitor's callback stands (to every tab of the visitor). `at` (ms): the scheduled
+    /// time or the next attempt; `message` is ready to show.
+    Callback { id: String, status: crate::callback::CallbackStatus, at: Option<i64>, message: String },
+    /// The request was refused (to the asking tab only); `message` is ready to show.
+    CallbackRefused { reason: String, message: String, retry_after: Option<u64> },
 }
 
 /// Error codes sent before a close, with the close code that follows each.

@@ -369,7 +369,9 @@ pub struct DayCounts {
     #[serde(rename = "static")]
     static_: u64,
     unmatched: u64,
-    /// tracked ÷ (total − static): the accuracy figure. Calls to the static number come from
+    /// Calls the PBX placed for callback requests (outbound: not counted in the share tracked).
+    callback: u64,
+    /// tracked ÷ (total − static − callback): the accuracy figure. Calls to the static number come from
     /// traffic the site chose not to track, so they do not count against it. `null` without calls.
     share_tracked: Option<f64>,
     /// The most numbers leased at once that day (sampled every 30 s); `null` without samples.
@@ -389,11 +391,12 @@ impl DayCounts {
             MatchKind::DefaultAfter => self.default_after += 1,
             MatchKind::Static => self.static_ += 1,
             MatchKind::Unmatched => self.unmatched += 1,
+            MatchKind::Callback => self.callback += 1,
         }
-        if kind.is_tracked() {
+        if kind.is_tracked() && kind != MatchKind::Callback {
             self.tracked += 1;
         }
-        let base = self.total - self.static_;
+        let base = self.total - self.static_ - self.callback;
         self.share_tracked = (base > 0).then(|| self.tracked as f64 / base as f64);
     }
 }

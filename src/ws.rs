@@ -72,17 +72,6 @@ pub struct WsQuery {
     site: Option<String>,
 }
 
-/// The client's address: the peer, or behind a trusted proxy the rightmost address of its header.
-fn client_ip(state: &WsState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let header = state.hub.app().config.server.trusted_proxy_header.as_deref();
-    header
-        .and_then(|h| headers.get(h))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok())
-        .unwrap_or(peer.ip())
-}
-
 pub async fn upgrade(
     State(state): State<WsState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -91,7 +80,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let metrics = &state.hub.app().metrics;
-    let ip = client_ip(&state, peer, &headers);
+    let ip = crate::http::client_ip(&state.hub.app().config.server, peer, &headers);
     if state.limiter.check_key(&ip).is_err() {
         metrics.ws_refused.with_label_values(&["rate_limited"]).inc();
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many connection attempts\n")
@@ -106,7 +95,7 @@ pub async fn upgrade(
         .max_write_buffer_size(64 * 1024)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(socket, state, site, origin))
+        .on_upgrade(move |socket| connection(socket, state, site, origin, ip))
 }
 
 /// Refuses a connection before it became a tab: the error, the close, and a count.
@@ -115,7 +104,13 @@ async fn refuse(mut socket: WebSocket, state: &WsState, code: ErrorCode, message
     close_with(&mut socket, code, message).await;
 }
 
-async fn connection(mut socket: WebSocket, state: WsState, site: Option<Arc<SiteEntry>>, origin: Option<String>) {
+async fn connection(
+    mut socket: WebSocket,
+    state: WsState,
+    site: Option<Arc<SiteEntry>>,
+    origin: Option<String>,
+    ip: IpAddr,
+) {
     let Some(site) = site else {
         return refuse(socket, &state, ErrorCode::UnknownSite, "no site has this key").await;
     };
@@ -150,7 +145,8 @@ async fn connection(mut socket: WebSocket, state: WsState, site: Option<Arc<Site
     let (mut tab, first) = Box::pin(hub.hello(&site.config, visitor, &hello)).await;
     let span = tracing::debug_span!("tab", site = %tab.site, visitor = %tab.visitor, tab = tab.id);
     let _enter = span.enter();
-    let reason = serve(&mut socket, &state, &site, &mut tab, first).await;
+    let peer = Peer { ip, attrs: hello.attrs() };
+    let reason = serve(&mut socket, &state, &site, &mut tab, first, &peer).await;
     drop(_enter);
     hub.app().metrics.ws_closed.with_label_values(&[reason]).inc();
     Box::pin(hub.bye(&tab)).await;
@@ -172,6 +168,12 @@ fn is_too_large(e: &axum::Error) -> bool {
     text.contains("too long") || text.contains("Space limit") || text.contains("capacity")
 }
 
+/// Who is at the other end: what a callback request from this tab carries.
+struct Peer {
+    ip: IpAddr,
+    attrs: callpool_pool::SessionAttrs,
+}
+
 /// The connection's loop; returns why it ended (a metric label).
 async fn serve(
     socket: &mut WebSocket,
@@ -179,9 +181,15 @@ async fn serve(
     site: &SiteEntry,
     tab: &mut Tab,
     first: ServerMsg,
+    peer: &Peer,
 ) -> &'static str {
     if send_text(socket, &site.site_msg).await.is_err() || send(socket, &first).await.is_err() {
         return "send_failed";
+    }
+    if let Some(form) = crate::callback::service::form(state.hub.app(), &site.config) {
+        if send(socket, &form).await.is_err() {
+            return "send_failed";
+        }
     }
     let server = &state.hub.app().config.server;
     let (ping_every, dead_after) = (server.ws_ping_interval, server.ws_dead_after);
@@ -223,6 +231,14 @@ async fn serve(
                             Box::pin(state.hub.activity(&tab.site, &tab.visitor)).await;
                         }
                         Ok(ClientMsg::Visibility { visible: false }) => {}
+                        Ok(ClientMsg::CallbackRequest { number }) => {
+                            let answer = Box::pin(callback_request(state, site, tab, peer, number)).await;
+                            if let Some(msg) = answer {
+                                if send(socket, &msg).await.is_err() {
+                                    return "send_failed";
+                                }
+                            }
+                        }
                         Ok(ClientMsg::Hello(_)) => {
                             close_with(socket, ErrorCode::BadMessage, "hello is sent once per connection").await;
                             return "bad_message";
@@ -243,6 +259,49 @@ async fn serve(
                     Some(Err(_)) => return "broken",
                 }
             }
+        }
+    }
+}
+
+/// A callback request from the widget. Accepted: the status reaches every tab of the visitor
+/// through the hub (nothing to answer here). Refused: the answer for this tab.
+async fn callback_request(
+    state: &WsState,
+    site: &SiteEntry,
+    tab: &Tab,
+    peer: &Peer,
+    number: String,
+) -> Option<ServerMsg> {
+    let app = state.hub.app();
+    let Some(cfg) = &site.config.callback else {
+        return Some(ServerMsg::CallbackRefused {
+            reason: "disabled".into(),
+            message: "this site has no callback form".into(),
+            retry_after: None,
+        });
+    };
+    let req = crate::callback::service::Request {
+        number,
+        visitor: Some(tab.visitor.clone()),
+        attrs: peer.attrs.clone(),
+        ip: Some(peer.ip),
+        origin: crate::callback::Origin::Widget,
+    };
+    match crate::callback::service::request(app, &site.config, req).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(r)) => Some(ServerMsg::CallbackRefused {
+            reason: r.reason.to_owned(),
+            message: r.message,
+            retry_after: r.retry_after.map(|d| d.as_secs().max(1)),
+        }),
+        Err(e) => {
+            app.metrics.store_errors.with_label_values(&["callback_create"]).inc();
+            tracing::warn!(error = %e, "A callback request could not be stored.");
+            Some(ServerMsg::CallbackRefused {
+                reason: "unavailable".into(),
+                message: cfg.texts.get("failed").replace("{number}", site.config.default_before.as_str()),
+                retry_after: None,
+            })
         }
     }
 }

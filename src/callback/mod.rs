@@ -1,6 +1,176 @@
-//! The callback widget's server side (in progress): so far the working-hours rules that decide
-//! whether a callback is placed now or scheduled for the next opening time, and the reading of
-//! the number a visitor leaves (region, validity, number type, blocklist).
+//! The callback widget's server side: a visitor leaves a number, callpool asks the site's PBX to
+//! ring the operator and then the visitor, tells GA4 and the site's team, and keeps the visitor's
+//! tabs informed.
+//!
+//! The pure parts: [`hours`] (working hours, the next opening), [`number`] (reading and refusing
+//! the number typed), [`limits`] (the abuse limits' specs and the per-node limiters), [`text`]
+//! (what the form says, per language). The service: [`service`] takes a request through the
+//! checks and stores it with its jobs in one atomic step; [`trigger`] builds the request each PBX
+//! adapter sends; [`worker`] claims due jobs (trigger, GA4 `callback_request`, notifications)
+//! and records their outcomes.
 
+pub mod api;
 pub mod hours;
+pub mod limits;
 pub mod number;
+pub mod service;
+pub mod text;
+pub mod trigger;
+pub mod worker;
+
+use std::fmt;
+
+use callpool_pool::{PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::calls::CallKey;
+
+/// A callback request's id: `cb-` and 24 hex digits (random). The generic and VoxImplant
+/// adapters hand it to the PBX as the call id to report the outcome under.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallbackId(String);
+
+impl CallbackId {
+    pub fn random() -> CallbackId {
+        use rand::RngCore;
+        let mut bytes = [0u8; 12];
+        rand::rng().fill_bytes(&mut bytes);
+        CallbackId(format!("cb-{}", hex::encode(bytes)))
+    }
+
+    /// Reads an id given back to us (a URL, a PBX report).
+    pub fn parse(s: &str) -> Option<CallbackId> {
+        let hex = s.strip_prefix("cb-")?;
+        (hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+            .then(|| CallbackId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CallbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a callback stands, as the visitor's tabs show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    /// Outside working hours: the PBX is asked at the next opening (`at`).
+    Scheduled,
+    /// Accepted in working hours; the PBX is asked now.
+    Accepted,
+    /// The PBX could not be reached; the next attempt is at `at`.
+    Retrying,
+    /// The PBX accepted the request and is ringing the operator.
+    Calling,
+    /// The PBX reports the call answered.
+    Connected,
+    /// The call took place and ended.
+    Completed,
+    /// The PBX reports the call missed, busy or failed.
+    Missed,
+    /// The PBX could not be reached after every attempt, or refused the request.
+    Failed,
+}
+
+impl CallbackStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackStatus::Scheduled => "scheduled",
+            CallbackStatus::Accepted => "accepted",
+            CallbackStatus::Retrying => "retrying",
+            CallbackStatus::Calling => "calling",
+            CallbackStatus::Connected => "connected",
+            CallbackStatus::Completed => "completed",
+            CallbackStatus::Missed => "missed",
+            CallbackStatus::Failed => "failed",
+        }
+    }
+
+    /// The order statuses go through; a write never moves a callback back (a PBX that reports
+    /// the answer before the trigger's own response arrived keeps `connected`).
+    pub fn rank(self) -> u8 {
+        match self {
+            CallbackStatus::Scheduled | CallbackStatus::Accepted => 1,
+            CallbackStatus::Retrying => 2,
+            CallbackStatus::Calling => 3,
+            CallbackStatus::Connected => 4,
+            CallbackStatus::Completed | CallbackStatus::Missed | CallbackStatus::Failed => 5,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self.rank() == 5
+    }
+
+    /// Whether the PBX has been asked (or the callback is over): the trigger is never sent again.
+    pub fn triggered(self) -> bool {
+        self.rank() >= 3
+    }
+}
+
+/// Where a request came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The snippet's form, over the websocket.
+    Widget,
+    /// `POST /v1/callback` from the site's own form.
+    Api,
+}
+
+/// A callback as callpool keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    pub id: CallbackId,
+    pub site: SiteId,
+    /// The visitor's number (E.164).
+    pub number: PhoneNumber,
+    pub visitor: Option<VisitorId>,
+    /// The visitor's session: what the GA4 events carry.
+    pub attrs: SessionAttrs,
+    pub origin: Origin,
+    pub requested_at: Ts,
+    /// When the PBX is (first) asked: at once, or the next opening time.
+    pub due_at: Ts,
+    pub status: CallbackStatus,
+    /// Trigger attempts that failed.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The next trigger attempt (while `retrying`).
+    #[serde(default)]
+    pub next_attempt_at: Option<Ts>,
+    /// Why the last attempt failed (for the operator; the visitor sees the status only).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The PBX's own id for the call it placed (Twilio's CallSid), when it gave one.
+    #[serde(default)]
+    pub pbx_ref: Option<String>,
+    /// The call the PBX reported for it.
+    #[serde(default)]
+    pub call: Option<CallKey>,
+    /// The call keys the PBX may report the outcome under (`<pbx>:<callback id>`, and
+    /// `<pbx>:<its own id>` when the trigger's answer gave one).
+    #[serde(default)]
+    pub links: Vec<CallKey>,
+    pub updated_at: Ts,
+}
+
+impl Callback {
+    /// The time the visitor's tabs are told about with the status: the scheduled opening or the
+    /// next attempt.
+    pub fn at(&self) -> Option<Ts> {
+        match self.status {
+            CallbackStatus::Scheduled => Some(self.due_at),
+            CallbackStatus::Retrying => self.next_attempt_at,
+            _ => None,
+        }
+    }
+}

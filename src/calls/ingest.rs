@@ -48,7 +48,7 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, PoolErro
                     return Ok(Recorded::Unchanged(call));
                 }
                 call.version += 1;
-                let hurry = if call.status.is_final() { JobKind::ALL.map(|k| (k, now)).to_vec() } else { Vec::new() };
+                let hurry = if call.status.is_final() { JobKind::CALL.map(|k| (k, now)).to_vec() } else { Vec::new() };
                 let site = call.matched.site.clone();
                 let save = Save { call: &call, expected, caller: None, states: Vec::new(), jobs: Vec::new(), hurry };
                 if app.calls.save(site.as_ref(), save).await? {
@@ -91,6 +91,11 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, PoolErro
 async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, Option<CallerMemory>), PoolError> {
     // A PBX clock ahead of ours must not put the call after the leases we know of.
     let at = report.started_at.min(now);
+    if app.config.sites.iter().any(|s| s.callback.is_some()) {
+        if let Some(cb) = app.calls.callback_for_call(&report.key).await? {
+            return Ok((callback_call(report, &cb, at, now), None));
+        }
+    }
     let dir = &app.directory;
     let leases = app.pool.leases_before(&report.called, at, dir.lookup_window()).await?;
     let site = dir.site_of(&report.called, &leases);
@@ -118,6 +123,34 @@ async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, 
         version: 1,
     };
     Ok((call, new_memory))
+}
+
+/// A call the PBX placed for a callback request: attributed to the session that asked (the
+/// caller is the site's own line, so nothing is remembered of it).
+fn callback_call(report: &CallReport, cb: &crate::callback::Callback, at: Ts, now: Ts) -> Call {
+    Call {
+        key: report.key.clone(),
+        called: report.called.clone(),
+        caller: report.caller.clone(),
+        started_at: at,
+        answered_at: report.answered_at,
+        ended_at: report.ended_at,
+        status: report.status,
+        duration: report.duration,
+        recording_url: report.recording_url.clone(),
+        received_at: now,
+        updated_at: now,
+        matched: super::Match {
+            kind: super::MatchKind::Callback,
+            site: Some(cb.site.clone()),
+            number_kind: super::NumberKind::Unknown,
+            visitor: cb.visitor.clone(),
+            lease: None,
+            attrs: cb.attrs.clone(),
+        },
+        first_time_caller: false,
+        version: 1,
+    }
 }
 
 /// Whether the call gets a GA4 event, decided when it is first stored.

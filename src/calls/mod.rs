@@ -98,10 +98,12 @@ pub enum MatchKind {
     RepeatCaller,
     /// None of the above.
     Unmatched,
+    /// A call the PBX placed for a callback request: attributed to the session that asked.
+    Callback,
 }
 
 impl MatchKind {
-    pub const ALL: [MatchKind; 7] = [
+    pub const ALL: [MatchKind; 8] = [
         MatchKind::DefaultBefore,
         MatchKind::DefaultAfter,
         MatchKind::Static,
@@ -109,6 +111,7 @@ impl MatchKind {
         MatchKind::Recent,
         MatchKind::RepeatCaller,
         MatchKind::Unmatched,
+        MatchKind::Callback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,12 +123,13 @@ impl MatchKind {
             MatchKind::Recent => "recent",
             MatchKind::RepeatCaller => "repeat_caller",
             MatchKind::Unmatched => "unmatched",
+            MatchKind::Callback => "callback",
         }
     }
 
     /// Attributed to a visitor session.
     pub fn is_tracked(self) -> bool {
-        matches!(self, MatchKind::Active | MatchKind::Recent | MatchKind::RepeatCaller)
+        matches!(self, MatchKind::Active | MatchKind::Recent | MatchKind::RepeatCaller | MatchKind::Callback)
     }
 }
 

@@ -21,26 +21,70 @@ use redis::{Script, Value};
 
 use super::{Call, CallKey, Caller, CallerMemory, Delivery};
 
-/// The two analytics deliveries every call has.
+/// The outbox's job kinds: the two analytics deliveries every call has, and the jobs of a
+/// callback request (the PBX trigger, its GA4 event, the team's notifications).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JobKind {
     Ga4,
     Yandex,
+    /// Ask the PBX to place a callback.
+    Trigger,
+    /// GA4 `callback_request`.
+    CallbackGa4,
+    TelegramRequest,
+    TelegramMissed,
+    HookRequest,
+    HookMissed,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::Ga4, JobKind::Yandex];
+    pub const ALL: [JobKind; 8] = [
+        JobKind::Ga4,
+        JobKind::Yandex,
+        JobKind::Trigger,
+        JobKind::CallbackGa4,
+        JobKind::TelegramRequest,
+        JobKind::TelegramMissed,
+        JobKind::HookRequest,
+        JobKind::HookMissed,
+    ];
+    /// The jobs of a call.
+    pub const CALL: [JobKind; 2] = [JobKind::Ga4, JobKind::Yandex];
+    /// The jobs of a callback.
+    pub const CALLBACK: [JobKind; 6] = [
+        JobKind::Trigger,
+        JobKind::CallbackGa4,
+        JobKind::TelegramRequest,
+        JobKind::TelegramMissed,
+        JobKind::HookRequest,
+        JobKind::HookMissed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Ga4 => "ga4",
             JobKind::Yandex => "yandex",
+            JobKind::Trigger => "trigger",
+            JobKind::CallbackGa4 => "cb_ga4",
+            JobKind::TelegramRequest => "tg_request",
+            JobKind::TelegramMissed => "tg_missed",
+            JobKind::HookRequest => "hook_request",
+            JobKind::HookMissed => "hook_missed",
         }
     }
 
-    /// The job of this kind for a call: `<kind>|<call key>`.
-    pub fn job(self, key: &CallKey) -> String {
-        format!("{}|{}", self.as_str(), key)
+    /// Where the job's record lives: a call (`call`) or a callback (`cb`).
+    fn record(self) -> &'static str {
+        if JobKind::CALL.contains(&self) {
+            "call"
+        } else {
+            "cb"
+        }
+    }
+
+    /// The job of this kind for a record (call key or callback id): `<kind>|<id>`.
+    pub fn job(self, id: &str) -> String {
+        format!("{}|{}", self.as_str(), id)
     }
 }
 
@@ -64,6 +108,12 @@ pub struct Save<'a> {
 pub struct Job {
     pub kind: JobKind,
     pub call: Call,
+    pub attempts: u32,
+}
+
+/// A claimed job before its record is read: the record's JSON and the attempts made.
+pub(crate) struct RawJob {
+    pub record: Vec<u8>,
     pub attempts: u32,
 }
 
@@ -155,13 +205,16 @@ impl CallStore {
         dispatch!(self.calls(site, from, to, limit))
     }
 
-    /// Claims up to `limit` due jobs of `kind`; each is held until `hold_until`.
+    /// Claims up to `limit` due jobs of `kind` (a call's); each is held until `hold_until`.
     pub async fn claim(&self, kind: JobKind, now: Ts, limit: usize, hold_until: Ts) -> Result<Vec<Job>, PoolError> {
-        dispatch!(self.claim(kind, now, limit, hold_until))
+        let raw: Vec<RawJob> = dispatch!(self.claim_raw(kind, now, limit, hold_until))?;
+        raw.into_iter()
+            .map(|j| Ok(Job { kind, call: decode(&j.record, "call")?, attempts: j.attempts }))
+            .collect()
     }
 
-    /// Ends the claims of `done` (jobs of `kind`), in one step.
-    pub async fn finish(&self, kind: JobKind, done: &[(CallKey, Finish)], now: Ts) -> Result<(), PoolError> {
+    /// Ends the claims of `done` (jobs of `kind`, by their record's id), in one step.
+    pub async fn finish(&self, kind: JobKind, done: &[(String, Finish)], now: Ts) -> Result<(), PoolError> {
         if done.is_empty() {
             return Ok(());
         }
@@ -214,6 +267,9 @@ fn encode<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("calls and deliveries serialize to JSON (no maps with non-string keys)")
 }
 
+mod callbacks;
+pub use callbacks::{CallbackJob, Created, Extra, Updated};
+
 // ---------------------------------------------------------------------------------------------
 // Embedded: redb
 
@@ -236,6 +292,16 @@ const DEAD: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("outbo
 const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pool_usage");
 /// (site, first seen ms, visitor) -> VisitRecord JSON
 const VISITS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("visit_log");
+/// callback id -> Callback JSON
+const CALLBACKS: TableDefinition<&str, &[u8]> = TableDefinition::new("callbacks");
+/// (site, requested ms, callback id): the site's callbacks (reports, the per-site limit)
+const CB_BY_SITE: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("callbacks_by_site");
+/// ("site|number", requested ms, callback id): the per-number limit
+const CB_BY_NUMBER: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("callbacks_by_number");
+/// "site|number" -> banned until ms
+const CB_BANS: TableDefinition<&str, i64> = TableDefinition::new("callback_bans");
+/// call key -> callback id: the calls that report a callback's outcome
+const CB_LINKS: TableDefinition<&str, &str> = TableDefinition::new("callback_links");
 
 /// The (ms, name) of up to `limit` entries of `part` in a (part, ms, name) table with ms < `before`,
 /// in order.
@@ -251,6 +317,29 @@ fn entries_before<V: redb::Value + 'static>(
         .take(limit)
         .map(|e| e.map(|(k, _)| (k.value().1, k.value().2.to_owned())).map_err(storage))
         .collect()
+}
+
+/// Removes every trace of the jobs of `kinds` of record `id` (state, attempts, queue, claim,
+/// dead letter), in the caller's transaction.
+fn forget_jobs(txn: &redb::WriteTransaction, kinds: &[JobKind], id: &str) -> Result<(), PoolError> {
+    let mut states = txn.open_table(STATES).map_err(storage)?;
+    let mut tries = txn.open_table(TRIES).map_err(storage)?;
+    let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+    let mut due = txn.open_table(QUEUE_DUE).map_err(storage)?;
+    let mut claims = txn.open_table(CLAIMS).map_err(storage)?;
+    let mut claim_until = txn.open_table(CLAIM_UNTIL).map_err(storage)?;
+    for kind in kinds {
+        let job = kind.job(id);
+        states.remove(job.as_str()).map_err(storage)?;
+        tries.remove(job.as_str()).map_err(storage)?;
+        if let Some(at) = due.remove(job.as_str()).map_err(storage)?.map(|v| v.value()) {
+            queue.remove((kind.as_str(), at, job.as_str())).map_err(storage)?;
+        }
+        if let Some(at) = claim_until.remove(job.as_str()).map_err(storage)?.map(|v| v.value()) {
+            claims.remove((kind.as_str(), at, job.as_str())).map_err(storage)?;
+        }
+    }
+    Ok(())
 }
 
 /// Calls in `<data_dir>/calls.redb`. Every write is one redb transaction, durable when it returns.
@@ -281,6 +370,11 @@ impl EmbeddedCalls {
         txn.open_table(DEAD).map_err(storage)?;
         txn.open_table(USAGE).map_err(storage)?;
         txn.open_table(VISITS).map_err(storage)?;
+        txn.open_table(CALLBACKS).map_err(storage)?;
+        txn.open_table(CB_BY_SITE).map_err(storage)?;
+        txn.open_table(CB_BY_NUMBER).map_err(storage)?;
+        txn.open_table(CB_BANS).map_err(storage)?;
+        txn.open_table(CB_LINKS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(EmbeddedCalls { db: Arc::new(db) })
     }
@@ -319,7 +413,7 @@ impl EmbeddedCalls {
         let call = save.call.clone();
         let expected = save.expected;
         let caller = save.caller.map(|(c, m, _)| (c.as_str().to_owned(), encode(m)));
-        let states: Vec<(String, String)> = save.states.iter().map(|(k, d)| (k.job(&call.key), encode(d))).collect();
+        let states: Vec<(String, String)> = save.states.iter().map(|(k, d)| (k.job(call.key.as_str()), encode(d))).collect();
         let jobs: Vec<(JobKind, i64)> = save.jobs.iter().map(|(k, t)| (*k, t.as_millis())).collect();
         let hurry: Vec<(JobKind, i64)> = save.hurry.iter().map(|(k, t)| (*k, t.as_millis())).collect();
         self.blocking(move |db| {
@@ -349,14 +443,14 @@ impl EmbeddedCalls {
                 let mut queue = txn.open_table(QUEUE).map_err(storage)?;
                 let mut due = txn.open_table(QUEUE_DUE).map_err(storage)?;
                 for (kind, at) in &jobs {
-                    let job = kind.job(&call.key);
+                    let job = kind.job(call.key.as_str());
                     if let Some(old) = due.insert(job.as_str(), *at).map_err(storage)?.map(|v| v.value()) {
                         queue.remove((kind.as_str(), old, job.as_str())).map_err(storage)?;
                     }
                     queue.insert((kind.as_str(), *at, job.as_str()), ()).map_err(storage)?;
                 }
                 for (kind, at) in &hurry {
-                    let job = kind.job(&call.key);
+                    let job = kind.job(call.key.as_str());
                     let current = due.get(job.as_str()).map_err(storage)?.map(|v| v.value());
                     if let Some(old) = current.filter(|old| old > at) {
                         queue.remove((kind.as_str(), old, job.as_str())).map_err(storage)?;
@@ -388,7 +482,7 @@ impl EmbeddedCalls {
                 let key = k.value().2.to_owned();
                 let Some(v) = calls.get(key.as_str()).map_err(storage)? else { continue };
                 let call: Call = decode(v.value(), "call")?;
-                let (ga4, yandex) = (state(JobKind::Ga4.job(&call.key))?, state(JobKind::Yandex.job(&call.key))?);
+                let (ga4, yandex) = (state(JobKind::Ga4.job(call.key.as_str()))?, state(JobKind::Yandex.job(call.key.as_str()))?);
                 out.push(StoredCall { call, ga4, yandex });
             }
             Ok(out)
@@ -396,7 +490,7 @@ impl EmbeddedCalls {
         .await
     }
 
-    async fn claim(&self, kind: JobKind, now: Ts, limit: usize, hold_until: Ts) -> Result<Vec<Job>, PoolError> {
+    async fn claim_raw(&self, kind: JobKind, now: Ts, limit: usize, hold_until: Ts) -> Result<Vec<RawJob>, PoolError> {
         let (now, until) = (now.as_millis(), hold_until.as_millis());
         self.blocking(move |db| {
             let k = kind.as_str();
@@ -416,7 +510,7 @@ impl EmbeddedCalls {
                     due.insert(job.as_str(), now).map_err(storage)?;
                 }
                 let ready = entries_before(&queue, k, now.saturating_add(1), limit)?;
-                let calls = txn.open_table(CALLS).map_err(storage)?;
+                let records = txn.open_table(if kind.record() == "call" { CALLS } else { CALLBACKS }).map_err(storage)?;
                 let states = txn.open_table(STATES).map_err(storage)?;
                 let tries = txn.open_table(TRIES).map_err(storage)?;
                 for (at, job) in ready {
@@ -427,7 +521,7 @@ impl EmbeddedCalls {
                         None => false,
                     };
                     let key = &job[k.len() + 1..];
-                    let Some(call) = calls.get(key).map_err(storage)?.map(|v| decode::<Call>(v.value(), "call")) else {
+                    let Some(record) = records.get(key).map_err(storage)?.map(|v| v.value().to_vec()) else {
                         continue;
                     };
                     if !pending {
@@ -436,7 +530,7 @@ impl EmbeddedCalls {
                     claims.insert((k, until, job.as_str()), ()).map_err(storage)?;
                     claim_until.insert(job.as_str(), until).map_err(storage)?;
                     let attempts = tries.get(job.as_str()).map_err(storage)?.map_or(0, |v| v.value());
-                    out.push(Job { kind, call: call?, attempts });
+                    out.push(RawJob { record, attempts });
                 }
             }
             txn.commit().map_err(storage)?;
@@ -445,8 +539,8 @@ impl EmbeddedCalls {
         .await
     }
 
-    async fn finish(&self, kind: JobKind, done: &[(CallKey, Finish)], now: Ts) -> Result<(), PoolError> {
-        let done: Vec<(String, Finish)> = done.iter().map(|(key, how)| (kind.job(key), how.clone())).collect();
+    async fn finish(&self, kind: JobKind, done: &[(String, Finish)], now: Ts) -> Result<(), PoolError> {
+        let done: Vec<(String, Finish)> = done.iter().map(|(id, how)| (kind.job(id), how.clone())).collect();
         let now = now.as_millis();
         self.blocking(move |db| {
             let k = kind.as_str();
@@ -522,7 +616,7 @@ impl EmbeddedCalls {
                     for (at, key) in old {
                         by_site.remove((site.as_str(), at, key.as_str())).map_err(storage)?;
                         calls.remove(key.as_str()).map_err(storage)?;
-                        for kind in JobKind::ALL {
+                        for kind in JobKind::CALL {
                             let job = format!("{}|{key}", kind.as_str());
                             states.remove(job.as_str()).map_err(storage)?;
                             tries.remove(job.as_str()).map_err(storage)?;
@@ -535,6 +629,10 @@ impl EmbeddedCalls {
                         }
                         removed += 1;
                     }
+                }
+                drop((by_site, calls, states, tries, queue, due, claims, claim_until));
+                for site in &parts {
+                    EmbeddedCalls::trim_callbacks(&txn, site, before, limit)?;
                 }
                 let mut visits = txn.open_table(VISITS).map_err(storage)?;
                 for site in &parts {
@@ -656,6 +754,8 @@ struct Scripts {
     trim: Script,
     visit_log: Script,
     visits: Script,
+    cb_create: Script,
+    cb_update: Script,
 }
 
 const LUA_LIB: &str = include_str!("lua/lib.lua");
@@ -687,6 +787,8 @@ impl RedisCalls {
                 trim: script(include_str!("lua/trim.lua")),
                 visit_log: script(include_str!("lua/visit_log.lua")),
                 visits: script(include_str!("lua/visits.lua")),
+                cb_create: script(include_str!("../callback/lua/create.lua")),
+                cb_update: script(include_str!("../callback/lua/update.lua")),
             }),
         }
     }
@@ -748,12 +850,12 @@ impl RedisCalls {
         }
         args.push(save.states.len().to_string());
         for (kind, state) in &save.states {
-            args.extend([kind.job(&call.key), encode(state)]);
+            args.extend([kind.job(call.key.as_str()), encode(state)]);
         }
         for list in [&save.jobs, &save.hurry] {
             args.push(list.len().to_string());
             for (kind, at) in list {
-                args.extend([kind.as_str().to_owned(), kind.job(&call.key), at.as_millis().to_string()]);
+                args.extend([kind.as_str().to_owned(), kind.job(call.key.as_str()), at.as_millis().to_string()]);
             }
         }
         Ok(matches!(self.run(&self.scripts.save, &args).await?, Value::Int(1)))
@@ -776,33 +878,34 @@ impl RedisCalls {
             .collect()
     }
 
-    async fn claim(&self, kind: JobKind, now: Ts, limit: usize, hold_until: Ts) -> Result<Vec<Job>, PoolError> {
+    async fn claim_raw(&self, kind: JobKind, now: Ts, limit: usize, hold_until: Ts) -> Result<Vec<RawJob>, PoolError> {
         let args = [
             kind.as_str().to_owned(),
             now.as_millis().to_string(),
             limit.to_string(),
             hold_until.as_millis().to_string(),
+            kind.record().to_owned(),
         ];
         let items = bulk_list(self.run(&self.scripts.claim, &args).await?)?;
-        items
+        Ok(items
             .chunks_exact(3)
-            .map(|c| {
-                let attempts = std::str::from_utf8(&c[1]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-                Ok(Job { kind, call: decode(&c[2], "call")?, attempts })
+            .map(|c| RawJob {
+                attempts: std::str::from_utf8(&c[1]).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+                record: c[2].clone(),
             })
-            .collect()
+            .collect())
     }
 
-    async fn finish(&self, kind: JobKind, done: &[(CallKey, Finish)], now: Ts) -> Result<(), PoolError> {
+    async fn finish(&self, kind: JobKind, done: &[(String, Finish)], now: Ts) -> Result<(), PoolError> {
         let mut args = vec![kind.as_str().to_owned(), now.as_millis().to_string()];
-        for (key, how) in done {
+        for (id, how) in done {
             let (state, retry, dead) = match how {
                 Finish::Retry(at) => (String::new(), at.as_millis().to_string(), "0"),
                 Finish::Done(d) => {
                     (encode(d), String::new(), if matches!(d, Delivery::Dead { .. }) { "1" } else { "0" })
                 }
             };
-            args.extend([kind.job(key), state, retry, dead.to_owned()]);
+            args.extend([kind.job(id), state, retry, dead.to_owned()]);
         }
         self.run(&self.scripts.finish, &args).await.map(|_| ())
     }

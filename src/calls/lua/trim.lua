@@ -1,7 +1,7 @@
 -- trim(before, limit, site...) -> removed calls
 -- Forgets up to `limit` calls per site that started before `before`: the call, its place in the
 -- site's index, its delivery states, attempts and any job left in the outbox; and up to `limit`
--- recorded visits per site that began before it.
+-- recorded visits per site that began before it, and up to `limit` callbacks per site requested before it.
 local before, limit, removed = ARGV[1], ARGV[2], 0
 for i = 3, #ARGV do
   local index = k('calls', ARGV[i])
@@ -17,6 +17,22 @@ for i = 3, #ARGV do
       redis.call('ZREM', k('obdead', kind), job)
     end
     removed = removed + 1
+  end
+end
+-- Callbacks (their records also expire on their own; their job states do not).
+for i = 3, #ARGV do
+  local index = k('cbsite', ARGV[i])
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. before, 'LIMIT', 0, limit)) do
+    redis.call('DEL', k('cb', id))
+    redis.call('ZREM', index, id)
+    for _, kind in ipairs({'trigger', 'cb_ga4', 'tg_request', 'tg_missed', 'hook_request', 'hook_missed'}) do
+      local job = kind .. '|' .. id
+      redis.call('HDEL', k('obstate'), job)
+      redis.call('HDEL', k('obtries'), job)
+      redis.call('ZREM', k('ob', kind), job)
+      redis.call('ZREM', k('obclaim', kind), job)
+      redis.call('ZREM', k('obdead', kind), job)
+    end
   end
 end
 for i = 3, #ARGV do

@@ -1,0 +1,68 @@
+-- cb_create(site, number, now, id, rank, callback JSON, keep ms, ban ms, pending state JSON,
+--           n number windows, {count, period ms}..., n site windows, {count, period ms}...,
+--           n links, {call key}..., n jobs, {kind, due}...)
+--   -> {'ok', 0} | {scope, retry after ms} with scope 'banned', 'number' or 'site'
+-- Checks the per-number and per-site limits (sliding windows over the requests accepted before)
+-- and, when none is used up, stores the callback, counts it, links the call keys the PBX will
+-- report it under, and queues its jobs: all in one atomic step, so a burst across many nodes
+-- never gets past a limit. A number that uses up its longest window is banned for `ban ms`.
+local site, number, now, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local keep, ban_ms, pending = ARGV[7], tonumber(ARGV[8]), ARGV[9]
+local ban = k('cbban', site, number)
+local left = redis.call('PTTL', ban)
+if left > 0 then return {'banned', left} end
+local nz, sz = k('cbnum', site, number), k('cbsite', site)
+local i = 10
+local function windows()
+  local n = tonumber(ARGV[i]); i = i + 1
+  local out = {}
+  for w = 1, n do
+    out[w] = {tonumber(ARGV[i]), tonumber(ARGV[i + 1])}; i = i + 2
+  end
+  return out
+end
+-- The first window used up, as {retry after ms, period}, or nil.
+local function used_up(z, ws)
+  for _, w in ipairs(ws) do
+    local count, period = w[1], w[2]
+    local from = '(' .. (now - period)
+    local used = redis.call('ZCOUNT', z, from, '+inf')
+    if used >= count then
+      local oldest = redis.call('ZRANGEBYSCORE', z, from, '+inf', 'WITHSCORES', 'LIMIT', used - count, 1)
+      return {math.max(1, tonumber(oldest[2]) + period - now), period}
+    end
+  end
+  return nil
+end
+local per_number, per_site = windows(), windows()
+local longest = 1
+for _, w in ipairs(per_number) do longest = math.max(longest, w[2]) end
+local hit = used_up(nz, per_number)
+if hit then
+  if hit[2] == longest and ban_ms > 0 then
+    redis.call('SET', ban, '1', 'PX', ban_ms)
+    return {'banned', ban_ms}
+  end
+  return {'number', hit[1]}
+end
+hit = used_up(sz, per_site)
+if hit then return {'site', hit[1]} end
+local ck = k('cb', id)
+redis.call('HSET', ck, 'r', ARGV[5], 'j', ARGV[6])
+redis.call('PEXPIRE', ck, keep)
+redis.call('ZADD', nz, now, id)
+redis.call('ZREMRANGEBYSCORE', nz, '-inf', now - longest)
+redis.call('PEXPIRE', nz, longest)
+redis.call('ZADD', sz, now, id)
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('SET', k('cblink', ARGV[i]), id, 'PX', keep); i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local kind, due = ARGV[i], ARGV[i + 1]; i = i + 2
+  local job = kind .. '|' .. id
+  redis.call('HSET', k('obstate'), job, pending)
+  redis.call('ZADD', k('ob', kind), due, job)
+end
+return {'ok', 0}

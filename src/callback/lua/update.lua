@@ -1,0 +1,30 @@
+-- cb_update(id, rank, callback JSON, keep ms, pending state JSON, n links, {call key}...,
+--           n jobs, {kind, due}...) -> 1 written, 0 a later status is stored, -1 no such callback
+-- A callback's status only moves forward (rank; a final status stays), so a PBX that reports
+-- the answer before the trigger's own answer arrived is not overwritten by "calling". With the
+-- write, in the same step: new call-key links and new jobs (e.g. "missed" notifications).
+local id = ARGV[1]
+local ck = k('cb', id)
+local cur = redis.call('HGET', ck, 'r')
+if not cur then return -1 end
+cur = tonumber(cur)
+local new = tonumber(ARGV[2])
+if new < cur or (new == cur and cur >= 5) then return 0 end
+local keep, pending = ARGV[4], ARGV[5]
+redis.call('HSET', ck, 'r', ARGV[2], 'j', ARGV[3])
+redis.call('PEXPIRE', ck, keep)
+local i = 6
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('SET', k('cblink', ARGV[i]), id, 'PX', keep); i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local kind, due = ARGV[i], ARGV[i + 1]; i = i + 2
+  local job = kind .. '|' .. id
+  if not redis.call('HGET', k('obstate'), job) then
+    redis.call('HSET', k('obstate'), job, pending)
+    redis.call('ZADD', k('ob', kind), due, job)
+  end
+end
+return 1

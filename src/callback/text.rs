@@ -1,0 +1,151 @@
+//! What the callback form says: built-in Russian and English texts, overridden per site, and the
+//! time of a scheduled call in words ("tomorrow at 09:00") in the site's time zone. `{when}` in a
+//! text is replaced by that time, `{number}` by the site's own number.
+
+use std::collections::BTreeMap;
+
+use callpool_pool::Ts;
+use chrono::TimeZone;
+use chrono_tz::Tz;
+
+/// Every text key and its English and Russian defaults.
+pub const DEFAULTS: &[(&str, &str, &str)] = &[
+    ("button", "Call me back", "Перезвоните мне"),
+    ("title", "We will call you back", "Мы вам перезвоним"),
+    ("prompt", "Leave your number and we will call you within a minute.", "Оставьте номер — мы перезвоним в течение минуты."),
+    ("label", "Your phone number", "Ваш номер телефона"),
+    ("submit", "Call me", "Позвоните мне"),
+    ("close", "Close", "Закрыть"),
+    ("closed_now", "We are closed now; we will call you back {when}.", "Сейчас мы не работаем; перезвоним {when}."),
+    ("scheduled", "Thank you! We will call you back {when}.", "Спасибо! Мы перезвоним {when}."),
+    ("accepted", "Thank you! We are calling you now.", "Спасибо! Мы уже звоним."),
+    ("retrying", "Our phone line is busy; we will try again {when}.", "Линия занята; попробуем ещё раз {when}."),
+    ("calling", "Calling our operator…", "Соединяем с оператором…"),
+    ("connected", "Connected: please pick up your phone.", "Соединено: возьмите трубку."),
+    ("completed", "Thank you for talking to us!", "Спасибо за разговор!"),
+    ("missed", "We could not reach you. Please try again or call us at {number}.", "Не удалось дозвониться. Попробуйте ещё раз или позвоните нам: {number}."),
+    ("failed", "Sorry, we could not place the call. Please call us at {number}.", "Не удалось позвонить. Позвоните нам: {number}."),
+    ("invalid", "Please enter a phone number we can call, with its area code.", "Введите номер телефона с кодом города или оператора."),
+    ("not_callable", "We cannot call this kind of number; please enter a mobile or landline number.", "На такой номер мы не звоним; укажите мобильный или городской номер."),
+    ("blocked", "We cannot call this number back.", "На этот номер мы перезвонить не можем."),
+    ("too_soon", "Please look around a little longer before asking for a call.", "Пожалуйста, побудьте на сайте ещё немного."),
+    ("limited", "Too many requests; please try again later.", "Слишком много запросов; попробуйте позже."),
+];
+
+/// A site's texts: its language's defaults with its own overrides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Texts {
+    pub lang: Lang,
+    map: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Ru,
+}
+
+impl Texts {
+    /// The defaults of `lang` with `overrides`; an unknown key is an error naming it.
+    pub fn new(lang: Lang, overrides: &BTreeMap<String, String>) -> Result<Texts, String> {
+        let mut map: BTreeMap<String, String> = DEFAULTS
+            .iter()
+            .map(|(k, en, ru)| ((*k).to_owned(), (if lang == Lang::Ru { *ru } else { *en }).to_owned()))
+            .collect();
+        for (k, v) in overrides {
+            if !map.contains_key(k) {
+                let keys: Vec<&str> = DEFAULTS.iter().map(|d| d.0).collect();
+                return Err(format!("{k:?} is not a text key (keys: {})", keys.join(", ")));
+            }
+            map.insert(k.clone(), v.clone());
+        }
+        Ok(Texts { lang, map })
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.map.get(key).map_or("", String::as_str)
+    }
+
+    /// The texts the form shows before a request (sent to the snippet).
+    pub fn form(&self) -> BTreeMap<String, String> {
+        ["button", "title", "prompt", "label", "submit", "close"]
+            .iter()
+            .map(|k| ((*k).to_owned(), self.get(k).to_owned()))
+            .collect()
+    }
+
+    /// `key`'s text with `{when}` (the time `at`, in words, seen from `now` in `tz`) and `{number}`.
+    pub fn render(&self, key: &str, at: Option<Ts>, now: Ts, tz: Tz, number: &str) -> String {
+        let mut s = self.get(key).replace("{number}", number);
+        if s.contains("{when}") {
+            s = s.replace("{when}", &at.map_or_else(String::new, |at| self.when(at, now, tz)));
+        }
+        s
+    }
+
+    /// "in 5 minutes", "today at 15:00", "tomorrow at 09:00", "on Mon 24 Nov at 09:00".
+    pub fn when(&self, at: Ts, now: Ts, tz: Tz) -> String {
+        let local = |t: Ts| tz.timestamp_millis_opt(t.as_millis()).single();
+        let (Some(a), Some(n)) = (local(at), local(now)) else { return String::new() };
+        let ru = self.lang == Lang::Ru;
+        let mins = (at.as_millis() - now.as_millis()).div_euclid(60_000);
+        if mins < 1 {
+            return (if ru { "в течение минуты" } else { "within a minute" }).to_owned();
+        }
+        if mins < 60 {
+            return if ru { format!("через {mins} мин") } else { format!("in {mins} minutes") };
+        }
+        let time = a.format("%H:%M");
+        let days = (a.date_naive() - n.date_naive()).num_days();
+        match (days, ru) {
+            (0, false) => format!("today at {time}"),
+            (0, true) => format!("сегодня в {time}"),
+            (1, false) => format!("tomorrow at {time}"),
+            (1, true) => format!("завтра в {time}"),
+            (_, false) => format!("on {} at {time}", a.format("%a %-d %b")),
+            (_, true) => {
+                const MONTHS: [&str; 12] =
+                    ["января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября", "ноября", "декабря"];
+                use chrono::Datelike;
+                format!("{} {} в {time}", a.day(), MONTHS[a.month0() as usize])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Ts {
+        Ts::from_millis(chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis())
+    }
+
+    #[test]
+    fn times_are_told_in_the_sites_zone_and_language() {
+        let en = Texts::new(Lang::En, &BTreeMap::new()).unwrap();
+        let ru = Texts::new(Lang::Ru, &BTreeMap::new()).unwrap();
+        let tz: Tz = "Europe/Moscow".parse().unwrap();
+        // Friday 21:30 in Moscow.
+        let now = ts("2026-11-20T18:30:00Z");
+        assert_eq!(en.when(ts("2026-11-21T06:00:00Z"), now, tz), "tomorrow at 09:00");
+        assert_eq!(ru.when(ts("2026-11-21T06:00:00Z"), now, tz), "завтра в 09:00");
+        assert_eq!(en.when(ts("2026-11-23T06:00:00Z"), now, tz), "on Mon 23 Nov at 09:00");
+        assert_eq!(ru.when(ts("2026-11-23T06:00:00Z"), now, tz), "23 ноября в 09:00");
+        assert_eq!(en.when(ts("2026-11-20T18:50:00Z"), now, tz), "in 20 minutes");
+        assert_eq!(en.when(ts("2026-11-20T20:00:00Z"), now, tz), "today at 23:00");
+        assert_eq!(
+            en.render("scheduled", Some(ts("2026-11-21T06:00:00Z")), now, tz, "+74951234567"),
+            "Thank you! We will call you back tomorrow at 09:00."
+        );
+    }
+
+    #[test]
+    fn sites_override_texts_and_unknown_keys_are_named() {
+        let mut o = BTreeMap::new();
+        o.insert("button".to_owned(), "Ring me".to_owned());
+        assert_eq!(Texts::new(Lang::En, &o).unwrap().get("button"), "Ring me");
+        o.insert("buton".to_owned(), "x".to_owned());
+        assert!(Texts::new(Lang::En, &o).unwrap_err().contains("\"buton\""));
+    }
+}
