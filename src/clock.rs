@@ -30,6 +30,10 @@ impl ManualClock {
     pub fn advance(&self, d: Duration) {
         self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
     }
+
+    pub fn set(&self, t: Ts) {
+        self.0.store(t.as_millis(), Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

@@ -319,7 +319,10 @@ pub struct TelegramConfig {
 
 impl fmt::Debug for TelegramConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TelegramConfig").field("base_url", &self.base_url).field("chat_id", &self.chat_id).finish_non_exhaustive()
+        f.debug_struct("TelegramConfig")
+            .field("base_url", &self.base_url)
+            .field("chat_id", &self.chat_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1035,7 +1038,12 @@ impl Validator {
         Some(Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs })
     }
 
-    fn windows(&mut self, at: &str, raw: Option<Vec<String>>, default: &[&str]) -> Vec<crate::callback::limits::Window> {
+    fn windows(
+        &mut self,
+        at: &str,
+        raw: Option<Vec<String>>,
+        default: &[&str],
+    ) -> Vec<crate::callback::limits::Window> {
         let raw = raw.unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
         raw.iter()
             .filter_map(|w| crate::callback::limits::Window::parse(w).map_err(|e| self.fail(at, e)).ok())
@@ -1113,7 +1121,10 @@ impl Validator {
                 account_id: need(self, "account_id", t.account_id.clone()),
                 api_key: need(self, "api_key", t.api_key.clone()),
                 rule_id: t.rule_id.unwrap_or_else(|| {
-                    self.fail(&at("trigger.rule_id"), "required for kind = \"voximplant\" (the rule that runs the scenario)");
+                    self.fail(
+                        &at("trigger.rule_id"),
+                        "required for kind = \"voximplant\" (the rule that runs the scenario)",
+                    );
                     0
                 }),
             }),
@@ -1131,7 +1142,10 @@ impl Validator {
                 })
             }
             other => {
-                self.fail(&at("trigger.kind"), format!("{other:?} is not one of \"generic\", \"voximplant\", \"twilio\""));
+                self.fail(
+                    &at("trigger.kind"),
+                    format!("{other:?} is not one of \"generic\", \"voximplant\", \"twilio\""),
+                );
                 None
             }
         };
@@ -1140,7 +1154,8 @@ impl Validator {
             self.fail(&at("attempts"), "must be at least 1");
         }
         let telegram = rc.telegram.map(|tg| {
-            let base_url = tg.base_url.unwrap_or_else(|| "https://api.telegram.org".into()).trim_end_matches('/').to_owned();
+            let base_url =
+                tg.base_url.unwrap_or_else(|| "https://api.telegram.org".into()).trim_end_matches('/').to_owned();
             if !http_url_ok(&base_url) {
                 self.fail(&at("telegram.base_url"), format!("{base_url:?} is not an http(s) URL"));
             }

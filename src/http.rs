@@ -34,10 +34,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/callback",
             axum::routing::post(crate::callback::api::create).options(crate::callback::api::preflight),
         )
-        .route(
-            "/v1/callback/{id}",
-            get(crate::callback::api::status).options(crate::callback::api::preflight),
-        )
+        .route("/v1/callback/{id}", get(crate::callback::api::status).options(crate::callback::api::preflight))
         .with_state(app.clone())
         .merge(pbx)
         .layer(axum::middleware::from_fn_with_state(app, observe))
@@ -217,7 +214,11 @@ impl IntoResponse for Failure {
 }
 
 /// The client's address: the peer, or behind a trusted proxy the rightmost address of its header.
-pub fn client_ip(server: &crate::config::ServerConfig, peer: std::net::SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+pub fn client_ip(
+    server: &crate::config::ServerConfig,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
     server
         .trusted_proxy_header
         .as_deref()

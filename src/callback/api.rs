@@ -83,19 +83,24 @@ fn refusal(status: StatusCode, code: &str, message: String, retry_after: Option<
 }
 
 /// The site of `key`, if the request's `Origin` is one of its allowed origins.
-fn site_for<'a>(app: &'a App, key: &str, headers: &HeaderMap) -> Result<(&'a SiteConfig, HeaderValue), Response> {
+fn site_for<'a>(app: &'a App, key: &str, headers: &HeaderMap) -> Result<(&'a SiteConfig, HeaderValue), Box<Response>> {
     let Some(site) = app.config.sites.iter().find(|s| s.key == key && s.callback.is_some()) else {
-        return Err(refusal(StatusCode::NOT_FOUND, "unknown_site", "no site with a callback form has this key".into(), None));
+        return Err(Box::new(refusal(
+            StatusCode::NOT_FOUND,
+            "unknown_site",
+            "no site with a callback form has this key".into(),
+            None,
+        )));
     };
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
     match site.allowed_origins.iter().find(|a| a.eq_ignore_ascii_case(origin)) {
         Some(a) => Ok((site, HeaderValue::from_str(a).unwrap_or(HeaderValue::from_static("null")))),
-        None => Err(refusal(
+        None => Err(Box::new(refusal(
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
             "send the request from a page on one of the site's allowed origins (the Origin header)".into(),
             None,
-        )),
+        ))),
     }
 }
 
@@ -137,11 +142,18 @@ pub async fn create(
 ) -> Response {
     let req: CallbackRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return refusal(StatusCode::BAD_REQUEST, "bad_request", format!("the body is not a callback request: {e}"), None),
+        Err(e) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the body is not a callback request: {e}"),
+                None,
+            )
+        }
     };
     let (site, origin) = match site_for(&app, &req.site, &headers) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let visitor = match req.visitor.map(VisitorId::new).transpose() {
         Ok(v) => v,
@@ -174,7 +186,9 @@ pub async fn create(
 }
 
 fn site_text(site: &SiteConfig, key: &str) -> String {
-    site.callback.as_ref().map_or_else(String::new, |c| c.texts.get(key).replace("{number}", site.default_before.as_str()))
+    site.callback
+        .as_ref()
+        .map_or_else(String::new, |c| c.texts.get(key).replace("{number}", site.default_before.as_str()))
 }
 
 fn refused(r: Refusal) -> Response {
@@ -209,7 +223,7 @@ pub async fn status(
 ) -> Response {
     let (site, origin) = match site_for(&app, &q.site, &headers) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let not_found = || refusal(StatusCode::NOT_FOUND, "not_found", "no such callback request".into(), None);
     let Some(id) = CallbackId::parse(&id) else { return cors(not_found(), origin) };

@@ -24,9 +24,12 @@ impl Window {
     /// Reads `"N/period"` (`"7/15m"`, `"15/24h"`).
     pub fn parse(s: &str) -> Result<Window, String> {
         let (n, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not N/period such as \"7/15m\""))?;
-        let count = n.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            format!("{s:?}: {n:?} is not a count of at least 1")
-        })?;
+        let count = n
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{s:?}: {n:?} is not a count of at least 1"))?;
         let period = humantime::parse_duration(p.trim())
             .ok()
             .filter(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(366 * 86_400))

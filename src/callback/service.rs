@@ -132,17 +132,25 @@ async fn check(
             Some(v) => app.pool.current_visit(&site.id, v, now).await?.map(|visit| visit.first_seen),
             None => None,
         };
-        if !first_seen.is_some_and(|t| now >= t.plus(cfg.min_time_on_site)) {
+        if first_seen.is_none_or(|t| now < t.plus(cfg.min_time_on_site)) {
             return Ok(Err(text("too_soon")));
         }
     }
     if let Err(scope) = app.callback_limiters.check(&site.id, req.ip, req.visitor.as_ref().map(VisitorId::as_str)) {
-        return Ok(Err(Refusal { reason: scope.as_str(), message: cfg.texts.get("limited").to_owned(), retry_after: None }));
+        return Ok(Err(Refusal {
+            reason: scope.as_str(),
+            message: cfg.texts.get("limited").to_owned(),
+            retry_after: None,
+        }));
     }
     let due = if cfg.hours.is_open(now) { Some(now) } else { cfg.hours.next_open(now) };
     match due {
         Some(due) => Ok(Ok((number, due))),
-        None => Ok(Err(Refusal { reason: "closed", message: cfg.texts.get("failed").replace("{number}", site.default_before.as_str()), retry_after: None })),
+        None => Ok(Err(Refusal {
+            reason: "closed",
+            message: cfg.texts.get("failed").replace("{number}", site.default_before.as_str()),
+            retry_after: None,
+        })),
     }
 }
 
@@ -152,12 +160,7 @@ pub fn status_message(app: &App, cb: &Callback) -> Option<ServerMsg> {
     let cfg = site.callback.as_ref()?;
     let message =
         cfg.texts.render(cb.status.as_str(), cb.at(), app.clock.now(), site.timezone, site.default_before.as_str());
-    Some(ServerMsg::Callback {
-        id: cb.id.to_string(),
-        status: cb.status,
-        at: cb.at().map(Ts::as_millis),
-        message,
-    })
+    Some(ServerMsg::Callback { id: cb.id.to_string(), status: cb.status, at: cb.at().map(Ts::as_millis), message })
 }
 
 /// Tells every tab of the callback's visitor (on every node) how it stands.

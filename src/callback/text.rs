@@ -12,7 +12,11 @@ use chrono_tz::Tz;
 pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("button", "Call me back", "Перезвоните мне"),
     ("title", "We will call you back", "Мы вам перезвоним"),
-    ("prompt", "Leave your number and we will call you within a minute.", "Оставьте номер — мы перезвоним в течение минуты."),
+    (
+        "prompt",
+        "Leave your number and we will call you within a minute.",
+        "Оставьте номер — мы перезвоним в течение минуты.",
+    ),
     ("label", "Your phone number", "Ваш номер телефона"),
     ("submit", "Call me", "Позвоните мне"),
     ("close", "Close", "Закрыть"),
@@ -23,12 +27,32 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
     ("calling", "Calling our operator…", "Соединяем с оператором…"),
     ("connected", "Connected: please pick up your phone.", "Соединено: возьмите трубку."),
     ("completed", "Thank you for talking to us!", "Спасибо за разговор!"),
-    ("missed", "We could not reach you. Please try again or call us at {number}.", "Не удалось дозвониться. Попробуйте ещё раз или позвоните нам: {number}."),
-    ("failed", "Sorry, we could not place the call. Please call us at {number}.", "Не удалось позвонить. Позвоните нам: {number}."),
-    ("invalid", "Please enter a phone number we can call, with its area code.", "Введите номер телефона с кодом города или оператора."),
-    ("not_callable", "We cannot call this kind of number; please enter a mobile or landline number.", "На такой номер мы не звоним; укажите мобильный или городской номер."),
+    (
+        "missed",
+        "We could not reach you. Please try again or call us at {number}.",
+        "Не удалось дозвониться. Попробуйте ещё раз или позвоните нам: {number}.",
+    ),
+    (
+        "failed",
+        "Sorry, we could not place the call. Please call us at {number}.",
+        "Не удалось позвонить. Позвоните нам: {number}.",
+    ),
+    (
+        "invalid",
+        "Please enter a phone number we can call, with its area code.",
+        "Введите номер телефона с кодом города или оператора.",
+    ),
+    (
+        "not_callable",
+        "We cannot call this kind of number; please enter a mobile or landline number.",
+        "На такой номер мы не звоним; укажите мобильный или городской номер.",
+    ),
     ("blocked", "We cannot call this number back.", "На этот номер мы перезвонить не можем."),
-    ("too_soon", "Please look around a little longer before asking for a call.", "Пожалуйста, побудьте на сайте ещё немного."),
+    (
+        "too_soon",
+        "Please look around a little longer before asking for a call.",
+        "Пожалуйста, побудьте на сайте ещё немного.",
+    ),
     ("limited", "Too many requests; please try again later.", "Слишком много запросов; попробуйте позже."),
 ];
 
@@ -104,8 +128,20 @@ impl Texts {
             (1, true) => format!("завтра в {time}"),
             (_, false) => format!("on {} at {time}", a.format("%a %-d %b")),
             (_, true) => {
-                const MONTHS: [&str; 12] =
-                    ["января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября", "ноября", "декабря"];
+                const MONTHS: [&str; 12] = [
+                    "января",
+                    "февраля",
+                    "марта",
+                    "апреля",
+                    "мая",
+                    "июня",
+                    "июля",
+                    "августа",
+                    "сентября",
+                    "октября",
+                    "ноября",
+                    "декабря",
+                ];
                 use chrono::Datelike;
                 format!("{} {} в {time}", a.day(), MONTHS[a.month0() as usize])
             }

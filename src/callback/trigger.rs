@@ -57,14 +57,14 @@ pub fn request(
                 .header("Idempotency-Key", cb.id.as_str())
                 .body(body)
         }
-        TriggerConfig::VoxImplant { base_url, account_id, api_key, rule_id } => client
-            .post(format!("{base_url}/platform_api/StartScenarios/"))
-            .form(&[
+        TriggerConfig::VoxImplant { base_url, account_id, api_key, rule_id } => {
+            client.post(format!("{base_url}/platform_api/StartScenarios/")).form(&[
                 ("account_id", account_id.as_str()),
                 ("api_key", api_key.as_str()),
                 ("rule_id", rule_id.to_string().as_str()),
                 ("script_custom_data", &format!("{}:{}:{}", operator, cb.number, cb.id)),
-            ]),
+            ])
+        }
         TriggerConfig::Twilio { base_url, account_sid, auth_token, from, status_url } => {
             let twiml = format!(
                 "<Response><Dial callerId=\"{from}\" timeout=\"30\"><Number>{}</Number></Dial></Response>",
@@ -105,7 +105,9 @@ pub fn answer(trigger: &TriggerConfig, status: reqwest::StatusCode, body: &str) 
         return Answer::Refused(format!("the PBX refused the request: HTTP {status} {detail}").trim_end().to_owned());
     }
     match trigger {
-        TriggerConfig::Generic { .. } => Answer::Placed { pbx_ref: json.as_ref().and_then(|j| j.get("call_id").and_then(text)) },
+        TriggerConfig::Generic { .. } => {
+            Answer::Placed { pbx_ref: json.as_ref().and_then(|j| j.get("call_id").and_then(text)) }
+        }
         TriggerConfig::VoxImplant { .. } => {
             let Some(j) = json else { return Answer::Again("VoxImplant answered something that is not JSON".into()) };
             if let Some(err) = j.get("error") {
@@ -118,7 +120,9 @@ pub fn answer(trigger: &TriggerConfig, status: reqwest::StatusCode, body: &str) 
             }
             Answer::Placed { pbx_ref: j.get("call_session_history_id").and_then(text) }
         }
-        TriggerConfig::Twilio { .. } => Answer::Placed { pbx_ref: json.as_ref().and_then(|j| j.get("sid").and_then(text)) },
+        TriggerConfig::Twilio { .. } => {
+            Answer::Placed { pbx_ref: json.as_ref().and_then(|j| j.get("sid").and_then(text)) }
+        }
     }
 }
 
@@ -127,7 +131,12 @@ mod tests {
     use super::*;
 
     fn vox() -> TriggerConfig {
-        TriggerConfig::VoxImplant { base_url: "http://x".into(), account_id: "1".into(), api_key: "k".into(), rule_id: 2 }
+        TriggerConfig::VoxImplant {
+            base_url: "http://x".into(),
+            account_id: "1".into(),
+            api_key: "k".into(),
+            rule_id: 2,
+        }
     }
 
     #[test]

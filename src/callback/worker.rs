@@ -188,17 +188,21 @@ async fn notice_job(app: &App, client: &reqwest::Client, job: &CallbackJob) -> F
         }
         JobKind::TelegramRequest | JobKind::TelegramMissed => cfg.and_then(|c| c.telegram.as_ref()).map(|tg| {
             let missed = job.kind == JobKind::TelegramMissed;
-            client
-                .post(format!("{}/bot{}/sendMessage", tg.base_url, tg.bot_token))
-                .json(&json!({ "chat_id": tg.chat_id, "text": team_text(app, cb, missed), "disable_web_page_preview": true }))
+            client.post(format!("{}/bot{}/sendMessage", tg.base_url, tg.bot_token)).json(
+                &json!({ "chat_id": tg.chat_id, "text": team_text(app, cb, missed), "disable_web_page_preview": true }),
+            )
         }),
         JobKind::HookRequest | JobKind::HookMissed => cfg.and_then(|c| c.notify.as_ref()).map(|hook| {
             let event = if job.kind == JobKind::HookMissed { "callback.missed" } else { "callback.requested" };
-            let body = serde_json::to_vec(&json!({ "event": event, "callback": hook_view(cb) })).expect("JSON values serialize");
+            let body = serde_json::to_vec(&json!({ "event": event, "callback": hook_view(cb) }))
+                .expect("JSON values serialize");
             client
                 .post(&hook.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(crate::pbx::SIGNATURE_HEADER, crate::pbx::sign(&hook.secret, now.as_millis().div_euclid(1000), &body))
+                .header(
+                    crate::pbx::SIGNATURE_HEADER,
+                    crate::pbx::sign(&hook.secret, now.as_millis().div_euclid(1000), &body),
+                )
                 .body(body)
         }),
         _ => None,
@@ -237,7 +241,10 @@ fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
     let tz = site.map_or(chrono_tz::UTC, |s| s.timezone);
     let local = |t: Ts| {
         use chrono::TimeZone;
-        tz.timestamp_millis_opt(t.as_millis()).single().map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+        tz.timestamp_millis_opt(t.as_millis())
+            .single()
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
     };
     let mut lines = vec![
         if missed { format!("Missed callback on {}", cb.site) } else { format!("Callback request on {}", cb.site) },

@@ -208,9 +208,7 @@ impl CallStore {
     /// Claims up to `limit` due jobs of `kind` (a call's); each is held until `hold_until`.
     pub async fn claim(&self, kind: JobKind, now: Ts, limit: usize, hold_until: Ts) -> Result<Vec<Job>, PoolError> {
         let raw: Vec<RawJob> = dispatch!(self.claim_raw(kind, now, limit, hold_until))?;
-        raw.into_iter()
-            .map(|j| Ok(Job { kind, call: decode(&j.record, "call")?, attempts: j.attempts }))
-            .collect()
+        raw.into_iter().map(|j| Ok(Job { kind, call: decode(&j.record, "call")?, attempts: j.attempts })).collect()
     }
 
     /// Ends the claims of `done` (jobs of `kind`, by their record's id), in one step.
@@ -413,7 +411,8 @@ impl EmbeddedCalls {
         let call = save.call.clone();
         let expected = save.expected;
         let caller = save.caller.map(|(c, m, _)| (c.as_str().to_owned(), encode(m)));
-        let states: Vec<(String, String)> = save.states.iter().map(|(k, d)| (k.job(call.key.as_str()), encode(d))).collect();
+        let states: Vec<(String, String)> =
+            save.states.iter().map(|(k, d)| (k.job(call.key.as_str()), encode(d))).collect();
         let jobs: Vec<(JobKind, i64)> = save.jobs.iter().map(|(k, t)| (*k, t.as_millis())).collect();
         let hurry: Vec<(JobKind, i64)> = save.hurry.iter().map(|(k, t)| (*k, t.as_millis())).collect();
         self.blocking(move |db| {
@@ -482,7 +481,8 @@ impl EmbeddedCalls {
                 let key = k.value().2.to_owned();
                 let Some(v) = calls.get(key.as_str()).map_err(storage)? else { continue };
                 let call: Call = decode(v.value(), "call")?;
-                let (ga4, yandex) = (state(JobKind::Ga4.job(call.key.as_str()))?, state(JobKind::Yandex.job(call.key.as_str()))?);
+                let (ga4, yandex) =
+                    (state(JobKind::Ga4.job(call.key.as_str()))?, state(JobKind::Yandex.job(call.key.as_str()))?);
                 out.push(StoredCall { call, ga4, yandex });
             }
             Ok(out)
@@ -510,7 +510,8 @@ impl EmbeddedCalls {
                     due.insert(job.as_str(), now).map_err(storage)?;
                 }
                 let ready = entries_before(&queue, k, now.saturating_add(1), limit)?;
-                let records = txn.open_table(if kind.record() == "call" { CALLS } else { CALLBACKS }).map_err(storage)?;
+                let records =
+                    txn.open_table(if kind.record() == "call" { CALLS } else { CALLBACKS }).map_err(storage)?;
                 let states = txn.open_table(STATES).map_err(storage)?;
                 let tries = txn.open_table(TRIES).map_err(storage)?;
                 for (at, job) in ready {

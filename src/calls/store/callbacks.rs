@@ -22,7 +22,10 @@ use crate::calls::{CallKey, Delivery};
 pub enum Created {
     Stored,
     /// A limit is used up; the number (or site) may ask again after this long.
-    Refused { scope: Scope, retry_after: Duration },
+    Refused {
+        scope: Scope,
+        retry_after: Duration,
+    },
 }
 
 /// What an update came to.
@@ -66,7 +69,12 @@ fn millis(d: Duration) -> i64 {
 impl CallStore {
     /// Stores a new callback with its links and jobs, unless a per-number or per-site limit
     /// (counted here, exactly, across the cluster) is used up.
-    pub async fn create_callback(&self, cb: &Callback, limits: &Limits, extra: Extra<'_>) -> Result<Created, PoolError> {
+    pub async fn create_callback(
+        &self,
+        cb: &Callback,
+        limits: &Limits,
+        extra: Extra<'_>,
+    ) -> Result<Created, PoolError> {
         match self {
             CallStore::Embedded(s) => s.create_callback(cb, limits, extra).await,
             CallStore::Redis(s) => s.create_callback(cb, limits, extra).await,
@@ -158,12 +166,13 @@ impl EmbeddedCalls {
                 }
                 let longest = millis(limits.number_memory()).max(1);
                 let mut by_number = txn.open_table(CB_BY_NUMBER).map_err(storage)?;
-                let times = |t: &redb::Table<(&str, i64, &str), ()>, part: &str, since: i64| -> Result<Vec<i64>, PoolError> {
-                    t.range((part, since.saturating_add(1), "")..(part, i64::MAX, ""))
-                        .map_err(storage)?
-                        .map(|e| e.map(|(k, _)| k.value().1).map_err(storage))
-                        .collect()
-                };
+                let times =
+                    |t: &redb::Table<(&str, i64, &str), ()>, part: &str, since: i64| -> Result<Vec<i64>, PoolError> {
+                        t.range((part, since.saturating_add(1), "")..(part, i64::MAX, ""))
+                            .map_err(storage)?
+                            .map(|e| e.map(|(k, _)| k.value().1).map_err(storage))
+                            .collect()
+                    };
                 let number_times = times(&by_number, &nkey, now - longest)?;
                 if let Some((retry_after, period)) = used_up(&number_times, &limits.per_number, now) {
                     if period == limits.number_memory() && !limits.number_ban.is_zero() {

@@ -1,0 +1,847 @@
+//! The callback widget end to end, against a strict local fake PBX (generic signed webhook,
+//! VoxImplant StartScenarios, Twilio create-call), a fake Telegram and notification webhook, and
+//! the strict GA4 fake: a request in working hours → exactly one signed trigger → the outcome
+//! webhook → every tab of the visitor sees the status → GA4 gets `callback_request` and the
+//! call's event. Also: each limit and the blocklist, a burst of 1,000 requests, the PBX down
+//! then up, a restart between request and trigger, and scheduling outside working hours.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use callpool::clock::ManualClock;
+use callpool::config::Config;
+use callpool_pool::Ts;
+use common::*;
+use serde_json::{json, Value};
+
+const ORIGIN: &str = "https://shop.example";
+const PAGE: &str = "https://shop.example/landing?utm_source=google&utm_medium=cpc&utm_campaign=winter";
+const PBX_SECRET: &str = "office-secret-0123456789";
+const TRIGGER_SECRET: &str = "trigger-secret-0123456789";
+const NOTIFY_SECRET: &str = "notify-secret-0123456789";
+const BOT_TOKEN: &str = "123456:bot-token";
+const CLIENT_ID: &str = "1197596843.1673515099";
+const OPERATOR: &str = "+74951230099";
+const TWILIO_SID: &str = "AC0123456789abcdef";
+const TWILIO_TOKEN: &str = "twilio-auth-token-0123";
+const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
+
+/// One request the fake PBX (or Telegram, or the notification hook) received.
+#[derive(Clone, Debug)]
+struct Got {
+    path: String,
+    body: Vec<u8>,
+    status: u16,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// The PBX, Telegram and the team's webhook: checks every request strictly (violations are
+/// answered 400 and listed) and answers 503 to triggers while `down` or `failing` > 0.
+#[derive(Clone, Default)]
+struct FakePbx {
+    got: Arc<Mutex<Vec<Got>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+    down: Arc<AtomicBool>,
+    failing: Arc<AtomicU32>,
+}
+
+impl FakePbx {
+    async fn start(&self) -> String {
+        let me = self.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let me = me.clone();
+            async move { me.handle(req).await }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    async fn handle(&self, req: axum::extract::Request) -> (axum::http::StatusCode, String) {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap().to_vec();
+        let path = parts.uri.path().to_owned();
+        let (problems, answer) = check(&path, &parts.headers, &body, self.got.lock().unwrap().len());
+        let trigger = !path.contains("sendMessage") && path != "/notify";
+        let status = if !problems.is_empty() {
+            self.violations.lock().unwrap().extend(problems);
+            400
+        } else if trigger
+            && (self.down.load(Ordering::SeqCst)
+                || self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok())
+        {
+            503
+        } else if path.ends_with("Calls.json") {
+            201
+        } else {
+            200
+        };
+        self.got.lock().unwrap().push(Got { path, body, status });
+        (axum::http::StatusCode::from_u16(status).unwrap(), if status < 300 { answer } else { String::new() })
+    }
+
+    /// Requests to `path` answered 2xx.
+    fn accepted(&self, path: &str) -> Vec<Got> {
+        self.got.lock().unwrap().iter().filter(|g| g.path.ends_with(path) && g.status < 300).cloned().collect()
+    }
+
+    fn attempts(&self, path: &str) -> usize {
+        self.got.lock().unwrap().iter().filter(|g| g.path.ends_with(path)).count()
+    }
+
+    fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+}
+
+/// The time a `Callpool-Signature` names (the node under test may run on a manual clock, so the
+/// MAC is checked at the time it claims; the replay window is the receiver's own policy).
+fn signed_at(headers: &axum::http::HeaderMap) -> Ts {
+    let value = headers.get("callpool-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let t = value.split(',').find_map(|p| p.trim().strip_prefix("t=")).and_then(|t| t.parse::<i64>().ok());
+    t.map_or(Ts::now(), |t| Ts::from_millis(t * 1000))
+}
+
+/// What each endpoint requires; the answer it gives when all is well.
+fn check(path: &str, headers: &axum::http::HeaderMap, body: &[u8], n: usize) -> (Vec<String>, String) {
+    let mut p = Vec::new();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let e164 = |s: &str| s.starts_with('+') && s.len() > 8 && s[1..].bytes().all(|b| b.is_ascii_digit());
+    let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    let mut answer = String::new();
+    match path {
+        "/trigger" => {
+            if let Err(r) = callpool::pbx::verify(headers, body, &[TRIGGER_SECRET.to_owned()], signed_at(headers)) {
+                p.push(format!("trigger signature: {}", r.message));
+            }
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let id = v["callback_id"].as_str().unwrap_or("");
+            if !id.starts_with("cb-") || v["call_id"] != v["callback_id"] {
+                p.push(format!("callback_id / call_id: {v}"));
+            }
+            if header("idempotency-key") != id {
+                p.push("Idempotency-Key is not the callback id".into());
+            }
+            if v["operator"] != OPERATOR || !e164(v["number"].as_str().unwrap_or("")) {
+                p.push(format!("operator / number: {v}"));
+            }
+            if v["site"].as_str().is_none() || v["requested_at"].as_str().is_none() || v["attempt"].as_u64().is_none() {
+                p.push(format!("site / requested_at / attempt: {v}"));
+            }
+            if !header("content-type").starts_with("application/json") {
+                p.push("trigger content-type".into());
+            }
+        }
+        "/platform_api/StartScenarios/" => {
+            for (k, want) in [("account_id", "100"), ("api_key", "vox-key"), ("rule_id", "7")] {
+                if form.get(k).map(String::as_str) != Some(want) {
+                    p.push(format!("voximplant {k}: {:?}", form.get(k)));
+                }
+            }
+            let data = form.get("script_custom_data").cloned().unwrap_or_default();
+            let parts: Vec<&str> = data.split(':').collect();
+            if parts.len() != 3 || parts[0] != OPERATOR || !e164(parts[1]) || !parts[2].starts_with("cb-") {
+                p.push(format!("voximplant script_custom_data {data:?}"));
+            }
+            answer = json!({"result": 1, "media_session_access_url": "http://x/", "call_session_history_id": 9000 + n})
+                .to_string();
+        }
+        _ if path == format!("/2010-04-01/Accounts/{TWILIO_SID}/Calls.json") => {
+            use base64::Engine;
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{TWILIO_SID}:{TWILIO_TOKEN}"));
+            if header("authorization") != format!("Basic {auth}") {
+                p.push("twilio basic auth".into());
+            }
+            if form.get("To").map(String::as_str) != Some(OPERATOR) || !form.get("From").is_some_and(|f| e164(f)) {
+                p.push(format!("twilio To/From: {form:?}"));
+            }
+            if !form.get("Twiml").is_some_and(|t| t.contains("<Dial") && t.contains("<Number>+7")) {
+                p.push(format!("twilio Twiml: {:?}", form.get("Twiml")));
+            }
+            if form.get("StatusCallback").map(String::as_str) != Some(TWILIO_URL) {
+                p.push("twilio StatusCallback".into());
+            }
+            answer = json!({"sid": format!("CA{n:032}"), "status": "queued"}).to_string();
+        }
+        _ if path == format!("/bot{BOT_TOKEN}/sendMessage") => {
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            if v["chat_id"] != "-100200" || !v["text"].as_str().is_some_and(|t| t.contains("+79161234567")) {
+                p.push(format!("telegram sendMessage: {v}"));
+            }
+            answer = json!({"ok": true, "result": {"message_id": n}}).to_string();
+        }
+        "/notify" => {
+            if let Err(r) = callpool::pbx::verify(headers, body, &[NOTIFY_SECRET.to_owned()], signed_at(headers)) {
+                p.push(format!("notify signature: {}", r.message));
+            }
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            if !matches!(v["event"].as_str(), Some("callback.requested" | "callback.missed"))
+                || v["callback"]["id"].as_str().is_none()
+            {
+                p.push(format!("notify body: {v}"));
+            }
+        }
+        other => p.push(format!("unexpected path {other}")),
+    }
+    (p, answer)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Embedded,
+    Redis,
+}
+
+/// `site_extra` goes into the `shop` site's table, `extra` into its `[site.callback]`; the other
+/// sites follow.
+fn config(
+    backend: Backend,
+    dir: &std::path::Path,
+    prefix: &str,
+    (pbx, ga): (&str, &str),
+    site_extra: &str,
+    extra: &str,
+) -> Config {
+    let store = match backend {
+        Backend::Embedded => format!("kind = \"embedded\"\ndata_dir = {:?}", dir.join("data").display().to_string()),
+        Backend::Redis => format!("kind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"", redis_url()),
+    };
+    let text = format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+trusted_proxy_header = "X-Forwarded-For"
+
+[store]
+{store}
+
+[analytics]
+ga4_base_url = "{ga}"
+yandex_base_url = "{ga}"
+retry_base = "200ms"
+request_timeout = "2s"
+
+[[pbx]]
+id = "office"
+secrets = ["{PBX_SECRET}"]
+
+[[pbx]]
+id = "tw"
+twilio_auth_token = "{TWILIO_TOKEN}"
+twilio_url = "{TWILIO_URL}"
+
+{site}
+{site_extra}
+
+[site.ga4]
+measurement_id = "{GA4_MEASUREMENT_ID}"
+api_secret = "{GA4_API_SECRET}"
+
+[site.callback]
+language = "en"
+operator = "{OPERATOR}"
+pbx = "office"
+retry_base = "200ms"
+attempts = 4
+blocklist = ["+7999*"]
+trigger = {{ kind = "generic", url = "{pbx}/trigger", secret = "{TRIGGER_SECRET}" }}
+telegram = {{ base_url = "{pbx}", bot_token = "{BOT_TOKEN}", chat_id = "-100200" }}
+notify = {{ url = "{pbx}/notify", secret = "{NOTIFY_SECRET}" }}
+limits = {{ per_ip = ["2000/1h"], per_visitor = ["2000/1h"] }}
+{extra}
+"#,
+        site = shop_site(ORIGIN, "200ms", "30m", "200ms"),
+    );
+    Config::parse(&text, "callback-test.toml", &HashMap::new()).expect("test config")
+}
+
+/// A second site with small limits (`lim`), and sites on the VoxImplant and Twilio adapters.
+fn more_sites(pbx: &str) -> String {
+    format!(
+        r#"
+[[site]]
+id = "lim"
+key = "lim-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234500"
+default_after = "+74951234501"
+numbers = ["+74951230010"]
+
+[site.callback]
+operator = "{OPERATOR}"
+pbx = "office"
+trigger = {{ kind = "generic", url = "{pbx}/trigger", secret = "{TRIGGER_SECRET}" }}
+limits = {{ per_number = ["2/1h"], per_site = ["4/1h"], per_ip = ["3/1h"], per_visitor = ["2/1h"] }}
+
+[[site]]
+id = "vox"
+key = "vox-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234510"
+default_after = "+74951234511"
+numbers = ["+74951230011"]
+
+[site.callback]
+operator = "{OPERATOR}"
+pbx = "office"
+trigger = {{ kind = "voximplant", url = "{pbx}", account_id = "100", api_key = "vox-key", rule_id = 7 }}
+
+[[site]]
+id = "twi"
+key = "twi-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234520"
+default_after = "+74951234521"
+numbers = ["+74951230012"]
+
+[site.callback]
+operator = "{OPERATOR}"
+pbx = "tw"
+min_time_on_site = "0s"
+trigger = {{ kind = "twilio", url = "{pbx}", account_sid = "{TWILIO_SID}", auth_token = "{TWILIO_TOKEN}", from = "+74951230098", status_url = "{TWILIO_URL}" }}
+"#
+    )
+}
+
+struct World {
+    node: Node,
+    pbx: FakePbx,
+    ga: FakeAnalytics,
+    backend: Backend,
+    dir: tempfile::TempDir,
+    prefix: String,
+    pbx_url: String,
+    ga_url: String,
+}
+
+impl World {
+    async fn start(backend: Backend) -> World {
+        let pbx = FakePbx::default();
+        let pbx_url = pbx.start().await;
+        let ga = FakeAnalytics::default();
+        let ga_url = ga.start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique("cb");
+        let cfg = config(backend, dir.path(), &prefix, (&pbx_url, &ga_url), "", &more_sites(&pbx_url));
+        let node = Node::start_real(cfg).await;
+        World { node, pbx, ga, backend, dir, prefix, pbx_url, ga_url }
+    }
+
+    fn config(&self) -> Config {
+        config(
+            self.backend,
+            self.dir.path(),
+            &self.prefix,
+            (&self.pbx_url, &self.ga_url),
+            "",
+            &more_sites(&self.pbx_url),
+        )
+    }
+
+    /// Stops the node and starts another on the same store.
+    async fn restart(mut self) -> World {
+        let config = self.config();
+        self.node.stop().await;
+        let app = loop {
+            match callpool::app::App::start(config.clone(), Arc::new(callpool::clock::SystemClock)).await {
+                Ok(app) => break app,
+                Err(e) if e.to_string().contains("lock") || e.to_string().contains("already open") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("restart: {e}"),
+            }
+        };
+        self.node = Node::serve(Arc::new(app)).await;
+        self
+    }
+
+    /// `POST /v1/callback` from `ip`.
+    async fn ask(&self, site_key: &str, number: &str, visitor: &str, ip: &str) -> (u16, Value) {
+        let body =
+            json!({"site": site_key, "number": number, "visitor": visitor, "ga_client_id": CLIENT_ID, "page": PAGE});
+        let resp = reqwest::Client::new()
+            .post(self.node.url("/v1/callback"))
+            .header("origin", ORIGIN)
+            .header("x-forwarded-for", ip)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The PBX reports the callback's call (`call_id` = the callback id, as the trigger asked).
+    async fn report(&self, call_id: &str, status: &str) {
+        let body = json!({
+            "call_id": call_id, "called": "+79161234567", "caller": OPERATOR,
+            "started_at": Ts::now().as_millis() / 1000, "status": status, "duration": 42,
+        })
+        .to_string();
+        let t = Ts::now().as_millis() / 1000;
+        let resp = reqwest::Client::new()
+            .post(self.node.url("/v1/pbx/calls?pbx=office"))
+            .header("content-type", "application/json")
+            .header("callpool-signature", callpool::pbx::sign(PBX_SECRET, t, body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+}
+
+/// The next `callback` message a tab hears (other messages skipped).
+async fn callback_msg(tab: &mut WsTab) -> Value {
+    loop {
+        match tab.next().await {
+            Heard::Json(v) if v["type"] == "callback" || v["type"] == "callback_refused" => return v,
+            Heard::Json(_) => continue,
+            other => panic!("expected a callback message, got {other:?}"),
+        }
+    }
+}
+
+/// Statuses a tab hears until `last` (inclusive).
+async fn statuses_until(tab: &mut WsTab, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let m = callback_msg(tab).await;
+        let s = m["status"].as_str().unwrap_or("").to_owned();
+        seen.push(s.clone());
+        if s == last {
+            return seen;
+        }
+    }
+}
+
+async fn open_tab(node: &Node, visitor: &str) -> WsTab {
+    let mut tab = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    let hello = json!({"type": "hello", "v": 1, "visitor": visitor, "tab": unique("tab"), "ga_client_id": CLIENT_ID, "page": PAGE});
+    tab.send_text(&hello.to_string()).await;
+    // site, callback_form, number
+    loop {
+        match tab.next().await {
+            Heard::Json(v) if v["type"] == "callback_form" => {
+                assert_eq!(v["open"], true, "{v}");
+                assert_eq!(v["texts"]["button"], "Call me back");
+                return tab;
+            }
+            Heard::Json(_) => continue,
+            other => panic!("expected the callback form, got {other:?}"),
+        }
+    }
+}
+
+async fn in_hours_request_is_triggered_once_and_followed_to_the_end(backend: Backend) {
+    let w = World::start(backend).await;
+    let visitor = unique("v");
+    let mut tab1 = open_tab(&w.node, &visitor).await;
+    let mut tab2 = open_tab(&w.node, &visitor).await;
+    tab1.send_text(&json!({"type": "callback_request", "number": "8 (916) 123-45-67"}).to_string()).await;
+    let first = callback_msg(&mut tab2).await;
+    assert_eq!(first["status"], "accepted", "{first}");
+    assert_eq!(first["message"], "Thank you! We are calling you now.");
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(statuses_until(&mut tab2, "calling").await, ["calling"]);
+    assert_eq!(statuses_until(&mut tab1, "calling").await, ["accepted", "calling"]);
+
+    let triggers = w.pbx.accepted("/trigger");
+    assert_eq!(triggers.len(), 1, "exactly one trigger");
+    let t = triggers[0].json();
+    assert_eq!(
+        (t["callback_id"].as_str(), t["number"].as_str(), t["site"].as_str()),
+        (Some(id.as_str()), Some("+79161234567"), Some("shop"))
+    );
+
+    w.report(&id, "answered").await;
+    assert_eq!(statuses_until(&mut tab1, "connected").await, ["connected"]);
+    w.report(&id, "completed").await;
+    assert_eq!(statuses_until(&mut tab2, "completed").await, ["connected", "completed"]);
+
+    // GA4: callback_request with the session, then the call's own event, attributed as a callback.
+    eventually("GA4 has both events", || async { w.ga.ga4_accepted().len() == 2 }).await;
+    let events = w.ga.ga4_accepted();
+    let by_name = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["events"][0]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {events:?}"))
+    };
+    let req = by_name("callback_request");
+    assert_eq!(req["client_id"], CLIENT_ID);
+    assert_eq!(req["events"][0]["params"]["callback_id"], id.as_str());
+    assert_eq!(req["events"][0]["params"]["source"], "google");
+    let call = by_name("phone_call");
+    assert_eq!(call["client_id"], CLIENT_ID);
+    assert_eq!(call["events"][0]["params"]["match_kind"], "callback");
+    assert_eq!(call["events"][0]["params"]["campaign"], "winter");
+    assert!(!serde_json::to_string(&events).unwrap().contains("79161234567"), "the visitor's number never goes to GA");
+
+    // The team heard of the request once, by Telegram and by the webhook.
+    eventually("the team is notified", || async {
+        w.pbx.accepted("sendMessage").len() == 1 && w.pbx.accepted("/notify").len() == 1
+    })
+    .await;
+    assert_eq!(w.pbx.accepted("/notify")[0].json()["event"], "callback.requested");
+    assert_eq!(w.ga.violations(), Vec::<String>::new());
+    assert_eq!(w.pbx.violations(), Vec::<String>::new());
+
+    // The report lists the call as a callback; a late repeat of the webhook changes nothing.
+    w.report(&id, "completed").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(w.pbx.accepted("/trigger").len(), 1);
+    assert_eq!(w.ga.ga4_accepted().len(), 2);
+    assert_eq!(w.node.metric("callpool_callback_outcomes_total{status=\"completed\"}").await, 1.0);
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn in_hours_request_is_triggered_once_and_followed_to_the_end_embedded() {
+    in_hours_request_is_triggered_once_and_followed_to_the_end(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn in_hours_request_is_triggered_once_and_followed_to_the_end_redis() {
+    in_hours_request_is_triggered_once_and_followed_to_the_end(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn bad_numbers_are_refused_with_a_message_for_the_form() {
+    let w = World::start(Backend::Embedded).await;
+    let mut tab = open_tab(&w.node, &unique("v")).await;
+    for (number, reason) in [
+        ("123", "invalid"),
+        ("call me", "invalid"),
+        ("+7 999 123 45 67", "blocked"),
+        ("8 809 123 45 67", "not_callable"),
+    ] {
+        tab.send_text(&json!({"type": "callback_request", "number": number}).to_string()).await;
+        let m = callback_msg(&mut tab).await;
+        assert_eq!(
+            (m["type"].as_str(), m["reason"].as_str()),
+            (Some("callback_refused"), Some(reason)),
+            "{number}: {m}"
+        );
+        assert!(!m["message"].as_str().unwrap().is_empty());
+    }
+    let (status, body) = w.ask("shop-public-key", "12", "v-api", "10.0.0.1").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid");
+    assert_eq!(body["error"]["message"], "Please enter a phone number we can call, with its area code.");
+    // Wrong origin, unknown key, malformed body.
+    let post = |origin: &'static str, body: Value| {
+        let url = w.node.url("/v1/callback");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("origin", origin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post("https://evil.example", json!({"site": "shop-public-key", "number": "+79161234567"})).await, 403);
+    assert_eq!(post(ORIGIN, json!({"site": "nope-key-123", "number": "+79161234567"})).await, 404);
+    assert_eq!(post(ORIGIN, json!({"site": "shop-public-key"})).await, 400);
+    assert_eq!(post(ORIGIN, json!({"site": "shop-public-key", "number": "+79161234567", "x": 1})).await, 400);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.pbx.attempts("/trigger"), 0, "nothing refused reaches the PBX");
+    assert_eq!(w.node.metric("callpool_callback_refused_total{reason=\"invalid\",site=\"shop\"}").await, 3.0);
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn each_limit_refuses_and_a_number_that_used_its_day_is_banned() {
+    let w = World::start(Backend::Redis).await;
+    let n = |i: u32| format!("+7916123450{i}");
+    let mut results = Vec::new();
+    for (number, visitor, ip) in [
+        (n(1), "v1", "10.0.0.1"),
+        (n(2), "v1", "10.0.0.1"),
+        (n(3), "v1", "10.0.0.1"), // the visitor's third
+        (n(3), "v2", "10.0.0.1"), // the address's fourth
+        (n(1), "v3", "10.0.0.2"),
+        (n(1), "v4", "10.0.0.3"), // n1's third in an hour: its longest window, banned
+        (n(4), "v5", "10.0.0.4"),
+        (n(5), "v6", "10.0.0.5"), // the site's fifth
+    ] {
+        let (status, body) = w.ask("lim-public-key", &number, visitor, ip).await;
+        results
+            .push((status, body["error"]["code"].as_str().unwrap_or(body["status"].as_str().unwrap_or("")).to_owned()));
+    }
+    let want: Vec<(u16, String)> = [
+        (202, "accepted"),
+        (202, "accepted"),
+        (429, "visitor"),
+        (429, "ip"),
+        (202, "accepted"),
+        (429, "banned"),
+        (202, "accepted"),
+        (429, "site"),
+    ]
+    .iter()
+    .map(|(s, c)| (*s, (*c).to_owned()))
+    .collect();
+    assert_eq!(results, want);
+    // The ban lasts a day; it says so.
+    let resp = reqwest::Client::new()
+        .post(w.node.url("/v1/callback"))
+        .header("origin", ORIGIN)
+        .header("x-forwarded-for", "10.0.0.9")
+        .json(&json!({"site": "lim-public-key", "number": n(1), "visitor": "v9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 86_000, "banned for about a day, not {retry} s");
+    assert_eq!(w.node.metric("callpool_callback_refused_total{reason=\"banned\",site=\"lim\"}").await, 2.0);
+    eventually("four triggers", || async { w.pbx.accepted("/trigger").len() == 4 }).await;
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_1000_requests_for_one_number_triggers_at_most_the_limit() {
+    let w = World::start(Backend::Redis).await;
+    let client = reqwest::Client::new();
+    let url = w.node.url("/v1/callback");
+    use futures_util::StreamExt;
+    let sends = (0..1000u32).map(|i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let resp = client
+                .post(url)
+                .header("origin", ORIGIN)
+                .header("x-forwarded-for", format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256))
+                .json(
+                    &json!({"site": "shop-public-key", "number": "+7 916 765-43-21", "visitor": format!("burst-{i}")}),
+                )
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    });
+    let statuses: Vec<u16> = futures_util::stream::iter(sends).buffer_unordered(100).collect().await;
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((accepted, limited), (7, 993), "7 per 15 minutes per number (the default)");
+    eventually("the accepted ones are triggered", || async { w.pbx.accepted("/trigger").len() == 7 }).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(w.pbx.attempts("/trigger"), 7, "no more than the limit reach the PBX");
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn pbx_down_then_up_is_triggered_once_after_recovery() {
+    let w = World::start(Backend::Embedded).await;
+    w.pbx.failing.store(2, Ordering::SeqCst);
+    let visitor = unique("v");
+    let mut tab = open_tab(&w.node, &visitor).await;
+    tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
+    let mut retrying = None;
+    let seen = loop {
+        let m = callback_msg(&mut tab).await;
+        if m["status"] == "retrying" && retrying.is_none() {
+            retrying = Some(m.clone());
+        }
+        if m["status"] == "calling" {
+            break m;
+        }
+    };
+    let r = retrying.expect("the tab was told of the retry");
+    assert!(r["at"].as_i64().is_some() && r["message"].as_str().unwrap().contains("try again"), "{r}");
+    assert_eq!(seen["status"], "calling");
+    assert_eq!(w.pbx.attempts("/trigger"), 3, "two failures, then one that went through");
+    assert_eq!(w.pbx.accepted("/trigger").len(), 1);
+    assert_eq!(w.node.metric("callpool_callback_triggers_total{adapter=\"generic\",result=\"retried\"}").await, 2.0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(w.pbx.accepted("/trigger").len(), 1, "never twice");
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn a_pbx_that_never_answers_makes_the_callback_failed_and_the_team_is_told() {
+    let w = World::start(Backend::Embedded).await;
+    w.pbx.down.store(true, Ordering::SeqCst);
+    let (status, body) = w.ask("shop-public-key", "+79161234567", "v-down", "10.0.0.1").await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/callback/{id}?site=shop-public-key");
+    eventually("the callback is given up", || async {
+        let v: Value = reqwest::Client::new()
+            .get(w.node.url(&path))
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["status"] == "failed"
+    })
+    .await;
+    assert_eq!(w.pbx.attempts("/trigger"), 4, "the configured attempts");
+    eventually("the team hears of the missed callback", || async {
+        w.pbx.accepted("/notify").iter().any(|g| g.json()["event"] == "callback.missed")
+            && w.pbx
+                .accepted("sendMessage")
+                .iter()
+                .any(|g| g.json()["text"].as_str().unwrap().starts_with("Missed callback"))
+    })
+    .await;
+    assert_eq!(w.pbx.violations(), Vec::<String>::new());
+    w.node.stop().await;
+}
+
+async fn restart_between_request_and_trigger(backend: Backend) {
+    let w = World::start(backend).await;
+    w.pbx.down.store(true, Ordering::SeqCst);
+    let (status, body) = w.ask("shop-public-key", "+79161234567", "v-restart", "10.0.0.1").await;
+    assert_eq!(status, 202, "{body}");
+    eventually("a first attempt failed", || async { w.pbx.attempts("/trigger") >= 1 }).await;
+    let w = w.restart().await;
+    w.pbx.down.store(false, Ordering::SeqCst);
+    eventually("triggered after the restart", || async { w.pbx.accepted("/trigger").len() == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(w.pbx.accepted("/trigger").len(), 1, "exactly once");
+    assert_eq!(w.pbx.accepted("/trigger")[0].json()["callback_id"], body["id"]);
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn restart_between_request_and_trigger_triggers_once_embedded() {
+    restart_between_request_and_trigger(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn restart_between_request_and_trigger_triggers_once_redis() {
+    restart_between_request_and_trigger(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn voximplant_and_twilio_adapters_place_the_call_and_twilio_reports_link_back() {
+    let w = World::start(Backend::Embedded).await;
+    let (status, _) = w.ask("vox-public-key", "+79161234567", "v-vox", "10.0.0.1").await;
+    assert_eq!(status, 202);
+    eventually("VoxImplant started the scenario", || async {
+        w.pbx.accepted("/platform_api/StartScenarios/").len() == 1
+    })
+    .await;
+
+    let (status, body) = w.ask("twi-public-key", "+79161234567", "v-twi", "10.0.0.2").await;
+    assert_eq!(status, 202);
+    let id = body["id"].as_str().unwrap().to_owned();
+    eventually("Twilio created the call", || async { w.pbx.accepted("Calls.json").len() == 1 }).await;
+    let path = format!("/v1/callback/{id}?site=twi-public-key");
+    let get = || async {
+        reqwest::Client::new()
+            .get(w.node.url(&path))
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    eventually("the callback is calling", || async { get().await["status"] == "calling" }).await;
+    // Twilio's status callback names the call by the sid its create-call answer gave.
+    let sid = w.pbx.accepted("Calls.json")[0].status; // 201
+    assert_eq!(sid, 201);
+    let n = w.pbx.got.lock().unwrap().iter().position(|g| g.path.ends_with("Calls.json")).unwrap();
+    let call_sid = format!("CA{n:032}");
+    let form = format!(
+        "CallSid={call_sid}&From=%2B74951230099&To=%2B79161234567&CallStatus=in-progress&Direction=outbound-api"
+    );
+    let resp = reqwest::Client::new()
+        .post(w.node.url("/v1/pbx/calls?pbx=tw"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", callpool::pbx::sign_twilio(TWILIO_URL, form.as_bytes(), TWILIO_TOKEN))
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    eventually("the Twilio call is linked to the callback", || async { get().await["status"] == "connected" }).await;
+    assert_eq!(w.pbx.violations(), Vec::<String>::new());
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn outside_working_hours_the_call_is_scheduled_for_the_next_opening() {
+    let pbx = FakePbx::default();
+    let pbx_url = pbx.start().await;
+    let ga = FakeAnalytics::default();
+    let ga_url = ga.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hours = r#"hours = { mon = "09:00-18:00", tue = "09:00-18:00", wed = "09:00-18:00", thu = "09:00-18:00", fri = "09:00-18:00" }
+holidays = ["2026-11-23"]"#;
+    let cfg = config(Backend::Embedded, dir.path(), "", (&pbx_url, &ga_url), "timezone = \"Europe/Moscow\"", hours);
+    // Friday 2026-11-20 21:30 in Moscow; Monday the 23rd is a holiday: Tuesday 09:00 is next.
+    let friday =
+        Ts::from_millis(chrono::DateTime::parse_from_rfc3339("2026-11-20T18:30:00Z").unwrap().timestamp_millis());
+    let clock = Arc::new(ManualClock::new(friday));
+    let node = Node::start(cfg, clock.clone()).await;
+    let w = World { node, pbx, ga, backend: Backend::Embedded, dir, prefix: String::new(), pbx_url, ga_url };
+    let mut tab = WsTab::open(w.node.addr, "shop-public-key", ORIGIN).await;
+    tab.hello("v-late", PAGE).await;
+    let form = loop {
+        match tab.next().await {
+            Heard::Json(v) if v["type"] == "callback_form" => break v,
+            Heard::Json(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(form["open"], false);
+    assert_eq!(form["notice"], "We are closed now; we will call you back on Tue 24 Nov at 09:00.");
+    tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
+    let m = callback_msg(&mut tab).await;
+    assert_eq!(m["status"], "scheduled");
+    assert_eq!(m["message"], "Thank you! We will call you back on Tue 24 Nov at 09:00.");
+    let tuesday = chrono::DateTime::parse_from_rfc3339("2026-11-24T06:00:00Z").unwrap().timestamp_millis();
+    assert_eq!(m["at"].as_i64(), Some(tuesday));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(w.pbx.attempts("/trigger"), 0, "not before the opening");
+    clock.set(Ts::from_millis(tuesday - 1_000));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(w.pbx.attempts("/trigger"), 0, "not a second early");
+    clock.set(Ts::from_millis(tuesday));
+    eventually("triggered at the opening", || async { w.pbx.accepted("/trigger").len() == 1 }).await;
+    assert_eq!(statuses_until(&mut tab, "calling").await, ["calling"]);
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn a_minimum_time_on_site_holds_the_form_back() {
+    let pbx = FakePbx::default();
+    let pbx_url = pbx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Backend::Embedded, dir.path(), "", (&pbx_url, &pbx_url), "", "min_time_on_site = \"1m\"");
+    let clock = Arc::new(ManualClock::new(T0));
+    let node = Node::start(cfg, clock.clone()).await;
+    let mut tab = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    tab.hello("v-new", PAGE).await;
+    tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
+    let m = callback_msg(&mut tab).await;
+    assert_eq!((m["type"].as_str(), m["reason"].as_str()), (Some("callback_refused"), Some("too_soon")));
+    clock.set(T0.plus(Duration::from_secs(61)));
+    tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
+    assert_eq!(callback_msg(&mut tab).await["status"], "accepted");
+    node.stop().await;
+}
