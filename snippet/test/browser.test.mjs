@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createHmac } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,7 +45,11 @@ async function waitFor(what, fn, ms = 15000) {
   throw new Error(`timed out waiting until ${what} (last: ${last})`);
 }
 
-let server, dir, port, browser, pages, pagePort;
+let server, dir, port, browser, pages, pagePort, pbx, pbxPort;
+// What the fake PBX received: the callback triggers, each checked strictly.
+const triggers = [];
+const violations = [];
+const TRIGGER_SECRET = 'browser-trigger-secret-0123';
 
 before(async () => {
   port = await freePort();
@@ -56,6 +61,27 @@ before(async () => {
 <script async src="http://127.0.0.1:${port}/snippet.js" data-site="shop-public-key" data-consent="required"></script>`);
   });
   await new Promise((r) => pages.listen(pagePort, '127.0.0.1', r));
+  // The PBX callpool asks to place callbacks: checks the signature and the body, answers 200.
+  pbxPort = await freePort();
+  pbx = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      const sig = req.headers['callpool-signature'] || '';
+      const t = (sig.match(/t=(\d+)/) || [])[1];
+      const v1 = (sig.match(/v1=([0-9a-f]+)/) || [])[1];
+      const want = createHmac('sha256', TRIGGER_SECRET).update(`${t}.${body}`).digest('hex');
+      let json = {};
+      try { json = JSON.parse(body); } catch (e) { violations.push('body is not JSON'); }
+      if (req.method !== 'POST' || req.url !== '/trigger') violations.push(`${req.method} ${req.url}`);
+      if (!t || v1 !== want) violations.push('bad signature');
+      if (req.headers['idempotency-key'] !== json.callback_id) violations.push('Idempotency-Key');
+      triggers.push(json);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise((r) => pbx.listen(pbxPort, '127.0.0.1', r));
   dir = mkdtempSync(join(tmpdir(), 'callpool-browser-'));
   const config = `
 [server]
@@ -79,6 +105,15 @@ numbers = ["+74951230001", "+74951230002"]
 delay_to_show = "1500ms"
 reclaim_after_idle = "4s"
 release_grace = "1s"
+
+[site.callback]
+language = "en"
+operator = "+74951230099"
+trigger = { kind = "generic", url = "http://127.0.0.1:${pbxPort}/trigger", secret = "${TRIGGER_SECRET}" }
+
+[[pbx]]
+id = "office"
+secrets = ["browser-pbx-secret-0123456"]
 `;
   writeFileSync(join(dir, 'callpool.toml'), config);
   server = spawn(BIN, ['--config', join(dir, 'callpool.toml'), 'serve'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -99,6 +134,7 @@ after(async () => {
   await browser?.close();
   server?.kill('SIGTERM');
   pages?.close();
+  pbx?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -191,6 +227,61 @@ test('consent mode connects only after callpool.consent()', async () => {
   assert.equal(await tab.evaluate(() => window.callpool.number()), null);
   await tab.evaluate(() => window.callpool.consent());
   await waitFor('the swap after consent', async () => /^\+7 495 123 00 0[12]$/.test(await tab.textContent('#phone')));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('the callback form opens from the keyboard, refuses a bad number, and shows the status live in every tab', async () => {
+  const context = await browser.newContext();
+  const first = await context.newPage();
+  const errors = watchErrors(first);
+  await first.goto(`http://127.0.0.1:${port}/`);
+  const button = first.locator('.callpool-callback >> button.b');
+  await button.waitFor();
+  assert.equal(await button.textContent(), 'Call me back');
+  assert.equal(await button.getAttribute('aria-expanded'), 'false');
+  const second = await context.newPage();
+  watchErrors(second).forEach((e) => errors.push(e));
+  await second.goto(`http://127.0.0.1:${port}/`);
+  await second.locator('.callpool-callback >> button.b').waitFor();
+
+  // Keyboard: the button opens the dialog and the number field takes the focus; Escape closes it.
+  await button.focus();
+  await first.keyboard.press('Enter');
+  const dialog = first.locator('.callpool-callback >> [role=dialog]');
+  await dialog.waitFor({ state: 'visible' });
+  assert.equal(await button.getAttribute('aria-expanded'), 'true');
+  assert.equal(await first.evaluate(() => document.querySelector('.callpool-callback').shadowRoot.activeElement.id), 'callpool-cb-number');
+  assert.equal(await dialog.getAttribute('aria-labelledby'), 'callpool-cb-title');
+  await first.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  await button.click();
+  const input = first.locator('.callpool-callback >> #callpool-cb-number');
+  assert.equal(await input.getAttribute('type'), 'tel');
+  assert.equal(await first.locator('.callpool-callback >> label[for=callpool-cb-number]').textContent(), 'Your phone number');
+
+  // An invalid number: a message for the form, the field marked, nothing sent to the PBX.
+  await input.fill('12');
+  await first.locator('.callpool-callback >> button.s').click();
+  const status = first.locator('.callpool-callback >> #callpool-cb-status');
+  await waitFor('the refusal', async () => (await status.getAttribute('data-status')) === 'refused');
+  assert.equal(await status.textContent(), 'Please enter a phone number we can call, with its area code.');
+  assert.equal(await status.getAttribute('role'), 'alert');
+  assert.equal(await input.getAttribute('aria-invalid'), 'true');
+
+  // A valid one: accepted, then "calling" once the PBX took the request, in both tabs.
+  await input.fill('8 (916) 123-45-67');
+  await first.keyboard.press('Enter');
+  await waitFor('calling in the first tab', async () => (await status.getAttribute('data-status')) === 'calling');
+  assert.equal(await status.textContent(), 'Calling our operator…');
+  assert.equal(await input.getAttribute('aria-invalid'), 'false');
+  const other = second.locator('.callpool-callback >> #callpool-cb-status');
+  await waitFor('calling in the second tab', async () => (await other.getAttribute('data-status')) === 'calling');
+  assert.equal(await second.locator('.callpool-callback >> [role=dialog]').isVisible(), true, 'the other tab shows it too');
+  assert.equal(triggers.length, 1);
+  assert.equal(triggers[0].number, '+79161234567');
+  assert.equal(triggers[0].operator, '+74951230099');
+  assert.deepEqual(violations, []);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -178,7 +178,7 @@ pub fn form(app: &App, site: &SiteConfig) -> Option<ServerMsg> {
     let notice = (!open).then(|| {
         cfg.texts.render("closed_now", cfg.hours.next_open(now), now, site.timezone, site.default_before.as_str())
     });
-    Some(ServerMsg::CallbackForm { texts: cfg.texts.form(), open, notice })
+    Some(ServerMsg::CallbackForm { texts: cfg.texts.form(site.default_before.as_str()), open, notice })
 }
 
 /// A call the PBX reported for a callback: moves the callback on (connected, completed,

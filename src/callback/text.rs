@@ -90,11 +90,12 @@ impl Texts {
         self.map.get(key).map_or("", String::as_str)
     }
 
-    /// The texts the form shows before a request (sent to the snippet).
-    pub fn form(&self) -> BTreeMap<String, String> {
-        ["button", "title", "prompt", "label", "submit", "close"]
+    /// The texts the form shows before a request (sent to the snippet); `failed` is what it
+    /// says when it cannot reach callpool, with the site's `number`.
+    pub fn form(&self, number: &str) -> BTreeMap<String, String> {
+        ["button", "title", "prompt", "label", "submit", "close", "failed"]
             .iter()
-            .map(|k| ((*k).to_owned(), self.get(k).to_owned()))
+            .map(|k| ((*k).to_owned(), self.get(k).replace("{number}", number)))
             .collect()
     }
 
