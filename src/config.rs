@@ -1411,6 +1411,45 @@ mod tests {
     }
 
     #[test]
+    fn callback_configs_are_checked_field_by_field() {
+        let pbx = "\n[[pbx]]\nid = \"office\"\nsecrets = [\"office-secret-0123456789\"]\n";
+        let with = |cb: &str| format!("{GOOD}\n[site.callback]\n{cb}\n{pbx}");
+        let generic =
+            "trigger = { kind = \"generic\", url = \"https://pbx.example/cb\", secret = \"trigger-secret-0123456\" }";
+        let good = with(&format!("operator = \"+74951230099\"\n{generic}"));
+        let c = Config::parse(&good, "test.toml", &env(&[])).unwrap();
+        let cb = c.sites[0].callback.as_ref().unwrap();
+        assert_eq!((cb.pbx.as_str(), cb.attempts, cb.trigger.kind()), ("office", 5, "generic"));
+        assert_eq!(cb.limits.per_number.len(), 3, "the telecom defaults: 7/15m, 9/1h, 15/24h");
+        assert_eq!(cb.limits.number_ban, Duration::from_secs(86_400));
+        check(&with(&format!("operator = \"+7\"\n{generic}")), &["site \"shop\": callback.operator"]);
+        check(
+            &with(&format!("operator = \"+74951230099\"\nregion = \"XX\"\nlanguage = \"de\"\n{generic}")),
+            &["callback.region: \"XX\"", "callback.language: \"de\""],
+        );
+        check(
+            &with("operator = \"+74951230099\"\ntrigger = { kind = \"voximplant\", account_id = \"1\" }"),
+            &["callback.trigger.api_key: required", "callback.trigger.rule_id: required"],
+        );
+        check(
+            &with(&format!(
+                "operator = \"+74951230099\"\nhours = {{ mon = \"9-18\" }}\nlimits = {{ per_ip = [\"5\"] }}\n{generic}"
+            )),
+            &["callback.hours: mon: \"9-18\" is not HH:MM-HH:MM", "callback.limits.per_ip: \"5\" is not N/period"],
+        );
+        check(
+            &with(&format!(
+                "operator = \"+74951230099\"\ntexts = {{ buton = \"x\" }}\nblocklist = [\"7916\"]\n{generic}"
+            )),
+            &["callback.texts: \"buton\" is not a text key", "callback.blocklist: \"7916\""],
+        );
+        check(
+            &with(&format!("operator = \"+74951230099\"\npbx = \"nope\"\n{generic}")),
+            &["site \"shop\": callback.pbx: name the [[pbx]]"],
+        );
+    }
+
+    #[test]
     fn the_demo_config_is_valid() {
         let c = Config::demo(&env(&[])).unwrap();
         assert_eq!(c.sites.len(), 1);
