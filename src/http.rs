@@ -74,6 +74,7 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         crate::reports::yandex_csv,
         crate::reports::page,
         crate::reports::unassigned,
+        crate::reports::callbacks,
         crate::callback::api::create,
         crate::callback::api::status,
     ),
@@ -97,6 +98,8 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         crate::callback::api::CallbackRefusal,
         crate::callback::api::RefusalBody,
         crate::callback::CallbackStatus,
+        crate::reports::CallbackRow,
+        crate::reports::CallbackList,
     )),
     modifiers(&BearerAuth),
 )]

@@ -38,6 +38,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/reports/{site}/calls", get(calls))
         .route("/v1/reports/{site}/summary", get(summary))
         .route("/v1/reports/{site}/yandex.csv", get(yandex_csv))
+        .route("/v1/reports/{site}/callbacks", get(callbacks))
         .route("/v1/reports/{site}", get(page))
         .route("/v1/admin/calls/unassigned", get(unassigned))
 }
@@ -197,6 +198,98 @@ fn local_date(site: &SiteConfig, t: Ts) -> NaiveDate {
 
 async fn load(app: &App, r: &Request<'_>) -> Result<Vec<StoredCall>, Failure> {
     Ok(app.calls.calls(Some(&r.site.id), r.from, r.to, MAX_CALLS).await?)
+}
+
+/// One callback request in a report.
+#[derive(Serialize, ToSchema)]
+pub struct CallbackRow {
+    id: String,
+    /// RFC 3339, UTC.
+    requested_at: String,
+    /// When the PBX was (first) asked: at once, or the next opening.
+    due_at: String,
+    status: crate::callback::CallbackStatus,
+    /// Masked (`+7********67`) unless the token is the site's admin token.
+    number: String,
+    /// `widget` or `api`.
+    origin: String,
+    attempts: u32,
+    /// Why the last trigger attempt failed.
+    error: Option<String>,
+    /// The PBX's call id of the callback's call, once reported.
+    call_id: Option<String>,
+    visitor: Option<String>,
+    source: Option<String>,
+    medium: Option<String>,
+    campaign: Option<String>,
+    landing_page: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CallbackList {
+    site: String,
+    from: String,
+    to: String,
+    callbacks: Vec<CallbackRow>,
+    /// True when the period held more requests than one report returns (50,000).
+    truncated: bool,
+}
+
+/// The site's callback requests in a period, oldest first, with where each stands.
+#[utoipa::path(get, path = "/v1/reports/{site}/callbacks", security(("report_token" = [])),
+    params(("site" = String, Path, description = "The site's id"), Period),
+    responses(
+        (status = 200, body = CallbackList),
+        (status = 400, description = "A bad date or period", body = crate::http::ApiError),
+        (status = 401, description = "Missing or wrong token", body = crate::http::ApiError),
+        (status = 404, description = "Unknown site", body = crate::http::ApiError),
+    ))]
+pub async fn callbacks(
+    State(app): State<Arc<App>>,
+    Path(site): Path<String>,
+    Query(p): Query<Period>,
+    headers: HeaderMap,
+) -> Result<Json<CallbackList>, Failure> {
+    let r = request(&app, &site, &headers, &p)?;
+    let list = app.calls.callbacks(&r.site.id, r.from, r.to, MAX_CALLS).await?;
+    let rfc = |t: Ts| t.to_chrono().map(|t| t.to_rfc3339()).unwrap_or_default();
+    let truncated = list.len() >= MAX_CALLS;
+    let callbacks = list
+        .into_iter()
+        .map(|cb| {
+            let number = crate::calls::Caller::parse(cb.number.as_str()).map_or_else(String::new, |c| match r.access {
+                Access::Full => c.as_str().to_owned(),
+                Access::Masked => c.masked(),
+            });
+            let a = cb.attrs;
+            CallbackRow {
+                id: cb.id.to_string(),
+                requested_at: rfc(cb.requested_at),
+                due_at: rfc(cb.due_at),
+                status: cb.status,
+                number,
+                origin: match cb.origin {
+                    crate::callback::Origin::Widget => "widget".into(),
+                    crate::callback::Origin::Api => "api".into(),
+                },
+                attempts: cb.attempts,
+                error: cb.error,
+                call_id: cb.call.map(|c| c.call_id().to_owned()),
+                visitor: cb.visitor.map(|v| v.to_string()),
+                source: a.utm_source,
+                medium: a.utm_medium,
+                campaign: a.utm_campaign,
+                landing_page: a.landing_page,
+            }
+        })
+        .collect();
+    Ok(Json(CallbackList {
+        site: r.site.id.to_string(),
+        from: r.first.to_string(),
+        to: r.last.to_string(),
+        callbacks,
+        truncated,
+    }))
 }
 
 /// One call in a report.

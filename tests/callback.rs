@@ -504,6 +504,19 @@ async fn in_hours_request_is_triggered_once_and_followed_to_the_end(backend: Bac
     assert_eq!(w.pbx.accepted("/trigger").len(), 1);
     assert_eq!(w.ga.ga4_accepted().len(), 2);
     assert_eq!(w.node.metric("callpool_callback_outcomes_total{status=\"completed\"}").await, 1.0);
+    // The site's callback report: the request, completed, its call, the number masked for a report token.
+    let report: Value = w.node.admin_get("/v1/reports/shop/callbacks").await.json().await.unwrap();
+    let row = &report["callbacks"][0];
+    assert_eq!(
+        (row["id"].as_str(), row["status"].as_str(), row["call_id"].as_str()),
+        (Some(id.as_str()), Some("completed"), Some(id.as_str()))
+    );
+    assert_eq!(
+        (row["number"].as_str(), row["source"].as_str(), row["origin"].as_str()),
+        (Some("+79161234567"), Some("google"), Some("widget"))
+    );
+    let calls: Value = w.node.admin_get("/v1/reports/shop/calls").await.json().await.unwrap();
+    assert_eq!(calls["calls"][0]["match"], "callback");
     w.node.stop().await;
 }
 
