@@ -33,7 +33,19 @@ redis_prefix = "{prefix}"
 kind = "rabbitmq"
 amqp_url = "{amqp}"
 
-{site}"#,
+[[pbx]]
+id = "office"
+secrets = ["office-secret-0123456789"]
+
+{site}
+
+[site.callback]
+language = "en"
+operator = "+74951230099"
+retry_base = "10s"
+# Nobody listens there: the trigger fails and is retried, which the tabs are told.
+trigger = {{ kind = "generic", url = "http://127.0.0.1:9/trigger", secret = "trigger-secret-0123456789" }}
+"#,
         redis = redis_url(),
         amqp = amqp_url(),
         site = shop_site(ORIGIN, "300ms", "4s", "500ms"),
@@ -111,6 +123,47 @@ async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart(
     })
     .await;
     eventually("ready again", || async { one.get("/readyz").await.status() == 200 }).await;
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_requested_through_one_node_is_shown_in_the_visitors_tab_on_another() {
+    std::env::var("CALLPOOL_TEST_RABBIT_NODE").expect(
+        "CALLPOOL_TEST_RABBIT_NODE names the test broker: run ./deploy/test.sh, which starts RabbitMQ and sets it",
+    );
+    let prefix = unique("cluster-cb");
+    let one = Node::start_real(cluster_config(&prefix, &unique("one"))).await;
+    let two = Node::start_real(cluster_config(&prefix, &unique("two"))).await;
+    eventually("both nodes are ready", || async {
+        one.get("/readyz").await.status() == 200 && two.get("/readyz").await.status() == 200
+    })
+    .await;
+    let mut tab = WsTab::open(two.addr, "shop-public-key", ORIGIN).await;
+    tab.hello("cb-visitor", PAGE).await;
+    tab.number().await;
+    // The site's own form posts to node one.
+    let resp = reqwest::Client::new()
+        .post(one.url("/v1/callback"))
+        .header("origin", ORIGIN)
+        .json(&serde_json::json!({"site": "shop-public-key", "number": "+79161234567", "visitor": "cb-visitor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    while !seen.contains(&"retrying".to_owned()) {
+        match tab.next().await {
+            Heard::Json(v) if v["type"] == "callback" => {
+                assert_eq!(v["id"], id.as_str());
+                seen.push(v["status"].as_str().unwrap().to_owned());
+            }
+            Heard::Json(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, ["accepted", "retrying"], "the tab on node two hears both");
     one.stop().await;
     two.stop().await;
 }

@@ -40,6 +40,9 @@ async fn health_readiness_openapi_and_admin_auth() {
         "/v1/reports/{site}/summary",
         "/v1/reports/{site}/yandex.csv",
         "/v1/reports/{site}",
+        "/v1/reports/{site}/callbacks",
+        "/v1/callback",
+        "/v1/callback/{id}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }

@@ -265,7 +265,7 @@ impl WsTab {
                 Heard::Json(v) if v["type"] == "number" => {
                     return (v["number"].as_str().unwrap().to_owned(), v["kind"].as_str().unwrap().to_owned())
                 }
-                Heard::Json(v) if v["type"] == "site" => continue,
+                Heard::Json(v) if v["type"] == "site" || v["type"] == "callback_form" => continue,
                 other => panic!("expected a number, got {other:?}"),
             }
         }
