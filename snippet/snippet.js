@@ -3,11 +3,10 @@
  * Options on the tag: data-consent="required" (wait for callpool.consent()).
  * Opt-out: data-callpool-ignore on an element (and everything inside it).
  * Explicit places: data-callpool-number on an element whose text is a phone number.
- * Callback form (when the site enables it): a button and a small dialog in a shadow root, themed
- * by CSS variables on the page (--callpool-accent, --callpool-accent-text, --callpool-bg,
- * --callpool-text, --callpool-radius, --callpool-font, --callpool-offset); data-callback="off"
- * hides it (the site's own form can use callpool.callback(number) and callpool.onCallback(fn)).
- * API: window.callpool = { number(), kind(), rescan(), onChange(fn), consent(), callback(n), onCallback(fn) }.
+ * Callback form: for a site that has one, callback.js (loaded from the same place) shows it;
+ * data-callback="off" leaves it out (a site's own form can use the API's callback functions).
+ * API: window.callpool = { number(), kind(), rescan(), onChange(fn), consent(),
+ *   callback(number), callbackForm(), onCallback(fn) }.
  * Protocol: docs/PROTOCOL.md. No dependencies; never throws into the page. */
 (function () {
   'use strict';
@@ -27,7 +26,7 @@
   var listeners = [];
   var ws = null, attempt = 0, consented = script.getAttribute('data-consent') !== 'required';
   var lastActivity = 0;
-  var widget = null, cbListeners = [], showWidget = script.getAttribute('data-callback') !== 'off';
+  var cbForm = null, cbListeners = [], widgetLoaded = false, showWidget = script.getAttribute('data-callback') !== 'off';
 
   function cookie(name) {
     var m = document.cookie.match(new RegExp('(?:^|; )' + name.replace(/[.$?*|{}()[\]\\/+^]/g, '\\$&') + '=([^;]*)'));
@@ -176,10 +175,8 @@
         scan(document.body);
       } else if (msg.type === 'number') {
         show(msg.number, msg.kind);
-      } else if (msg.type === 'callback_form') {
-        if (showWidget) buildWidget(msg);
-      } else if (msg.type === 'callback' || msg.type === 'callback_refused') {
-        callbackStatus(msg);
+      } else if (msg.type.indexOf('callback') === 0) {
+        callbackEvent(msg);
       }
     };
     ws.onclose = function (ev) {
@@ -191,112 +188,30 @@
     ws.onerror = function () { /* onclose follows */ };
   }
 
-  // ---- The callback widget -------------------------------------------------------------------
-  var CSS = ':host{all:initial;font-family:var(--callpool-font,system-ui,sans-serif);color:var(--callpool-text,#1a1a1a)}' +
-    '.b{position:fixed;right:var(--callpool-offset,20px);bottom:var(--callpool-offset,20px);z-index:2147483000;' +
-    'background:var(--callpool-accent,#0b6bcb);color:var(--callpool-accent-text,#fff);border:0;' +
-    'border-radius:var(--callpool-radius,24px);padding:12px 18px;font:inherit;font-size:16px;cursor:pointer;' +
-    'box-shadow:0 2px 10px rgba(0,0,0,.25)}' +
-    '.b:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}' +
-    '.p{position:fixed;right:var(--callpool-offset,20px);bottom:calc(var(--callpool-offset,20px) + 60px);' +
-    'z-index:2147483000;width:min(320px,calc(100vw - 2 * var(--callpool-offset,20px)));box-sizing:border-box;' +
-    'background:var(--callpool-bg,#fff);color:var(--callpool-text,#1a1a1a);border-radius:12px;padding:16px;' +
-    'box-shadow:0 4px 24px rgba(0,0,0,.3);font-size:15px;line-height:1.4}' +
-    '.p[hidden]{display:none}h2{font-size:18px;margin:0 24px 8px 0}p{margin:0 0 10px}' +
-    'label{display:block;font-weight:600;margin-bottom:4px}' +
-    'input{box-sizing:border-box;width:100%;font:inherit;font-size:16px;padding:10px;border:1px solid #767676;' +
-    'border-radius:8px;margin-bottom:10px}input[aria-invalid=true]{border-color:#b00020}' +
-    '.s{width:100%;background:var(--callpool-accent,#0b6bcb);color:var(--callpool-accent-text,#fff);border:0;' +
-    'border-radius:8px;padding:10px;font:inherit;font-size:16px;cursor:pointer}.s[disabled]{opacity:.6;cursor:default}' +
-    '.x{position:absolute;top:8px;right:8px;background:none;border:0;font-size:20px;cursor:pointer;color:inherit}' +
-    '.st{margin:10px 0 0;min-height:1.4em}.st[data-kind=error]{color:#b00020}';
-
-  function el(tag, attrs, text) {
-    var e = document.createElement(tag);
-    for (var k in attrs) e.setAttribute(k, attrs[k]);
-    if (text) e.textContent = text;
-    return e;
-  }
-  function buildWidget(msg) {
-    var t = msg.texts || {};
-    if (widget) {
-      widget.notice.textContent = msg.open ? t.prompt : (msg.notice || t.prompt);
-      return;
-    }
-    var host = el('div', { 'data-callpool-ignore': '', 'class': 'callpool-callback' });
-    var root = host.attachShadow ? host.attachShadow({ mode: 'open' }) : host;
-    root.appendChild(el('style', {}, CSS));
-    var button = el('button', { 'class': 'b', type: 'button', 'aria-haspopup': 'dialog', 'aria-expanded': 'false',
-      'aria-controls': 'callpool-cb-panel' }, t.button);
-    var panel = el('div', { 'class': 'p', id: 'callpool-cb-panel', role: 'dialog', 'aria-labelledby': 'callpool-cb-title',
-      hidden: '' });
-    var close = el('button', { 'class': 'x', type: 'button', 'aria-label': t.close }, '\u00d7');
-    var title = el('h2', { id: 'callpool-cb-title' }, t.title);
-    var notice = el('p', { id: 'callpool-cb-notice' }, msg.open ? t.prompt : (msg.notice || t.prompt));
-    var form = el('form', { novalidate: '' });
-    var label = el('label', { 'for': 'callpool-cb-number' }, t.label);
-    var input = el('input', { id: 'callpool-cb-number', type: 'tel', name: 'tel', autocomplete: 'tel', inputmode: 'tel',
-      required: '', 'aria-describedby': 'callpool-cb-notice callpool-cb-status' });
-    var submit = el('button', { 'class': 's', type: 'submit' }, t.submit);
-    var status = el('p', { 'class': 'st', id: 'callpool-cb-status', role: 'status', 'aria-live': 'polite' });
-    form.appendChild(label);
-    form.appendChild(input);
-    form.appendChild(submit);
-    [close, title, notice, form, status].forEach(function (n) { panel.appendChild(n); });
-    root.appendChild(button);
-    root.appendChild(panel);
-    function open(focus) {
-      panel.hidden = false;
-      button.setAttribute('aria-expanded', 'true');
-      if (focus) input.focus();
-    }
-    function shut() {
-      panel.hidden = true;
-      button.setAttribute('aria-expanded', 'false');
-      button.focus();
-    }
-    button.addEventListener('click', function () { if (panel.hidden) open(true); else shut(); });
-    close.addEventListener('click', shut);
-    panel.addEventListener('keydown', function (e) { if (e.key === 'Escape') shut(); });
-    form.addEventListener('submit', function (e) {
-      e.preventDefault();
-      var n = input.value.trim();
-      if (!n) {
-        input.setAttribute('aria-invalid', 'true');
-        input.focus();
-        return;
+  // The callback form's state and messages go to listeners; the site's widget (callback.js, loaded
+  // only for a site with a form) is one of them.
+  function callbackEvent(msg) {
+    if (msg.type === 'callback_form') {
+      cbForm = msg;
+      if (showWidget && !widgetLoaded) {
+        widgetLoaded = true;
+        var s = document.createElement('script');
+        s.async = true;
+        s.src = base + '/callback.js';
+        document.head.appendChild(s);
       }
-      requestCallback(n);
-    });
-    widget = { host: host, panel: panel, input: input, submit: submit, status: status, notice: notice, open: open,
-      failed: t.failed };
-    document.body.appendChild(host);
-  }
-  function requestCallback(number) {
-    if (!ws || ws.readyState !== 1) {
-      callbackStatus({ type: 'callback_refused', reason: 'offline', message: widget ? widget.failed : '' });
-      return false;
-    }
-    if (widget) widget.submit.disabled = true;
-    send({ type: 'callback_request', number: String(number) });
-    return true;
-  }
-  var FINAL = { completed: 1, missed: 1, failed: 1 };
-  function callbackStatus(msg) {
-    if (widget) {
-      var refused = msg.type === 'callback_refused';
-      widget.open(false);
-      widget.status.textContent = msg.message || '';
-      widget.status.setAttribute('data-kind', refused ? 'error' : 'info');
-      widget.status.setAttribute('data-status', refused ? 'refused' : msg.status);
-      widget.status.setAttribute('role', refused ? 'alert' : 'status');
-      widget.input.setAttribute('aria-invalid', refused && msg.reason !== 'offline' ? 'true' : 'false');
-      widget.submit.disabled = !refused && !FINAL[msg.status];
-      if (refused) widget.input.focus();
     }
     cbListeners.forEach(function (fn) {
       try { fn(msg); } catch (e) { /* a listener's error stays its own */ }
     });
+  }
+  function requestCallback(number) {
+    if (!ws || ws.readyState !== 1) {
+      callbackEvent({ type: 'callback_refused', reason: 'offline', message: cbForm ? cbForm.texts.failed : '' });
+      return false;
+    }
+    send({ type: 'callback_request', number: String(number) });
+    return true;
   }
 
   function retry() {
@@ -336,6 +251,7 @@
     onChange: function (fn) { listeners.push(fn); },
     consent: function () { consented = true; connect(); },
     callback: requestCallback,
+    callbackForm: function () { return cbForm; },
     onCallback: function (fn) { cbListeners.push(fn); }
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', connect);

@@ -20,22 +20,27 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/pbx/calls", axum::routing::post(crate::pbx::receive))
         .layer(axum::extract::DefaultBodyLimit::max(crate::pbx::MAX_BODY))
         .with_state(crate::pbx::PbxState::new(app.clone()));
+    let callback = Router::new()
+        .route(
+            "/v1/callback",
+            axum::routing::post(crate::callback::api::create).options(crate::callback::api::preflight),
+        )
+        .route("/v1/callback/{id}", get(crate::callback::api::status).options(crate::callback::api::preflight))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::callback::api::MAX_BODY))
+        .with_state(app.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/snippet.js", get(snippet))
+        .route("/callback.js", get(callback_widget))
         .route("/", get(demo_page))
         .route("/v1/admin/pool", get(pool_status_all))
         .route("/v1/admin/pool/{site}", get(pool_status_site))
         .merge(crate::reports::router())
-        .route(
-            "/v1/callback",
-            axum::routing::post(crate::callback::api::create).options(crate::callback::api::preflight),
-        )
-        .route("/v1/callback/{id}", get(crate::callback::api::status).options(crate::callback::api::preflight))
         .with_state(app.clone())
+        .merge(callback)
         .merge(pbx)
         .layer(axum::middleware::from_fn_with_state(app, observe))
 }
@@ -335,6 +340,19 @@ async fn snippet() -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         include_str!("../snippet/snippet.js"),
+    )
+        .into_response()
+}
+
+/// The callback widget the snippet loads for a site with a callback form.
+async fn callback_widget() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../snippet/callback.js"),
     )
         .into_response()
 }

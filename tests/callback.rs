@@ -572,6 +572,10 @@ async fn bad_numbers_are_refused_with_a_message_for_the_form() {
     assert_eq!(post(ORIGIN, json!({"site": "nope-key-123", "number": "+79161234567"})).await, 404);
     assert_eq!(post(ORIGIN, json!({"site": "shop-public-key"})).await, 400);
     assert_eq!(post(ORIGIN, json!({"site": "shop-public-key", "number": "+79161234567", "x": 1})).await, 400);
+    assert_eq!(
+        post(ORIGIN, json!({"site": "shop-public-key", "number": "+79161234567", "page": "x".repeat(10_000)})).await,
+        413
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(w.pbx.attempts("/trigger"), 0, "nothing refused reaches the PBX");
     assert_eq!(w.node.metric("callpool_callback_refused_total{reason=\"invalid\",site=\"shop\"}").await, 3.0);

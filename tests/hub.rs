@@ -262,6 +262,9 @@ async fn the_snippet_and_the_demo_page_are_served() {
     assert!(js.headers()["content-type"].to_str().unwrap().starts_with("application/javascript"));
     assert!(js.headers()["cache-control"].to_str().unwrap().contains("max-age"));
     assert!(js.text().await.unwrap().contains("/v1/ws?site="));
+    let widget = node.get("/callback.js").await;
+    assert!(widget.headers()["content-type"].to_str().unwrap().starts_with("application/javascript"));
+    assert!(widget.text().await.unwrap().contains("callpool.callbackForm()"));
     assert_eq!(node.get("/").await.status(), 404, "no demo page outside the demo configuration");
     node.stop().await;
 }
