@@ -57,14 +57,11 @@ struct FakePbx {
 impl FakePbx {
     async fn start(&self) -> String {
         let me = self.clone();
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        serve_fake(move |req| {
             let me = me.clone();
             async move { me.handle(req).await }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}")
+        })
+        .await
     }
 
     async fn handle(&self, req: axum::extract::Request) -> (axum::http::StatusCode, String) {
@@ -861,4 +858,33 @@ async fn a_minimum_time_on_site_holds_the_form_back() {
     tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
     assert_eq!(callback_msg(&mut tab).await["status"], "accepted");
     node.stop().await;
+}
+
+async fn old_callbacks_are_forgotten(backend: Backend) {
+    let w = World::start(backend).await;
+    let (status, body) = w.ask("lim-public-key", "+79161234567", "v-old", "10.0.0.1").await;
+    assert_eq!(status, 202);
+    let id = callpool::callback::CallbackId::parse(body["id"].as_str().unwrap()).unwrap();
+    eventually("triggered", || async { w.pbx.accepted("/trigger").len() == 1 }).await;
+    let sites: Vec<_> = w.node.app.config.sites.iter().map(|s| s.id.clone()).collect();
+    let calls = &w.node.app.calls;
+    calls.trim(&sites, Ts::now().minus(Duration::from_secs(60)), 1000).await.unwrap();
+    assert!(calls.callback(&id).await.unwrap().is_some(), "a recent callback stays");
+    calls.trim(&sites, Ts::now().plus(Duration::from_secs(60)), 1000).await.unwrap();
+    assert!(calls.callback(&id).await.unwrap().is_none(), "an old one is forgotten");
+    let key = callpool::calls::CallKey::new("office", id.as_str()).unwrap();
+    assert!(calls.callback_for_call(&key).await.unwrap().is_none(), "a late report of its call finds nothing");
+    let report: Value = w.node.admin_get("/v1/reports/lim/callbacks").await.json().await.unwrap();
+    assert_eq!(report["callbacks"], json!([]));
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn old_callbacks_are_forgotten_embedded() {
+    old_callbacks_are_forgotten(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn old_callbacks_are_forgotten_redis() {
+    old_callbacks_are_forgotten(Backend::Redis).await;
 }

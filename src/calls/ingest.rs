@@ -106,7 +106,27 @@ async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, 
     let matched = dir.decide(&report.called, at, &leases, memory.as_ref());
     let first_time_caller = report.caller.is_some() && memory.is_none();
     let new_memory = report.caller.as_ref().map(|_| CallerMemory::after(memory.as_ref(), &report.called, at, &matched));
-    let call = Call {
+    let call = new_call(report, at, now, matched, first_time_caller);
+    Ok((call, new_memory))
+}
+
+/// A call the PBX placed for a callback request: attributed to the session that asked (the
+/// caller is the site's own line, so nothing is remembered of it).
+fn callback_call(report: &CallReport, cb: &crate::callback::Callback, at: Ts, now: Ts) -> Call {
+    let matched = super::Match {
+        kind: super::MatchKind::Callback,
+        site: Some(cb.site.clone()),
+        number_kind: super::NumberKind::Unknown,
+        visitor: cb.visitor.clone(),
+        lease: None,
+        attrs: cb.attrs.clone(),
+    };
+    new_call(report, at, now, matched, false)
+}
+
+/// The record of a call's first report, started at `at`, received at `now`.
+fn new_call(report: &CallReport, at: Ts, now: Ts, matched: super::Match, first_time_caller: bool) -> Call {
+    Call {
         key: report.key.clone(),
         called: report.called.clone(),
         caller: report.caller.clone(),
@@ -120,35 +140,6 @@ async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, 
         updated_at: now,
         matched,
         first_time_caller,
-        version: 1,
-    };
-    Ok((call, new_memory))
-}
-
-/// A call the PBX placed for a callback request: attributed to the session that asked (the
-/// caller is the site's own line, so nothing is remembered of it).
-fn callback_call(report: &CallReport, cb: &crate::callback::Callback, at: Ts, now: Ts) -> Call {
-    Call {
-        key: report.key.clone(),
-        called: report.called.clone(),
-        caller: report.caller.clone(),
-        started_at: at,
-        answered_at: report.answered_at,
-        ended_at: report.ended_at,
-        status: report.status,
-        duration: report.duration,
-        recording_url: report.recording_url.clone(),
-        received_at: now,
-        updated_at: now,
-        matched: super::Match {
-            kind: super::MatchKind::Callback,
-            site: Some(cb.site.clone()),
-            number_kind: super::NumberKind::Unknown,
-            visitor: cb.visitor.clone(),
-            lease: None,
-            attrs: cb.attrs.clone(),
-        },
-        first_time_caller: false,
         version: 1,
     }
 }

@@ -602,36 +602,24 @@ impl EmbeddedCalls {
         let before = before.as_millis();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage)?;
-            let mut removed = 0;
+            let removed;
             {
-                let mut by_site = txn.open_table(BY_SITE).map_err(storage)?;
-                let mut calls = txn.open_table(CALLS).map_err(storage)?;
-                let mut states = txn.open_table(STATES).map_err(storage)?;
-                let mut tries = txn.open_table(TRIES).map_err(storage)?;
-                let mut queue = txn.open_table(QUEUE).map_err(storage)?;
-                let mut due = txn.open_table(QUEUE_DUE).map_err(storage)?;
-                let mut claims = txn.open_table(CLAIMS).map_err(storage)?;
-                let mut claim_until = txn.open_table(CLAIM_UNTIL).map_err(storage)?;
-                for site in &parts {
-                    let old = entries_before(&by_site, site, before, limit)?;
-                    for (at, key) in old {
-                        by_site.remove((site.as_str(), at, key.as_str())).map_err(storage)?;
-                        calls.remove(key.as_str()).map_err(storage)?;
-                        for kind in JobKind::CALL {
-                            let job = format!("{}|{key}", kind.as_str());
-                            states.remove(job.as_str()).map_err(storage)?;
-                            tries.remove(job.as_str()).map_err(storage)?;
-                            if let Some(at) = due.remove(job.as_str()).map_err(storage)?.map(|v| v.value()) {
-                                queue.remove((kind.as_str(), at, job.as_str())).map_err(storage)?;
-                            }
-                            if let Some(at) = claim_until.remove(job.as_str()).map_err(storage)?.map(|v| v.value()) {
-                                claims.remove((kind.as_str(), at, job.as_str())).map_err(storage)?;
-                            }
+                let mut forgotten = Vec::new();
+                {
+                    let mut by_site = txn.open_table(BY_SITE).map_err(storage)?;
+                    let mut calls = txn.open_table(CALLS).map_err(storage)?;
+                    for site in &parts {
+                        for (at, key) in entries_before(&by_site, site, before, limit)? {
+                            by_site.remove((site.as_str(), at, key.as_str())).map_err(storage)?;
+                            calls.remove(key.as_str()).map_err(storage)?;
+                            forgotten.push(key);
                         }
-                        removed += 1;
                     }
                 }
-                drop((by_site, calls, states, tries, queue, due, claims, claim_until));
+                for key in &forgotten {
+                    forget_jobs(&txn, &JobKind::CALL, key)?;
+                }
+                removed = forgotten.len();
                 for site in &parts {
                     EmbeddedCalls::trim_callbacks(&txn, site, before, limit)?;
                 }
@@ -760,6 +748,7 @@ struct Scripts {
 }
 
 const LUA_LIB: &str = include_str!("lua/lib.lua");
+const CB_LUA_LIB: &str = include_str!("../callback/lua/lib.lua");
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{LUA_LIB}\n{body}"))
@@ -788,8 +777,8 @@ impl RedisCalls {
                 trim: script(include_str!("lua/trim.lua")),
                 visit_log: script(include_str!("lua/visit_log.lua")),
                 visits: script(include_str!("lua/visits.lua")),
-                cb_create: script(include_str!("../callback/lua/create.lua")),
-                cb_update: script(include_str!("../callback/lua/update.lua")),
+                cb_create: script(&format!("{CB_LUA_LIB}\n{}", include_str!("../callback/lua/create.lua"))),
+                cb_update: script(&format!("{CB_LUA_LIB}\n{}", include_str!("../callback/lua/update.lua"))),
             }),
         }
     }

@@ -272,6 +272,20 @@ impl WsTab {
     }
 }
 
+/// Serves `handle` for every request on a loopback port (a stand-in for a service on the
+/// internet); returns its base URL.
+pub async fn serve_fake<H, F>(handle: H) -> String
+where
+    H: Fn(axum::extract::Request) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = (axum::http::StatusCode, String)> + Send + 'static,
+{
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| handle(req));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
 /// What a fake internet service received: method, path, query, headers, body.
 #[derive(Clone, Debug)]
 pub struct Captured {
@@ -304,14 +318,11 @@ impl FakeAnalytics {
     /// Serves on a loopback port; returns its base URL.
     pub async fn start(&self) -> String {
         let me = self.clone();
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        serve_fake(move |req| {
             let me = me.clone();
             async move { me.handle(req).await }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}")
+        })
+        .await
     }
 
     async fn handle(&self, req: axum::extract::Request) -> (axum::http::StatusCode, String) {

@@ -54,15 +54,5 @@ redis.call('ZADD', nz, now, id)
 redis.call('ZREMRANGEBYSCORE', nz, '-inf', now - longest)
 redis.call('PEXPIRE', nz, longest)
 redis.call('ZADD', sz, now, id)
-local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('SET', k('cblink', ARGV[i]), id, 'PX', keep); i = i + 1
-end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  local kind, due = ARGV[i], ARGV[i + 1]; i = i + 2
-  local job = kind .. '|' .. id
-  redis.call('HSET', k('obstate'), job, pending)
-  redis.call('ZADD', k('ob', kind), due, job)
-end
+links_and_jobs(i, id, keep, pending, false)
 return {'ok', 0}

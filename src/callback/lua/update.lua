@@ -13,18 +13,5 @@ if new < cur or (new == cur and cur >= 5) then return 0 end
 local keep, pending = ARGV[4], ARGV[5]
 redis.call('HSET', ck, 'r', ARGV[2], 'j', ARGV[3])
 redis.call('PEXPIRE', ck, keep)
-local i = 6
-local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  redis.call('SET', k('cblink', ARGV[i]), id, 'PX', keep); i = i + 1
-end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  local kind, due = ARGV[i], ARGV[i + 1]; i = i + 2
-  local job = kind .. '|' .. id
-  if not redis.call('HGET', k('obstate'), job) then
-    redis.call('HSET', k('obstate'), job, pending)
-    redis.call('ZADD', k('ob', kind), due, job)
-  end
-end
+links_and_jobs(6, id, keep, pending, true)
 return 1

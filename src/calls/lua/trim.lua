@@ -3,19 +3,23 @@
 -- site's index, its delivery states, attempts and any job left in the outbox; and up to `limit`
 -- recorded visits per site that began before it, and up to `limit` callbacks per site requested before it.
 local before, limit, removed = ARGV[1], ARGV[2], 0
+-- Every trace of the jobs of `kinds` of one record.
+local function forget_jobs(kinds, id)
+  for _, kind in ipairs(kinds) do
+    local job = kind .. '|' .. id
+    redis.call('HDEL', k('obstate'), job)
+    redis.call('HDEL', k('obtries'), job)
+    redis.call('ZREM', k('ob', kind), job)
+    redis.call('ZREM', k('obclaim', kind), job)
+    redis.call('ZREM', k('obdead', kind), job)
+  end
+end
 for i = 3, #ARGV do
   local index = k('calls', ARGV[i])
   for _, key in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. before, 'LIMIT', 0, limit)) do
     redis.call('DEL', k('call', key))
     redis.call('ZREM', index, key)
-    for _, kind in ipairs({'ga4', 'yandex'}) do
-      local job = kind .. '|' .. key
-      redis.call('HDEL', k('obstate'), job)
-      redis.call('HDEL', k('obtries'), job)
-      redis.call('ZREM', k('ob', kind), job)
-      redis.call('ZREM', k('obclaim', kind), job)
-      redis.call('ZREM', k('obdead', kind), job)
-    end
+    forget_jobs({'ga4', 'yandex'}, key)
     removed = removed + 1
   end
 end
@@ -25,14 +29,7 @@ for i = 3, #ARGV do
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. before, 'LIMIT', 0, limit)) do
     redis.call('DEL', k('cb', id))
     redis.call('ZREM', index, id)
-    for _, kind in ipairs({'trigger', 'cb_ga4', 'tg_request', 'tg_missed', 'hook_request', 'hook_missed'}) do
-      local job = kind .. '|' .. id
-      redis.call('HDEL', k('obstate'), job)
-      redis.call('HDEL', k('obtries'), job)
-      redis.call('ZREM', k('ob', kind), job)
-      redis.call('ZREM', k('obclaim', kind), job)
-      redis.call('ZREM', k('obdead', kind), job)
-    end
+    forget_jobs({'trigger', 'cb_ga4', 'tg_request', 'tg_missed', 'hook_request', 'hook_missed'}, id)
   end
 end
 for i = 3, #ARGV do

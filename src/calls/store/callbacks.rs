@@ -291,17 +291,27 @@ impl EmbeddedCalls {
         before: i64,
         limit: usize,
     ) -> Result<(), PoolError> {
-        let mut index = txn.open_table(CB_BY_SITE).map_err(storage)?;
-        let mut records = txn.open_table(CALLBACKS).map_err(storage)?;
-        let mut links = txn.open_table(CB_LINKS).map_err(storage)?;
-        for (at, id) in super::entries_before(&index, site, before, limit)? {
-            index.remove((site, at, id.as_str())).map_err(storage)?;
-            let cb: Option<Callback> =
-                records.remove(id.as_str()).map_err(storage)?.map(|v| decode(v.value(), "callback")).transpose()?;
-            for l in cb.iter().flat_map(|c| c.links.iter()) {
-                links.remove(l.as_str()).map_err(storage)?;
+        let mut forgotten = Vec::new();
+        {
+            let mut index = txn.open_table(CB_BY_SITE).map_err(storage)?;
+            let mut by_number = txn.open_table(CB_BY_NUMBER).map_err(storage)?;
+            let mut records = txn.open_table(CALLBACKS).map_err(storage)?;
+            let mut links = txn.open_table(CB_LINKS).map_err(storage)?;
+            for (at, id) in super::entries_before(&index, site, before, limit)? {
+                index.remove((site, at, id.as_str())).map_err(storage)?;
+                let cb: Option<Callback> =
+                    records.remove(id.as_str()).map_err(storage)?.map(|v| decode(v.value(), "callback")).transpose()?;
+                if let Some(cb) = cb {
+                    by_number.remove((number_key(&cb).as_str(), at, id.as_str())).map_err(storage)?;
+                    for l in &cb.links {
+                        links.remove(l.as_str()).map_err(storage)?;
+                    }
+                }
+                forgotten.push(id);
             }
-            super::forget_jobs(txn, &JobKind::CALLBACK, &id)?;
+        }
+        for id in &forgotten {
+            super::forget_jobs(txn, &JobKind::CALLBACK, id)?;
         }
         Ok(())
     }
