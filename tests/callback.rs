@@ -349,16 +349,7 @@ impl World {
     async fn restart(mut self) -> World {
         let config = self.config();
         self.node.stop().await;
-        let app = loop {
-            match callpool::app::App::start(config.clone(), Arc::new(callpool::clock::SystemClock)).await {
-                Ok(app) => break app,
-                Err(e) if e.to_string().contains("lock") || e.to_string().contains("already open") => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("restart: {e}"),
-            }
-        };
-        self.node = Node::serve(Arc::new(app)).await;
+        self.node = Node::restart_on(config).await;
         self
     }
 

@@ -111,19 +111,7 @@ impl World {
     async fn restart(self) -> World {
         let World { node, fake, fake_url, backend, dir, prefix, analytics } = self;
         node.stop().await;
-        // The embedded store's writer thread lets go of the file a moment after the node stopped
-        // (a real restart is a new process).
-        let config = config(backend, dir.path(), &prefix, &fake_url, &analytics);
-        let mut tries = 0;
-        let app = loop {
-            match callpool::app::App::start(config.clone(), std::sync::Arc::new(callpool::clock::SystemClock)).await {
-                Ok(app) => break app,
-                Err(e) if tries < 100 && e.to_string().contains("already open") => tries += 1,
-                Err(e) => panic!("restart: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let node = Node::serve(std::sync::Arc::new(app)).await;
+        let node = Node::restart_on(config(backend, dir.path(), &prefix, &fake_url, &analytics)).await;
         World { node, fake, fake_url, backend, dir, prefix, analytics }
     }
 

@@ -112,6 +112,22 @@ impl Node {
         Node::serve_with(app, clock).await
     }
 
+    /// A node on the wall clock on `config`'s store, once the node before it let go of the store
+    /// (the embedded store's writer thread releases the file a moment after its node stopped; a
+    /// real restart is a new process).
+    pub async fn restart_on(config: Config) -> Node {
+        let mut tries = 0;
+        let app = loop {
+            match App::start(config.clone(), Arc::new(SystemClock)).await {
+                Ok(app) => break app,
+                Err(e) if tries < 100 && e.to_string().contains("already open") => tries += 1,
+                Err(e) => panic!("restart: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Node::serve(Arc::new(app)).await
+    }
+
     /// Serves an app already started (on the wall clock).
     pub async fn serve(app: Arc<App>) -> Node {
         Node::serve_with(app, Arc::new(ManualClock::new(T0))).await
