@@ -56,7 +56,8 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     /// HTTP request durations by route and status class.
     pub http_seconds: HistogramVec,
-    /// Callback requests stored, by site and how (accepted: now; scheduled: next opening).
+    /// Callback requests stored, by site and how (accepted: now; scheduled: next opening; repeat:
+    /// joined the number's open request).
     pub callback_requests: IntCounterVec,
     /// Callback requests refused, by site and reason (invalid, not_callable, blocked, too_soon,
     /// ip, visitor, number, banned, site, closed).
@@ -236,7 +237,7 @@ impl Metrics {
             callback_requests: counter_vec(
                 &r,
                 "callpool_callback_requests_total",
-                "Callback requests stored, by site and how (accepted, scheduled).",
+                "Callback requests stored, by site and how (accepted, scheduled, repeat).",
                 &["site", "how"],
             ),
             callback_refused: counter_vec(

@@ -586,6 +586,12 @@ async fn each_limit_refuses_and_a_number_that_used_its_day_is_banned() {
         (n(5), "v6", "10.0.0.5"), // the site's fifth
     ] {
         let (status, body) = w.ask("lim-public-key", &number, visitor, ip).await;
+        if status == 202 {
+            // Over before the next request (an open request would be joined, not counted again).
+            let placed = results.iter().filter(|(s, _)| *s == 202).count() + 1;
+            eventually("triggered", || async { w.pbx.accepted("/trigger").len() == placed }).await;
+            w.report(body["id"].as_str().unwrap(), "completed").await;
+        }
         results
             .push((status, body["error"]["code"].as_str().unwrap_or(body["status"].as_str().unwrap_or("")).to_owned()));
     }
@@ -620,35 +626,43 @@ async fn each_limit_refuses_and_a_number_that_used_its_day_is_banned() {
     w.node.stop().await;
 }
 
-#[tokio::test]
-async fn a_burst_of_1000_requests_for_one_number_triggers_at_most_the_limit() {
-    let w = World::start(Backend::Redis).await;
-    let client = reqwest::Client::new();
-    let url = w.node.url("/v1/callback");
+/// 1,000 requests at once, 100 at a time, each from its own address and visitor; the statuses.
+async fn burst(w: &World, number: impl Fn(u32) -> String) -> Vec<(u16, Value)> {
     use futures_util::StreamExt;
+    let client = reqwest::Client::new();
     let sends = (0..1000u32).map(|i| {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, number) = (client.clone(), w.node.url("/v1/callback"), number(i));
         async move {
             let resp = client
                 .post(url)
                 .header("origin", ORIGIN)
                 .header("x-forwarded-for", format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256))
-                .json(
-                    &json!({"site": "shop-public-key", "number": "+7 916 765-43-21", "visitor": format!("burst-{i}")}),
-                )
+                .json(&json!({"site": "shop-public-key", "number": number, "visitor": format!("burst-{i}")}))
                 .send()
                 .await
                 .unwrap();
-            resp.status().as_u16()
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
         }
     });
-    let statuses: Vec<u16> = futures_util::stream::iter(sends).buffer_unordered(100).collect().await;
-    let accepted = statuses.iter().filter(|s| **s == 202).count();
-    let limited = statuses.iter().filter(|s| **s == 429).count();
-    assert_eq!((accepted, limited), (7, 993), "7 per 15 minutes per number (the default)");
-    eventually("the accepted ones are triggered", || async { w.pbx.accepted("/trigger").len() == 7 }).await;
+    futures_util::stream::iter(sends).buffer_unordered(100).collect().await
+}
+
+#[tokio::test]
+async fn a_burst_of_1000_requests_triggers_at_most_the_limit() {
+    let w = World::start(Backend::Redis).await;
+    // One number from 1,000 addresses: one request stands, the others join it; one call.
+    let answers = burst(&w, |_| "+7 916 765-43-21".to_owned()).await;
+    assert!(answers.iter().all(|(s, _)| *s == 202), "{:?}", answers.iter().find(|(s, _)| *s != 202));
+    let ids: std::collections::HashSet<&str> = answers.iter().map(|(_, b)| b["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "every request joined the one open callback");
+    // 1,000 numbers at once against the site's 100 per hour, counted exactly across the cluster's store.
+    let answers = burst(&w, |i| format!("+7916{:07}", 1_000_000 + i)).await;
+    let accepted = answers.iter().filter(|(s, _)| *s == 202).count();
+    let by_site = answers.iter().filter(|(s, b)| *s == 429 && b["error"]["code"] == "site").count();
+    assert_eq!((accepted, by_site), (99, 901), "100 per hour per site (the default), one used before");
+    eventually("the accepted ones are triggered", || async { w.pbx.accepted("/trigger").len() == 100 }).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(w.pbx.attempts("/trigger"), 7, "no more than the limit reach the PBX");
+    assert_eq!(w.pbx.attempts("/trigger"), 100, "no more than the limits let through reach the PBX");
     w.node.stop().await;
 }
 
@@ -878,4 +892,34 @@ async fn old_callbacks_are_forgotten_embedded() {
 #[tokio::test]
 async fn old_callbacks_are_forgotten_redis() {
     old_callbacks_are_forgotten(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn a_repeated_request_joins_the_open_one_and_never_rings_twice() {
+    let w = World::start(Backend::Redis).await;
+    w.pbx.down.store(true, Ordering::SeqCst);
+    let (s1, first) = w.ask("shop-public-key", "+79161234567", "v-double", "10.0.0.1").await;
+    let (s2, second) = w.ask("shop-public-key", "8 916 123-45-67", "v-double", "10.0.0.1").await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(first["id"], second["id"], "a double submit joins the open request");
+    eventually("the open request failed for good", || async { w.pbx.attempts("/trigger") == 4 }).await;
+    let path = format!("/v1/callback/{}?site=shop-public-key", first["id"].as_str().unwrap());
+    eventually("failed", || async {
+        let v: Value = reqwest::Client::new()
+            .get(w.node.url(&path))
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["status"] == "failed"
+    })
+    .await;
+    let (s3, third) = w.ask("shop-public-key", "+79161234567", "v-double", "10.0.0.1").await;
+    assert_eq!(s3, 202);
+    assert_ne!(third["id"], first["id"], "once it is over, the number may ask again");
+    assert_eq!(w.node.metric("callpool_callback_requests_total{how=\"repeat\",site=\"shop\"}").await, 1.0);
+    w.node.stop().await;
 }

@@ -106,6 +106,15 @@ pub async fn request(app: &App, site: &SiteConfig, req: Request) -> Result<Resul
             publish(app, &cb);
             Ok(Ok(cb))
         }
+        Created::Open(id) => match app.calls.callback(&id).await? {
+            Some(open) => {
+                app.metrics.callback_requests.with_label_values(&[site.id.as_str(), "repeat"]).inc();
+                tracing::info!(site = %site.id, callback = %open.id, "A repeated callback request joined the open one.");
+                publish(app, &open);
+                Ok(Ok(open))
+            }
+            None => Err(PoolError::Storage(format!("callback {id} vanished while it was open"))),
+        },
         Created::Refused { scope, retry_after } => refuse(Refusal {
             reason: scope.as_str(),
             message: cfg.texts.get("limited").to_owned(),

@@ -1,7 +1,9 @@
--- cb_create(site, number, now, id, rank, callback JSON, keep ms, ban ms, pending state JSON,
---           n number windows, {count, period ms}..., n site windows, {count, period ms}...,
+-- cb_create(site, number, now, id, rank, callback JSON, keep ms, ban ms, pending state JSON, due ms,
+--           open since ms, n number windows, {count, period ms}..., n site windows, {count, period ms}...,
 --           n links, {call key}..., n jobs, {kind, due}...)
---   -> {'ok', 0} | {scope, retry after ms} with scope 'banned', 'number' or 'site'
+--   -> {'ok', 0} | {'open', id} | {scope, retry after ms} with scope 'banned', 'number' or 'site'
+-- A request for a number whose last callback is still open (not final, and due after `open since`)
+-- is answered with that callback ('open'): a double submit or a second tab never rings twice.
 -- Checks the per-number and per-site limits (sliding windows over the requests accepted before)
 -- and, when none is used up, stores the callback, counts it, links the call keys the PBX will
 -- report it under, and queues its jobs: all in one atomic step, so a burst across many nodes
@@ -12,7 +14,12 @@ local ban = k('cbban', site, number)
 local left = redis.call('PTTL', ban)
 if left > 0 then return {'banned', left} end
 local nz, sz = k('cbnum', site, number), k('cbsite', site)
-local i = 10
+local last = redis.call('ZREVRANGE', nz, 0, 0)[1]
+if last then
+  local f = redis.call('HMGET', k('cb', last), 'r', 'd')
+  if f[1] and tonumber(f[1]) < 5 and tonumber(f[2] or '0') > tonumber(ARGV[11]) then return {'open', last} end
+end
+local i = 12
 local function windows()
   local n = tonumber(ARGV[i]); i = i + 1
   local out = {}
@@ -48,7 +55,7 @@ end
 hit = used_up(sz, per_site)
 if hit then return {'site', hit[1]} end
 local ck = k('cb', id)
-redis.call('HSET', ck, 'r', ARGV[5], 'j', ARGV[6])
+redis.call('HSET', ck, 'r', ARGV[5], 'j', ARGV[6], 'd', ARGV[10])
 redis.call('PEXPIRE', ck, keep)
 redis.call('ZADD', nz, now, id)
 redis.call('ZREMRANGEBYSCORE', nz, '-inf', now - longest)

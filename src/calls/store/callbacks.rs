@@ -21,6 +21,8 @@ use crate::calls::{CallKey, Delivery};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Created {
     Stored,
+    /// The number's last request is still open (not final, due recently or later): that one stands.
+    Open(CallbackId),
     /// A limit is used up; the number (or site) may ask again after this long.
     Refused {
         scope: Scope,
@@ -44,6 +46,14 @@ pub struct CallbackJob {
     pub kind: JobKind,
     pub callback: Callback,
     pub attempts: u32,
+}
+
+/// A callback is still open for a repeated request while it is not final and was due at most this
+/// long ago (a PBX that never reports the outcome does not block the number for good).
+pub const OPEN_FOR: Duration = Duration::from_secs(3600);
+
+fn is_open(cb: &Callback, now: Ts) -> bool {
+    !cb.status.is_final() && cb.due_at > now.minus(OPEN_FOR)
 }
 
 /// Everything one write of a callback carries besides the record.
@@ -173,6 +183,24 @@ impl EmbeddedCalls {
                             .map(|e| e.map(|(k, _)| k.value().1).map_err(storage))
                             .collect()
                     };
+                let last = by_number
+                    .range((nkey.as_str(), i64::MIN, "")..(nkey.as_str(), i64::MAX, ""))
+                    .map_err(storage)?
+                    .next_back()
+                    .transpose()
+                    .map_err(storage)?
+                    .map(|(k, _)| k.value().2.to_owned());
+                if let Some(last) = last {
+                    let records = txn.open_table(CALLBACKS).map_err(storage)?;
+                    let prev: Option<Callback> = records
+                        .get(last.as_str())
+                        .map_err(storage)?
+                        .map(|v| decode(v.value(), "callback"))
+                        .transpose()?;
+                    if prev.is_some_and(|p| is_open(&p, cb.requested_at)) {
+                        return Ok(Created::Open(CallbackId::parse(&last).unwrap_or_else(|| cb.id.clone())));
+                    }
+                }
                 let number_times = times(&by_number, &nkey, now - longest)?;
                 if let Some((retry_after, period)) = used_up(&number_times, &limits.per_number, now) {
                     if period == limits.number_memory() && !limits.number_ban.is_zero() {
@@ -362,12 +390,20 @@ impl RedisCalls {
             millis(extra.keep).max(1).to_string(),
             millis(limits.number_ban).to_string(),
             pending(),
+            cb.due_at.as_millis().to_string(),
+            cb.requested_at.minus(OPEN_FOR).as_millis().to_string(),
         ];
         push_windows(&mut args, &limits.per_number);
         push_windows(&mut args, &limits.per_site);
         push_extra(&mut args, &extra);
         match self.run(&self.scripts.cb_create, &args).await? {
             Value::Array(v) => match v.as_slice() {
+                [Value::BulkString(open), Value::BulkString(id)] if open.as_slice() == b"open" => {
+                    let id = String::from_utf8_lossy(id);
+                    CallbackId::parse(&id)
+                        .map(Created::Open)
+                        .ok_or_else(|| PoolError::Storage(format!("unreadable callback id from redis: {id:?}")))
+                }
                 [scope, Value::Int(ms)] => {
                     let scope = match scope {
                         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
