@@ -61,7 +61,7 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
 }
 
 /// How long a claim holds its job: longer than any attempt can take.
-fn hold(app: &App) -> Duration {
+pub(crate) fn hold(app: &App) -> Duration {
     app.config.analytics.request_timeout * 3 + Duration::from_secs(30)
 }
 

@@ -923,3 +923,34 @@ async fn a_repeated_request_joins_the_open_one_and_never_rings_twice() {
     assert_eq!(w.node.metric("callpool_callback_requests_total{how=\"repeat\",site=\"shop\"}").await, 1.0);
     w.node.stop().await;
 }
+
+#[tokio::test]
+async fn with_the_store_away_a_request_is_answered_503_and_nothing_rings() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let pbx = FakePbx::default();
+    let pbx_url = pbx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Backend::Redis, dir.path(), "cb-away", (&pbx_url, &pbx_url), "", "");
+    cfg.store =
+        callpool::config::StoreConfig::Redis { url: format!("redis://127.0.0.1:{port}/"), prefix: unique("cb") };
+    let node = Node::start_real(cfg).await;
+    drop(redis);
+    let resp = reqwest::Client::new()
+        .post(node.url("/v1/callback"))
+        .header("origin", ORIGIN)
+        .json(&json!({"site": "shop-public-key", "number": "+79161234567"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("+74951234567"),
+        "the form can offer the site's number"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pbx.attempts("/trigger"), 0);
+    node.stop().await;
+}

@@ -19,7 +19,7 @@ use super::{service, Callback, CallbackStatus};
 use crate::app::App;
 use crate::calls::store::{CallbackJob, Extra, Finish, JobKind, Updated};
 use crate::calls::{CallKey, Delivery};
-use crate::outbox::{backoff, without_url};
+use crate::outbox::{backoff, hold, without_url};
 
 const POLL: Duration = Duration::from_millis(500);
 const BATCH: usize = 32;
@@ -48,11 +48,6 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
             round(&app, &client, kind).await;
         }
     }
-}
-
-/// How long a claim holds its job: longer than any attempt can take.
-fn hold(app: &App) -> Duration {
-    app.config.analytics.request_timeout * 3 + Duration::from_secs(30)
 }
 
 async fn round(app: &App, client: &reqwest::Client, kind: JobKind) {
@@ -142,16 +137,28 @@ async fn trigger_job(app: &App, client: &reqwest::Client, job: &CallbackJob) -> 
             Finish::Done(Delivery::Dead { error: why })
         }
     };
-    let extra = Extra { links: &links, jobs: &jobs, keep: service::keep(app) };
-    match app.calls.update_callback(&cb, extra).await {
-        Ok(Updated::Written) => service::publish(app, &cb),
-        // The PBX already reported the call (a later status): keep it.
-        Ok(Updated::Stale | Updated::Missing) => {}
-        Err(e) => {
-            app.metrics.store_errors.with_label_values(&["callback_update"]).inc();
-            tracing::warn!(callback = %cb.id, error = %e, "A callback's trigger outcome could not be recorded.");
-            return None;
+    // What the PBX answered must be recorded before the claim ends: a callback left `accepted` would
+    // be triggered again once the claim expired. The store gets a few tries.
+    let mut written = None;
+    for pause in [0, 200, 1000, 3000] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let extra = Extra { links: &links, jobs: &jobs, keep: service::keep(app) };
+        match app.calls.update_callback(&cb, extra).await {
+            Ok(u) => {
+                written = Some(u);
+                break;
+            }
+            Err(e) => {
+                app.metrics.store_errors.with_label_values(&["callback_update"]).inc();
+                tracing::warn!(callback = %cb.id, error = %e, "A callback's trigger outcome could not be recorded yet.");
+            }
         }
+    }
+    match written {
+        Some(Updated::Written) => service::publish(app, &cb),
+        // The PBX already reported the call (a later status): keep it.
+        Some(Updated::Stale | Updated::Missing) => {}
+        None => return None,
     }
     if !jobs.is_empty() {
         app.callback_wake.notify_one();
