@@ -234,34 +234,7 @@ async fn run(store: String, seconds: u64, concurrency: usize, status: String) {
     drop(tabs);
     drop(server);
     if store == "cluster" {
-        forget_keys().await;
-    }
-}
-
-/// Deletes this run's keys from the benchmark's Redis.
-async fn forget_keys() {
-    let url = std::env::var("CALLPOOL_BENCH_REDIS_URL").expect("CALLPOOL_BENCH_REDIS_URL");
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let pattern = format!("{{bench-pbx-{}}}:*", std::process::id());
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.unwrap();
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+        common::forget_keys(&format!("{{bench-pbx-{}}}:*", std::process::id())).await;
     }
 }
 

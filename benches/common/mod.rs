@@ -1,5 +1,6 @@
 //! What the load generators share: a callpool node under test, run from the release build as an
-//! operator would, stopped with SIGTERM when dropped.
+//! operator would, stopped with SIGTERM when dropped; and cleaning up a run's Redis keys.
+#![allow(dead_code)] // each load generator uses part of it
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -52,5 +53,31 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
+    }
+}
+
+/// Deletes the keys matching `pattern` from the benchmark's Redis (`CALLPOOL_BENCH_REDIS_URL`).
+pub async fn forget_keys(pattern: &str) {
+    let url = std::env::var("CALLPOOL_BENCH_REDIS_URL").expect("CALLPOOL_BENCH_REDIS_URL");
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
     }
 }

@@ -22,7 +22,10 @@ use crate::calls::{CallKey, Delivery};
 use crate::outbox::{backoff, hold, without_url};
 
 const POLL: Duration = Duration::from_millis(500);
-const BATCH: usize = 32;
+/// Jobs claimed at once (run concurrently).
+const BATCH: usize = 64;
+/// Full batches of one kind run back to back, at most this many before the next kind's turn.
+const ROUNDS: usize = 8;
 /// Jobs of these kinds are this worker's.
 const KINDS: [JobKind; 6] = JobKind::CALLBACK;
 
@@ -45,19 +48,24 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
             _ = app.callback_wake.notified() => {}
         }
         for kind in KINDS {
-            round(&app, &client, kind).await;
+            for _ in 0..ROUNDS {
+                if round(&app, &client, kind).await < BATCH {
+                    break;
+                }
+            }
         }
     }
 }
 
-async fn round(app: &App, client: &reqwest::Client, kind: JobKind) {
+/// Claims and runs one batch of `kind`; returns how many jobs it claimed.
+async fn round(app: &App, client: &reqwest::Client, kind: JobKind) -> usize {
     let now = app.clock.now();
     let jobs = match app.calls.claim_callbacks(kind, now, BATCH, now.plus(hold(app))).await {
         Ok(j) => j,
         Err(e) => {
             app.metrics.store_errors.with_label_values(&["callback_claim"]).inc();
             tracing::warn!(error = %e, "Cannot claim callback jobs; trying again shortly.");
-            return;
+            return 0;
         }
     };
     let runs = jobs.iter().map(|job| run_job(app, client, job));
@@ -67,6 +75,7 @@ async fn round(app: &App, client: &reqwest::Client, kind: JobKind) {
         app.metrics.store_errors.with_label_values(&["callback_finish"]).inc();
         tracing::warn!(jobs = done.len(), error = %e, "Cannot record callback jobs' outcomes.");
     }
+    jobs.len()
 }
 
 /// One job; `None` when its outcome could not be recorded (the claim expires and it runs again).
