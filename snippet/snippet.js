@@ -198,7 +198,7 @@
         var s = document.createElement('script');
         s.async = true;
         s.src = base + '/callback.js';
-        document.head.appendChild(s);
+        (document.head || document.documentElement).appendChild(s);
       }
     }
     cbListeners.forEach(function (fn) {

@@ -145,7 +145,7 @@ async fn connection(
     let (mut tab, first) = Box::pin(hub.hello(&site.config, visitor, &hello)).await;
     let span = tracing::debug_span!("tab", site = %tab.site, visitor = %tab.visitor, tab = tab.id);
     let _enter = span.enter();
-    let peer = Peer { ip, attrs: hello.attrs() };
+    let peer = Peer { ip, hello: &hello };
     let reason = serve(&mut socket, &state, &site, &mut tab, first, &peer).await;
     drop(_enter);
     hub.app().metrics.ws_closed.with_label_values(&[reason]).inc();
@@ -168,10 +168,11 @@ fn is_too_large(e: &axum::Error) -> bool {
     text.contains("too long") || text.contains("Space limit") || text.contains("capacity")
 }
 
-/// Who is at the other end: what a callback request from this tab carries.
-struct Peer {
+/// Who is at the other end: what a callback request from this tab carries (the session is read
+/// from the hello when a request comes, not kept twice per connection).
+struct Peer<'a> {
     ip: IpAddr,
-    attrs: callpool_pool::SessionAttrs,
+    hello: &'a Hello,
 }
 
 /// The connection's loop; returns why it ended (a metric label).
@@ -181,7 +182,7 @@ async fn serve(
     site: &SiteEntry,
     tab: &mut Tab,
     first: ServerMsg,
-    peer: &Peer,
+    peer: &Peer<'_>,
 ) -> &'static str {
     if send_text(socket, &site.site_msg).await.is_err() || send(socket, &first).await.is_err() {
         return "send_failed";
@@ -269,7 +270,7 @@ async fn callback_request(
     state: &WsState,
     site: &SiteEntry,
     tab: &Tab,
-    peer: &Peer,
+    peer: &Peer<'_>,
     number: String,
 ) -> Option<ServerMsg> {
     let app = state.hub.app();
@@ -283,7 +284,7 @@ async fn callback_request(
     let req = crate::callback::service::Request {
         number,
         visitor: Some(tab.visitor.clone()),
-        attrs: peer.attrs.clone(),
+        attrs: peer.hello.attrs(),
         ip: Some(peer.ip),
         origin: crate::callback::Origin::Widget,
     };
