@@ -256,5 +256,19 @@ mod tests {
         );
         let e = ServerMsg::Error { code: ErrorCode::UnknownSite, message: "x".into() };
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"type":"error","code":"unknown_site","message":"x"}"#);
+        let c = ServerMsg::Callback {
+            id: "cb-1".into(),
+            status: crate::callback::CallbackStatus::Retrying,
+            at: Some(5),
+            message: "m".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"type":"callback","id":"cb-1","status":"retrying","at":5,"message":"m"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ClientMsg>(r#"{"type":"callback_request","number":"8 916"}"#).unwrap(),
+            ClientMsg::CallbackRequest { number: "8 916".into() }
+        );
     }
 }
