@@ -28,7 +28,10 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
 fn check_config_accepts_the_example_and_names_each_problem() {
     let ok = callpool(&["--config", "callpool.example.toml", "check-config"]);
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("site shop"));
+    let summary = String::from_utf8_lossy(&ok.stdout);
+    assert!(summary.contains("site shop"), "{summary}");
+    assert!(summary.contains("callback: generic trigger, outcomes from pbx office, operator +74951234500"), "{summary}");
+    assert!(summary.contains("per number 7/15m, 9/1h, 15/1day"), "{summary}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = config_text("")
