@@ -685,13 +685,14 @@ pub async fn page(
 ) -> Result<Response, Failure> {
     let r = request(&app, &site, &headers, &period)?;
     let s = build_summary(&app, &r).await?;
-    let series: [Series; 6] = [
+    let series: [Series; 7] = [
         ("active", "#1b7f3b", |d| d.active),
         ("recent", "#4caf50", |d| d.recent),
         ("repeat_caller", "#9ccc65", |d| d.repeat_caller),
         ("default_before", "#f9a825", |d| d.default_before),
         ("default_after", "#ef6c00", |d| d.default_after),
         ("unmatched", "#9e9e9e", |d| d.unmatched + d.static_),
+        ("callback", "#5c6bc0", |d| d.callback),
     ];
     let (w, h, pad) = (900.0_f64, 260.0_f64, 30.0_f64);
     let max = s.days.iter().map(|d| d.total).max().unwrap_or(0).max(1) as f64;
@@ -751,7 +752,7 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
 <h2>Untracked calls</h2><p>default_before: {before}, default_after: {after}. {hint}</p>
 <h2>Pool</h2><p>{pool}.</p>
 <h2>Pool size advice</h2><p>{advice}</p>
-<h2>By day</h2><table><tr><th>date</th><th>total</th><th>active</th><th>recent</th><th>repeat</th><th>default_before</th><th>default_after</th><th>static</th><th>unmatched</th><th>tracked</th><th>peak leased</th><th>exhausted</th></tr>{rows}</table>
+<h2>By day</h2><table><tr><th>date</th><th>total</th><th>active</th><th>recent</th><th>repeat</th><th>default_before</th><th>default_after</th><th>static</th><th>unmatched</th><th>callback</th><th>tracked</th><th>peak leased</th><th>exhausted</th></tr>{rows}</table>
 </body></html>"##,
         site = esc(r.site.id.as_str()),
         from = s.from,
@@ -769,7 +770,7 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
             .days
             .iter()
             .map(|d| format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 d.date,
                 d.total,
                 d.active,
@@ -779,6 +780,7 @@ table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;border-bottom:1px so
                 d.default_after,
                 d.static_,
                 d.unmatched,
+                d.callback,
                 d.share_tracked.map_or("—".to_owned(), |v| format!("{:.0}%", v * 100.0)),
                 d.peak_leased.map_or("—".to_owned(), |v| format!("{v} / {max_numbers}")),
                 d.exhausted.map_or("—".to_owned(), |v| v.to_string()),

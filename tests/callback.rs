@@ -954,3 +954,30 @@ async fn with_the_store_away_a_request_is_answered_503_and_nothing_rings() {
     assert_eq!(pbx.attempts("/trigger"), 0);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_retry_that_would_fall_after_closing_waits_for_the_next_opening() {
+    let pbx = FakePbx::default();
+    let pbx_url = pbx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hours = r#"hours = { mon = "09:00-18:00", tue = "09:00-18:00", wed = "09:00-18:00", thu = "09:00-18:00", fri = "09:00-18:00" }"#;
+    let cfg = config(Backend::Embedded, dir.path(), "", (&pbx_url, &pbx_url), "timezone = \"Europe/Moscow\"", hours);
+    let ms = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+    // Wednesday 17:59:59.950 in Moscow: open, for 50 ms more.
+    let clock = Arc::new(ManualClock::new(Ts::from_millis(ms("2026-11-25T14:59:59.950Z"))));
+    let node = Node::start(cfg, clock.clone()).await;
+    pbx.failing.store(1, Ordering::SeqCst);
+    let mut tab = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    tab.hello("v-closing", PAGE).await;
+    tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
+    assert_eq!(callback_msg(&mut tab).await["status"], "accepted");
+    let retry = callback_msg(&mut tab).await;
+    assert_eq!(retry["status"], "retrying");
+    let thursday = ms("2026-11-26T06:00:00Z");
+    assert_eq!(retry["at"].as_i64(), Some(thursday), "{retry}");
+    assert_eq!(retry["message"], "Our phone line is busy; we will try again tomorrow at 09:00.");
+    clock.set(Ts::from_millis(thursday));
+    eventually("placed at the opening", || async { pbx.accepted("/trigger").len() == 1 }).await;
+    assert_eq!(pbx.attempts("/trigger"), 2);
+    node.stop().await;
+}

@@ -30,7 +30,10 @@ fn check_config_accepts_the_example_and_names_each_problem() {
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     let summary = String::from_utf8_lossy(&ok.stdout);
     assert!(summary.contains("site shop"), "{summary}");
-    assert!(summary.contains("callback: generic trigger, outcomes from pbx office, operator +74951234500"), "{summary}");
+    assert!(
+        summary.contains("callback: generic trigger, outcomes from pbx office, operator +74951234500"),
+        "{summary}"
+    );
     assert!(summary.contains("per number 7/15m, 9/1h, 15/1day"), "{summary}");
 
     let dir = tempfile::tempdir().unwrap();

@@ -126,7 +126,9 @@ async fn trigger_job(app: &App, client: &reqwest::Client, job: &CallbackJob) -> 
             Finish::Done(Delivery::Sent { at: now })
         }
         Answer::Again(why) if job.attempts + 1 < cfg.attempts => {
+            // A retry that would fall after closing time waits for the next opening.
             let at = now.plus(backoff(cfg.retry_base, job.attempts));
+            let at = if cfg.hours.is_open(at) { at } else { cfg.hours.next_open(at).unwrap_or(at) };
             cb.status = CallbackStatus::Retrying;
             cb.attempts = job.attempts + 1;
             cb.next_attempt_at = Some(at);
