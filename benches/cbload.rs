@@ -29,15 +29,7 @@ fn start(store: &str, pbx: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let prefix = format!("bench-cb-{}", std::process::id());
-    let store = match store {
-        "embedded" => format!("[store]\nkind = \"embedded\"\ndata_dir = {:?}\n", dir.path().join("data")),
-        "cluster" => format!(
-            "[store]\nkind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n[bus]\nkind = \"rabbitmq\"\namqp_url = \"{}\"\n",
-            std::env::var("CALLPOOL_BENCH_REDIS_URL").expect("CALLPOOL_BENCH_REDIS_URL"),
-            std::env::var("CALLPOOL_BENCH_AMQP_URL").expect("CALLPOOL_BENCH_AMQP_URL"),
-        ),
-        other => panic!("unknown store {other}: embedded or cluster"),
-    };
+    let store = common::store_tables(store, dir.path(), &prefix);
     let config = format!(
         r#"
 [server]

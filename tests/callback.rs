@@ -369,6 +369,12 @@ impl World {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /v1/callback/{id}`: how the request stands.
+    async fn status(&self, site_key: &str, id: &str) -> Value {
+        let url = self.node.url(&format!("/v1/callback/{id}?site={site_key}"));
+        reqwest::Client::new().get(url).header("origin", ORIGIN).send().await.unwrap().json().await.unwrap()
+    }
+
     /// The PBX reports the callback's call (`call_id` = the callback id, as the trigger asked).
     async fn report(&self, call_id: &str, status: &str) {
         let body = json!({
@@ -701,20 +707,8 @@ async fn a_pbx_that_never_answers_makes_the_callback_failed_and_the_team_is_told
     let (status, body) = w.ask("shop-public-key", "+79161234567", "v-down", "10.0.0.1").await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/callback/{id}?site=shop-public-key");
-    eventually("the callback is given up", || async {
-        let v: Value = reqwest::Client::new()
-            .get(w.node.url(&path))
-            .header("origin", ORIGIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["status"] == "failed"
-    })
-    .await;
+    eventually("the callback is given up", || async { w.status("shop-public-key", &id).await["status"] == "failed" })
+        .await;
     assert_eq!(w.pbx.attempts("/trigger"), 4, "the configured attempts");
     eventually("the team hears of the missed callback", || async {
         w.pbx.accepted("/notify").iter().any(|g| g.json()["event"] == "callback.missed")
@@ -767,22 +761,10 @@ async fn voximplant_and_twilio_adapters_place_the_call_and_twilio_reports_link_b
     assert_eq!(status, 202);
     let id = body["id"].as_str().unwrap().to_owned();
     eventually("Twilio created the call", || async { w.pbx.accepted("Calls.json").len() == 1 }).await;
-    let path = format!("/v1/callback/{id}?site=twi-public-key");
-    let get = || async {
-        reqwest::Client::new()
-            .get(w.node.url(&path))
-            .header("origin", ORIGIN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let get = || w.status("twi-public-key", &id);
     eventually("the callback is calling", || async { get().await["status"] == "calling" }).await;
     // Twilio's status callback names the call by the sid its create-call answer gave.
-    let sid = w.pbx.accepted("Calls.json")[0].status; // 201
-    assert_eq!(sid, 201);
+    assert_eq!(w.pbx.accepted("Calls.json")[0].status, 201);
     let n = w.pbx.got.lock().unwrap().iter().position(|g| g.path.ends_with("Calls.json")).unwrap();
     let call_sid = format!("CA{n:032}");
     let form = format!(
@@ -903,20 +885,8 @@ async fn a_repeated_request_joins_the_open_one_and_never_rings_twice() {
     assert_eq!((s1, s2), (202, 202));
     assert_eq!(first["id"], second["id"], "a double submit joins the open request");
     eventually("the open request failed for good", || async { w.pbx.attempts("/trigger") == 4 }).await;
-    let path = format!("/v1/callback/{}?site=shop-public-key", first["id"].as_str().unwrap());
-    eventually("failed", || async {
-        let v: Value = reqwest::Client::new()
-            .get(w.node.url(&path))
-            .header("origin", ORIGIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["status"] == "failed"
-    })
-    .await;
+    let id = first["id"].as_str().unwrap();
+    eventually("failed", || async { w.status("shop-public-key", id).await["status"] == "failed" }).await;
     let (s3, third) = w.ask("shop-public-key", "+79161234567", "v-double", "10.0.0.1").await;
     assert_eq!(s3, 202);
     assert_ne!(third["id"], first["id"], "once it is over, the number may ask again");

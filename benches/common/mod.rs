@@ -15,6 +15,21 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The `[store]` (and for a cluster `[bus]`) tables of a node under test: `embedded` in `dir`, or
+/// `cluster` on the Redis and RabbitMQ of CALLPOOL_BENCH_REDIS_URL / CALLPOOL_BENCH_AMQP_URL
+/// under `prefix`.
+pub fn store_tables(store: &str, dir: &std::path::Path, prefix: &str) -> String {
+    match store {
+        "embedded" => format!("[store]\nkind = \"embedded\"\ndata_dir = {:?}\n", dir.join("data")),
+        "cluster" => format!(
+            "[store]\nkind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n[bus]\nkind = \"rabbitmq\"\namqp_url = \"{}\"\n",
+            std::env::var("CALLPOOL_BENCH_REDIS_URL").expect("CALLPOOL_BENCH_REDIS_URL"),
+            std::env::var("CALLPOOL_BENCH_AMQP_URL").expect("CALLPOOL_BENCH_AMQP_URL"),
+        ),
+        other => panic!("unknown store {other}: embedded or cluster"),
+    }
+}
+
 /// A callpool node under test, stopped on drop.
 pub struct Server {
     pub child: Child,
