@@ -2,7 +2,7 @@
 //! Loopback only, bounded in time, stops by itself.
 //!
 //! `cbload STORE MODE SECONDS CONCURRENCY` starts one callpool node (release build) with one site
-//! whose callback form triggers a local PBX in this process (answers 200, counts triggers); STORE
+//! whose callback form triggers a local PBX in this process (answers 204, counts triggers); STORE
 //! `embedded` or `cluster` (Redis + RabbitMQ from CALLPOOL_BENCH_REDIS_URL / CALLPOOL_BENCH_AMQP_URL).
 //! CONCURRENCY connections post `POST /v1/callback` as fast as they are answered for SECONDS, each
 //! from its own forwarded address and visitor:
@@ -57,22 +57,10 @@ limits = {{ per_site = ["100000000/1h"], per_ip = ["1000/1h"], per_visitor = ["1
     Server::spawn(dir, port, &config)
 }
 
-/// A local PBX that counts triggers and answers 200.
-async fn pbx(count: Arc<AtomicU64>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(move || {
-        count.fetch_add(1, Ordering::Relaxed);
-        async { "{}" }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 async fn run(store: String, mode: String, seconds: u64, concurrency: usize) {
     assert!(mode == "accept" || mode == "flood", "MODE: accept or flood");
     let triggers = Arc::new(AtomicU64::new(0));
-    let server = start(&store, &pbx(triggers.clone()).await);
+    let server = start(&store, &common::counting_server(triggers.clone()).await);
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
     let url = format!("http://127.0.0.1:{}/v1/callback", server.port);
     let seq = Arc::new(AtomicU64::new(0));
@@ -96,45 +84,14 @@ async fn run(store: String, mode: String, seconds: u64, concurrency: usize) {
             (matches!(&resp, Ok(r) if r.status() == 202), started.elapsed())
         }
     };
-    let start = Instant::now();
-    let until = start + Duration::from_secs(seconds);
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let post = post.clone();
-        workers.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), 0u64);
-            while Instant::now() < until {
-                let (ok, took) = post().await;
-                if ok {
-                    lat.push(took.as_micros() as u64);
-                } else {
-                    errors += 1;
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let (mut lat, mut errors) = (Vec::new(), 0);
-    for w in workers {
-        let (l, e) = w.await.unwrap();
-        lat.extend(l);
-        errors += e;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
+    let m = common::closed_loop(concurrency, Duration::from_secs(seconds), post).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    lat.sort_unstable();
-    let q = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64
-            / 1000.0
-    };
     println!(
-        "store={store} mode={mode} concurrency={concurrency} seconds={seconds}: {} requests answered 202 ({:.0}/s), {errors} other answers; latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}; triggers the PBX received during the run and 2 s after: {}",
-        lat.len(),
-        lat.len() as f64 / elapsed,
-        q(0.50),
-        q(0.90),
-        q(0.99),
-        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+        "store={store} mode={mode} concurrency={concurrency} seconds={seconds}: {} requests answered 202 ({:.0}/s), {} other answers; {}; triggers the PBX received during the run and 2 s after: {}",
+        m.latencies_us.len(),
+        m.rate(),
+        m.errors,
+        m.latency(),
         triggers.load(Ordering::Relaxed),
     );
     drop(server);

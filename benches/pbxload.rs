@@ -75,18 +75,6 @@ api_secret = "bench"
     }
 }
 
-/// A local GA4 collector that counts events and answers 204.
-async fn collector(count: Arc<AtomicU64>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(move || {
-        count.fetch_add(1, Ordering::Relaxed);
-        async { axum::http::StatusCode::NO_CONTENT }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 /// Opens a tab as visitor `i` and returns it with its tracking number.
 async fn tab(
     port: u16,
@@ -118,7 +106,7 @@ fn sign(t: i64, body: &[u8]) -> String {
 
 async fn run(store: String, seconds: u64, concurrency: usize, status: String) {
     let received = Arc::new(AtomicU64::new(0));
-    let ga4 = collector(received.clone()).await;
+    let ga4 = common::counting_server(received.clone()).await;
     let server = Server::start(&store, &ga4);
     let port = server.port;
     let mut tabs = Vec::new();
@@ -166,62 +154,17 @@ async fn run(store: String, seconds: u64, concurrency: usize, status: String) {
         }
     };
     // Warm up: connections, scripts, caches.
-    let warm_until = Instant::now() + Duration::from_secs(2);
-    let mut warm = Vec::new();
-    for _ in 0..concurrency {
-        let post = post.clone();
-        warm.push(tokio::spawn(async move {
-            while Instant::now() < warm_until {
-                post().await;
-            }
-        }));
-    }
-    for w in warm {
-        w.await.unwrap();
-    }
+    common::closed_loop(concurrency, Duration::from_secs(2), post.clone()).await;
     let events_before = received.load(Ordering::Relaxed);
-    let start = Instant::now();
-    let until = start + Duration::from_secs(seconds);
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let post = post.clone();
-        workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            while Instant::now() < until {
-                let (ok, took) = post().await;
-                if ok {
-                    lat.push(took.as_micros() as u64);
-                } else {
-                    errors += 1;
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for w in workers {
-        let (l, e) = w.await.unwrap();
-        lat.extend(l);
-        errors += e;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
+    let m = common::closed_loop(concurrency, Duration::from_secs(seconds), post).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let events = received.load(Ordering::Relaxed) - events_before;
-    lat.sort_unstable();
-    let q = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64
-            / 1000.0
-    };
     println!(
-        "store={store} concurrency={concurrency} seconds={seconds} status={status}: {} webhooks answered 200 ({:.0}/s), {errors} errors; latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}; GA4 events received during the run and 2 s after: {events}",
-        lat.len(),
-        lat.len() as f64 / elapsed,
-        q(0.50),
-        q(0.90),
-        q(0.99),
-        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+        "store={store} concurrency={concurrency} seconds={seconds} status={status}: {} webhooks answered 200 ({:.0}/s), {} errors; {}; GA4 events received during the run and 2 s after: {events}",
+        m.latencies_us.len(),
+        m.rate(),
+        m.errors,
+        m.latency(),
     );
     drop(tabs);
     drop(server);

@@ -1,5 +1,6 @@
 //! What the load generators share: a callpool node under test, run from the release build as an
-//! operator would, stopped with SIGTERM when dropped; and cleaning up a run's Redis keys.
+//! operator would, stopped with SIGTERM when dropped; a counting stand-in for a service on the
+//! internet; a closed-loop request driver and its latency summary; cleaning up a run's Redis keys.
 #![allow(dead_code)] // each load generator uses part of it
 
 use std::path::PathBuf;
@@ -95,4 +96,86 @@ pub async fn forget_keys(pattern: &str) {
         }
         cursor = next;
     }
+}
+
+/// A local stand-in for a service on the internet (GA4's collector, a PBX): counts every request
+/// into `count` and answers 204. Returns its base URL.
+pub async fn counting_server(count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async { axum::http::StatusCode::NO_CONTENT }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// What a closed-loop run measured.
+pub struct Measured {
+    /// Latencies of the requests answered as expected, in µs, sorted.
+    pub latencies_us: Vec<u64>,
+    /// Requests answered otherwise (or not at all).
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+impl Measured {
+    /// Requests answered as expected per second.
+    pub fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.seconds
+    }
+
+    /// `latency ms p50 … p90 … p99 … max …`
+    pub fn latency(&self) -> String {
+        let lat = &self.latencies_us;
+        let ms = |us: u64| us as f64 / 1000.0;
+        let q = |p: f64| {
+            ms(lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0))
+        };
+        format!(
+            "latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+            q(0.50),
+            q(0.90),
+            q(0.99),
+            ms(lat.last().copied().unwrap_or(0))
+        )
+    }
+}
+
+/// `concurrency` workers each send with `send` back to back for `duration`; `send` answers whether
+/// the request was answered as expected and how long it took.
+pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, send: F) -> Measured
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (bool, Duration)> + Send,
+{
+    let start = std::time::Instant::now();
+    let until = start + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let send = send.clone();
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0u64);
+                while std::time::Instant::now() < until {
+                    let (ok, took) = send().await;
+                    if ok {
+                        lat.push(took.as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let (mut latencies_us, mut errors) = (Vec::new(), 0);
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        latencies_us.extend(l);
+        errors += e;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Measured { latencies_us, errors, seconds }
 }
