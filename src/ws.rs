@@ -273,14 +273,6 @@ async fn callback_request(
     peer: &Peer<'_>,
     number: String,
 ) -> Option<ServerMsg> {
-    let app = state.hub.app();
-    let Some(cfg) = &site.config.callback else {
-        return Some(ServerMsg::CallbackRefused {
-            reason: "disabled".into(),
-            message: "this site has no callback form".into(),
-            retry_after: None,
-        });
-    };
     let req = crate::callback::service::Request {
         number,
         visitor: Some(tab.visitor.clone()),
@@ -288,23 +280,13 @@ async fn callback_request(
         ip: Some(peer.ip),
         origin: crate::callback::Origin::Widget,
     };
-    match crate::callback::service::request(app, &site.config, req).await {
-        Ok(Ok(_)) => None,
-        Ok(Err(r)) => Some(ServerMsg::CallbackRefused {
+    crate::callback::service::request(state.hub.app(), &site.config, req).await.err().map(|r| {
+        ServerMsg::CallbackRefused {
             reason: r.reason.to_owned(),
             message: r.message,
             retry_after: r.retry_after.map(|d| d.as_secs().max(1)),
-        }),
-        Err(e) => {
-            app.metrics.store_errors.with_label_values(&["callback_create"]).inc();
-            tracing::warn!(error = %e, "A callback request could not be stored.");
-            Some(ServerMsg::CallbackRefused {
-                reason: "unavailable".into(),
-                message: cfg.texts.get("failed").replace("{number}", site.config.default_before.as_str()),
-                retry_after: None,
-            })
         }
-    }
+    })
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), ()> {

@@ -113,11 +113,8 @@ fn cors(mut resp: Response, origin: HeaderValue) -> Response {
 }
 
 fn view(app: &App, cb: &Callback) -> CallbackView {
-    let (at, message) = match service::status_message(app, cb) {
-        Some(crate::protocol::ServerMsg::Callback { at, message, .. }) => (at, message),
-        _ => (None, String::new()),
-    };
-    CallbackView { id: cb.id.to_string(), status: cb.status, at, message }
+    let message = service::status_text(app, cb).unwrap_or_default();
+    CallbackView { id: cb.id.to_string(), status: cb.status, at: cb.at().map(callpool_pool::Ts::as_millis), message }
 }
 
 /// Asks for a callback.
@@ -174,25 +171,18 @@ pub async fn create(
     let ip = crate::http::client_ip(&app.config.server, peer, &headers);
     let request = Request { number: req.number, visitor, attrs, ip: Some(ip), origin: Origin::Api };
     let resp = match service::request(&app, site, request).await {
-        Ok(Ok(cb)) => (StatusCode::ACCEPTED, Json(view(&app, &cb))).into_response(),
-        Ok(Err(r)) => refused(r),
-        Err(e) => {
-            app.metrics.store_errors.with_label_values(&["callback_create"]).inc();
-            tracing::warn!(error = %e, "A callback request could not be stored.");
-            refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", site_text(site, "failed"), None)
-        }
+        Ok(cb) => (StatusCode::ACCEPTED, Json(view(&app, &cb))).into_response(),
+        Err(r) => refused(r),
     };
     cors(resp, origin)
 }
 
-fn site_text(site: &SiteConfig, key: &str) -> String {
-    site.callback
-        .as_ref()
-        .map_or_else(String::new, |c| c.texts.get(key).replace("{number}", site.default_before.as_str()))
-}
-
 fn refused(r: Refusal) -> Response {
-    let status = if r.is_limit() { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::BAD_REQUEST };
+    let status = match r.reason {
+        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ if r.is_limit() => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::BAD_REQUEST,
+    };
     let retry = r.retry_after.map(|d| d.as_secs().max(1));
     refusal(status, r.reason, r.message, retry)
 }

@@ -48,12 +48,36 @@ pub fn keep(app: &App) -> Duration {
     app.config.analytics.calls_retention
 }
 
-/// Takes a request through the checks and stores it. `Ok(Err(_))` is a refusal for the visitor;
-/// `Err(_)` means the store is away (nothing was stored).
-pub async fn request(app: &App, site: &SiteConfig, req: Request) -> Result<Result<Callback, Refusal>, PoolError> {
+/// Takes a request through the checks and stores it. A refusal's `reason` is one of the checks',
+/// `disabled` (the site has no form) or `unavailable` (the store is away: nothing was stored).
+pub async fn request(app: &App, site: &SiteConfig, req: Request) -> Result<Callback, Refusal> {
     let Some(cfg) = &site.callback else {
-        return Ok(Err(Refusal { reason: "disabled", message: String::new(), retry_after: None }));
+        return Err(Refusal {
+            reason: "disabled",
+            message: "this site has no callback form".into(),
+            retry_after: None,
+        });
     };
+    stored(app, site, cfg, req).await.unwrap_or_else(|e| {
+        app.metrics.store_errors.with_label_values(&["callback_create"]).inc();
+        tracing::warn!(error = %e, "A callback request could not be stored.");
+        Err(Refusal { reason: "unavailable", message: text(site, "failed"), retry_after: None })
+    })
+}
+
+/// `key`'s text of the site's form with the site's own number in it.
+pub fn text(site: &SiteConfig, key: &str) -> String {
+    site.callback
+        .as_ref()
+        .map_or_else(String::new, |c| c.texts.get(key).replace("{number}", site.default_before.as_str()))
+}
+
+async fn stored(
+    app: &App,
+    site: &SiteConfig,
+    cfg: &CallbackConfig,
+    req: Request,
+) -> Result<Result<Callback, Refusal>, PoolError> {
     let now = app.clock.now();
     let checked = check(app, site, cfg, &req, now).await?;
     let refuse = |r: Refusal| {
@@ -131,10 +155,11 @@ async fn check(
     req: &Request,
     now: Ts,
 ) -> Result<Result<(callpool_pool::PhoneNumber, Ts), Refusal>, PoolError> {
-    let text = |reason: &'static str| Refusal { reason, message: cfg.texts.get(reason).to_owned(), retry_after: None };
+    let refusal =
+        |reason: &'static str| Refusal { reason, message: cfg.texts.get(reason).to_owned(), retry_after: None };
     let number = match super::number::read(&req.number, cfg.region).and_then(|n| cfg.blocklist.check(&n).map(|()| n)) {
         Ok(n) => n,
-        Err(r) => return Ok(Err(text(r.reason))),
+        Err(r) => return Ok(Err(refusal(r.reason))),
     };
     if !cfg.min_time_on_site.is_zero() {
         let first_seen = match &req.visitor {
@@ -142,7 +167,7 @@ async fn check(
             None => None,
         };
         if first_seen.is_none_or(|t| now < t.plus(cfg.min_time_on_site)) {
-            return Ok(Err(text("too_soon")));
+            return Ok(Err(refusal("too_soon")));
         }
     }
     if let Err(scope) = app.callback_limiters.check(&site.id, req.ip, req.visitor.as_ref().map(VisitorId::as_str)) {
@@ -155,20 +180,20 @@ async fn check(
     let due = if cfg.hours.is_open(now) { Some(now) } else { cfg.hours.next_open(now) };
     match due {
         Some(due) => Ok(Ok((number, due))),
-        None => Ok(Err(Refusal {
-            reason: "closed",
-            message: cfg.texts.get("failed").replace("{number}", site.default_before.as_str()),
-            retry_after: None,
-        })),
+        None => Ok(Err(Refusal { reason: "closed", message: text(site, "failed"), retry_after: None })),
     }
+}
+
+/// What a callback's status says to the visitor, in the site's language.
+pub fn status_text(app: &App, cb: &Callback) -> Option<String> {
+    let site = app.config.site(&cb.site)?;
+    let cfg = site.callback.as_ref()?;
+    Some(cfg.texts.render(cb.status.as_str(), cb.at(), app.clock.now(), site.timezone, site.default_before.as_str()))
 }
 
 /// The message a status shows in the visitor's tabs.
 pub fn status_message(app: &App, cb: &Callback) -> Option<ServerMsg> {
-    let site = app.config.site(&cb.site)?;
-    let cfg = site.callback.as_ref()?;
-    let message =
-        cfg.texts.render(cb.status.as_str(), cb.at(), app.clock.now(), site.timezone, site.default_before.as_str());
+    let message = status_text(app, cb)?;
     Some(ServerMsg::Callback { id: cb.id.to_string(), status: cb.status, at: cb.at().map(Ts::as_millis), message })
 }
 

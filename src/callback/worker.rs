@@ -26,8 +26,6 @@ const POLL: Duration = Duration::from_millis(500);
 const BATCH: usize = 64;
 /// Full batches of one kind run back to back, at most this many before the next kind's turn.
 const ROUNDS: usize = 8;
-/// Jobs of these kinds are this worker's.
-const KINDS: [JobKind; 6] = JobKind::CALLBACK;
 
 /// Runs until `shutdown`; the batch in hand is finished first.
 pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
@@ -47,7 +45,7 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(POLL) => {}
             _ = app.callback_wake.notified() => {}
         }
-        for kind in KINDS {
+        for kind in JobKind::CALLBACK {
             for _ in 0..ROUNDS {
                 if round(&app, &client, kind).await < BATCH {
                     break;
