@@ -121,7 +121,7 @@ async fn stored(
     if cfg.notify.is_some() {
         jobs.push((JobKind::HookRequest, now));
     }
-    let extra = Extra { links: &cb.links, jobs: &jobs, keep: keep(app) };
+    let extra = Extra { jobs: &jobs, keep: keep(app) };
     match app.calls.create_callback(&cb, &cfg.limits, extra).await? {
         Created::Stored => {
             app.metrics.callback_requests.with_label_values(&[site.id.as_str(), cb.status.as_str()]).inc();
@@ -233,7 +233,7 @@ pub async fn on_call(app: &App, call: &Call) -> Result<(), PoolError> {
         cb.call = Some(call.key.clone());
         cb.updated_at = app.clock.now();
         let jobs = if status == CallbackStatus::Missed { missed_jobs(app, &cb) } else { Vec::new() };
-        let extra = Extra { links: &[], jobs: &jobs, keep: keep(app) };
+        let extra = Extra { jobs: &jobs, keep: keep(app) };
         match app.calls.update_callback(&cb, extra).await? {
             crate::calls::store::Updated::Written => {
                 app.metrics.callback_outcomes.with_label_values(&[status.as_str()]).inc();

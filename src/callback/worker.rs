@@ -107,7 +107,6 @@ async fn trigger_job(app: &App, client: &reqwest::Client, job: &CallbackJob) -> 
     let adapter = cfg.trigger.kind();
     let now = app.clock.now();
     cb.updated_at = now;
-    let mut links = Vec::new();
     let mut jobs = Vec::new();
     let finish = match answer {
         Answer::Placed { pbx_ref } => {
@@ -115,7 +114,6 @@ async fn trigger_job(app: &App, client: &reqwest::Client, job: &CallbackJob) -> 
             cb.next_attempt_at = None;
             cb.error = None;
             if let Some(r) = pbx_ref.as_deref().and_then(|r| CallKey::new(&cfg.pbx, r).ok()) {
-                links.push(r.clone());
                 cb.links.push(r);
             }
             cb.pbx_ref = pbx_ref;
@@ -151,7 +149,7 @@ async fn trigger_job(app: &App, client: &reqwest::Client, job: &CallbackJob) -> 
     let mut written = None;
     for pause in [0, 200, 1000, 3000] {
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let extra = Extra { links: &links, jobs: &jobs, keep: service::keep(app) };
+        let extra = Extra { jobs: &jobs, keep: service::keep(app) };
         match app.calls.update_callback(&cb, extra).await {
             Ok(u) => {
                 written = Some(u);

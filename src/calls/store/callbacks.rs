@@ -56,9 +56,9 @@ fn is_open(cb: &Callback, now: Ts) -> bool {
     !cb.status.is_final() && cb.due_at > now.minus(OPEN_FOR)
 }
 
-/// Everything one write of a callback carries besides the record.
+/// Everything one write of a callback carries besides the record (whose `links` are written
+/// with it).
 pub struct Extra<'a> {
-    pub links: &'a [CallKey],
     pub jobs: &'a [(JobKind, Ts)],
     /// How long the record and its links are kept.
     pub keep: Duration,
@@ -91,7 +91,7 @@ impl CallStore {
         }
     }
 
-    /// Writes a callback's new state (unless a later one is stored), with new links and jobs.
+    /// Writes a callback's new state (unless a later one is stored), with its links and new jobs.
     pub async fn update_callback(&self, cb: &Callback, extra: Extra<'_>) -> Result<Updated, PoolError> {
         match self {
             CallStore::Embedded(s) => s.update_callback(cb, extra).await,
@@ -159,7 +159,7 @@ impl EmbeddedCalls {
     async fn create_callback(&self, cb: &Callback, limits: &Limits, extra: Extra<'_>) -> Result<Created, PoolError> {
         let cb = cb.clone();
         let limits = limits.clone();
-        let links: Vec<String> = extra.links.iter().map(|l| l.as_str().to_owned()).collect();
+        let links: Vec<String> = cb.links.iter().map(|l| l.as_str().to_owned()).collect();
         let jobs: Vec<(JobKind, i64)> = extra.jobs.iter().map(|(k, t)| (*k, t.as_millis())).collect();
         self.blocking(move |db| {
             let now = cb.requested_at.as_millis();
@@ -239,7 +239,7 @@ impl EmbeddedCalls {
 
     async fn update_callback(&self, cb: &Callback, extra: Extra<'_>) -> Result<Updated, PoolError> {
         let cb = cb.clone();
-        let links: Vec<String> = extra.links.iter().map(|l| l.as_str().to_owned()).collect();
+        let links: Vec<String> = cb.links.iter().map(|l| l.as_str().to_owned()).collect();
         let jobs: Vec<(JobKind, i64)> = extra.jobs.iter().map(|(k, t)| (*k, t.as_millis())).collect();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage)?;
@@ -362,9 +362,9 @@ fn queue_jobs(txn: &redb::WriteTransaction, id: &str, jobs: &[(JobKind, i64)]) -
     Ok(())
 }
 
-fn push_extra(args: &mut Vec<String>, extra: &Extra<'_>) {
-    args.push(extra.links.len().to_string());
-    args.extend(extra.links.iter().map(|l| l.as_str().to_owned()));
+fn push_extra(args: &mut Vec<String>, cb: &Callback, extra: &Extra<'_>) {
+    args.push(cb.links.len().to_string());
+    args.extend(cb.links.iter().map(|l| l.as_str().to_owned()));
     args.push(extra.jobs.len().to_string());
     for (kind, at) in extra.jobs {
         args.extend([kind.as_str().to_owned(), at.as_millis().to_string()]);
@@ -395,7 +395,7 @@ impl RedisCalls {
         ];
         push_windows(&mut args, &limits.per_number);
         push_windows(&mut args, &limits.per_site);
-        push_extra(&mut args, &extra);
+        push_extra(&mut args, cb, &extra);
         match self.run(&self.scripts.cb_create, &args).await? {
             Value::Array(v) => match v.as_slice() {
                 [Value::BulkString(open), Value::BulkString(id)] if open.as_slice() == b"open" => {
@@ -433,7 +433,7 @@ impl RedisCalls {
             millis(extra.keep).max(1).to_string(),
             pending(),
         ];
-        push_extra(&mut args, &extra);
+        push_extra(&mut args, cb, &extra);
         match self.run(&self.scripts.cb_update, &args).await? {
             Value::Int(1) => Ok(Updated::Written),
             Value::Int(0) => Ok(Updated::Stale),
