@@ -91,7 +91,9 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, PoolErro
 async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, Option<CallerMemory>), PoolError> {
     // A PBX clock ahead of ours must not put the call after the leases we know of.
     let at = report.started_at.min(now);
-    if app.config.sites.iter().any(|s| s.callback.is_some()) {
+    // Only a PBX that reports callbacks' outcomes costs the lookup (a webhook's hot path).
+    let pbx = report.key.pbx();
+    if app.config.sites.iter().any(|s| s.callback.as_ref().is_some_and(|c| c.pbx == pbx)) {
         if let Some(cb) = app.calls.callback_for_call(&report.key).await? {
             return Ok((callback_call(report, &cb, at, now), None));
         }

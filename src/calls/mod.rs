@@ -34,6 +34,11 @@ impl CallKey {
         &self.0
     }
 
+    /// The configured id of the PBX that reported the call (before the first `:`).
+    pub fn pbx(&self) -> &str {
+        self.0.split_once(':').map_or("", |(pbx, _)| pbx)
+    }
+
     /// The PBX's own call id (after the `<pbx>:` prefix).
     pub fn call_id(&self) -> &str {
         self.0.split_once(':').map_or(&self.0, |(_, id)| id)
