@@ -5,14 +5,12 @@
 //! variable), which leases numbers as fast as it can and prints each acknowledgement; the
 //! parent kills it mid-stream and checks the file.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
+use crate::common::*;
 use callpool_pool::embedded::EmbeddedPool;
 use callpool_pool::{Grant, NumberSpec, Pool, SessionAttrs, VisitorId};
-use common::*;
 
 const CHILD_ENV: &str = "CALLPOOL_CRASH_CHILD_DIR";
 
@@ -60,7 +58,7 @@ async fn child_role() {
 async fn acknowledged_leases_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "crash::child_role", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,12 +1,10 @@
 //! One conformance suite, run against both stores: each scenario must give the same answers
 //! from the embedded store and from Redis.
 
-mod common;
-
+use crate::common::*;
 use callpool_pool::embedded::EmbeddedPool;
 use callpool_pool::redis_store::RedisOptions;
 use callpool_pool::{EndReason, Grant, Lease, NumberSpec, Pool, PoolError, SessionAttrs, SiteId, Ts, VisitorId};
-use common::*;
 use std::time::Duration;
 
 async fn lease(pool: &Pool, s: &SiteId, v: &VisitorId, now: Ts) -> (Lease, bool) {

@@ -1,13 +1,11 @@
 //! The websocket hub on one node, driven by real websocket clients: the visitor timeline in
 //! several tabs, filters, the session stored with the lease, and every refusal.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use callpool::config::Config;
 use callpool_pool::{PhoneNumber, SiteId, VisitorId};
-use common::*;
 
 const ORIGIN: &str = "https://shop.example";
 const PAGE: &str = "https://shop.example/?utm_source=google&utm_medium=cpc&gclid=g1";

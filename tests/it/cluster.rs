@@ -2,14 +2,12 @@
 //! the same number in both, keeps it while a tab stays open on either node, and both tabs still
 //! converge on `default_after` when RabbitMQ restarts in the middle.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use callpool::config::Config;
 use callpool_pool::{SiteId, Ts, VisitorId};
-use common::*;
 
 const ORIGIN: &str = "https://shop.example";
 const PAGE: &str = "https://shop.example/?utm_source=yandex";

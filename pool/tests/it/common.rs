@@ -1,5 +1,4 @@
 //! What the pool's integration tests share: the two backends, numbers, sites and a clock origin.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -2,15 +2,13 @@
 //! store and against a deliberately plain model of the rules (linear scans over vectors, no
 //! indexes), compared answer by answer.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use callpool_pool::{
     EndReason, Grant, Lease, LeaseId, NumberSpec, PhoneNumber, Pool, PoolSpec, SessionAttrs, SiteId, SiteRules,
     SiteStatus, Target, Ts, Visit, VisitorId,
 };
-use common::*;
 use proptest::prelude::*;
 
 const S: Duration = Duration::from_secs(1);

@@ -1,13 +1,11 @@
 //! The `callpool` binary as an operator uses it: check-config, serve (with Redis late to
 //! start), graceful stop, and pool status.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn callpool(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_callpool"))

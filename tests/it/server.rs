@@ -1,14 +1,12 @@
 //! The service in-process on port 0: health, readiness, metrics, the OpenAPI document, the
 //! admin API, and the reaper on one node and on two nodes sharing Redis.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use callpool::clock::{Clock, ManualClock};
 use callpool_pool::{Grant, PoolError, SessionAttrs, SiteId, VisitorId};
-use common::*;
 
 fn shop() -> SiteId {
     SiteId::new("shop").unwrap()

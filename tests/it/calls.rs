@@ -4,13 +4,11 @@
 //! lists the call. Also: after the visitor left (`recent`), a default number (untracked),
 //! duplicates, refused signatures, malformed bodies, and GA down for a while across a restart.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use callpool::config::Config;
 use callpool_pool::Ts;
-use common::*;
 use serde_json::{json, Value};
 
 const ORIGIN: &str = "https://shop.example";

@@ -4,16 +4,14 @@
 //! that no number ever had two holders at once and that no number moved to the other site
 //! inside its cooldown.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use callpool_pool::redis_store::RedisOptions;
 use callpool_pool::{Grant, Lease, Pool, PoolSpec, SessionAttrs, SiteRules, Ts};
-use common::*;
 
 const MS: Duration = Duration::from_millis(1);
 const TASKS: u64 = 32;

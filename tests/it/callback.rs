@@ -5,17 +5,15 @@
 //! call's event. Also: each limit and the blocklist, a burst of 1,000 requests, the PBX down
 //! then up, a restart between request and trigger, and scheduling outside working hours.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use callpool::clock::ManualClock;
 use callpool::config::Config;
 use callpool_pool::Ts;
-use common::*;
 use serde_json::{json, Value};
 
 const ORIGIN: &str = "https://shop.example";

@@ -1,6 +1,5 @@
 //! What the service's integration tests share: configs, starting a node in-process on port 0,
 //! and throw-away Redis servers.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -91,25 +90,23 @@ pub fn redis_config(url: &str, prefix: &str) -> Config {
 pub struct Node {
     pub addr: SocketAddr,
     pub app: Arc<App>,
-    /// The clock the node reads (a real one for nodes started with `start_real`).
-    pub clock: Arc<ManualClock>,
     pub shutdown: CancellationToken,
     pub served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Node {
     pub async fn start(config: Config, clock: Arc<ManualClock>) -> Node {
-        Node::start_with(config, clock.clone(), clock).await
+        Node::start_with(config, clock).await
     }
 
     /// A node on the wall clock (for the websocket timeline, whose timers sleep in real time).
     pub async fn start_real(config: Config) -> Node {
-        Node::start_with(config, Arc::new(SystemClock), Arc::new(ManualClock::new(T0))).await
+        Node::start_with(config, Arc::new(SystemClock)).await
     }
 
-    async fn start_with(config: Config, node_clock: Arc<dyn Clock>, clock: Arc<ManualClock>) -> Node {
-        let app = Arc::new(App::start(config, node_clock).await.expect("start the app"));
-        Node::serve_with(app, clock).await
+    async fn start_with(config: Config, clock: Arc<dyn Clock>) -> Node {
+        let app = Arc::new(App::start(config, clock).await.expect("start the app"));
+        Node::serve(app).await
     }
 
     /// A node on the wall clock on `config`'s store, once the node before it let go of the store
@@ -128,17 +125,13 @@ impl Node {
         Node::serve(Arc::new(app)).await
     }
 
-    /// Serves an app already started (on the wall clock).
+    /// Serves an app already started.
     pub async fn serve(app: Arc<App>) -> Node {
-        Node::serve_with(app, Arc::new(ManualClock::new(T0))).await
-    }
-
-    async fn serve_with(app: Arc<App>, clock: Arc<ManualClock>) -> Node {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let served = tokio::spawn(callpool::run(listener, app.clone(), shutdown.clone()));
-        Node { addr, app, clock, shutdown, served }
+        Node { addr, app, shutdown, served }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -302,12 +295,10 @@ where
     format!("http://{addr}")
 }
 
-/// What a fake internet service received: method, path, query, headers, body.
+/// What a fake internet service received: the path and body, and the status it answered.
 #[derive(Clone, Debug)]
 pub struct Captured {
     pub path: String,
-    pub query: String,
-    pub headers: axum::http::HeaderMap,
     pub body: Vec<u8>,
     /// The status the fake answered.
     pub status: u16,
@@ -358,13 +349,7 @@ impl FakeAnalytics {
         } else {
             200
         };
-        self.requests.lock().unwrap().push(Captured {
-            path: path.clone(),
-            query,
-            headers: parts.headers,
-            body,
-            status,
-        });
+        self.requests.lock().unwrap().push(Captured { path: path.clone(), body, status });
         let answer = if path.contains("upload_calls") {
             r#"{"uploading":{"id":1,"status":"UPLOADED"}}"#.to_owned()
         } else if path == "/debug/mp/collect" {

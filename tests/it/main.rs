@@ -1,0 +1,12 @@
+//! The service's integration tests, one module per area, in one test binary (it links once).
+//! Each starts callpool in-process on port 0 (or runs the `callpool` binary) against real
+//! Redis and RabbitMQ and strict local fakes of the internet services.
+
+mod common;
+
+mod callback;
+mod calls;
+mod cli;
+mod cluster;
+mod hub;
+mod server;
