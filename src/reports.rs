@@ -638,28 +638,12 @@ async fn advice_line(app: &App, site: &SiteConfig) -> String {
     let model = fitted.model.clone();
     let run = tokio::task::spawn_blocking(move || crate::sim::fit::advice(&model, &settings, 0.95, 0.01)).await;
     let Ok((current, best)) = run else { return "The simulation failed; see the logs.".into() };
-    let pct = |x: f64| format!("{:.0}%", x * 100.0);
-    let wrong = |x: f64| format!("{:.1}%", x * 100.0);
-    if best.settings.pool_size == current.settings.pool_size {
-        format!(
-            "With its {} numbers the site attributes {} of calls correctly ({} to the wrong visitor); more numbers would not help much.",
-            current.settings.pool_size,
-            pct(current.accuracy()),
-            wrong(current.wrong())
-        )
-    } else {
-        format!(
-            "With {} numbers instead of {} you would attribute {} instead of {} ({} instead of {} to the wrong visitor), simulated on {} recorded visits and {} calls.",
-            best.settings.pool_size,
-            current.settings.pool_size,
-            pct(best.accuracy()),
-            pct(current.accuracy()),
-            wrong(best.wrong()),
-            wrong(current.wrong()),
-            fitted.visits,
-            fitted.calls
-        )
-    }
+    format!(
+        "{} Simulated on {} recorded visits and {} calls.",
+        crate::sim::advice_text(&current, &best),
+        fitted.visits,
+        fitted.calls
+    )
 }
 
 /// A chart series: name, colour, and the day's value.

@@ -108,6 +108,32 @@ pub fn advise(points: &[Point], target: f64, max_wrong: f64) -> Option<&Point> {
     })
 }
 
+/// The advice in one sentence, for the command line and the report page alike: "With 14
+/// numbers instead of 9 you would attribute 96% instead of 81% (0.5% instead of 2.1% to the
+/// wrong visitor)." — or, when `best` is the current size, what the site attributes now.
+pub fn advice_text(current: &Point, best: &Point) -> String {
+    let whole = |x: f64| format!("{:.0}%", x * 100.0);
+    let wrong = |x: f64| format!("{:.1}%", x * 100.0);
+    if best.settings.pool_size == current.settings.pool_size {
+        format!(
+            "With its {} numbers the site attributes {} of calls correctly ({} to the wrong visitor); more numbers would not help much.",
+            current.settings.pool_size,
+            whole(current.accuracy()),
+            wrong(current.wrong())
+        )
+    } else {
+        format!(
+            "With {} numbers instead of {} you would attribute {} instead of {} ({} instead of {} to the wrong visitor).",
+            best.settings.pool_size,
+            current.settings.pool_size,
+            whole(best.accuracy()),
+            whole(current.accuracy()),
+            wrong(best.wrong()),
+            wrong(current.wrong())
+        )
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }

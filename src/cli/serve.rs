@@ -1,0 +1,75 @@
+//! `callpool serve` (the default command): opens the store, binds the listener and runs the
+//! service until SIGTERM or SIGINT, then stops gracefully.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use callpool::app::App;
+use callpool::clock::{Clock, SystemClock};
+use callpool::config::Config;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the service on `config` until a signal stops it.
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    // Register the signal handlers first: a SIGTERM that arrives while the node starts must stop
+    // it cleanly, not kill it with the default action.
+    let signals = Signals::register().context("cannot install the signal handlers")?;
+    let listen = config.server.listen;
+    let source = config.source.clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = Arc::new(App::start(config, clock).await.context("cannot open the pool store")?);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        config = %source,
+        store = app.pool.kind(),
+        sites = app.config.sites.len(),
+        "callpool is serving."
+    );
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        signals.wait().await;
+        tracing::info!("Shutting down: no new connections, finishing the ones in flight.");
+        stop.cancel();
+    });
+    callpool::run(listener, app, shutdown).await.context("the server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), registered up front.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
