@@ -1,0 +1,328 @@
+//! The configuration: one TOML file (plus `CALLPOOL_*` environment overrides for secrets and
+//! URLs), parsed once into typed, validated fields and passed down. Nothing else reads the
+//! environment.
+//!
+//! One file per section holds its schema and its validation (`server.rs`: `[server]`, `[store]`,
+//! `[bus]`; `pool.rs`; `site.rs`; `callback.rs`; `analytics.rs`; `pbx.rs`); `validate.rs` what
+//! they share. Every problem is reported at once, each naming the file, the site and the field.
+
+mod analytics;
+mod callback;
+mod env;
+mod pbx;
+mod pool;
+mod server;
+mod site;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+use callpool_pool::{NumberSpec, PoolSpec, SiteId};
+use serde::Deserialize;
+
+pub use analytics::AnalyticsConfig;
+pub use callback::{CallbackConfig, NotifyHook, TelegramConfig, TriggerConfig};
+pub use env::*;
+pub use pbx::{PbxConfig, TwilioAuth};
+pub use pool::PoolConfig;
+pub use server::{BusConfig, ServerConfig, StoreConfig};
+pub use site::{referrer_host, Ga4Site, SiteConfig, TrackFilter, YandexSite};
+
+/// The built-in demo configuration `callpool serve` uses when there is no config file.
+pub const DEMO_CONFIG: &str = include_str!("../../deploy/demo.toml");
+
+/// Why a configuration was refused: every problem found, each naming where it is.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub source: String,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "{}: {n} problem{} in the configuration:", self.source, if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from (or "built-in demo configuration").
+    pub source: String,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub bus: BusConfig,
+    pub pool: PoolConfig,
+    pub sites: Vec<SiteConfig>,
+    pub analytics: AnalyticsConfig,
+    pub pbxs: Vec<PbxConfig>,
+}
+
+impl Config {
+    /// Reads and validates `path`, then applies the environment overrides.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: source.clone(),
+            problems: vec![format!("cannot read the file: {e}")],
+        })?;
+        Config::parse(&text, &source, env)
+    }
+
+    /// The built-in demo configuration, with the environment overrides.
+    pub fn demo(env: &dyn Env) -> Result<Config, ConfigError> {
+        Config::parse(DEMO_CONFIG, "built-in demo configuration", env)
+    }
+
+    /// Parses and validates TOML text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            source: source.to_owned(),
+            problems: vec![e.to_string().trim_end().to_owned()],
+        })?;
+        let mut v = validate::Validator { problems: Vec::new() };
+        let config = v.config(raw, source, env);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { source: source.to_owned(), problems: v.problems })
+        }
+    }
+
+    /// What the pool needs: every number with its placement, every site's rules.
+    pub fn pool_spec(&self) -> PoolSpec {
+        let mut numbers: Vec<NumberSpec> =
+            self.pool.numbers.iter().map(|n| NumberSpec { number: n.clone(), dedicated_to: None }).collect();
+        for s in &self.sites {
+            numbers
+                .extend(s.numbers.iter().map(|n| NumberSpec { number: n.clone(), dedicated_to: Some(s.id.clone()) }));
+        }
+        PoolSpec {
+            numbers,
+            sites: self.sites.iter().map(|s| (s.id.clone(), s.rules.clone())).collect(),
+            history_for: self.pool.history,
+        }
+    }
+
+    pub fn site(&self, id: &SiteId) -> Option<&SiteConfig> {
+        self.sites.iter().find(|s| &s.id == id)
+    }
+
+    pub fn pbx(&self, id: &str) -> Option<&PbxConfig> {
+        self.pbxs.iter().find(|p| p.id == id)
+    }
+
+    /// Which number belongs where, for the call matcher.
+    pub fn directory(&self) -> crate::calls::matcher::Directory {
+        let sites: Vec<_> = self
+            .sites
+            .iter()
+            .map(|s| crate::calls::matcher::SiteNumbers {
+                site: s.id.clone(),
+                default_before: s.default_before.clone(),
+                default_after: s.default_after.clone(),
+                static_number: s.static_number.clone(),
+                dedicated: s.numbers.clone(),
+                windows: s.windows,
+            })
+            .collect();
+        crate::calls::matcher::Directory::new(&sites, &self.pool.numbers)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: server::RawServer,
+    #[serde(default)]
+    store: server::RawStore,
+    #[serde(default)]
+    bus: server::RawBus,
+    #[serde(default)]
+    pool: pool::RawPool,
+    #[serde(default, rename = "site")]
+    sites: Vec<site::RawSite>,
+    #[serde(default)]
+    analytics: analytics::RawAnalytics,
+    #[serde(default)]
+    pbx: Vec<pbx::RawPbx>,
+}
+
+impl validate::Validator {
+    /// The whole file, section by section; the cross-section rules come last.
+    fn config(&mut self, raw: RawConfig, source: &str, env: &dyn Env) -> Config {
+        let store = self.store(raw.store, env);
+        let mut placements = pool::Placements::default();
+        let pool = self.pool(raw.pool, &mut placements);
+        let mut seen = site::Seen::default();
+        let mut sites: Vec<SiteConfig> = Vec::new();
+        for (i, rs) in raw.sites.into_iter().enumerate() {
+            sites.extend(self.site(i, rs, &pool, &mut placements, &mut seen));
+        }
+        placements.check_defaults(self);
+        let ids: Vec<SiteId> = sites.iter().map(|s| s.id.clone()).collect();
+        let server = self.server(raw.server, &ids, env);
+        let bus = self.bus(raw.bus, &store, env);
+        let analytics = self.analytics(raw.analytics, env);
+        let pbxs = self.pbxs(raw.pbx, env);
+        self.callback_pbxs(&mut sites, &pbxs);
+        Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    const GOOD: &str = r#"
+        [pool]
+        numbers = ["+74951230001", "+74951230002"]
+
+        [[site]]
+        id = "shop"
+        key = "shop-public-key"
+        allowed_origins = ["https://shop.example"]
+        timezone = "Europe/Moscow"
+        default_before = "+74951234567"
+        default_after = "+74951234568"
+        numbers = ["+74951230003"]
+        max_numbers = 3
+        delay_to_show = "50s"
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Parses `text` and checks that it fails with exactly the problems that contain `expected`.
+    fn check(text: &str, expected: &[&str]) {
+        match Config::parse(text, "test.toml", &env(&[])) {
+            Ok(_) if expected.is_empty() => {}
+            Ok(_) => panic!("expected problems {expected:?}, the config was accepted"),
+            Err(e) => {
+                assert_eq!(e.problems.len(), expected.len(), "problems: {:#?}", e.problems);
+                for (p, want) in e.problems.iter().zip(expected) {
+                    assert!(p.contains(want), "{p:?} does not contain {want:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD, "test.toml", &env(&[])).unwrap();
+        let s = &c.sites[0];
+        assert_eq!(s.rules.cooldown, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.rules.reclaim_after_idle, Duration::from_secs(1800));
+        assert_eq!(s.timezone, chrono_tz::Europe::Moscow);
+        assert_eq!(c.store, StoreConfig::Embedded { data_dir: "data".into() });
+        let spec = c.pool_spec();
+        assert_eq!(spec.numbers.len(), 3);
+        assert_eq!(spec.numbers[2].dedicated_to, Some(s.id.clone()));
+    }
+
+    #[test]
+    fn environment_overrides_secrets_and_urls() {
+        let e = env(&[
+            (ENV_STORE, "redis"),
+            (ENV_REDIS_URL, "redis://10.0.0.1:6380/2"),
+            (ENV_ADMIN_TOKEN, "0123456789abcdef"),
+            (ENV_LISTEN, "0.0.0.0:9000"),
+        ]);
+        let c = Config::parse(GOOD, "test.toml", &e).unwrap();
+        assert_eq!(c.store, StoreConfig::Redis { url: "redis://10.0.0.1:6380/2".into(), prefix: "callpool".into() });
+        assert_eq!(c.server.admin_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(c.server.listen, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_configs_name_the_site_and_field() {
+        check(&GOOD.replace("+74951230002", "84951230002"), &["[pool] numbers[1]: \"84951230002\" is not an E.164"]);
+        check(
+            &GOOD.replace("default_after = \"+74951234568\"", "default_after = \"+74951230001\""),
+            &["site \"shop\": default_after: +74951230001 is also a pool number"],
+        );
+        check(
+            &GOOD.replace("numbers = [\"+74951230003\"]", "numbers = [\"+74951230002\"]"),
+            &["site \"shop\": numbers[0]: +74951230002 is already used at [pool] numbers[1]"],
+        );
+        check(
+            &GOOD.replace("delay_to_show = \"50s\"", "delay_to_show = \"5h\""),
+            &["site \"shop\": delay_to_show: 5h is not shorter than max_hold"],
+        );
+        check(&GOOD.replace("timezone", "time_zone"), &["unknown field `time_zone`"]);
+        check(&GOOD.replace("\"Europe/Moscow\"", "\"Mars/Olympus\""), &["site \"shop\": timezone"]);
+        check(&GOOD.replace("\"50s\"", "\"fifty\""), &["site \"shop\": delay_to_show: \"fifty\" is not a duration"]);
+        check(&GOOD.replace("https://shop.example", "shop.example/path"), &["allowed_origins[0]"]);
+        check(
+            &GOOD.replace("max_numbers = 3", "max_numbers = 0"),
+            &["site \"shop\": max_numbers: the site has no numbers"],
+        );
+        check(
+            &format!("{GOOD}\n{}", &GOOD[GOOD.find("[[site]]").unwrap()..].replace("+7495123000", "+7495124000")),
+            &["site \"shop\": id: another site has the same id", "site \"shop\": key: another site has the same key"],
+        );
+    }
+
+    #[test]
+    fn callback_configs_are_checked_field_by_field() {
+        let pbx = "\n[[pbx]]\nid = \"office\"\nsecrets = [\"office-secret-0123456789\"]\n";
+        let with = |cb: &str| format!("{GOOD}\n[site.callback]\n{cb}\n{pbx}");
+        let generic =
+            "trigger = { kind = \"generic\", url = \"https://pbx.example/cb\", secret = \"trigger-secret-0123456\" }";
+        let good = with(&format!("operator = \"+74951230099\"\n{generic}"));
+        let c = Config::parse(&good, "test.toml", &env(&[])).unwrap();
+        let cb = c.sites[0].callback.as_ref().unwrap();
+        assert_eq!((cb.pbx.as_str(), cb.attempts, cb.trigger.kind()), ("office", 5, "generic"));
+        assert_eq!(cb.limits.per_number.len(), 3, "the telecom defaults: 7/15m, 9/1h, 15/24h");
+        assert_eq!(cb.limits.number_ban, Duration::from_secs(86_400));
+        check(&with(&format!("operator = \"+7\"\n{generic}")), &["site \"shop\": callback.operator"]);
+        check(
+            &with(&format!("operator = \"+74951230099\"\nregion = \"XX\"\nlanguage = \"de\"\n{generic}")),
+            &["callback.region: \"XX\"", "callback.language: \"de\""],
+        );
+        check(
+            &with("operator = \"+74951230099\"\ntrigger = { kind = \"voximplant\", account_id = \"1\" }"),
+            &["callback.trigger.api_key: required", "callback.trigger.rule_id: required"],
+        );
+        check(
+            &with(&format!(
+                "operator = \"+74951230099\"\nhours = {{ mon = \"9-18\" }}\nlimits = {{ per_ip = [\"5\"] }}\n{generic}"
+            )),
+            &["callback.hours: mon: \"9-18\" is not HH:MM-HH:MM", "callback.limits.per_ip: \"5\" is not N/period"],
+        );
+        check(
+            &with(&format!(
+                "operator = \"+74951230099\"\ntexts = {{ buton = \"x\" }}\nblocklist = [\"7916\"]\n{generic}"
+            )),
+            &["callback.texts: \"buton\" is not a text key", "callback.blocklist: \"7916\""],
+        );
+        check(
+            &with(&format!("operator = \"+74951230099\"\npbx = \"nope\"\n{generic}")),
+            &["site \"shop\": callback.pbx: name the [[pbx]]"],
+        );
+    }
+
+    #[test]
+    fn the_demo_config_is_valid() {
+        let c = Config::demo(&env(&[])).unwrap();
+        assert_eq!(c.sites.len(), 1);
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../callpool.example.toml");
+        Config::parse(text, "callpool.example.toml", &env(&[])).unwrap();
+    }
+}

@@ -1,0 +1,194 @@
+//! `[server]`, `[store]` and `[bus]`: where this node listens, where the pool and the calls are
+//! kept, and how the nodes of a cluster reach each other.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use callpool_pool::SiteId;
+use serde::Deserialize;
+
+use super::env::*;
+use super::validate::Validator;
+use super::Env;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for `/v1/admin/*`; without one the admin endpoints answer 401 to everyone.
+    pub admin_token: Option<String>,
+    /// Behind a reverse proxy: the header whose rightmost address is the client's (e.g. X-Forwarded-For).
+    pub trusted_proxy_header: Option<String>,
+    /// Websocket connection attempts allowed per client address and minute.
+    pub ws_connects_per_ip_per_minute: u32,
+    /// How often the server pings each tab; a tab silent (no pong, no message) for
+    /// `ws_dead_after` is dropped and counted as dead.
+    pub ws_ping_interval: Duration,
+    pub ws_dead_after: Duration,
+    /// Serve a demo page for this site at `/` (the built-in demo does; production should not).
+    pub demo_site: Option<SiteId>,
+    /// This node's name in the cluster (its RabbitMQ queue); unique per running process.
+    pub node_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    Embedded { data_dir: PathBuf },
+    Redis { url: String, prefix: String },
+}
+
+/// How the nodes tell each other what tabs show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusConfig {
+    /// One node (the embedded default).
+    InProcess,
+    /// A cluster: every node connects to this RabbitMQ.
+    RabbitMq { url: String },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    listen: Option<String>,
+    admin_token: Option<String>,
+    trusted_proxy_header: Option<String>,
+    ws_connects_per_ip_per_minute: Option<u32>,
+    ws_ping_interval: Option<String>,
+    ws_dead_after: Option<String>,
+    demo_site: Option<String>,
+    node_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    kind: Option<String>,
+    data_dir: Option<PathBuf>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBus {
+    kind: Option<String>,
+    amqp_url: Option<String>,
+}
+
+impl Validator {
+    /// `[server]`; `demo_site` must name one of `sites`.
+    pub(super) fn server(&mut self, raw: RawServer, sites: &[SiteId], env: &dyn Env) -> ServerConfig {
+        let listen_text = env.var(ENV_LISTEN).or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.fail("[server] listen", format!("{listen_text:?} is not an address:port such as 127.0.0.1:8080"));
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        };
+        let admin_token = env.var(ENV_ADMIN_TOKEN).or(raw.admin_token);
+        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            self.fail("[server] admin_token", "must be at least 16 characters");
+        }
+        let trusted_proxy_header = raw.trusted_proxy_header.filter(|h| !h.is_empty());
+        if let Some(h) = &trusted_proxy_header {
+            if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                self.fail("[server] trusted_proxy_header", format!("{h:?} is not a header name"));
+            }
+        }
+        let ws_ping_interval =
+            self.duration("[server] ws_ping_interval", raw.ws_ping_interval.as_deref(), "20s", false);
+        let ws_dead_after = self.duration("[server] ws_dead_after", raw.ws_dead_after.as_deref(), "60s", false);
+        if ws_dead_after <= ws_ping_interval {
+            self.fail("[server] ws_dead_after", "must be longer than ws_ping_interval (a live tab answers each ping)");
+        }
+        let ws_connects_per_ip_per_minute = raw.ws_connects_per_ip_per_minute.unwrap_or(120);
+        if ws_connects_per_ip_per_minute == 0 {
+            self.fail("[server] ws_connects_per_ip_per_minute", "must be at least 1");
+        }
+        let demo_site = raw.demo_site.and_then(|d| match SiteId::new(d.clone()) {
+            Ok(id) if sites.contains(&id) => Some(id),
+            _ => {
+                self.fail("[server] demo_site", format!("{d:?} is not the id of a configured site"));
+                None
+            }
+        });
+        let node_id = env.var(ENV_NODE_ID).or(raw.node_id).unwrap_or_else(default_node_id);
+        if node_id.is_empty()
+            || node_id.len() > 100
+            || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            self.fail("[server] node_id", "must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
+        }
+        ServerConfig {
+            listen,
+            admin_token,
+            trusted_proxy_header,
+            ws_connects_per_ip_per_minute,
+            ws_ping_interval,
+            ws_dead_after,
+            demo_site,
+            node_id,
+        }
+    }
+
+    pub(super) fn store(&mut self, raw: RawStore, env: &dyn Env) -> StoreConfig {
+        let kind = env.var(ENV_STORE).or(raw.kind).unwrap_or_else(|| "embedded".into());
+        match kind.as_str() {
+            "embedded" => StoreConfig::Embedded {
+                data_dir: env.var(ENV_DATA_DIR).map(PathBuf::from).or(raw.data_dir).unwrap_or_else(|| "data".into()),
+            },
+            "redis" => {
+                let url = env.var(ENV_REDIS_URL).or(raw.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
+                if !redis_url_ok(&url) {
+                    self.fail("[store] redis_url", format!("{url:?} is not a redis:// or rediss:// URL"));
+                }
+                let prefix = env.var(ENV_REDIS_PREFIX).or(raw.redis_prefix).unwrap_or_else(|| "callpool".into());
+                if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.contains(char::is_whitespace) {
+                    self.fail("[store] redis_prefix", "must be non-empty, without braces or spaces");
+                }
+                StoreConfig::Redis { url, prefix }
+            }
+            other => {
+                self.fail("[store] kind", format!("{other:?} is neither \"embedded\" nor \"redis\""));
+                StoreConfig::Embedded { data_dir: "data".into() }
+            }
+        }
+    }
+
+    /// `[bus]`; a cluster bus needs the cluster store.
+    pub(super) fn bus(&mut self, raw: RawBus, store: &StoreConfig, env: &dyn Env) -> BusConfig {
+        match env.var(ENV_BUS).or(raw.kind).as_deref().unwrap_or("in_process") {
+            "in_process" => BusConfig::InProcess,
+            "rabbitmq" => {
+                let url = env.var(ENV_AMQP_URL).or(raw.amqp_url).unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".into());
+                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                    self.fail("[bus] amqp_url", format!("{url:?} is not an amqp:// URL"));
+                }
+                if matches!(store, StoreConfig::Embedded { .. }) {
+                    self.fail(
+                        "[bus] kind",
+                        "\"rabbitmq\" joins nodes into a cluster, which needs [store] kind = \"redis\"",
+                    );
+                }
+                BusConfig::RabbitMq { url }
+            }
+            other => {
+                self.fail("[bus] kind", format!("{other:?} is neither \"in_process\" nor \"rabbitmq\""));
+                BusConfig::InProcess
+            }
+        }
+    }
+}
+
+/// host-pid-time: unique per process, readable in RabbitMQ's queue list.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{}-{}-{nanos:x}", if host.is_empty() { "node" } else { &host }, std::process::id())
+}
+
+fn redis_url_ok(url: &str) -> bool {
+    matches!(url.split_once("://"), Some(("redis" | "rediss" | "redis+unix" | "unix", rest)) if !rest.is_empty())
+}

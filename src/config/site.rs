@@ -1,0 +1,379 @@
+//! `[[site]]`: a website that embeds the snippet — its key and origins, its own numbers, the
+//! visitor timeline, which traffic is tracked, how calls are matched, where its calls go
+//! (GA4, Metrica), its report tokens and its callback form.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use callpool_pool::{PhoneNumber, SiteId, SiteRules};
+use serde::Deserialize;
+
+use super::callback::{CallbackConfig, RawCallback};
+use super::pool::{Placements, PoolConfig};
+use super::validate::{origin_ok, Validator};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub id: SiteId,
+    /// The public key the snippet sends (`data-site`).
+    pub key: String,
+    pub allowed_origins: Vec<String>,
+    pub timezone: chrono_tz::Tz,
+    pub default_before: PhoneNumber,
+    pub default_after: PhoneNumber,
+    /// Numbers dedicated to this site.
+    pub numbers: Vec<PhoneNumber>,
+    /// Shown to traffic the filters do not track (default: `default_before`).
+    pub static_number: PhoneNumber,
+    /// Which traffic is tracked.
+    pub track: TrackFilter,
+    pub delay_to_show: Duration,
+    pub rules: SiteRules,
+    /// How calls are matched to the site's visitors.
+    pub windows: crate::calls::matcher::MatchRules,
+    pub ga4: Option<Ga4Site>,
+    pub yandex: Option<YandexSite>,
+    /// Bearer token for the site's reports (callers masked).
+    pub report_token: Option<String>,
+    /// Bearer token for the site's reports with callers in full.
+    pub admin_token: Option<String>,
+    /// The callback widget, when the site has one.
+    pub callback: Option<CallbackConfig>,
+}
+
+impl SiteConfig {
+    /// The allowed origin that `origin` (a request's `Origin` header) names, if any: the one
+    /// origin check of the websocket and the browser-facing API.
+    pub fn allowed_origin(&self, origin: Option<&str>) -> Option<&str> {
+        let origin = origin?;
+        self.allowed_origins.iter().find(|a| a.eq_ignore_ascii_case(origin)).map(String::as_str)
+    }
+}
+
+/// A site's Google Analytics 4 web stream.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ga4Site {
+    /// `G-XXXXXXX`
+    pub measurement_id: String,
+    pub api_secret: String,
+}
+
+impl fmt::Debug for Ga4Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ga4Site").field("measurement_id", &self.measurement_id).finish_non_exhaustive()
+    }
+}
+
+/// A site's Yandex Metrica counter.
+#[derive(Clone, PartialEq, Eq)]
+pub struct YandexSite {
+    pub counter_id: u64,
+    /// OAuth token with Metrica write access.
+    pub token: String,
+}
+
+impl fmt::Debug for YandexSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("YandexSite").field("counter_id", &self.counter_id).finish_non_exhaustive()
+    }
+}
+
+/// Which visitors get tracking numbers: every non-empty list must match (case-insensitively);
+/// the rest are shown the static number and use no lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackFilter {
+    /// utm_source values (e.g. "google", "yandex").
+    #[serde(default)]
+    pub utm_source: Vec<String>,
+    #[serde(default)]
+    pub utm_medium: Vec<String>,
+    /// Referrer host names; a subdomain matches its domain ("google.com" matches "www.google.com").
+    #[serde(default)]
+    pub referrer_domain: Vec<String>,
+    /// Only visits that arrived with a gclid or yclid.
+    #[serde(default)]
+    pub click_id: bool,
+}
+
+impl TrackFilter {
+    /// Whether a visit with these attributes is tracked.
+    pub fn tracks(&self, attrs: &callpool_pool::SessionAttrs) -> bool {
+        let one_of = |list: &[String], value: &Option<String>| {
+            list.is_empty() || value.as_deref().is_some_and(|v| list.iter().any(|l| l.eq_ignore_ascii_case(v)))
+        };
+        let host = attrs.referrer.as_deref().and_then(referrer_host);
+        let referrer_ok = self.referrer_domain.is_empty()
+            || host.is_some_and(|h| {
+                self.referrer_domain.iter().any(|d| {
+                    h.eq_ignore_ascii_case(d)
+                        || (h.len() > d.len()
+                            && h[h.len() - d.len()..].eq_ignore_ascii_case(d)
+                            && h.as_bytes()[h.len() - d.len() - 1] == b'.')
+                })
+            });
+        one_of(&self.utm_source, &attrs.utm_source)
+            && one_of(&self.utm_medium, &attrs.utm_medium)
+            && referrer_ok
+            && (!self.click_id || attrs.gclid.is_some() || attrs.yclid.is_some())
+    }
+}
+
+/// The host of an http(s) URL.
+pub fn referrer_host(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    Some(host.split(':').next().unwrap_or(host)).filter(|h| !h.is_empty())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    id: String,
+    key: String,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    timezone: Option<String>,
+    default_before: String,
+    default_after: String,
+    #[serde(default)]
+    numbers: Vec<String>,
+    max_numbers: Option<u32>,
+    delay_to_show: Option<String>,
+    reclaim_after_idle: Option<String>,
+    max_hold: Option<String>,
+    release_grace: Option<String>,
+    shrink_after: Option<String>,
+    cooldown: Option<String>,
+    static_number: Option<String>,
+    #[serde(default)]
+    track: TrackFilter,
+    recent_window: Option<String>,
+    repeat_window: Option<String>,
+    repeat_first: Option<bool>,
+    ga4: Option<RawGa4>,
+    yandex: Option<RawYandex>,
+    report_token: Option<String>,
+    admin_token: Option<String>,
+    callback: Option<RawCallback>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGa4 {
+    measurement_id: String,
+    api_secret: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawYandex {
+    counter_id: u64,
+    token: String,
+}
+
+/// What the sites read so far hold, to catch a second site with the same id or key.
+#[derive(Default)]
+pub(super) struct Seen {
+    ids: HashSet<SiteId>,
+    keys: HashSet<String>,
+}
+
+impl Validator {
+    /// The `i`th `[[site]]` (from 0); `None` when it is too broken to keep (its problems are listed).
+    pub(super) fn site(
+        &mut self,
+        i: usize,
+        rs: RawSite,
+        pool: &PoolConfig,
+        placements: &mut Placements,
+        seen: &mut Seen,
+    ) -> Option<SiteConfig> {
+        let id = match SiteId::new(rs.id.clone()) {
+            Ok(id) => id,
+            Err(e) => {
+                self.fail(&format!("[[site]] #{} ({:?}) id", i + 1, rs.id), e);
+                return None;
+            }
+        };
+        let at = |field: &str| format!("site {:?}: {field}", rs.id);
+        if !seen.ids.insert(id.clone()) {
+            self.fail(&at("id"), "another site has the same id");
+        }
+        let key_ok = (8..=64).contains(&rs.key.len())
+            && rs.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !key_ok {
+            self.fail(&at("key"), "must be 8 to 64 characters of A-Z, a-z, 0-9, '_' and '-'");
+        } else if !seen.keys.insert(rs.key.clone()) {
+            self.fail(&at("key"), "another site has the same key");
+        }
+        if rs.allowed_origins.is_empty() {
+            self.fail(&at("allowed_origins"), "list the origins the snippet runs on, e.g. [\"https://example.com\"]");
+        }
+        for (j, o) in rs.allowed_origins.iter().enumerate() {
+            if let Err(why) = origin_ok(o) {
+                self.fail(&at(&format!("allowed_origins[{j}]")), format!("{o:?} {why}"));
+            }
+        }
+        let timezone = match rs.timezone.as_deref().unwrap_or("UTC").parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                self.fail(&at("timezone"), format!("{:?} is not an IANA time zone such as Europe/Moscow", rs.timezone));
+                chrono_tz::UTC
+            }
+        };
+        let default_before = self.number(&at("default_before"), &rs.default_before);
+        let static_number = match &rs.static_number {
+            Some(raw_n) => self.number(&at("static_number"), raw_n),
+            None => default_before.clone(),
+        };
+        let default_after = self.number(&at("default_after"), &rs.default_after);
+        for (field, n) in
+            [("default_before", &default_before), ("default_after", &default_after), ("static_number", &static_number)]
+        {
+            if let Some(n) = n {
+                placements.add_default(n, at(field));
+            }
+        }
+        let mut dedicated = Vec::new();
+        for (j, raw_n) in rs.numbers.iter().enumerate() {
+            let where_ = at(&format!("numbers[{j}]"));
+            if let Some(n) = self.number(&where_, raw_n) {
+                placements.claim(self, &n, where_);
+                dedicated.push(n);
+            }
+        }
+        let max_numbers = rs.max_numbers.unwrap_or(dedicated.len() as u32);
+        if max_numbers == 0 {
+            self.fail(
+                &at("max_numbers"),
+                "the site has no numbers: list `numbers`, or set `max_numbers` to draw from [pool] numbers",
+            );
+        } else if (max_numbers as usize) < dedicated.len() {
+            self.fail(
+                &at("max_numbers"),
+                format!("{max_numbers} is fewer than the {} dedicated numbers", dedicated.len()),
+            );
+        } else if max_numbers as usize > dedicated.len() && pool.numbers.is_empty() {
+            self.fail(&at("max_numbers"), "is more than the dedicated numbers, but [pool] numbers is empty");
+        }
+        let delay_to_show = self.duration(&at("delay_to_show"), rs.delay_to_show.as_deref(), "50s", true);
+        let rules = SiteRules {
+            max_numbers,
+            reclaim_after_idle: self.duration(
+                &at("reclaim_after_idle"),
+                rs.reclaim_after_idle.as_deref(),
+                "30m",
+                false,
+            ),
+            max_hold: self.duration(&at("max_hold"), rs.max_hold.as_deref(), "4h", false),
+            release_grace: self.duration(&at("release_grace"), rs.release_grace.as_deref(), "2m", true),
+            shrink_after: self.duration(&at("shrink_after"), rs.shrink_after.as_deref(), "24h", false),
+            cooldown: self.duration(&at("cooldown"), rs.cooldown.as_deref(), "7d", true),
+        };
+        if !rules.max_hold.is_zero() && delay_to_show >= rules.max_hold {
+            self.fail(
+                &at("delay_to_show"),
+                format!(
+                    "{} is not shorter than max_hold ({}): visitors would never see a tracking number",
+                    humantime::format_duration(delay_to_show),
+                    humantime::format_duration(rules.max_hold)
+                ),
+            );
+        }
+        let windows = crate::calls::matcher::MatchRules {
+            recent: self.duration(&at("recent_window"), rs.recent_window.as_deref(), "24h", true),
+            repeat: self.duration(&at("repeat_window"), rs.repeat_window.as_deref(), "30d", true),
+            repeat_first: rs.repeat_first.unwrap_or(false),
+        };
+        for (field, w) in [("recent_window", windows.recent), ("repeat_window", windows.repeat)] {
+            if w > pool.history {
+                self.fail(
+                    &at(field),
+                    format!(
+                        "{} is longer than [pool] history ({}): the leases it needs would be gone",
+                        humantime::format_duration(w),
+                        humantime::format_duration(pool.history)
+                    ),
+                );
+            }
+        }
+        let ga4 = rs.ga4.and_then(|g| {
+            let id_ok = g.measurement_id.starts_with("G-")
+                && g.measurement_id.len() > 2
+                && g.measurement_id[2..].bytes().all(|b| b.is_ascii_alphanumeric());
+            if !id_ok {
+                self.fail(
+                    &at("ga4.measurement_id"),
+                    format!("{:?} is not a GA4 measurement id such as G-ABC123", g.measurement_id),
+                );
+            }
+            if g.api_secret.is_empty() {
+                self.fail(&at("ga4.api_secret"), "is empty (Admin > Data streams > Measurement Protocol API secrets)");
+            }
+            id_ok.then_some(Ga4Site { measurement_id: g.measurement_id, api_secret: g.api_secret })
+        });
+        let yandex = rs.yandex.and_then(|y| {
+            if y.token.is_empty() {
+                self.fail(&at("yandex.token"), "is empty (an OAuth token with Metrica write access)");
+                return None;
+            }
+            Some(YandexSite { counter_id: y.counter_id, token: y.token })
+        });
+        for (field, t) in [("report_token", &rs.report_token), ("admin_token", &rs.admin_token)] {
+            if t.as_ref().is_some_and(|t| t.len() < 16) {
+                self.fail(&at(field), "must be at least 16 characters");
+            }
+        }
+        let callback = rs.callback.and_then(|rc| self.callback(&rs.id, rc, timezone));
+        Some(SiteConfig {
+            id,
+            key: rs.key,
+            allowed_origins: rs.allowed_origins,
+            timezone,
+            default_before: default_before?,
+            default_after: default_after?,
+            numbers: dedicated,
+            static_number: static_number?,
+            track: rs.track,
+            delay_to_show,
+            rules,
+            windows,
+            ga4,
+            yandex,
+            report_token: rs.report_token,
+            admin_token: rs.admin_token,
+            callback,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_filters_match_every_non_empty_list() {
+        let f = TrackFilter {
+            utm_source: vec!["Google".into()],
+            referrer_domain: vec!["google.com".into()],
+            ..Default::default()
+        };
+        let attrs = |src: Option<&str>, referrer: Option<&str>| callpool_pool::SessionAttrs {
+            utm_source: src.map(Into::into),
+            referrer: referrer.map(Into::into),
+            ..Default::default()
+        };
+        assert!(f.tracks(&attrs(Some("google"), Some("https://www.google.com/search?q=x"))));
+        assert!(f.tracks(&attrs(Some("google"), Some("https://google.com"))));
+        assert!(!f.tracks(&attrs(Some("google"), Some("https://notgoogle.com/"))));
+        assert!(!f.tracks(&attrs(Some("yandex"), Some("https://google.com/"))));
+        assert!(!f.tracks(&attrs(None, Some("https://google.com/"))));
+        assert!(TrackFilter::default().tracks(&attrs(None, None)));
+        let clicks = TrackFilter { click_id: true, ..Default::default() };
+        assert!(!clicks.tracks(&attrs(None, None)));
+        assert!(clicks.tracks(&callpool_pool::SessionAttrs { yclid: Some("1".into()), ..Default::default() }));
+    }
+}

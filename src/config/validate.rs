@@ -1,0 +1,90 @@
+//! What every section's validation shares: the list of problems (each naming the file's
+//! section, the site and the field) and the readers of durations, numbers, rate windows and URLs.
+
+use std::fmt;
+use std::time::Duration;
+
+use callpool_pool::PhoneNumber;
+
+/// No configured duration may exceed ten years (they are added to timestamps).
+const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Collects every problem of a configuration; each section adds its own (see the `impl
+/// Validator` blocks beside each section's schema).
+pub(super) struct Validator {
+    pub problems: Vec<String>,
+}
+
+impl Validator {
+    pub fn fail(&mut self, at: &str, msg: impl fmt::Display) {
+        self.problems.push(format!("{at}: {msg}"));
+    }
+
+    pub fn duration(&mut self, at: &str, raw: Option<&str>, default: &str, allow_zero: bool) -> Duration {
+        let text = raw.unwrap_or(default);
+        match humantime::parse_duration(text) {
+            Ok(d) if d > LONGEST => {
+                self.fail(at, format!("{text:?} is longer than ten years"));
+                Duration::ZERO
+            }
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.fail(at, "must be longer than zero");
+                Duration::ZERO
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.fail(at, format!("{text:?} is not a duration ({e}); write e.g. \"50s\", \"30m\", \"4h\", \"7d\""));
+                Duration::ZERO
+            }
+        }
+    }
+
+    pub fn number(&mut self, at: &str, raw: &str) -> Option<PhoneNumber> {
+        match PhoneNumber::parse(raw) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.fail(at, e);
+                None
+            }
+        }
+    }
+
+    /// An http(s) URL without its trailing '/', or a problem.
+    pub fn url(&mut self, at: &str, u: String) -> String {
+        let u = u.trim_end_matches('/').to_owned();
+        if !http_url_ok(&u) {
+            self.fail(at, format!("{u:?} is not an http(s) URL"));
+        }
+        u
+    }
+}
+
+pub(super) fn http_url_ok(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.contains(char::is_whitespace)
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+pub(super) fn origin_ok(o: &str) -> Result<(), &'static str> {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or("must start with http:// or https:// and name a host")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err("must be scheme://host[:port] with no path, not even '/'");
+    }
+    rest.parse::<axum::http::uri::Authority>().map(|_| ()).map_err(|_| "does not name a valid host[:port]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert!(origin_ok("https://example.com").is_ok());
+        assert!(origin_ok("http://127.0.0.1:8080").is_ok());
+        assert!(origin_ok("https://example.com/").is_err());
+        assert!(origin_ok("example.com").is_err());
+        assert!(origin_ok("ftp://example.com").is_err());
+    }
+}
