@@ -1,5 +1,5 @@
 //! What every part of the running service shares: the configuration, the pool, the calls
-//! store, the clock and the metrics.
+//! store, the bus to every node's tabs, the clock and the metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,11 +7,13 @@ use std::time::Duration;
 use callpool_pool::embedded::EmbeddedPool;
 use callpool_pool::redis_store::{RedisOptions, RedisPool};
 use callpool_pool::{Pool, PoolError};
+use tokio_util::sync::CancellationToken;
 
 use crate::calls::matcher::Directory;
 use crate::calls::store::CallStore;
 use crate::clock::Clock;
-use crate::config::{Config, StoreConfig};
+use crate::config::{BusConfig, Config, StoreConfig};
+use crate::live::bus::{Bus, InProcessBus, RabbitBus};
 use crate::metrics::Metrics;
 
 pub struct App {
@@ -27,8 +29,10 @@ pub struct App {
     pub outbox_wake: tokio::sync::Notify,
     /// Wakes this node's callback worker when a request was stored (other nodes poll).
     pub callback_wake: tokio::sync::Notify,
-    /// Callback status changes for the visitors' tabs (the hub relays them through the bus).
-    pub callback_updates: tokio::sync::broadcast::Sender<crate::bus::Event>,
+    /// Reaches every node's tabs (in-process, or RabbitMQ in a cluster).
+    pub bus: Arc<dyn Bus>,
+    /// Stops what the app runs in the background (the bus's connection) when the node stops.
+    pub stop: CancellationToken,
     /// The callback form's per-address and per-visitor limits on this node.
     pub callback_limiters: crate::callback::limits::NodeLimiters,
 }
@@ -44,6 +48,17 @@ impl App {
         };
         let calls = crate::calls::store::open(&pool, data_dir)?;
         let directory = config.directory();
+        let metrics = Metrics::new();
+        let stop = CancellationToken::new();
+        let bus: Arc<dyn Bus> = match &config.bus {
+            BusConfig::InProcess => Arc::new(InProcessBus::new()),
+            BusConfig::RabbitMq { url } => Arc::new(RabbitBus::start(
+                url.clone(),
+                config.server.node_id.clone(),
+                metrics.bus.clone(),
+                stop.clone(),
+            )),
+        };
         let callback_limiters = crate::callback::limits::NodeLimiters::new(
             config.sites.iter().filter_map(|s| s.callback.as_ref().map(|c| (&s.id, &c.limits))),
         );
@@ -53,10 +68,11 @@ impl App {
             calls,
             directory,
             clock,
-            metrics: Metrics::new(),
+            metrics,
             outbox_wake: Default::default(),
             callback_wake: Default::default(),
-            callback_updates: tokio::sync::broadcast::channel(1024).0,
+            bus,
+            stop,
             callback_limiters,
         })
     }

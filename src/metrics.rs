@@ -34,7 +34,7 @@ pub struct Metrics {
     /// Pool errors met by the hub (the visitor kept the site's number).
     pub hub_pool_errors: IntCounter,
     /// The RabbitMQ bus's counters.
-    pub bus: crate::bus::BusMetrics,
+    pub bus: crate::live::bus::BusMetrics,
     /// Calls recorded (first report), by site ("-": none found) and match kind.
     pub calls_recorded: IntCounterVec,
     /// Call webhooks refused, by reason (no_signature, bad_signature, stale_timestamp, unknown_pbx,
@@ -71,7 +71,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let bus = crate::bus::BusMetrics {
+        let bus = crate::live::bus::BusMetrics {
             published: counter(&r, "callpool_bus_published_total", "Events this node published to RabbitMQ."),
             dropped: counter(
                 &r,

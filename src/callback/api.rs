@@ -156,8 +156,8 @@ pub async fn create(
         Ok(v) => v,
         Err(e) => return cors(refusal(StatusCode::BAD_REQUEST, "bad_request", format!("visitor: {e}"), None), origin),
     };
-    let hello = crate::protocol::Hello {
-        v: crate::protocol::VERSION,
+    let hello = crate::live::protocol::Hello {
+        v: crate::live::protocol::VERSION,
         visitor: String::new(),
         tab: String::new(),
         ga_client_id: req.ga_client_id,

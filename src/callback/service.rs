@@ -12,11 +12,11 @@ use callpool_pool::{PoolError, SessionAttrs, Ts, VisitorId};
 
 use super::{Callback, CallbackId, CallbackStatus, Origin};
 use crate::app::App;
-use crate::bus::Event;
 use crate::calls::store::{Created, Extra, JobKind};
 use crate::calls::{Call, CallKey, CallStatus};
 use crate::config::{CallbackConfig, SiteConfig};
-use crate::protocol::ServerMsg;
+use crate::live::bus::Event;
+use crate::live::protocol::ServerMsg;
 
 /// A request as it arrived.
 pub struct Request {
@@ -200,8 +200,7 @@ pub fn status_message(app: &App, cb: &Callback) -> Option<ServerMsg> {
 /// Tells every tab of the callback's visitor (on every node) how it stands.
 pub fn publish(app: &App, cb: &Callback) {
     let (Some(visitor), Some(message)) = (cb.visitor.clone(), status_message(app, cb)) else { return };
-    // No receiver only means no hub runs (a tool, a test without one).
-    let _ = app.callback_updates.send(Event::Callback { site: cb.site.clone(), visitor, message });
+    app.bus.publish(Event::Callback { site: cb.site.clone(), visitor, message });
 }
 
 /// The form's state for a site now: open, or the notice of when a call would come.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Kind;
+use crate::live::protocol::Kind;
 
 /// The exchange every node publishes to and binds its queue to.
 pub const EXCHANGE: &str = "callpool.events";
@@ -44,7 +44,7 @@ pub enum Event {
     /// keep its number (the lease is touched, which cancels the leave).
     Left { site: SiteId, visitor: VisitorId },
     /// Tell every tab of a visitor how their callback request stands.
-    Callback { site: SiteId, visitor: VisitorId, message: crate::protocol::ServerMsg },
+    Callback { site: SiteId, visitor: VisitorId, message: crate::live::protocol::ServerMsg },
     /// Local only, never published: events may have been lost (the bus reconnected), so the
     /// hub recomputes what every tab shows from the store.
     Resync,

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SiteConfig;
-use crate::hub::{Hub, Tab, ToTab};
-use crate::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_MESSAGE_BYTES, VERSION};
+use crate::live::hub::{Hub, Tab, ToTab};
+use crate::live::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_MESSAGE_BYTES, VERSION};
 
 /// How long a new connection may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);

@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::bus::{Bus, Event, Show};
 use crate::config::SiteConfig;
-use crate::protocol::{Hello, Kind, ServerMsg};
+use crate::live::bus::{Event, Show};
+use crate::live::protocol::{Hello, Kind, ServerMsg};
 
 /// How many messages wait for a slow tab before it is closed.
 pub const TAB_QUEUE: usize = 16;
@@ -58,7 +58,6 @@ struct Local {
 
 pub struct Hub {
     app: Arc<App>,
-    bus: Arc<dyn Bus>,
     visitors: Mutex<HashMap<Key, Local>>,
     next_tab: AtomicU64,
 }
@@ -86,8 +85,8 @@ pub struct Tab {
 }
 
 impl Hub {
-    pub fn new(app: Arc<App>, bus: Arc<dyn Bus>) -> Arc<Hub> {
-        Arc::new(Hub { app, bus, visitors: Mutex::new(HashMap::new()), next_tab: AtomicU64::new(1) })
+    pub fn new(app: Arc<App>) -> Arc<Hub> {
+        Arc::new(Hub { app, visitors: Mutex::new(HashMap::new()), next_tab: AtomicU64::new(1) })
     }
 
     pub fn app(&self) -> &Arc<App> {
@@ -97,7 +96,7 @@ impl Hub {
     /// Delivers what the bus carries to this node's tabs, and announces every lease the reaper
     /// ended, until `shutdown`.
     pub async fn run(self: Arc<Self>, mut ended: tokio::sync::mpsc::Receiver<Lease>, shutdown: CancellationToken) {
-        let mut shows = self.bus.subscribe();
+        let mut shows = self.app.bus.subscribe();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -236,7 +235,7 @@ impl Hub {
             }
             let Some(site) = hub.app.config.site(&key2.0) else { return };
             let (number, kind) = hub.decide(site, &key2, false).await;
-            hub.bus.publish(Event::Show(Show { site: key2.0, visitor: key2.1, number, kind }));
+            hub.app.bus.publish(Event::Show(Show { site: key2.0, visitor: key2.1, number, kind }));
         });
         local.timer = Some(task.abort_handle());
     }
@@ -268,7 +267,7 @@ impl Hub {
             return;
         }
         let Some(site) = self.app.config.site(&lease.site) else { return };
-        self.bus.publish(Event::Show(Show {
+        self.app.bus.publish(Event::Show(Show {
             site: lease.site.clone(),
             visitor: lease.visitor.clone(),
             number: site.default_after.clone(),
@@ -343,7 +342,7 @@ impl Hub {
             if let Err(e) = self.app.pool.leave(&key.0, &key.1, now).await {
                 tracing::warn!(error = %e, site = %key.0, "The visitor's leaving was not recorded; idle reclaim will end the lease.");
             }
-            self.bus.publish(Event::Left { site: key.0.clone(), visitor: key.1.clone() });
+            self.app.bus.publish(Event::Left { site: key.0.clone(), visitor: key.1.clone() });
             self.record_visit(&key, &attrs, tabs, now).await;
         }
     }
