@@ -171,6 +171,16 @@ pub enum Failure {
     Internal(String),
 }
 
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Failure {
+        match e {
+            crate::store::StoreError::Pool(p) => p.into(),
+            e if e.is_unavailable() => Failure::Unavailable(e.to_string()),
+            e => Failure::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<PoolError> for Failure {
     fn from(e: PoolError) -> Failure {
         match e {
@@ -318,12 +328,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             Err(e) => tracing::warn!(error = %e, site = %site.id, "Pool gauges not refreshed."),
         }
     }
-    for kind in crate::calls::store::JobKind::ALL {
-        match app.calls.depth(kind).await {
+    for (kind, _) in crate::jobs::registry::kinds() {
+        match app.store.job_depth(kind).await {
             Ok((queued, dead)) => {
                 let g = &app.metrics.outbox_jobs;
-                g.with_label_values(&[kind.as_str(), "queued"]).set(i64::try_from(queued).unwrap_or(i64::MAX));
-                g.with_label_values(&[kind.as_str(), "dead"]).set(i64::try_from(dead).unwrap_or(i64::MAX));
+                g.with_label_values(&[kind, "queued"]).set(i64::try_from(queued).unwrap_or(i64::MAX));
+                g.with_label_values(&[kind, "dead"]).set(i64::try_from(dead).unwrap_or(i64::MAX));
             }
             Err(e) => tracing::warn!(error = %e, "Outbox gauges not refreshed."),
         }

@@ -10,13 +10,14 @@ pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod live;
 pub mod metrics;
-pub mod outbox;
 pub mod pbx;
 pub mod reaper;
 pub mod reports;
 pub mod sim;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -35,8 +36,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     let hub = live::hub::Hub::new(app.clone());
     tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
-    tasks.spawn(outbox::run(app.clone(), shutdown.clone()));
-    tasks.spawn(callback::worker::run(app.clone(), shutdown.clone()));
+    tasks.spawn(jobs::runner::run(app.clone(), shutdown.clone()));
     let ws_state = live::ws::WsState::new(hub, shutdown.clone());
     let limiter = ws_state.limiter.clone();
     let app_for_limits = app.clone();

@@ -176,9 +176,6 @@ pub async fn receive(
         Recorded::Updated(_) => "updated",
         Recorded::Unchanged(_) => "unchanged",
     };
-    if call.status.is_final() && !matches!(recorded, Recorded::Unchanged(_)) {
-        app.outbox_wake.notify_one();
-    }
     // Also for a repeated report: the callback may not have been moved on the first time.
     if call.matched.kind == MatchKind::Callback {
         crate::callback::service::on_call(app, call).await.inspect_err(|e| {

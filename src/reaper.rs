@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::jobs::registry;
+use crate::store::jobs::Records;
+use crate::store::StoreError;
 
 /// How often each node samples every site's pool for the reports' daily peak.
 pub const USAGE_EVERY: Duration = Duration::from_secs(30);
@@ -53,9 +56,9 @@ async fn sample_usage(app: &App, now: Ts) {
         let day = now.to_chrono().map(|t| t.with_timezone(&site.timezone).date_naive().to_string()).unwrap_or_default();
         let sampled = async {
             if let Some(st) = app.pool.status(&site.id, now).await? {
-                app.calls.record_usage(&site.id, &day, st.leased, st.exhausted_total).await?;
+                app.store.record_usage(&site.id, &day, st.leased, st.exhausted_total).await?;
             }
-            Ok::<_, callpool_pool::PoolError>(())
+            Ok::<_, StoreError>(())
         };
         if let Err(e) = sampled.await {
             app.metrics.store_errors.with_label_values(&["usage_sample"]).inc();
@@ -64,10 +67,19 @@ async fn sample_usage(app: &App, now: Ts) {
     }
 }
 
-/// Forgets calls older than `[analytics] calls_retention` (a batch per run; any node may do it).
-async fn forget_old_calls(app: &App, now: Ts) {
+/// Forgets the calls, callbacks and visits of every site that began before `before` (up to
+/// `limit` of each per site), with every trace of their jobs; returns how many calls it removed.
+pub async fn forget_before(app: &App, before: Ts, limit: usize) -> Result<usize, StoreError> {
     let sites: Vec<_> = app.config.sites.iter().map(|s| s.id.clone()).collect();
-    match app.calls.trim(&sites, now.minus(app.config.analytics.calls_retention), 1000).await {
+    let calls = app.store.forget_calls(&sites, before, limit, &registry::kinds_of(Records::Calls)).await?;
+    app.store.forget_callbacks(&sites, before, limit, &registry::kinds_of(Records::Callbacks)).await?;
+    app.store.forget_visits(&sites, before, limit).await?;
+    Ok(calls)
+}
+
+/// Forgets what is older than `[analytics] calls_retention` (a batch per run; any node may do it).
+async fn forget_old_calls(app: &App, now: Ts) {
+    match forget_before(app, now.minus(app.config.analytics.calls_retention), 1000).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(calls = n, "Forgot calls older than the retention period."),
         Err(e) => {

@@ -23,10 +23,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::analytics::{csv_field, yandex_row, YANDEX_CSV_HEADER};
 use crate::app::App;
-use crate::calls::store::StoredCall;
-use crate::calls::{Delivery, MatchKind};
+use crate::calls::{Call, MatchKind};
 use crate::config::SiteConfig;
 use crate::http::Failure;
+use crate::store::jobs::JobState;
 
 /// The most calls one report reads.
 const MAX_CALLS: usize = 50_000;
@@ -81,16 +81,16 @@ pub async fn unassigned(
     let first = day("from", &w.from)?.unwrap_or_else(|| last.checked_sub_days(Days::new(29)).unwrap_or(last));
     let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis());
     let (from, to) = (Ts::from_millis(ms(first)), Ts::from_millis(ms(last + Days::new(1)) - 1));
-    let calls = app.calls.calls(None, from, to, MAX_CALLS).await?;
+    let calls = app.store.calls(None, from, to, MAX_CALLS).await?;
     Ok(Json(
         calls
             .into_iter()
             .map(|s| UnassignedCall {
-                call_id: s.call.key.call_id().to_owned(),
-                started_at: s.call.started_at.to_chrono().map(|t| t.to_rfc3339()).unwrap_or_default(),
-                called: s.call.called.to_string(),
-                caller: s.call.caller.map(|c| c.as_str().to_owned()),
-                status: s.call.status.as_str().to_owned(),
+                call_id: s.key.call_id().to_owned(),
+                started_at: s.started_at.to_chrono().map(|t| t.to_rfc3339()).unwrap_or_default(),
+                called: s.called.to_string(),
+                caller: s.caller.map(|c| c.as_str().to_owned()),
+                status: s.status.as_str().to_owned(),
             })
             .collect(),
     ))
@@ -196,8 +196,24 @@ fn local_date(site: &SiteConfig, t: Ts) -> NaiveDate {
     t.to_chrono().map_or(NaiveDate::MIN, |t| t.with_timezone(&site.timezone).date_naive())
 }
 
-async fn load(app: &App, r: &Request<'_>) -> Result<Vec<StoredCall>, Failure> {
-    Ok(app.calls.calls(Some(&r.site.id), r.from, r.to, MAX_CALLS).await?)
+async fn load(app: &App, r: &Request<'_>) -> Result<Vec<Call>, Failure> {
+    Ok(app.store.calls(Some(&r.site.id), r.from, r.to, MAX_CALLS).await?)
+}
+
+/// A call with where its GA4 event and Metrica row stand.
+struct StoredCall {
+    call: Call,
+    ga4: Option<JobState>,
+    yandex: Option<JobState>,
+}
+
+/// The period's calls with their deliveries.
+async fn load_with_deliveries(app: &App, r: &Request<'_>) -> Result<Vec<StoredCall>, Failure> {
+    let calls = load(app, r).await?;
+    let ids: Vec<String> = calls.iter().map(|c| c.key.to_string()).collect();
+    let ga4 = app.store.job_states(crate::jobs::ga4::CALLS, &ids).await?;
+    let yandex = app.store.job_states(crate::jobs::metrica::KIND, &ids).await?;
+    Ok(calls.into_iter().zip(ga4).zip(yandex).map(|((call, ga4), yandex)| StoredCall { call, ga4, yandex }).collect())
 }
 
 /// One callback request in a report.
@@ -251,7 +267,7 @@ pub async fn callbacks(
     headers: HeaderMap,
 ) -> Result<Json<CallbackList>, Failure> {
     let r = request(&app, &site, &headers, &p)?;
-    let list = app.calls.callbacks(&r.site.id, r.from, r.to, MAX_CALLS).await?;
+    let list = app.store.callbacks(&r.site.id, r.from, r.to, MAX_CALLS).await?;
     let rfc = |t: Ts| t.to_chrono().map(|t| t.to_rfc3339()).unwrap_or_default();
     let truncated = list.len() >= MAX_CALLS;
     let callbacks = list
@@ -334,13 +350,13 @@ pub struct CallList {
     truncated: bool,
 }
 
-fn delivery(d: &Option<Delivery>) -> String {
+fn delivery(d: &Option<JobState>) -> String {
     match d {
         None => "none".into(),
-        Some(Delivery::Pending) => "pending".into(),
-        Some(Delivery::Sent { .. }) => "sent".into(),
-        Some(Delivery::Skipped { reason }) => format!("skipped: {reason}"),
-        Some(Delivery::Dead { error }) => format!("dead: {error}"),
+        Some(JobState::Pending) => "pending".into(),
+        Some(JobState::Sent { .. }) => "sent".into(),
+        Some(JobState::Skipped { reason }) => format!("skipped: {reason}"),
+        Some(JobState::Dead { error }) => format!("dead: {error}"),
     }
 }
 
@@ -389,7 +405,7 @@ pub async fn calls(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let r = request(&app, &site, &headers, &period)?;
-    let stored = load(&app, &r).await?;
+    let stored = load_with_deliveries(&app, &r).await?;
     let truncated = stored.len() >= MAX_CALLS;
     let rows: Vec<CallRow> = stored.iter().map(|s| row(&r, s)).collect();
     if period.format.as_deref() == Some("csv") {
@@ -542,7 +558,7 @@ async fn build_summary(app: &App, r: &Request<'_>) -> Result<Summary, Failure> {
     // Pool use: the day before the period gives the first day's baseline of the exhausted counter.
     let before = r.first.checked_sub_days(Days::new(1)).unwrap_or(r.first);
     let names: Vec<String> = std::iter::once(before).chain(days.keys().copied()).map(|d| d.to_string()).collect();
-    let usage = app.calls.usage(&r.site.id, &names).await?;
+    let usage = app.store.usage(&r.site.id, &names).await?;
     let mut baseline = usage.first().copied().flatten().map(|u| u.exhausted_last);
     for (day, u) in days.values_mut().zip(usage.iter().skip(1)) {
         if let Some(u) = u {
@@ -553,8 +569,8 @@ async fn build_summary(app: &App, r: &Request<'_>) -> Result<Summary, Failure> {
     }
     let mut total = DayCounts::default();
     for s in &stored {
-        let kind = s.call.matched.kind;
-        if let Some(day) = days.get_mut(&local_date(r.site, s.call.started_at)) {
+        let kind = s.matched.kind;
+        if let Some(day) = days.get_mut(&local_date(r.site, s.started_at)) {
             day.add(kind);
         }
         total.add(kind);
@@ -616,8 +632,8 @@ pub async fn yandex_csv(
 ) -> Result<Response, Failure> {
     let r = request(&app, &site, &headers, &period)?;
     let mut out = format!("{YANDEX_CSV_HEADER}\n");
-    for s in load(&app, &r).await?.iter().filter(|s| s.call.matched.kind.is_tracked()) {
-        if let Some(row) = yandex_row(&s.call) {
+    for s in load(&app, &r).await?.iter().filter(|s| s.matched.kind.is_tracked()) {
+        if let Some(row) = yandex_row(s) {
             out.push_str(&row);
             out.push('\n');
         }
@@ -630,7 +646,7 @@ pub async fn yandex_csv(
 async fn advice_line(app: &App, site: &SiteConfig) -> String {
     let now = app.clock.now();
     let from = now.minus(std::time::Duration::from_secs(28 * 86_400));
-    let fitted = match crate::sim::fit::recorded(&app.calls, site, from, now).await {
+    let fitted = match crate::sim::fit::recorded(&app.store, site, from, now).await {
         Ok((fit, _)) => fit,
         Err(why) => return format!("No advice yet: {why}."),
     };

@@ -61,8 +61,7 @@ impl Scripts {
 /// The pool in Redis. Cheap to clone: clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisPool {
-    conn: ConnectionManager,
-    prefix: String,
+    redis: SharedRedis,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -77,12 +76,67 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
 }
 
+/// Whether `e` means Redis cannot be reached now (as opposed to an answer that is wrong).
+pub fn is_unavailable(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
 /// A Redis error as the pool's error: connection trouble is `Unavailable`, the rest `Storage`.
-pub fn classify(e: redis::RedisError) -> PoolError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+fn classify(e: redis::RedisError) -> PoolError {
+    if is_unavailable(&e) {
         PoolError::Unavailable(e)
     } else {
         PoolError::Storage(format!("redis: {e}"))
+    }
+}
+
+/// What the service may share of the pool's Redis for its own data (calls, callbacks, jobs,
+/// visits): the one multiplexed connection and the key prefix. Its keys live under the same
+/// `{prefix}` (one cluster slot, so a script may touch the pool's and its own keys alike) in
+/// names the pool does not use. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedRedis {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl SharedRedis {
+    /// `{prefix}`: `KEYS[1]` of every script; every key starts with it and a ':'.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{prefix}:part:part...`
+    pub fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.prefix.clone();
+        for p in parts {
+            k.push(':');
+            k.push_str(p);
+        }
+        k
+    }
+
+    /// Runs `script` with `KEYS[1]` = the prefix and `args` (by `EVALSHA`, loading it again
+    /// after a Redis restart).
+    pub async fn eval(&self, script: &Script, args: &[String]) -> Result<Value, redis::RedisError> {
+        let mut inv = script.key(&self.prefix);
+        for a in args {
+            inv.arg(a);
+        }
+        let mut c = self.conn.clone();
+        inv.invoke_async::<Value>(&mut c).await
+    }
+
+    /// One command on the shared connection.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError> {
+        let mut c = self.conn.clone();
+        cmd.query_async(&mut c).await
+    }
+
+    /// A pipeline on the shared connection.
+    pub async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, redis::RedisError> {
+        let mut c = self.conn.clone();
+        pipe.query_async(&mut c).await
     }
 }
 
@@ -184,33 +238,22 @@ impl RedisPool {
                 }
             }
         };
-        Ok(RedisPool { conn, prefix: format!("{{{}}}", opts.prefix), scripts: std::sync::Arc::new(Scripts::new()) })
+        let redis = SharedRedis { conn, prefix: format!("{{{}}}", opts.prefix) };
+        Ok(RedisPool { redis, scripts: std::sync::Arc::new(Scripts::new()) })
     }
 
-    /// The shared connection, for the service's other Redis data (calls and the outbox), which
-    /// keeps its keys under [`RedisPool::prefix`] in names the pool does not use.
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
-    /// `{prefix}`: every key starts with it and a ':'.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// The connection and key prefix, for the service's own data beside the pool.
+    pub fn shared(&self) -> SharedRedis {
+        self.redis.clone()
     }
 
     /// Whether Redis answers now.
     pub async fn ping(&self) -> Result<(), PoolError> {
-        let mut c = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ()).map_err(classify)
+        self.redis.query::<String>(&redis::cmd("PING")).await.map(|_| ()).map_err(classify)
     }
 
     async fn run(&self, script: &Script, args: &[String]) -> Result<Value, PoolError> {
-        let mut inv = script.key(&self.prefix);
-        for a in args {
-            inv.arg(a);
-        }
-        let mut c = self.conn.clone();
-        inv.invoke_async::<Value>(&mut c).await.map_err(classify)
+        self.redis.eval(script, args).await.map_err(classify)
     }
 
     pub async fn configure(&self, spec: &PoolSpec, now: Ts) -> Result<(), PoolError> {

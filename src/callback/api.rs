@@ -113,7 +113,7 @@ fn cors(mut resp: Response, origin: HeaderValue) -> Response {
 }
 
 fn view(app: &App, cb: &Callback) -> CallbackView {
-    let message = service::status_text(app, cb).unwrap_or_default();
+    let message = super::status::status_text(app, cb).unwrap_or_default();
     CallbackView { id: cb.id.to_string(), status: cb.status, at: cb.at().map(callpool_pool::Ts::as_millis), message }
 }
 
@@ -217,7 +217,7 @@ pub async fn status(
     };
     let not_found = || refusal(StatusCode::NOT_FOUND, "not_found", "no such callback request".into(), None);
     let Some(id) = CallbackId::parse(&id) else { return cors(not_found(), origin) };
-    let resp = match app.calls.callback(&id).await {
+    let resp = match app.store.callback(&id).await {
         Ok(Some(cb)) if cb.site == site.id => Json(view(&app, &cb)).into_response(),
         Ok(_) => not_found(),
         Err(e) => {

@@ -5,18 +5,18 @@
 //! The pure parts: [`hours`] (working hours, the next opening), [`number`] (reading and refusing
 //! the number typed), [`limits`] (the abuse limits' specs and the per-node limiters), [`text`]
 //! (what the form says, per language). The service: [`service`] takes a request through the
-//! checks and stores it with its jobs in one atomic step; [`trigger`] builds the request each PBX
-//! adapter sends; [`worker`] claims due jobs (trigger, GA4 `callback_request`, notifications)
-//! and records their outcomes.
+//! checks and stores it with its jobs in one atomic step; [`status`] tells the visitor's tabs
+//! how it stands; [`trigger`] builds the request each PBX adapter sends. The jobs themselves
+//! (the trigger, GA4 `callback_request`, the team's notices) are destinations in `src/jobs/`.
 
 pub mod api;
 pub mod hours;
 pub mod limits;
 pub mod number;
 pub mod service;
+pub mod status;
 pub mod text;
 pub mod trigger;
-pub mod worker;
 
 use std::fmt;
 

@@ -2,21 +2,20 @@
 //! the number (region, validity, number type, blocklist), the time on the site, this node's
 //! per-address and per-visitor limits, working hours — to the store, which counts the
 //! per-number and per-site limits and stores the request with its jobs in one atomic step.
-//! Also: what a callback's status tells the visitor's tabs, and how a call the PBX reports
-//! moves its callback on.
+//! Also: how a call the PBX reports moves its callback on.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use callpool_pool::{PoolError, SessionAttrs, Ts, VisitorId};
+use callpool_pool::{SessionAttrs, Ts, VisitorId};
 
-use super::{Callback, CallbackId, CallbackStatus, Origin};
+use super::{status, Callback, CallbackId, CallbackStatus, Origin};
 use crate::app::App;
-use crate::calls::store::{Created, Extra, JobKind};
 use crate::calls::{Call, CallKey, CallStatus};
 use crate::config::{CallbackConfig, SiteConfig};
-use crate::live::bus::Event;
-use crate::live::protocol::ServerMsg;
+use crate::jobs::{registry, Event};
+use crate::store::callbacks::{Created, Updated};
+use crate::store::StoreError;
 
 /// A request as it arrived.
 pub struct Request {
@@ -41,11 +40,6 @@ impl Refusal {
     pub fn is_limit(&self) -> bool {
         matches!(self.reason, "ip" | "visitor" | "number" | "banned" | "site")
     }
-}
-
-/// How long a callback is kept (with its calls: the reports reach back as far).
-pub fn keep(app: &App) -> Duration {
-    app.config.analytics.calls_retention
 }
 
 /// Takes a request through the checks and stores it. A refusal's `reason` is one of the checks',
@@ -77,7 +71,7 @@ async fn stored(
     site: &SiteConfig,
     cfg: &CallbackConfig,
     req: Request,
-) -> Result<Result<Callback, Refusal>, PoolError> {
+) -> Result<Result<Callback, Refusal>, StoreError> {
     let now = app.clock.now();
     let checked = check(app, site, cfg, &req, now).await?;
     let refuse = |r: Refusal| {
@@ -91,7 +85,7 @@ async fn stored(
     };
     let id = CallbackId::random();
     let status = if due > now { CallbackStatus::Scheduled } else { CallbackStatus::Accepted };
-    let link = CallKey::new(&cfg.pbx, id.as_str()).map_err(PoolError::Invalid)?;
+    let link = CallKey::new(&cfg.pbx, id.as_str()).map_err(StoreError::Failed)?;
     let cb = Callback {
         id: id.clone(),
         site: site.id.clone(),
@@ -110,34 +104,23 @@ async fn stored(
         links: vec![link],
         updated_at: now,
     };
-    let mut jobs = vec![(JobKind::Trigger, due)];
-    let ga_ok = cb.attrs.ga_client_id.as_deref().is_some_and(crate::analytics::ga4_client_id_ok);
-    if site.ga4.is_some() && ga_ok {
-        jobs.push((JobKind::CallbackGa4, now));
-    }
-    if cfg.telegram.is_some() {
-        jobs.push((JobKind::TelegramRequest, now));
-    }
-    if cfg.notify.is_some() {
-        jobs.push((JobKind::HookRequest, now));
-    }
-    let extra = Extra { jobs: &jobs, keep: keep(app) };
-    match app.calls.create_callback(&cb, &cfg.limits, extra).await? {
+    let jobs = registry::plan(app, Event::CallbackRequested { callback: &cb, site, due, now });
+    match app.store.create_callback(&cb, &cfg.limits, &jobs, status::keep(app)).await? {
         Created::Stored => {
             app.metrics.callback_requests.with_label_values(&[site.id.as_str(), cb.status.as_str()]).inc();
             tracing::info!(site = %site.id, callback = %cb.id, status = cb.status.as_str(), due = %cb.due_at, "A callback was requested.");
-            app.callback_wake.notify_one();
-            publish(app, &cb);
+            app.job_wake.wake_all(&jobs);
+            status::publish(app, &cb);
             Ok(Ok(cb))
         }
-        Created::Open(id) => match app.calls.callback(&id).await? {
+        Created::Open(id) => match app.store.callback(&id).await? {
             Some(open) => {
                 app.metrics.callback_requests.with_label_values(&[site.id.as_str(), "repeat"]).inc();
                 tracing::info!(site = %site.id, callback = %open.id, "A repeated callback request joined the open one.");
-                publish(app, &open);
+                status::publish(app, &open);
                 Ok(Ok(open))
             }
-            None => Err(PoolError::Storage(format!("callback {id} vanished while it was open"))),
+            None => Err(StoreError::Failed(format!("callback {id} vanished while it was open"))),
         },
         Created::Refused { scope, retry_after } => refuse(Refusal {
             reason: scope.as_str(),
@@ -154,7 +137,7 @@ async fn check(
     cfg: &CallbackConfig,
     req: &Request,
     now: Ts,
-) -> Result<Result<(callpool_pool::PhoneNumber, Ts), Refusal>, PoolError> {
+) -> Result<Result<(callpool_pool::PhoneNumber, Ts), Refusal>, StoreError> {
     let refusal =
         |reason: &'static str| Refusal { reason, message: cfg.texts.get(reason).to_owned(), retry_after: None };
     let number = match super::number::read(&req.number, cfg.region).and_then(|n| cfg.blocklist.check(&n).map(|()| n)) {
@@ -184,41 +167,11 @@ async fn check(
     }
 }
 
-/// What a callback's status says to the visitor, in the site's language.
-pub fn status_text(app: &App, cb: &Callback) -> Option<String> {
-    let site = app.config.site(&cb.site)?;
-    let cfg = site.callback.as_ref()?;
-    Some(cfg.texts.render(cb.status.as_str(), cb.at(), app.clock.now(), site.timezone, site.default_before.as_str()))
-}
-
-/// The message a status shows in the visitor's tabs.
-pub fn status_message(app: &App, cb: &Callback) -> Option<ServerMsg> {
-    let message = status_text(app, cb)?;
-    Some(ServerMsg::Callback { id: cb.id.to_string(), status: cb.status, at: cb.at().map(Ts::as_millis), message })
-}
-
-/// Tells every tab of the callback's visitor (on every node) how it stands.
-pub fn publish(app: &App, cb: &Callback) {
-    let (Some(visitor), Some(message)) = (cb.visitor.clone(), status_message(app, cb)) else { return };
-    app.bus.publish(Event::Callback { site: cb.site.clone(), visitor, message });
-}
-
-/// The form's state for a site now: open, or the notice of when a call would come.
-pub fn form(app: &App, site: &SiteConfig) -> Option<ServerMsg> {
-    let cfg = site.callback.as_ref()?;
-    let now = app.clock.now();
-    let open = cfg.hours.is_open(now);
-    let notice = (!open).then(|| {
-        cfg.texts.render("closed_now", cfg.hours.next_open(now), now, site.timezone, site.default_before.as_str())
-    });
-    Some(ServerMsg::CallbackForm { texts: cfg.texts.form(site.default_before.as_str()), open, notice })
-}
-
 /// A call the PBX reported for a callback: moves the callback on (connected, completed,
 /// missed), queues the "missed" notifications, and tells the visitor's tabs.
-pub async fn on_call(app: &App, call: &Call) -> Result<(), PoolError> {
+pub async fn on_call(app: &App, call: &Call) -> Result<(), StoreError> {
     for _ in 0..8 {
-        let Some(mut cb) = app.calls.callback_for_call(&call.key).await? else { return Ok(()) };
+        let Some(mut cb) = app.store.callback_for_call(&call.key).await? else { return Ok(()) };
         let status = match call.status {
             CallStatus::Ringing => return Ok(()),
             CallStatus::Answered => CallbackStatus::Connected,
@@ -231,36 +184,25 @@ pub async fn on_call(app: &App, call: &Call) -> Result<(), PoolError> {
         cb.status = status;
         cb.call = Some(call.key.clone());
         cb.updated_at = app.clock.now();
-        let jobs = if status == CallbackStatus::Missed { missed_jobs(app, &cb) } else { Vec::new() };
-        let extra = Extra { jobs: &jobs, keep: keep(app) };
-        match app.calls.update_callback(&cb, extra).await? {
-            crate::calls::store::Updated::Written => {
+        let site = app.config.site(&cb.site);
+        let jobs = match site {
+            Some(site) if status == CallbackStatus::Missed => {
+                registry::plan(app, Event::CallbackMissed { callback: &cb, site, now: cb.updated_at })
+            }
+            _ => Vec::new(),
+        };
+        match app.store.update_callback(&cb, &jobs, status::keep(app)).await? {
+            Updated::Written => {
                 app.metrics.callback_outcomes.with_label_values(&[status.as_str()]).inc();
                 tracing::info!(callback = %cb.id, call = %call.key, status = status.as_str(), "A callback's call was reported.");
-                if !jobs.is_empty() {
-                    app.callback_wake.notify_one();
-                }
-                publish(app, &cb);
+                app.job_wake.wake_all(&jobs);
+                status::publish(app, &cb);
                 return Ok(());
             }
-            crate::calls::store::Updated::Missing => return Ok(()),
+            Updated::Missing => return Ok(()),
             // Another writer came first: read again.
-            crate::calls::store::Updated::Stale => continue,
+            Updated::Stale => continue,
         }
     }
     Ok(())
-}
-
-/// The "missed" notifications the callback's site wants.
-pub fn missed_jobs(app: &App, cb: &Callback) -> Vec<(JobKind, Ts)> {
-    let now = app.clock.now();
-    let cfg = app.config.site(&cb.site).and_then(|s| s.callback.as_ref());
-    let mut jobs = Vec::new();
-    if cfg.is_some_and(|c| c.telegram.is_some()) {
-        jobs.push((JobKind::TelegramMissed, now));
-    }
-    if cfg.is_some_and(|c| c.notify.is_some()) {
-        jobs.push((JobKind::HookMissed, now));
-    }
-    jobs
 }

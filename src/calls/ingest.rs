@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
-use callpool_pool::{PoolError, Ts};
+use callpool_pool::Ts;
 
-use super::store::{JobKind, Save};
-use super::{Call, CallReport, CallerMemory, Delivery};
+use super::{Call, CallReport, CallerMemory};
 use crate::app::App;
-use crate::config::SiteConfig;
+use crate::jobs::{registry, Event};
+use crate::store::calls::CallWrite;
+use crate::store::jobs::Records;
+use crate::store::StoreError;
 
 /// How long a caller is remembered per site (for first-time callers; `repeat_caller` uses the
 /// site's shorter window).
@@ -36,11 +38,11 @@ impl Recorded {
 }
 
 /// Records `report`. Returns once the call and its jobs are durable in the store.
-pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, PoolError> {
+pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreError> {
     // Each round re-reads; a conflict means another node wrote the call between our read and write.
     for _ in 0..16 {
         let now = app.clock.now();
-        let stored = app.calls.get(&report.key).await?;
+        let stored = app.store.call(&report.key).await?;
         match stored {
             Some(mut call) => {
                 let expected = call.version;
@@ -48,10 +50,18 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, PoolErro
                     return Ok(Recorded::Unchanged(call));
                 }
                 call.version += 1;
-                let hurry = if call.status.is_final() { JobKind::CALL.map(|k| (k, now)).to_vec() } else { Vec::new() };
+                // A call that became final goes out now.
+                let hurry: Vec<(&'static str, Ts)> = if call.status.is_final() {
+                    registry::kinds_of(Records::Calls).into_iter().map(|k| (k, now)).collect()
+                } else {
+                    Vec::new()
+                };
                 let site = call.matched.site.clone();
-                let save = Save { call: &call, expected, caller: None, states: Vec::new(), jobs: Vec::new(), hurry };
-                if app.calls.save(site.as_ref(), save).await? {
+                let write = CallWrite { call: &call, expected, caller: None, jobs: &[], hurry: &hurry };
+                if app.store.save_call(site.as_ref(), write).await? {
+                    for (kind, _) in &hurry {
+                        app.job_wake.wake(kind);
+                    }
                     return Ok(Recorded::Updated(call));
                 }
             }
@@ -60,41 +70,39 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, PoolErro
                 let site = call.matched.site.clone();
                 let site_config = site.as_ref().and_then(|s| app.config.site(s));
                 let keep_caller = site_config.map_or(REMEMBER_CALLERS, |s| s.windows.repeat.max(REMEMBER_CALLERS));
-                let states = vec![
-                    (JobKind::Ga4, ga4_plan(site_config, &call)),
-                    (JobKind::Yandex, yandex_plan(site_config, &call)),
-                ];
                 let due = if call.status.is_final() {
                     now
                 } else {
                     call.started_at.plus(app.config.analytics.finalize_after).max(now)
                 };
-                let jobs = states.iter().filter(|(_, d)| *d == Delivery::Pending).map(|(k, _)| (*k, due)).collect();
-                let save = Save {
+                let jobs = registry::plan(app, Event::CallRecorded { call: &call, site: site_config, due });
+                let write = CallWrite {
                     call: &call,
                     expected: 0,
                     caller: call.caller.as_ref().zip(memory.as_ref()).map(|(c, m)| (c, m, keep_caller)),
-                    states,
-                    jobs,
-                    hurry: Vec::new(),
+                    jobs: &jobs,
+                    hurry: &[],
                 };
-                if app.calls.save(site.as_ref(), save).await? {
+                if app.store.save_call(site.as_ref(), write).await? {
+                    if due <= now {
+                        app.job_wake.wake_all(&jobs);
+                    }
                     return Ok(Recorded::New(call));
                 }
             }
         }
     }
-    Err(PoolError::Storage(format!("call {} kept changing under us; giving up this report", report.key)))
+    Err(StoreError::Failed(format!("call {} kept changing under us; giving up this report", report.key)))
 }
 
 /// Matches the first report of a call and builds the record, and the caller's updated memory.
-async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, Option<CallerMemory>), PoolError> {
+async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, Option<CallerMemory>), StoreError> {
     // A PBX clock ahead of ours must not put the call after the leases we know of.
     let at = report.started_at.min(now);
     // Only a PBX that reports callbacks' outcomes costs the lookup (a webhook's hot path).
     let pbx = report.key.pbx();
     if app.config.sites.iter().any(|s| s.callback.as_ref().is_some_and(|c| c.pbx == pbx)) {
-        if let Some(cb) = app.calls.callback_for_call(&report.key).await? {
+        if let Some(cb) = app.store.callback_for_call(&report.key).await? {
             return Ok((callback_call(report, &cb, at, now), None));
         }
     }
@@ -102,7 +110,7 @@ async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, 
     let leases = app.pool.leases_before(&report.called, at, dir.lookup_window()).await?;
     let site = dir.site_of(&report.called, &leases);
     let memory = match (&site, &report.caller) {
-        (Some(s), Some(c)) => app.calls.caller(s, c).await?,
+        (Some(s), Some(c)) => app.store.caller(s, c).await?,
         _ => None,
     };
     let matched = dir.decide(&report.called, at, &leases, memory.as_ref());
@@ -143,37 +151,5 @@ fn new_call(report: &CallReport, at: Ts, now: Ts, matched: super::Match, first_t
         matched,
         first_time_caller,
         version: 1,
-    }
-}
-
-/// Whether the call gets a GA4 event, decided when it is first stored.
-fn ga4_plan(site: Option<&SiteConfig>, call: &Call) -> Delivery {
-    let skip = |reason: &str| Delivery::Skipped { reason: reason.into() };
-    let Some(site) = site else { return skip("the call belongs to no configured site") };
-    if site.ga4.is_none() {
-        return skip("GA4 is not configured for the site");
-    }
-    if !call.matched.kind.is_tracked() {
-        return skip("the call is not attributed to a visitor");
-    }
-    match call.matched.attrs.ga_client_id.as_deref() {
-        Some(id) if crate::analytics::ga4_client_id_ok(id) => Delivery::Pending,
-        _ => skip("the visitor's session has no GA client id"),
-    }
-}
-
-/// Whether the call goes to Yandex Metrica, decided when it is first stored.
-fn yandex_plan(site: Option<&SiteConfig>, call: &Call) -> Delivery {
-    let skip = |reason: &str| Delivery::Skipped { reason: reason.into() };
-    let Some(site) = site else { return skip("the call belongs to no configured site") };
-    if site.yandex.is_none() {
-        return skip("Yandex Metrica is not configured for the site");
-    }
-    if !call.matched.kind.is_tracked() {
-        return skip("the call is not attributed to a visitor");
-    }
-    match call.matched.attrs.ym_uid.as_deref() {
-        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Delivery::Pending,
-        _ => skip("the visitor's session has no Metrica client id (_ym_uid)"),
     }
 }

@@ -1,13 +1,12 @@
 //! Calls: what the PBX reported about each call, which visitor session it was matched to, and
 //! where its analytics deliveries stand.
 //!
-//! [`matcher`] is the pure core (the order of DESIGN.md, over data handed in); [`store`] keeps
-//! calls, the per-caller memory and the analytics outbox durably (embedded redb file, or Redis);
-//! [`ingest`] is the adapter between them: one PBX report in, one stored call out.
+//! [`matcher`] is the pure core (the order of DESIGN.md, over data handed in); `store::calls`
+//! keeps calls and the per-caller memory durably; [`ingest`] is the adapter between them: one
+//! PBX report in, one stored call out, with its deliveries planned.
 
 pub mod ingest;
 pub mod matcher;
-pub mod store;
 
 use std::fmt;
 
@@ -228,28 +227,9 @@ pub struct CallReport {
     pub recording_url: Option<String>,
 }
 
-/// Where one analytics delivery of a call stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Delivery {
-    /// Queued in the outbox; goes out when the call is final (or `finalize_after` passed).
-    Pending,
-    Sent {
-        at: Ts,
-    },
-    /// Nothing to send, and why (no GA client id, not configured, too old, ...).
-    Skipped {
-        reason: String,
-    },
-    /// Given up after the retry limit or a refusal; visible in metrics and reports.
-    Dead {
-        error: String,
-    },
-}
-
 /// A call as callpool keeps it: the PBX's facts (updated as its status advances) and the match
-/// (made once, at the first report). Its analytics deliveries are kept beside it by the store,
-/// so a delivery never races a status update.
+/// (made once, at the first report). Its deliveries are jobs kept beside it by the store, so a
+/// delivery never races a status update.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
     pub key: CallKey,

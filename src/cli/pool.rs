@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use callpool::app::open_store;
+use callpool::app::open_pool;
 use callpool::clock::{Clock, SystemClock};
 use callpool::config::Config;
 use callpool_pool::SiteId;
@@ -32,7 +32,7 @@ pub async fn status(config: &Config, only: Option<&str>) -> anyhow::Result<ExitC
         },
         None => config.sites.iter().map(|s| s.id.clone()).collect(),
     };
-    let pool = open_store(config).await.with_context(|| {
+    let pool = open_pool(config).await.with_context(|| {
         format!(
             "cannot open the pool store; if a callpool server is running on this data dir, ask it instead: \
              curl -H 'Authorization: Bearer $CALLPOOL_ADMIN_TOKEN' http://{}/v1/admin/pool",

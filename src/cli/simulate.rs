@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use callpool::app::open_store;
-use callpool::config::StoreConfig;
+use callpool::app::open_stores;
 use callpool::sim;
 use clap::Subcommand;
 
@@ -136,12 +135,7 @@ fn recorded_inputs(
     let (from, to) = (midnight(first), midnight(last + chrono::Days::new(1)));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let (fit, visits) = runtime.block_on(async {
-        let pool = open_store(&config).await.map_err(|e| format!("cannot open the store: {e}"))?;
-        let data_dir = match &config.store {
-            StoreConfig::Embedded { data_dir } => Some(data_dir.clone()),
-            StoreConfig::Redis { .. } => None,
-        };
-        let store = callpool::calls::store::open(&pool, data_dir.as_deref()).map_err(|e| e.to_string())?;
+        let (_pool, store) = open_stores(&config).await.map_err(|e| format!("cannot open the store: {e}"))?;
         sim::fit::recorded(&store, &site, from, to).await
     })?;
     println!(

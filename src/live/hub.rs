@@ -363,7 +363,7 @@ impl Hub {
             .clone()
             .or_else(|| attrs.referrer.as_deref().and_then(crate::config::referrer_host).map(str::to_owned))
             .unwrap_or_else(|| "direct".into());
-        let record = crate::calls::store::VisitRecord {
+        let record = crate::store::visits::VisitRecord {
             visitor: key.1.to_string(),
             first_seen: visit.first_seen.as_millis(),
             last_active: visit.last_seen.as_millis(),
@@ -372,7 +372,7 @@ impl Hub {
             source,
             tracked: site.track.tracks(attrs),
         };
-        if let Err(e) = self.app.calls.record_visit(&key.0, &record).await {
+        if let Err(e) = self.app.store.record_visit(&key.0, &record).await {
             self.app.metrics.store_errors.with_label_values(&["visit_log"]).inc();
             tracing::warn!(error = %e, site = %key.0, "The visit was not recorded.");
         }

@@ -187,7 +187,7 @@ async fn serve(
     if send_text(socket, &site.site_msg).await.is_err() || send(socket, &first).await.is_err() {
         return "send_failed";
     }
-    if let Some(form) = crate::callback::service::form(state.hub.app(), &site.config) {
+    if let Some(form) = crate::callback::status::form(state.hub.app(), &site.config) {
         if send(socket, &form).await.is_err() {
             return "send_failed";
         }

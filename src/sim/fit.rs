@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::{Datelike, Timelike};
 
 use super::model::{LogNormal, TrafficModel};
-use crate::calls::store::VisitRecord;
 use crate::calls::{Call, MatchKind};
+use crate::store::visits::VisitRecord;
 
 /// Fewer visits than this say too little to fit a model to.
 pub const MIN_VISITS: usize = 50;
@@ -120,7 +120,7 @@ pub fn fit(visits: &[VisitRecord], calls: &[Call], days: f64, tz: chrono_tz::Tz)
 
 /// Reads a site's recorded visits and calls of `[from, to)` from `store` and fits a model to them.
 pub async fn recorded(
-    store: &crate::calls::store::CallStore,
+    store: &crate::store::Store,
     site: &crate::config::SiteConfig,
     from: callpool_pool::Ts,
     to: callpool_pool::Ts,
@@ -128,13 +128,7 @@ pub async fn recorded(
     let days = ((to.as_millis() - from.as_millis()) as f64 / 86_400_000.0).max(1.0 / 24.0);
     let last = callpool_pool::Ts::from_millis(to.as_millis() - 1);
     let visits = store.visits(&site.id, from, last, 5_000_000).await.map_err(|e| e.to_string())?;
-    let calls: Vec<Call> = store
-        .calls(Some(&site.id), from, last, 1_000_000)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|s| s.call)
-        .collect();
+    let calls: Vec<Call> = store.calls(Some(&site.id), from, last, 1_000_000).await.map_err(|e| e.to_string())?;
     Ok((fit(&visits, &calls, days, site.timezone)?, visits))
 }
 

@@ -425,13 +425,12 @@ async fn old_calls_are_forgotten(backend: Backend) {
         "started_at": (chrono::Utc::now() - chrono::Duration::days(10)).to_rfc3339(), "status": "completed"});
     assert_eq!(w.post(&old.to_string()).await.status(), 200);
     assert_eq!(w.post(&call_json("new-1", "+74951234567", "completed")).await.status(), 200);
-    let shop = callpool_pool::SiteId::new("shop").unwrap();
     let before = Ts::now().minus(Duration::from_secs(5 * 86_400));
-    assert_eq!(w.node.app.calls.trim(std::slice::from_ref(&shop), before, 1000).await.unwrap(), 1);
+    assert_eq!(callpool::reaper::forget_before(&w.node.app, before, 1000).await.unwrap(), 1);
     let report = w.report(ADMIN_TOKEN).await;
     let ids: Vec<&str> = report["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["new-1"], "{report}");
-    assert_eq!(w.node.app.calls.trim(&[shop], before, 1000).await.unwrap(), 0, "nothing left to forget");
+    assert_eq!(callpool::reaper::forget_before(&w.node.app, before, 1000).await.unwrap(), 0, "nothing left to forget");
     w.node.stop().await;
 }
 
@@ -495,10 +494,10 @@ async fn ended_visits_are_recorded(backend: Backend) {
     let shop = callpool_pool::SiteId::new("shop").unwrap();
     let (from, to) = (Ts::now().minus(Duration::from_secs(3600)), Ts::now().plus(Duration::from_secs(60)));
     eventually("the visit was recorded", || async {
-        !w.node.app.calls.visits(&shop, from, to, 10).await.unwrap().is_empty()
+        !w.node.app.store.visits(&shop, from, to, 10).await.unwrap().is_empty()
     })
     .await;
-    let visits = w.node.app.calls.visits(&shop, from, to, 10).await.unwrap();
+    let visits = w.node.app.store.visits(&shop, from, to, 10).await.unwrap();
     assert_eq!(visits.len(), 1, "{visits:?}");
     let v = &visits[0];
     assert_eq!((v.visitor.as_str(), v.tabs, v.source.as_str(), v.tracked), (CLIENT_ID, 2, "google", true));

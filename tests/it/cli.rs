@@ -205,8 +205,9 @@ fn simulate_runs_sweeps_and_advises_from_a_model_file_and_a_population_file() {
 
 #[test]
 fn simulate_fits_a_sites_recorded_traffic_and_advises_against_its_current_settings() {
-    use callpool::calls::store::{EmbeddedCalls, Save, VisitRecord};
     use callpool::calls::{Call, CallKey, CallStatus, Match, MatchKind, NumberKind};
+    use callpool::store::calls::CallWrite;
+    use callpool::store::visits::VisitRecord;
     use callpool_pool::{PhoneNumber, SessionAttrs, SiteId, Ts, VisitorId};
 
     let dir = tempfile::tempdir().unwrap();
@@ -218,8 +219,7 @@ fn simulate_fits_a_sites_recorded_traffic_and_advises_against_its_current_settin
     let now = Ts::now().as_millis();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let calls = EmbeddedCalls::open(&data).unwrap();
-        let calls = callpool::calls::store::CallStore::Embedded(calls);
+        let calls = callpool::store::Store::embedded(&data).unwrap();
         for i in 0..300i64 {
             let first_seen = now - 3 * 86_400_000 + i * 800_000;
             let active = if i % 3 == 0 { 15_000 } else { 60_000 + (i % 7) * 40_000 };
@@ -257,8 +257,8 @@ fn simulate_fits_a_sites_recorded_traffic_and_advises_against_its_current_settin
                     first_time_caller: true,
                     version: 1,
                 };
-                let save = Save { call: &call, expected: 0, caller: None, states: vec![], jobs: vec![], hurry: vec![] };
-                assert!(calls.save(Some(&shop), save).await.unwrap());
+                let save = CallWrite { call: &call, expected: 0, caller: None, jobs: &[], hurry: &[] };
+                assert!(calls.save_call(Some(&shop), save).await.unwrap());
             }
         }
     });

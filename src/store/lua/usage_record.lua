@@ -1,4 +1,4 @@
--- usage(site, day, leased, exhausted total) -> 1
+-- usage_record(site, day, leased, exhausted total) -> 1
 -- A sample of a site's pool for its local day: the highest number of leased numbers seen that
 -- day, and the store's exhausted counter at the day's first and latest sample.
 local key, day = k('usage', ARGV[1]), ARGV[2]

@@ -1,4 +1,4 @@
--- visits(site, from, to, limit) -> {visit JSON...}
+-- visits_list(site, from, to, limit) -> {visit JSON...}
 -- The site's recorded visits that began in [from, to], oldest first.
 local log, out = k('visitlog', ARGV[1]), {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('visitidx', ARGV[1]), ARGV[2], ARGV[3], 'LIMIT', 0, ARGV[4])) do

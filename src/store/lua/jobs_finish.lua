@@ -1,10 +1,10 @@
--- finish(kind, now, {job, state JSON, retry at ('' = done), dead (1/0)}...)
--- Ends claims: each job is either done (its delivery state written: sent, skipped or dead) or goes
--- back to the queue for `retry at` with one more attempt counted.
+-- jobs_finish(kind, now, {record id, state JSON, retry at ('' = done), dead (1/0)}...)
+-- Ends claims: each job is either done (its state written: sent, skipped or dead) or goes back
+-- to the queue for `retry at` with one more attempt counted.
 local kind, now = ARGV[1], ARGV[2]
 local q, claimed = k('ob', kind), k('obclaim', kind)
 for i = 3, #ARGV, 4 do
-  local job, state, retry, dead = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local job, state, retry, dead = job_of(kind, ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   redis.call('ZREM', claimed, job)
   redis.call('ZREM', q, job)
   if retry ~= '' then

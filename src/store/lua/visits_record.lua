@@ -1,4 +1,4 @@
--- visit_log(site, first seen ms, visitor, visit JSON) -> 1
+-- visits_record(site, first seen ms, visitor, visit JSON) -> 1
 -- Records a visit that ended on one node; nodes that held tabs of the same visit merge into one
 -- row (latest activity, latest close, most tabs).
 local site, first = ARGV[1], ARGV[2]

@@ -1,15 +1,16 @@
--- cb_create(site, number, now, id, rank, callback JSON, keep ms, ban ms, pending state JSON, due ms,
---           open since ms, n number windows, {count, period ms}..., n site windows, {count, period ms}...,
---           n links, {call key}..., n jobs, {kind, due}...)
+-- callbacks_create(site, number, now, id, rank, callback JSON, keep ms, ban ms, final rank, due ms,
+--                  open since ms, n number windows, {count, period ms}..., n site windows,
+--                  {count, period ms}..., n links, {call key}..., n jobs, {kind, state, due}...)
 --   -> {'ok', 0} | {'open', id} | {scope, retry after ms} with scope 'banned', 'number' or 'site'
--- A request for a number whose last callback is still open (not final, and due after `open since`)
--- is answered with that callback ('open'): a double submit or a second tab never rings twice.
--- Checks the per-number and per-site limits (sliding windows over the requests accepted before)
--- and, when none is used up, stores the callback, counts it, links the call keys the PBX will
--- report it under, and queues its jobs: all in one atomic step, so a burst across many nodes
--- never gets past a limit. A number that uses up its longest window is banned for `ban ms`.
+-- A request for a number whose last callback is still open (its rank below the final rank, and
+-- due after `open since`) is answered with that callback ('open'): a double submit or a second
+-- tab never rings twice. Checks the per-number and per-site limits (sliding windows over the
+-- requests accepted before) and, when none is used up, stores the callback, counts it, links
+-- the call keys the PBX will report it under, and plans its jobs: all in one atomic step, so a
+-- burst across many nodes never gets past a limit. A number that uses up its longest window is
+-- banned for `ban ms`.
 local site, number, now, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local keep, ban_ms, pending = ARGV[7], tonumber(ARGV[8]), ARGV[9]
+local keep, ban_ms, final = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local ban = k('cbban', site, number)
 local left = redis.call('PTTL', ban)
 if left > 0 then return {'banned', left} end
@@ -17,7 +18,7 @@ local nz, sz = k('cbnum', site, number), k('cbsite', site)
 local last = redis.call('ZREVRANGE', nz, 0, 0)[1]
 if last then
   local f = redis.call('HMGET', k('cb', last), 'r', 'd')
-  if f[1] and tonumber(f[1]) < 5 and tonumber(f[2] or '0') > tonumber(ARGV[11]) then return {'open', last} end
+  if f[1] and tonumber(f[1]) < final and tonumber(f[2] or '0') > tonumber(ARGV[11]) then return {'open', last} end
 end
 local i = 12
 local function windows()
@@ -61,5 +62,5 @@ redis.call('ZADD', nz, now, id)
 redis.call('ZREMRANGEBYSCORE', nz, '-inf', now - longest)
 redis.call('PEXPIRE', nz, longest)
 redis.call('ZADD', sz, now, id)
-links_and_jobs(i, id, keep, pending, false)
+job_plans(link_all(i, id, keep), id, false)
 return {'ok', 0}

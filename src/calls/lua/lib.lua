@@ -1,3 +1,0 @@
--- Prepended to every script: KEYS[1] is the prefix ("{callpool}"), every key is P:name:part...
-local P = KEYS[1]
-local function k(...) return P .. ':' .. table.concat({...}, ':') end

@@ -1,0 +1,149 @@
+//! Google Analytics 4 through the Measurement Protocol: one `phone_call` event (the name is
+//! `[analytics] ga4_event_name`) per call attributed to a visitor with a GA client id (kind
+//! `ga4`), and one `callback_request` event per callback request (kind `cb_ga4`). The payloads
+//! and GA4's limits are in `analytics.rs`; with `ga4_debug` the events go to GA4's validation
+//! server instead and its messages are logged.
+
+use callpool_pool::Ts;
+use futures_util::future::{join_all, BoxFuture};
+use futures_util::FutureExt;
+use serde_json::Value;
+
+use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome};
+use crate::analytics::{self, Ga4Refusal};
+use crate::app::App;
+use crate::config::SiteConfig;
+use crate::store::jobs::{Claimed, JobState, Plan, Planned, Record, Records};
+
+/// A call's event.
+pub struct Ga4Calls;
+/// A callback request's event.
+pub struct Ga4Callbacks;
+
+/// The kind of a call's GA4 event (the reports show where each stands).
+pub const CALLS: &str = "ga4";
+const CALLBACKS: &str = "cb_ga4";
+
+impl Handler for Ga4Calls {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[CALLS]
+    }
+
+    fn records(&self) -> Records {
+        Records::Calls
+    }
+
+    fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
+        let Event::CallRecorded { call, site, due } = event else { return Vec::new() };
+        let plan = match site {
+            None => Plan::Skip("the call belongs to no configured site".into()),
+            Some(s) if s.ga4.is_none() => Plan::Skip("GA4 is not configured for the site".into()),
+            Some(_) if !call.matched.kind.is_tracked() => Plan::Skip("the call is not attributed to a visitor".into()),
+            Some(_) => match call.matched.attrs.ga_client_id.as_deref() {
+                Some(id) if analytics::ga4_client_id_ok(id) => Plan::Due(due),
+                _ => Plan::Skip("the visitor's session has no GA client id".into()),
+            },
+        };
+        vec![Planned { kind: CALLS, plan }]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
+        join_all(jobs.iter().map(|job| async move {
+            let Record::Call(call) = &job.record else { return skipped("not a call") };
+            let app = ctx.app;
+            let Some(site) = call.matched.site.as_ref().and_then(|s| app.config.site(s)) else {
+                return skipped("the call's site is no longer configured");
+            };
+            let now = app.clock.now();
+            match analytics::ga4_payload(call, &app.config.analytics.ga4_event_name, now) {
+                Ok(body) => send(ctx, site, &body, &call.key.to_string(), now).await,
+                Err(why) => refused(app, CALLS, &call.key.to_string(), why),
+            }
+        }))
+        .boxed()
+    }
+}
+
+impl Handler for Ga4Callbacks {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[CALLBACKS]
+    }
+
+    fn records(&self) -> Records {
+        Records::Callbacks
+    }
+
+    fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
+        let Event::CallbackRequested { callback, site, now, .. } = event else { return Vec::new() };
+        let ga_ok = callback.attrs.ga_client_id.as_deref().is_some_and(analytics::ga4_client_id_ok);
+        if site.ga4.is_some() && ga_ok {
+            vec![Planned { kind: CALLBACKS, plan: Plan::Due(now) }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
+        join_all(jobs.iter().map(|job| async move {
+            let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
+            let app = ctx.app;
+            let Some(site) = app.config.site(&cb.site) else { return skipped("the site is no longer configured") };
+            let now = app.clock.now();
+            match analytics::ga4_callback_payload(cb, now) {
+                Ok(body) => send(ctx, site, &body, cb.id.as_str(), now).await,
+                Err(why) => refused(app, CALLBACKS, cb.id.as_str(), why),
+            }
+        }))
+        .boxed()
+    }
+}
+
+/// An event callpool will not send: too old for GA4 (skipped) or breaking its limits (dead).
+fn refused(app: &App, kind: &str, record: &str, why: Ga4Refusal) -> Outcome {
+    match why {
+        Ga4Refusal::TooOld => {
+            app.metrics.analytics_refused.with_label_values(&[kind, "too_old"]).inc();
+            tracing::warn!(record, kind, "An event is older than GA4's 72-hour back-dating limit; not sent.");
+            skipped("older than GA4's 72-hour back-dating limit; not sent")
+        }
+        Ga4Refusal::Invalid(why) => {
+            app.metrics.analytics_refused.with_label_values(&[kind, "invalid"]).inc();
+            tracing::warn!(record, kind, error = %why, "An event breaks GA4's limits; not sent.");
+            Outcome::Done(JobState::Dead { error: format!("not sent: {why}") })
+        }
+    }
+}
+
+/// Posts one event to the site's GA4 stream (or, in debug mode, to the validation server).
+async fn send(ctx: &Ctx<'_>, site: &SiteConfig, body: &Value, record: &str, now: Ts) -> Outcome {
+    let Some(ga4) = &site.ga4 else { return skipped("GA4 is no longer configured for the site") };
+    let cfg = &ctx.app.config.analytics;
+    let path = if cfg.ga4_debug { "debug/mp/collect" } else { "mp/collect" };
+    let sent = ctx
+        .http
+        .post(format!("{}/{path}", cfg.ga4_base_url))
+        .query(&[("measurement_id", ga4.measurement_id.as_str()), ("api_secret", ga4.api_secret.as_str())])
+        .json(body)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => return no_answer("GA4", &e),
+    };
+    let status = resp.status();
+    if status.is_success() && cfg.ga4_debug {
+        let text = resp.text().await.unwrap_or_default();
+        let messages = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("validationMessages").cloned())
+            .unwrap_or(Value::Null);
+        let valid = messages.as_array().is_some_and(Vec::is_empty);
+        tracing::info!(record, valid, messages = %messages, "GA4 validation server answered (debug mode: nothing is recorded).");
+        return Outcome::Done(if valid {
+            JobState::Skipped { reason: "debug mode: validated by GA4, not recorded".into() }
+        } else {
+            JobState::Dead { error: format!("GA4 validation messages: {messages}") }
+        });
+    }
+    http_outcome(status, "GA4", now)
+}

@@ -1,0 +1,113 @@
+//! Yandex Metrica offline calls (kind `yandex`): every `[analytics] yandex_upload_interval`, the
+//! due calls of each site go up in one CSV upload (`offline_conversions/upload_calls`); the row
+//! format is in `analytics.rs`.
+
+use std::collections::BTreeMap;
+
+use callpool_pool::SiteId;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome, Pace};
+use crate::analytics;
+use crate::app::App;
+use crate::calls::Call;
+use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
+
+pub struct Metrica;
+
+/// The kind of a call's Metrica row (the reports show where each stands).
+pub const KIND: &str = "yandex";
+/// Rows per upload.
+const BATCH: usize = 10_000;
+
+impl Handler for Metrica {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[KIND]
+    }
+
+    fn records(&self) -> Records {
+        Records::Calls
+    }
+
+    fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
+        let Event::CallRecorded { call, site, due } = event else { return Vec::new() };
+        let plan = match site {
+            None => Plan::Skip("the call belongs to no configured site".into()),
+            Some(s) if s.yandex.is_none() => Plan::Skip("Yandex Metrica is not configured for the site".into()),
+            Some(_) if !call.matched.kind.is_tracked() => Plan::Skip("the call is not attributed to a visitor".into()),
+            Some(_) => match call.matched.attrs.ym_uid.as_deref() {
+                Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Plan::Due(due),
+                _ => Plan::Skip("the visitor's session has no Metrica client id (_ym_uid)".into()),
+            },
+        };
+        vec![Planned { kind: KIND, plan }]
+    }
+
+    fn pace(&self, app: &App) -> Pace {
+        Pace { batch: BATCH, rounds: 1, every: Some(app.config.analytics.yandex_upload_interval) }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
+        async move {
+            let mut by_site: BTreeMap<Option<&SiteId>, Vec<(usize, &Call)>> = BTreeMap::new();
+            for (i, job) in jobs.iter().enumerate() {
+                if let Record::Call(call) = &job.record {
+                    by_site.entry(call.matched.site.as_ref()).or_default().push((i, call));
+                }
+            }
+            let mut outcomes = vec![skipped("not a call"); jobs.len()];
+            for (site, calls) in by_site {
+                let outcome = upload(ctx, site, &calls).await;
+                for (i, _) in calls {
+                    outcomes[i] = outcome.clone();
+                }
+            }
+            outcomes
+        }
+        .boxed()
+    }
+}
+
+/// One site's calls in one upload.
+async fn upload(ctx: &Ctx<'_>, site: Option<&SiteId>, calls: &[(usize, &Call)]) -> Outcome {
+    let app = ctx.app;
+    let Some(site) = site.and_then(|s| app.config.site(s)) else {
+        return skipped("the call's site is no longer configured");
+    };
+    let Some(ym) = &site.yandex else { return skipped("Yandex Metrica is no longer configured for the site") };
+    let mut csv = format!("{}\n", analytics::YANDEX_CSV_HEADER);
+    for (_, call) in calls {
+        if let Some(row) = analytics::yandex_row(call) {
+            csv.push_str(&row);
+            csv.push('\n');
+        }
+    }
+    let boundary = format!("callpool-{:x}", std::process::id() as u64 ^ app.clock.now().as_millis() as u64);
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"calls.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
+    );
+    let url = format!(
+        "{}/management/v1/counter/{}/offline_conversions/upload_calls",
+        app.config.analytics.yandex_base_url, ym.counter_id
+    );
+    let sent = ctx
+        .http
+        .post(&url)
+        .query(&[("client_id_type", "CLIENT_ID"), ("comment", "callpool")])
+        .header(reqwest::header::AUTHORIZATION, format!("OAuth {}", ym.token))
+        .header(reqwest::header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => {
+            let status = resp.status();
+            if status.is_success() {
+                tracing::info!(site = %site.id, rows = calls.len(), "Uploaded calls to Yandex Metrica.");
+            }
+            http_outcome(status, "Yandex Metrica", app.clock.now())
+        }
+        Err(e) => no_answer("Yandex Metrica", &e),
+    }
+}

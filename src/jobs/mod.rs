@@ -1,0 +1,187 @@
+//! Deliveries: one durable job runner and a [`Handler`] per destination — GA4 ([`ga4`]),
+//! Yandex Metrica ([`metrica`]), the PBX callback trigger ([`trigger`]), Telegram
+//! ([`telegram`]) and the team's webhook ([`webhook`]).
+//!
+//! A record's write plans its jobs: each handler says, for an [`Event`] (a call recorded, a
+//! callback requested or missed), whether it has a job for it and when it is due
+//! ([`registry::plan`]); the store writes the record and its jobs in one atomic step. Every node
+//! runs [`runner::run`]: it claims due jobs of each kind, hands the batch to its handler, and
+//! records each [`Outcome`] — sent, skipped, dead (a dead letter the admin API lists and
+//! re-queues), or a retry at a time from the backoff (`backon`, exponential with jitter) or the
+//! handler's own. A claim a dead node never finished returns to the queue after its hold.
+//!
+//! Adding a destination is one file here (a `Handler`) and its line in [`registry::HANDLERS`];
+//! ARCHITECTURE.md has the recipe.
+
+pub mod ga4;
+pub mod metrica;
+pub mod registry;
+pub mod runner;
+pub mod telegram;
+pub mod trigger;
+pub mod webhook;
+
+use std::time::Duration;
+
+use callpool_pool::Ts;
+use futures_util::future::BoxFuture;
+
+use crate::app::App;
+use crate::callback::Callback;
+use crate::calls::Call;
+use crate::config::SiteConfig;
+use crate::store::jobs::{Claimed, JobState, Planned, Records};
+
+/// Something that happened to a record, for which destinations may plan jobs.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// A call's first report was matched; `due` is when its deliveries go out (now for a call
+    /// already over, else when `finalize_after` has passed; a later final report hurries them).
+    CallRecorded { call: &'a Call, site: Option<&'a SiteConfig>, due: Ts },
+    /// A visitor asked for a callback; the PBX is to be asked at `due` (now, or the next opening).
+    CallbackRequested { callback: &'a Callback, site: &'a SiteConfig, due: Ts, now: Ts },
+    /// A callback was missed, or could not be placed.
+    CallbackMissed { callback: &'a Callback, site: &'a SiteConfig, now: Ts },
+}
+
+/// What one job came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered, skipped (with the reason) or refused for good (a dead letter).
+    Done(JobState),
+    /// Worth trying again (the reason says why): after the backoff, or dead after the last attempt.
+    Again(String),
+    /// Try again at this time (the handler chose it; one more attempt counted).
+    RetryAt(Ts),
+    /// The delivery's effect could not be recorded: the claim is left to expire and the job runs
+    /// again then.
+    Unrecorded,
+}
+
+/// How the runner paces a kind.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Jobs claimed at once (run together).
+    pub batch: usize,
+    /// Full batches run back to back, at most this many before the runner rests.
+    pub rounds: usize,
+    /// Run at most this often (a kind that uploads in bulk); `None`: whenever jobs are due.
+    pub every: Option<Duration>,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace { batch: 64, rounds: 8, every: None }
+    }
+}
+
+/// What a handler's run gets: the app, the shared HTTP client, and the planner (for the jobs
+/// a delivery's outcome creates, e.g. "missed" notices after a failed trigger).
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub http: &'a reqwest::Client,
+    pub plan: &'a (dyn Fn(&App, Event<'_>) -> Vec<Planned> + Sync),
+}
+
+/// One destination.
+pub trait Handler: Send + Sync + 'static {
+    /// The kinds of job it runs: queue names, stored with every job (never rename one).
+    fn kinds(&self) -> &'static [&'static str];
+    /// The records its jobs deliver.
+    fn records(&self) -> Records;
+    /// The jobs it wants for `event` (none if it is not this destination's business).
+    fn plan(&self, app: &App, event: Event<'_>) -> Vec<Planned>;
+    /// How the runner paces its jobs.
+    fn pace(&self, _app: &App) -> Pace {
+        Pace::default()
+    }
+    /// Attempts (and the first retry's wait) before an `Again` becomes a dead letter.
+    fn retries(&self, app: &App) -> Retries {
+        Retries { attempts: app.config.analytics.max_attempts, first: app.config.analytics.retry_base }
+    }
+    /// Runs a claimed batch of `kind`: one outcome per job, in order.
+    fn run<'a>(&'a self, ctx: &'a Ctx<'a>, kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>>;
+}
+
+/// How often an `Again` is retried.
+#[derive(Clone, Copy, Debug)]
+pub struct Retries {
+    pub attempts: u32,
+    pub first: Duration,
+}
+
+/// The wait before retry `attempts + 1`: `first`, doubling each time, at most an hour, plus a
+/// random jitter of up to as much again (so nodes that failed together do not retry together).
+pub fn backoff(first: Duration, attempts: u32) -> Duration {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(Duration::from_secs(3600))
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempts.min(32) as usize)
+        .unwrap_or(Duration::from_secs(3600))
+}
+
+/// A 2xx is delivered; 5xx and 429 (and Metrica's 420) are worth retrying; any other answer
+/// is a refusal (GA4's guide: fix such a request, do not repeat it).
+pub fn http_outcome(status: reqwest::StatusCode, who: &str, now: Ts) -> Outcome {
+    if status.is_success() {
+        Outcome::Done(JobState::Sent { at: now })
+    } else if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 420 {
+        Outcome::Again(format!("{who} answered HTTP {status}"))
+    } else {
+        Outcome::Done(JobState::Dead { error: format!("{who} refused it: HTTP {status}") })
+    }
+}
+
+/// A request that did not get an answer: worth retrying. The error is told without its URL
+/// (which may carry a secret: GA4's api_secret, a bot token).
+pub fn no_answer(who: &str, e: &reqwest::Error) -> Outcome {
+    Outcome::Again(format!("{who} did not answer: {}", without_url(e)))
+}
+
+/// A reqwest error without its URL.
+pub fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind} ({detail})")
+    }
+}
+
+/// A skipped job's outcome.
+pub fn skipped(reason: &str) -> Outcome {
+    Outcome::Done(JobState::Skipped { reason: reason.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_up_to_as_much_jitter_and_stops_growing_at_an_hour() {
+        let first = Duration::from_secs(10);
+        for attempts in 0..4 {
+            let base = first * (1 << attempts);
+            let wait = backoff(first, attempts);
+            assert!(wait >= base && wait <= base * 2, "attempt {attempts}: {wait:?}");
+        }
+        let late = backoff(first, 30);
+        assert!(late >= Duration::from_secs(3600) && late <= Duration::from_secs(7200), "{late:?}");
+    }
+}

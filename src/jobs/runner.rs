@@ -1,0 +1,142 @@
+//! The job runner: on every node, one task per kind of job claims due jobs from the store, hands
+//! them to the kind's handler, and records the outcomes in one store operation per batch.
+//! A kind's task wakes every half second, when a producer on this node wakes it (a call became
+//! final, a callback was requested), or on its handler's schedule. Graceful shutdown finishes
+//! the batch in hand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callpool_pool::Ts;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{backoff, registry, Ctx, Handler, Outcome};
+use crate::app::App;
+use crate::store::jobs::{Claimed, Finish, JobState, Records};
+
+/// How often each node looks for due jobs without being woken.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Runs every kind's task until `shutdown`.
+pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
+    let http = match reqwest::Client::builder().timeout(app.config.analytics.request_timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot build the HTTP client; no deliveries on this node.");
+            return;
+        }
+    };
+    let tasks = TaskTracker::new();
+    for handler in registry::HANDLERS {
+        for kind in handler.kinds() {
+            tasks.spawn(run_kind(app.clone(), http.clone(), *handler, kind, handler.records(), shutdown.clone()));
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// How long a claim holds its job: longer than any attempt can take.
+pub fn hold(app: &App) -> Duration {
+    app.config.analytics.request_timeout * 3 + Duration::from_secs(30)
+}
+
+async fn run_kind(
+    app: Arc<App>,
+    http: reqwest::Client,
+    handler: &'static dyn Handler,
+    kind: &'static str,
+    records: Records,
+    shutdown: CancellationToken,
+) {
+    let pace = handler.pace(&app);
+    let plan = registry::plan;
+    let ctx = Ctx { app: &app, http: &http, plan: &plan };
+    let mut next = app.clock.now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(POLL) => {}
+            _ = app.job_wake.notified(kind) => {}
+        }
+        let now = app.clock.now();
+        if now < next {
+            continue;
+        }
+        if let Some(every) = pace.every {
+            next = now.plus(every);
+        }
+        for _ in 0..pace.rounds {
+            if round(&ctx, handler, kind, records, pace.batch).await < pace.batch {
+                break;
+            }
+        }
+    }
+}
+
+/// Claims and runs one batch of `kind`; returns how many jobs it claimed.
+async fn round(ctx: &Ctx<'_>, handler: &dyn Handler, kind: &'static str, records: Records, batch: usize) -> usize {
+    let app = ctx.app;
+    let now = app.clock.now();
+    let jobs = match app.store.claim_jobs(kind, records, now, batch, now.plus(hold(app))).await {
+        Ok(j) => j,
+        Err(e) => {
+            app.metrics.store_errors.with_label_values(&["jobs_claim"]).inc();
+            tracing::warn!(kind, error = %e, "Cannot claim jobs; trying again shortly.");
+            return 0;
+        }
+    };
+    if jobs.is_empty() {
+        return 0;
+    }
+    let outcomes = handler.run(ctx, kind, &jobs).await;
+    let retries = handler.retries(app);
+    let done: Vec<(String, Finish)> = jobs
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(job, outcome)| settle(app, kind, job, outcome, retries).map(|f| (job.id.clone(), f)))
+        .collect();
+    if let Err(e) = app.store.finish_jobs(kind, &done, app.clock.now()).await {
+        // The claims expire and the jobs are tried again: at worst a repeat, never a loss.
+        app.metrics.store_errors.with_label_values(&["jobs_finish"]).inc();
+        tracing::warn!(kind, jobs = done.len(), error = %e, "Cannot record the outcomes of deliveries.");
+    }
+    jobs.len()
+}
+
+/// What to record of one outcome (and its metrics and logs); `None` leaves the claim to expire.
+fn settle(app: &App, kind: &'static str, job: &Claimed, outcome: Outcome, retries: super::Retries) -> Option<Finish> {
+    let record = job.id.as_str();
+    let attempts = job.attempts + 1;
+    let now: Ts = app.clock.now();
+    Some(match outcome {
+        Outcome::Done(state) => {
+            match &state {
+                JobState::Sent { .. } => app.metrics.analytics_sent.with_label_values(&[kind]).inc(),
+                JobState::Dead { error } => {
+                    app.metrics.analytics_dead.with_label_values(&[kind]).inc();
+                    tracing::warn!(record, kind, error = %error, "A delivery was refused; dead-lettered.");
+                }
+                JobState::Skipped { .. } | JobState::Pending => {}
+            }
+            Finish::Done(state)
+        }
+        Outcome::Again(why) if attempts >= retries.attempts => {
+            app.metrics.analytics_dead.with_label_values(&[kind]).inc();
+            tracing::warn!(record, kind, error = %why, attempts, "A delivery failed too often; dead-lettered.");
+            Finish::Done(JobState::Dead { error: format!("{attempts} attempts; last: {why}") })
+        }
+        Outcome::Again(why) => {
+            app.metrics.analytics_retried.with_label_values(&[kind]).inc();
+            let wait = backoff(retries.first, job.attempts);
+            tracing::info!(record, kind, error = %why, retry_in_s = wait.as_secs(), "A delivery failed; it will be retried.");
+            Finish::Retry(now.plus(wait))
+        }
+        Outcome::RetryAt(at) => {
+            app.metrics.analytics_retried.with_label_values(&[kind]).inc();
+            Finish::Retry(at)
+        }
+        Outcome::Unrecorded => return None,
+    })
+}

@@ -1,0 +1,109 @@
+//! The team's Telegram chat (Bot API `sendMessage`): each callback request (kind `tg_request`)
+//! and each missed callback (kind `tg_missed`) of a site whose form has `[site.callback.telegram]`.
+
+use callpool_pool::Ts;
+use futures_util::future::{join_all, BoxFuture};
+use futures_util::FutureExt;
+use serde_json::json;
+
+use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome};
+use crate::app::App;
+use crate::callback::{Callback, CallbackStatus};
+use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
+
+pub struct Telegram;
+
+const REQUEST: &str = "tg_request";
+const MISSED: &str = "tg_missed";
+
+impl Handler for Telegram {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[REQUEST, MISSED]
+    }
+
+    fn records(&self) -> Records {
+        Records::Callbacks
+    }
+
+    fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
+        let (site, kind, now) = match event {
+            Event::CallbackRequested { site, now, .. } => (site, REQUEST, now),
+            Event::CallbackMissed { site, now, .. } => (site, MISSED, now),
+            Event::CallRecorded { .. } => return Vec::new(),
+        };
+        let wanted = site.callback.as_ref().is_some_and(|c| c.telegram.is_some());
+        if wanted {
+            vec![Planned { kind, plan: Plan::Due(now) }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'a>, kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
+        join_all(jobs.iter().map(move |job| async move {
+            let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
+            let app = ctx.app;
+            let Some(tg) =
+                app.config.site(&cb.site).and_then(|s| s.callback.as_ref()).and_then(|c| c.telegram.as_ref())
+            else {
+                return skipped("no longer configured for the site");
+            };
+            let text = team_text(app, cb, kind == MISSED);
+            let sent = ctx
+                .http
+                .post(format!("{}/bot{}/sendMessage", tg.base_url, tg.bot_token))
+                .json(&json!({ "chat_id": tg.chat_id, "text": text, "disable_web_page_preview": true }))
+                .send()
+                .await;
+            match sent {
+                Ok(resp) => http_outcome(resp.status(), "Telegram", app.clock.now()),
+                Err(e) => no_answer("Telegram", &e),
+            }
+        }))
+        .boxed()
+    }
+}
+
+/// What the team's chat reads: the number in full (it is the team's own lead), the status, the
+/// source, the page.
+fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
+    let site = app.config.site(&cb.site);
+    let tz = site.map_or(chrono_tz::UTC, |s| s.timezone);
+    let local = |t: Ts| {
+        use chrono::TimeZone;
+        tz.timestamp_millis_opt(t.as_millis())
+            .single()
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let mut lines = vec![
+        if missed { format!("Missed callback on {}", cb.site) } else { format!("Callback request on {}", cb.site) },
+        format!("Number: {}", cb.number),
+        format!("Requested: {} ({tz})", local(cb.requested_at)),
+    ];
+    if missed {
+        lines.push(format!("Status: {}", cb.status.as_str()));
+        if let Some(e) = &cb.error {
+            lines.push(format!("Why: {e}"));
+        }
+    } else if cb.status == CallbackStatus::Scheduled {
+        lines.push(format!("Scheduled for: {}", local(cb.due_at)));
+    }
+    let a = &cb.attrs;
+    let source = [a.utm_source.as_deref(), a.utm_medium.as_deref(), a.utm_campaign.as_deref()]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if !source.is_empty() {
+        lines.push(format!("Source: {source}"));
+    } else if let Some(r) = &a.referrer {
+        lines.push(format!("Referrer: {r}"));
+    }
+    if let Some(p) = &a.landing_page {
+        lines.push(format!("Page: {p}"));
+    }
+    lines.push(format!("Id: {}", cb.id));
+    lines.join("\n")
+}

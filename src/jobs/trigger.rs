@@ -1,0 +1,134 @@
+//! The PBX callback trigger (kind `trigger`): asks the site's PBX to ring the operator and then
+//! the visitor, through the trigger adapter the site's form names (`[site.callback] trigger`).
+//!
+//! The PBX is asked at most once per claim, and a callback whose status shows the PBX was asked
+//! (`calling` or later) is never triggered again: the outcome is written into the callback (its
+//! status only moves forward) before the claim ends. If a node dies mid-request, the claim
+//! expires and another node asks again with the same `Idempotency-Key` / callback id. A failed
+//! attempt is retried after the form's own backoff (a retry that would fall after closing time
+//! waits for the next opening); after the last one the callback is `failed` and the team's
+//! "missed" notices are planned with that write.
+
+use std::time::Duration;
+
+use futures_util::future::{join_all, BoxFuture};
+use futures_util::FutureExt;
+
+use super::{backoff, skipped, without_url, Ctx, Event, Handler, Outcome};
+use crate::app::App;
+use crate::callback::trigger::{self, Answer};
+use crate::callback::{status, CallbackStatus};
+use crate::calls::CallKey;
+use crate::store::callbacks::Updated;
+use crate::store::jobs::{Claimed, JobState, Plan, Planned, Record, Records};
+
+pub struct Trigger;
+
+const KIND: &str = "trigger";
+
+impl Handler for Trigger {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[KIND]
+    }
+
+    fn records(&self) -> Records {
+        Records::Callbacks
+    }
+
+    fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
+        match event {
+            Event::CallbackRequested { due, .. } => vec![Planned { kind: KIND, plan: Plan::Due(due) }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
+        join_all(jobs.iter().map(|job| place(ctx, job))).boxed()
+    }
+}
+
+async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
+    let app = ctx.app;
+    let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
+    let mut cb = (**cb).clone();
+    if cb.status.triggered() {
+        return skipped("already triggered");
+    }
+    let Some((site, cfg)) = app.config.site(&cb.site).and_then(|s| s.callback.as_ref().map(|c| (s, c))) else {
+        return skipped("the site no longer has a callback form");
+    };
+    let now = app.clock.now();
+    let sent = trigger::request(ctx.http, &cfg.trigger, &cfg.operator, &cb, now).send().await;
+    let answer = match sent {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            trigger::answer(&cfg.trigger, status, &body)
+        }
+        Err(e) => Answer::Again(format!("the PBX did not answer: {}", without_url(&e))),
+    };
+    let adapter = cfg.trigger.kind();
+    let now = app.clock.now();
+    cb.updated_at = now;
+    let mut jobs = Vec::new();
+    let outcome = match answer {
+        Answer::Placed { pbx_ref } => {
+            cb.status = CallbackStatus::Calling;
+            cb.next_attempt_at = None;
+            cb.error = None;
+            if let Some(r) = pbx_ref.as_deref().and_then(|r| CallKey::new(&cfg.pbx, r).ok()) {
+                cb.links.push(r);
+            }
+            cb.pbx_ref = pbx_ref;
+            app.metrics.callback_triggers.with_label_values(&[adapter, "sent"]).inc();
+            tracing::info!(callback = %cb.id, site = %site.id, adapter, "The PBX was asked to place a callback.");
+            Outcome::Done(JobState::Sent { at: now })
+        }
+        Answer::Again(why) if job.attempts + 1 < cfg.attempts => {
+            // A retry that would fall after closing time waits for the next opening.
+            let at = now.plus(backoff(cfg.retry_base, job.attempts));
+            let at = if cfg.hours.is_open(at) { at } else { cfg.hours.next_open(at).unwrap_or(at) };
+            cb.status = CallbackStatus::Retrying;
+            cb.attempts = job.attempts + 1;
+            cb.next_attempt_at = Some(at);
+            cb.error = Some(why.clone());
+            app.metrics.callback_triggers.with_label_values(&[adapter, "retried"]).inc();
+            tracing::warn!(callback = %cb.id, site = %site.id, adapter, error = %why, retry_at = %at, "A callback trigger failed; it will be retried.");
+            Outcome::RetryAt(at)
+        }
+        Answer::Again(why) | Answer::Refused(why) => {
+            cb.status = CallbackStatus::Failed;
+            cb.attempts = job.attempts + 1;
+            cb.next_attempt_at = None;
+            cb.error = Some(why.clone());
+            jobs = (ctx.plan)(app, Event::CallbackMissed { callback: &cb, site, now });
+            app.metrics.callback_triggers.with_label_values(&[adapter, "failed"]).inc();
+            tracing::warn!(callback = %cb.id, site = %site.id, adapter, error = %why, "A callback could not be placed; given up.");
+            Outcome::Done(JobState::Dead { error: why })
+        }
+    };
+    // What the PBX answered must be recorded before the claim ends: a callback left `accepted` would
+    // be triggered again once the claim expired. The store gets a few tries.
+    let mut written = None;
+    for pause in [0, 200, 1000, 3000] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        match app.store.update_callback(&cb, &jobs, status::keep(app)).await {
+            Ok(u) => {
+                written = Some(u);
+                break;
+            }
+            Err(e) => {
+                app.metrics.store_errors.with_label_values(&["callback_update"]).inc();
+                tracing::warn!(callback = %cb.id, error = %e, "A callback's trigger outcome could not be recorded yet.");
+            }
+        }
+    }
+    match written {
+        Some(Updated::Written) => status::publish(app, &cb),
+        // The PBX already reported the call (a later status): keep it.
+        Some(Updated::Stale | Updated::Missing) => {}
+        None => return Outcome::Unrecorded,
+    }
+    app.job_wake.wake_all(&jobs);
+    outcome
+}

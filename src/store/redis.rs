@@ -1,0 +1,70 @@
+//! The Redis backend's plumbing: the pool's shared connection and key prefix, and the scripts,
+//! each `lua/lib.lua` followed by one operation's file. Each concept module owns its scripts.
+
+use callpool_pool::redis_store::SharedRedis;
+use redis::{Script, Value};
+
+use super::StoreError;
+
+#[derive(Clone)]
+pub(super) struct Db(SharedRedis);
+
+/// Shared helpers prepended to every script: `k(...)` builds keys, and the job-queue functions
+/// the writes of records use (`lua/lib.lua`).
+const LIB: &str = include_str!("lua/lib.lua");
+
+/// One operation's script, with the shared helpers before it.
+pub(super) fn script(body: &str) -> Script {
+    Script::new(&format!("{LIB}\n{body}"))
+}
+
+impl Db {
+    pub fn new(shared: SharedRedis) -> Db {
+        Db(shared)
+    }
+
+    pub fn key(&self, parts: &[&str]) -> String {
+        self.0.key(parts)
+    }
+
+    pub async fn eval(&self, script: &Script, args: &[String]) -> Result<Value, StoreError> {
+        self.0.eval(script, args).await.map_err(StoreError::redis)
+    }
+
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.0.query(cmd).await.map_err(StoreError::redis)
+    }
+
+    pub async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
+        self.0.query_pipe(pipe).await.map_err(StoreError::redis)
+    }
+}
+
+/// A Lua array of strings as byte strings (nil as empty).
+pub(super) fn bulk_list(v: Value) -> Result<Vec<Vec<u8>>, StoreError> {
+    match v {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::BulkString(b) => Ok(b),
+                Value::SimpleString(s) => Ok(s.into_bytes()),
+                Value::Nil => Ok(Vec::new()),
+                other => Err(unexpected("an item", &other)),
+            })
+            .collect(),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(unexpected("a list", &other)),
+    }
+}
+
+/// A whole number from a script.
+pub(super) fn int(v: Value, what: &str) -> Result<i64, StoreError> {
+    match v {
+        Value::Int(n) => Ok(n),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+pub(super) fn unexpected(what: &str, got: &Value) -> StoreError {
+    StoreError::Failed(format!("unexpected answer from redis for {what}: {got:?}"))
+}
