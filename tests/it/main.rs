@@ -10,3 +10,4 @@ mod cli;
 mod cluster;
 mod hub;
 mod server;
+mod store;

@@ -1,0 +1,329 @@
+//! The store's conformance suite: every behaviour of every stored concept (calls, callbacks,
+//! jobs, visits, usage), run on both backends — the embedded redb file and Redis — with the same
+//! expected answers.
+
+use std::time::Duration;
+
+use callpool::callback::limits::{Limits, Scope, Window};
+use callpool::callback::{Callback, CallbackId, CallbackStatus, Origin};
+use callpool::calls::{Call, CallKey, CallStatus, Caller, CallerMemory, Match, MatchKind, NumberKind};
+use callpool::store::callbacks::{Created, Updated};
+use callpool::store::calls::CallWrite;
+use callpool::store::jobs::{Finish, JobState, Plan, Planned, Record, Records};
+use callpool::store::visits::VisitRecord;
+use callpool::store::Store;
+use callpool_pool::redis_store::{RedisOptions, RedisPool};
+use callpool_pool::{PhoneNumber, Pool, SessionAttrs, SiteId, Ts, VisitorId};
+
+use crate::common::{redis_url, unique, T0};
+
+/// Both backends, fresh: (name, store, what keeps the embedded one's directory alive).
+async fn stores(test: &str) -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Store::embedded(dir.path()).unwrap();
+    let opts = RedisOptions { url: redis_url(), prefix: unique(test), response_timeout: Duration::from_secs(2) };
+    let redis = Store::open(&Pool::Redis(RedisPool::connect(&opts).await.unwrap()), None).unwrap();
+    vec![("embedded", embedded, Some(dir)), ("redis", redis, None)]
+}
+
+fn shop() -> SiteId {
+    SiteId::new("shop").unwrap()
+}
+
+fn at(s: i64) -> Ts {
+    T0.plus(Duration::from_secs(s as u64))
+}
+
+fn call(id: &str, started: Ts) -> Call {
+    Call {
+        key: CallKey::new("pbx", id).unwrap(),
+        called: PhoneNumber::parse("+74951230001").unwrap(),
+        caller: Caller::parse("+79161234567"),
+        started_at: started,
+        answered_at: None,
+        ended_at: None,
+        status: CallStatus::Ringing,
+        duration: None,
+        recording_url: None,
+        received_at: started,
+        updated_at: started,
+        matched: Match {
+            kind: MatchKind::Active,
+            site: Some(shop()),
+            number_kind: NumberKind::Tracking,
+            visitor: Some(VisitorId::new("v1").unwrap()),
+            lease: None,
+            attrs: SessionAttrs::default(),
+        },
+        first_time_caller: true,
+        version: 1,
+    }
+}
+
+fn new_call<'a>(c: &'a Call, jobs: &'a [Planned]) -> CallWrite<'a> {
+    CallWrite { call: c, expected: 0, caller: None, jobs, hurry: &[] }
+}
+
+#[tokio::test]
+async fn calls_are_versioned_indexed_by_site_and_remember_callers() {
+    for (name, s, _dir) in stores("calls").await {
+        let c1 = call("c1", at(10));
+        assert!(s.save_call(Some(&shop()), new_call(&c1, &[])).await.unwrap(), "{name}");
+        assert!(!s.save_call(Some(&shop()), new_call(&c1, &[])).await.unwrap(), "{name}: a second first write loses");
+        let mut c1b = c1.clone();
+        c1b.status = CallStatus::Completed;
+        c1b.version = 2;
+        let stale = CallWrite { call: &c1b, expected: 5, caller: None, jobs: &[], hurry: &[] };
+        assert!(!s.save_call(Some(&shop()), stale).await.unwrap(), "{name}: a write that read another version loses");
+        let memory = CallerMemory { last_call_at: at(10), last_match: None };
+        let caller = c1.caller.clone().unwrap();
+        let update = CallWrite {
+            call: &c1b,
+            expected: 1,
+            caller: Some((&caller, &memory, Duration::from_secs(3600))),
+            jobs: &[],
+            hurry: &[],
+        };
+        assert!(s.save_call(Some(&shop()), update).await.unwrap(), "{name}");
+        assert_eq!(s.call(&c1.key).await.unwrap(), Some(c1b.clone()), "{name}");
+        assert_eq!(s.caller(&shop(), &caller).await.unwrap(), Some(memory), "{name}");
+        assert_eq!(s.caller(&SiteId::new("other").unwrap(), &caller).await.unwrap(), None, "{name}: per site");
+        let c2 = call("c2", at(20));
+        let nowhere = call("c3", at(15));
+        assert!(s.save_call(Some(&shop()), new_call(&c2, &[])).await.unwrap());
+        assert!(s.save_call(None, new_call(&nowhere, &[])).await.unwrap());
+        let keys = |v: Vec<Call>| v.into_iter().map(|c| c.key.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(s.calls(Some(&shop()), at(0), at(30), 10).await.unwrap()), ["pbx:c1", "pbx:c2"], "{name}");
+        assert_eq!(keys(s.calls(Some(&shop()), at(11), at(30), 10).await.unwrap()), ["pbx:c2"], "{name}: from");
+        assert_eq!(keys(s.calls(Some(&shop()), at(0), at(30), 1).await.unwrap()), ["pbx:c1"], "{name}: limit");
+        assert_eq!(keys(s.calls(None, at(0), at(30), 10).await.unwrap()), ["pbx:c3"], "{name}: no site");
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_once_retried_dead_lettered_and_requeued() {
+    for (name, s, _dir) in stores("jobs").await {
+        let c = call("j1", at(0));
+        let plans = [
+            Planned { kind: "ga4", plan: Plan::Due(at(60)) },
+            Planned { kind: "yandex", plan: Plan::Skip("not configured".into()) },
+        ];
+        assert!(s.save_call(Some(&shop()), new_call(&c, &plans)).await.unwrap());
+        let ids = vec![c.key.to_string()];
+        assert_eq!(s.job_states("ga4", &ids).await.unwrap(), [Some(JobState::Pending)], "{name}");
+        assert_eq!(
+            s.job_states("yandex", &ids).await.unwrap(),
+            [Some(JobState::Skipped { reason: "not configured".into() })],
+            "{name}: a skipped job is a state, not a queue entry"
+        );
+        assert_eq!(s.job_depth("ga4").await.unwrap(), (1, 0), "{name}");
+        assert_eq!(s.job_depth("yandex").await.unwrap(), (0, 0), "{name}");
+        let claim = |now: Ts| s.claim_jobs("ga4", Records::Calls, now, 10, now.plus(Duration::from_secs(30)));
+        assert!(claim(at(59)).await.unwrap().is_empty(), "{name}: not due yet");
+        let got = claim(at(60)).await.unwrap();
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(got[0].id, "pbx:j1");
+        assert_eq!(got[0].attempts, 0);
+        assert!(
+            matches!(&got[0].record, Record::Call(rc) if rc.key == c.key),
+            "{name}: the record comes with the claim"
+        );
+        assert!(claim(at(61)).await.unwrap().is_empty(), "{name}: a claimed job is held");
+        assert_eq!(claim(at(91)).await.unwrap().len(), 1, "{name}: a claim whose node died comes back");
+        s.finish_jobs("ga4", &[(got[0].id.clone(), Finish::Retry(at(200)))], at(95)).await.unwrap();
+        assert!(claim(at(199)).await.unwrap().is_empty(), "{name}: retried later");
+        let again = claim(at(200)).await.unwrap();
+        assert_eq!(again[0].attempts, 1, "{name}: the failed attempt counted");
+        let dead = JobState::Dead { error: "refused: HTTP 400".into() };
+        s.finish_jobs("ga4", &[(again[0].id.clone(), Finish::Done(dead.clone()))], at(201)).await.unwrap();
+        assert_eq!(s.job_states("ga4", &ids).await.unwrap(), [Some(dead)], "{name}");
+        assert_eq!(s.job_depth("ga4").await.unwrap(), (0, 1), "{name}");
+        let letters = s.dead_jobs("ga4", 10).await.unwrap();
+        assert_eq!(letters.len(), 1, "{name}");
+        assert_eq!(
+            (letters[0].id.as_str(), letters[0].since, letters[0].error.as_str()),
+            ("pbx:j1", at(201), "refused: HTTP 400")
+        );
+        assert!(s.requeue_job("ga4", "pbx:j1", at(300)).await.unwrap(), "{name}");
+        assert!(!s.requeue_job("ga4", "pbx:j1", at(300)).await.unwrap(), "{name}: no longer a dead letter");
+        assert!(!s.requeue_job("ga4", "pbx:nope", at(300)).await.unwrap(), "{name}");
+        assert_eq!(s.job_depth("ga4").await.unwrap(), (1, 0), "{name}");
+        let requeued = claim(at(300)).await.unwrap();
+        assert_eq!((requeued.len(), requeued[0].attempts), (1, 0), "{name}: due now, attempts forgotten");
+        let sent = JobState::Sent { at: at(301) };
+        s.finish_jobs("ga4", &[(requeued[0].id.clone(), Finish::Done(sent.clone()))], at(301)).await.unwrap();
+        assert!(claim(at(10_000)).await.unwrap().is_empty(), "{name}: a sent job is never claimed again");
+        assert_eq!(s.job_states("ga4", &ids).await.unwrap(), [Some(sent)], "{name}");
+        assert_eq!(s.job_depth("ga4").await.unwrap(), (0, 0), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_final_report_hurries_its_jobs_and_forgetting_a_call_forgets_its_jobs() {
+    for (name, s, _dir) in stores("hurry").await {
+        let c = call("h1", at(0));
+        let plans = [Planned { kind: "ga4", plan: Plan::Due(at(3600)) }];
+        assert!(s.save_call(Some(&shop()), new_call(&c, &plans)).await.unwrap());
+        let mut done = c.clone();
+        done.status = CallStatus::Completed;
+        done.version = 2;
+        let hurry = [("ga4", at(60)), ("yandex", at(60))];
+        let write = CallWrite { call: &done, expected: 1, caller: None, jobs: &[], hurry: &hurry };
+        assert!(s.save_call(Some(&shop()), write).await.unwrap());
+        let claimed = s.claim_jobs("ga4", Records::Calls, at(60), 10, at(90)).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{name}: brought forward from an hour to a minute");
+        assert!(matches!(&claimed[0].record, Record::Call(rc) if rc.status == CallStatus::Completed), "{name}");
+        assert_eq!(s.job_depth("yandex").await.unwrap(), (0, 0), "{name}: hurrying creates no job");
+        assert_eq!(s.forget_calls(&[shop()], at(1), 100, &["ga4", "yandex"]).await.unwrap(), 1, "{name}");
+        assert_eq!(s.call(&c.key).await.unwrap(), None, "{name}");
+        assert_eq!(s.job_states("ga4", &[c.key.to_string()]).await.unwrap(), [None], "{name}");
+        assert_eq!(s.job_depth("ga4").await.unwrap(), (0, 0), "{name}: the claim went with it");
+        assert_eq!(s.forget_calls(&[shop()], at(1), 100, &["ga4"]).await.unwrap(), 0, "{name}");
+    }
+}
+
+fn callback(number: &str, requested: Ts) -> Callback {
+    let id = CallbackId::random();
+    Callback {
+        id: id.clone(),
+        site: shop(),
+        number: PhoneNumber::parse(number).unwrap(),
+        visitor: Some(VisitorId::new("v1").unwrap()),
+        attrs: SessionAttrs::default(),
+        origin: Origin::Widget,
+        requested_at: requested,
+        due_at: requested,
+        status: CallbackStatus::Accepted,
+        attempts: 0,
+        next_attempt_at: None,
+        error: None,
+        pbx_ref: None,
+        call: None,
+        links: vec![CallKey::new("office", id.as_str()).unwrap()],
+        updated_at: requested,
+    }
+}
+
+fn limits() -> Limits {
+    let w = |count, secs| Window { count, period: Duration::from_secs(secs) };
+    Limits {
+        per_number: vec![w(2, 600), w(3, 3600)],
+        number_ban: Duration::from_secs(86_400),
+        per_site: vec![w(4, 3600)],
+        per_ip: vec![],
+        per_visitor: vec![],
+    }
+}
+
+#[tokio::test]
+async fn callbacks_join_open_requests_count_limits_and_only_move_forward() {
+    const KEEP: Duration = Duration::from_secs(86_400);
+    for (name, s, _dir) in stores("callbacks").await {
+        let jobs = [Planned { kind: "trigger", plan: Plan::Due(at(0)) }];
+        let first = callback("+79161234567", at(0));
+        assert_eq!(s.create_callback(&first, &limits(), &jobs, KEEP).await.unwrap(), Created::Stored, "{name}");
+        let repeat = callback("+79161234567", at(1));
+        assert_eq!(
+            s.create_callback(&repeat, &limits(), &jobs, KEEP).await.unwrap(),
+            Created::Open(first.id.clone()),
+            "{name}: a request for a number whose callback is open joins it"
+        );
+        assert_eq!(s.callback(&first.id).await.unwrap().as_ref(), Some(&first), "{name}");
+        assert_eq!(s.callback_for_call(&first.links[0]).await.unwrap().map(|c| c.id), Some(first.id.clone()), "{name}");
+        assert_eq!(s.job_depth("trigger").await.unwrap(), (1, 0), "{name}: its jobs came with it");
+        let mut done = first.clone();
+        done.status = CallbackStatus::Completed;
+        let missed = [Planned { kind: "tg_missed", plan: Plan::Due(at(2)) }];
+        assert_eq!(s.update_callback(&done, &missed, KEEP).await.unwrap(), Updated::Written, "{name}");
+        let mut late = first.clone();
+        late.status = CallbackStatus::Calling;
+        assert_eq!(s.update_callback(&late, &[], KEEP).await.unwrap(), Updated::Stale, "{name}: never backwards");
+        assert_eq!(s.update_callback(&done, &[], KEEP).await.unwrap(), Updated::Stale, "{name}: a final status stays");
+        assert_eq!(s.update_callback(&callback("+79161234567", at(2)), &[], KEEP).await.unwrap(), Updated::Missing);
+        assert_eq!(s.job_depth("tg_missed").await.unwrap(), (1, 0), "{name}");
+        // The number's second request (the first is over) is counted; its third within ten minutes is not.
+        let second = callback("+79161234567", at(3));
+        assert_eq!(s.create_callback(&second, &limits(), &[], KEEP).await.unwrap(), Created::Stored, "{name}");
+        let mut over = second.clone();
+        over.status = CallbackStatus::Failed;
+        s.update_callback(&over, &[], KEEP).await.unwrap();
+        match s.create_callback(&callback("+79161234567", at(4)), &limits(), &[], KEEP).await.unwrap() {
+            Created::Refused { scope: Scope::Number, retry_after } => {
+                assert_eq!(retry_after, Duration::from_secs(596), "{name}: until the oldest leaves the window")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        // The site's window: four requests an hour.
+        for (i, n) in ["+79161230001", "+79161230002"].iter().enumerate() {
+            let cb = callback(n, at(5 + i as i64));
+            assert_eq!(s.create_callback(&cb, &limits(), &[], KEEP).await.unwrap(), Created::Stored, "{name}");
+        }
+        assert!(matches!(
+            s.create_callback(&callback("+79161230003", at(8)), &limits(), &[], KEEP).await.unwrap(),
+            Created::Refused { scope: Scope::Site, .. }
+        ));
+        let listed: Vec<CallbackId> =
+            s.callbacks(&shop(), at(0), at(10), 10).await.unwrap().into_iter().map(|c| c.id).collect();
+        assert_eq!(listed.len(), 4, "{name}");
+        assert_eq!(listed[0], first.id, "{name}: oldest first");
+        assert_eq!(s.forget_callbacks(&[shop()], at(4), 100, &["trigger", "tg_missed"]).await.unwrap(), 2, "{name}");
+        assert_eq!(s.callback(&first.id).await.unwrap(), None, "{name}");
+        assert_eq!(s.job_depth("tg_missed").await.unwrap(), (0, 0), "{name}: its jobs went with it");
+    }
+}
+
+#[tokio::test]
+async fn a_number_that_uses_up_its_longest_window_is_banned() {
+    const KEEP: Duration = Duration::from_secs(86_400);
+    for (name, s, _dir) in stores("bans").await {
+        let over = |cb: &Callback| {
+            let mut c = cb.clone();
+            c.status = CallbackStatus::Failed;
+            c
+        };
+        for minute in [0, 20, 40] {
+            let cb = callback("+79161234567", at(minute * 60));
+            assert_eq!(s.create_callback(&cb, &limits(), &[], KEEP).await.unwrap(), Created::Stored, "{name}");
+            s.update_callback(&over(&cb), &[], KEEP).await.unwrap();
+        }
+        assert_eq!(
+            s.create_callback(&callback("+79161234567", at(50 * 60)), &limits(), &[], KEEP).await.unwrap(),
+            Created::Refused { scope: Scope::Banned, retry_after: Duration::from_secs(86_400) },
+            "{name}: three an hour is the longest window"
+        );
+        assert!(matches!(
+            s.create_callback(&callback("+79161234567", at(3 * 3600)), &limits(), &[], KEEP).await.unwrap(),
+            Created::Refused { scope: Scope::Banned, .. }
+        ));
+    }
+}
+
+#[tokio::test]
+async fn visits_merge_across_nodes_and_usage_keeps_the_days_peak() {
+    for (name, s, _dir) in stores("visits").await {
+        let visit = |node_tabs: u32, last: i64| VisitRecord {
+            visitor: "v1".into(),
+            first_seen: at(0).as_millis(),
+            last_active: at(last).as_millis(),
+            closed: at(last + 5).as_millis(),
+            tabs: node_tabs,
+            source: "google".into(),
+            tracked: true,
+        };
+        s.record_visit(&shop(), &visit(2, 30)).await.unwrap();
+        s.record_visit(&shop(), &visit(1, 90)).await.unwrap();
+        let got = s.visits(&shop(), at(0), at(100), 10).await.unwrap();
+        assert_eq!(got, vec![VisitRecord { tabs: 2, ..visit(1, 90) }], "{name}: the latest activity, the most tabs");
+        assert_eq!(s.forget_visits(&[shop()], at(1), 10).await.unwrap(), 1, "{name}");
+        assert!(s.visits(&shop(), at(0), at(100), 10).await.unwrap().is_empty(), "{name}");
+
+        s.record_usage(&shop(), "2026-01-01", 3, 10).await.unwrap();
+        s.record_usage(&shop(), "2026-01-01", 5, 12).await.unwrap();
+        s.record_usage(&shop(), "2026-01-01", 4, 15).await.unwrap();
+        let days = ["2026-01-01".to_owned(), "2026-01-02".to_owned()];
+        let usage = s.usage(&shop(), &days).await.unwrap();
+        let day = usage[0].unwrap();
+        assert_eq!((day.peak_leased, day.exhausted_first, day.exhausted_last), (5, 10, 15), "{name}");
+        assert_eq!(usage[1], None, "{name}");
+    }
+}
