@@ -17,9 +17,9 @@ use crate::app::App;
 
 pub fn router(app: Arc<App>) -> Router {
     let pbx = Router::new()
-        .route("/v1/pbx/calls", axum::routing::post(crate::pbx::receive))
-        .layer(axum::extract::DefaultBodyLimit::max(crate::pbx::MAX_BODY))
-        .with_state(crate::pbx::PbxState::new(app.clone()));
+        .route("/v1/pbx/calls", axum::routing::post(crate::pbx_webhook::receive))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::pbx_webhook::MAX_BODY))
+        .with_state(crate::pbx_webhook::PbxState::new(app.clone()));
     let callback = Router::new()
         .route(
             "/v1/callback",
@@ -73,7 +73,7 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         metrics,
         pool_status_all,
         pool_status_site,
-        crate::pbx::receive,
+        crate::pbx_webhook::receive,
         crate::reports::calls,
         crate::reports::summary,
         crate::reports::yandex_csv,
@@ -89,7 +89,7 @@ async fn observe(State(app): State<Arc<App>>, req: axum::extract::Request, next:
         Ready,
         PoolStatus,
         SitePoolStatus,
-        crate::pbx::CallWebhook,
+        crate::pbx::callpool::CallWebhook,
         crate::pbx::CallAccepted,
         crate::calls::CallStatus,
         crate::calls::MatchKind,

@@ -14,6 +14,8 @@ pub mod jobs;
 pub mod live;
 pub mod metrics;
 pub mod pbx;
+pub mod pbx_webhook;
+pub mod plugins;
 pub mod reaper;
 pub mod reports;
 pub mod sim;

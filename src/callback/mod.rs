@@ -6,7 +6,7 @@
 //! the number typed), [`limits`] (the abuse limits' specs and the per-node limiters), [`text`]
 //! (what the form says, per language). The service: [`service`] takes a request through the
 //! checks and stores it with its jobs in one atomic step; [`status`] tells the visitor's tabs
-//! how it stands; [`trigger`] builds the request each PBX adapter sends. The jobs themselves
+//! how it stands; each PBX vendor's trigger (`src/pbx/`) asks the PBX. The jobs themselves
 //! (the trigger, GA4 `callback_request`, the team's notices) are destinations in `src/jobs/`.
 
 pub mod api;
@@ -16,7 +16,6 @@ pub mod number;
 pub mod service;
 pub mod status;
 pub mod text;
-pub mod trigger;
 
 use std::fmt;
 

@@ -44,7 +44,7 @@ pub fn print_summary(config: &Config) {
             };
             println!(
                 "    callback: {} trigger, outcomes from pbx {}, operator {}, {hours}; per number {}, per site {}",
-                cb.trigger.kind(),
+                cb.trigger.name(),
                 cb.pbx,
                 cb.operator,
                 windows(&cb.limits.per_number),

@@ -1,18 +1,19 @@
 //! `[site.callback]`: a site's "call me back" form — its region and texts, working hours,
-//! blocklist and limits, the operator line, how the PBX is asked (the trigger) and who on the
-//! team is told (Telegram, a signed webhook).
+//! blocklist and limits, the operator line, how the PBX is asked (the trigger: a PBX vendor's
+//! section) and who on the team is told (destinations' sections, e.g. `telegram`, `notify`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use callpool_pool::PhoneNumber;
 use serde::Deserialize;
 
-use super::validate::{http_url_ok, Validator};
+use super::section::{Section, Sections, Slot};
+use super::validate::Validator;
+use super::Env;
 
 /// A site's callback widget.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct CallbackConfig {
     /// The region a number typed without its country code is read in (`RU`).
     pub region: phonenumber::country::Id,
@@ -27,87 +28,17 @@ pub struct CallbackConfig {
     pub operator: PhoneNumber,
     /// The `[[pbx]]` whose call webhooks report the callbacks' outcomes.
     pub pbx: String,
-    pub trigger: TriggerConfig,
+    /// How the PBX is asked: the trigger vendor's settings (its name is the `kind`).
+    pub trigger: Section,
     /// Trigger attempts before the callback is given up as failed.
     pub attempts: u32,
     /// The first retry waits this long, each further one twice as long.
     pub retry_base: Duration,
-    pub telegram: Option<TelegramConfig>,
-    pub notify: Option<NotifyHook>,
-}
-
-/// How callpool asks the PBX to place a callback.
-#[derive(Clone, PartialEq, Eq)]
-pub enum TriggerConfig {
-    /// A JSON POST to `url`, signed like the inbound webhook (`Callpool-Signature`).
-    Generic { url: String, secret: String },
-    /// VoxImplant's HTTP API `StartScenarios` (form POST to `<base_url>/platform_api/StartScenarios/`).
-    VoxImplant { base_url: String, account_id: String, api_key: String, rule_id: u64 },
-    /// Twilio's create-call (`<base_url>/2010-04-01/Accounts/<sid>/Calls.json`, basic auth).
-    Twilio { base_url: String, account_sid: String, auth_token: String, from: PhoneNumber, status_url: String },
-}
-
-impl TriggerConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TriggerConfig::Generic { .. } => "generic",
-            TriggerConfig::VoxImplant { .. } => "voximplant",
-            TriggerConfig::Twilio { .. } => "twilio",
-        }
-    }
-}
-
-impl fmt::Debug for TriggerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TriggerConfig::Generic { url, .. } => f.debug_struct("Generic").field("url", url).finish_non_exhaustive(),
-            TriggerConfig::VoxImplant { base_url, account_id, rule_id, .. } => f
-                .debug_struct("VoxImplant")
-                .field("base_url", base_url)
-                .field("account_id", account_id)
-                .field("rule_id", rule_id)
-                .finish_non_exhaustive(),
-            TriggerConfig::Twilio { base_url, account_sid, .. } => f
-                .debug_struct("Twilio")
-                .field("base_url", base_url)
-                .field("account_sid", account_sid)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-/// Telegram Bot API `sendMessage` to the site's team chat.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TelegramConfig {
-    pub base_url: String,
-    pub bot_token: String,
-    pub chat_id: String,
-}
-
-impl fmt::Debug for TelegramConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TelegramConfig")
-            .field("base_url", &self.base_url)
-            .field("chat_id", &self.chat_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A generic notification webhook: signed JSON POSTs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NotifyHook {
-    pub url: String,
-    pub secret: String,
-}
-
-impl fmt::Debug for NotifyHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NotifyHook").field("url", &self.url).finish_non_exhaustive()
-    }
+    /// The destinations' own tables under `[site.callback]` (`telegram`, `notify`, ...).
+    pub sections: Sections,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawCallback {
     enabled: Option<bool>,
     region: Option<String>,
@@ -123,28 +54,14 @@ pub(super) struct RawCallback {
     min_time_on_site: Option<String>,
     operator: String,
     pbx: Option<String>,
-    trigger: RawTrigger,
+    trigger: toml::Table,
     attempts: Option<u32>,
     retry_base: Option<String>,
     #[serde(default)]
     limits: RawLimits,
-    telegram: Option<RawTelegram>,
-    notify: Option<RawNotify>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrigger {
-    kind: String,
-    url: Option<String>,
-    secret: Option<String>,
-    account_id: Option<String>,
-    api_key: Option<String>,
-    rule_id: Option<u64>,
-    account_sid: Option<String>,
-    auth_token: Option<String>,
-    from: Option<String>,
-    status_url: Option<String>,
+    /// Destinations' tables, read by their own readers.
+    #[serde(flatten)]
+    sections: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,21 +72,6 @@ struct RawLimits {
     per_site: Option<Vec<String>>,
     per_ip: Option<Vec<String>>,
     per_visitor: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTelegram {
-    base_url: Option<String>,
-    bot_token: String,
-    chat_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNotify {
-    url: String,
-    secret: String,
 }
 
 impl Validator {
@@ -185,7 +87,13 @@ impl Validator {
             .collect()
     }
 
-    pub(super) fn callback(&mut self, site: &str, rc: RawCallback, tz: chrono_tz::Tz) -> Option<CallbackConfig> {
+    pub(super) fn callback(
+        &mut self,
+        site: &str,
+        rc: RawCallback,
+        tz: chrono_tz::Tz,
+        env: &dyn Env,
+    ) -> Option<CallbackConfig> {
         use crate::callback::{hours::WorkingHours, limits::Limits, number::Blocklist, text};
         if rc.enabled == Some(false) {
             return None;
@@ -224,63 +132,13 @@ impl Validator {
             per_ip: self.windows(&at("limits.per_ip"), l.per_ip, &["5/15m", "20/24h"]),
             per_visitor: self.windows(&at("limits.per_visitor"), l.per_visitor, &["3/15m", "10/24h"]),
         };
-        let t = rc.trigger;
-        let need = |v: &mut Validator, field: &str, value: Option<String>| -> String {
-            match value.filter(|s| !s.is_empty()) {
-                Some(s) => s,
-                None => {
-                    v.fail(&at(&format!("trigger.{field}")), format!("required for kind = {:?}", t.kind));
-                    String::new()
-                }
+        let mut trigger_table = rc.trigger;
+        let trigger = match trigger_table.remove("kind") {
+            Some(toml::Value::String(kind)) => {
+                self.section(Slot::Trigger, &kind, at("trigger"), site, trigger_table.into(), env)
             }
-        };
-        let url = |v: &mut Validator, field: &str, value: Option<String>, default: Option<&str>| -> String {
-            let u = need(v, field, value.or(default.map(str::to_owned)));
-            if u.is_empty() {
-                u
-            } else {
-                v.url(&at(&format!("trigger.{field}")), u)
-            }
-        };
-        let trigger = match t.kind.as_str() {
-            "generic" => {
-                let url = url(self, "url", t.url.clone(), None);
-                let secret = need(self, "secret", t.secret.clone());
-                if !secret.is_empty() && secret.len() < 16 {
-                    self.fail(&at("trigger.secret"), "must be at least 16 characters");
-                }
-                Some(TriggerConfig::Generic { url, secret })
-            }
-            "voximplant" => Some(TriggerConfig::VoxImplant {
-                base_url: url(self, "url", t.url.clone(), Some("https://api.voximplant.com")),
-                account_id: need(self, "account_id", t.account_id.clone()),
-                api_key: need(self, "api_key", t.api_key.clone()),
-                rule_id: t.rule_id.unwrap_or_else(|| {
-                    self.fail(
-                        &at("trigger.rule_id"),
-                        "required for kind = \"voximplant\" (the rule that runs the scenario)",
-                    );
-                    0
-                }),
-            }),
-            "twilio" => {
-                let from = need(self, "from", t.from.clone());
-                let from = if from.is_empty() { None } else { self.number(&at("trigger.from"), &from) };
-                let base_url = url(self, "url", t.url.clone(), Some("https://api.twilio.com"));
-                let status_url = url(self, "status_url", t.status_url.clone(), None);
-                from.map(|from| TriggerConfig::Twilio {
-                    base_url,
-                    account_sid: need(self, "account_sid", t.account_sid.clone()),
-                    auth_token: need(self, "auth_token", t.auth_token.clone()),
-                    from,
-                    status_url,
-                })
-            }
-            other => {
-                self.fail(
-                    &at("trigger.kind"),
-                    format!("{other:?} is not one of \"generic\", \"voximplant\", \"twilio\""),
-                );
+            _ => {
+                self.fail(&at("trigger.kind"), "required: how the PBX is asked (see callpool.example.toml)");
                 None
             }
         };
@@ -288,23 +146,12 @@ impl Validator {
         if attempts == 0 {
             self.fail(&at("attempts"), "must be at least 1");
         }
-        let telegram = rc.telegram.map(|tg| {
-            let base_url =
-                self.url(&at("telegram.base_url"), tg.base_url.unwrap_or_else(|| "https://api.telegram.org".into()));
-            if tg.bot_token.is_empty() || tg.chat_id.is_empty() {
-                self.fail(&at("telegram"), "bot_token and chat_id are required");
+        let mut sections = Sections::default();
+        for (name, value) in rc.sections {
+            if let Some(found) = self.section(Slot::Callback, &name, at(&name), site, value, env) {
+                sections.push(found);
             }
-            TelegramConfig { base_url, bot_token: tg.bot_token, chat_id: tg.chat_id }
-        });
-        let notify = rc.notify.map(|n| {
-            if !http_url_ok(&n.url) {
-                self.fail(&at("notify.url"), format!("{:?} is not an http(s) URL", n.url));
-            }
-            if n.secret.len() < 16 {
-                self.fail(&at("notify.secret"), "must be at least 16 characters");
-            }
-            NotifyHook { url: n.url, secret: n.secret }
-        });
+        }
         let min_time_on_site = self.duration(&at("min_time_on_site"), rc.min_time_on_site.as_deref(), "0s", true);
         let retry_base = self.duration(&at("retry_base"), rc.retry_base.as_deref(), "15s", false);
         Some(CallbackConfig {
@@ -319,21 +166,20 @@ impl Validator {
             trigger: trigger?,
             attempts,
             retry_base,
-            telegram,
-            notify,
+            sections,
         })
     }
 }
 
 impl Validator {
     /// Each callback form names the `[[pbx]]` that reports its calls (the only one, by default).
-    pub(super) fn callback_pbxs(&mut self, sites: &mut [super::SiteConfig], pbxs: &[super::PbxConfig]) {
+    pub(super) fn callback_pbxs(&mut self, sites: &mut [super::SiteConfig], pbxs: &[String]) {
         for site in sites {
             let Some(cb) = &mut site.callback else { continue };
             if cb.pbx.is_empty() && pbxs.len() == 1 {
-                cb.pbx = pbxs[0].id.clone();
+                cb.pbx = pbxs[0].clone();
             }
-            if !pbxs.iter().any(|p| p.id == cb.pbx) {
+            if !pbxs.contains(&cb.pbx) {
                 self.fail(
                     &format!("site {:?}: callback.pbx", site.id.as_str()),
                     "name the [[pbx]] whose call webhooks report the callbacks (needed when there is not exactly one)",

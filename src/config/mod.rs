@@ -11,6 +11,7 @@ mod callback;
 mod env;
 mod pbx;
 mod pool;
+pub mod section;
 mod server;
 mod site;
 mod validate;
@@ -22,12 +23,13 @@ use callpool_pool::{NumberSpec, PoolSpec, SiteId};
 use serde::Deserialize;
 
 pub use analytics::AnalyticsConfig;
-pub use callback::{CallbackConfig, NotifyHook, TelegramConfig, TriggerConfig};
+pub use callback::CallbackConfig;
 pub use env::*;
-pub use pbx::{PbxConfig, TwilioAuth};
+pub use pbx::PbxConfig;
 pub use pool::PoolConfig;
+pub use section::{Fields, Place, Reader, Section, Sections};
 pub use server::{BusConfig, ServerConfig, StoreConfig};
-pub use site::{referrer_host, Ga4Site, SiteConfig, TrackFilter, YandexSite};
+pub use site::{referrer_host, SiteConfig, TrackFilter};
 
 /// The built-in demo configuration `callpool serve` uses when there is no config file.
 pub const DEMO_CONFIG: &str = include_str!("../../deploy/demo.toml");
@@ -52,7 +54,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// The file it came from (or "built-in demo configuration").
     pub source: String,
@@ -65,29 +67,28 @@ pub struct Config {
     pub pbxs: Vec<PbxConfig>,
 }
 
+/// The readers of the vendors' and destinations' own sections.
+pub type Readers = [&'static dyn Reader];
+
 impl Config {
-    /// Reads and validates `path`, then applies the environment overrides.
-    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+    /// Reads and validates `path` (with `readers` for the sections they own), then applies the
+    /// environment overrides. (`Config::load` passes every reader callpool has.)
+    pub fn load_with(path: &Path, env: &dyn Env, readers: &Readers) -> Result<Config, ConfigError> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source: source.clone(),
             problems: vec![format!("cannot read the file: {e}")],
         })?;
-        Config::parse(&text, &source, env)
-    }
-
-    /// The built-in demo configuration, with the environment overrides.
-    pub fn demo(env: &dyn Env) -> Result<Config, ConfigError> {
-        Config::parse(DEMO_CONFIG, "built-in demo configuration", env)
+        Config::parse_with(&text, &source, env, readers)
     }
 
     /// Parses and validates TOML text; `source` names it in errors.
-    pub fn parse(text: &str, source: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    pub fn parse_with(text: &str, source: &str, env: &dyn Env, readers: &Readers) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
             source: source.to_owned(),
             problems: vec![e.to_string().trim_end().to_owned()],
         })?;
-        let mut v = validate::Validator { problems: Vec::new() };
+        let mut v = validate::Validator { problems: Vec::new(), readers: readers.to_vec() };
         let config = v.config(raw, source, env);
         if v.problems.is_empty() {
             Ok(config)
@@ -165,15 +166,16 @@ impl validate::Validator {
         let mut seen = site::Seen::default();
         let mut sites: Vec<SiteConfig> = Vec::new();
         for (i, rs) in raw.sites.into_iter().enumerate() {
-            sites.extend(self.site(i, rs, &pool, &mut placements, &mut seen));
+            sites.extend(self.site(i, rs, &pool, &mut placements, &mut seen, env));
         }
         placements.check_defaults(self);
         let ids: Vec<SiteId> = sites.iter().map(|s| s.id.clone()).collect();
         let server = self.server(raw.server, &ids, env);
         let bus = self.bus(raw.bus, &store, env);
         let analytics = self.analytics(raw.analytics, env);
+        let declared: Vec<String> = raw.pbx.iter().map(|p| p.id.clone()).collect();
         let pbxs = self.pbxs(raw.pbx, env);
-        self.callback_pbxs(&mut sites, &pbxs);
+        self.callback_pbxs(&mut sites, &declared);
         Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs }
     }
 }
@@ -284,7 +286,7 @@ mod tests {
         let good = with(&format!("operator = \"+74951230099\"\n{generic}"));
         let c = Config::parse(&good, "test.toml", &env(&[])).unwrap();
         let cb = c.sites[0].callback.as_ref().unwrap();
-        assert_eq!((cb.pbx.as_str(), cb.attempts, cb.trigger.kind()), ("office", 5, "generic"));
+        assert_eq!((cb.pbx.as_str(), cb.attempts, cb.trigger.name()), ("office", 5, "generic"));
         assert_eq!(cb.limits.per_number.len(), 3, "the telecom defaults: 7/15m, 9/1h, 15/24h");
         assert_eq!(cb.limits.number_ban, Duration::from_secs(86_400));
         check(&with(&format!("operator = \"+7\"\n{generic}")), &["site \"shop\": callback.operator"]);
@@ -312,6 +314,37 @@ mod tests {
             &with(&format!("operator = \"+74951230099\"\npbx = \"nope\"\n{generic}")),
             &["site \"shop\": callback.pbx: name the [[pbx]]"],
         );
+    }
+
+    #[test]
+    fn vendors_and_destinations_read_their_own_tables() {
+        let pbx = |fields: &str| format!("{GOOD}\n[[pbx]]\nid = \"tw\"\n{fields}\n");
+        let c = Config::parse(
+            &pbx("kind = \"twilio\"\nauth_token = \"t\"\nurl = \"https://cp.example/v1/pbx/calls?pbx=tw\""),
+            "test.toml",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.pbxs[0].adapter.name(), "twilio");
+        check(
+            &pbx("kind = \"twilio\""),
+            &["[[pbx]] #1 (\"tw\") auth_token: required", "[[pbx]] #1 (\"tw\") url: required"],
+        );
+        check(
+            &pbx("kind = \"mango\""),
+            &["[[pbx]] #1 (\"tw\") kind: \"mango\" is not one of \"callpool\", \"twilio\""],
+        );
+        check(&pbx("secrets = [\"long-enough-secret-0123\"]\nsecret = \"typo\""), &["unknown field `secret`"]);
+        let site = |table: &str| format!("{GOOD}\n{table}\n");
+        let c =
+            Config::parse(&site("[site.ga4]\nmeasurement_id = \"G-ABC1\"\napi_secret = \"s\""), "test.toml", &env(&[]))
+                .unwrap();
+        assert!(c.sites[0].sections.get::<crate::jobs::ga4::Ga4Site>("ga4").is_some());
+        check(
+            &site("[site.ga4]\nmeasurement_id = \"UA-1\"\napi_secret = \"s\""),
+            &["site \"shop\": ga4.measurement_id: \"UA-1\""],
+        );
+        check(&site("[site.amocrm]\nsubdomain = \"x\""), &["site \"shop\": unknown field `amocrm`"]);
     }
 
     #[test]

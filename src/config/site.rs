@@ -2,8 +2,7 @@
 //! visitor timeline, which traffic is tracked, how calls are matched, where its calls go
 //! (GA4, Metrica), its report tokens and its callback form.
 
-use std::collections::HashSet;
-use std::fmt;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use callpool_pool::{PhoneNumber, SiteId, SiteRules};
@@ -11,9 +10,11 @@ use serde::Deserialize;
 
 use super::callback::{CallbackConfig, RawCallback};
 use super::pool::{Placements, PoolConfig};
+use super::section::{Sections, Slot};
 use super::validate::{origin_ok, Validator};
+use super::Env;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SiteConfig {
     pub id: SiteId,
     /// The public key the snippet sends (`data-site`).
@@ -32,8 +33,8 @@ pub struct SiteConfig {
     pub rules: SiteRules,
     /// How calls are matched to the site's visitors.
     pub windows: crate::calls::matcher::MatchRules,
-    pub ga4: Option<Ga4Site>,
-    pub yandex: Option<YandexSite>,
+    /// The destinations' own tables (`[site.ga4]`, `[site.yandex]`, ...), read by their readers.
+    pub sections: Sections,
     /// Bearer token for the site's reports (callers masked).
     pub report_token: Option<String>,
     /// Bearer token for the site's reports with callers in full.
@@ -48,34 +49,6 @@ impl SiteConfig {
     pub fn allowed_origin(&self, origin: Option<&str>) -> Option<&str> {
         let origin = origin?;
         self.allowed_origins.iter().find(|a| a.eq_ignore_ascii_case(origin)).map(String::as_str)
-    }
-}
-
-/// A site's Google Analytics 4 web stream.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Ga4Site {
-    /// `G-XXXXXXX`
-    pub measurement_id: String,
-    pub api_secret: String,
-}
-
-impl fmt::Debug for Ga4Site {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ga4Site").field("measurement_id", &self.measurement_id).finish_non_exhaustive()
-    }
-}
-
-/// A site's Yandex Metrica counter.
-#[derive(Clone, PartialEq, Eq)]
-pub struct YandexSite {
-    pub counter_id: u64,
-    /// OAuth token with Metrica write access.
-    pub token: String,
-}
-
-impl fmt::Debug for YandexSite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("YandexSite").field("counter_id", &self.counter_id).finish_non_exhaustive()
     }
 }
 
@@ -129,7 +102,6 @@ pub fn referrer_host(url: &str) -> Option<&str> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSite {
     id: String,
     key: String,
@@ -153,25 +125,12 @@ pub(super) struct RawSite {
     recent_window: Option<String>,
     repeat_window: Option<String>,
     repeat_first: Option<bool>,
-    ga4: Option<RawGa4>,
-    yandex: Option<RawYandex>,
     report_token: Option<String>,
     admin_token: Option<String>,
     callback: Option<RawCallback>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGa4 {
-    measurement_id: String,
-    api_secret: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawYandex {
-    counter_id: u64,
-    token: String,
+    /// Anything else: destinations' tables, read by their own readers (an unknown name is a problem).
+    #[serde(flatten)]
+    sections: BTreeMap<String, toml::Value>,
 }
 
 /// What the sites read so far hold, to catch a second site with the same id or key.
@@ -190,6 +149,7 @@ impl Validator {
         pool: &PoolConfig,
         placements: &mut Placements,
         seen: &mut Seen,
+        env: &dyn Env,
     ) -> Option<SiteConfig> {
         let id = match SiteId::new(rs.id.clone()) {
             Ok(id) => id,
@@ -300,34 +260,18 @@ impl Validator {
                 );
             }
         }
-        let ga4 = rs.ga4.and_then(|g| {
-            let id_ok = g.measurement_id.starts_with("G-")
-                && g.measurement_id.len() > 2
-                && g.measurement_id[2..].bytes().all(|b| b.is_ascii_alphanumeric());
-            if !id_ok {
-                self.fail(
-                    &at("ga4.measurement_id"),
-                    format!("{:?} is not a GA4 measurement id such as G-ABC123", g.measurement_id),
-                );
+        let mut sections = Sections::default();
+        for (name, value) in rs.sections {
+            if let Some(found) = self.section(Slot::Site, &name, at(&name), &rs.id, value, env) {
+                sections.push(found);
             }
-            if g.api_secret.is_empty() {
-                self.fail(&at("ga4.api_secret"), "is empty (Admin > Data streams > Measurement Protocol API secrets)");
-            }
-            id_ok.then_some(Ga4Site { measurement_id: g.measurement_id, api_secret: g.api_secret })
-        });
-        let yandex = rs.yandex.and_then(|y| {
-            if y.token.is_empty() {
-                self.fail(&at("yandex.token"), "is empty (an OAuth token with Metrica write access)");
-                return None;
-            }
-            Some(YandexSite { counter_id: y.counter_id, token: y.token })
-        });
+        }
         for (field, t) in [("report_token", &rs.report_token), ("admin_token", &rs.admin_token)] {
             if t.as_ref().is_some_and(|t| t.len() < 16) {
                 self.fail(&at(field), "must be at least 16 characters");
             }
         }
-        let callback = rs.callback.and_then(|rc| self.callback(&rs.id, rc, timezone));
+        let callback = rs.callback.and_then(|rc| self.callback(&rs.id, rc, timezone, env));
         Some(SiteConfig {
             id,
             key: rs.key,
@@ -341,8 +285,7 @@ impl Validator {
             delay_to_show,
             rules,
             windows,
-            ga4,
-            yandex,
+            sections,
             report_token: rs.report_token,
             admin_token: rs.admin_token,
             callback,

@@ -13,6 +13,8 @@ const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
 /// Validator` blocks beside each section's schema).
 pub(super) struct Validator {
     pub problems: Vec<String>,
+    /// The readers of vendors' and destinations' own sections.
+    pub readers: Vec<&'static dyn super::section::Reader>,
 }
 
 impl Validator {

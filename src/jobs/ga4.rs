@@ -7,13 +7,56 @@
 use callpool_pool::Ts;
 use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome};
 use crate::analytics::{self, Ga4Refusal};
 use crate::app::App;
-use crate::config::SiteConfig;
+use crate::config::{Fields, Place, Reader, Section, SiteConfig};
 use crate::store::jobs::{Claimed, JobState, Plan, Planned, Record, Records};
+
+/// A site's GA4 web stream: `[site.ga4]`.
+pub struct Ga4Site {
+    /// `G-XXXXXXX`
+    pub measurement_id: String,
+    pub api_secret: String,
+}
+
+/// Reads `[site.ga4]`.
+pub struct SiteReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGa4 {
+    measurement_id: String,
+    api_secret: String,
+}
+
+impl Reader for SiteReader {
+    fn place(&self) -> Place {
+        Place::Site("ga4")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let g: RawGa4 = f.parse()?;
+        let id_ok = g.measurement_id.starts_with("G-")
+            && g.measurement_id.len() > 2
+            && g.measurement_id[2..].bytes().all(|b| b.is_ascii_alphanumeric());
+        if !id_ok {
+            f.fail("measurement_id", format!("{:?} is not a GA4 measurement id such as G-ABC123", g.measurement_id));
+        }
+        if g.api_secret.is_empty() {
+            f.fail("api_secret", "is empty (Admin > Data streams > Measurement Protocol API secrets)");
+        }
+        id_ok.then(|| Section::new("ga4", Ga4Site { measurement_id: g.measurement_id, api_secret: g.api_secret }))
+    }
+}
+
+/// The site's GA4 stream, if it has one.
+pub fn stream(site: &SiteConfig) -> Option<&Ga4Site> {
+    site.sections.get::<Ga4Site>("ga4")
+}
 
 /// A call's event.
 pub struct Ga4Calls;
@@ -33,11 +76,15 @@ impl Handler for Ga4Calls {
         Records::Calls
     }
 
+    fn reader(&self) -> Option<&'static dyn Reader> {
+        Some(&SiteReader)
+    }
+
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
         let Event::CallRecorded { call, site, due } = event else { return Vec::new() };
         let plan = match site {
             None => Plan::Skip("the call belongs to no configured site".into()),
-            Some(s) if s.ga4.is_none() => Plan::Skip("GA4 is not configured for the site".into()),
+            Some(s) if stream(s).is_none() => Plan::Skip("GA4 is not configured for the site".into()),
             Some(_) if !call.matched.kind.is_tracked() => Plan::Skip("the call is not attributed to a visitor".into()),
             Some(_) => match call.matched.attrs.ga_client_id.as_deref() {
                 Some(id) if analytics::ga4_client_id_ok(id) => Plan::Due(due),
@@ -76,7 +123,7 @@ impl Handler for Ga4Callbacks {
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
         let Event::CallbackRequested { callback, site, now, .. } = event else { return Vec::new() };
         let ga_ok = callback.attrs.ga_client_id.as_deref().is_some_and(analytics::ga4_client_id_ok);
-        if site.ga4.is_some() && ga_ok {
+        if stream(site).is_some() && ga_ok {
             vec![Planned { kind: CALLBACKS, plan: Plan::Due(now) }]
         } else {
             Vec::new()
@@ -116,7 +163,7 @@ fn refused(app: &App, kind: &str, record: &str, why: Ga4Refusal) -> Outcome {
 
 /// Posts one event to the site's GA4 stream (or, in debug mode, to the validation server).
 async fn send(ctx: &Ctx<'_>, site: &SiteConfig, body: &Value, record: &str, now: Ts) -> Outcome {
-    let Some(ga4) = &site.ga4 else { return skipped("GA4 is no longer configured for the site") };
+    let Some(ga4) = stream(site) else { return skipped("GA4 is no longer configured for the site") };
     let cfg = &ctx.app.config.analytics;
     let path = if cfg.ga4_debug { "debug/mp/collect" } else { "mp/collect" };
     let sent = ctx

@@ -7,14 +7,53 @@ use std::collections::BTreeMap;
 use callpool_pool::SiteId;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use serde::Deserialize;
 
 use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome, Pace};
 use crate::analytics;
 use crate::app::App;
 use crate::calls::Call;
+use crate::config::{Fields, Place, Reader, Section, SiteConfig};
 use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
 
 pub struct Metrica;
+
+/// A site's Metrica counter: `[site.yandex]`.
+pub struct Counter {
+    pub counter_id: u64,
+    /// OAuth token with Metrica write access.
+    pub token: String,
+}
+
+/// Reads `[site.yandex]`.
+pub struct SiteReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawYandex {
+    counter_id: u64,
+    token: String,
+}
+
+impl Reader for SiteReader {
+    fn place(&self) -> Place {
+        Place::Site("yandex")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let y: RawYandex = f.parse()?;
+        if y.token.is_empty() {
+            f.fail("token", "is empty (an OAuth token with Metrica write access)");
+            return None;
+        }
+        Some(Section::new("yandex", Counter { counter_id: y.counter_id, token: y.token }))
+    }
+}
+
+/// The site's Metrica counter, if it has one.
+pub fn counter(site: &SiteConfig) -> Option<&Counter> {
+    site.sections.get::<Counter>("yandex")
+}
 
 /// The kind of a call's Metrica row (the reports show where each stands).
 pub const KIND: &str = "yandex";
@@ -30,11 +69,15 @@ impl Handler for Metrica {
         Records::Calls
     }
 
+    fn reader(&self) -> Option<&'static dyn Reader> {
+        Some(&SiteReader)
+    }
+
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
         let Event::CallRecorded { call, site, due } = event else { return Vec::new() };
         let plan = match site {
             None => Plan::Skip("the call belongs to no configured site".into()),
-            Some(s) if s.yandex.is_none() => Plan::Skip("Yandex Metrica is not configured for the site".into()),
+            Some(s) if counter(s).is_none() => Plan::Skip("Yandex Metrica is not configured for the site".into()),
             Some(_) if !call.matched.kind.is_tracked() => Plan::Skip("the call is not attributed to a visitor".into()),
             Some(_) => match call.matched.attrs.ym_uid.as_deref() {
                 Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Plan::Due(due),
@@ -75,7 +118,7 @@ async fn upload(ctx: &Ctx<'_>, site: Option<&SiteId>, calls: &[(usize, &Call)]) 
     let Some(site) = site.and_then(|s| app.config.site(s)) else {
         return skipped("the call's site is no longer configured");
     };
-    let Some(ym) = &site.yandex else { return skipped("Yandex Metrica is no longer configured for the site") };
+    let Some(ym) = counter(site) else { return skipped("Yandex Metrica is no longer configured for the site") };
     let mut csv = format!("{}\n", analytics::YANDEX_CSV_HEADER);
     for (_, call) in calls {
         if let Some(row) = analytics::yandex_row(call) {

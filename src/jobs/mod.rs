@@ -29,7 +29,7 @@ use futures_util::future::BoxFuture;
 use crate::app::App;
 use crate::callback::Callback;
 use crate::calls::Call;
-use crate::config::SiteConfig;
+use crate::config::{Reader, SiteConfig};
 use crate::store::jobs::{Claimed, JobState, Planned, Records};
 
 /// Something that happened to a record, for which destinations may plan jobs.
@@ -89,6 +89,10 @@ pub trait Handler: Send + Sync + 'static {
     fn kinds(&self) -> &'static [&'static str];
     /// The records its jobs deliver.
     fn records(&self) -> Records;
+    /// The reader of its own settings (its table in the configuration), if it has one.
+    fn reader(&self) -> Option<&'static dyn Reader> {
+        None
+    }
     /// The jobs it wants for `event` (none if it is not this destination's business).
     fn plan(&self, app: &App, event: Event<'_>) -> Vec<Planned>;
     /// How the runner paces its jobs.

@@ -4,14 +4,54 @@
 use callpool_pool::Ts;
 use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::callback::{Callback, CallbackStatus};
+use crate::config::{Fields, Place, Reader, Section, SiteConfig};
 use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
 
 pub struct Telegram;
+
+/// A site's team chat: `[site.callback.telegram]`.
+pub struct Chat {
+    pub base_url: String,
+    pub bot_token: String,
+    pub chat_id: String,
+}
+
+/// Reads `[site.callback.telegram]`.
+pub struct CallbackReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegram {
+    base_url: Option<String>,
+    bot_token: String,
+    chat_id: String,
+}
+
+impl Reader for CallbackReader {
+    fn place(&self) -> Place {
+        Place::Callback("telegram")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let tg: RawTelegram = f.parse()?;
+        let base_url = f.url("base_url", tg.base_url.unwrap_or_else(|| "https://api.telegram.org".into()));
+        if tg.bot_token.is_empty() || tg.chat_id.is_empty() {
+            f.fail("", "bot_token and chat_id are required");
+        }
+        Some(Section::new("telegram", Chat { base_url, bot_token: tg.bot_token, chat_id: tg.chat_id }))
+    }
+}
+
+/// The site's team chat, if its callback form has one.
+fn chat(site: &SiteConfig) -> Option<&Chat> {
+    site.callback.as_ref()?.sections.get::<Chat>("telegram")
+}
 
 const REQUEST: &str = "tg_request";
 const MISSED: &str = "tg_missed";
@@ -25,14 +65,17 @@ impl Handler for Telegram {
         Records::Callbacks
     }
 
+    fn reader(&self) -> Option<&'static dyn Reader> {
+        Some(&CallbackReader)
+    }
+
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
         let (site, kind, now) = match event {
             Event::CallbackRequested { site, now, .. } => (site, REQUEST, now),
             Event::CallbackMissed { site, now, .. } => (site, MISSED, now),
             Event::CallRecorded { .. } => return Vec::new(),
         };
-        let wanted = site.callback.as_ref().is_some_and(|c| c.telegram.is_some());
-        if wanted {
+        if chat(site).is_some() {
             vec![Planned { kind, plan: Plan::Due(now) }]
         } else {
             Vec::new()
@@ -43,9 +86,7 @@ impl Handler for Telegram {
         join_all(jobs.iter().map(move |job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             let app = ctx.app;
-            let Some(tg) =
-                app.config.site(&cb.site).and_then(|s| s.callback.as_ref()).and_then(|c| c.telegram.as_ref())
-            else {
+            let Some(tg) = app.config.site(&cb.site).and_then(chat) else {
                 return skipped("no longer configured for the site");
             };
             let text = team_text(app, cb, kind == MISSED);

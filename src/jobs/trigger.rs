@@ -16,9 +16,9 @@ use futures_util::FutureExt;
 
 use super::{backoff, skipped, without_url, Ctx, Event, Handler, Outcome};
 use crate::app::App;
-use crate::callback::trigger::{self, Answer};
 use crate::callback::{status, CallbackStatus};
 use crate::calls::CallKey;
+use crate::pbx::{self, Answer};
 use crate::store::callbacks::Updated;
 use crate::store::jobs::{Claimed, JobState, Plan, Planned, Record, Records};
 
@@ -57,17 +57,18 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
     let Some((site, cfg)) = app.config.site(&cb.site).and_then(|s| s.callback.as_ref().map(|c| (s, c))) else {
         return skipped("the site no longer has a callback form");
     };
+    let Some(trigger) = pbx::trigger(&cfg.trigger) else { return skipped("the form has no trigger") };
     let now = app.clock.now();
-    let sent = trigger::request(ctx.http, &cfg.trigger, &cfg.operator, &cb, now).send().await;
+    let sent = trigger.request(ctx.http, &cfg.operator, &cb, now).send().await;
     let answer = match sent {
         Ok(resp) => {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
-            trigger::answer(&cfg.trigger, status, &body)
+            trigger.answer(status, &body)
         }
         Err(e) => Answer::Again(format!("the PBX did not answer: {}", without_url(&e))),
     };
-    let adapter = cfg.trigger.kind();
+    let adapter = cfg.trigger.name();
     let now = app.clock.now();
     cb.updated_at = now;
     let mut jobs = Vec::new();

@@ -4,14 +4,50 @@
 
 use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::callback::Callback;
+use crate::config::{Fields, Place, Reader, Section, SiteConfig};
 use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
 
 pub struct Webhook;
+
+/// A site's team webhook: `[site.callback.notify]`.
+pub struct Hook {
+    pub url: String,
+    pub secret: String,
+}
+
+/// Reads `[site.callback.notify]`.
+pub struct CallbackReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    url: String,
+    secret: String,
+}
+
+impl Reader for CallbackReader {
+    fn place(&self) -> Place {
+        Place::Callback("notify")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let n: RawNotify = f.parse()?;
+        let url = f.url("url", n.url);
+        let secret = f.secret("secret", n.secret);
+        Some(Section::new("notify", Hook { url, secret }))
+    }
+}
+
+/// The site's team webhook, if its callback form has one.
+fn hook(site: &SiteConfig) -> Option<&Hook> {
+    site.callback.as_ref()?.sections.get::<Hook>("notify")
+}
 
 const REQUEST: &str = "hook_request";
 const MISSED: &str = "hook_missed";
@@ -25,13 +61,17 @@ impl Handler for Webhook {
         Records::Callbacks
     }
 
+    fn reader(&self) -> Option<&'static dyn Reader> {
+        Some(&CallbackReader)
+    }
+
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
         let (site, kind, now) = match event {
             Event::CallbackRequested { site, now, .. } => (site, REQUEST, now),
             Event::CallbackMissed { site, now, .. } => (site, MISSED, now),
             Event::CallRecorded { .. } => return Vec::new(),
         };
-        if site.callback.as_ref().is_some_and(|c| c.notify.is_some()) {
+        if hook(site).is_some() {
             vec![Planned { kind, plan: Plan::Due(now) }]
         } else {
             Vec::new()
@@ -42,9 +82,7 @@ impl Handler for Webhook {
         join_all(jobs.iter().map(move |job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             let app = ctx.app;
-            let Some(hook) =
-                app.config.site(&cb.site).and_then(|s| s.callback.as_ref()).and_then(|c| c.notify.as_ref())
-            else {
+            let Some(hook) = app.config.site(&cb.site).and_then(hook) else {
                 return skipped("no longer configured for the site");
             };
             let event = if kind == MISSED { "callback.missed" } else { "callback.requested" };
@@ -56,8 +94,8 @@ impl Handler for Webhook {
                 .post(&hook.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(
-                    crate::pbx::SIGNATURE_HEADER,
-                    crate::pbx::sign(&hook.secret, now.as_millis().div_euclid(1000), &body),
+                    crate::pbx::signature::SIGNATURE_HEADER,
+                    crate::pbx::signature::sign(&hook.secret, now.as_millis().div_euclid(1000), &body),
                 )
                 .body(body)
                 .send()

@@ -116,8 +116,10 @@ fn check(path: &str, headers: &axum::http::HeaderMap, body: &[u8], n: usize) -> 
     let mut answer = String::new();
     match path {
         "/trigger" => {
-            if let Err(r) = callpool::pbx::verify(headers, body, &[TRIGGER_SECRET.to_owned()], signed_at(headers)) {
-                p.push(format!("trigger signature: {}", r.message));
+            if let Err(r) =
+                callpool::pbx::signature::verify(headers, body, &[TRIGGER_SECRET.to_owned()], signed_at(headers))
+            {
+                p.push(format!("trigger signature: {}", r.message()));
             }
             let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let id = v["callback_id"].as_str().unwrap_or("");
@@ -176,8 +178,10 @@ fn check(path: &str, headers: &axum::http::HeaderMap, body: &[u8], n: usize) -> 
             answer = json!({"ok": true, "result": {"message_id": n}}).to_string();
         }
         "/notify" => {
-            if let Err(r) = callpool::pbx::verify(headers, body, &[NOTIFY_SECRET.to_owned()], signed_at(headers)) {
-                p.push(format!("notify signature: {}", r.message));
+            if let Err(r) =
+                callpool::pbx::signature::verify(headers, body, &[NOTIFY_SECRET.to_owned()], signed_at(headers))
+            {
+                p.push(format!("notify signature: {}", r.message()));
             }
             let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             if !matches!(v["event"].as_str(), Some("callback.requested" | "callback.missed"))
@@ -384,7 +388,7 @@ impl World {
         let resp = reqwest::Client::new()
             .post(self.node.url("/v1/pbx/calls?pbx=office"))
             .header("content-type", "application/json")
-            .header("callpool-signature", callpool::pbx::sign(PBX_SECRET, t, body.as_bytes()))
+            .header("callpool-signature", callpool::pbx::signature::sign(PBX_SECRET, t, body.as_bytes()))
             .body(body)
             .send()
             .await
@@ -771,7 +775,7 @@ async fn voximplant_and_twilio_adapters_place_the_call_and_twilio_reports_link_b
     let resp = reqwest::Client::new()
         .post(w.node.url("/v1/pbx/calls?pbx=tw"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-twilio-signature", callpool::pbx::sign_twilio(TWILIO_URL, form.as_bytes(), TWILIO_TOKEN))
+        .header("x-twilio-signature", callpool::pbx::twilio::sign(TWILIO_URL, form.as_bytes(), TWILIO_TOKEN))
         .body(form)
         .send()
         .await

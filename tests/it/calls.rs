@@ -21,6 +21,7 @@ const CALLER: &str = "+79161234567";
 const TWILIO_TOKEN: &str = "twilio-auth-token-0123";
 /// The webhook URL as configured in Twilio: the public name behind a reverse proxy.
 const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
+const TWILIO_KIND_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=twk";
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -62,6 +63,12 @@ twilio_url = "{TWILIO_URL}"
 id = "slow"
 secrets = ["{PBX_SECRET}"]
 requests_per_second = 2
+
+[[pbx]]
+id = "twk"
+kind = "twilio"
+auth_token = "{TWILIO_TOKEN}"
+url = "{TWILIO_KIND_URL}"
 
 {site}
 report_token = "{REPORT_TOKEN}"
@@ -133,7 +140,7 @@ impl World {
         reqwest::Client::new()
             .post(self.node.url("/v1/pbx/calls?pbx=office"))
             .header("content-type", "application/json")
-            .header("callpool-signature", callpool::pbx::sign(secret, t, body.as_bytes()))
+            .header("callpool-signature", callpool::pbx::signature::sign(secret, t, body.as_bytes()))
             .body(body.to_owned())
             .send()
             .await
@@ -403,7 +410,7 @@ async fn each_pbx_is_rate_limited_on_its_own() {
         reqwest::Client::new()
             .post(w.node.url(&format!("/v1/pbx/calls?pbx={pbx}")))
             .header("content-type", "application/json")
-            .header("callpool-signature", callpool::pbx::sign(PBX_SECRET, t, body.as_bytes()))
+            .header("callpool-signature", callpool::pbx::signature::sign(PBX_SECRET, t, body.as_bytes()))
             .body(body)
             .send()
     };
@@ -463,15 +470,15 @@ async fn a_real_twilio_status_callback_is_checked_with_twilios_signature() {
             .send()
     };
     let body = form("CA0001");
-    let ok = post(body.clone(), callpool::pbx::sign_twilio(TWILIO_URL, body.as_bytes(), TWILIO_TOKEN)).await.unwrap();
+    let ok = post(body.clone(), callpool::pbx::twilio::sign(TWILIO_URL, body.as_bytes(), TWILIO_TOKEN)).await.unwrap();
     assert_eq!(ok.status(), 200);
     let v: Value = ok.json().await.unwrap();
     assert_eq!((v["match"].as_str(), v["status"].as_str()), (Some("active"), Some("answered")));
     // Signed for another URL, or with another token: refused, nothing recorded.
     let other = form("CA0002");
-    let wrong_url = callpool::pbx::sign_twilio("https://evil.example/x", other.as_bytes(), TWILIO_TOKEN);
+    let wrong_url = callpool::pbx::twilio::sign("https://evil.example/x", other.as_bytes(), TWILIO_TOKEN);
     assert_eq!(post(other.clone(), wrong_url).await.unwrap().status(), 401);
-    let wrong_token = callpool::pbx::sign_twilio(TWILIO_URL, other.as_bytes(), "another-token-0123456");
+    let wrong_token = callpool::pbx::twilio::sign(TWILIO_URL, other.as_bytes(), "another-token-0123456");
     assert_eq!(post(other, wrong_token).await.unwrap().status(), 401);
     let ids: Vec<String> = w.report(ADMIN_TOKEN).await["calls"]
         .as_array()
@@ -480,6 +487,35 @@ async fn a_real_twilio_status_callback_is_checked_with_twilios_signature() {
         .map(|c| c["call_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, vec!["CA0001"]);
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn a_twilio_kind_pbx_takes_only_twilios_signed_status_callbacks() {
+    let w = World::start(Backend::Embedded).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    let body = format!("CallSid=CA0009&From=%2B79161234567&To={}&CallStatus=ringing", number.replace('+', "%2B"));
+    let post = |headers: Vec<(&'static str, String)>| {
+        let mut req = reqwest::Client::new()
+            .post(w.node.url("/v1/pbx/calls?pbx=twk"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let t = Ts::now().as_millis() / 1000;
+    let callpool_signed = callpool::pbx::signature::sign(PBX_SECRET, t, body.as_bytes());
+    let refused = post(vec![("callpool-signature", callpool_signed)]).await.unwrap();
+    assert_eq!(refused.status(), 401, "a Twilio PBX does not take callpool's signature");
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "send X-Twilio-Signature");
+    let signed = callpool::pbx::twilio::sign(TWILIO_KIND_URL, body.as_bytes(), TWILIO_TOKEN);
+    let ok = post(vec![("x-twilio-signature", signed)]).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let v: Value = ok.json().await.unwrap();
+    assert_eq!((v["call_id"].as_str(), v["match"].as_str()), (Some("CA0009"), Some("active")));
     w.node.stop().await;
 }
 

@@ -1,0 +1,222 @@
+//! Settings that a PBX vendor or a destination reads itself, so that adding one is one file:
+//! the configuration finds the table, hands it to the [`Reader`] that owns its place, keeps
+//! what the reader made as a [`Section`], and lists the reader's problems with everyone else's.
+//! The configuration knows no reader by name: the service passes the list in (`plugins.rs`).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use callpool_pool::PhoneNumber;
+use serde::de::DeserializeOwned;
+
+use super::validate::{http_url_ok, Validator};
+use super::Env;
+
+/// Where a reader's table is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `[site.<name>]` (a table, or an array of tables: the reader gets the value as written).
+    Site(&'static str),
+    /// `[site.callback.<name>]`.
+    Callback(&'static str),
+    /// A `[[pbx]]` with `kind = "<name>"` (the default kind is "callpool"): the PBX's webhook adapter.
+    Pbx(&'static str),
+    /// `[site.callback] trigger = { kind = "<name>", ... }`: how the PBX is asked for a callback.
+    Trigger(&'static str),
+}
+
+impl Place {
+    fn split(self) -> (Slot, &'static str) {
+        match self {
+            Place::Site(n) => (Slot::Site, n),
+            Place::Callback(n) => (Slot::Callback, n),
+            Place::Pbx(n) => (Slot::Pbx, n),
+            Place::Trigger(n) => (Slot::Trigger, n),
+        }
+    }
+}
+
+/// A kind of place, without its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Slot {
+    Site,
+    Callback,
+    Pbx,
+    Trigger,
+}
+
+/// Reads the settings at one place.
+pub trait Reader: Sync {
+    fn place(&self) -> Place;
+    /// Reads `f`'s table; problems go to `f`. `None` when the settings are too broken to use.
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section>;
+}
+
+/// What a reader made of its table, kept in the configuration for its owner (which alone knows
+/// its type).
+#[derive(Clone)]
+pub struct Section {
+    name: &'static str,
+    value: Arc<dyn Any + Send + Sync>,
+}
+
+impl Section {
+    pub fn new<T: Any + Send + Sync>(name: &'static str, value: T) -> Section {
+        Section { name, value: Arc::new(value) }
+    }
+
+    /// The settings, if they are a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.value.downcast_ref()
+    }
+
+    /// The reader's name for them (its place's name).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl fmt::Debug for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Section({})", self.name)
+    }
+}
+
+/// The sections of one owner (a site, a callback form), by place name.
+#[derive(Clone, Debug, Default)]
+pub struct Sections(Vec<Section>);
+
+impl Sections {
+    pub fn get<T: Any>(&self, name: &str) -> Option<&T> {
+        self.0.iter().find(|s| s.name == name).and_then(Section::get)
+    }
+
+    pub fn push(&mut self, s: Section) {
+        self.0.push(s);
+    }
+}
+
+/// A reader's view of its table: typed reads whose problems name the file's place and field.
+pub struct Fields<'a> {
+    v: &'a mut Validator,
+    env: &'a dyn Env,
+    /// Where the table is, e.g. `site "shop": ga4` or `[[pbx]] #1 ("office")`.
+    at: String,
+    /// The owner's id where it matters (a PBX's id names its environment overrides).
+    owner: String,
+    value: toml::Value,
+}
+
+impl<'a> Fields<'a> {
+    pub(super) fn new(v: &'a mut Validator, env: &'a dyn Env, at: String, owner: &str, value: toml::Value) -> Self {
+        Fields { v, env, at, owner: owner.to_owned(), value }
+    }
+
+    /// The whole value as the reader's own (serde) type; a mismatch is a problem.
+    pub fn parse<T: DeserializeOwned>(&mut self) -> Option<T> {
+        match self.value.clone().try_into::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let at = self.at.clone();
+                self.v.fail(&at, e.to_string().trim_end());
+                None
+            }
+        }
+    }
+
+    /// A problem with `field` (empty: with the whole table).
+    pub fn fail(&mut self, field: &str, msg: impl fmt::Display) {
+        let at = self.at_field(field);
+        self.v.fail(&at, msg);
+    }
+
+    fn at_field(&self, field: &str) -> String {
+        if field.is_empty() {
+            self.at.clone()
+        } else if self.at.starts_with('[') {
+            format!("{} {field}", self.at)
+        } else {
+            format!("{}.{field}", self.at)
+        }
+    }
+
+    /// `value`, which `field` must have.
+    pub fn required(&mut self, field: &str, value: Option<String>, why: &str) -> Option<String> {
+        let v = value.filter(|s| !s.is_empty());
+        if v.is_none() {
+            self.fail(field, format!("required{why}"));
+        }
+        v
+    }
+
+    /// An http(s) URL without its trailing '/'.
+    pub fn url(&mut self, field: &str, value: String) -> String {
+        let u = value.trim_end_matches('/').to_owned();
+        if !http_url_ok(&u) {
+            self.fail(field, format!("{u:?} is not an http(s) URL"));
+        }
+        u
+    }
+
+    /// A secret of at least 16 characters.
+    pub fn secret(&mut self, field: &str, value: String) -> String {
+        if value.len() < 16 {
+            self.fail(field, "must be at least 16 characters");
+        }
+        value
+    }
+
+    /// An E.164 number.
+    pub fn number(&mut self, field: &str, raw: &str) -> Option<PhoneNumber> {
+        let at = self.at_field(field);
+        self.v.number(&at, raw)
+    }
+
+    /// The environment, for overrides of secrets.
+    pub fn env(&self) -> &dyn Env {
+        self.env
+    }
+
+    /// The owner's id (a PBX's id).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+impl Validator {
+    /// The section of the reader of `slot` named `name`, from `value` at `at`; a name no reader
+    /// owns is a problem.
+    pub(super) fn section(
+        &mut self,
+        slot: Slot,
+        name: &str,
+        at: String,
+        owner: &str,
+        value: toml::Value,
+        env: &dyn Env,
+    ) -> Option<Section> {
+        let reader = self.readers.iter().copied().find(|r| r.place().split() == (slot, name));
+        let Some(reader) = reader else {
+            let known: Vec<&str> =
+                self.readers.iter().map(|r| r.place().split()).filter(|(s, _)| *s == slot).map(|(_, n)| n).collect();
+            match slot {
+                Slot::Site | Slot::Callback => {
+                    let table = at.strip_suffix(name).map_or(at.as_str(), |t| t.trim_end_matches(['.', ':', ' ']));
+                    self.fail(table, format!("unknown field `{name}`"));
+                }
+                Slot::Pbx | Slot::Trigger => {
+                    let field = if slot == Slot::Pbx { format!("{at} kind") } else { format!("{at}.kind") };
+                    self.fail(&field, format!("{name:?} is not one of {}", quoted(&known)));
+                }
+            }
+            return None;
+        };
+        let mut f = Fields::new(self, env, at, owner, value);
+        reader.read(&mut f)
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+}

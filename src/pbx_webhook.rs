@@ -1,0 +1,163 @@
+//! `POST /v1/pbx/calls?pbx=<id>`: the PBXs' call webhooks. The PBX's vendor adapter checks the
+//! request (signature or token) before anything else reads it, the PBX's rate limit applies,
+//! the adapter reads the request into call reports, each is recorded (matched, stored with its
+//! deliveries), and the adapter says what to answer. A 2xx means the calls and their deliveries
+//! are durable.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::app::App;
+use crate::calls::ingest::{self, Recorded};
+use crate::calls::{Caller, MatchKind};
+use crate::http::Failure;
+use crate::pbx::{self, CallAccepted, Inbound, Received, Reply};
+
+/// The largest webhook body read.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The webhook's shared state: the app and one rate limiter per PBX.
+#[derive(Clone)]
+pub struct PbxState {
+    pub app: Arc<App>,
+    limiters: Arc<HashMap<String, DefaultDirectRateLimiter>>,
+}
+
+impl PbxState {
+    pub fn new(app: Arc<App>) -> PbxState {
+        let limiters = app
+            .config
+            .pbxs
+            .iter()
+            .map(|p| {
+                let n = NonZeroU32::new(p.requests_per_second).unwrap_or(NonZeroU32::MIN);
+                (p.id.clone(), RateLimiter::direct(Quota::per_second(n).allow_burst(n)))
+            })
+            .collect();
+        PbxState { app, limiters: Arc::new(limiters) }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct PbxQuery {
+    /// The PBX's id from the configuration; may be left out when only one PBX is configured.
+    pub pbx: Option<String>,
+}
+
+/// Receives a call report from a PBX.
+#[utoipa::path(
+    post,
+    path = "/v1/pbx/calls",
+    params(PbxQuery),
+    request_body(
+        description = "callpool's JSON call report, or Twilio-style form fields (CallSid, From, To, CallStatus, CallDuration, RecordingUrl, Timestamp)",
+        content(
+            (crate::pbx::callpool::CallWebhook = "application/json"),
+            (String = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Recorded (and its analytics queued) before this answer", body = CallAccepted),
+        (status = 400, description = "The body is malformed; the message names the field", body = crate::http::ApiError),
+        (status = 401, description = "Unknown PBX, missing or wrong signature, or a timestamp outside the replay window; nothing recorded", body = crate::http::ApiError),
+        (status = 429, description = "Too many reports from this PBX; retry after a second", body = crate::http::ApiError),
+        (status = 503, description = "The store is unavailable; retry", body = crate::http::ApiError),
+    ),
+    security(("pbx_signature" = [])),
+)]
+pub async fn receive(
+    State(state): State<PbxState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let app = &state.app;
+    let timer = app.metrics.pbx_seconds.start_timer();
+    let reject = |reason: &str| app.metrics.pbx_rejected.with_label_values(&[reason]).inc();
+    let query = query.unwrap_or_default();
+    let named = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "pbx").map(|(_, v)| v.into_owned());
+    let pbx = match named {
+        Some(id) => app.config.pbx(&id),
+        None if app.config.pbxs.len() == 1 => app.config.pbxs.first(),
+        None => None,
+    };
+    let Some((pbx, adapter)) = pbx.and_then(|p| pbx::adapter(p).map(|a| (p, a))) else {
+        reject("unknown_pbx");
+        return Err(Failure::BadSignature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]".into()));
+    };
+    let req = Inbound { headers: &headers, query: &query, body: &body, now: app.clock.now() };
+    if let Err(why) = adapter.verify(&req) {
+        reject(why.reason());
+        tracing::info!(pbx = %pbx.id, reason = why.reason(), "A call webhook was refused.");
+        return Err(Failure::BadSignature(why.message().to_owned()));
+    }
+    if state.limiters.get(&pbx.id).is_some_and(|l| l.check().is_err()) {
+        reject("rate_limited");
+        return Err(Failure::RateLimited);
+    }
+    let reports = match adapter.read(&pbx.id, &req) {
+        Ok(Received::Reports(r)) => r,
+        Ok(Received::Answer(reply)) => return Ok(respond(reply)),
+        Err(why) => {
+            reject(why.reason());
+            return Err(Failure::BadRequest(why.message().to_owned()));
+        }
+    };
+    let mut accepted = Vec::with_capacity(reports.len());
+    for report in &reports {
+        accepted.push(record(app, report).await?);
+    }
+    timer.observe_duration();
+    Ok(respond(adapter.reply(&accepted)))
+}
+
+/// Records one report (and moves a callback on, if the call is one's).
+async fn record(app: &App, report: &crate::calls::CallReport) -> Result<CallAccepted, Failure> {
+    let recorded = ingest::record(app, report).await.inspect_err(|e| {
+        app.metrics.store_errors.with_label_values(&["calls_record"]).inc();
+        tracing::warn!(error = %e, "A call webhook could not be recorded; the PBX will retry.");
+    })?;
+    let call = recorded.call();
+    let site_label = call.matched.site.as_ref().map_or("-", |s| s.as_str());
+    let result = match &recorded {
+        Recorded::New(_) => {
+            app.metrics.calls_recorded.with_label_values(&[site_label, call.matched.kind.as_str()]).inc();
+            tracing::info!(call = %call.key, site = site_label, kind = call.matched.kind.as_str(), status = call.status.as_str(), "A call was recorded.");
+            tracing::debug!(call = %call.key, called = %call.called, caller = ?call.caller.as_ref().map(Caller::as_str), "Call numbers.");
+            "new"
+        }
+        Recorded::Updated(_) => "updated",
+        Recorded::Unchanged(_) => "unchanged",
+    };
+    // Also for a repeated report: the callback may not have been moved on the first time.
+    if call.matched.kind == MatchKind::Callback {
+        crate::callback::service::on_call(app, call).await.inspect_err(|e| {
+            app.metrics.store_errors.with_label_values(&["callback_outcome"]).inc();
+            tracing::warn!(error = %e, call = %call.key, "A callback's outcome could not be recorded; the PBX will retry.");
+        })?;
+    }
+    Ok(CallAccepted {
+        call_id: call.key.call_id().to_owned(),
+        result,
+        status: call.status,
+        matched: call.matched.kind,
+        site: call.matched.site.as_ref().map(ToString::to_string),
+    })
+}
+
+fn respond(reply: Reply) -> Response {
+    match reply {
+        Reply::Json(v) => Json(v).into_response(),
+        Reply::Text(t) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response(),
+    }
+}
