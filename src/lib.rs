@@ -9,17 +9,16 @@ pub mod callback;
 pub mod calls;
 pub mod clock;
 pub mod config;
-pub mod http;
 pub mod jobs;
 pub mod live;
 pub mod metrics;
 pub mod pbx;
-pub mod pbx_webhook;
 pub mod plugins;
 pub mod reaper;
 pub mod reports;
 pub mod sim;
 pub mod store;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -39,12 +38,12 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
     tasks.spawn(jobs::runner::run(app.clone(), shutdown.clone()));
-    let ws_state = live::ws::WsState::new(hub, shutdown.clone());
-    let limiter = ws_state.limiter.clone();
+    let ws = live::ws::WsState::new(hub, shutdown.clone());
+    let limiter = ws.limiter.clone();
     let app_for_limits = app.clone();
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        // The rate limiter forgets addresses that have been quiet for a while.
+        // The rate limiters forget addresses that have been quiet for a while.
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tokio::select! {
@@ -56,8 +55,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
             }
         }
     });
-    let router = http::router(app.clone())
-        .merge(axum::Router::new().route("/v1/ws", axum::routing::get(live::ws::upgrade)).with_state(ws_state));
+    let router = web::router(web::WebState { app: app.clone(), ws, pbx: web::pbx::Limiters::new(&app) });
     let stop = shutdown.clone();
     let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -5,11 +5,11 @@
 //! The pure parts: [`hours`] (working hours, the next opening), [`number`] (reading and refusing
 //! the number typed), [`limits`] (the abuse limits' specs and the per-node limiters), [`text`]
 //! (what the form says, per language). The service: [`service`] takes a request through the
-//! checks and stores it with its jobs in one atomic step; [`status`] tells the visitor's tabs
+//! checks and stores it with its jobs in one atomic step (the widget asks over the websocket,
+//! a site's own form through `web/callback.rs`); [`status`] tells the visitor's tabs
 //! how it stands; each PBX vendor's trigger (`src/pbx/`) asks the PBX. The jobs themselves
 //! (the trigger, GA4 `callback_request`, the team's notices) are destinations in `src/jobs/`.
 
-pub mod api;
 pub mod hours;
 pub mod limits;
 pub mod number;
@@ -115,10 +115,47 @@ impl CallbackStatus {
     }
 }
 
+/// Why a callback request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Not a phone number that can be called, with its area code.
+    Invalid,
+    /// Premium-rate, shared-cost or a pager: a company's PBX must not dial it.
+    NotCallable,
+    /// On the site's blocklist.
+    Blocked,
+    /// The visitor has not been on the site for `min_time_on_site` yet.
+    TooSoon,
+    /// The form is never open (no working hours on any day).
+    Closed,
+    /// A limit is used up.
+    Limited(limits::Scope),
+    /// The site has no callback form.
+    Disabled,
+    /// The store is away: nothing was stored.
+    Unavailable,
+}
+
+impl Reason {
+    /// Stable: the API's error code, the metric label, and the key of the form's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Invalid => "invalid",
+            Reason::NotCallable => "not_callable",
+            Reason::Blocked => "blocked",
+            Reason::TooSoon => "too_soon",
+            Reason::Closed => "closed",
+            Reason::Limited(scope) => scope.as_str(),
+            Reason::Disabled => "disabled",
+            Reason::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Where a request came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Origin {
+pub enum Channel {
     /// The snippet's form, over the websocket.
     Widget,
     /// `POST /v1/callback` from the site's own form.
@@ -135,7 +172,7 @@ pub struct Callback {
     pub visitor: Option<VisitorId>,
     /// The visitor's session: what the GA4 events carry.
     pub attrs: SessionAttrs,
-    pub origin: Origin,
+    pub origin: Channel,
     pub requested_at: Ts,
     /// When the PBX is (first) asked: at once, or the next opening time.
     pub due_at: Ts,

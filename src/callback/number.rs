@@ -7,18 +7,20 @@ use std::collections::HashSet;
 
 use callpool_pool::PhoneNumber;
 
+use super::Reason;
+
 /// Why a number was refused, in words for the form (never an internal detail).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
-    /// Stable, for metrics: `invalid`, `blocked`, `not_callable`.
-    pub reason: &'static str,
+    /// `Invalid`, `NotCallable` or `Blocked`.
+    pub reason: Reason,
     pub message: String,
 }
 
 /// Reads a callback number typed by a visitor; `region` is the site's ISO country code (`RU`).
 pub fn read(raw: &str, region: phonenumber::country::Id) -> Result<PhoneNumber, Refused> {
     let invalid = || Refused {
-        reason: "invalid",
+        reason: Reason::Invalid,
         message: "Please enter a phone number we can call, with its area code.".into(),
     };
     let raw = raw.trim();
@@ -45,7 +47,7 @@ pub fn read(raw: &str, region: phonenumber::country::Id) -> Result<PhoneNumber, 
     let number = candidates.iter().find_map(|c| PhoneNumber::parse(c).ok()).ok_or_else(invalid)?;
     if not_callable(&number) {
         return Err(Refused {
-            reason: "not_callable",
+            reason: Reason::NotCallable,
             message: "We cannot call this kind of number; please enter a mobile or landline number.".into(),
         });
     }
@@ -96,7 +98,7 @@ impl Blocklist {
 
     pub fn check(&self, n: &PhoneNumber) -> Result<(), Refused> {
         if self.numbers.contains(n) || self.prefixes.iter().any(|p| n.as_str().starts_with(p.as_str())) {
-            Err(Refused { reason: "blocked", message: "We cannot call this number back.".into() })
+            Err(Refused { reason: Reason::Blocked, message: "We cannot call this number back.".into() })
         } else {
             Ok(())
         }
@@ -110,7 +112,7 @@ mod tests {
     use super::*;
 
     fn check(raw: &str, region: Id, expected: Result<&str, &str>) {
-        let got = read(raw, region).map(|n| n.to_string()).map_err(|r| r.reason);
+        let got = read(raw, region).map(|n| n.to_string()).map_err(|r| r.reason.as_str());
         assert_eq!(got.as_deref().map_err(|e| *e), expected, "{raw:?} in {region:?}");
     }
 
@@ -136,8 +138,8 @@ mod tests {
     fn blocklists_hold_numbers_and_prefixes() {
         let list = Blocklist::parse(&["+79161234567".into(), "+7495*".into()]).unwrap();
         let n = |s: &str| PhoneNumber::parse(s).unwrap();
-        assert_eq!(list.check(&n("+79161234567")).unwrap_err().reason, "blocked");
-        assert_eq!(list.check(&n("+74951234567")).unwrap_err().reason, "blocked");
+        assert_eq!(list.check(&n("+79161234567")).unwrap_err().reason, Reason::Blocked);
+        assert_eq!(list.check(&n("+74951234567")).unwrap_err().reason, Reason::Blocked);
         assert_eq!(list.check(&n("+79161234568")), Ok(()));
         let e = Blocklist::parse(&["7916".into(), "+7a*".into()]).unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");

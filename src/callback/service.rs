@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use callpool_pool::{SessionAttrs, Ts, VisitorId};
 
-use super::{status, Callback, CallbackId, CallbackStatus, Origin};
+use super::{status, Callback, CallbackId, CallbackStatus, Channel, Reason};
 use crate::app::App;
 use crate::calls::{Call, CallKey, CallStatus};
 use crate::config::{CallbackConfig, SiteConfig};
@@ -24,30 +24,23 @@ pub struct Request {
     pub visitor: Option<VisitorId>,
     pub attrs: SessionAttrs,
     pub ip: Option<IpAddr>,
-    pub origin: Origin,
+    pub origin: Channel,
 }
 
-/// Why a request was refused: a stable reason (metrics, API) and a message safe to show.
+/// Why a request was refused, with a message safe to show (in the site's language) and, for a
+/// limit kept in the store, when the number may ask again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub retry_after: Option<Duration>,
 }
 
-impl Refusal {
-    /// Refusals by a limit (the others are about the number or the visit).
-    pub fn is_limit(&self) -> bool {
-        matches!(self.reason, "ip" | "visitor" | "number" | "banned" | "site")
-    }
-}
-
-/// Takes a request through the checks and stores it. A refusal's `reason` is one of the checks',
-/// `disabled` (the site has no form) or `unavailable` (the store is away: nothing was stored).
+/// Takes a request through the checks and stores it.
 pub async fn request(app: &App, site: &SiteConfig, req: Request) -> Result<Callback, Refusal> {
     let Some(cfg) = &site.callback else {
         return Err(Refusal {
-            reason: "disabled",
+            reason: Reason::Disabled,
             message: "this site has no callback form".into(),
             retry_after: None,
         });
@@ -55,7 +48,7 @@ pub async fn request(app: &App, site: &SiteConfig, req: Request) -> Result<Callb
     stored(app, site, cfg, req).await.unwrap_or_else(|e| {
         app.metrics.store_errors.with_label_values(&["callback_create"]).inc();
         tracing::warn!(error = %e, "A callback request could not be stored.");
-        Err(Refusal { reason: "unavailable", message: text(site, "failed"), retry_after: None })
+        Err(Refusal { reason: Reason::Unavailable, message: text(site, "failed"), retry_after: None })
     })
 }
 
@@ -75,8 +68,8 @@ async fn stored(
     let now = app.clock.now();
     let checked = check(app, site, cfg, &req, now).await?;
     let refuse = |r: Refusal| {
-        app.metrics.callback_refused.with_label_values(&[site.id.as_str(), r.reason]).inc();
-        tracing::info!(site = %site.id, reason = r.reason, "A callback request was refused.");
+        app.metrics.callback_refused.with_label_values(&[site.id.as_str(), r.reason.as_str()]).inc();
+        tracing::info!(site = %site.id, reason = r.reason.as_str(), "A callback request was refused.");
         Ok(Err(r))
     };
     let (number, due) = match checked {
@@ -123,7 +116,7 @@ async fn stored(
             None => Err(StoreError::Failed(format!("callback {id} vanished while it was open"))),
         },
         Created::Refused { scope, retry_after } => refuse(Refusal {
-            reason: scope.as_str(),
+            reason: Reason::Limited(scope),
             message: cfg.texts.get("limited").to_owned(),
             retry_after: Some(retry_after),
         }),
@@ -139,7 +132,7 @@ async fn check(
     now: Ts,
 ) -> Result<Result<(callpool_pool::PhoneNumber, Ts), Refusal>, StoreError> {
     let refusal =
-        |reason: &'static str| Refusal { reason, message: cfg.texts.get(reason).to_owned(), retry_after: None };
+        |reason: Reason| Refusal { reason, message: cfg.texts.get(reason.as_str()).to_owned(), retry_after: None };
     let number = match super::number::read(&req.number, cfg.region).and_then(|n| cfg.blocklist.check(&n).map(|()| n)) {
         Ok(n) => n,
         Err(r) => return Ok(Err(refusal(r.reason))),
@@ -150,12 +143,12 @@ async fn check(
             None => None,
         };
         if first_seen.is_none_or(|t| now < t.plus(cfg.min_time_on_site)) {
-            return Ok(Err(refusal("too_soon")));
+            return Ok(Err(refusal(Reason::TooSoon)));
         }
     }
     if let Err(scope) = app.callback_limiters.check(&site.id, req.ip, req.visitor.as_ref().map(VisitorId::as_str)) {
         return Ok(Err(Refusal {
-            reason: scope.as_str(),
+            reason: Reason::Limited(scope),
             message: cfg.texts.get("limited").to_owned(),
             retry_after: None,
         }));
@@ -163,7 +156,7 @@ async fn check(
     let due = if cfg.hours.is_open(now) { Some(now) } else { cfg.hours.next_open(now) };
     match due {
         Some(due) => Ok(Ok((number, due))),
-        None => Ok(Err(Refusal { reason: "closed", message: text(site, "failed"), retry_after: None })),
+        None => Ok(Err(Refusal { reason: Reason::Closed, message: text(site, "failed"), retry_after: None })),
     }
 }
 

@@ -1,14 +1,14 @@
 //! The websocket endpoint `GET /v1/ws?site=KEY`: rate limit, origin check, hello, then one task
 //! per connection that relays the hub's messages, forwards activity, and pings.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use callpool_pool::VisitorId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SiteConfig;
 use crate::live::hub::{Hub, Tab, ToTab};
 use crate::live::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_MESSAGE_BYTES, VERSION};
+use crate::web::auth::{ClientIp, Origin};
 
 /// How long a new connection may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
@@ -74,19 +75,17 @@ pub struct WsQuery {
 
 pub async fn upgrade(
     State(state): State<WsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
+    Origin(origin): Origin,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let metrics = &state.hub.app().metrics;
-    let ip = crate::http::client_ip(&state.hub.app().config.server, peer, &headers);
     if state.limiter.check_key(&ip).is_err() {
         metrics.ws_refused.with_label_values(&["rate_limited"]).inc();
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many connection attempts\n")
             .into_response();
     }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let site = q.site.and_then(|key| state.sites.get(&key).cloned());
     // tungstenite's defaults cost ~100 KiB+ per idle socket; a callpool tab exchanges a few
     // short JSON messages, so small buffers keep tens of thousands of tabs cheap.
@@ -114,7 +113,7 @@ async fn connection(
     let Some(site) = site else {
         return refuse(socket, &state, ErrorCode::UnknownSite, "no site has this key").await;
     };
-    if !origin.as_deref().is_some_and(|o| site.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+    if site.config.allowed_origin(origin.as_deref()).is_none() {
         return refuse(socket, &state, ErrorCode::OriginNotAllowed, "this page's origin is not allowed for the site")
             .await;
     }
@@ -278,11 +277,11 @@ async fn callback_request(
         visitor: Some(tab.visitor.clone()),
         attrs: peer.hello.attrs(),
         ip: Some(peer.ip),
-        origin: crate::callback::Origin::Widget,
+        origin: crate::callback::Channel::Widget,
     };
     crate::callback::service::request(state.hub.app(), &site.config, req).await.err().map(|r| {
         ServerMsg::CallbackRefused {
-            reason: r.reason.to_owned(),
+            reason: r.reason.as_str().to_owned(),
             message: r.message,
             retry_after: r.retry_after.map(|d| d.as_secs().max(1)),
         }

@@ -565,6 +565,20 @@ async fn bad_numbers_are_refused_with_a_message_for_the_form() {
         }
     };
     assert_eq!(post("https://evil.example", json!({"site": "shop-public-key", "number": "+79161234567"})).await, 403);
+    // CORS: a preflight from the site's page is allowed (cached ten minutes); from another page, not.
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, w.node.url("/v1/callback"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight(ORIGIN).await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], ORIGIN);
+    assert_eq!(allowed.headers()["access-control-max-age"], "600");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
     assert_eq!(post(ORIGIN, json!({"site": "nope-key-123", "number": "+79161234567"})).await, 404);
     assert_eq!(post(ORIGIN, json!({"site": "shop-public-key"})).await, 400);
     assert_eq!(post(ORIGIN, json!({"site": "shop-public-key", "number": "+79161234567", "x": 1})).await, 400);

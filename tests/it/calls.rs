@@ -519,6 +519,61 @@ async fn a_twilio_kind_pbx_takes_only_twilios_signed_status_callbacks() {
     w.node.stop().await;
 }
 
+/// A delivery GA4 refuses is a dead letter at once; the operator lists it, fixes the cause and
+/// puts it back in the queue, and it goes out once.
+async fn a_refused_delivery_is_a_dead_letter_until_requeued(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let w = World::start(backend).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    w.fake.refusing.store(true, Ordering::SeqCst);
+    assert_eq!(w.post(&call_json("c-dead", &number, "completed")).await.status(), 200);
+    let dead = || async {
+        let v: Value = w.node.admin_get("/v1/admin/dead-letters?kind=ga4").await.json().await.unwrap();
+        v["dead_letters"].as_array().unwrap().clone()
+    };
+    eventually("GA4's refusal made a dead letter", || async { !dead().await.is_empty() }).await;
+    let letter = &dead().await[0];
+    assert_eq!((letter["kind"].as_str(), letter["id"].as_str()), (Some("ga4"), Some("office:c-dead")));
+    assert_eq!(letter["error"], "GA4 refused it: HTTP 400 Bad Request");
+    assert_eq!(w.report(ADMIN_TOKEN).await["calls"][0]["ga4"], "dead: GA4 refused it: HTTP 400 Bad Request");
+    let refused = reqwest::Client::new()
+        .post(w.node.url("/v1/admin/dead-letters/requeue"))
+        .json(&json!({"kind": "ga4", "ids": ["office:c-dead"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "the admin token is required");
+    let unknown: Value = w.node.admin_get("/v1/admin/dead-letters?kind=fax").await.json().await.unwrap();
+    assert_eq!(unknown["error"]["code"], "bad_request");
+    w.fake.refusing.store(false, Ordering::SeqCst);
+    let requeued: Value = reqwest::Client::new()
+        .post(w.node.url("/v1/admin/dead-letters/requeue"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"kind": "ga4", "ids": ["office:c-dead", "office:nope"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(requeued, json!({"requeued": ["office:c-dead"], "not_found": ["office:nope"]}));
+    eventually("GA4 received the call once re-queued", || async { w.fake.ga4_accepted().len() == 1 }).await;
+    still_exactly(&w.fake, 1, Duration::from_millis(700)).await;
+    assert!(dead().await.is_empty());
+    assert_eq!(w.report(ADMIN_TOKEN).await["calls"][0]["ga4"], "sent");
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_a_refused_delivery_is_a_dead_letter_until_requeued() {
+    a_refused_delivery_is_a_dead_letter_until_requeued(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn redis_a_refused_delivery_is_a_dead_letter_until_requeued() {
+    a_refused_delivery_is_a_dead_letter_until_requeued(Backend::Redis).await;
+}
+
 async fn ended_visits_are_recorded(backend: Backend) {
     let w = World::start(backend).await;
     let (a, _) = w.visitor_with_number().await;

@@ -314,6 +314,8 @@ pub struct FakeAnalytics {
     pub failing: Arc<std::sync::atomic::AtomicU32>,
     /// Answer 503 to everything while set.
     pub down: Arc<std::sync::atomic::AtomicBool>,
+    /// Answer 400 to everything while set (as GA4 does to a request it will never take).
+    pub refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub const GA4_MEASUREMENT_ID: &str = "G-TEST1";
@@ -341,6 +343,8 @@ impl FakeAnalytics {
         let problems = check_request(parts.method.as_str(), &path, &query, &parts.headers, &body);
         let status = if !problems.is_empty() {
             self.violations.lock().unwrap().extend(problems);
+            400
+        } else if self.refusing.load(Ordering::SeqCst) {
             400
         } else if self.down.load(Ordering::SeqCst)
             || self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()

@@ -264,6 +264,10 @@ async fn the_snippet_and_the_demo_page_are_served() {
     assert!(widget.headers()["content-type"].to_str().unwrap().starts_with("application/javascript"));
     assert!(widget.text().await.unwrap().contains("callpool.callbackForm()"));
     assert_eq!(node.get("/").await.status(), 404, "no demo page outside the demo configuration");
+    let gzipped =
+        reqwest::Client::new().get(node.url("/snippet.js")).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip", "browsers that take gzip get it");
+    assert!(gzipped.bytes().await.unwrap().len() <= 5 * 1024);
     node.stop().await;
 }
 

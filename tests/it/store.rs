@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use callpool::callback::limits::{Limits, Scope, Window};
-use callpool::callback::{Callback, CallbackId, CallbackStatus, Origin};
+use callpool::callback::{Callback, CallbackId, CallbackStatus, Channel};
 use callpool::calls::{Call, CallKey, CallStatus, Caller, CallerMemory, Match, MatchKind, NumberKind};
 use callpool::store::callbacks::{Created, Updated};
 use callpool::store::calls::CallWrite;
@@ -190,7 +190,7 @@ fn callback(number: &str, requested: Ts) -> Callback {
         number: PhoneNumber::parse(number).unwrap(),
         visitor: Some(VisitorId::new("v1").unwrap()),
         attrs: SessionAttrs::default(),
-        origin: Origin::Widget,
+        origin: Channel::Widget,
         requested_at: requested,
         due_at: requested,
         status: CallbackStatus::Accepted,

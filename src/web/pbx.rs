@@ -17,24 +17,21 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::calls::ingest::{self, Recorded};
 use crate::calls::{Caller, MatchKind};
-use crate::http::Failure;
 use crate::pbx::{self, CallAccepted, Inbound, Received, Reply};
 
 /// The largest webhook body read.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The webhook's shared state: the app and one rate limiter per PBX.
+/// One rate limiter per PBX (`requests_per_second`, and as a burst).
 #[derive(Clone)]
-pub struct PbxState {
-    pub app: Arc<App>,
-    limiters: Arc<HashMap<String, DefaultDirectRateLimiter>>,
-}
+pub struct Limiters(Arc<HashMap<String, DefaultDirectRateLimiter>>);
 
-impl PbxState {
-    pub fn new(app: Arc<App>) -> PbxState {
+impl Limiters {
+    pub fn new(app: &App) -> Limiters {
         let limiters = app
             .config
             .pbxs
@@ -44,7 +41,7 @@ impl PbxState {
                 (p.id.clone(), RateLimiter::direct(Quota::per_second(n).allow_burst(n)))
             })
             .collect();
-        PbxState { app, limiters: Arc::new(limiters) }
+        Limiters(Arc::new(limiters))
     }
 }
 
@@ -68,20 +65,21 @@ pub struct PbxQuery {
     ),
     responses(
         (status = 200, description = "Recorded (and its analytics queued) before this answer", body = CallAccepted),
-        (status = 400, description = "The body is malformed; the message names the field", body = crate::http::ApiError),
-        (status = 401, description = "Unknown PBX, missing or wrong signature, or a timestamp outside the replay window; nothing recorded", body = crate::http::ApiError),
-        (status = 429, description = "Too many reports from this PBX; retry after a second", body = crate::http::ApiError),
-        (status = 503, description = "The store is unavailable; retry", body = crate::http::ApiError),
+        (status = 400, description = "The body is malformed; the message names the field", body = ErrorBody),
+        (status = 401, description = "Unknown PBX, missing or wrong signature, or a timestamp outside the replay window; nothing recorded", body = ErrorBody),
+        (status = 429, description = "Too many reports from this PBX; retry after a second", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
     ),
     security(("pbx_signature" = [])),
 )]
 pub async fn receive(
-    State(state): State<PbxState>,
+    State(app): State<Arc<App>>,
+    State(limiters): State<Limiters>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Failure> {
-    let app = &state.app;
+) -> Result<Response, ApiError> {
+    let app = &app;
     let timer = app.metrics.pbx_seconds.start_timer();
     let reject = |reason: &str| app.metrics.pbx_rejected.with_label_values(&[reason]).inc();
     let query = query.unwrap_or_default();
@@ -93,24 +91,24 @@ pub async fn receive(
     };
     let Some((pbx, adapter)) = pbx.and_then(|p| pbx::adapter(p).map(|a| (p, a))) else {
         reject("unknown_pbx");
-        return Err(Failure::BadSignature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]".into()));
+        return Err(ApiError::bad_signature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]"));
     };
     let req = Inbound { headers: &headers, query: &query, body: &body, now: app.clock.now() };
     if let Err(why) = adapter.verify(&req) {
         reject(why.reason());
         tracing::info!(pbx = %pbx.id, reason = why.reason(), "A call webhook was refused.");
-        return Err(Failure::BadSignature(why.message().to_owned()));
+        return Err(ApiError::bad_signature(why.message()));
     }
-    if state.limiters.get(&pbx.id).is_some_and(|l| l.check().is_err()) {
+    if limiters.0.get(&pbx.id).is_some_and(|l| l.check().is_err()) {
         reject("rate_limited");
-        return Err(Failure::RateLimited);
+        return Err(ApiError::rate_limited());
     }
     let reports = match adapter.read(&pbx.id, &req) {
         Ok(Received::Reports(r)) => r,
         Ok(Received::Answer(reply)) => return Ok(respond(reply)),
         Err(why) => {
             reject(why.reason());
-            return Err(Failure::BadRequest(why.message().to_owned()));
+            return Err(ApiError::bad_request(why.message()));
         }
     };
     let mut accepted = Vec::with_capacity(reports.len());
@@ -122,7 +120,7 @@ pub async fn receive(
 }
 
 /// Records one report (and moves a callback on, if the call is one's).
-async fn record(app: &App, report: &crate::calls::CallReport) -> Result<CallAccepted, Failure> {
+async fn record(app: &App, report: &crate::calls::CallReport) -> Result<CallAccepted, ApiError> {
     let recorded = ingest::record(app, report).await.inspect_err(|e| {
         app.metrics.store_errors.with_label_values(&["calls_record"]).inc();
         tracing::warn!(error = %e, "A call webhook could not be recorded; the PBX will retry.");

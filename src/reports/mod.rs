@@ -1,0 +1,567 @@
+//! Reports for a site's owner: the calls of a period (JSON rows or CSV), per-day counts by match
+//! kind with the share tracked (the accuracy figure) and the pool's use, the callback requests,
+//! Metrica's CSV, the calls no site owns (for the operator), and the pool-size advice. Days are
+//! the site's local days (its `timezone`). [`page`] renders the owner's page from a template;
+//! `web/reports.rs` serves all of it.
+
+pub mod page;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use callpool_pool::Ts;
+use chrono::{Days, NaiveDate, TimeZone};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::analytics::{csv_field, yandex_row, YANDEX_CSV_HEADER};
+use crate::app::App;
+use crate::callback::{CallbackStatus, Channel};
+use crate::calls::{Call, Caller, MatchKind};
+use crate::config::SiteConfig;
+use crate::store::jobs::JobState;
+use crate::store::StoreError;
+
+/// The most records one report reads.
+pub const MAX_ROWS: usize = 50_000;
+/// The longest period one report covers.
+pub const MAX_DAYS: u64 = 366;
+
+/// How much of a report its reader may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Callers in full: the server's admin token or the site's `admin_token`.
+    Full,
+    /// Callers masked (`+7********67`): the site's `report_token`.
+    Masked,
+}
+
+impl Access {
+    fn show(self, c: &Caller) -> String {
+        match self {
+            Access::Full => c.as_str().to_owned(),
+            Access::Masked => c.masked(),
+        }
+    }
+}
+
+/// A report's period: local days from `first` to `last` (included), and the instants they span.
+#[derive(Clone, Copy, Debug)]
+pub struct Period {
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+    pub from: Ts,
+    pub to: Ts,
+}
+
+/// Why a period was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeriodError {
+    #[error("{field}: {value:?} is not a date such as 2026-11-22")]
+    NotADate { field: &'static str, value: String },
+    #[error("from: after to")]
+    Reversed,
+    #[error("the period is longer than {MAX_DAYS} days")]
+    TooLong,
+}
+
+impl Period {
+    /// `from`..=`to` (`YYYY-MM-DD`) in `tz`; by default the 30 days up to today.
+    pub fn new(tz: chrono_tz::Tz, from: Option<&str>, to: Option<&str>, now: Ts) -> Result<Period, PeriodError> {
+        let today = now.to_chrono().map_or(NaiveDate::MIN, |t| t.with_timezone(&tz).date_naive());
+        let last = day("to", to)?.unwrap_or(today);
+        let first = day("from", from)?.unwrap_or_else(|| last.checked_sub_days(Days::new(29)).unwrap_or(last));
+        if first > last {
+            return Err(PeriodError::Reversed);
+        }
+        if (last - first).num_days() as u64 >= MAX_DAYS {
+            return Err(PeriodError::TooLong);
+        }
+        let from = local_midnight(tz, first);
+        let to =
+            Ts::from_millis(local_midnight(tz, last.checked_add_days(Days::new(1)).unwrap_or(last)).as_millis() - 1);
+        Ok(Period { first, last, from, to })
+    }
+}
+
+/// A `YYYY-MM-DD` parameter.
+fn day(field: &'static str, v: Option<&str>) -> Result<Option<NaiveDate>, PeriodError> {
+    v.map(|s| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| PeriodError::NotADate { field, value: s.to_owned() })
+    })
+    .transpose()
+}
+
+/// The first instant of `day` in `tz` (after a DST gap, the first that exists).
+fn local_midnight(tz: chrono_tz::Tz, day: NaiveDate) -> Ts {
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists as a time of day");
+    let t = tz
+        .from_local_datetime(&midnight)
+        .earliest()
+        .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest())
+        .map_or(0, |t| t.timestamp_millis());
+    Ts::from_millis(t)
+}
+
+fn local_date(site: &SiteConfig, t: Ts) -> NaiveDate {
+    t.to_chrono().map_or(NaiveDate::MIN, |t| t.with_timezone(&site.timezone).date_naive())
+}
+
+fn rfc3339(t: Ts) -> String {
+    t.to_chrono().map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+async fn load(app: &App, site: &SiteConfig, p: &Period) -> Result<Vec<Call>, StoreError> {
+    app.store.calls(Some(&site.id), p.from, p.to, MAX_ROWS).await
+}
+
+/// One call in a report.
+#[derive(Serialize, ToSchema)]
+pub struct CallRow {
+    call_id: String,
+    /// RFC 3339, UTC.
+    started_at: String,
+    /// The site's local date.
+    date: String,
+    called: String,
+    /// Masked (`+7********67`) unless the token is the site's admin token.
+    caller: Option<String>,
+    status: String,
+    duration: Option<u32>,
+    answered: bool,
+    #[serde(rename = "match")]
+    matched: MatchKind,
+    number_kind: String,
+    first_time_caller: bool,
+    visitor: Option<String>,
+    source: Option<String>,
+    medium: Option<String>,
+    campaign: Option<String>,
+    referrer: Option<String>,
+    landing_page: Option<String>,
+    gclid: Option<String>,
+    yclid: Option<String>,
+    recording_url: Option<String>,
+    /// GA4 delivery: pending, sent, skipped, dead (with the reason), or none.
+    ga4: String,
+    yandex: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CallList {
+    site: String,
+    from: String,
+    to: String,
+    calls: Vec<CallRow>,
+    /// True when the period held more calls than one report returns (50,000).
+    truncated: bool,
+}
+
+impl CallList {
+    /// The file name of its CSV.
+    pub fn csv_name(&self) -> String {
+        format!("calls-{}-{}-{}.csv", self.site, self.from, self.to)
+    }
+}
+
+/// Where a job stands, in a report's words.
+fn delivery(d: &Option<JobState>) -> String {
+    match d {
+        None => "none".into(),
+        Some(JobState::Pending) => "pending".into(),
+        Some(JobState::Sent { .. }) => "sent".into(),
+        Some(JobState::Skipped { reason }) => format!("skipped: {reason}"),
+        Some(JobState::Dead { error }) => format!("dead: {error}"),
+    }
+}
+
+/// The site's calls of a period, oldest first, with where their GA4 event and Metrica row stand.
+pub async fn calls(app: &App, site: &SiteConfig, p: &Period, access: Access) -> Result<CallList, StoreError> {
+    let calls = load(app, site, p).await?;
+    let ids: Vec<String> = calls.iter().map(|c| c.key.to_string()).collect();
+    let ga4 = app.store.job_states(crate::jobs::ga4::CALLS, &ids).await?;
+    let yandex = app.store.job_states(crate::jobs::metrica::KIND, &ids).await?;
+    let truncated = calls.len() >= MAX_ROWS;
+    let rows = calls
+        .iter()
+        .zip(ga4.iter().zip(&yandex))
+        .map(|(c, (ga4, yandex))| {
+            let a = &c.matched.attrs;
+            CallRow {
+                call_id: c.key.call_id().to_owned(),
+                started_at: rfc3339(c.started_at),
+                date: local_date(site, c.started_at).to_string(),
+                called: c.called.to_string(),
+                caller: c.caller.as_ref().map(|n| access.show(n)),
+                status: c.status.as_str().to_owned(),
+                duration: c.duration,
+                answered: c.status.answered() || c.answered_at.is_some(),
+                matched: c.matched.kind,
+                number_kind: c.matched.number_kind.as_str().to_owned(),
+                first_time_caller: c.first_time_caller,
+                visitor: c.matched.visitor.as_ref().map(ToString::to_string),
+                source: a.utm_source.clone(),
+                medium: a.utm_medium.clone(),
+                campaign: a.utm_campaign.clone(),
+                referrer: a.referrer.clone(),
+                landing_page: a.landing_page.clone(),
+                gclid: a.gclid.clone(),
+                yclid: a.yclid.clone(),
+                recording_url: c.recording_url.clone(),
+                ga4: delivery(ga4),
+                yandex: delivery(yandex),
+            }
+        })
+        .collect();
+    Ok(CallList {
+        site: site.id.to_string(),
+        from: p.first.to_string(),
+        to: p.last.to_string(),
+        calls: rows,
+        truncated,
+    })
+}
+
+/// The calls as CSV, with the JSON rows' columns.
+pub fn calls_csv(list: &CallList) -> String {
+    let mut out = String::from("call_id,started_at,date,called,caller,status,duration,answered,match,number_kind,first_time_caller,visitor,source,medium,campaign,referrer,landing_page,gclid,yclid,recording_url,ga4,yandex\n");
+    for c in &list.calls {
+        let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            csv_field(&c.call_id),
+            c.started_at,
+            c.date,
+            c.called,
+            opt(&c.caller),
+            c.status,
+            c.duration.map(|d| d.to_string()).unwrap_or_default(),
+            u8::from(c.answered),
+            c.matched.as_str(),
+            c.number_kind,
+            u8::from(c.first_time_caller),
+            opt(&c.visitor),
+            opt(&c.source),
+            opt(&c.medium),
+            opt(&c.campaign),
+            opt(&c.referrer),
+            opt(&c.landing_page),
+            opt(&c.gclid),
+            opt(&c.yclid),
+            opt(&c.recording_url),
+            csv_field(&c.ga4),
+            csv_field(&c.yandex),
+        );
+    }
+    out
+}
+
+/// One callback request in a report.
+#[derive(Serialize, ToSchema)]
+pub struct CallbackRow {
+    id: String,
+    /// RFC 3339, UTC.
+    requested_at: String,
+    /// When the PBX was (first) asked: at once, or the next opening.
+    due_at: String,
+    status: CallbackStatus,
+    /// Masked (`+7********67`) unless the token is the site's admin token.
+    number: String,
+    /// `widget` or `api`.
+    origin: String,
+    attempts: u32,
+    /// Why the last trigger attempt failed.
+    error: Option<String>,
+    /// The PBX's call id of the callback's call, once reported.
+    call_id: Option<String>,
+    visitor: Option<String>,
+    source: Option<String>,
+    medium: Option<String>,
+    campaign: Option<String>,
+    landing_page: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CallbackList {
+    site: String,
+    from: String,
+    to: String,
+    callbacks: Vec<CallbackRow>,
+    /// True when the period held more requests than one report returns (50,000).
+    truncated: bool,
+}
+
+/// The site's callback requests of a period, oldest first, with where each stands.
+pub async fn callbacks(app: &App, site: &SiteConfig, p: &Period, access: Access) -> Result<CallbackList, StoreError> {
+    let list = app.store.callbacks(&site.id, p.from, p.to, MAX_ROWS).await?;
+    let truncated = list.len() >= MAX_ROWS;
+    let callbacks = list
+        .into_iter()
+        .map(|cb| {
+            let number = Caller::parse(cb.number.as_str()).map_or_else(String::new, |c| access.show(&c));
+            let a = cb.attrs;
+            CallbackRow {
+                id: cb.id.to_string(),
+                requested_at: rfc3339(cb.requested_at),
+                due_at: rfc3339(cb.due_at),
+                status: cb.status,
+                number,
+                origin: match cb.origin {
+                    Channel::Widget => "widget".into(),
+                    Channel::Api => "api".into(),
+                },
+                attempts: cb.attempts,
+                error: cb.error,
+                call_id: cb.call.map(|c| c.call_id().to_owned()),
+                visitor: cb.visitor.map(|v| v.to_string()),
+                source: a.utm_source,
+                medium: a.utm_medium,
+                campaign: a.utm_campaign,
+                landing_page: a.landing_page,
+            }
+        })
+        .collect();
+    Ok(CallbackList {
+        site: site.id.to_string(),
+        from: p.first.to_string(),
+        to: p.last.to_string(),
+        callbacks,
+        truncated,
+    })
+}
+
+/// Calls of one day (or the whole period) by match kind.
+#[derive(Serialize, ToSchema, Default, Clone)]
+pub struct DayCounts {
+    /// The site's local date (empty for the period's total).
+    pub date: String,
+    pub total: u64,
+    pub active: u64,
+    pub recent: u64,
+    pub repeat_caller: u64,
+    /// active + recent + repeat_caller: attributed to a visitor session.
+    pub tracked: u64,
+    pub default_before: u64,
+    pub default_after: u64,
+    #[serde(rename = "static")]
+    pub static_: u64,
+    pub unmatched: u64,
+    /// Calls the PBX placed for callback requests (outbound: not counted in the share tracked).
+    pub callback: u64,
+    /// tracked ÷ (total − static − callback): the accuracy figure. Calls to the static number come from
+    /// traffic the site chose not to track, so they do not count against it. `null` without calls.
+    pub share_tracked: Option<f64>,
+    /// The most numbers leased at once that day (sampled every 30 s); `null` without samples.
+    pub peak_leased: Option<u32>,
+    /// Lease requests that found the pool exhausted that day; `null` without samples.
+    pub exhausted: Option<u64>,
+}
+
+impl DayCounts {
+    fn add(&mut self, kind: MatchKind) {
+        self.total += 1;
+        match kind {
+            MatchKind::Active => self.active += 1,
+            MatchKind::Recent => self.recent += 1,
+            MatchKind::RepeatCaller => self.repeat_caller += 1,
+            MatchKind::DefaultBefore => self.default_before += 1,
+            MatchKind::DefaultAfter => self.default_after += 1,
+            MatchKind::Static => self.static_ += 1,
+            MatchKind::Unmatched => self.unmatched += 1,
+            MatchKind::Callback => self.callback += 1,
+        }
+        if kind.is_tracked() && kind != MatchKind::Callback {
+            self.tracked += 1;
+        }
+        let base = self.total - self.static_ - self.callback;
+        self.share_tracked = (base > 0).then(|| self.tracked as f64 / base as f64);
+    }
+}
+
+/// A site's pool now.
+#[derive(Serialize, ToSchema)]
+pub struct PoolUse {
+    pub max_numbers: u32,
+    pub working: u32,
+    pub leased_now: u32,
+    /// Lease requests that found nothing free, since the pool was created.
+    pub exhausted_total: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Summary {
+    pub site: String,
+    pub from: String,
+    pub to: String,
+    pub days: Vec<DayCounts>,
+    pub total: DayCounts,
+    /// One line on the untracked calls: shorten the delay, or lengthen the hold.
+    pub hint: String,
+    pub pool: Option<PoolUse>,
+}
+
+fn hint(site: &SiteConfig, t: &DayCounts) -> String {
+    let (before, after) = (t.default_before, t.default_after);
+    let delay = humantime::format_duration(site.delay_to_show);
+    let idle = humantime::format_duration(site.rules.reclaim_after_idle);
+    if before + after == 0 {
+        "No untracked calls in this period.".into()
+    } else if before > after * 3 / 2 {
+        format!("More untracked calls on default_before ({before}) than default_after ({after}): visitors call before the tracking number appears; shorten delay_to_show (now {delay}).")
+    } else if after > before * 3 / 2 {
+        format!("More untracked calls on default_after ({after}) than default_before ({before}): numbers are taken back while visitors still need them; lengthen reclaim_after_idle (now {idle}) or max_hold.")
+    } else {
+        format!("Untracked calls are balanced between default_before ({before}) and default_after ({after}).")
+    }
+}
+
+/// Per-day counts by match kind, the share tracked, a hint on the untracked calls, and the pool.
+pub async fn summary(app: &App, site: &SiteConfig, p: &Period) -> Result<Summary, StoreError> {
+    let calls = load(app, site, p).await?;
+    let mut days: BTreeMap<NaiveDate, DayCounts> = BTreeMap::new();
+    let mut d = p.first;
+    while d <= p.last {
+        days.insert(d, DayCounts { date: d.to_string(), ..Default::default() });
+        d = d.checked_add_days(Days::new(1)).unwrap_or(NaiveDate::MAX);
+    }
+    // Pool use: the day before the period gives the first day's baseline of the exhausted counter.
+    let before = p.first.checked_sub_days(Days::new(1)).unwrap_or(p.first);
+    let names: Vec<String> = std::iter::once(before).chain(days.keys().copied()).map(|d| d.to_string()).collect();
+    let usage = app.store.usage(&site.id, &names).await?;
+    let mut baseline = usage.first().copied().flatten().map(|u| u.exhausted_last);
+    for (day, u) in days.values_mut().zip(usage.iter().skip(1)) {
+        if let Some(u) = u {
+            day.peak_leased = Some(u.peak_leased);
+            day.exhausted = Some(u.exhausted_last.saturating_sub(baseline.unwrap_or(u.exhausted_first)));
+            baseline = Some(u.exhausted_last);
+        }
+    }
+    let mut total = DayCounts::default();
+    for c in &calls {
+        let kind = c.matched.kind;
+        if let Some(day) = days.get_mut(&local_date(site, c.started_at)) {
+            day.add(kind);
+        }
+        total.add(kind);
+    }
+    let pool = app.pool.status(&site.id, app.clock.now()).await?.map(|st| PoolUse {
+        max_numbers: st.max_numbers,
+        working: st.working,
+        leased_now: st.leased,
+        exhausted_total: st.exhausted_total,
+    });
+    let total = DayCounts {
+        peak_leased: days.values().filter_map(|d| d.peak_leased).max(),
+        exhausted: days.values().filter_map(|d| d.exhausted).reduce(|a, b| a + b),
+        ..total
+    };
+    Ok(Summary {
+        site: site.id.to_string(),
+        from: p.first.to_string(),
+        to: p.last.to_string(),
+        hint: hint(site, &total),
+        days: days.into_values().collect(),
+        total,
+        pool,
+    })
+}
+
+/// The period's attributed calls in Yandex Metrica's offline-calls CSV (for a manual upload).
+pub async fn yandex_csv(app: &App, site: &SiteConfig, p: &Period) -> Result<String, StoreError> {
+    let mut out = format!("{YANDEX_CSV_HEADER}\n");
+    for c in load(app, site, p).await?.iter().filter(|c| c.matched.kind.is_tracked()) {
+        if let Some(row) = yandex_row(c) {
+            out.push_str(&row);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// A call to a number no configured site owns.
+#[derive(Serialize, ToSchema)]
+pub struct UnassignedCall {
+    call_id: String,
+    started_at: String,
+    called: String,
+    caller: Option<String>,
+    status: String,
+}
+
+/// Calls to numbers that belong to no site (a shared number never leased, or one the PBX should
+/// not send), for the operator to fix the routing or the configuration.
+pub async fn unassigned(app: &App, p: &Period) -> Result<Vec<UnassignedCall>, StoreError> {
+    let calls = app.store.calls(None, p.from, p.to, MAX_ROWS).await?;
+    Ok(calls
+        .into_iter()
+        .map(|c| UnassignedCall {
+            call_id: c.key.call_id().to_owned(),
+            started_at: rfc3339(c.started_at),
+            called: c.called.to_string(),
+            caller: c.caller.map(|c| c.as_str().to_owned()),
+            status: c.status.as_str().to_owned(),
+        })
+        .collect())
+}
+
+/// "With 14 numbers instead of 9 you would attribute 96% instead of 81%", from the site's own
+/// recorded traffic of the last 28 days (docs/SIMULATION.md). Takes seconds.
+pub async fn advice(app: &App, site: &SiteConfig) -> String {
+    let now = app.clock.now();
+    let from = now.minus(std::time::Duration::from_secs(28 * 86_400));
+    let fitted = match crate::sim::fit::recorded(&app.store, site, from, now).await {
+        Ok((fit, _)) => fit,
+        Err(why) => return format!("No advice yet: {why}."),
+    };
+    let settings = crate::sim::fit::site_settings(site, &fitted);
+    let model = fitted.model.clone();
+    let run = tokio::task::spawn_blocking(move || crate::sim::fit::advice(&model, &settings, 0.95, 0.01)).await;
+    let Ok((current, best)) = run else { return "The simulation failed; see the logs.".into() };
+    format!(
+        "{} Simulated on {} recorded visits and {} calls.",
+        crate::sim::advice_text(&current, &best),
+        fitted.visits,
+        fitted.calls
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_share_tracked_leaves_static_calls_out() {
+        let mut d = DayCounts::default();
+        for k in
+            [MatchKind::Active, MatchKind::Recent, MatchKind::DefaultBefore, MatchKind::Static, MatchKind::Unmatched]
+        {
+            d.add(k);
+        }
+        assert_eq!((d.total, d.tracked), (5, 2));
+        assert_eq!(d.share_tracked, Some(0.5));
+        assert_eq!(DayCounts::default().share_tracked, None);
+    }
+
+    #[test]
+    fn periods_are_the_sites_local_days() {
+        let now = Ts::from_millis(1_767_225_600_000); // 2026-01-01T00:00:00Z, 03:00 in Moscow
+        let p = Period::new(chrono_tz::Europe::Moscow, None, None, now).unwrap();
+        assert_eq!((p.first.to_string(), p.last.to_string()), ("2025-12-03".into(), "2026-01-01".into()));
+        assert_eq!(p.from.to_string(), "2025-12-02T21:00:00.000Z");
+        let p = Period::new(chrono_tz::UTC, Some("2026-01-02"), Some("2026-01-02"), now).unwrap();
+        assert_eq!(
+            (p.from.to_string(), p.to.to_string()),
+            ("2026-01-02T00:00:00.000Z".into(), "2026-01-02T23:59:59.999Z".into())
+        );
+        assert_eq!(
+            Period::new(chrono_tz::UTC, Some("2026-01-03"), Some("2026-01-02"), now).unwrap_err(),
+            PeriodError::Reversed
+        );
+        assert_eq!(Period::new(chrono_tz::UTC, Some("2024-01-01"), None, now).unwrap_err(), PeriodError::TooLong);
+        assert!(matches!(
+            Period::new(chrono_tz::UTC, Some("yesterday"), None, now),
+            Err(PeriodError::NotADate { field: "from", .. })
+        ));
+    }
+}

@@ -1,0 +1,130 @@
+//! The one error every handler returns, and the one place errors become HTTP statuses and the
+//! JSON problem body `{"error": {"code": "...", "message": "...", "retry_after": N?}}`.
+
+use std::borrow::Cow;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use callpool_pool::PoolError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// What a handler answers when it cannot do what was asked.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: Cow<'static, str>,
+    message: String,
+    /// Seconds until the caller may try again (429, and 503 where known).
+    retry_after: Option<u64>,
+}
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `unauthorized`, `bad_signature`, `bad_request`, `not_found`,
+    /// `rate_limited`, `unavailable`, `internal`, `origin_not_allowed`, `unknown_site`; a callback
+    /// request's refusal names its check (`invalid`, `not_callable`, `blocked`, `too_soon`,
+    /// `closed`) or limit (`ip`, `visitor`, `number`, `banned`, `site`).
+    code: String,
+    /// For people; may change. A callback refusal's message is safe to show to the visitor, in
+    /// the site's language.
+    message: String,
+    /// Seconds until the limit lets the caller try again, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> ApiError {
+        ApiError { status, code: code.into(), message: message.into(), retry_after: None }
+    }
+
+    /// With `Retry-After` (at least a second).
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// A missing or wrong token.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send the token as 'Authorization: Bearer <token>'")
+    }
+
+    /// A webhook's signature is missing, wrong or stale (the message says which).
+    pub fn bad_signature(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", message)
+    }
+
+    /// The request is malformed; the message names the field.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn rate_limited() -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; retry in a second")
+            .retry_after(1)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Pool(p) => p.into(),
+            e if e.is_unavailable() => ApiError::unavailable(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> ApiError {
+        match e {
+            PoolError::UnknownSite(s) => ApiError::not_found(format!("unknown site {s}")),
+            PoolError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            PoolError::Invalid(m) => ApiError::not_found(m),
+            PoolError::Storage(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self.message, "A request failed inside callpool.");
+        }
+        let unauthorized = self.code == "unauthorized";
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code.into_owned(), message: self.message, retry_after: self.retry_after },
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        let h = resp.headers_mut();
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if unauthorized {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

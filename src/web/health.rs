@@ -1,0 +1,91 @@
+//! What an operator's monitoring asks: liveness, readiness, and Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::App;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The process is alive", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// `embedded` or `redis`.
+    store: &'static str,
+    /// `in_process` (one node), or for RabbitMQ `connected` / `unavailable`.
+    broker: &'static str,
+}
+
+/// Readiness: the store answers and, in a cluster, the node is connected to RabbitMQ.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "Ready to serve", body = Ready),
+    (status = 503, description = "The store does not answer, or RabbitMQ is not connected", body = Ready),
+))]
+pub async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, Json<Ready>) {
+    let store = app.pool.kind();
+    let broker = match app.config.bus {
+        crate::config::BusConfig::InProcess => "in_process",
+        crate::config::BusConfig::RabbitMq { .. } if app.metrics.bus.connected.get() == 1 => "connected",
+        crate::config::BusConfig::RabbitMq { .. } => "unavailable",
+    };
+    let store_ok = match app.pool.ping().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "Not ready: the store does not answer.");
+            false
+        }
+    };
+    if store_ok && broker != "unavailable" {
+        (StatusCode::OK, Json(Ready { status: "ready", store, broker }))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { status: "unavailable", store, broker }))
+    }
+}
+
+/// Prometheus metrics in the text format. Pool gauges are read from the store at scrape time.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let now = app.clock.now();
+    for site in &app.config.sites {
+        match app.pool.status(&site.id, now).await {
+            Ok(Some(st)) => {
+                let g = &app.metrics.pool_numbers;
+                for (state, v) in [
+                    ("working", st.working),
+                    ("leased", st.leased),
+                    ("free", st.free),
+                    ("cooling", st.cooling),
+                    ("max", st.max_numbers),
+                ] {
+                    g.with_label_values(&[site.id.as_str(), state]).set(i64::from(v));
+                }
+                let exhausted = i64::try_from(st.exhausted_total).unwrap_or(i64::MAX);
+                app.metrics.pool_exhausted.with_label_values(&[site.id.as_str()]).set(exhausted);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, site = %site.id, "Pool gauges not refreshed."),
+        }
+    }
+    for (kind, _) in crate::jobs::registry::kinds() {
+        match app.store.job_depth(kind).await {
+            Ok((queued, dead)) => {
+                let g = &app.metrics.outbox_jobs;
+                g.with_label_values(&[kind, "queued"]).set(i64::try_from(queued).unwrap_or(i64::MAX));
+                g.with_label_values(&[kind, "dead"]).set(i64::try_from(dead).unwrap_or(i64::MAX));
+            }
+            Err(e) => tracing::warn!(error = %e, "Outbox gauges not refreshed."),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.encode()).into_response()
+}

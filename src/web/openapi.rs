@@ -1,0 +1,93 @@
+//! The OpenAPI 3 document of the HTTP API (`GET /openapi.json`), generated from the handlers.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{admin, callback, error, health, pbx, reports};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "callpool", description = "Dynamic call tracking: HTTP API"),
+    paths(
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        admin::pool_all,
+        admin::pool_site,
+        admin::dead_letters,
+        admin::requeue,
+        pbx::receive,
+        reports::calls,
+        reports::summary,
+        reports::yandex_csv,
+        reports::page,
+        reports::unassigned,
+        reports::callbacks,
+        callback::create,
+        callback::status,
+    ),
+    components(schemas(
+        error::ErrorBody,
+        error::ErrorDetail,
+        health::Ready,
+        admin::PoolStatus,
+        admin::SitePoolStatus,
+        admin::DeadLetters,
+        admin::DeadLetter,
+        admin::Requeue,
+        admin::Requeued,
+        crate::pbx::callpool::CallWebhook,
+        crate::pbx::CallAccepted,
+        crate::calls::CallStatus,
+        crate::calls::MatchKind,
+        crate::reports::CallRow,
+        crate::reports::CallList,
+        crate::reports::Summary,
+        crate::reports::DayCounts,
+        crate::reports::UnassignedCall,
+        crate::reports::CallbackRow,
+        crate::reports::CallbackList,
+        callback::CallbackRequest,
+        callback::CallbackView,
+        crate::callback::CallbackStatus,
+    )),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "report_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The site's report_token (callers masked) or admin_token, or the server's admin token",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "pbx_signature",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Callpool-Signature",
+                    "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" with the PBX's secret>",
+                ),
+            )),
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The site owner's reports (`Authorization: Bearer <token>`, or `?token=` for links opened in a
+//! browser): the site's `report_token` sees callers masked, its `admin_token` or the server's
+//! admin token in full. And the operator's list of calls no site owns.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::{Admin, Owner};
+use super::error::{ApiError, ErrorBody};
+use crate::app::App;
+use crate::reports::page::{self, Advice};
+use crate::reports::{self, CallList, CallbackList, Period, Summary, UnassignedCall};
+
+#[derive(Deserialize, IntoParams)]
+pub struct ReportQuery {
+    /// First day (the site's local date, YYYY-MM-DD); default: 29 days before `to`.
+    from: Option<String>,
+    /// Last day, included; default: today.
+    to: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+    /// The token, for links opened in a browser (prefer the Authorization header).
+    token: Option<String>,
+    /// On the page: `1` simulates the site's last 28 days of recorded traffic with other pool
+    /// sizes (takes a few seconds) and shows the advice.
+    advice: Option<u8>,
+}
+
+impl ReportQuery {
+    fn period(&self, app: &App, tz: chrono_tz::Tz) -> Result<Period, ApiError> {
+        Period::new(tz, self.from.as_deref(), self.to.as_deref(), app.clock.now())
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
+fn csv(body: String, filename: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A site's calls of a period, oldest first (JSON, or CSV with `format=csv`).
+#[utoipa::path(get, path = "/v1/reports/{site}/calls", security(("report_token" = [])),
+    params(("site" = String, Path, description = "Site id"), ReportQuery),
+    responses(
+        (status = 200, body = CallList, description = "JSON; with format=csv a CSV file with the same columns"),
+        (status = 400, description = "A bad date or period", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+    ))]
+pub async fn calls(
+    State(app): State<Arc<App>>,
+    owner: Owner,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let site = owner.site(&app);
+    let list = reports::calls(&app, site, &q.period(&app, site.timezone)?, owner.access).await?;
+    Ok(if q.format.as_deref() == Some("csv") {
+        csv(reports::calls_csv(&list), &list.csv_name())
+    } else {
+        Json(list).into_response()
+    })
+}
+
+/// Per-day counts by match kind, the share tracked, a hint on the untracked calls, and the pool.
+#[utoipa::path(get, path = "/v1/reports/{site}/summary", security(("report_token" = [])),
+    params(("site" = String, Path, description = "Site id"), ReportQuery),
+    responses(
+        (status = 200, body = Summary),
+        (status = 400, description = "A bad date or period", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+    ))]
+pub async fn summary(
+    State(app): State<Arc<App>>,
+    owner: Owner,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<Summary>, ApiError> {
+    let site = owner.site(&app);
+    Ok(Json(reports::summary(&app, site, &q.period(&app, site.timezone)?).await?))
+}
+
+/// The site's callback requests in a period, oldest first, with where each stands.
+#[utoipa::path(get, path = "/v1/reports/{site}/callbacks", security(("report_token" = [])),
+    params(("site" = String, Path, description = "The site's id"), ReportQuery),
+    responses(
+        (status = 200, body = CallbackList),
+        (status = 400, description = "A bad date or period", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+    ))]
+pub async fn callbacks(
+    State(app): State<Arc<App>>,
+    owner: Owner,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<CallbackList>, ApiError> {
+    let site = owner.site(&app);
+    Ok(Json(reports::callbacks(&app, site, &q.period(&app, site.timezone)?, owner.access).await?))
+}
+
+/// The period's attributed calls in Yandex Metrica's offline-calls CSV (for a manual upload).
+#[utoipa::path(get, path = "/v1/reports/{site}/yandex.csv", security(("report_token" = [])),
+    params(("site" = String, Path, description = "Site id"), ReportQuery),
+    responses(
+        (status = 200, description = "CSV with Metrica's header line", body = String, content_type = "text/csv"),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+    ))]
+pub async fn yandex_csv(
+    State(app): State<Arc<App>>,
+    owner: Owner,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let site = owner.site(&app);
+    let p = q.period(&app, site.timezone)?;
+    let body = reports::yandex_csv(&app, site, &p).await?;
+    Ok(csv(body, &format!("metrica-calls-{}-{}-{}.csv", site.id, p.first, p.last)))
+}
+
+/// The report page: calls over time by match kind, the untracked split with its hint, pool use.
+#[utoipa::path(get, path = "/v1/reports/{site}", security(("report_token" = [])),
+    params(("site" = String, Path, description = "Site id"), ReportQuery),
+    responses(
+        (status = 200, description = "HTML page", body = String, content_type = "text/html"),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+    ))]
+pub async fn page(
+    State(app): State<Arc<App>>,
+    owner: Owner,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let site = owner.site(&app);
+    let summary = reports::summary(&app, site, &q.period(&app, site.timezone)?).await?;
+    let advice = if q.advice == Some(1) {
+        Advice::Text(reports::advice(&app, site).await)
+    } else {
+        let mut link = form_urlencoded::Serializer::new(String::from("?"));
+        link.append_pair("from", &summary.from).append_pair("to", &summary.to);
+        if let Some(t) = &q.token {
+            link.append_pair("token", t);
+        }
+        link.append_pair("advice", "1");
+        Advice::Link(link.finish())
+    };
+    let html = page::render(site.id.as_str(), &summary, site.rules.max_numbers, advice);
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct UtcDays {
+    /// First day (UTC, YYYY-MM-DD); default: 29 days before `to`.
+    from: Option<String>,
+    /// Last day, included; default: today (UTC).
+    to: Option<String>,
+}
+
+/// Calls to numbers that belong to no site (a shared number never leased, or one the PBX should
+/// not send): for the operator to fix the routing or the configuration.
+#[utoipa::path(get, path = "/v1/admin/calls/unassigned", security(("admin_token" = [])),
+    params(UtcDays),
+    responses(
+        (status = 200, body = [UnassignedCall]),
+        (status = 400, description = "A bad date", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+    ))]
+pub async fn unassigned(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Query(q): Query<UtcDays>,
+) -> Result<Json<Vec<UnassignedCall>>, ApiError> {
+    let p = Period::new(chrono_tz::UTC, q.from.as_deref(), q.to.as_deref(), app.clock.now())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(reports::unassigned(&app, &p).await?))
+}
