@@ -34,7 +34,7 @@ pub struct Metrics {
     /// Pool errors met by the hub (the visitor kept the site's number).
     pub hub_pool_errors: IntCounter,
     /// The RabbitMQ bus's counters.
-    pub bus: crate::live::bus::BusMetrics,
+    pub bus: BusMetrics,
     /// Calls recorded (first report), by site ("-": none found) and match kind.
     pub calls_recorded: IntCounterVec,
     /// Call webhooks refused, by reason (no_signature, bad_signature, stale_timestamp, unknown_pbx,
@@ -68,10 +68,21 @@ pub struct Metrics {
     pub callback_outcomes: IntCounterVec,
 }
 
+/// The RabbitMQ bus's counters.
+#[derive(Clone)]
+pub struct BusMetrics {
+    pub published: prometheus::IntCounter,
+    pub dropped: prometheus::IntCounter,
+    pub received: prometheus::IntCounter,
+    pub reconnects: prometheus::IntCounter,
+    /// 1 while this node is connected to RabbitMQ (`/readyz` reads it).
+    pub connected: prometheus::IntGauge,
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let bus = crate::live::bus::BusMetrics {
+        let bus = BusMetrics {
             published: counter(&r, "callpool_bus_published_total", "Events this node published to RabbitMQ."),
             dropped: counter(
                 &r,

@@ -42,7 +42,7 @@ pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: Cancellati
             next_forget = now.plus(FORGET_EVERY);
             forget_old_calls(&app, now).await;
         }
-        for lease in pass(&app).await {
+        for lease in sweep(&app).await {
             if ended.send(lease).await.is_err() {
                 return;
             }
@@ -89,9 +89,9 @@ async fn forget_old_calls(app: &App, now: Ts) {
     }
 }
 
-/// One pass: check the store still holds the configuration, reap, then shrink. Returns the
+/// One sweep: check the store still holds the configuration, reap, then shrink. Returns the
 /// leases it ended.
-pub async fn pass(app: &App) -> Vec<Lease> {
+pub async fn sweep(app: &App) -> Vec<Lease> {
     let timer = app.metrics.reaper_duration.start_timer();
     let now = app.clock.now();
     let outcome = async {

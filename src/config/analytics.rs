@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::env::Env;
 use super::env::*;
 use super::validate::Validator;
-use super::Env;
 
 /// Where and how call events go out.
 #[derive(Clone, Debug, PartialEq, Eq)]

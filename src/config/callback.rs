@@ -8,9 +8,9 @@ use std::time::Duration;
 use callpool_pool::PhoneNumber;
 use serde::Deserialize;
 
+use super::env::Env;
 use super::section::{Section, Sections, Slot};
 use super::validate::Validator;
-use super::Env;
 
 /// A site's callback widget.
 #[derive(Clone, Debug)]
@@ -168,23 +168,5 @@ impl Validator {
             retry_base,
             sections,
         })
-    }
-}
-
-impl Validator {
-    /// Each callback form names the `[[pbx]]` that reports its calls (the only one, by default).
-    pub(super) fn callback_pbxs(&mut self, sites: &mut [super::SiteConfig], pbxs: &[String]) {
-        for site in sites {
-            let Some(cb) = &mut site.callback else { continue };
-            if cb.pbx.is_empty() && pbxs.len() == 1 {
-                cb.pbx = pbxs[0].clone();
-            }
-            if !pbxs.contains(&cb.pbx) {
-                self.fail(
-                    &format!("site {:?}: callback.pbx", site.id.as_str()),
-                    "name the [[pbx]] whose call webhooks report the callbacks (needed when there is not exactly one)",
-                );
-            }
-        }
     }
 }

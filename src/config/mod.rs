@@ -178,6 +178,22 @@ impl validate::Validator {
         self.callback_pbxs(&mut sites, &declared);
         Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs }
     }
+
+    /// Each callback form names the `[[pbx]]` that reports its calls (the only one, by default).
+    pub(super) fn callback_pbxs(&mut self, sites: &mut [SiteConfig], pbxs: &[String]) {
+        for site in sites {
+            let Some(cb) = &mut site.callback else { continue };
+            if cb.pbx.is_empty() && pbxs.len() == 1 {
+                cb.pbx = pbxs[0].clone();
+            }
+            if !pbxs.contains(&cb.pbx) {
+                self.fail(
+                    &format!("site {:?}: callback.pbx", site.id.as_str()),
+                    "name the [[pbx]] whose call webhooks report the callbacks (needed when there is not exactly one)",
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

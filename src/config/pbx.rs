@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::env::Env;
 use super::section::{Section, Slot};
 use super::validate::Validator;
-use super::Env;
 
 /// One PBX allowed to post call webhooks.
 #[derive(Clone, Debug)]

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use callpool_pool::PhoneNumber;
 use serde::de::DeserializeOwned;
 
-use super::validate::{http_url_ok, Validator};
-use super::Env;
+use super::env::Env;
 
 /// Where a reader's table is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +26,7 @@ pub enum Place {
 }
 
 impl Place {
-    fn split(self) -> (Slot, &'static str) {
+    pub(super) fn split(self) -> (Slot, &'static str) {
         match self {
             Place::Site(n) => (Slot::Site, n),
             Place::Callback(n) => (Slot::Callback, n),
@@ -99,7 +98,7 @@ impl Sections {
 
 /// A reader's view of its table: typed reads whose problems name the file's place and field.
 pub struct Fields<'a> {
-    v: &'a mut Validator,
+    problems: &'a mut Vec<String>,
     env: &'a dyn Env,
     /// Where the table is, e.g. `site "shop": ga4` or `[[pbx]] #1 ("office")`.
     at: String,
@@ -109,8 +108,14 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub(super) fn new(v: &'a mut Validator, env: &'a dyn Env, at: String, owner: &str, value: toml::Value) -> Self {
-        Fields { v, env, at, owner: owner.to_owned(), value }
+    pub(super) fn new(
+        problems: &'a mut Vec<String>,
+        env: &'a dyn Env,
+        at: String,
+        owner: &str,
+        value: toml::Value,
+    ) -> Self {
+        Fields { problems, env, at, owner: owner.to_owned(), value }
     }
 
     /// The whole value as the reader's own (serde) type; a mismatch is a problem.
@@ -118,8 +123,7 @@ impl<'a> Fields<'a> {
         match self.value.clone().try_into::<T>() {
             Ok(t) => Some(t),
             Err(e) => {
-                let at = self.at.clone();
-                self.v.fail(&at, e.to_string().trim_end());
+                self.problems.push(format!("{}: {}", self.at, e.to_string().trim_end()));
                 None
             }
         }
@@ -128,7 +132,7 @@ impl<'a> Fields<'a> {
     /// A problem with `field` (empty: with the whole table).
     pub fn fail(&mut self, field: &str, msg: impl fmt::Display) {
         let at = self.at_field(field);
-        self.v.fail(&at, msg);
+        self.problems.push(format!("{at}: {msg}"));
     }
 
     fn at_field(&self, field: &str) -> String {
@@ -169,8 +173,7 @@ impl<'a> Fields<'a> {
 
     /// An E.164 number.
     pub fn number(&mut self, field: &str, raw: &str) -> Option<PhoneNumber> {
-        let at = self.at_field(field);
-        self.v.number(&at, raw)
+        PhoneNumber::parse(raw).map_err(|e| self.fail(field, e)).ok()
     }
 
     /// The environment, for overrides of secrets.
@@ -184,39 +187,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-impl Validator {
-    /// The section of the reader of `slot` named `name`, from `value` at `at`; a name no reader
-    /// owns is a problem.
-    pub(super) fn section(
-        &mut self,
-        slot: Slot,
-        name: &str,
-        at: String,
-        owner: &str,
-        value: toml::Value,
-        env: &dyn Env,
-    ) -> Option<Section> {
-        let reader = self.readers.iter().copied().find(|r| r.place().split() == (slot, name));
-        let Some(reader) = reader else {
-            let known: Vec<&str> =
-                self.readers.iter().map(|r| r.place().split()).filter(|(s, _)| *s == slot).map(|(_, n)| n).collect();
-            match slot {
-                Slot::Site | Slot::Callback => {
-                    let table = at.strip_suffix(name).map_or(at.as_str(), |t| t.trim_end_matches(['.', ':', ' ']));
-                    self.fail(table, format!("unknown field `{name}`"));
-                }
-                Slot::Pbx | Slot::Trigger => {
-                    let field = if slot == Slot::Pbx { format!("{at} kind") } else { format!("{at}.kind") };
-                    self.fail(&field, format!("{name:?} is not one of {}", quoted(&known)));
-                }
-            }
-            return None;
-        };
-        let mut f = Fields::new(self, env, at, owner, value);
-        reader.read(&mut f)
-    }
-}
-
-fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+/// An http(s) URL with a host and no spaces.
+pub(super) fn http_url_ok(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.contains(char::is_whitespace)
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use callpool_pool::SiteId;
 use serde::Deserialize;
 
+use super::env::Env;
 use super::env::*;
 use super::validate::Validator;
-use super::Env;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {

@@ -9,10 +9,10 @@ use callpool_pool::{PhoneNumber, SiteId, SiteRules};
 use serde::Deserialize;
 
 use super::callback::{CallbackConfig, RawCallback};
+use super::env::Env;
 use super::pool::{Placements, PoolConfig};
 use super::section::{Sections, Slot};
 use super::validate::{origin_ok, Validator};
-use super::Env;
 
 #[derive(Clone, Debug)]
 pub struct SiteConfig {

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use callpool_pool::PhoneNumber;
 
+use super::env::Env;
+use super::section::{http_url_ok, Fields, Reader, Section, Slot};
+
 /// No configured duration may exceed ten years (they are added to timestamps).
 const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
 
@@ -14,7 +17,7 @@ const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
 pub(super) struct Validator {
     pub problems: Vec<String>,
     /// The readers of vendors' and destinations' own sections.
-    pub readers: Vec<&'static dyn super::section::Reader>,
+    pub readers: Vec<&'static dyn Reader>,
 }
 
 impl Validator {
@@ -61,10 +64,6 @@ impl Validator {
     }
 }
 
-pub(super) fn http_url_ok(u: &str) -> bool {
-    (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.contains(char::is_whitespace)
-}
-
 /// An origin as browsers send it: `scheme://host[:port]`, nothing after.
 pub(super) fn origin_ok(o: &str) -> Result<(), &'static str> {
     let rest = o
@@ -75,6 +74,43 @@ pub(super) fn origin_ok(o: &str) -> Result<(), &'static str> {
         return Err("must be scheme://host[:port] with no path, not even '/'");
     }
     rest.parse::<axum::http::uri::Authority>().map(|_| ()).map_err(|_| "does not name a valid host[:port]")
+}
+
+impl Validator {
+    /// The section of the reader of `slot` named `name`, from `value` at `at`; a name no reader
+    /// owns is a problem.
+    pub(super) fn section(
+        &mut self,
+        slot: Slot,
+        name: &str,
+        at: String,
+        owner: &str,
+        value: toml::Value,
+        env: &dyn Env,
+    ) -> Option<Section> {
+        let reader = self.readers.iter().copied().find(|r| r.place().split() == (slot, name));
+        let Some(reader) = reader else {
+            let known: Vec<&str> =
+                self.readers.iter().map(|r| r.place().split()).filter(|(s, _)| *s == slot).map(|(_, n)| n).collect();
+            match slot {
+                Slot::Site | Slot::Callback => {
+                    let table = at.strip_suffix(name).map_or(at.as_str(), |t| t.trim_end_matches(['.', ':', ' ']));
+                    self.fail(table, format!("unknown field `{name}`"));
+                }
+                Slot::Pbx | Slot::Trigger => {
+                    let field = if slot == Slot::Pbx { format!("{at} kind") } else { format!("{at}.kind") };
+                    self.fail(&field, format!("{name:?} is not one of {}", quoted(&known)));
+                }
+            }
+            return None;
+        };
+        let mut f = Fields::new(&mut self.problems, env, at, owner, value);
+        reader.read(&mut f)
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{backoff, registry, Ctx, Handler, Outcome};
 use crate::app::App;
-use crate::store::jobs::{Claimed, Finish, JobState, Records};
+use crate::store::jobs::{Claimed, JobState, Records, Settle};
 
 /// How often each node looks for due jobs without being woken.
 const POLL: Duration = Duration::from_millis(500);
@@ -92,21 +92,21 @@ async fn round(ctx: &Ctx<'_>, handler: &dyn Handler, kind: &'static str, records
     }
     let outcomes = handler.run(ctx, kind, &jobs).await;
     let retries = handler.retries(app);
-    let done: Vec<(String, Finish)> = jobs
+    let done: Vec<(String, Settle)> = jobs
         .iter()
         .zip(outcomes)
         .filter_map(|(job, outcome)| settle(app, kind, job, outcome, retries).map(|f| (job.id.clone(), f)))
         .collect();
-    if let Err(e) = app.store.finish_jobs(kind, &done, app.clock.now()).await {
+    if let Err(e) = app.store.settle_jobs(kind, &done, app.clock.now()).await {
         // The claims expire and the jobs are tried again: at worst a repeat, never a loss.
-        app.metrics.store_errors.with_label_values(&["jobs_finish"]).inc();
+        app.metrics.store_errors.with_label_values(&["jobs_settle"]).inc();
         tracing::warn!(kind, jobs = done.len(), error = %e, "Cannot record the outcomes of deliveries.");
     }
     jobs.len()
 }
 
 /// What to record of one outcome (and its metrics and logs); `None` leaves the claim to expire.
-fn settle(app: &App, kind: &'static str, job: &Claimed, outcome: Outcome, retries: super::Retries) -> Option<Finish> {
+fn settle(app: &App, kind: &'static str, job: &Claimed, outcome: Outcome, retries: super::Retries) -> Option<Settle> {
     let record = job.id.as_str();
     let attempts = job.attempts + 1;
     let now: Ts = app.clock.now();
@@ -120,22 +120,22 @@ fn settle(app: &App, kind: &'static str, job: &Claimed, outcome: Outcome, retrie
                 }
                 JobState::Skipped { .. } | JobState::Pending => {}
             }
-            Finish::Done(state)
+            Settle::Done(state)
         }
         Outcome::Again(why) if attempts >= retries.attempts => {
             app.metrics.analytics_dead.with_label_values(&[kind]).inc();
             tracing::warn!(record, kind, error = %why, attempts, "A delivery failed too often; dead-lettered.");
-            Finish::Done(JobState::Dead { error: format!("{attempts} attempts; last: {why}") })
+            Settle::Done(JobState::Dead { error: format!("{attempts} attempts; last: {why}") })
         }
         Outcome::Again(why) => {
             app.metrics.analytics_retried.with_label_values(&[kind]).inc();
             let wait = backoff(retries.first, job.attempts);
             tracing::info!(record, kind, error = %why, retry_in_s = wait.as_secs(), "A delivery failed; it will be retried.");
-            Finish::Retry(now.plus(wait))
+            Settle::Retry(now.plus(wait))
         }
         Outcome::RetryAt(at) => {
             app.metrics.analytics_retried.with_label_values(&[kind]).inc();
-            Finish::Retry(at)
+            Settle::Retry(at)
         }
         Outcome::Unrecorded => return None,
     })

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::live::protocol::Kind;
+use crate::live::protocol::Shown;
+use crate::metrics::BusMetrics;
 
 /// The exchange every node publishes to and binds its queue to.
 pub const EXCHANGE: &str = "callpool.events";
@@ -39,7 +40,8 @@ const CONFIRM_WINDOW: usize = 256;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// Show a number in every tab of a visitor.
-    Show(Show),
+    #[serde(rename = "show")]
+    ShowNumber(ShowNumber),
     /// A node saw the visitor's last tab there close; nodes that still hold a tab of the visitor
     /// keep its number (the lease is touched, which cancels the leave).
     Left { site: SiteId, visitor: VisitorId },
@@ -52,11 +54,11 @@ pub enum Event {
 
 /// Show `number` as `kind` in every tab of `visitor` on `site`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Show {
+pub struct ShowNumber {
     pub site: SiteId,
     pub visitor: VisitorId,
     pub number: PhoneNumber,
-    pub kind: Kind,
+    pub kind: Shown,
 }
 
 /// A way to tell every node.
@@ -103,17 +105,6 @@ pub struct RabbitBus {
     out: mpsc::Sender<Event>,
     local: broadcast::Sender<Event>,
     metrics: BusMetrics,
-}
-
-/// The bus's counters (registered by `Metrics`).
-#[derive(Clone)]
-pub struct BusMetrics {
-    pub published: prometheus::IntCounter,
-    pub dropped: prometheus::IntCounter,
-    pub received: prometheus::IntCounter,
-    pub reconnects: prometheus::IntCounter,
-    /// 1 while this node is connected to RabbitMQ (`/readyz` reads it).
-    pub connected: prometheus::IntGauge,
 }
 
 impl RabbitBus {

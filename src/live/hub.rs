@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::SiteConfig;
-use crate::live::bus::{Event, Show};
-use crate::live::protocol::{Hello, Kind, ServerMsg};
+use crate::live::bus::{Event, ShowNumber};
+use crate::live::protocol::{Hello, ServerMsg, Shown};
 
 /// How many messages wait for a slow tab before it is closed.
 pub const TAB_QUEUE: usize = 16;
@@ -44,27 +44,27 @@ pub enum ToTab {
 }
 
 /// This node's tabs of one visitor.
-struct Local {
+struct VisitorTabs {
     tabs: HashMap<u64, mpsc::Sender<ToTab>>,
     /// The session of the visitor's first tab on this node: what a lease granted here carries.
     attrs: SessionAttrs,
     /// The pending "ask for a number" timer.
     timer: Option<tokio::task::AbortHandle>,
     last_touch: Option<tokio::time::Instant>,
-    shown: Option<(PhoneNumber, Kind)>,
+    shown: Option<(PhoneNumber, Shown)>,
     /// The most tabs this visitor had open here at once (recorded with the visit).
     most_tabs: u32,
 }
 
 pub struct Hub {
     app: Arc<App>,
-    visitors: Mutex<HashMap<Key, Local>>,
+    visitors: Mutex<HashMap<Key, VisitorTabs>>,
     next_tab: AtomicU64,
 }
 
 /// Queues `msg` (serialized once) for every tab of `local`; a tab whose queue is full is closed
 /// (it resyncs when it reconnects).
-fn send_all(local: &mut Local, msg: &ServerMsg) {
+fn send_all(local: &mut VisitorTabs, msg: &ServerMsg) {
     let json: Arc<str> = serde_json::to_string(msg).expect("server messages serialize").into();
     local.tabs.retain(|_, tx| match tx.try_send(ToTab::Send(json.clone())) {
         Ok(()) => true,
@@ -101,7 +101,7 @@ impl Hub {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = shows.recv() => match event {
-                    Ok(Event::Show(show)) => self.deliver(show),
+                    Ok(Event::ShowNumber(show)) => self.deliver(show),
                     Ok(Event::Left { site, visitor }) => self.still_here(&site, &visitor).await,
                     Ok(Event::Callback { site, visitor, message }) => self.tell(&site, &visitor, &message),
                     Ok(Event::Resync) => self.resync().await,
@@ -123,7 +123,7 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Local>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, VisitorTabs>> {
         self.visitors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -136,7 +136,7 @@ impl Hub {
         let tracked = site.track.tracks(&attrs);
         {
             let mut visitors = self.lock();
-            let local = visitors.entry(key.clone()).or_insert_with(|| Local {
+            let local = visitors.entry(key.clone()).or_insert_with(|| VisitorTabs {
                 tabs: HashMap::new(),
                 attrs,
                 timer: None,
@@ -149,7 +149,7 @@ impl Hub {
         }
         self.app.metrics.ws_tabs.inc();
         let shown =
-            if tracked { self.decide(site, &key, true).await } else { (site.static_number.clone(), Kind::Static) };
+            if tracked { self.decide(site, &key, true).await } else { (site.static_number.clone(), Shown::Static) };
         if let Some(local) = self.lock().get_mut(&key) {
             local.shown = Some(shown.clone());
         }
@@ -159,10 +159,10 @@ impl Hub {
 
     /// What the visitor should see now; asks the pool for a number once the delay has passed,
     /// and otherwise sets a timer for that moment. `page_view` counts as a page view of the visit.
-    async fn decide(self: &Arc<Self>, site: &SiteConfig, key: &Key, page_view: bool) -> (PhoneNumber, Kind) {
+    async fn decide(self: &Arc<Self>, site: &SiteConfig, key: &Key, page_view: bool) -> (PhoneNumber, Shown) {
         let pool = &self.app.pool;
         let now = self.app.clock.now();
-        let outcome: Result<(PhoneNumber, Kind), PoolError> = async {
+        let outcome: Result<(PhoneNumber, Shown), PoolError> = async {
             let visit = if page_view {
                 pool.visit(&key.0, &key.1, now).await?
             } else {
@@ -175,11 +175,11 @@ impl Hub {
             // acquire below answers with the live lease, if there is one.)
             if page_view {
                 if let Some(lease) = pool.touch(&key.0, &key.1, now).await? {
-                    return Ok((lease.number, Kind::Tracking));
+                    return Ok((lease.number, Shown::Tracking));
                 }
             }
             if visit.ended_at.is_some() {
-                return Ok((site.default_after.clone(), Kind::DefaultAfter));
+                return Ok((site.default_after.clone(), Shown::DefaultAfter));
             }
             let due = visit.first_seen.plus(site.delay_to_show);
             if now < due {
@@ -187,7 +187,7 @@ impl Hub {
                 let began_here = page_view && visit.first_seen == visit.last_seen;
                 let grace = if began_here { 0 } else { FOLLOWER_GRACE_MS };
                 self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
-                return Ok((site.default_before.clone(), Kind::DefaultBefore));
+                return Ok((site.default_before.clone(), Shown::DefaultBefore));
             }
             let attrs = self.lock().get(key).map(|l| l.attrs.clone()).unwrap_or_default();
             match pool.acquire(&key.0, &key.1, &attrs, now).await? {
@@ -195,12 +195,12 @@ impl Hub {
                     if fresh {
                         self.app.metrics.hub_granted.with_label_values(&[key.0.as_str()]).inc();
                     }
-                    Ok((lease.number, Kind::Tracking))
+                    Ok((lease.number, Shown::Tracking))
                 }
                 Grant::Exhausted => {
                     self.app.metrics.hub_exhausted.with_label_values(&[key.0.as_str()]).inc();
                     self.schedule(key, RETRY_AFTER.as_millis() as i64);
-                    Ok((site.default_before.clone(), Kind::DefaultBefore))
+                    Ok((site.default_before.clone(), Shown::DefaultBefore))
                 }
             }
         }
@@ -209,7 +209,7 @@ impl Hub {
             tracing::warn!(error = %e, site = %key.0, "No number from the pool; the visitor keeps the site's number for now.");
             self.app.metrics.hub_pool_errors.inc();
             self.schedule(key, RETRY_AFTER.as_millis() as i64);
-            (site.default_before.clone(), Kind::DefaultBefore)
+            (site.default_before.clone(), Shown::DefaultBefore)
         })
     }
 
@@ -229,19 +229,19 @@ impl Hub {
                 let Some(local) = visitors.get_mut(&key2) else { return };
                 local.timer = None;
                 // Another node already asked and its answer came over the bus.
-                if matches!(local.shown, Some((_, Kind::Tracking | Kind::DefaultAfter))) {
+                if matches!(local.shown, Some((_, Shown::Tracking | Shown::DefaultAfter))) {
                     return;
                 }
             }
             let Some(site) = hub.app.config.site(&key2.0) else { return };
             let (number, kind) = hub.decide(site, &key2, false).await;
-            hub.app.bus.publish(Event::Show(Show { site: key2.0, visitor: key2.1, number, kind }));
+            hub.app.bus.publish(Event::ShowNumber(ShowNumber { site: key2.0, visitor: key2.1, number, kind }));
         });
         local.timer = Some(task.abort_handle());
     }
 
     /// Shows what the bus carried in this node's tabs of the visitor.
-    pub fn deliver(&self, show: Show) {
+    pub fn deliver(&self, show: ShowNumber) {
         let mut visitors = self.lock();
         let Some(local) = visitors.get_mut(&(show.site.clone(), show.visitor.clone())) else { return };
         if local.shown.as_ref() == Some(&(show.number.clone(), show.kind)) {
@@ -267,11 +267,11 @@ impl Hub {
             return;
         }
         let Some(site) = self.app.config.site(&lease.site) else { return };
-        self.app.bus.publish(Event::Show(Show {
+        self.app.bus.publish(Event::ShowNumber(ShowNumber {
             site: lease.site.clone(),
             visitor: lease.visitor.clone(),
             number: site.default_after.clone(),
-            kind: Kind::DefaultAfter,
+            kind: Shown::DefaultAfter,
         }));
     }
 
@@ -296,7 +296,7 @@ impl Hub {
                 continue;
             }
             let (number, kind) = self.decide(site, &key, false).await;
-            self.deliver(Show { site: key.0, visitor: key.1, number, kind });
+            self.deliver(ShowNumber { site: key.0, visitor: key.1, number, kind });
         }
     }
 

@@ -48,7 +48,7 @@ pub struct Hello {
 /// What a tab shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub enum Shown {
     /// The site's own number, before the delay ran out (or while the pool is exhausted).
     DefaultBefore,
     /// The visitor's tracking number.
@@ -59,13 +59,13 @@ pub enum Kind {
     Static,
 }
 
-impl Kind {
+impl Shown {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::DefaultBefore => "default_before",
-            Kind::Tracking => "tracking",
-            Kind::DefaultAfter => "default_after",
-            Kind::Static => "static",
+            Shown::DefaultBefore => "default_before",
+            Shown::Tracking => "tracking",
+            Shown::DefaultAfter => "default_after",
+            Shown::Static => "static",
         }
     }
 }
@@ -91,7 +91,7 @@ pub enum ServerMsg {
     /// Sent once, right after hello: the site's own numbers, which the snippet finds in the page.
     Site { numbers: Vec<SiteNumber> },
     /// Show this number (E.164) in place of the site's number.
-    Number { number: PhoneNumber, kind: Kind },
+    Number { number: PhoneNumber, kind: Shown },
     /// Why the server closes the connection.
     Error { code: ErrorCode, message: String },
     /// Sent after `site` when the site has a callback form: its texts, and whether it is open
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn server_messages_have_the_documented_shape() {
-        let m = ServerMsg::Number { number: PhoneNumber::parse("+74951234567").unwrap(), kind: Kind::Tracking };
+        let m = ServerMsg::Number { number: PhoneNumber::parse("+74951234567").unwrap(), kind: Shown::Tracking };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"type":"number","number":"+74951234567","kind":"tracking"}"#

@@ -14,12 +14,12 @@ use callpool_pool::{PhoneNumber, Ts};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::signature::{self, SIGNATURE_HEADER};
-use super::twilio::{self, TwilioAuth};
-use super::{
+use super::adapter::{
     called_number, http_answer, json_text, not_in_future, recording_url, Adapter, Answer, Inbound, Received, Refusal,
     Trigger, LONGEST_CALL_S,
 };
+use super::signature::{self, SIGNATURE_HEADER};
+use super::twilio::{self, TwilioAuth};
 use crate::callback::Callback;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
 use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX};

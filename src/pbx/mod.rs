@@ -3,151 +3,28 @@
 //! [`CallReport`]s, say what to answer) and, where the vendor can place calls, its callback
 //! [`Trigger`] (the request that asks the PBX to ring the operator, then the visitor). Each
 //! vendor reads its own settings (a `[[pbx]]` of its `kind`, a callback `trigger` of its
-//! `kind`); [`VENDORS`] lists the readers. [`signature`] holds callpool's own signature, which
-//! several of them share.
+//! `kind`); [`VENDORS`] lists the readers. [`adapter`] holds the traits and what vendors share
+//! in reading; [`signature`] callpool's own signature, which several of them use.
 //!
 //! Vendors: [`callpool`] (callpool's signed JSON, also Twilio-style form fields; the `generic`
 //! trigger), [`twilio`] (Twilio's signed status callbacks; create-call), [`voximplant`]
 //! (`StartScenarios`). Adding a vendor is one file here and its lines in [`VENDORS`];
 //! ARCHITECTURE.md has the recipe.
 
+pub mod adapter;
 pub mod callpool;
 pub mod signature;
 pub mod twilio;
 pub mod voximplant;
 
-use axum::http::HeaderMap;
-use callpool_pool::{PhoneNumber, Ts};
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use adapter::{Adapter, Answer, CallAccepted, Inbound, Received, Refusal, Reply, Trigger};
 
-use crate::callback::Callback;
-use crate::calls::{CallReport, CallStatus, MatchKind};
 use crate::config::{PbxConfig, Reader, Section};
 
 /// Every vendor's readers: webhook adapters (`[[pbx]] kind`) and callback triggers
 /// (`[site.callback] trigger.kind`).
 pub static VENDORS: &[&dyn Reader] =
     &[&callpool::WEBHOOK, &callpool::TRIGGER, &twilio::WEBHOOK, &twilio::TRIGGER, &voximplant::TRIGGER];
-
-/// A webhook request as an adapter sees it.
-pub struct Inbound<'a> {
-    pub headers: &'a HeaderMap,
-    /// The URL's query string (without '?').
-    pub query: &'a str,
-    pub body: &'a [u8],
-    pub now: Ts,
-}
-
-impl Inbound<'_> {
-    /// The request's media type, e.g. `application/x-www-form-urlencoded`.
-    pub fn content_type(&self) -> &str {
-        self.headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-}
-
-/// Why a webhook request was refused; nothing was recorded.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No signature (or token) where one is required.
-    NoSignature(String),
-    /// The signature (or token) is wrong.
-    BadSignature(String),
-    /// The signature's time is outside the replay window.
-    StaleTimestamp(String),
-    /// The request is not what the vendor sends; the message names the field.
-    Malformed(String),
-}
-
-impl Refusal {
-    /// A metric label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refusal::NoSignature(_) => "no_signature",
-            Refusal::BadSignature(_) => "bad_signature",
-            Refusal::StaleTimestamp(_) => "stale_timestamp",
-            Refusal::Malformed(_) => "malformed",
-        }
-    }
-
-    /// For the PBX's operator.
-    pub fn message(&self) -> &str {
-        match self {
-            Refusal::NoSignature(m) | Refusal::BadSignature(m) | Refusal::StaleTimestamp(m) | Refusal::Malformed(m) => {
-                m
-            }
-        }
-    }
-}
-
-/// What a webhook request carries.
-pub enum Received {
-    /// Call reports, to record before answering.
-    Reports(Vec<CallReport>),
-    /// Nothing to record (a URL check, an event callpool does not use): answer this.
-    Answer(Reply),
-}
-
-/// An answer to the PBX.
-#[derive(Debug, PartialEq)]
-pub enum Reply {
-    Json(serde_json::Value),
-    Text(String),
-}
-
-/// The answer to an accepted report (callpool's own JSON, unless the vendor wants another).
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct CallAccepted {
-    /// The PBX's call id.
-    pub call_id: String,
-    /// `new`, `updated` or `unchanged` (a repeat of a report already recorded).
-    pub result: &'static str,
-    pub status: CallStatus,
-    #[serde(rename = "match")]
-    pub matched: MatchKind,
-    pub site: Option<String>,
-}
-
-/// A vendor's webhook: how its requests are checked and read.
-pub trait Adapter: Send + Sync {
-    /// Checks that the request comes from the PBX (signature, token, address), before anything
-    /// else reads it.
-    fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal>;
-    /// What the request carries; `pbx` (the PBX's configured id) prefixes its call ids.
-    fn read(&self, pbx: &str, req: &Inbound<'_>) -> Result<Received, Refusal>;
-    /// The answer once the reports are recorded (one per report, in order).
-    fn reply(&self, accepted: &[CallAccepted]) -> Reply {
-        let value = match accepted {
-            [one] => serde_json::to_value(one),
-            many => serde_json::to_value(many),
-        };
-        Reply::Json(value.expect("accepted reports serialize"))
-    }
-}
-
-/// What the PBX answered a callback trigger.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// Accepted; the PBX's own id for the call, if it gave one (its reports may use it).
-    Placed { pbx_ref: Option<String> },
-    /// Worth trying again (timeouts, 5xx, 429).
-    Again(String),
-    /// Refused for good (4xx, or an error in the answer).
-    Refused(String),
-}
-
-/// How a vendor is asked to place a callback: ring `operator` first, then the visitor.
-pub trait Trigger: Send + Sync {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        operator: &PhoneNumber,
-        cb: &Callback,
-        now: Ts,
-    ) -> reqwest::RequestBuilder;
-    /// Reads the PBX's answer (its status and body).
-    fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer;
-}
 
 /// The webhook adapter of a configured PBX.
 pub fn adapter(pbx: &PbxConfig) -> Option<&dyn Adapter> {
@@ -157,60 +34,4 @@ pub fn adapter(pbx: &PbxConfig) -> Option<&dyn Adapter> {
 /// The trigger of a callback form's `trigger` section.
 pub fn trigger(section: &Section) -> Option<&dyn Trigger> {
     section.get::<Box<dyn Trigger>>().map(Box::as_ref)
-}
-
-/// The answer to a trigger that got an HTTP answer, before the vendor reads its body: 5xx and
-/// 429 are worth retrying, another non-2xx is a refusal (with the answer's `message`, if any).
-pub fn http_answer(status: reqwest::StatusCode, body: &str) -> Option<Answer> {
-    if status.is_server_error() || status.as_u16() == 429 {
-        return Some(Answer::Again(format!("the PBX answered HTTP {status}")));
-    }
-    if !status.is_success() {
-        let detail = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|j| j.get("message").and_then(json_text))
-            .unwrap_or_default();
-        return Some(Answer::Refused(
-            format!("the PBX refused the request: HTTP {status} {detail}").trim_end().to_owned(),
-        ));
-    }
-    None
-}
-
-/// A JSON string or number as text.
-pub fn json_text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The longest call duration believed (a week).
-pub const LONGEST_CALL_S: u64 = 7 * 86_400;
-
-/// The called number: E.164, formatting characters allowed (`+7 (495) 123-00-01`). `field`
-/// names it in the error.
-pub fn called_number(field: &str, raw: &str) -> Result<PhoneNumber, String> {
-    let compact: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
-    PhoneNumber::parse(&compact)
-        .map_err(|_| format!("{field}: {raw:?} is not an E.164 number (+, country code, number: +74951234567)"))
-}
-
-/// A recording's http(s) URL.
-pub fn recording_url(field: &str, u: &str) -> Result<String, String> {
-    if u.len() <= 2048 && (u.starts_with("https://") || u.starts_with("http://")) && !u.contains(char::is_whitespace) {
-        Ok(u.to_owned())
-    } else {
-        Err(format!("{field}: {u:?} is not an http(s) URL"))
-    }
-}
-
-/// A call cannot start in the future (beyond the replay window's allowance for clock skew).
-pub fn not_in_future(started_at: Ts, now: Ts) -> Result<(), String> {
-    if started_at > now.plus(signature::REPLAY_WINDOW) {
-        Err("started_at: the call starts more than 5 minutes in the future".into())
-    } else {
-        Ok(())
-    }
 }

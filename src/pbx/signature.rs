@@ -11,12 +11,12 @@ use callpool_pool::Ts;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::Refusal;
+use super::adapter::{Refusal, CLOCK_SKEW};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "callpool-signature";
 /// How far a signature's timestamp may be from our clock, either way.
-pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
+pub const REPLAY_WINDOW: Duration = CLOCK_SKEW;
 
 /// The header value for `body` signed with `secret` at `t` (unix seconds).
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {

@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
+use super::adapter::{
     called_number, http_answer, json_text, not_in_future, recording_url, Adapter, Answer, Inbound, Received, Refusal,
     Trigger, LONGEST_CALL_S,
 };

@@ -8,7 +8,7 @@ use callpool_pool::{PhoneNumber, Ts};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{http_answer, json_text, Answer, Trigger};
+use super::adapter::{http_answer, json_text, Answer, Trigger};
 use crate::callback::Callback;
 use crate::config::{Fields, Place, Reader, Section};
 

@@ -8,10 +8,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use callpool_pool::{SiteId, Ts};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use redis::{Script, Value};
 
-use super::embedded::{entries_before, entries_between, err, Index};
+use super::embedded::tables::callbacks::*;
+use super::embedded::{entries_before, entries_between, err};
 use super::jobs::{self, Planned};
 use super::redis::{bulk_list, int, script, unexpected};
 use super::{decode, encode, Backend, Store, StoreError};
@@ -56,26 +57,6 @@ fn number_key(cb: &Callback) -> String {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// callback id -> Callback JSON
-pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("callbacks");
-/// (site, requested ms, callback id): the site's callbacks (reports, the per-site limit)
-const BY_SITE: Index<()> = TableDefinition::new("callbacks_by_site");
-/// ("site|number", requested ms, callback id): the per-number limit
-const BY_NUMBER: Index<()> = TableDefinition::new("callbacks_by_number");
-/// "site|number" -> banned until ms
-const BANS: TableDefinition<&str, i64> = TableDefinition::new("callback_bans");
-/// call key -> callback id: the calls that report a callback's outcome
-const LINKS: TableDefinition<&str, &str> = TableDefinition::new("callback_links");
-
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(RECORDS).map_err(err)?;
-    txn.open_table(BY_SITE).map_err(err)?;
-    txn.open_table(BY_NUMBER).map_err(err)?;
-    txn.open_table(BANS).map_err(err)?;
-    txn.open_table(LINKS).map_err(err)?;
-    Ok(())
 }
 
 fn callback_script(body: &str) -> Script {

@@ -7,10 +7,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use callpool_pool::{SiteId, Ts};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable};
 use redis::Script;
 
-use super::embedded::{entries_before, entries_between, err, Index};
+use super::embedded::tables::calls::*;
+use super::embedded::{entries_before, entries_between, err};
 use super::jobs::{self, Planned};
 use super::redis::{bulk_list, int, script};
 use super::{decode, encode, site_part, Backend, Store, StoreError};
@@ -27,20 +28,6 @@ pub struct CallWrite<'a> {
     pub jobs: &'a [Planned],
     /// Queued jobs to bring forward to this time if they are due later.
     pub hurry: &'a [(&'static str, Ts)],
-}
-
-/// call key -> Call JSON
-pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("calls");
-/// (site, started ms, call key)
-const BY_SITE: Index<()> = TableDefinition::new("calls_by_site");
-/// (site, caller) -> CallerMemory JSON
-const CALLERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("callers");
-
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(RECORDS).map_err(err)?;
-    txn.open_table(BY_SITE).map_err(err)?;
-    txn.open_table(CALLERS).map_err(err)?;
-    Ok(())
 }
 
 impl Store {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::StoreError;
+use super::error::StoreError;
 
 #[derive(Clone)]
 pub(super) struct Db(Arc<Database>);
@@ -24,11 +24,7 @@ impl Db {
         let path = data_dir.join("calls.redb");
         let db = Database::create(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(err)?;
-        super::calls::create_tables(&txn)?;
-        super::callbacks::create_tables(&txn)?;
-        super::jobs::create_tables(&txn)?;
-        super::visits::create_tables(&txn)?;
-        super::usage::create_tables(&txn)?;
+        create_tables(&txn)?;
         txn.commit().map_err(err)?;
         Ok(Db(Arc::new(db)))
     }
@@ -73,4 +69,95 @@ pub(super) fn entries_between<V: redb::Value + 'static>(
         .take(limit)
         .map(|e| e.map(|(k, _)| k.value().2.to_owned()).map_err(err))
         .collect()
+}
+
+/// Creates every table, so that reads never meet a missing one.
+fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(tables::calls::RECORDS).map_err(err)?;
+    txn.open_table(tables::calls::BY_SITE).map_err(err)?;
+    txn.open_table(tables::calls::CALLERS).map_err(err)?;
+    txn.open_table(tables::callbacks::RECORDS).map_err(err)?;
+    txn.open_table(tables::callbacks::BY_SITE).map_err(err)?;
+    txn.open_table(tables::callbacks::BY_NUMBER).map_err(err)?;
+    txn.open_table(tables::callbacks::BANS).map_err(err)?;
+    txn.open_table(tables::callbacks::LINKS).map_err(err)?;
+    txn.open_table(tables::jobs::QUEUE).map_err(err)?;
+    txn.open_table(tables::jobs::QUEUE_DUE).map_err(err)?;
+    txn.open_table(tables::jobs::CLAIMS).map_err(err)?;
+    txn.open_table(tables::jobs::CLAIM_UNTIL).map_err(err)?;
+    txn.open_table(tables::jobs::STATES).map_err(err)?;
+    txn.open_table(tables::jobs::TRIES).map_err(err)?;
+    txn.open_table(tables::jobs::DEAD).map_err(err)?;
+    txn.open_table(tables::jobs::DEAD_SINCE).map_err(err)?;
+    txn.open_table(tables::usage::USAGE).map_err(err)?;
+    txn.open_table(tables::visits::VISITS).map_err(err)?;
+    Ok(())
+}
+
+/// Every table of `calls.redb`, in one place (their names are the file's format), by the module
+/// that uses them.
+pub(super) mod tables {
+    pub mod calls {
+        use redb::TableDefinition;
+
+        use crate::store::embedded::Index;
+
+        /// call key -> Call JSON
+        pub const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("calls");
+        /// (site, started ms, call key)
+        pub const BY_SITE: Index<()> = TableDefinition::new("calls_by_site");
+        /// (site, caller) -> CallerMemory JSON
+        pub const CALLERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("callers");
+    }
+
+    pub mod callbacks {
+        use redb::TableDefinition;
+
+        use crate::store::embedded::Index;
+
+        /// callback id -> Callback JSON
+        pub const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("callbacks");
+        /// (site, requested ms, callback id): the site's callbacks (reports, the per-site limit)
+        pub const BY_SITE: Index<()> = TableDefinition::new("callbacks_by_site");
+        /// ("site|number", requested ms, callback id): the per-number limit
+        pub const BY_NUMBER: Index<()> = TableDefinition::new("callbacks_by_number");
+        /// "site|number" -> banned until ms
+        pub const BANS: TableDefinition<&str, i64> = TableDefinition::new("callback_bans");
+        /// call key -> callback id: the calls that report a callback's outcome
+        pub const LINKS: TableDefinition<&str, &str> = TableDefinition::new("callback_links");
+    }
+
+    pub mod jobs {
+        use redb::TableDefinition;
+
+        use crate::store::embedded::Index;
+
+        /// (kind, due ms, job) and job -> due ms
+        pub const QUEUE: Index<()> = TableDefinition::new("outbox");
+        pub const QUEUE_DUE: TableDefinition<&str, i64> = TableDefinition::new("outbox_due");
+        /// (kind, held until ms, job) and job -> held until ms
+        pub const CLAIMS: Index<()> = TableDefinition::new("outbox_claims");
+        pub const CLAIM_UNTIL: TableDefinition<&str, i64> = TableDefinition::new("outbox_claim_until");
+        /// job -> JobState JSON
+        pub const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_states");
+        /// job -> failed attempts
+        pub const TRIES: TableDefinition<&str, u32> = TableDefinition::new("outbox_tries");
+        /// (kind, dead since ms, job) and job -> dead since ms
+        pub const DEAD: Index<()> = TableDefinition::new("outbox_dead");
+        pub const DEAD_SINCE: TableDefinition<&str, i64> = TableDefinition::new("outbox_dead_since");
+    }
+
+    pub mod usage {
+        use redb::TableDefinition;
+
+        /// (site, day) -> DayUsage JSON
+        pub const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pool_usage");
+    }
+
+    pub mod visits {
+        use redb::TableDefinition;
+
+        /// (site, first seen ms, visitor) -> VisitRecord JSON
+        pub const VISITS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("visit_log");
+    }
 }

@@ -16,6 +16,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
 
+use super::embedded::tables::jobs::*;
 use super::embedded::{entries_before, err, Index};
 use super::redis::{bulk_list, script, unexpected};
 use super::{decode, encode, Backend, Store, StoreError};
@@ -97,7 +98,7 @@ pub struct Claimed {
 
 /// How a claimed job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Finish {
+pub enum Settle {
     /// Sent, skipped or dead: the job's final state.
     Done(JobState),
     /// Try again at this time (one more attempt counted).
@@ -177,7 +178,7 @@ impl Store {
     }
 
     /// Ends the claims of `done` (jobs of `kind`, by their record's id), in one step.
-    pub async fn finish_jobs(&self, kind: &'static str, done: &[(String, Finish)], now: Ts) -> Result<(), StoreError> {
+    pub async fn settle_jobs(&self, kind: &'static str, done: &[(String, Settle)], now: Ts) -> Result<(), StoreError> {
         if done.is_empty() {
             return Ok(());
         }
@@ -187,25 +188,25 @@ impl Store {
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
                     for (id, how) in &done {
-                        finish_in(&txn, kind, id, how, now.as_millis())?;
+                        settle_in(&txn, kind, id, how, now.as_millis())?;
                     }
                     txn.commit().map_err(err)
                 })
                 .await
             }
             Backend::Redis(r) => {
-                static FINISH: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/jobs_finish.lua")));
+                static SETTLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/jobs_settle.lua")));
                 let mut args = vec![kind.to_owned(), now.as_millis().to_string()];
                 for (id, how) in done {
                     let (state, retry, dead) = match how {
-                        Finish::Retry(at) => (String::new(), at.as_millis().to_string(), "0"),
-                        Finish::Done(s) => {
+                        Settle::Retry(at) => (String::new(), at.as_millis().to_string(), "0"),
+                        Settle::Done(s) => {
                             (encode(s), String::new(), if matches!(s, JobState::Dead { .. }) { "1" } else { "0" })
                         }
                     };
                     args.extend([id.clone(), state, retry, dead.to_owned()]);
                 }
-                r.eval(&FINISH, &args).await.map(|_| ())
+                r.eval(&SETTLE, &args).await.map(|_| ())
             }
         }
     }
@@ -332,32 +333,6 @@ impl Store {
 // ---------------------------------------------------------------------------------------------
 // Embedded: the tables, and what the records' writes call in their own transactions.
 
-/// (kind, due ms, job) and job -> due ms
-const QUEUE: Index<()> = TableDefinition::new("outbox");
-const QUEUE_DUE: TableDefinition<&str, i64> = TableDefinition::new("outbox_due");
-/// (kind, held until ms, job) and job -> held until ms
-const CLAIMS: Index<()> = TableDefinition::new("outbox_claims");
-const CLAIM_UNTIL: TableDefinition<&str, i64> = TableDefinition::new("outbox_claim_until");
-/// job -> JobState JSON
-const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_states");
-/// job -> failed attempts
-const TRIES: TableDefinition<&str, u32> = TableDefinition::new("outbox_tries");
-/// (kind, dead since ms, job) and job -> dead since ms
-const DEAD: Index<()> = TableDefinition::new("outbox_dead");
-const DEAD_SINCE: TableDefinition<&str, i64> = TableDefinition::new("outbox_dead_since");
-
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(QUEUE).map_err(err)?;
-    txn.open_table(QUEUE_DUE).map_err(err)?;
-    txn.open_table(CLAIMS).map_err(err)?;
-    txn.open_table(CLAIM_UNTIL).map_err(err)?;
-    txn.open_table(STATES).map_err(err)?;
-    txn.open_table(TRIES).map_err(err)?;
-    txn.open_table(DEAD).map_err(err)?;
-    txn.open_table(DEAD_SINCE).map_err(err)?;
-    Ok(())
-}
-
 /// Removes job `name` of `kind` from the dead letters; whether it was one.
 fn take_dead(txn: &WriteTransaction, kind: &str, name: &str) -> Result<bool, StoreError> {
     let Some(since) = txn.open_table(DEAD_SINCE).map_err(err)?.remove(name).map_err(err)?.map(|v| v.value()) else {
@@ -370,8 +345,8 @@ fn take_dead(txn: &WriteTransaction, kind: &str, name: &str) -> Result<bool, Sto
 /// The table of the records `records` names, for a claim to read each job's record.
 fn record_table(records: Records) -> TableDefinition<'static, &'static str, &'static [u8]> {
     match records {
-        Records::Calls => super::calls::RECORDS,
-        Records::Callbacks => super::callbacks::RECORDS,
+        Records::Calls => super::embedded::tables::calls::RECORDS,
+        Records::Callbacks => super::embedded::tables::callbacks::RECORDS,
     }
 }
 
@@ -418,7 +393,7 @@ fn claim_in(
     Ok(out)
 }
 
-fn finish_in(txn: &WriteTransaction, kind: &str, id: &str, how: &Finish, now: i64) -> Result<(), StoreError> {
+fn settle_in(txn: &WriteTransaction, kind: &str, id: &str, how: &Settle, now: i64) -> Result<(), StoreError> {
     let name = job(kind, id);
     let mut claims = txn.open_table(CLAIMS).map_err(err)?;
     let mut claim_until = txn.open_table(CLAIM_UNTIL).map_err(err)?;
@@ -432,13 +407,13 @@ fn finish_in(txn: &WriteTransaction, kind: &str, id: &str, how: &Finish, now: i6
     }
     let mut tries = txn.open_table(TRIES).map_err(err)?;
     match how {
-        Finish::Retry(at) => {
+        Settle::Retry(at) => {
             queue.insert((kind, at.as_millis(), name.as_str()), ()).map_err(err)?;
             due.insert(name.as_str(), at.as_millis()).map_err(err)?;
             let n = tries.get(name.as_str()).map_err(err)?.map_or(0, |v| v.value());
             tries.insert(name.as_str(), n + 1).map_err(err)?;
         }
-        Finish::Done(state) => {
+        Settle::Done(state) => {
             txn.open_table(STATES).map_err(err)?.insert(name.as_str(), encode(state).as_bytes()).map_err(err)?;
             tries.remove(name.as_str()).map_err(err)?;
             if matches!(state, JobState::Dead { .. }) {

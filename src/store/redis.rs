@@ -4,7 +4,7 @@
 use callpool_pool::redis_store::SharedRedis;
 use redis::{Script, Value};
 
-use super::StoreError;
+use super::error::StoreError;
 
 #[derive(Clone)]
 pub(super) struct Db(SharedRedis);

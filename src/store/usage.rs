@@ -5,10 +5,11 @@
 use std::sync::LazyLock;
 
 use callpool_pool::SiteId;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable};
 use redis::Script;
 
 use super::embedded::err;
+use super::embedded::tables::usage::*;
 use super::redis::script;
 use super::{decode, encode, Backend, Store, StoreError};
 
@@ -20,14 +21,6 @@ pub struct DayUsage {
     /// The pool's store-wide exhausted counter at the day's first and latest sample.
     pub exhausted_first: u64,
     pub exhausted_last: u64,
-}
-
-/// (site, day) -> DayUsage JSON
-const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pool_usage");
-
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(USAGE).map_err(err)?;
-    Ok(())
 }
 
 impl Store {

@@ -5,9 +5,10 @@
 use std::sync::LazyLock;
 
 use callpool_pool::{SiteId, Ts};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable};
 use redis::Script;
 
+use super::embedded::tables::visits::*;
 use super::embedded::{entries_before, err};
 use super::redis::{bulk_list, int, script};
 use super::{decode, encode, Backend, Store, StoreError};
@@ -28,14 +29,6 @@ pub struct VisitRecord {
     pub source: String,
     /// Whether the site's traffic filter tracked the visit.
     pub tracked: bool,
-}
-
-/// (site, first seen ms, visitor) -> VisitRecord JSON
-const VISITS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("visit_log");
-
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(VISITS).map_err(err)?;
-    Ok(())
 }
 
 impl Store {

@@ -4,6 +4,8 @@
 
 mod common;
 
+mod architecture;
+
 mod callback;
 mod calls;
 mod cli;

@@ -1,4 +1,4 @@
--- jobs_finish(kind, now, {record id, state JSON, retry at ('' = done), dead (1/0)}...)
+-- jobs_settle(kind, now, {record id, state JSON, retry at ('' = done), dead (1/0)}...)
 -- Ends claims: each job is either done (its state written: sent, skipped or dead) or goes back
 -- to the queue for `retry at` with one more attempt counted.
 local kind, now = ARGV[1], ARGV[2]
