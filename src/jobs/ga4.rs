@@ -4,13 +4,13 @@
 //! and GA4's limits are in `analytics.rs`; with `ga4_debug` the events go to GA4's validation
 //! server instead and its messages are logged.
 
-use callpool_pool::Ts;
+use callpool_pool::{SessionAttrs, Ts};
 use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome};
+use super::{http_outcome, no_answer, plan_call, skipped, Ctx, Event, Handler, Outcome};
 use crate::analytics::{self, Ga4Refusal};
 use crate::app::App;
 use crate::config::{Fields, Place, Reader, Section, SiteConfig};
@@ -81,17 +81,11 @@ impl Handler for Ga4Calls {
     }
 
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
-        let Event::CallRecorded { call, site, due } = event else { return Vec::new() };
-        let plan = match site {
-            None => Plan::Skip("the call belongs to no configured site".into()),
-            Some(s) if stream(s).is_none() => Plan::Skip("GA4 is not configured for the site".into()),
-            Some(_) if !call.matched.kind.is_tracked() => Plan::Skip("the call is not attributed to a visitor".into()),
-            Some(_) => match call.matched.attrs.ga_client_id.as_deref() {
-                Some(id) if analytics::ga4_client_id_ok(id) => Plan::Due(due),
-                _ => Plan::Skip("the visitor's session has no GA client id".into()),
-            },
+        let client_id = |a: &SessionAttrs| match a.ga_client_id.as_deref() {
+            Some(id) if analytics::ga4_client_id_ok(id) => Ok(()),
+            _ => Err("the visitor's session has no GA client id"),
         };
-        vec![Planned { kind: CALLS, plan }]
+        plan_call(event, CALLS, "GA4", |s| stream(s).is_some(), client_id)
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {

@@ -4,17 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use callpool_pool::SiteId;
+use callpool_pool::{SessionAttrs, SiteId};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use serde::Deserialize;
 
-use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome, Pace};
+use super::{http_outcome, no_answer, plan_call, skipped, Ctx, Event, Handler, Outcome, Pace};
 use crate::analytics;
 use crate::app::App;
 use crate::calls::Call;
 use crate::config::{Fields, Place, Reader, Section, SiteConfig};
-use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
+use crate::store::jobs::{Claimed, Planned, Record, Records};
 
 pub struct Metrica;
 
@@ -74,17 +74,11 @@ impl Handler for Metrica {
     }
 
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
-        let Event::CallRecorded { call, site, due } = event else { return Vec::new() };
-        let plan = match site {
-            None => Plan::Skip("the call belongs to no configured site".into()),
-            Some(s) if counter(s).is_none() => Plan::Skip("Yandex Metrica is not configured for the site".into()),
-            Some(_) if !call.matched.kind.is_tracked() => Plan::Skip("the call is not attributed to a visitor".into()),
-            Some(_) => match call.matched.attrs.ym_uid.as_deref() {
-                Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Plan::Due(due),
-                _ => Plan::Skip("the visitor's session has no Metrica client id (_ym_uid)".into()),
-            },
+        let ym_uid = |a: &SessionAttrs| match a.ym_uid.as_deref() {
+            Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+            _ => Err("the visitor's session has no Metrica client id (_ym_uid)"),
         };
-        vec![Planned { kind: KIND, plan }]
+        plan_call(event, KIND, "Yandex Metrica", |s| counter(s).is_some(), ym_uid)
     }
 
     fn pace(&self, app: &App) -> Pace {

@@ -23,14 +23,14 @@ pub mod webhook;
 
 use std::time::Duration;
 
-use callpool_pool::Ts;
+use callpool_pool::{SessionAttrs, Ts};
 use futures_util::future::BoxFuture;
 
 use crate::app::App;
 use crate::callback::Callback;
 use crate::calls::Call;
 use crate::config::{Reader, SiteConfig};
-use crate::store::jobs::{Claimed, JobState, Planned, Records};
+use crate::store::jobs::{Claimed, JobState, Plan, Planned, Records};
 
 /// Something that happened to a record, for which destinations may plan jobs.
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +165,43 @@ pub fn without_url(e: &reqwest::Error) -> String {
         kind.to_owned()
     } else {
         format!("{kind} ({detail})")
+    }
+}
+
+/// A call's job for a destination of attributed calls: skipped, with the reason reports show,
+/// when the call has no site, the site does not use `destination` (`configured`), the call is
+/// not attributed to a visitor, or the visitor's session lacks the id the destination needs
+/// (`visitor_id`); else due with the call.
+pub fn plan_call(
+    event: Event<'_>,
+    kind: &'static str,
+    destination: &str,
+    configured: fn(&SiteConfig) -> bool,
+    visitor_id: fn(&SessionAttrs) -> Result<(), &'static str>,
+) -> Vec<Planned> {
+    let Event::CallRecorded { call, site, due } = event else { return Vec::new() };
+    let skip = |reason: String| Plan::Skip(reason);
+    let plan = match site {
+        None => skip("the call belongs to no configured site".into()),
+        Some(s) if !configured(s) => skip(format!("{destination} is not configured for the site")),
+        Some(_) if !call.matched.kind.is_tracked() => skip("the call is not attributed to a visitor".into()),
+        Some(_) => visitor_id(&call.matched.attrs).map_or_else(|why| skip(why.into()), |()| Plan::Due(due)),
+    };
+    vec![Planned { kind, plan }]
+}
+
+/// A notice to the site's team, due now: `kinds[0]` for a callback request, `kinds[1]` for a
+/// missed one, when the site's form has the destination (`configured`).
+pub fn plan_notice(event: Event<'_>, kinds: [&'static str; 2], configured: fn(&SiteConfig) -> bool) -> Vec<Planned> {
+    let (site, kind, now) = match event {
+        Event::CallbackRequested { site, now, .. } => (site, kinds[0], now),
+        Event::CallbackMissed { site, now, .. } => (site, kinds[1], now),
+        Event::CallRecorded { .. } => return Vec::new(),
+    };
+    if configured(site) {
+        vec![Planned { kind, plan: Plan::Due(now) }]
+    } else {
+        Vec::new()
     }
 }
 

@@ -7,11 +7,11 @@ use futures_util::FutureExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{http_outcome, no_answer, skipped, Ctx, Event, Handler, Outcome};
+use super::{http_outcome, no_answer, plan_notice, skipped, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::callback::{Callback, CallbackStatus};
 use crate::config::{Fields, Place, Reader, Section, SiteConfig};
-use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
+use crate::store::jobs::{Claimed, Planned, Record, Records};
 
 pub struct Telegram;
 
@@ -70,16 +70,7 @@ impl Handler for Telegram {
     }
 
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
-        let (site, kind, now) = match event {
-            Event::CallbackRequested { site, now, .. } => (site, REQUEST, now),
-            Event::CallbackMissed { site, now, .. } => (site, MISSED, now),
-            Event::CallRecorded { .. } => return Vec::new(),
-        };
-        if chat(site).is_some() {
-            vec![Planned { kind, plan: Plan::Due(now) }]
-        } else {
-            Vec::new()
-        }
+        plan_notice(event, [REQUEST, MISSED], |s| chat(s).is_some())
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {

@@ -153,6 +153,15 @@ pub fn http_answer(status: reqwest::StatusCode, body: &str) -> Option<Answer> {
     None
 }
 
+/// The answer of a PBX that names the call it placed in its JSON answer's `field` (if at all).
+pub fn placed_with(status: reqwest::StatusCode, body: &str, field: &str) -> Answer {
+    if let Some(a) = http_answer(status, body) {
+        return a;
+    }
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    Answer::Placed { pbx_ref: json.as_ref().and_then(|j| j.get(field).and_then(json_text)) }
+}
+
 /// A JSON string or number as text.
 pub fn json_text(v: &serde_json::Value) -> Option<String> {
     match v {

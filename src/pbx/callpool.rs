@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::adapter::{
-    called_number, http_answer, json_text, not_in_future, recording_url, Adapter, Answer, Inbound, Received, Refusal,
-    Trigger, LONGEST_CALL_S,
+    called_number, not_in_future, placed_with, recording_url, Adapter, Answer, Inbound, Received, Refusal, Trigger,
+    LONGEST_CALL_S,
 };
 use super::signature::{self, SIGNATURE_HEADER};
 use super::twilio::{self, TwilioAuth};
@@ -244,11 +244,7 @@ impl Trigger for Generic {
     }
 
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {
-        if let Some(a) = http_answer(status, body) {
-            return a;
-        }
-        let json: Option<Value> = serde_json::from_str(body).ok();
-        Answer::Placed { pbx_ref: json.as_ref().and_then(|j| j.get("call_id").and_then(json_text)) }
+        placed_with(status, body, "call_id")
     }
 }
 

@@ -16,11 +16,10 @@ use std::time::Duration;
 use callpool_pool::{PhoneNumber, Ts};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::adapter::{
-    called_number, http_answer, json_text, not_in_future, recording_url, Adapter, Answer, Inbound, Received, Refusal,
-    Trigger, LONGEST_CALL_S,
+    called_number, not_in_future, placed_with, recording_url, Adapter, Answer, Inbound, Received, Refusal, Trigger,
+    LONGEST_CALL_S,
 };
 use crate::callback::Callback;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
@@ -248,11 +247,7 @@ impl Trigger for CreateCall {
     }
 
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {
-        if let Some(a) = http_answer(status, body) {
-            return a;
-        }
-        let json: Option<Value> = serde_json::from_str(body).ok();
-        Answer::Placed { pbx_ref: json.as_ref().and_then(|j| j.get("sid").and_then(json_text)) }
+        placed_with(status, body, "sid")
     }
 }
 

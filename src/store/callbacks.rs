@@ -12,9 +12,9 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use redis::{Script, Value};
 
 use super::embedded::tables::callbacks::*;
-use super::embedded::{entries_before, entries_between, err};
+use super::embedded::{entries_before, err, records_between};
 use super::jobs::{self, Planned};
-use super::redis::{bulk_list, int, script, unexpected};
+use super::redis::{bulk_list, int, list_args, script, unexpected};
 use super::{decode, encode, Backend, Store, StoreError};
 use crate::callback::limits::{Limits, Scope, Window};
 use crate::callback::{Callback, CallbackId, CallbackStatus};
@@ -218,19 +218,9 @@ impl Store {
         match &self.backend {
             Backend::Embedded(db) => {
                 let site = site.to_string();
-                db.blocking(move |db| {
-                    let txn = db.begin_read().map_err(err)?;
-                    let index = txn.open_table(BY_SITE).map_err(err)?;
-                    let records = txn.open_table(RECORDS).map_err(err)?;
-                    let mut out = Vec::new();
-                    for id in entries_between(&index, &site, from.as_millis(), to.as_millis(), limit)? {
-                        if let Some(v) = records.get(id.as_str()).map_err(err)? {
-                            out.push(decode(v.value(), "callback")?);
-                        }
-                    }
-                    Ok(out)
-                })
-                .await
+                let json =
+                    db.blocking(move |db| records_between(db, BY_SITE, RECORDS, &site, (from, to), limit)).await?;
+                json.iter().map(|c| decode(c, "callback")).collect()
             }
             Backend::Redis(r) => {
                 let ids: Vec<String> = r
@@ -305,13 +295,7 @@ impl Store {
                 })
                 .await
             }
-            Backend::Redis(r) => {
-                static FORGET: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/callbacks_forget.lua")));
-                let mut args = vec![before.as_millis().to_string(), limit.to_string()];
-                jobs::list_args(&mut args, kinds);
-                args.extend(parts);
-                Ok(usize::try_from(int(r.eval(&FORGET, &args).await?, "callbacks_forget")?).unwrap_or(0))
-            }
+            Backend::Redis(r) => r.forget_records(("cbsite", "cb"), before, limit, kinds, parts).await,
         }
     }
 }
@@ -410,7 +394,7 @@ fn link_in(txn: &WriteTransaction, cb: &Callback) -> Result<(), StoreError> {
 
 fn link_args(args: &mut Vec<String>, cb: &Callback) {
     let links: Vec<&str> = cb.links.iter().map(CallKey::as_str).collect();
-    jobs::list_args(args, &links);
+    list_args(args, &links);
 }
 
 fn window_args(args: &mut Vec<String>, windows: &[Window]) {

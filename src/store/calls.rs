@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use redis::Script;
 
 use super::embedded::tables::calls::*;
-use super::embedded::{entries_before, entries_between, err};
+use super::embedded::{entries_before, err, records_between};
 use super::jobs::{self, Planned};
 use super::redis::{bulk_list, int, script};
 use super::{decode, encode, site_part, Backend, Store, StoreError};
@@ -147,19 +147,9 @@ impl Store {
         let site = site_part(site).to_owned();
         match &self.backend {
             Backend::Embedded(db) => {
-                db.blocking(move |db| {
-                    let txn = db.begin_read().map_err(err)?;
-                    let index = txn.open_table(BY_SITE).map_err(err)?;
-                    let calls = txn.open_table(RECORDS).map_err(err)?;
-                    let mut out = Vec::new();
-                    for key in entries_between(&index, &site, from.as_millis(), to.as_millis(), limit)? {
-                        if let Some(v) = calls.get(key.as_str()).map_err(err)? {
-                            out.push(decode(v.value(), "call")?);
-                        }
-                    }
-                    Ok(out)
-                })
-                .await
+                let json =
+                    db.blocking(move |db| records_between(db, BY_SITE, RECORDS, &site, (from, to), limit)).await?;
+                json.iter().map(|c| decode(c, "call")).collect()
             }
             Backend::Redis(r) => {
                 static LIST: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/calls_list.lua")));
@@ -225,13 +215,7 @@ impl Store {
                 })
                 .await
             }
-            Backend::Redis(r) => {
-                static FORGET: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/calls_forget.lua")));
-                let mut args = vec![before.as_millis().to_string(), limit.to_string()];
-                jobs::list_args(&mut args, kinds);
-                args.extend(parts);
-                Ok(usize::try_from(int(r.eval(&FORGET, &args).await?, "calls_forget")?).unwrap_or(0))
-            }
+            Backend::Redis(r) => r.forget_records(("calls", "call"), before, limit, kinds, parts).await,
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use callpool_pool::Ts;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::error::StoreError;
 
@@ -55,20 +56,30 @@ pub(super) fn entries_before<V: redb::Value + 'static>(
         .collect()
 }
 
-/// The names of the entries of `part` in `[from, to]`, in order, at most `limit`.
-pub(super) fn entries_between<V: redb::Value + 'static>(
-    table: &impl ReadableTable<(&'static str, i64, &'static str), V>,
+/// The records (JSON) that `index` lists under `part` in `[from, to]`, in order, at most `limit`.
+pub(super) fn records_between(
+    db: &redb::Database,
+    index: Index<()>,
+    records: TableDefinition<&str, &[u8]>,
     part: &str,
-    from: i64,
-    to: i64,
+    (from, to): (Ts, Ts),
     limit: usize,
-) -> Result<Vec<String>, StoreError> {
-    table
-        .range((part, from, "")..(part, to.saturating_add(1), ""))
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let txn = db.begin_read().map_err(err)?;
+    let index = txn.open_table(index).map_err(err)?;
+    let records = txn.open_table(records).map_err(err)?;
+    let mut out = Vec::new();
+    for entry in index
+        .range((part, from.as_millis(), "")..(part, to.as_millis().saturating_add(1), ""))
         .map_err(err)?
         .take(limit)
-        .map(|e| e.map(|(k, _)| k.value().2.to_owned()).map_err(err))
-        .collect()
+    {
+        let (k, _) = entry.map_err(err)?;
+        if let Some(v) = records.get(k.value().2).map_err(err)? {
+            out.push(v.value().to_vec());
+        }
+    }
+    Ok(out)
 }
 
 /// Creates every table, so that reads never meet a missing one.

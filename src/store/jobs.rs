@@ -503,9 +503,3 @@ pub(super) fn plan_args(args: &mut Vec<String>, plans: &[Planned]) {
         ]);
     }
 }
-
-/// The arguments of a Lua list: `n, {item}...`.
-pub(super) fn list_args(args: &mut Vec<String>, items: &[&str]) {
-    args.push(items.len().to_string());
-    args.extend(items.iter().map(|s| (*s).to_owned()));
-}

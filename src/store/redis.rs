@@ -40,6 +40,32 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Forgets up to `limit` records per site of `parts` that the index `P:<index>:S` lists before
+    /// `before`, with their records `P:<record>:ID` and every trace of their jobs of `kinds`.
+    pub async fn forget_records(
+        &self,
+        (index, record): (&str, &str),
+        before: callpool_pool::Ts,
+        limit: usize,
+        kinds: &[&str],
+        parts: Vec<String>,
+    ) -> Result<usize, StoreError> {
+        static FORGET: std::sync::LazyLock<Script> =
+            std::sync::LazyLock::new(|| script(include_str!("lua/records_forget.lua")));
+        let mut args = vec![index.to_owned(), record.to_owned(), before.as_millis().to_string(), limit.to_string()];
+        list_args(&mut args, kinds);
+        args.extend(parts);
+        Ok(usize::try_from(int(self.eval(&FORGET, &args).await?, "records_forget")?).unwrap_or(0))
+    }
+}
+
+/// The arguments of a Lua list: `n, {item}...`.
+pub(super) fn list_args(args: &mut Vec<String>, items: &[&str]) {
+    args.push(items.len().to_string());
+    args.extend(items.iter().map(|s| (*s).to_owned()));
+}
+
 /// A Lua array of strings as byte strings (nil as empty).
 pub(super) fn bulk_list(v: Value) -> Result<Vec<Vec<u8>>, StoreError> {
     match v {
