@@ -15,8 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{ClientIp, Origin};
 use super::error::{ApiError, ErrorBody};
 use crate::app::App;
-use crate::callback::service::{self, Refusal, Request};
-use crate::callback::{status, Callback, CallbackId, CallbackStatus, Channel, Reason};
+use crate::callback::service::{self, Request};
+use crate::callback::{status, Callback, CallbackId, CallbackStatus, Channel};
 use crate::config::SiteConfig;
 
 /// The largest request body read.
@@ -128,21 +128,7 @@ pub async fn create(
     let request = Request { number: req.number, visitor, attrs, ip: Some(ip), origin: Channel::Api };
     match service::request(&app, site, request).await {
         Ok(cb) => Ok((StatusCode::ACCEPTED, Json(view(&app, &cb))).into_response()),
-        Err(r) => Err(refused(r)),
-    }
-}
-
-/// A refusal as an answer: 503 when nothing could be stored, 429 for a limit, else 400.
-fn refused(r: Refusal) -> ApiError {
-    let status = match r.reason {
-        Reason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Reason::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let err = ApiError::new(status, r.reason.as_str(), r.message);
-    match r.retry_after {
-        Some(d) => err.retry_after(d.as_secs()),
-        None => err,
+        Err(r) => Err(r.into()),
     }
 }
 

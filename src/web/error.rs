@@ -108,6 +108,40 @@ impl From<PoolError> for ApiError {
     }
 }
 
+impl From<crate::pbx::Refusal> for ApiError {
+    /// A webhook that is not the PBX's is `bad_signature`; one the adapter cannot read, `bad_request`.
+    fn from(r: crate::pbx::Refusal) -> ApiError {
+        match r {
+            crate::pbx::Refusal::Malformed(m) => ApiError::bad_request(m),
+            other => ApiError::bad_signature(other.message()),
+        }
+    }
+}
+
+impl From<crate::callback::service::Refusal> for ApiError {
+    /// A callback request's refusal: 503 when nothing could be stored, 429 for a limit (with when
+    /// the number may ask again), else 400; the code is the reason, the message the site's text.
+    fn from(r: crate::callback::service::Refusal) -> ApiError {
+        use crate::callback::Reason;
+        let status = match r.reason {
+            Reason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let err = ApiError::new(status, r.reason.as_str(), r.message);
+        match r.retry_after {
+            Some(d) => err.retry_after(d.as_secs()),
+            None => err,
+        }
+    }
+}
+
+impl From<crate::reports::PeriodError> for ApiError {
+    fn from(e: crate::reports::PeriodError) -> ApiError {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {

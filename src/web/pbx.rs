@@ -97,7 +97,7 @@ pub async fn receive(
     if let Err(why) = adapter.verify(&req) {
         reject(why.reason());
         tracing::info!(pbx = %pbx.id, reason = why.reason(), "A call webhook was refused.");
-        return Err(ApiError::bad_signature(why.message()));
+        return Err(why.into());
     }
     if limiters.0.get(&pbx.id).is_some_and(|l| l.check().is_err()) {
         reject("rate_limited");
@@ -108,7 +108,7 @@ pub async fn receive(
         Ok(Received::Answer(reply)) => return Ok(respond(reply)),
         Err(why) => {
             reject(why.reason());
-            return Err(ApiError::bad_request(why.message()));
+            return Err(why.into());
         }
     };
     let mut accepted = Vec::with_capacity(reports.len());

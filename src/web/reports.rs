@@ -34,8 +34,7 @@ pub struct ReportQuery {
 
 impl ReportQuery {
     fn period(&self, app: &App, tz: chrono_tz::Tz) -> Result<Period, ApiError> {
-        Period::new(tz, self.from.as_deref(), self.to.as_deref(), app.clock.now())
-            .map_err(|e| ApiError::bad_request(e.to_string()))
+        Ok(Period::new(tz, self.from.as_deref(), self.to.as_deref(), app.clock.now())?)
     }
 }
 
@@ -180,7 +179,6 @@ pub async fn unassigned(
     State(app): State<Arc<App>>,
     Query(q): Query<UtcDays>,
 ) -> Result<Json<Vec<UnassignedCall>>, ApiError> {
-    let p = Period::new(chrono_tz::UTC, q.from.as_deref(), q.to.as_deref(), app.clock.now())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let p = Period::new(chrono_tz::UTC, q.from.as_deref(), q.to.as_deref(), app.clock.now())?;
     Ok(Json(reports::unassigned(&app, &p).await?))
 }
