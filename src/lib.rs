@@ -1,6 +1,10 @@
-//! callpool, the service: configuration, the HTTP surface, the reaper, metrics.
-//! `main.rs` only parses the command line and wires these together; tests start [`run`]
-//! in-process on port 0.
+//! callpool, the service. Its modules in layers, lowest first (ARCHITECTURE.md has the map and
+//! `tests/it/architecture.rs` holds every file to it): the vocabulary and pure cores (`calls`,
+//! `callback` and their pure parts, `config`, `analytics`, `sim`, `live::protocol`, `clock`,
+//! `metrics`); the stores and the bus (`store`, `live::bus`); what the service shares (`app`); the
+//! domain's services (`calls::ingest`, `callback::service`, `pbx`, `jobs`, `reports`, `reaper`,
+//! `plugins`); the edges (`web`, `live`). `main.rs` only parses the command line; tests start
+//! [`run`] in-process on port 0.
 #![forbid(unsafe_code)]
 
 pub mod analytics;

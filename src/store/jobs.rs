@@ -311,7 +311,7 @@ impl Store {
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
                     let name = job(kind, &id);
-                    let found = take_dead(&txn, kind, &name)?;
+                    let found = take_dead(&txn, kind, &name, true)?;
                     if found {
                         txn.open_table(TRIES).map_err(err)?.remove(name.as_str()).map_err(err)?;
                         plan_in(&txn, &id, &[Planned { kind, plan: Plan::Due(now) }], false)?;
@@ -333,11 +333,18 @@ impl Store {
 // ---------------------------------------------------------------------------------------------
 // Embedded: the tables, and what the records' writes call in their own transactions.
 
-/// Removes job `name` of `kind` from the dead letters; whether it was one.
-fn take_dead(txn: &WriteTransaction, kind: &str, name: &str) -> Result<bool, StoreError> {
-    let Some(since) = txn.open_table(DEAD_SINCE).map_err(err)?.remove(name).map_err(err)?.map(|v| v.value()) else {
-        return Ok(false);
+/// Removes job `name` of `kind` from the dead letters; whether it was one. With `scan`, also a
+/// dead letter of an earlier version, which kept no `DEAD_SINCE` (found by reading the kind's).
+fn take_dead(txn: &WriteTransaction, kind: &str, name: &str, scan: bool) -> Result<bool, StoreError> {
+    let since = match txn.open_table(DEAD_SINCE).map_err(err)?.remove(name).map_err(err)?.map(|v| v.value()) {
+        Some(t) => Some(t),
+        None if !scan => None,
+        None => {
+            let dead = txn.open_table(DEAD).map_err(err)?;
+            entries_before(&dead, kind, i64::MAX, usize::MAX)?.into_iter().find(|(_, n)| n == name).map(|(t, _)| t)
+        }
     };
+    let Some(since) = since else { return Ok(false) };
     txn.open_table(DEAD).map_err(err)?.remove((kind, since, name)).map_err(err)?;
     Ok(true)
 }
@@ -487,7 +494,7 @@ pub(super) fn forget_in(txn: &WriteTransaction, kinds: &[&str], id: &str) -> Res
     }
     drop((states, tries, queue, due, claims, claim_until));
     for kind in kinds {
-        take_dead(txn, kind, &job(kind, id))?;
+        take_dead(txn, kind, &job(kind, id), false)?;
     }
     Ok(())
 }
