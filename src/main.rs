@@ -60,24 +60,39 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
     }
-    let command = cli.command.unwrap_or(Command::Serve);
-    // The simulator reads a configuration only for --site, and runs without the async runtime.
-    let command = match command {
-        Command::Simulate { action } => return cli::simulate::run(*action, cli.config.as_deref()),
-        other => other,
-    };
-    let demo_allowed = !matches!(command, Command::CheckConfig);
-    let config = match cli::load_config(cli.config.as_deref(), demo_allowed) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(cli::EXIT_CONFIG);
+    let config_path = cli.config.as_deref();
+    match cli.command.unwrap_or(Command::Serve) {
+        // The simulator reads a configuration only for --site, and runs without the async runtime.
+        Command::Simulate { action } => cli::simulate::run(*action, config_path),
+        Command::CheckConfig => match cli::load_config(config_path, false) {
+            Ok(config) => {
+                cli::check_config::print_summary(&config);
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_refused(&e),
+        },
+        Command::Serve => with_config(config_path, |config| async move { cli::serve::run(config).await }),
+        Command::Pool { command: cli::pool::PoolCommand::Status { site } } => {
+            with_config(config_path, |config| async move { cli::pool::status(&config, site.as_deref()).await })
         }
-    };
-    if matches!(command, Command::CheckConfig) {
-        cli::check_config::print_summary(&config);
-        return ExitCode::SUCCESS;
     }
+}
+
+fn config_refused(e: &str) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(cli::EXIT_CONFIG)
+}
+
+/// Loads the configuration (the demo's if there is none) and runs `command` on the async runtime.
+fn with_config<F, Fut>(path: Option<&std::path::Path>, command: F) -> ExitCode
+where
+    F: FnOnce(callpool::config::Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let config = match cli::load_config(path, true) {
+        Ok(c) => c,
+        Err(e) => return config_refused(&e),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -85,16 +100,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match command {
-            Command::Pool { command: cli::pool::PoolCommand::Status { site } } => {
-                cli::pool::status(&config, site.as_deref()).await
-            }
-            // Serve; check-config and simulate returned above.
-            _ => cli::serve::run(config).await,
-        }
-    });
-    match result {
+    match runtime.block_on(command(config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("callpool: {e:#}");

@@ -40,9 +40,9 @@ pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: Cancellati
         }
         if now >= next_forget {
             next_forget = now.plus(FORGET_EVERY);
-            forget_old_calls(&app, now).await;
+            forget_expired(&app, now).await;
         }
-        for lease in sweep(&app).await {
+        for lease in reap_and_shrink(&app).await {
             if ended.send(lease).await.is_err() {
                 return;
             }
@@ -78,7 +78,7 @@ pub async fn forget_before(app: &App, before: Ts, limit: usize) -> Result<usize,
 }
 
 /// Forgets what is older than `[analytics] calls_retention` (a batch per run; any node may do it).
-async fn forget_old_calls(app: &App, now: Ts) {
+async fn forget_expired(app: &App, now: Ts) {
     match forget_before(app, now.minus(app.config.analytics.calls_retention), 1000).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(calls = n, "Forgot calls older than the retention period."),
@@ -89,9 +89,9 @@ async fn forget_old_calls(app: &App, now: Ts) {
     }
 }
 
-/// One sweep: check the store still holds the configuration, reap, then shrink. Returns the
+/// One pass: check the store still holds the configuration, reap, then shrink. Returns the
 /// leases it ended.
-pub async fn sweep(app: &App) -> Vec<Lease> {
+pub async fn reap_and_shrink(app: &App) -> Vec<Lease> {
     let timer = app.metrics.reaper_duration.start_timer();
     let now = app.clock.now();
     let outcome = async {

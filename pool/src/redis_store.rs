@@ -101,11 +101,6 @@ pub struct SharedRedis {
 }
 
 impl SharedRedis {
-    /// `{prefix}`: `KEYS[1]` of every script; every key starts with it and a ':'.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// `{prefix}:part:part...`
     pub fn key(&self, parts: &[&str]) -> String {
         let mut k = self.prefix.clone();

@@ -172,7 +172,8 @@ pub struct Callback {
     pub visitor: Option<VisitorId>,
     /// The visitor's session: what the GA4 events carry.
     pub attrs: SessionAttrs,
-    pub origin: Channel,
+    #[serde(rename = "origin")]
+    pub channel: Channel,
     pub requested_at: Ts,
     /// When the PBX is (first) asked: at once, or the next opening time.
     pub due_at: Ts,

@@ -24,7 +24,7 @@ pub struct Request {
     pub visitor: Option<VisitorId>,
     pub attrs: SessionAttrs,
     pub ip: Option<IpAddr>,
-    pub origin: Channel,
+    pub channel: Channel,
 }
 
 /// Why a request was refused, with a message safe to show (in the site's language) and, for a
@@ -78,14 +78,14 @@ async fn stored(
     };
     let id = CallbackId::random();
     let status = if due > now { CallbackStatus::Scheduled } else { CallbackStatus::Accepted };
-    let link = CallKey::new(&cfg.pbx, id.as_str()).map_err(StoreError::Failed)?;
+    let link = CallKey::new(&cfg.pbx, id.as_str()).expect("a callback id is a valid call id (cb- and 24 hex digits)");
     let cb = Callback {
         id: id.clone(),
         site: site.id.clone(),
         number,
         visitor: req.visitor,
         attrs: req.attrs,
-        origin: req.origin,
+        channel: req.channel,
         requested_at: now,
         due_at: due,
         status,

@@ -26,7 +26,7 @@ pub struct AnalyticsConfig {
     pub finalize_after: Duration,
     /// Attempts before a job is dead-lettered.
     pub max_attempts: u32,
-    /// The first retry waits this long; each further one twice as long (at most an hour).
+    /// The first retry waits this long to twice as long; each further one twice that (at most an hour).
     pub retry_base: Duration,
     /// Timeout of one request to GA or Metrica.
     pub request_timeout: Duration,
@@ -52,7 +52,7 @@ pub(super) struct RawAnalytics {
 impl Validator {
     pub(super) fn analytics(&mut self, raw: RawAnalytics, env: &dyn Env) -> AnalyticsConfig {
         let mut url = |field: &str, value: Option<String>, default: &str| {
-            self.url(&format!("[analytics] {field}"), value.unwrap_or_else(|| default.into()))
+            self.base_url(&format!("[analytics] {field}"), value.unwrap_or_else(|| default.into()))
         };
         let ga4_base_url =
             url("ga4_base_url", env.var(ENV_GA4_BASE_URL).or(raw.ga4_base_url), "https://www.google-analytics.com");

@@ -154,13 +154,17 @@ impl<'a> Fields<'a> {
         v
     }
 
-    /// An http(s) URL without its trailing '/'.
+    /// An http(s) URL, exactly as written (a webhook's, a URL another party signs).
     pub fn url(&mut self, field: &str, value: String) -> String {
-        let u = value.trim_end_matches('/').to_owned();
-        if !http_url_ok(&u) {
-            self.fail(field, format!("{u:?} is not an http(s) URL"));
+        if let Err(e) = http_url(&value) {
+            self.fail(field, e);
         }
-        u
+        value
+    }
+
+    /// An http(s) URL that paths are appended to: without its trailing '/'.
+    pub fn base_url(&mut self, field: &str, value: String) -> String {
+        self.url(field, value.trim_end_matches('/').to_owned())
     }
 
     /// A secret of at least 16 characters.
@@ -187,7 +191,12 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// An http(s) URL with a host and no spaces.
-pub(super) fn http_url_ok(u: &str) -> bool {
-    (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.contains(char::is_whitespace)
+/// An http(s) URL with a host and no spaces, or the problem.
+pub(super) fn http_url(u: &str) -> Result<(), String> {
+    let ok = (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.contains(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{u:?} is not an http(s) URL"))
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use callpool_pool::PhoneNumber;
 
 use super::env::Env;
-use super::section::{http_url_ok, Fields, Reader, Section, Slot};
+use super::section::{http_url, Fields, Reader, Section, Slot};
 
 /// No configured duration may exceed ten years (they are added to timestamps).
 const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
@@ -54,11 +54,11 @@ impl Validator {
         }
     }
 
-    /// An http(s) URL without its trailing '/', or a problem.
-    pub fn url(&mut self, at: &str, u: String) -> String {
+    /// An http(s) URL that paths are appended to: without its trailing '/'.
+    pub fn base_url(&mut self, at: &str, u: String) -> String {
         let u = u.trim_end_matches('/').to_owned();
-        if !http_url_ok(&u) {
-            self.fail(at, format!("{u:?} is not an http(s) URL"));
+        if let Err(e) = http_url(&u) {
+            self.fail(at, e);
         }
         u
     }

@@ -99,6 +99,10 @@ pub trait Handler: Send + Sync + 'static {
     fn pace(&self, _app: &App) -> Pace {
         Pace::default()
     }
+    /// Whether a dead letter of this destination may be put back in the queue, and if not, why.
+    fn requeue(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
     /// Attempts (and the first retry's wait) before an `Again` becomes a dead letter.
     fn retries(&self, app: &App) -> Retries {
         Retries { attempts: app.config.analytics.max_attempts, first: app.config.analytics.retry_base }
@@ -114,18 +118,20 @@ pub struct Retries {
     pub first: Duration,
 }
 
-/// The wait before retry `attempts + 1`: `first`, doubling each time, at most an hour, plus a
-/// random jitter of up to as much again (so nodes that failed together do not retry together).
+/// The wait before retry `attempts + 1`: `first`, doubling each time up to half an hour, plus a
+/// random jitter of up to as much again (so nodes that failed together do not retry together):
+/// between the delay and twice it, at most an hour.
 pub fn backoff(first: Duration, attempts: u32) -> Duration {
     use backon::BackoffBuilder;
+    const CAP: Duration = Duration::from_secs(1800);
     backon::ExponentialBuilder::default()
-        .with_min_delay(first)
-        .with_max_delay(Duration::from_secs(3600))
+        .with_min_delay(first.min(CAP))
+        .with_max_delay(CAP)
         .with_jitter()
         .without_max_times()
         .build()
         .nth(attempts.min(32) as usize)
-        .unwrap_or(Duration::from_secs(3600))
+        .unwrap_or(CAP)
 }
 
 /// A 2xx is delivered; 5xx and 429 (and Metrica's 420) are worth retrying; any other answer
@@ -215,7 +221,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_with_up_to_as_much_jitter_and_stops_growing_at_an_hour() {
+    fn backoff_doubles_with_up_to_as_much_jitter_and_never_waits_more_than_an_hour() {
         let first = Duration::from_secs(10);
         for attempts in 0..4 {
             let base = first * (1 << attempts);
@@ -223,6 +229,6 @@ mod tests {
             assert!(wait >= base && wait <= base * 2, "attempt {attempts}: {wait:?}");
         }
         let late = backoff(first, 30);
-        assert!(late >= Duration::from_secs(3600) && late <= Duration::from_secs(7200), "{late:?}");
+        assert!(late >= Duration::from_secs(1800) && late <= Duration::from_secs(3600), "{late:?}");
     }
 }

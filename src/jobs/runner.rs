@@ -28,7 +28,9 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
         }
     };
     let tasks = TaskTracker::new();
-    for handler in registry::HANDLERS {
+    // Callbacks' jobs exist only where a site has a callback form; elsewhere their kinds stay idle.
+    let forms = app.config.sites.iter().any(|s| s.callback.is_some());
+    for handler in registry::HANDLERS.iter().filter(|h| forms || h.records() != Records::Callbacks) {
         for kind in handler.kinds() {
             tasks.spawn(run_kind(app.clone(), http.clone(), *handler, kind, handler.records(), shutdown.clone()));
         }

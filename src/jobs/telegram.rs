@@ -40,7 +40,7 @@ impl Reader for CallbackReader {
 
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let tg: RawTelegram = f.parse()?;
-        let base_url = f.url("base_url", tg.base_url.unwrap_or_else(|| "https://api.telegram.org".into()));
+        let base_url = f.base_url("base_url", tg.base_url.unwrap_or_else(|| "https://api.telegram.org".into()));
         if tg.bot_token.is_empty() || tg.chat_id.is_empty() {
             f.fail("", "bot_token and chat_id are required");
         }

@@ -35,6 +35,10 @@ impl Handler for Trigger {
         Records::Callbacks
     }
 
+    fn requeue(&self) -> Result<(), &'static str> {
+        Err("a callback that could not be placed is over (the visitor was told and the team notified); the visitor may ask again")
+    }
+
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
         match event {
             Event::CallbackRequested { due, .. } => vec![Planned { kind: KIND, plan: Plan::Due(due) }],

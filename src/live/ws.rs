@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use callpool_pool::VisitorId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -19,6 +18,8 @@ use crate::config::SiteConfig;
 use crate::live::hub::{Hub, Tab, ToTab};
 use crate::live::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_MESSAGE_BYTES, VERSION};
 use crate::web::auth::{ClientIp, Origin};
+use crate::web::error::ApiError;
+use crate::web::extract::Query;
 
 /// How long a new connection may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
@@ -83,8 +84,7 @@ pub async fn upgrade(
     let metrics = &state.hub.app().metrics;
     if state.limiter.check_key(&ip).is_err() {
         metrics.ws_refused.with_label_values(&["rate_limited"]).inc();
-        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many connection attempts\n")
-            .into_response();
+        return ApiError::too_many_connections().into_response();
     }
     let site = q.site.and_then(|key| state.sites.get(&key).cloned());
     // tungstenite's defaults cost ~100 KiB+ per idle socket; a callpool tab exchanges a few
@@ -277,7 +277,7 @@ async fn callback_request(
         visitor: Some(tab.visitor.clone()),
         attrs: peer.hello.attrs(),
         ip: Some(peer.ip),
-        origin: crate::callback::Channel::Widget,
+        channel: crate::callback::Channel::Widget,
     };
     crate::callback::service::request(state.hub.app(), &site.config, req).await.err().map(|r| {
         ServerMsg::CallbackRefused {

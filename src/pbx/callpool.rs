@@ -210,7 +210,7 @@ impl Reader for TriggerReader {
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let raw: RawGeneric = f.parse()?;
         const WHY: &str = " for kind = \"generic\"";
-        let url = f.required("url", raw.url, WHY).map(|u| f.url("url", u));
+        let url = f.required("url", raw.url, WHY).map(|u| f.base_url("url", u));
         let secret = f.required("secret", raw.secret, WHY).map(|s| f.secret("secret", s));
         let trigger: Box<dyn Trigger> = Box::new(Generic { url: url?, secret: secret? });
         Some(Section::new("generic", trigger))

@@ -204,8 +204,8 @@ impl Reader for TriggerReader {
         let raw: RawCreateCall = f.parse()?;
         const WHY: &str = " for kind = \"twilio\"";
         let from = f.required("from", raw.from, WHY).and_then(|n| f.number("from", &n));
-        let base_url = f.url("url", raw.url.unwrap_or_else(|| "https://api.twilio.com".into()));
-        let status_url = f.required("status_url", raw.status_url, WHY).map(|u| f.url("status_url", u));
+        let base_url = f.base_url("url", raw.url.unwrap_or_else(|| "https://api.twilio.com".into()));
+        let status_url = f.required("status_url", raw.status_url, WHY).map(|u| f.base_url("status_url", u));
         let account_sid = f.required("account_sid", raw.account_sid, WHY);
         let auth_token = f.required("auth_token", raw.auth_token, WHY);
         let trigger: Box<dyn Trigger> = Box::new(CreateCall {

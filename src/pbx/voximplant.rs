@@ -41,7 +41,7 @@ impl Reader for TriggerReader {
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let raw: RawTrigger = f.parse()?;
         const WHY: &str = " for kind = \"voximplant\"";
-        let base_url = f.url("url", raw.url.unwrap_or_else(|| "https://api.voximplant.com".into()));
+        let base_url = f.base_url("url", raw.url.unwrap_or_else(|| "https://api.voximplant.com".into()));
         let account_id = f.required("account_id", raw.account_id, WHY);
         let api_key = f.required("api_key", raw.api_key, WHY);
         if raw.rule_id.is_none() {

@@ -307,7 +307,7 @@ pub async fn callbacks(app: &App, site: &SiteConfig, p: &Period, access: Access)
                 due_at: rfc3339(cb.due_at),
                 status: cb.status,
                 number,
-                origin: match cb.origin {
+                origin: match cb.channel {
                     Channel::Widget => "widget".into(),
                     Channel::Api => "api".into(),
                 },

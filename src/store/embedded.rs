@@ -13,7 +13,7 @@ use super::error::StoreError;
 pub(super) struct Db(Arc<Database>);
 
 pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Failed(format!("calls store: {e}"))
+    StoreError::Failed(format!("embedded store: {e}"))
 }
 
 /// A table of `(part, ms, name)` keys: a per-part index by time.

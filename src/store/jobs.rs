@@ -271,9 +271,15 @@ impl Store {
                     let dead = txn.open_table(DEAD).map_err(err)?;
                     let states = txn.open_table(STATES).map_err(err)?;
                     let mut out = Vec::new();
-                    for (since, name) in entries_before(&dead, kind, i64::MAX, limit)? {
-                        let state = states.get(name.as_str()).map_err(err)?.map(|v| v.value().to_vec());
-                        out.push((name[kind.len() + 1..].to_owned(), since, state.unwrap_or_default()));
+                    for (since, name) in entries_before(&dead, kind, i64::MAX, usize::MAX)? {
+                        // An earlier version left dead letters whose states it had forgotten: not listed.
+                        let Some(state) = states.get(name.as_str()).map_err(err)?.map(|v| v.value().to_vec()) else {
+                            continue;
+                        };
+                        out.push((name[kind.len() + 1..].to_owned(), since, state));
+                        if out.len() == limit {
+                            break;
+                        }
                     }
                     Ok(out)
                 })
@@ -311,7 +317,16 @@ impl Store {
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
                     let name = job(kind, &id);
-                    let found = take_dead(&txn, kind, &name, true)?;
+                    let found = take_dead(&txn, kind, &name)?
+                        || match old_dead_letter(&txn, kind, &name)? {
+                            Some(since) => txn
+                                .open_table(DEAD)
+                                .map_err(err)?
+                                .remove((kind, since, name.as_str()))
+                                .map_err(err)?
+                                .is_some(),
+                            None => false,
+                        };
                     if found {
                         txn.open_table(TRIES).map_err(err)?.remove(name.as_str()).map_err(err)?;
                         plan_in(&txn, &id, &[Planned { kind, plan: Plan::Due(now) }], false)?;
@@ -333,20 +348,25 @@ impl Store {
 // ---------------------------------------------------------------------------------------------
 // Embedded: the tables, and what the records' writes call in their own transactions.
 
-/// Removes job `name` of `kind` from the dead letters; whether it was one. With `scan`, also a
-/// dead letter of an earlier version, which kept no `DEAD_SINCE` (found by reading the kind's).
-fn take_dead(txn: &WriteTransaction, kind: &str, name: &str, scan: bool) -> Result<bool, StoreError> {
-    let since = match txn.open_table(DEAD_SINCE).map_err(err)?.remove(name).map_err(err)?.map(|v| v.value()) {
-        Some(t) => Some(t),
-        None if !scan => None,
-        None => {
-            let dead = txn.open_table(DEAD).map_err(err)?;
-            entries_before(&dead, kind, i64::MAX, usize::MAX)?.into_iter().find(|(_, n)| n == name).map(|(t, _)| t)
-        }
+/// Removes job `name` of `kind` from the dead letters; whether it was one.
+fn take_dead(txn: &WriteTransaction, kind: &str, name: &str) -> Result<bool, StoreError> {
+    let Some(since) = txn.open_table(DEAD_SINCE).map_err(err)?.remove(name).map_err(err)?.map(|v| v.value()) else {
+        return Ok(false);
     };
-    let Some(since) = since else { return Ok(false) };
     txn.open_table(DEAD).map_err(err)?.remove((kind, since, name)).map_err(err)?;
     Ok(true)
+}
+
+/// A dead letter an earlier version wrote, which kept no `DEAD_SINCE`: its time, if `name` is
+/// one and its state still says dead (that version forgot a record's states without its dead
+/// letters; such leftovers are not dead letters).
+fn old_dead_letter(txn: &WriteTransaction, kind: &str, name: &str) -> Result<Option<i64>, StoreError> {
+    let state = txn.open_table(STATES).map_err(err)?.get(name).map_err(err)?.map(|v| v.value().to_vec());
+    if !matches!(state.map(|s| decode::<JobState>(&s, "job state")), Some(Ok(JobState::Dead { .. }))) {
+        return Ok(None);
+    }
+    let dead = txn.open_table(DEAD).map_err(err)?;
+    Ok(entries_before(&dead, kind, i64::MAX, usize::MAX)?.into_iter().find(|(_, n)| n == name).map(|(t, _)| t))
 }
 
 /// The table of the records `records` names, for a claim to read each job's record.
@@ -494,7 +514,7 @@ pub(super) fn forget_in(txn: &WriteTransaction, kinds: &[&str], id: &str) -> Res
     }
     drop((states, tries, queue, due, claims, claim_until));
     for kind in kinds {
-        take_dead(txn, kind, &job(kind, id), false)?;
+        take_dead(txn, kind, &job(kind, id))?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use callpool_pool::{SiteId, SiteStatus};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
+use super::extract::{Path, Query};
 use crate::app::App;
 use crate::jobs::registry;
 
@@ -196,6 +197,9 @@ pub async fn requeue(
     let req: Requeue =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not a requeue: {e}")))?;
     let kind = kind(&req.kind)?;
+    if let Some(Err(why)) = registry::handler(kind).map(|h| h.requeue()) {
+        return Err(ApiError::bad_request(format!("kind: {kind} cannot be re-queued: {why}")));
+    }
     let now = app.clock.now();
     let (mut requeued, mut not_found) = (Vec::new(), Vec::new());
     for id in req.ids {

@@ -5,12 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use crate::app::App;
 use crate::config::SiteConfig;
 use crate::reports::Access;
@@ -69,15 +70,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Owner, ApiError> {
         let app = Arc::<App>::from_ref(state);
-        let Path(site) =
-            Path::<String>::from_request_parts(parts, state).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let Path(site) = Path::<String>::from_request_parts(parts, state).await?;
         let Some(index) = app.config.sites.iter().position(|s| s.id.as_str() == site) else {
             return Err(ApiError::not_found(format!("unknown site {site:?}")));
         };
-        let query_token = parts.uri.query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
-        });
-        let given = bearer(&parts.headers).map(str::to_owned).or(query_token).unwrap_or_default();
+        let Query(TokenQuery { token }) = Query::from_request_parts(parts, state).await?;
+        let given = bearer(&parts.headers).map(str::to_owned).or(token).unwrap_or_default();
         let s = &app.config.sites[index];
         let access = if same(&given, app.config.server.admin_token.as_ref()) || same(&given, s.admin_token.as_ref()) {
             Access::Full
@@ -88,6 +86,12 @@ where
         };
         Ok(Owner { index, access })
     }
+}
+
+/// `?token=`: a report link opened in a browser carries its token in the query.
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
 }
 
 /// The `Origin` a browser sent, if any.
@@ -106,11 +110,7 @@ impl Origin {
     pub fn check(&self, site: &SiteConfig) -> Result<(), ApiError> {
         match site.allowed_origin(self.0.as_deref()) {
             Some(_) => Ok(()),
-            None => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                "send the request from a page on one of the site's allowed origins (the Origin header)",
-            )),
+            None => Err(ApiError::origin_not_allowed()),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{ClientIp, Origin};
 use super::error::{ApiError, ErrorBody};
+use super::extract::{Path, Query};
 use crate::app::App;
 use crate::callback::service::{self, Request};
 use crate::callback::{status, Callback, CallbackId, CallbackStatus, Channel};
@@ -59,7 +60,7 @@ pub struct CallbackView {
 /// The site with a callback form whose public key is `key`, for a page on one of its origins.
 fn site_for<'a>(app: &'a App, key: &str, origin: &Origin) -> Result<&'a SiteConfig, ApiError> {
     let Some(site) = app.config.sites.iter().find(|s| s.key == key && s.callback.is_some()) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_site", "no site with a callback form has this key"));
+        return Err(ApiError::unknown_site("no site with a callback form has this key"));
     };
     origin.check(site)?;
     Ok(site)
@@ -68,16 +69,12 @@ fn site_for<'a>(app: &'a App, key: &str, origin: &Origin) -> Result<&'a SiteConf
 /// CORS for the routes: the allowed origins of every site with a callback form (each request's
 /// own site is checked by the handler), `GET` and `POST` with a JSON body, cached ten minutes.
 pub fn cors(app: &App) -> CorsLayer {
-    let origins: Vec<HeaderValue> = app
-        .config
-        .sites
-        .iter()
-        .filter(|s| s.callback.is_some())
-        .flat_map(|s| s.allowed_origins.iter())
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+    let sites: Vec<SiteConfig> = app.config.sites.iter().filter(|s| s.callback.is_some()).cloned().collect();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            let origin = origin.to_str().ok();
+            sites.iter().any(|s| s.allowed_origin(origin).is_some())
+        }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([axum::http::header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(600))
@@ -125,7 +122,7 @@ pub async fn create(
     };
     let mut attrs: SessionAttrs = hello.attrs();
     attrs.landing_page = attrs.landing_page.filter(|p| !p.is_empty());
-    let request = Request { number: req.number, visitor, attrs, ip: Some(ip), origin: Channel::Api };
+    let request = Request { number: req.number, visitor, attrs, ip: Some(ip), channel: Channel::Api };
     match service::request(&app, site, request).await {
         Ok(cb) => Ok((StatusCode::ACCEPTED, Json(view(&app, &cb))).into_response()),
         Err(r) => Err(r.into()),

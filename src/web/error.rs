@@ -1,5 +1,5 @@
 //! The one error every handler returns, and the one place errors become HTTP statuses and the
-//! JSON problem body `{"error": {"code": "...", "message": "...", "retry_after": N?}}`.
+//! JSON problem body `{"error": {"code": "...", "message": "...", "retry_after": N or null}}`.
 
 use std::borrow::Cow;
 
@@ -38,8 +38,7 @@ pub struct ErrorDetail {
     /// For people; may change. A callback refusal's message is safe to show to the visitor, in
     /// the site's language.
     message: String,
-    /// Seconds until the limit lets the caller try again, where there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Seconds until the caller may try again, where a limit says (else `null`).
     retry_after: Option<u64>,
 }
 
@@ -76,6 +75,26 @@ impl ApiError {
     pub fn rate_limited() -> ApiError {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; retry in a second")
             .retry_after(1)
+    }
+
+    /// Too many websocket connections from one address in a minute.
+    pub fn too_many_connections() -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many connection attempts; retry in a minute")
+            .retry_after(60)
+    }
+
+    /// A browser request from a page that is not on one of the site's allowed origins.
+    pub fn origin_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "send the request from a page on one of the site's allowed origins (the Origin header)",
+        )
+    }
+
+    /// A site key no site (with what the request needs) has.
+    pub fn unknown_site(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_site", message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {

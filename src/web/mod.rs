@@ -12,6 +12,7 @@ pub mod assets;
 pub mod auth;
 pub mod callback;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod openapi;
 pub mod pbx;
@@ -60,8 +61,11 @@ impl FromRef<WebState> for pbx::Limiters {
     }
 }
 
-/// Longest a request may take (a report page with its pool-size advice takes seconds).
+/// Longest a request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the report page may take: with `advice=1` it simulates the site's traffic (about
+/// fifteen seconds for a site of 100,000 visitors a day on this project's 2-core machine).
+const PAGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest body of a request that is not a webhook or a callback request.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -78,8 +82,11 @@ pub fn router(state: WebState) -> Router {
         .layer(RequestBodyLimitLayer::new(callback::MAX_BODY));
     let webhooks =
         Router::new().route("/v1/pbx/calls", post(pbx::receive)).layer(RequestBodyLimitLayer::new(pbx::MAX_BODY));
-    let owners = Router::new()
+    let page = Router::new()
         .route("/v1/reports/{site}", get(reports::page))
+        .layer(CompressionLayer::new().gzip(true))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, PAGE_TIMEOUT));
+    let owners = Router::new()
         .route("/v1/reports/{site}/calls", get(reports::calls))
         .route("/v1/reports/{site}/summary", get(reports::summary))
         .route("/v1/reports/{site}/yandex.csv", get(reports::yandex_csv))
@@ -94,14 +101,16 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/admin/calls/unassigned", get(reports::unassigned))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/v1/admin/dead-letters/requeue", post(admin::requeue));
-    let http = Router::new()
+    let timed = Router::new()
         .merge(browser_scripts.merge(owners).layer(CompressionLayer::new().gzip(true)))
         .merge(callback_api)
         .merge(webhooks)
         .merge(operators.layer(RequestBodyLimitLayer::new(MAX_BODY)))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT));
     let app = state.app.clone();
-    http.route("/v1/ws", get(crate::live::ws::upgrade))
+    timed
+        .merge(page)
+        .route("/v1/ws", get(crate::live::ws::upgrade))
         .layer(axum::middleware::from_fn_with_state(app, observe))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The route, never the URL: a report link carries its token in the query.

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::Query;
 use crate::app::App;
 use crate::calls::ingest::{self, Recorded};
 use crate::calls::{Caller, MatchKind};
@@ -75,6 +76,7 @@ pub struct PbxQuery {
 pub async fn receive(
     State(app): State<Arc<App>>,
     State(limiters): State<Limiters>,
+    Query(named): Query<PbxQuery>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -83,8 +85,7 @@ pub async fn receive(
     let timer = app.metrics.pbx_seconds.start_timer();
     let reject = |reason: &str| app.metrics.pbx_rejected.with_label_values(&[reason]).inc();
     let query = query.unwrap_or_default();
-    let named = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "pbx").map(|(_, v)| v.into_owned());
-    let pbx = match named {
+    let pbx = match named.pbx {
         Some(id) => app.config.pbx(&id),
         None if app.config.pbxs.len() == 1 => app.config.pbxs.first(),
         None => None,
@@ -157,5 +158,20 @@ fn respond(reply: Reply) -> Response {
     match reply {
         Reply::Json(v) => Json(v).into_response(),
         Reply::Text(t) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_vendors_answer_goes_out_as_it_asks() {
+        let text = respond(Reply::Text("pong".into()));
+        assert_eq!(text.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(&axum::body::to_bytes(text.into_body(), 100).await.unwrap()[..], b"pong");
+        let json = respond(Reply::Json(serde_json::json!({"success": true})));
+        assert_eq!(json.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(&axum::body::to_bytes(json.into_body(), 100).await.unwrap()[..], br#"{"success":true}"#);
     }
 }

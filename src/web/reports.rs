@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,6 +13,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Admin, Owner};
 use super::error::{ApiError, ErrorBody};
+use super::extract::Query;
 use crate::app::App;
 use crate::reports::page::{self, Advice};
 use crate::reports::{self, CallList, CallbackList, Period, Summary, UnassignedCall};

@@ -87,19 +87,78 @@ fn modules(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// The source without its tests, comments and string literals.
+/// The source without its tests, comments, and string and character literals.
 fn code(src: &str) -> String {
     let src = src.split("#[cfg(test)]").next().unwrap_or(src);
     let mut out = String::with_capacity(src.len());
     let mut chars = src.chars().peekable();
+    let mut prev = ' ';
     while let Some(c) = chars.next() {
+        let after_ident = prev.is_alphanumeric() || prev == '_';
+        prev = c;
         match c {
+            // A raw string: r"..." or r#"..."#, quotes inside and all.
+            'r' if !after_ident && matches!(chars.peek(), Some('"' | '#')) => {
+                let mut hashes = 0;
+                while chars.peek() == Some(&'#') {
+                    chars.next();
+                    hashes += 1;
+                }
+                if chars.next() != Some('"') {
+                    out.push('r');
+                    continue;
+                }
+                let mut run: Option<usize> = None;
+                for c in chars.by_ref() {
+                    run = match (c, run) {
+                        ('"', _) => Some(0),
+                        ('#', Some(n)) => Some(n + 1),
+                        _ => None,
+                    };
+                    if run == Some(hashes) {
+                        break;
+                    }
+                }
+                out.push_str("\"\"");
+            }
             '/' if chars.peek() == Some(&'/') => {
                 for c in chars.by_ref() {
                     if c == '\n' {
                         out.push('\n');
                         break;
                     }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            // A character literal ('x', '\'', '"'), not a lifetime ('a).
+            '\'' => {
+                let mut ahead = chars.clone();
+                match (ahead.next(), ahead.next()) {
+                    (Some('\\'), _) => {
+                        // The backslash and the character it escapes, then up to the closing quote.
+                        chars.next();
+                        chars.next();
+                        for c in chars.by_ref() {
+                            if c == '\'' {
+                                break;
+                            }
+                        }
+                        out.push_str("' '");
+                    }
+                    (Some(_), Some('\'')) => {
+                        chars.next();
+                        chars.next();
+                        out.push_str("' '");
+                    }
+                    _ => out.push(c),
                 }
             }
             '"' => {

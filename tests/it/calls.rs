@@ -545,6 +545,18 @@ async fn a_refused_delivery_is_a_dead_letter_until_requeued(backend: Backend) {
     assert_eq!(refused.status(), 401, "the admin token is required");
     let unknown: Value = w.node.admin_get("/v1/admin/dead-letters?kind=fax").await.json().await.unwrap();
     assert_eq!(unknown["error"]["code"], "bad_request");
+    let malformed = w.node.admin_get("/v1/admin/dead-letters?limit=many").await;
+    assert_eq!(malformed.status(), 400);
+    let malformed: Value = malformed.json().await.unwrap();
+    assert_eq!(malformed["error"]["code"], "bad_request", "a bad query parameter gets the API's error body");
+    let trigger = reqwest::Client::new()
+        .post(w.node.url("/v1/admin/dead-letters/requeue"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"kind": "trigger", "ids": ["cb-0"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trigger.status(), 400, "a callback that could not be placed is over");
     w.fake.refusing.store(false, Ordering::SeqCst);
     let requeued: Value = reqwest::Client::new()
         .post(w.node.url("/v1/admin/dead-letters/requeue"))

@@ -190,7 +190,7 @@ fn callback(number: &str, requested: Ts) -> Callback {
         number: PhoneNumber::parse(number).unwrap(),
         visitor: Some(VisitorId::new("v1").unwrap()),
         attrs: SessionAttrs::default(),
-        origin: Channel::Widget,
+        channel: Channel::Widget,
         requested_at: requested,
         due_at: requested,
         status: CallbackStatus::Accepted,
