@@ -43,7 +43,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
     tasks.spawn(jobs::runner::run(app.clone(), shutdown.clone()));
     let ws = live::ws::WsState::new(hub, shutdown.clone());
-    let limiter = ws.limiter.clone();
+    let pbx_limiters = web::pbx::Limiters::new(&app);
+    let (limiter, pbx_for_limits) = (ws.limiter.clone(), pbx_limiters.clone());
     let app_for_limits = app.clone();
     let stop = shutdown.clone();
     tasks.spawn(async move {
@@ -54,12 +55,13 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {
                     limiter.retain_recent();
+                    pbx_for_limits.retain_recent();
                     app_for_limits.callback_limiters.retain_recent();
                 }
             }
         }
     });
-    let router = web::router(web::WebState { app: app.clone(), ws, pbx: web::pbx::Limiters::new(&app) });
+    let router = web::router(web::WebState { app: app.clone(), ws, pbx: pbx_limiters });
     let stop = shutdown.clone();
     let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use callpool_pool::Ts;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::adapter::{Refusal, CLOCK_SKEW};
 
@@ -32,13 +33,23 @@ fn mac(secret: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// Checks `Callpool-Signature: t=<unix s>,v1=<hex>[,v1=<hex>...]` against every secret.
+/// The most `v1` values a header may carry (a PBX rotating its secret sends two).
+const MAX_SIGNATURES: usize = 4;
+/// The longest header read: `t=` and four `v1=` values fit in a quarter of it.
+const MAX_HEADER: usize = 1024;
+
+/// Checks `Callpool-Signature: t=<unix s>,v1=<hex>[,v1=<hex>...]` against every secret. The
+/// work is bounded whatever the header holds: a long header or more than four `v1` values is
+/// refused before any MAC, and each secret's MAC over the body is computed once.
 pub fn verify(headers: &HeaderMap, body: &[u8], secrets: &[String], now: Ts) -> Result<(), Refusal> {
     let Some(value) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(Refusal::NoSignature(
             "send the Callpool-Signature header: t=<unix seconds>,v1=<hex HMAC-SHA256>".into(),
         ));
     };
+    if value.len() > MAX_HEADER {
+        return Err(Refusal::BadSignature(format!("the signature header is longer than {MAX_HEADER} bytes")));
+    }
     let mut t: Option<i64> = None;
     let mut given: Vec<Vec<u8>> = Vec::new();
     for part in value.split(',') {
@@ -47,6 +58,9 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secrets: &[String], now: Ts) -> 
             Some(("v1", v)) => given.extend(hex::decode(v).ok()),
             _ => {}
         }
+    }
+    if given.len() > MAX_SIGNATURES {
+        return Err(Refusal::BadSignature(format!("the signature has more than {MAX_SIGNATURES} v1 values")));
     }
     let Some(t) = t else { return Err(Refusal::BadSignature("the signature has no valid t=<unix seconds>".into())) };
     if given.is_empty() {
@@ -57,11 +71,10 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secrets: &[String], now: Ts) -> 
         return Err(Refusal::StaleTimestamp("the signature's timestamp is more than 5 minutes from our clock".into()));
     }
     for secret in secrets {
-        for sig in &given {
-            // verify_slice compares in constant time.
-            if mac(secret, t, body).verify_slice(sig).is_ok() {
-                return Ok(());
-            }
+        let expected = mac(secret, t, body).finalize().into_bytes();
+        // Compared in constant time.
+        if given.iter().any(|sig| bool::from(expected.as_slice().ct_eq(sig.as_slice()))) {
+            return Ok(());
         }
     }
     Err(Refusal::BadSignature("the signature does not match the body".into()))
@@ -102,5 +115,13 @@ mod tests {
         assert_eq!(reason(HeaderMap::new(), body), "no_signature");
         assert_eq!(reason(headers("t=abc,v1=00"), body), "bad_signature");
         assert_eq!(reason(headers(&format!("t={t}")), body), "bad_signature");
+        // Work bounded by the header: many values, or a long header, are refused unread.
+        let v1 = current.split_once(",v1=").unwrap().1;
+        let five = format!("t={t}{}", format!(",v1={v1}").repeat(5));
+        assert_eq!(reason(headers(&five), body), "bad_signature");
+        let four = format!("t={t}{}", format!(",v1={}", "00".repeat(32)).repeat(3)) + &format!(",v1={v1}");
+        assert_eq!(verify(&headers(&four), body, &secrets, NOW), Ok(()), "four values, the last one right");
+        let long = format!("t={t},v1={v1},x={}", "a".repeat(1100));
+        assert_eq!(reason(headers(&long), body), "bad_signature");
     }
 }

@@ -5,6 +5,7 @@
 //! are durable.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -13,10 +14,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::auth::ClientIp;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use crate::app::App;
@@ -27,9 +29,11 @@ use crate::pbx::{self, CallAccepted, Inbound, Received, Reply};
 /// The largest webhook body read.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// One rate limiter per PBX (`requests_per_second`, and as a burst).
+/// Each PBX's rate (`requests_per_second`, and as a burst), counted twice: per client address
+/// before the request is verified (so that no one can spend a PBX's budget, or the node's CPU,
+/// with requests the PBX never signed), and for the PBX as a whole once it is.
 #[derive(Clone)]
-pub struct Limiters(Arc<HashMap<String, DefaultDirectRateLimiter>>);
+pub struct Limiters(Arc<HashMap<String, (DefaultKeyedRateLimiter<IpAddr>, DefaultDirectRateLimiter)>>);
 
 impl Limiters {
     pub fn new(app: &App) -> Limiters {
@@ -39,10 +43,18 @@ impl Limiters {
             .iter()
             .map(|p| {
                 let n = NonZeroU32::new(p.requests_per_second).unwrap_or(NonZeroU32::MIN);
-                (p.id.clone(), RateLimiter::direct(Quota::per_second(n).allow_burst(n)))
+                let quota = Quota::per_second(n).allow_burst(n);
+                (p.id.clone(), (RateLimiter::keyed(quota), RateLimiter::direct(quota)))
             })
             .collect();
         Limiters(Arc::new(limiters))
+    }
+
+    /// Forgets addresses that have been quiet for a while.
+    pub fn retain_recent(&self) {
+        for (by_address, _) in self.0.values() {
+            by_address.retain_recent();
+        }
     }
 }
 
@@ -76,6 +88,7 @@ pub struct PbxQuery {
 pub async fn receive(
     State(app): State<Arc<App>>,
     State(limiters): State<Limiters>,
+    ClientIp(ip): ClientIp,
     Query(named): Query<PbxQuery>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -94,13 +107,18 @@ pub async fn receive(
         reject("unknown_pbx");
         return Err(ApiError::bad_signature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]"));
     };
+    let (by_address, whole) = &limiters.0[&pbx.id];
+    if by_address.check_key(&ip).is_err() {
+        reject("rate_limited");
+        return Err(ApiError::rate_limited());
+    }
     let req = Inbound { headers: &headers, query: &query, body: &body, now: app.clock.now() };
     if let Err(why) = adapter.verify(&req) {
         reject(why.reason());
         tracing::info!(pbx = %pbx.id, reason = why.reason(), "A call webhook was refused.");
         return Err(why.into());
     }
-    if limiters.0.get(&pbx.id).is_some_and(|l| l.check().is_err()) {
+    if whole.check().is_err() {
         reject("rate_limited");
         return Err(ApiError::rate_limited());
     }

@@ -423,6 +423,23 @@ async fn each_pbx_is_rate_limited_on_its_own() {
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(post("office", 0).await.unwrap().status(), 200, "another PBX is not affected");
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"rate_limited\"}").await, 3.0);
+    // Unsigned requests from one address are limited before they are verified, and spend no
+    // budget of the PBX's own requests from elsewhere.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let forger = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    let mut forged = Vec::new();
+    for i in 0..4 {
+        let body = call_json(&format!("f-{i}"), "+74951234567", "completed");
+        let sent = forger
+            .post(w.node.url("/v1/pbx/calls?pbx=slow"))
+            .header("content-type", "application/json")
+            .header("callpool-signature", format!("t={},v1=00", Ts::now().as_millis() / 1000))
+            .body(body)
+            .send();
+        forged.push(sent.await.unwrap().status().as_u16());
+    }
+    assert_eq!(forged, vec![401, 401, 429, 429], "refused unread once the address used the PBX's rate");
+    assert_eq!(post("slow", 20).await.unwrap().status(), 200, "the PBX itself is not held up by them");
     w.node.stop().await;
 }
 
