@@ -244,12 +244,18 @@ pub fn yandex_row(call: &Call) -> Option<String> {
     Some(row)
 }
 
-/// A CSV field, quoted when it holds a comma, quote or line break.
+/// A CSV field, quoted when it holds a comma, quote or line break. A field a spreadsheet would
+/// read as a formula (OWASP's rule: it begins with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return) gets a leading `'` so it is shown as text; a plain signed number such as a caller's
+/// `+79161234567` is left as it is, since a spreadsheet can only read it as that number.
 pub fn csv_field(s: &str) -> String {
+    let number = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number(&s[1..]);
+    let s = if formula { std::borrow::Cow::Owned(format!("'{s}")) } else { std::borrow::Cow::Borrowed(s) };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 
@@ -367,5 +373,27 @@ mod tests {
         let mut c = call();
         c.matched.attrs.ym_uid = None;
         assert_eq!(yandex_row(&c), None);
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_text() {
+        for (cell, out) in [
+            ("=HYPERLINK(\"http://evil\",\"x\")", "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("+1+2", "'+1+2"),
+            ("-2+3", "'-2+3"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("+79161234567", "+79161234567"),
+            ("-5", "-5"),
+            ("+", "'+"),
+            ("google", "google"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_field(cell), out, "{cell:?}");
+        }
+        let mut c = call();
+        c.matched.attrs.landing_page = Some("=cmd|' /C calc'!A0".into());
+        assert!(yandex_row(&c).unwrap().ends_with(",'=cmd|' /C calc'!A0"), "the Metrica file too");
     }
 }
