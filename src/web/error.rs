@@ -110,8 +110,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::Pool(p) => p.into(),
-            e if e.is_unavailable() => ApiError::unavailable(e.to_string()),
-            e => ApiError::internal(e.to_string()),
+            e if e.is_unavailable() => store_away(&e),
+            e => internal(&e),
         }
     }
 }
@@ -120,11 +120,23 @@ impl From<PoolError> for ApiError {
     fn from(e: PoolError) -> ApiError {
         match e {
             PoolError::UnknownSite(s) => ApiError::not_found(format!("unknown site {s}")),
-            PoolError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            PoolError::Unavailable(_) => store_away(&e),
             PoolError::Invalid(m) => ApiError::not_found(m),
-            PoolError::Storage(_) => ApiError::internal(e.to_string()),
+            PoolError::Storage(_) => internal(&e),
         }
     }
+}
+
+/// The store's own words (Redis's, redb's, the OS's) go to the log; the client gets a stable
+/// code and a sentence.
+fn store_away(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "A request found the store unreachable.");
+    ApiError::unavailable("the store is not reachable; try again shortly")
+}
+
+fn internal(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "A request failed inside the server.");
+    ApiError::internal("the server failed to answer; its log has the details")
 }
 
 impl From<crate::pbx::Refusal> for ApiError {

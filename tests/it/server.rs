@@ -148,6 +148,12 @@ async fn redis_going_away_makes_leases_unavailable_and_readyz_fail_until_it_retu
     assert_eq!(body["status"], "unavailable");
     let admin = node.admin_get("/v1/admin/pool").await;
     assert_eq!(admin.status(), 503);
+    let body: serde_json::Value = admin.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    for internal in ["os error", "efused", &port.to_string(), "Redis", "redis"] {
+        assert!(!message.contains(internal), "the store's own words stay in the log: {message}");
+    }
 
     // Redis comes back empty (it had no persistence): the connection recovers without a
     // restart, and the reaper notices the lost configuration and writes it again.
