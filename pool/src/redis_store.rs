@@ -82,6 +82,11 @@ pub fn is_unavailable(e: &redis::RedisError) -> bool {
 }
 
 /// A Redis error as the pool's error: connection trouble is `Unavailable`, the rest `Storage`.
+/// A wrong or missing password (or user): retrying cannot help, so start-up stops and says so.
+fn refused_credentials(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
 fn classify(e: redis::RedisError) -> PoolError {
     if is_unavailable(&e) {
         PoolError::Unavailable(e)
@@ -212,8 +217,9 @@ fn visit_from(v: Vec<Value>) -> Result<Option<Visit>, PoolError> {
 impl RedisPool {
     /// Connects, retrying with backoff (and saying so in the log) until Redis answers.
     pub async fn connect(opts: &RedisOptions) -> Result<RedisPool, PoolError> {
+        // The URL may hold a password: it never goes into a message.
         let client = redis::Client::open(opts.url.as_str())
-            .map_err(|e| PoolError::Invalid(format!("redis url {:?}: {e}", opts.url)))?;
+            .map_err(|e| PoolError::Invalid(format!("[store] redis_url: {e}")))?;
         // Few, short reconnect attempts per command: while Redis is away a lease answers
         // `Unavailable` within about a second (the visitor keeps the default number) instead of
         // waiting through a long backoff; the next command tries again.
@@ -224,8 +230,18 @@ impl RedisPool {
             .set_max_delay(Duration::from_millis(200));
         let mut delay = Duration::from_millis(100);
         let conn = loop {
-            match client.get_connection_manager_with_config(config.clone()).await {
+            let connected = match client.get_connection_manager_with_config(config.clone()).await {
+                // A server that wants a password the URL does not give answers the first command.
+                Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| c),
+                Err(e) => Err(e),
+            };
+            match connected {
                 Ok(c) => break c,
+                Err(e) if refused_credentials(&e) => {
+                    return Err(PoolError::Invalid(format!(
+                        "Redis refused the credentials of [store] redis_url ({e}); check the user and password"
+                    )));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Redis is not reachable yet; retrying.");
                     tokio::time::sleep(delay).await;

@@ -6,7 +6,7 @@ use callpool::config::Config;
 /// Prints a summary of a valid configuration.
 pub fn print_summary(config: &Config) {
     println!("{}: OK", config.source);
-    println!("  listen {}, store {:?}", config.server.listen, config.store);
+    println!("  listen {}; store {}; bus {}", config.server.listen, config.store, config.bus);
     println!(
         "  shared inventory: {} numbers; history kept {}",
         config.pool.numbers.len(),

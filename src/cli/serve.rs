@@ -15,10 +15,24 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // Register the signal handlers first: a SIGTERM that arrives while the node starts must stop
     // it cleanly, not kill it with the default action.
     let signals = Signals::register().context("cannot install the signal handlers")?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        signals.wait().await;
+        tracing::info!("Shutting down: no new connections, finishing the ones in flight.");
+        stop.cancel();
+    });
     let listen = config.server.listen;
     let source = config.source.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = Arc::new(App::start(config, clock).await.context("cannot open the pool store")?);
+    // Start-up may wait for Redis for as long as it takes; a signal meanwhile ends the wait.
+    let app = tokio::select! {
+        app = App::start(config, clock) => Arc::new(app.context("cannot open the pool store")?),
+        () = shutdown.cancelled() => {
+            tracing::info!("Stopped before serving.");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(
         address = %listener.local_addr()?,
@@ -27,13 +41,6 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         sites = app.config.sites.len(),
         "callpool is serving."
     );
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        signals.wait().await;
-        tracing::info!("Shutting down: no new connections, finishing the ones in flight.");
-        stop.cancel();
-    });
     callpool::run(listener, app, shutdown).await.context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -140,8 +140,8 @@ impl Validator {
             },
             "redis" => {
                 let url = env.var(ENV_REDIS_URL).or(raw.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
-                if !redis_url_ok(&url) {
-                    self.fail("[store] redis_url", format!("{url:?} is not a redis:// or rediss:// URL"));
+                if let Err(why) = redis_url_ok(&url) {
+                    self.fail("[store] redis_url", format!("{:?} {why}", redacted(&url)));
                 }
                 let prefix = env.var(ENV_REDIS_PREFIX).or(raw.redis_prefix).unwrap_or_else(|| "callpool".into());
                 if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.contains(char::is_whitespace) {
@@ -162,8 +162,10 @@ impl Validator {
             "in_process" => BusConfig::InProcess,
             "rabbitmq" => {
                 let url = env.var(ENV_AMQP_URL).or(raw.amqp_url).unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".into());
-                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                    self.fail("[bus] amqp_url", format!("{url:?} is not an amqp:// URL"));
+                if url.starts_with("amqps://") {
+                    self.fail("[bus] amqp_url", NO_TLS);
+                } else if !url.starts_with("amqp://") {
+                    self.fail("[bus] amqp_url", format!("{:?} is not an amqp:// URL", redacted(&url)));
                 }
                 if matches!(store, StoreConfig::Embedded { .. }) {
                     self.fail(
@@ -189,6 +191,46 @@ fn default_node_id() -> String {
     format!("{}-{}-{nanos:x}", if host.is_empty() { "node" } else { &host }, std::process::id())
 }
 
-fn redis_url_ok(url: &str) -> bool {
-    matches!(url.split_once("://"), Some(("redis" | "rediss" | "redis+unix" | "unix", rest)) if !rest.is_empty())
+/// This build speaks to Redis and RabbitMQ in plain TCP only: a TLS URL is refused rather than
+/// quietly downgraded (which would send the password in clear).
+const NO_TLS: &str = "TLS (rediss://, amqps://) is not built into callpool: reach the service over a private network, \
+                      or through a local TLS tunnel (stunnel, spiped) with a plain URL to 127.0.0.1";
+
+fn redis_url_ok(url: &str) -> Result<(), &'static str> {
+    match url.split_once("://") {
+        Some(("rediss", _)) => Err(NO_TLS),
+        Some(("redis" | "redis+unix" | "unix", rest)) if !rest.is_empty() => Ok(()),
+        _ => Err("is not a redis:// URL (or unix:// for a socket)"),
+    }
+}
+
+/// `url` with its password (the part after `user:` before `@`) replaced by `***`, for output.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl std::fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Embedded { data_dir } => write!(f, "embedded in {}", data_dir.display()),
+            StoreConfig::Redis { url, prefix } => write!(f, "redis at {} (keys {{{prefix}}}:*)", redacted(url)),
+        }
+    }
+}
+
+impl std::fmt::Display for BusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusConfig::InProcess => f.write_str("in process (one node)"),
+            BusConfig::RabbitMq { url } => write!(f, "rabbitmq at {}", redacted(url)),
+        }
+    }
 }

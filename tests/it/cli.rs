@@ -114,6 +114,156 @@ fn serve_waits_for_redis_then_serves_and_stops_cleanly() {
     assert_eq!(stop(&mut child), Some(0), "a clean exit on SIGTERM");
 }
 
+/// Every secret a configuration can hold, each one recognisable in output.
+const SECRETS: [&str; 10] = [
+    "SECRET-admin-token-0001",
+    "SECRET-pbx-signing-0002",
+    "SECRET-report-token-0003",
+    "SECRET-site-admin-0004",
+    "SECRET-ga4-api-0005",
+    "SECRET-metrica-oauth-0006",
+    "SECRET-trigger-0007",
+    "SECRET-notify-0008",
+    "SECRET-redis-pw-0009",
+    "SECRET-amqp-pw-0010",
+];
+
+/// The example configuration with every secret set, Redis at `redis_url`, and RabbitMQ.
+fn config_with_secrets(redis_url: &str, http_port: u16) -> String {
+    let [admin, pbx, report, site_admin, ga4, metrica, trigger, notify, _, amqp] = SECRETS;
+    std::fs::read_to_string("callpool.example.toml")
+        .unwrap()
+        .replace("# admin_token = \"a-long-random-secret\"", &format!("admin_token = \"{admin}\""))
+        .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:{http_port}\""))
+        .replace("change-me-to-a-long-random-secret", pbx)
+        .replace("# report_token = \"a-long-random-report-token\"", &format!("report_token = \"{report}\""))
+        .replace("# admin_token = \"a-long-random-site-admin-token\"", &format!("admin_token = \"{site_admin}\""))
+        .replace(
+            "# [site.ga4]\n# measurement_id = \"G-XXXXXXXXXX\"\n# api_secret = \"...\"",
+            &format!("[site.ga4]\nmeasurement_id = \"G-ABCDEF1234\"\napi_secret = \"{ga4}\""),
+        )
+        .replace(
+            "# [site.yandex]\n# counter_id = 12345678\n# token = \"...\"",
+            &format!("[site.yandex]\ncounter_id = 12345678\ntoken = \"{metrica}\""),
+        )
+        .replace("a-long-random-trigger-secret", trigger)
+        .replace(
+            "# notify = { url = \"https://crm.example.com/hooks/callpool\", secret = \"a-long-random-notify-secret\" }",
+            &format!("notify = {{ url = \"https://crm.example.com/hooks/callpool\", secret = \"{notify}\" }}"),
+        )
+        .replace("kind = \"embedded\"", "kind = \"redis\"")
+        .replace("redis_url = \"redis://127.0.0.1:6379/\"", &format!("redis_url = \"{redis_url}\""))
+        .replace("redis_prefix = \"callpool\"", &format!("redis_prefix = \"{}\"", unique("secrets")))
+        .replace("kind = \"in_process\"", "kind = \"rabbitmq\"")
+        .replace("amqp://127.0.0.1:5672/%2f", &format!("amqp://callpool:{amqp}@127.0.0.1:1/%2f"))
+}
+
+fn assert_no_secret(what: &str, output: &str) {
+    for s in SECRETS {
+        assert!(!output.contains(s), "{what} shows the secret {s}:\n{output}");
+    }
+}
+
+fn all_output(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// What an operator sees (check-config, start-up failures, a served run's log at debug level)
+/// never holds a secret; a wrong Redis password stops start-up with a clear error; a TLS URL
+/// this build cannot honour is refused rather than used in plain text; a signal stops a node
+/// still waiting for Redis.
+#[tokio::test]
+async fn secrets_never_appear_and_redis_credentials_are_checked() {
+    let redis_pw = SECRETS[8];
+    let (redis_port, http_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let good_url = format!("redis://:{redis_pw}@127.0.0.1:{redis_port}/");
+    let text = config_with_secrets(&good_url, http_port);
+    assert!(SECRETS.iter().all(|s| text.contains(s)), "the test configuration holds every secret");
+    let path = write(dir.path(), "secrets.toml", &text);
+
+    let checked = callpool(&["--config", &path, "check-config"]);
+    assert_eq!(checked.status.code(), Some(0), "{}", all_output(&checked));
+    let summary = all_output(&checked);
+    assert!(
+        summary.contains("redis at redis://:***@127.0.0.1") && summary.contains("rabbitmq at amqp://callpool:***@")
+    );
+    assert_no_secret("check-config", &summary);
+
+    for (from, to) in [("redis://:", "rediss://:"), ("amqp://callpool", "amqps://callpool")] {
+        let tls = write(dir.path(), "tls.toml", &text.replace(from, to));
+        let refused = callpool(&["--config", &tls, "check-config"]);
+        assert_eq!(refused.status.code(), Some(2), "{to} is refused: {}", all_output(&refused));
+        assert!(all_output(&refused).contains("TLS (rediss://, amqps://) is not built into callpool"));
+        assert_no_secret("a refused TLS URL", &all_output(&refused));
+    }
+
+    // Nothing listens yet: the node waits for Redis, and SIGTERM ends the wait.
+    let (mut child, rx) = spawn_serve(&path);
+    wait_for_line(&rx, "Redis is not reachable yet; retrying");
+    assert_eq!(stop(&mut child), Some(0), "a signal stops a node that is still starting");
+    assert_no_secret("the log of a node waiting for Redis", &rx.try_iter().collect::<Vec<_>>().join("\n"));
+
+    let _redis = OwnRedis::start_with(redis_port, &["--requirepass", redis_pw]);
+    let wrong = write(dir.path(), "wrong.toml", &text.replace(redis_pw, "not-the-password"));
+    let failed = Command::new(env!("CARGO_BIN_EXE_callpool")).args(["--config", &wrong, "serve"]).output().unwrap();
+    let said = all_output(&failed);
+    assert_eq!(failed.status.code(), Some(1), "a wrong password stops start-up: {said}");
+    assert!(said.contains("Redis refused the credentials of [store] redis_url"), "{said}");
+    assert!(!said.contains("not-the-password"), "{said}");
+    assert_no_secret("a failed start", &said);
+
+    // A served run at debug level, with a webhook, a report and an admin request.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callpool"))
+        .args(["--config", &path, "serve"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    wait_for_line(&rx, "callpool is serving");
+    let base = format!("http://127.0.0.1:{http_port}");
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "call_id": "c-secret", "called": "+74951230201", "caller": "+79161234567",
+        "started_at": chrono::Utc::now().to_rfc3339(), "status": "completed", "duration": 5,
+    })
+    .to_string();
+    let t = chrono::Utc::now().timestamp();
+    let posted = http
+        .post(format!("{base}/v1/pbx/calls?pbx=office"))
+        .header("callpool-signature", callpool::pbx::signature::sign(SECRETS[1], t, body.as_bytes()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let report = http.get(format!("{base}/v1/reports/shop/calls?token={}", SECRETS[2])).send().await.unwrap();
+    assert_eq!(report.status(), 200);
+    let pool = http.get(format!("{base}/v1/admin/pool")).bearer_auth(SECRETS[0]).send().await.unwrap();
+    assert_eq!(pool.status(), 200);
+    let wrong = http.get(format!("{base}/v1/reports/shop/calls")).bearer_auth(SECRETS[3].to_owned() + "x").send();
+    assert_eq!(wrong.await.unwrap().status(), 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stop(&mut child), Some(0));
+    let log = rx.try_iter().collect::<Vec<_>>().join("\n");
+    assert!(log.contains("RabbitMQ"), "the run tried the broker: {log}");
+    assert_no_secret("a served run's log", &log);
+}
+
 #[test]
 fn pool_status_reads_the_embedded_store_after_the_server_stopped() {
     let http_port = free_port();

@@ -189,9 +189,15 @@ pub struct OwnRedis {
 
 impl OwnRedis {
     pub fn start(port: u16) -> OwnRedis {
+        OwnRedis::start_with(port, &[])
+    }
+
+    /// With more `redis-server` arguments (`--requirepass`, `--appendonly yes`).
+    pub fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
