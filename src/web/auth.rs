@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::extract::{Path, Query};
+use super::extract::Path;
 use crate::app::App;
 use crate::config::SiteConfig;
 use crate::reports::Access;
@@ -21,9 +21,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// Whether `given` is `expected`, compared in constant time.
+/// Whether `given` is `expected`, in time that depends on neither's content nor length: their
+/// SHA-256 digests (always 32 bytes) are compared in constant time.
 fn same(given: &str, expected: Option<&String>) -> bool {
-    expected.is_some_and(|t| bool::from(given.as_bytes().ct_eq(t.as_bytes())))
+    use sha2::{Digest, Sha256};
+    expected.is_some_and(|t| bool::from(Sha256::digest(given).ct_eq(&Sha256::digest(t))))
 }
 
 /// The operator: `Authorization: Bearer <[server] admin_token>`.
@@ -47,8 +49,8 @@ where
     }
 }
 
-/// A site's owner, for the site of the path's `{site}`: `Authorization: Bearer <token>`, or
-/// `?token=` for links opened in a browser.
+/// A site's owner, for the site of the path's `{site}`: `Authorization: Bearer <token>`, or the
+/// report cookie a browser got for a link with `?token=` (see [`private`]).
 pub struct Owner {
     /// The site's place in the configuration.
     index: usize,
@@ -71,13 +73,20 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Owner, ApiError> {
         let app = Arc::<App>::from_ref(state);
         let Path(site) = Path::<String>::from_request_parts(parts, state).await?;
+        let given =
+            bearer(&parts.headers).map(str::to_owned).or_else(|| report_cookie(&parts.headers)).unwrap_or_default();
+        let operator = same(&given, app.config.server.admin_token.as_ref());
         let Some(index) = app.config.sites.iter().position(|s| s.id.as_str() == site) else {
-            return Err(ApiError::not_found(format!("unknown site {site:?}")));
+            // Only the operator learns that a site does not exist; anyone else cannot tell
+            // an unknown site from a wrong token.
+            return Err(if operator {
+                ApiError::not_found(format!("unknown site {site:?}"))
+            } else {
+                ApiError::unauthorized()
+            });
         };
-        let Query(TokenQuery { token }) = Query::from_request_parts(parts, state).await?;
-        let given = bearer(&parts.headers).map(str::to_owned).or(token).unwrap_or_default();
         let s = &app.config.sites[index];
-        let access = if same(&given, app.config.server.admin_token.as_ref()) || same(&given, s.admin_token.as_ref()) {
+        let access = if operator || same(&given, s.admin_token.as_ref()) {
             Access::Full
         } else if same(&given, s.report_token.as_ref()) {
             Access::Masked
@@ -88,10 +97,91 @@ where
     }
 }
 
-/// `?token=`: a report link opened in a browser carries its token in the query.
-#[derive(serde::Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
+/// The cookie that holds a report token in a browser, scoped to one site's reports.
+const REPORT_COOKIE: &str = "callpool_report";
+/// How long a browser keeps a report token.
+const REPORT_COOKIE_SECONDS: u32 = 8 * 3600;
+
+fn report_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == REPORT_COOKIE)
+        .map(|(_, value)| {
+            form_urlencoded::parse(format!("t={value}").as_bytes()).map(|(_, t)| t.into_owned()).collect()
+        })
+}
+
+/// Around every answer with callers' data (reports, admin): never cached, no referrer sent
+/// from it, no content sniffing, a content security policy for the report page (its own
+/// inline styles and nothing else), not framed. A report link with `?token=` (opened from a
+/// mail or a bookmark) is answered at once with a redirect to the same URL without the token,
+/// which a cookie scoped to that site's reports now carries: the token leaves the address bar,
+/// the history and any referrer.
+pub async fn private(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    if let Some(resp) = token_to_cookie(&req) {
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    return resp;
+
+    fn token_to_cookie(req: &axum::extract::Request) -> Option<axum::response::Response> {
+        let uri = req.uri();
+        let site = uri.path().strip_prefix("/v1/reports/")?.split('/').next()?;
+        if site.is_empty() || !site.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+            return None; // not a site id: no cookie (the request is refused without the token)
+        }
+        let query = uri.query()?;
+        let mut token = None;
+        let mut rest = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            if k == "token" {
+                token = Some(v.into_owned());
+            } else {
+                rest.append_pair(&k, &v);
+            }
+        }
+        let token = token?;
+        let rest = rest.finish();
+        let location = if rest.is_empty() { uri.path().to_owned() } else { format!("{}?{rest}", uri.path()) };
+        let value: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let cookie = format!(
+            "{REPORT_COOKIE}={value}; Path=/v1/reports/{site}; Max-Age={REPORT_COOKIE_SECONDS}; HttpOnly; Secure; SameSite=Strict"
+        );
+        let (Ok(location), Ok(cookie)) = (HeaderValue::from_str(&location), HeaderValue::from_str(&cookie)) else {
+            return Some(ApiError::bad_request("token: cannot be kept in a cookie").into_response());
+        };
+        Some(
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, location),
+                    (header::SET_COOKIE, cookie),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+                ],
+            )
+                .into_response(),
+        )
+    }
 }
 
 /// The `Origin` a browser sent, if any.

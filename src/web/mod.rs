@@ -84,28 +84,32 @@ pub fn router(state: WebState) -> Router {
         Router::new().route("/v1/pbx/calls", post(pbx::receive)).layer(RequestBodyLimitLayer::new(pbx::MAX_BODY));
     let page = Router::new()
         .route("/v1/reports/{site}", get(reports::page))
+        .layer(axum::middleware::from_fn(auth::private))
         .layer(CompressionLayer::new().gzip(true))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, PAGE_TIMEOUT));
     let owners = Router::new()
         .route("/v1/reports/{site}/calls", get(reports::calls))
         .route("/v1/reports/{site}/summary", get(reports::summary))
         .route("/v1/reports/{site}/yandex.csv", get(reports::yandex_csv))
-        .route("/v1/reports/{site}/callbacks", get(reports::callbacks));
+        .route("/v1/reports/{site}/callbacks", get(reports::callbacks))
+        .layer(axum::middleware::from_fn(auth::private));
     let operators = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::document))
+        .route("/openapi.json", get(openapi::document));
+    let admin = Router::new()
         .route("/v1/admin/pool", get(admin::pool_all))
         .route("/v1/admin/pool/{site}", get(admin::pool_site))
         .route("/v1/admin/calls/unassigned", get(reports::unassigned))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
-        .route("/v1/admin/dead-letters/requeue", post(admin::requeue));
+        .route("/v1/admin/dead-letters/requeue", post(admin::requeue))
+        .layer(axum::middleware::from_fn(auth::private));
     let timed = Router::new()
         .merge(browser_scripts.merge(owners).layer(CompressionLayer::new().gzip(true)))
         .merge(callback_api)
         .merge(webhooks)
-        .merge(operators.layer(RequestBodyLimitLayer::new(MAX_BODY)))
+        .merge(operators.merge(admin).layer(RequestBodyLimitLayer::new(MAX_BODY)))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT));
     let app = state.app.clone();
     timed

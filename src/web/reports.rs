@@ -26,7 +26,10 @@ pub struct ReportQuery {
     to: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
-    /// The token, for links opened in a browser (prefer the Authorization header).
+    /// The token, for a link opened in a browser: answered at once with a redirect (303) to the
+    /// same URL without it and a cookie that carries it (`HttpOnly; Secure; SameSite=Strict`,
+    /// scoped to the site's reports, 8 hours). Programs send the Authorization header.
+    #[allow(dead_code)]
     token: Option<String>,
     /// On the page: `1` simulates the site's last 28 days of recorded traffic with other pool
     /// sizes (takes a few seconds) and shows the advice.
@@ -56,8 +59,9 @@ fn csv(body: String, filename: &str) -> Response {
     responses(
         (status = 200, body = CallList, description = "JSON; with format=csv a CSV file with the same columns"),
         (status = 400, description = "A bad date or period", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
+        (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
     ))]
 pub async fn calls(
     State(app): State<Arc<App>>,
@@ -79,8 +83,9 @@ pub async fn calls(
     responses(
         (status = 200, body = Summary),
         (status = 400, description = "A bad date or period", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
+        (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
     ))]
 pub async fn summary(
     State(app): State<Arc<App>>,
@@ -97,8 +102,9 @@ pub async fn summary(
     responses(
         (status = 200, body = CallbackList),
         (status = 400, description = "A bad date or period", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
+        (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
     ))]
 pub async fn callbacks(
     State(app): State<Arc<App>>,
@@ -114,8 +120,9 @@ pub async fn callbacks(
     params(("site" = String, Path, description = "Site id"), ReportQuery),
     responses(
         (status = 200, description = "CSV with Metrica's header line", body = String, content_type = "text/csv"),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
+        (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
     ))]
 pub async fn yandex_csv(
     State(app): State<Arc<App>>,
@@ -133,8 +140,9 @@ pub async fn yandex_csv(
     params(("site" = String, Path, description = "Site id"), ReportQuery),
     responses(
         (status = 200, description = "HTML page", body = String, content_type = "text/html"),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
+        (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
     ))]
 pub async fn page(
     State(app): State<Arc<App>>,
@@ -147,11 +155,7 @@ pub async fn page(
         Advice::Text(reports::advice(&app, site).await)
     } else {
         let mut link = form_urlencoded::Serializer::new(String::from("?"));
-        link.append_pair("from", &summary.from).append_pair("to", &summary.to);
-        if let Some(t) = &q.token {
-            link.append_pair("token", t);
-        }
-        link.append_pair("advice", "1");
+        link.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("advice", "1");
         Advice::Link(link.finish())
     };
     let html = page::render(site.id.as_str(), &summary, site.rules.max_numbers, advice);

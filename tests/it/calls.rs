@@ -238,9 +238,14 @@ async fn tracked_call_reaches_ga_once(backend: Backend) {
     assert_eq!(call["recording_url"], "https://pbx.example/rec/1-final.mp3");
     let masked = w.report(REPORT_TOKEN).await;
     assert_eq!(masked["calls"][0]["caller"], "+7********67");
-    let download =
-        reqwest::get(w.node.url(&format!("/v1/reports/shop/yandex.csv?token={REPORT_TOKEN}"))).await.unwrap();
+    let download = reqwest::Client::new()
+        .get(w.node.url("/v1/reports/shop/yandex.csv"))
+        .bearer_auth(REPORT_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(download.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(download.headers()["cache-control"], "no-store");
     let download = download.text().await.unwrap();
     assert!(download.starts_with("ClientId,DateTime,") && download.contains(&format!("{YM_UID},")), "{download}");
     let no_token = reqwest::get(w.node.url("/v1/reports/shop/calls")).await.unwrap();
@@ -335,11 +340,44 @@ async fn default_numbers_and_refusals(backend: Backend) {
     assert!(summary["hint"].as_str().unwrap().contains("shorten delay_to_show"), "{summary}");
     let today = summary["days"].as_array().unwrap().last().unwrap().clone();
     assert_eq!((today["peak_leased"].as_u64(), today["exhausted"].as_u64()), (Some(0), Some(0)), "{today}");
-    let page = reqwest::get(w.node.url(&format!("/v1/reports/shop?token={REPORT_TOKEN}"))).await.unwrap();
+    // A report link from a mail: the token goes into a cookie at once and leaves the URL.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let link = browser.get(w.node.url(&format!("/v1/reports/shop?token={REPORT_TOKEN}&from=2026-01-01"))).send();
+    let link = link.await.unwrap();
+    assert_eq!(link.status(), 303);
+    assert_eq!(link.headers()["location"], "/v1/reports/shop?from=2026-01-01");
+    let set_cookie = link.headers()["set-cookie"].to_str().unwrap();
+    assert_eq!(
+        set_cookie,
+        format!(
+            "callpool_report={REPORT_TOKEN}; Path=/v1/reports/shop; Max-Age=28800; HttpOnly; Secure; SameSite=Strict"
+        )
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let page = browser.get(w.node.url("/v1/reports/shop")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("<svg"));
-    let advice = reqwest::get(w.node.url(&format!("/v1/reports/shop?token={REPORT_TOKEN}&advice=1"))).await.unwrap();
+    for (name, value) in [
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert_eq!(page.headers()[name], value, "{name}");
+    }
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<svg") && !html.contains(REPORT_TOKEN), "the page never repeats the token");
+    let advice = browser.get(w.node.url("/v1/reports/shop?advice=1")).header("cookie", &cookie).send().await.unwrap();
     assert!(advice.text().await.unwrap().contains("No advice yet: 0 visits recorded"), "too little traffic to fit");
+    // Who may not see a site cannot tell whether it exists; the operator can.
+    for (path, token, status) in [
+        ("/v1/reports/nope/calls", REPORT_TOKEN, 401),
+        ("/v1/reports/shop/calls", "a-wrong-token-of-some-length", 401),
+        ("/v1/reports/nope/calls", ADMIN_TOKEN, 404),
+    ] {
+        let resp = reqwest::Client::new().get(w.node.url(path)).bearer_auth(token).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{path} with {token}");
+    }
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"bad_signature\"}").await, 1.0);
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"stale_timestamp\"}").await, 1.0);
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"malformed\"}").await, 2.0);

@@ -251,8 +251,11 @@ async fn secrets_never_appear_and_redis_credentials_are_checked() {
         .await
         .unwrap();
     assert_eq!(posted.status(), 200);
-    let report = http.get(format!("{base}/v1/reports/shop/calls?token={}", SECRETS[2])).send().await.unwrap();
+    let report = http.get(format!("{base}/v1/reports/shop/calls")).bearer_auth(SECRETS[2]).send().await.unwrap();
     assert_eq!(report.status(), 200);
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let link = browser.get(format!("{base}/v1/reports/shop?token={}", SECRETS[2])).send().await.unwrap();
+    assert_eq!(link.status(), 303, "a token in a link becomes a cookie");
     let pool = http.get(format!("{base}/v1/admin/pool")).bearer_auth(SECRETS[0]).send().await.unwrap();
     assert_eq!(pool.status(), 200);
     let wrong = http.get(format!("{base}/v1/reports/shop/calls")).bearer_auth(SECRETS[3].to_owned() + "x").send();
