@@ -109,12 +109,33 @@ fn decode<T: DeserializeOwned>(what: &str, key: &str, bytes: &[u8]) -> Result<T,
     serde_json::from_slice(bytes).map_err(|e| PoolError::Storage(format!("stored {what} {key} is unreadable: {e}")))
 }
 
+/// `dir/name`, made ready for a store that holds callers' numbers and visitors' sessions: a
+/// directory this function creates is readable by its owner only (0700), and the file is created
+/// 0600, or narrowed to 0600 when an earlier version left it wider. (Elsewhere than Unix the
+/// platform's defaults stay.)
+pub fn owner_only_file(dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
+    let path = dir.join(name);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    Ok(path)
+}
+
 impl EmbeddedPool {
     /// Opens (or creates) the pool in `data_dir`. Fails if another process holds the file.
     pub fn open(data_dir: &Path) -> Result<EmbeddedPool, PoolError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| PoolError::Storage(format!("cannot create data dir {}: {e}", data_dir.display())))?;
-        let path = data_dir.join(FILE_NAME);
+        let path = owner_only_file(data_dir, FILE_NAME)
+            .map_err(|e| PoolError::Storage(format!("cannot create {}: {e}", data_dir.join(FILE_NAME).display())))?;
         let db =
             Database::create(&path).map_err(|e| PoolError::Storage(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(storage)?;

@@ -21,8 +21,8 @@ pub(super) type Index<V> = TableDefinition<'static, (&'static str, i64, &'static
 
 impl Db {
     pub fn open(data_dir: &Path) -> Result<Db, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
-        let path = data_dir.join("calls.redb");
+        let path = callpool_pool::embedded::owner_only_file(data_dir, "calls.redb")
+            .map_err(|e| err(format!("cannot create {}: {e}", data_dir.join("calls.redb").display())))?;
         let db = Database::create(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(err)?;
         create_tables(&txn)?;

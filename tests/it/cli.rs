@@ -282,6 +282,14 @@ fn pool_status_reads_the_embedded_store_after_the_server_stopped() {
     assert_eq!(busy.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&busy.stderr).contains("/v1/admin/pool"));
     assert_eq!(stop(&mut child), Some(0));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path().join("data")), 0o700, "the data directory is its owner's alone");
+        for file in ["pool.redb", "calls.redb"] {
+            assert_eq!(mode(dir.path().join("data").join(file)), 0o600, "{file} holds callers' data");
+        }
+    }
 
     let out = callpool(&["--config", &path, "pool", "status"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
