@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every callpool test, the way CI does.
 #
-# On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server and
-# chromium through apt, playwright-core through npm), starts Redis and RabbitMQ on loopback with
+# On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server, nginx
+# and chromium through apt, playwright-core through npm), starts Redis and RabbitMQ on loopback with
 # throw-away data dirs on their own ports, runs the format check, clippy, the Rust test suite and
 # the browser tests against them, and stops them again, whatever happens.
 #
@@ -24,6 +24,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
 command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
 command -v chromium >/dev/null || need+=(chromium)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"

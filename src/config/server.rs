@@ -17,8 +17,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Bearer token for `/v1/admin/*`; without one the admin endpoints answer 401 to everyone.
     pub admin_token: Option<String>,
-    /// Behind a reverse proxy: the header whose rightmost address is the client's (e.g. X-Forwarded-For).
+    /// Behind a reverse proxy: the header (e.g. X-Forwarded-For) whose rightmost address that is
+    /// not one of `trusted_proxies` is the client's. Read only from a peer in `trusted_proxies`.
     pub trusted_proxy_header: Option<String>,
+    /// The proxies' own addresses (default loopback: a proxy on the same machine).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Websocket connection attempts allowed per client address and minute.
     pub ws_connects_per_ip_per_minute: u32,
     /// How often the server pings each tab; a tab silent (no pong, no message) for
@@ -52,6 +55,7 @@ pub(super) struct RawServer {
     listen: Option<String>,
     admin_token: Option<String>,
     trusted_proxy_header: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
     ws_connects_per_ip_per_minute: Option<u32>,
     ws_ping_interval: Option<String>,
     ws_dead_after: Option<String>,
@@ -96,6 +100,22 @@ impl Validator {
                 self.fail("[server] trusted_proxy_header", format!("{h:?} is not a header name"));
             }
         }
+        let trusted_proxies = raw
+            .trusted_proxies
+            .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
+            .iter()
+            .enumerate()
+            .filter_map(|(i, net)| {
+                let parsed = net.parse::<ipnet::IpNet>().or_else(|_| net.parse::<std::net::IpAddr>().map(Into::into));
+                if parsed.is_err() {
+                    self.fail(
+                        &format!("[server] trusted_proxies[{i}]"),
+                        format!("{net:?} is not an address or a network such as 10.0.0.0/8"),
+                    );
+                }
+                parsed.ok()
+            })
+            .collect();
         let ws_ping_interval =
             self.duration("[server] ws_ping_interval", raw.ws_ping_interval.as_deref(), "20s", false);
         let ws_dead_after = self.duration("[server] ws_dead_after", raw.ws_dead_after.as_deref(), "60s", false);
@@ -124,6 +144,7 @@ impl Validator {
             listen,
             admin_token,
             trusted_proxy_header,
+            trusted_proxies,
             ws_connects_per_ip_per_minute,
             ws_ping_interval,
             ws_dead_after,

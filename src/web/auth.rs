@@ -205,9 +205,36 @@ impl Origin {
     }
 }
 
-/// The client's address: the peer, or behind `[server] trusted_proxy_header`, the rightmost
-/// address of that header.
+/// The client's address: the peer's, or when the peer is one of `[server] trusted_proxies` and
+/// `trusted_proxy_header` is set, the rightmost address of that header that is not a trusted
+/// proxy (each proxy appends the address it saw; only the hops our own proxies added are
+/// believed, whatever a client wrote to the left of them).
 pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    pub fn of(peer: IpAddr, headers: &HeaderMap, server: &crate::config::ServerConfig) -> ClientIp {
+        let trusted = |ip: &IpAddr| server.trusted_proxies.iter().any(|net| net.contains(ip));
+        let Some(name) = server.trusted_proxy_header.as_deref().filter(|_| trusted(&peer)) else {
+            return ClientIp(peer);
+        };
+        let hops = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+        let mut client = peer;
+        for hop in hops.collect::<Vec<_>>().into_iter().rev() {
+            let Some(ip) = parse_hop(hop) else { break };
+            client = ip;
+            if !trusted(&ip) {
+                break;
+            }
+        }
+        ClientIp(client)
+    }
+}
+
+/// `203.0.113.7`, `2001:db8::1`, `[2001:db8::1]:443` or `203.0.113.7:5100`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+}
 
 impl<S> FromRequestParts<S> for ClientIp
 where
@@ -223,15 +250,43 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .ok_or_else(|| ApiError::internal("the server runs without peer addresses"))?;
-        let behind_proxy = app
-            .config
-            .server
-            .trusted_proxy_header
-            .as_deref()
-            .and_then(|h| parts.headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse().ok());
-        Ok(ClientIp(behind_proxy.unwrap_or(peer)))
+        Ok(ClientIp::of(peer, &parts.headers, &app.config.server))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(proxies: &[&str]) -> crate::config::ServerConfig {
+        let mut c = crate::config::Config::demo(&std::collections::HashMap::new()).unwrap().server;
+        c.trusted_proxy_header = Some("x-forwarded-for".into());
+        c.trusted_proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        c
+    }
+
+    fn client(peer: &str, xff: &[&str], proxies: &[&str]) -> String {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        ClientIp::of(peer.parse().unwrap(), &h, &server(proxies)).0.to_string()
+    }
+
+    #[test]
+    fn only_trusted_proxies_name_the_client() {
+        let lo = ["127.0.0.0/8", "::1/128"];
+        // A client that reaches the port directly cannot choose its address.
+        assert_eq!(client("203.0.113.7", &["1.2.3.4"], &lo), "203.0.113.7");
+        // Through the proxy: the hop the proxy added, not what the client wrote before it.
+        assert_eq!(client("127.0.0.1", &["1.2.3.4, 203.0.113.7"], &lo), "203.0.113.7");
+        assert_eq!(client("127.0.0.1", &["1.2.3.4", "203.0.113.7"], &lo), "203.0.113.7", "header lines join");
+        // Two proxies of ours: skip both.
+        let two = ["127.0.0.1/32", "10.0.0.0/8"];
+        assert_eq!(client("127.0.0.1", &["6.6.6.6, 198.51.100.2, 10.1.2.3"], &two), "198.51.100.2");
+        // Junk stops the walk at the last address a trusted hop gave.
+        assert_eq!(client("127.0.0.1", &["198.51.100.2, junk, 10.1.2.3"], &two), "10.1.2.3");
+        assert_eq!(client("127.0.0.1", &["[2001:db8::1]:443"], &lo), "2001:db8::1");
+        assert_eq!(client("127.0.0.1", &[], &lo), "127.0.0.1", "no header: the peer");
     }
 }

@@ -220,6 +220,7 @@ fn config(
 [server]
 admin_token = "{ADMIN_TOKEN}"
 trusted_proxy_header = "X-Forwarded-For"
+trusted_proxies = ["127.0.0.1/32"]
 
 [store]
 {store}
@@ -325,13 +326,19 @@ struct World {
 
 impl World {
     async fn start(backend: Backend) -> World {
+        World::start_with(backend, "").await
+    }
+
+    /// With `sites` (TOML `[[site]]` tables) after the usual ones.
+    async fn start_with(backend: Backend, sites: &str) -> World {
         let pbx = FakePbx::default();
         let pbx_url = pbx.start().await;
         let ga = FakeAnalytics::default();
         let ga_url = ga.start().await;
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique("cb");
-        let cfg = config(backend, dir.path(), &prefix, (&pbx_url, &ga_url), "", &more_sites(&pbx_url));
+        let sites = more_sites(&pbx_url) + sites;
+        let cfg = config(backend, dir.path(), &prefix, (&pbx_url, &ga_url), "", &sites);
         let node = Node::start_real(cfg).await;
         World { node, pbx, ga, backend, dir, prefix, pbx_url, ga_url }
     }
@@ -645,6 +652,60 @@ async fn each_limit_refuses_and_a_number_that_used_its_day_is_banned() {
     assert!(retry > 86_000, "banned for about a day, not {retry} s");
     assert_eq!(w.node.metric("callpool_callback_refused_total{reason=\"banned\",site=\"lim\"}").await, 2.0);
     eventually("four triggers", || async { w.pbx.accepted("/trigger").len() == 4 }).await;
+    w.node.stop().await;
+}
+
+/// Behind nginx configured as the README says, the client's address is the one nginx saw,
+/// whatever `X-Forwarded-For` the client wrote; a client that reaches callpool directly (not
+/// from a trusted proxy's address) is counted by its own address, its header ignored.
+#[tokio::test]
+async fn only_the_trusted_proxy_names_the_client_address() {
+    let prx = format!(
+        r#"
+[[site]]
+id = "prx"
+key = "prx-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234530"
+default_after = "+74951234531"
+numbers = ["+74951230013"]
+
+[site.callback]
+operator = "{OPERATOR}"
+pbx = "office"
+trigger = {{ kind = "generic", url = "http://127.0.0.1:9/trigger", secret = "{TRIGGER_SECRET}" }}
+limits = {{ per_ip = ["3/1h"] }}
+"#
+    );
+    let w = World::start_with(Backend::Embedded, &prx).await;
+    let nginx = OwnNginx::start(w.node.addr);
+    let snippet = reqwest::get(nginx.url("/cp/snippet.js")).await.unwrap();
+    assert_eq!(snippet.status(), 200, "the README's nginx block serves the snippet");
+    let from = |ip: [u8; 4]| reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).build().unwrap();
+    let mut seen = Vec::new();
+    for (client, url) in
+        [(from([127, 0, 0, 2]), nginx.url("/cp/v1/callback")), (from([127, 0, 0, 3]), w.node.url("/v1/callback"))]
+    {
+        for i in 0..4 {
+            let resp = client
+                .post(&url)
+                .header("origin", ORIGIN)
+                .header("x-forwarded-for", format!("10.66.{}.{i}", seen.len()))
+                .json(&json!({"site": "prx-public-key", "number": format!("+7916555{:04}", seen.len()), "visitor": format!("spoof-{}", seen.len())}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            seen.push((status, body["error"]["code"].as_str().unwrap_or("").to_owned()));
+        }
+    }
+    let codes: Vec<(u16, &str)> = seen.iter().map(|(s, c)| (*s, c.as_str())).collect();
+    assert_eq!(
+        codes,
+        [(202, ""), (202, ""), (202, ""), (429, "ip"), (202, ""), (202, ""), (202, ""), (429, "ip")],
+        "three per address an hour: spoofed headers do not make new addresses"
+    );
     w.node.stop().await;
 }
 
