@@ -75,12 +75,51 @@ impl Default for Pace {
     }
 }
 
-/// What a handler's run gets: the app, the shared HTTP client, and the planner (for the jobs
-/// a delivery's outcome creates, e.g. "missed" notices after a failed trigger).
+/// What a handler's run gets: the app, the shared HTTP client, the planner (for the jobs a
+/// delivery's outcome creates, e.g. "missed" notices after a failed trigger), and when the
+/// batch's claims end (on this node's monotonic clock, less a margin).
 pub struct Ctx<'a> {
     pub app: &'a App,
     pub http: &'a reqwest::Client,
     pub plan: &'a (dyn Fn(&App, Event<'_>) -> Vec<Planned> + Sync),
+    pub claims_end: std::time::Instant,
+}
+
+impl Ctx<'_> {
+    /// Writes what a delivery that was made changed (`op`, a store write), retrying while the
+    /// store does not answer (50 ms, doubling to 1 s) until it sticks or the batch's claims are
+    /// about to end: a delivery made is never answered by making it again. `None` when the
+    /// claims ran out first; the jobs will then be delivered again (only a store away for
+    /// that long, or a node that dies in between, leads to a repeat).
+    pub async fn until_recorded<T, Fut>(&self, what: &'static str, mut op: impl FnMut() -> Fut) -> Option<T>
+    where
+        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    {
+        let mut wait = Duration::from_millis(50);
+        let mut failures = 0u32;
+        loop {
+            let e = match op().await {
+                Ok(v) => {
+                    if failures > 0 {
+                        tracing::info!(what, failures, "Recorded after all.");
+                    }
+                    return Some(v);
+                }
+                Err(e) => e,
+            };
+            self.app.metrics.store_errors.with_label_values(&[what]).inc();
+            failures += 1;
+            if std::time::Instant::now() + wait >= self.claims_end {
+                tracing::error!(what, error = %e, "Not recorded before the claims end; the jobs will be delivered again.");
+                return None;
+            }
+            if failures == 1 {
+                tracing::warn!(what, error = %e, "Cannot record what a delivery did yet; retrying.");
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+    }
 }
 
 /// One destination.

@@ -39,10 +39,17 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
     tasks.wait().await;
 }
 
-/// How long a claim holds its job: longer than any attempt can take.
+/// How long a claim holds its job: longer than any attempt can take, plus [`RECORDING`].
 pub fn hold(app: &App) -> Duration {
-    app.config.analytics.request_timeout * 3 + Duration::from_secs(30)
+    app.config.analytics.request_timeout * 3 + Duration::from_secs(30) + RECORDING
 }
+
+/// How long a node keeps trying to record the outcomes of a batch it delivered while the store
+/// does not answer, before the claims could expire (another node may then claim the jobs and
+/// deliver them again). A store restart takes well under this.
+const RECORDING: Duration = Duration::from_secs(90);
+/// What is left of a claim when its node stops trying to record: the margin against clocks.
+const MARGIN: Duration = Duration::from_secs(5);
 
 async fn run_kind(
     app: Arc<App>,
@@ -53,8 +60,6 @@ async fn run_kind(
     shutdown: CancellationToken,
 ) {
     let pace = handler.pace(&app);
-    let plan = registry::plan;
-    let ctx = Ctx { app: &app, http: &http, plan: &plan };
     let mut next = app.clock.now();
     loop {
         tokio::select! {
@@ -70,7 +75,7 @@ async fn run_kind(
             next = now.plus(every);
         }
         for _ in 0..pace.rounds {
-            if round(&ctx, handler, kind, records, pace.batch).await < pace.batch {
+            if round(&app, &http, handler, kind, records, pace.batch).await < pace.batch {
                 break;
             }
         }
@@ -78,9 +83,17 @@ async fn run_kind(
 }
 
 /// Claims and runs one batch of `kind`; returns how many jobs it claimed.
-async fn round(ctx: &Ctx<'_>, handler: &dyn Handler, kind: &'static str, records: Records, batch: usize) -> usize {
-    let app = ctx.app;
+async fn round(
+    app: &App,
+    http: &reqwest::Client,
+    handler: &dyn Handler,
+    kind: &'static str,
+    records: Records,
+    batch: usize,
+) -> usize {
     let now = app.clock.now();
+    // The claims' end on this node's monotonic clock (the store's copy uses the wall clock).
+    let ctx = Ctx { app, http, plan: &registry::plan, claims_end: std::time::Instant::now() + hold(app) - MARGIN };
     let jobs = match app.store.claim_jobs(kind, records, now, batch, now.plus(hold(app))).await {
         Ok(j) => j,
         Err(e) => {
@@ -92,18 +105,15 @@ async fn round(ctx: &Ctx<'_>, handler: &dyn Handler, kind: &'static str, records
     if jobs.is_empty() {
         return 0;
     }
-    let outcomes = handler.run(ctx, kind, &jobs).await;
+    let outcomes = handler.run(&ctx, kind, &jobs).await;
     let retries = handler.retries(app);
     let done: Vec<(String, Settle)> = jobs
         .iter()
         .zip(outcomes)
         .filter_map(|(job, outcome)| settle(app, kind, job, outcome, retries).map(|f| (job.id.clone(), f)))
         .collect();
-    if let Err(e) = app.store.settle_jobs(kind, &done, app.clock.now()).await {
-        // The claims expire and the jobs are tried again: at worst a repeat, never a loss.
-        app.metrics.store_errors.with_label_values(&["jobs_settle"]).inc();
-        tracing::warn!(kind, jobs = done.len(), error = %e, "Cannot record the outcomes of deliveries.");
-    }
+    // Outcomes of deliveries that were made: kept in memory until the store takes them.
+    let _ = ctx.until_recorded("jobs_settle", || app.store.settle_jobs(kind, &done, app.clock.now())).await;
     jobs.len()
 }
 

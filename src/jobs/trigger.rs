@@ -9,8 +9,6 @@
 //! waits for the next opening); after the last one the callback is `failed` and the team's
 //! "missed" notices are planned with that write.
 
-use std::time::Duration;
-
 use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
 
@@ -113,21 +111,9 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
         }
     };
     // What the PBX answered must be recorded before the claim ends: a callback left `accepted` would
-    // be triggered again once the claim expired. The store gets a few tries.
-    let mut written = None;
-    for pause in [0, 200, 1000, 3000] {
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-        match app.store.update_callback(&cb, &jobs, status::keep(app)).await {
-            Ok(u) => {
-                written = Some(u);
-                break;
-            }
-            Err(e) => {
-                app.metrics.store_errors.with_label_values(&["callback_update"]).inc();
-                tracing::warn!(callback = %cb.id, error = %e, "A callback's trigger outcome could not be recorded yet.");
-            }
-        }
-    }
+    // be triggered again once the claim expired.
+    let written =
+        ctx.until_recorded("callback_update", || app.store.update_callback(&cb, &jobs, status::keep(app))).await;
     match written {
         Some(Updated::Written) => status::publish(app, &cb),
         // The PBX already reported the call (a later status): keep it.

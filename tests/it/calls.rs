@@ -27,12 +27,17 @@ const TWILIO_KIND_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=twk
 enum Backend {
     Embedded,
     Redis,
+    /// A Redis of the test's own, on this port.
+    RedisAt(u16),
 }
 
 fn config(backend: Backend, dir: &std::path::Path, prefix: &str, fake: &str, analytics: &str) -> Config {
     let store = match backend {
         Backend::Embedded => format!("kind = \"embedded\"\ndata_dir = {:?}", dir.join("data").display().to_string()),
         Backend::Redis => format!("kind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"", redis_url()),
+        Backend::RedisAt(port) => {
+            format!("kind = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/\"\nredis_prefix = \"{prefix}\"")
+        }
     };
     let text = format!(
         r#"
@@ -253,6 +258,61 @@ async fn tracked_call_reaches_ga_once(backend: Backend) {
     assert_eq!(w.node.metric("callpool_calls_recorded_total{kind=\"active\",site=\"shop\"}").await, 1.0);
     assert_eq!(w.node.metric("callpool_analytics_sent_total{kind=\"ga4\"}").await, 1.0);
     assert_eq!(w.node.metric("callpool_hub_leases_granted_total{site=\"shop\"}").await, 1.0);
+    w.node.stop().await;
+}
+
+/// Redis restarts while each delivery is on its way: GA4 has taken the event, the node cannot
+/// record that it did. The outcome is recorded once Redis is back, and nothing is sent again:
+/// one GA4 event and one Metrica row per call.
+#[tokio::test]
+async fn a_delivery_made_while_redis_restarts_is_recorded_not_repeated() {
+    use std::sync::atomic::Ordering;
+    let port = free_port();
+    let mut redis = OwnRedis::start_with(port, &["--appendonly", "yes"]);
+    let w = World::start(Backend::RedisAt(port)).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    // The collector answers 400 ms after it took an event; Redis is stopped in between.
+    w.fake.delay_ms.store(400, Ordering::SeqCst);
+    let calls = 5;
+    for i in 0..calls {
+        let id = format!("r-{i}");
+        let body = call_json(&id, &number, "completed").replace(CALLER, &format!("+7916123450{i}"));
+        eventually("the webhook is taken", || async { w.post(&body).await.status() == 200 }).await;
+        let taken = || w.fake.requests.lock().unwrap().iter().any(|c| String::from_utf8_lossy(&c.body).contains(&id));
+        eventually("GA4 took the event", || async { taken() }).await;
+        redis.restart(Duration::from_millis(700)).await;
+    }
+    eventually("every delivery is recorded as sent", || async {
+        let Ok(resp) =
+            reqwest::Client::new().get(w.node.url("/v1/reports/shop/calls")).bearer_auth(REPORT_TOKEN).send().await
+        else {
+            return false;
+        };
+        let Ok(report) = resp.json::<Value>().await else { return false };
+        let calls = report["calls"].as_array().cloned().unwrap_or_default();
+        calls.len() == 5 && calls.iter().all(|c| c["ga4"] == "sent" && c["yandex"] == "sent")
+    })
+    .await;
+    w.fake.delay_ms.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events: Vec<String> = w
+        .fake
+        .ga4_accepted()
+        .iter()
+        .map(|e| e["events"][0]["params"]["call_id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut unique_events = events.clone();
+    unique_events.sort();
+    unique_events.dedup();
+    assert_eq!((events.len(), unique_events.len()), (calls, calls), "one event per call: {events:?}");
+    let rows: Vec<String> = w
+        .fake
+        .yandex_accepted()
+        .iter()
+        .flat_map(|body| body.lines().filter(|l| l.starts_with(YM_UID)).map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(rows.len(), calls, "one Metrica row per call: {rows:#?}");
+    assert!(w.fake.violations().is_empty(), "{:?}", w.fake.violations());
     w.node.stop().await;
 }
 

@@ -184,7 +184,9 @@ pub fn free_port() -> u16 {
 /// A throw-away redis-server of the test's own, on `port`, stopped on drop.
 pub struct OwnRedis {
     child: Child,
-    _dir: tempfile::TempDir,
+    port: u16,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl OwnRedis {
@@ -195,18 +197,24 @@ impl OwnRedis {
     /// With more `redis-server` arguments (`--requirepass`, `--appendonly yes`).
     pub fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
         let dir = tempfile::tempdir().unwrap();
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = OwnRedis::spawn(port, &extra, dir.path());
+        OwnRedis { child, port, extra, dir }
+    }
+
+    fn spawn(port: u16, extra: &[String], dir: &Path) -> Child {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(extra)
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (./deploy/test.sh installs it)");
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return OwnRedis { child, _dir: dir };
+                return child;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -214,8 +222,16 @@ impl OwnRedis {
         let _ = child.wait();
         panic!("redis-server did not start on port {port}");
     }
-}
 
+    /// Stops it as an operator does (SIGTERM: with AOF on, it writes what it has), waits
+    /// `down`, and starts it again on the same data.
+    pub async fn restart(&mut self, down: Duration) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let _ = self.child.wait();
+        tokio::time::sleep(down).await;
+        self.child = OwnRedis::spawn(self.port, &self.extra, self.dir.path());
+    }
+}
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -385,6 +401,8 @@ pub struct FakeAnalytics {
     pub down: Arc<std::sync::atomic::AtomicBool>,
     /// Answer 400 to everything while set (as GA4 does to a request it will never take).
     pub refusing: Arc<std::sync::atomic::AtomicBool>,
+    /// Milliseconds to wait after taking a request before answering it (a slow collector).
+    pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub const GA4_MEASUREMENT_ID: &str = "G-TEST1";
@@ -423,6 +441,10 @@ impl FakeAnalytics {
             200
         };
         self.requests.lock().unwrap().push(Captured { path: path.clone(), body, status });
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let answer = if path.contains("upload_calls") {
             r#"{"uploading":{"id":1,"status":"UPLOADED"}}"#.to_owned()
         } else if path == "/debug/mp/collect" {
