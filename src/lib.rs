@@ -61,14 +61,28 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
             }
         }
     });
-    let router = web::router(web::WebState { app: app.clone(), ws, pbx: pbx_limiters });
-    let stop = shutdown.clone();
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    let state = web::WebState { app: app.clone(), ws, pbx: pbx_limiters };
+    let server = &app.config.server;
+    let timeouts = (server.header_timeout, server.shutdown_grace);
+    if let Some(ops) = server.ops_listen {
+        let ops = TcpListener::bind(ops).await?;
+        tracing::info!(address = %ops.local_addr()?, "Monitoring is served on its own address too.");
+        let (router, stop) = (web::ops_router(state.clone()), shutdown.clone());
+        tasks.spawn(web::serve::serve(ops, router, OPS_CONNECTIONS, timeouts, stop));
+    }
+    let cap = web::serve::connection_cap(server.max_connections);
+    tracing::debug!(max_connections = cap, "Connection cap.");
+    let served = web::serve::serve(listener, web::router(state), cap, timeouts, shutdown.clone()).await;
     shutdown.cancel();
     tasks.close();
-    tasks.wait().await;
+    // The background tasks finish what they hold (a batch of deliveries being recorded) within
+    // the same bound as the connections.
+    if tokio::time::timeout(server.shutdown_grace, tasks.wait()).await.is_err() {
+        tracing::warn!("Background work still running after the grace period; stopping anyway.");
+    }
     app.stop.cancel();
     served
 }
+
+/// Connections the monitoring address serves at once.
+const OPS_CONNECTIONS: usize = 64;

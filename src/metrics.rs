@@ -66,6 +66,8 @@ pub struct Metrics {
     pub callback_triggers: IntCounterVec,
     /// Callback outcomes the PBX reported, by status (connected, completed, missed).
     pub callback_outcomes: IntCounterVec,
+    /// When the gauges read from the store (pool, outbox) were last refreshed by a scrape.
+    pub store_gauges_at: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The RabbitMQ bus's counters.
@@ -270,6 +272,7 @@ impl Metrics {
                 &["status"],
             ),
             registry: r,
+            store_gauges_at: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 pub const ENV_LISTEN: &str = "CALLPOOL_LISTEN";
 pub const ENV_ADMIN_TOKEN: &str = "CALLPOOL_ADMIN_TOKEN";
+pub const ENV_METRICS_TOKEN: &str = "CALLPOOL_METRICS_TOKEN";
 pub const ENV_STORE: &str = "CALLPOOL_STORE";
 pub const ENV_DATA_DIR: &str = "CALLPOOL_DATA_DIR";
 pub const ENV_REDIS_URL: &str = "CALLPOOL_REDIS_URL";

@@ -32,6 +32,20 @@ pub struct ServerConfig {
     pub demo_site: Option<SiteId>,
     /// This node's name in the cluster (its RabbitMQ queue); unique per running process.
     pub node_id: String,
+    /// Connections served at once (websockets included); `None`: what the process's open-file
+    /// limit allows, less a reserve for the store, the broker and outgoing requests.
+    pub max_connections: Option<usize>,
+    /// A connection that has not sent a whole request head this long after it opened, or after
+    /// its last answer (an idle keep-alive), is closed.
+    pub header_timeout: Duration,
+    /// A second address serving only `/healthz`, `/readyz` and `/metrics`, with connections of
+    /// its own: monitoring still gets answers when the public port is full.
+    pub ops_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (on the public port and on `ops_listen`).
+    pub metrics_token: Option<String>,
+    /// How long a stop waits for open connections, then again for background work (a batch of
+    /// deliveries being recorded), before the process ends anyway.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +75,11 @@ pub(super) struct RawServer {
     ws_dead_after: Option<String>,
     demo_site: Option<String>,
     node_id: Option<String>,
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
+    ops_listen: Option<String>,
+    metrics_token: Option<String>,
+    shutdown_grace: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -140,7 +159,32 @@ impl Validator {
         {
             self.fail("[server] node_id", "must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
         }
+        if raw.max_connections.is_some_and(|n| n < 16) {
+            self.fail("[server] max_connections", "must be at least 16");
+        }
+        let header_timeout = self.duration("[server] header_timeout", raw.header_timeout.as_deref(), "15s", false);
+        let ops_listen = raw.ops_listen.and_then(|text| match text.parse::<SocketAddr>() {
+            Ok(a) if a == listen => {
+                self.fail("[server] ops_listen", "must differ from listen");
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.fail("[server] ops_listen", format!("{text:?} is not an address:port such as 127.0.0.1:9090"));
+                None
+            }
+        });
+        let metrics_token = env.var(ENV_METRICS_TOKEN).or(raw.metrics_token).filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            self.fail("[server] metrics_token", "must be at least 16 characters");
+        }
+        let shutdown_grace = self.duration("[server] shutdown_grace", raw.shutdown_grace.as_deref(), "10s", true);
         ServerConfig {
+            shutdown_grace,
+            max_connections: raw.max_connections,
+            header_timeout,
+            ops_listen,
+            metrics_token,
             listen,
             admin_token,
             trusted_proxy_header,

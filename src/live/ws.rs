@@ -79,6 +79,7 @@ pub async fn upgrade(
     ClientIp(ip): ClientIp,
     Origin(origin): Origin,
     Query(q): Query<WsQuery>,
+    slot: Option<axum::Extension<crate::web::serve::Slot>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let metrics = &state.hub.app().metrics;
@@ -94,7 +95,11 @@ pub async fn upgrade(
         .max_write_buffer_size(64 * 1024)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(socket, state, site, origin, ip))
+        .on_upgrade(move |socket| async move {
+            // The tab keeps its connection's place under the server's cap while it lives.
+            let _slot = slot;
+            connection(socket, state, site, origin, ip).await;
+        })
 }
 
 /// Refuses a connection before it became a tab: the error, the close, and a count.

@@ -53,9 +53,33 @@ pub async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, Json<Ready>) {
     }
 }
 
-/// Prometheus metrics in the text format. Pool gauges are read from the store at scrape time.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// How long the gauges read from the store are reused: scrapes in between (several Prometheus
+/// servers, or a client hammering) are answered from memory, and one refresh runs at a time.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Prometheus metrics in the text format. Pool and outbox gauges are read from the store at
+/// most every two seconds. With `[server] metrics_token`, the request needs it as a bearer token.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+    (status = 401, description = "`[server] metrics_token` is set and the request does not carry it", body = super::error::ErrorBody),
+))]
+pub async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &app.config.server.metrics_token {
+        if !super::auth::same(super::auth::bearer(&headers).unwrap_or(""), Some(token)) {
+            return super::error::ApiError::unauthorized().into_response();
+        }
+    }
+    {
+        let mut refreshed = app.metrics.store_gauges_at.lock().await;
+        if refreshed.is_none_or(|at| at.elapsed() >= FRESH) {
+            refresh_gauges(&app).await;
+            *refreshed = Some(std::time::Instant::now());
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.encode()).into_response()
+}
+
+async fn refresh_gauges(app: &App) {
     let now = app.clock.now();
     for site in &app.config.sites {
         match app.pool.status(&site.id, now).await {
@@ -87,5 +111,4 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             Err(e) => tracing::warn!(error = %e, "Outbox gauges not refreshed."),
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.encode()).into_response()
 }

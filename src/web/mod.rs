@@ -17,6 +17,7 @@ pub mod health;
 pub mod openapi;
 pub mod pbx;
 pub mod reports;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,11 +94,7 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/reports/{site}/yandex.csv", get(reports::yandex_csv))
         .route("/v1/reports/{site}/callbacks", get(reports::callbacks))
         .layer(axum::middleware::from_fn(auth::private));
-    let operators = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::document));
+    let operators = monitoring().route("/openapi.json", get(openapi::document));
     let admin = Router::new()
         .route("/v1/admin/pool", get(admin::pool_all))
         .route("/v1/admin/pool/{site}", get(admin::pool_site))
@@ -121,6 +118,22 @@ pub fn router(state: WebState) -> Router {
             let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
             tracing::debug_span!("request", method = %req.method(), route)
         }))
+        .with_state(state)
+}
+
+/// What monitoring asks: liveness, readiness, metrics.
+fn monitoring() -> Router<WebState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+}
+
+/// The routes of `[server] ops_listen`: monitoring only, on connections of its own.
+pub fn ops_router(state: WebState) -> Router {
+    monitoring()
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .with_state(state)
 }
 

@@ -152,7 +152,13 @@ pub async fn page(
     let site = owner.site(&app);
     let summary = reports::summary(&app, site, &q.period(&app, site.timezone)?).await?;
     let advice = if q.advice == Some(1) {
-        Advice::Text(reports::advice(&app, site).await)
+        // Seconds of CPU and up to millions of visits in memory: one simulation at a time per
+        // node; a second request meanwhile is told to come back rather than queued.
+        static SIMULATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        Advice::Text(match SIMULATING.try_acquire() {
+            Ok(_running) => reports::advice(&app, site).await,
+            Err(_) => "Another pool-size simulation is running on this server; reload this page in a minute.".into(),
+        })
     } else {
         let mut link = form_urlencoded::Serializer::new(String::from("?"));
         link.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("advice", "1");

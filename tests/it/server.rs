@@ -168,3 +168,74 @@ async fn redis_going_away_makes_leases_unavailable_and_readyz_fail_until_it_retu
     assert!(matches!(g, Grant::Leased { .. }), "leases work again: {g:?}");
     node.stop().await;
 }
+
+/// Reads what the server sends on `stream` until it closes or `within` passes: `Some(bytes)`
+/// when it closed, `None` when it was still open.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.ok().map(|()| got)
+}
+
+/// Slowloris and a full house: half-sent requests are closed after `header_timeout`; past
+/// `max_connections` new connections wait instead of taking descriptors, while the monitoring
+/// address still answers (with its token); and a stop with a half-sent request open ends within
+/// the grace period.
+#[tokio::test]
+async fn half_sent_requests_cannot_starve_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ops = free_port();
+    let token = "metrics-token-0123456789";
+    let store = format!("[store]\nkind = \"embedded\"\ndata_dir = {:?}", dir.path().display().to_string());
+    let text = config_text(&store).replace(
+        "[server]",
+        &format!(
+            "[server]\nmax_connections = 16\nheader_timeout = \"1s\"\nshutdown_grace = \"1s\"\nops_listen = \"127.0.0.1:{ops}\"\nmetrics_token = \"{token}\""
+        ),
+    );
+    let config = callpool::config::Config::parse(&text, "t.toml", &std::collections::HashMap::new()).unwrap();
+    let node = Node::start(config, Arc::new(ManualClock::new(T0))).await;
+
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut s = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        held.push(s);
+    }
+    // The house is full: a 17th connection is not served while they are held...
+    let mut late = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    late.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(closed_within(&mut late, Duration::from_millis(300)).await, None, "it waits for a place");
+    // ...but monitoring has connections of its own.
+    let ops_url = |path: &str| format!("http://127.0.0.1:{ops}{path}");
+    assert_eq!(reqwest::get(ops_url("/healthz")).await.unwrap().text().await.unwrap(), "ok");
+    assert_eq!(reqwest::get(ops_url("/metrics")).await.unwrap().status(), 401, "metrics need the token");
+    let scraped = reqwest::Client::new().get(ops_url("/metrics")).bearer_auth(token).send().await.unwrap();
+    assert!(scraped.text().await.unwrap().contains("callpool_pool_numbers"));
+    assert_eq!(reqwest::get(ops_url("/v1/admin/pool")).await.unwrap().status(), 404, "monitoring only");
+
+    // The half-sent heads time out and are closed; the waiting connection is then served.
+    for s in &mut held {
+        assert!(closed_within(s, Duration::from_secs(3)).await.is_some(), "a half-sent head is closed");
+    }
+    let answer = closed_within(&mut late, Duration::from_secs(3)).await.expect("served once a place is free");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+
+    // A stop with a half-sent request open still ends, within the grace period.
+    let mut open = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    open.write_all(b"POST /v1/callback HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    node.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(3), "within the grace period: {:?}", started.elapsed());
+}
