@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::SiteConfig;
 use crate::live::bus::{Event, ShowNumber};
-use crate::live::protocol::{Hello, ServerMsg, Shown};
+use crate::live::protocol::{Hello, ServerMsg, Shown, MAX_TABS};
 
 /// How many messages wait for a slow tab before it is closed.
 pub const TAB_QUEUE: usize = 16;
@@ -62,18 +62,29 @@ pub struct Hub {
     next_tab: AtomicU64,
 }
 
-/// Queues `msg` (serialized once) for every tab of `local`; a tab whose queue is full is closed
-/// (it resyncs when it reconnects).
-fn send_all(local: &mut VisitorTabs, msg: &ServerMsg) {
+/// A visitor's tabs' queues, taken under the hub's lock to be sent to after it is released.
+type Queues = Vec<(u64, mpsc::Sender<ToTab>)>;
+
+fn queues(local: &VisitorTabs) -> Queues {
+    local.tabs.iter().map(|(id, tx)| (*id, tx.clone())).collect()
+}
+
+/// Queues `msg` (serialized once) for each of `tabs`; returns the tabs whose queue is full or
+/// closed (a full one is told it is too slow; it resyncs when it reconnects).
+fn fan_out(tabs: Queues, msg: &ServerMsg) -> Vec<u64> {
     let json: Arc<str> = serde_json::to_string(msg).expect("server messages serialize").into();
-    local.tabs.retain(|_, tx| match tx.try_send(ToTab::Send(json.clone())) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            let _ = tx.try_send(ToTab::TooSlow);
-            false
+    let mut gone = Vec::new();
+    for (id, tx) in tabs {
+        match tx.try_send(ToTab::Send(json.clone())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let _ = tx.try_send(ToTab::TooSlow);
+                gone.push(id);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => gone.push(id),
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    });
+    }
+    gone
 }
 
 /// A registered tab: its id and its queue.
@@ -127,8 +138,14 @@ impl Hub {
         self.visitors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A tab said hello: registers it and returns what it shows first.
-    pub async fn hello(self: &Arc<Self>, site: &SiteConfig, visitor: VisitorId, hello: &Hello) -> (Tab, ServerMsg) {
+    /// A tab said hello: registers it and returns what it shows first; `None` when the visitor
+    /// already has [`MAX_TABS`] tabs here.
+    pub async fn hello(
+        self: &Arc<Self>,
+        site: &SiteConfig,
+        visitor: VisitorId,
+        hello: &Hello,
+    ) -> Option<(Tab, ServerMsg)> {
         let (tx, rx) = mpsc::channel(TAB_QUEUE);
         let id = self.next_tab.fetch_add(1, Ordering::Relaxed);
         let key = (site.id.clone(), visitor.clone());
@@ -144,6 +161,9 @@ impl Hub {
                 shown: None,
                 most_tabs: 0,
             });
+            if local.tabs.len() >= MAX_TABS {
+                return None;
+            }
             local.tabs.insert(id, tx);
             local.most_tabs = local.most_tabs.max(local.tabs.len() as u32);
         }
@@ -154,7 +174,7 @@ impl Hub {
             local.shown = Some(shown.clone());
         }
         let tab = Tab { site: key.0, visitor: key.1, id, rx };
-        (tab, ServerMsg::Number { number: shown.0, kind: shown.1 })
+        Some((tab, ServerMsg::Number { number: shown.0, kind: shown.1 }))
     }
 
     /// What the visitor should see now; asks the pool for a number once the delay has passed,
@@ -240,24 +260,40 @@ impl Hub {
         local.timer = Some(task.abort_handle());
     }
 
-    /// Shows what the bus carried in this node's tabs of the visitor.
+    /// Shows what the bus carried in this node's tabs of the visitor. The hub's lock is held
+    /// only to note what they show and copy their queues; serializing and sending run outside it.
     pub fn deliver(&self, show: ShowNumber) {
-        let mut visitors = self.lock();
-        let Some(local) = visitors.get_mut(&(show.site.clone(), show.visitor.clone())) else { return };
-        if local.shown.as_ref() == Some(&(show.number.clone(), show.kind)) {
-            return;
-        }
-        local.shown = Some((show.number.clone(), show.kind));
+        let key = (show.site.clone(), show.visitor.clone());
+        let tabs = {
+            let mut visitors = self.lock();
+            let Some(local) = visitors.get_mut(&key) else { return };
+            if local.shown.as_ref() == Some(&(show.number.clone(), show.kind)) {
+                return;
+            }
+            local.shown = Some((show.number.clone(), show.kind));
+            queues(local)
+        };
         self.app.metrics.hub_swaps.with_label_values(&[show.kind.as_str()]).inc();
         let msg = ServerMsg::Number { number: show.number, kind: show.kind };
-        send_all(local, &msg);
+        self.forget_tabs(&key, &fan_out(tabs, &msg));
     }
 
     /// Sends `message` to every tab of the visitor on this node (a callback's status).
     fn tell(&self, site: &SiteId, visitor: &VisitorId, message: &ServerMsg) {
-        let mut visitors = self.lock();
-        if let Some(local) = visitors.get_mut(&(site.clone(), visitor.clone())) {
-            send_all(local, message);
+        let key = (site.clone(), visitor.clone());
+        let Some(tabs) = self.lock().get(&key).map(queues) else { return };
+        self.forget_tabs(&key, &fan_out(tabs, message));
+    }
+
+    /// Drops the queues of tabs that could not take a message (their connections then close).
+    fn forget_tabs(&self, key: &Key, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Some(local) = self.lock().get_mut(key) {
+            for id in ids {
+                local.tabs.remove(id);
+            }
         }
     }
 

@@ -124,7 +124,13 @@ pub enum ErrorCode {
     TooSlow,
     /// The server is shutting down; reconnect.
     GoingAway,
+    /// The visitor already has the most tabs a node serves one visitor ([`MAX_TABS`]).
+    TooManyTabs,
 }
+
+/// The most tabs of one visitor a node serves at once: a person rarely opens more, and a
+/// script opening thousands cannot make one visitor's fan-out expensive.
+pub const MAX_TABS: usize = 20;
 
 impl ErrorCode {
     /// The websocket close code sent after the error message.
@@ -137,6 +143,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => 1009,
             ErrorCode::TooSlow => 4408,
             ErrorCode::GoingAway => 1001,
+            ErrorCode::TooManyTabs => 4429,
         }
     }
 
@@ -150,6 +157,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::TooSlow => "too_slow",
             ErrorCode::GoingAway => "going_away",
+            ErrorCode::TooManyTabs => "too_many_tabs",
         }
     }
 }

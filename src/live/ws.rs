@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SiteConfig;
 use crate::live::hub::{Hub, Tab, ToTab};
-use crate::live::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_MESSAGE_BYTES, VERSION};
+use crate::live::protocol::{ClientMsg, ErrorCode, Hello, ServerMsg, SiteNumber, MAX_MESSAGE_BYTES, MAX_TABS, VERSION};
 use crate::web::auth::{ClientIp, Origin};
 use crate::web::error::ApiError;
 use crate::web::extract::Query;
@@ -146,7 +146,10 @@ async fn connection(
     let hub = state.hub.clone();
     // The pool calls behind hello, activity and bye are large futures that run briefly; boxed,
     // they do not make every idle connection's task carry their size (3.4 KB unboxed).
-    let (mut tab, first) = Box::pin(hub.hello(&site.config, visitor, &hello)).await;
+    let Some((mut tab, first)) = Box::pin(hub.hello(&site.config, visitor, &hello)).await else {
+        let why = format!("a visitor may have at most {MAX_TABS} tabs open");
+        return refuse(socket, &state, ErrorCode::TooManyTabs, &why).await;
+    };
     let span = tracing::debug_span!("tab", site = %tab.site, visitor = %tab.visitor, tab = tab.id);
     let _enter = span.enter();
     let peer = Peer { ip, hello: &hello };

@@ -234,6 +234,34 @@ async fn bad_connections_get_an_error_code_and_a_close() {
     node.stop().await;
 }
 
+/// A script opening tab after tab for one visitor gets 20, then a refusal the snippet does not
+/// retry; the visitor's 20 tabs still swap together.
+#[tokio::test]
+async fn one_visitor_gets_at_most_twenty_tabs() {
+    let (node, _dir) = node("", "").await;
+    let mut tabs = Vec::new();
+    for _ in 0..20 {
+        let mut t = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+        t.hello("many.tabs", PAGE).await;
+        assert_eq!(t.number().await.1, "default_before");
+        tabs.push(t);
+    }
+    let mut extra = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    extra.hello("many.tabs", PAGE).await;
+    match extra.next().await {
+        Heard::Json(v) => assert_eq!((v["type"].as_str(), v["code"].as_str()), (Some("error"), Some("too_many_tabs"))),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(extra.next().await, Heard::Closed(Some(4429)));
+    let mut numbers = std::collections::HashSet::new();
+    for t in &mut tabs {
+        numbers.insert(t.number().await);
+    }
+    assert_eq!(numbers.len(), 1, "every tab swaps to the same tracking number: {numbers:?}");
+    assert_eq!(node.metric("callpool_ws_refused_total{reason=\"too_many_tabs\"}").await, 1.0);
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn connection_attempts_are_rate_limited_per_address() {
     let (node, _dir) = node("", "ws_connects_per_ip_per_minute = 3").await;
