@@ -42,6 +42,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
     tasks.spawn(jobs::runner::run(app.clone(), shutdown.clone()));
+    let hub_for_limits = hub.clone();
     let ws = live::ws::WsState::new(hub, shutdown.clone());
     let pbx_limiters = web::pbx::Limiters::new(&app);
     let (limiter, pbx_for_limits) = (ws.limiter.clone(), pbx_limiters.clone());
@@ -57,6 +58,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
                     limiter.retain_recent();
                     pbx_for_limits.retain_recent();
                     app_for_limits.callback_limiters.retain_recent();
+                    hub_for_limits.retain_recent();
                 }
             }
         }

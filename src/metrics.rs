@@ -29,6 +29,8 @@ pub struct Metrics {
     pub hub_swaps: IntCounterVec,
     /// Visitors of this node who asked for a number when the site's pool was exhausted.
     pub hub_exhausted: IntCounterVec,
+    /// Leases not granted because the visitor's address had its share, by site.
+    pub hub_address_limited: IntCounterVec,
     /// Leases this node's hub began, by site.
     pub hub_granted: IntCounterVec,
     /// Pool errors met by the hub (the visitor kept the site's number).
@@ -166,6 +168,12 @@ impl Metrics {
                 &r,
                 "callpool_hub_exhausted_total",
                 "Visitors who asked for a number when the site's pool was exhausted.",
+                &["site"],
+            ),
+            hub_address_limited: counter_vec(
+                &r,
+                "callpool_hub_address_limited_total",
+                "Leases not granted because the visitor's address (IPv6: its /64) had its share, by site.",
                 &["site"],
             ),
             hub_granted: counter_vec(

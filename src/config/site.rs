@@ -41,6 +41,9 @@ pub struct SiteConfig {
     pub admin_token: Option<String>,
     /// The callback widget, when the site has one.
     pub callback: Option<CallbackConfig>,
+    /// Leases one client address (IPv6: one /64) may be granted in a period, through each node;
+    /// never more than half the site's numbers. `None`: no limit.
+    pub leases_per_address: Option<crate::callback::limits::Window>,
 }
 
 impl SiteConfig {
@@ -127,6 +130,7 @@ pub(super) struct RawSite {
     repeat_first: Option<bool>,
     report_token: Option<String>,
     admin_token: Option<String>,
+    leases_per_address: Option<String>,
     callback: Option<RawCallback>,
     /// Anything else: destinations' tables, read by their own readers (an unknown name is a problem).
     #[serde(flatten)]
@@ -272,6 +276,17 @@ impl Validator {
             }
         }
         let callback = rs.callback.and_then(|rc| self.callback(&rs.id, rc, timezone, env));
+        let leases_per_address = match rs.leases_per_address.as_deref().unwrap_or("3/10m") {
+            "off" => None,
+            text => match crate::callback::limits::Window::parse(text) {
+                // One address never takes more than half the site's numbers in a period.
+                Ok(w) => Some(crate::callback::limits::Window { count: w.count.min((max_numbers / 2).max(1)), ..w }),
+                Err(why) => {
+                    self.fail(&at("leases_per_address"), format!("{why} (or \"off\")"));
+                    None
+                }
+            },
+        };
         Some(SiteConfig {
             id,
             key: rs.key,
@@ -289,6 +304,7 @@ impl Validator {
             report_token: rs.report_token,
             admin_token: rs.admin_token,
             callback,
+            leases_per_address,
         })
     }
 }

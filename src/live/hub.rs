@@ -6,16 +6,18 @@
 //! the lease and its expiry); the hub only schedules the moment to ask and relays the answer
 //! through the bus to every tab. A lock is never held across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callpool_pool::{EndReason, Grant, Lease, PhoneNumber, PoolError, SessionAttrs, SiteId, VisitorId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::callback::limits::Window;
 use crate::config::SiteConfig;
 use crate::live::bus::{Event, ShowNumber};
 use crate::live::protocol::{Hello, ServerMsg, Shown, MAX_TABS};
@@ -54,12 +56,30 @@ struct VisitorTabs {
     shown: Option<(PhoneNumber, Shown)>,
     /// The most tabs this visitor had open here at once (recorded with the visit).
     most_tabs: u32,
+    /// The client address of the visitor's first tab here (IPv6: its /64), for the site's
+    /// `leases_per_address`; `None` for a trusted proxy's own address (no visitor to tell apart).
+    address: Option<IpAddr>,
 }
 
 pub struct Hub {
     app: Arc<App>,
     visitors: Mutex<HashMap<Key, VisitorTabs>>,
     next_tab: AtomicU64,
+    /// When leases were granted here to each (site, address), oldest first.
+    grants: Mutex<HashMap<(SiteId, IpAddr), VecDeque<Instant>>>,
+}
+
+/// The part of `ip` that names one client: an IPv4 address, or an IPv6 /64 (one customer's
+/// network; a single host can take any address in it).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
+    }
 }
 
 /// A visitor's tabs' queues, taken under the hub's lock to be sent to after it is released.
@@ -97,7 +117,12 @@ pub struct Tab {
 
 impl Hub {
     pub fn new(app: Arc<App>) -> Arc<Hub> {
-        Arc::new(Hub { app, visitors: Mutex::new(HashMap::new()), next_tab: AtomicU64::new(1) })
+        Arc::new(Hub {
+            app,
+            visitors: Mutex::new(HashMap::new()),
+            next_tab: AtomicU64::new(1),
+            grants: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn app(&self) -> &Arc<App> {
@@ -145,7 +170,10 @@ impl Hub {
         site: &SiteConfig,
         visitor: VisitorId,
         hello: &Hello,
+        ip: IpAddr,
     ) -> Option<(Tab, ServerMsg)> {
+        let proxy = self.app.config.server.trusted_proxies.iter().any(|net| net.contains(&ip));
+        let address = (!proxy).then(|| address_key(ip));
         let (tx, rx) = mpsc::channel(TAB_QUEUE);
         let id = self.next_tab.fetch_add(1, Ordering::Relaxed);
         let key = (site.id.clone(), visitor.clone());
@@ -160,6 +188,7 @@ impl Hub {
                 last_touch: None,
                 shown: None,
                 most_tabs: 0,
+                address,
             });
             if local.tabs.len() >= MAX_TABS {
                 return None;
@@ -209,8 +238,32 @@ impl Hub {
                 self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
                 return Ok((site.default_before.clone(), Shown::DefaultBefore));
             }
-            let attrs = self.lock().get(key).map(|l| l.attrs.clone()).unwrap_or_default();
-            match pool.acquire(&key.0, &key.1, &attrs, now).await? {
+            let (attrs, address) = self.lock().get(key).map(|l| (l.attrs.clone(), l.address)).unwrap_or_default();
+            let reserved = match address.zip(site.leases_per_address) {
+                Some((address, limit)) => match self.reserve(&key.0, address, limit) {
+                    Some(at) => Some((address, at)),
+                    None => {
+                        // The address had its share: the visitor keeps the site's number (a
+                        // visitor already holding a lease still gets it: the pool is asked).
+                        return match pool.current(&key.0, &key.1, now).await? {
+                            Some(lease) => Ok((lease.number, Shown::Tracking)),
+                            None => {
+                                self.app.metrics.hub_address_limited.with_label_values(&[key.0.as_str()]).inc();
+                                self.schedule(key, RETRY_AFTER.as_millis() as i64);
+                                Ok((site.default_before.clone(), Shown::DefaultBefore))
+                            }
+                        };
+                    }
+                },
+                None => None,
+            };
+            let granted = pool.acquire(&key.0, &key.1, &attrs, now).await;
+            if !matches!(granted, Ok(Grant::Leased { fresh: true, .. })) {
+                if let Some((address, at)) = reserved {
+                    self.unreserve(&key.0, address, at);
+                }
+            }
+            match granted? {
                 Grant::Leased { lease, fresh } => {
                     if fresh {
                         self.app.metrics.hub_granted.with_label_values(&[key.0.as_str()]).inc();
@@ -231,6 +284,42 @@ impl Hub {
             self.schedule(key, RETRY_AFTER.as_millis() as i64);
             (site.default_before.clone(), Shown::DefaultBefore)
         })
+    }
+
+    /// Takes a place for a lease to `address` under `limit`, or `None` when its places in the
+    /// period are taken. A place not used for a new lease is given back ([`Hub::unreserve`]).
+    fn reserve(&self, site: &SiteId, address: IpAddr, limit: Window) -> Option<Instant> {
+        let now = Instant::now();
+        let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let times = grants.entry((site.clone(), address)).or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= limit.period) {
+            times.pop_front();
+        }
+        if times.len() >= limit.count as usize {
+            return None;
+        }
+        times.push_back(now);
+        Some(now)
+    }
+
+    fn unreserve(&self, site: &SiteId, address: IpAddr, at: Instant) {
+        let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(times) = grants.get_mut(&(site.clone(), address)) {
+            if let Some(i) = times.iter().rposition(|t| *t == at) {
+                times.remove(i);
+            }
+        }
+    }
+
+    /// Forgets addresses whose grants are all older than their site's period.
+    pub fn retain_recent(&self) {
+        let now = Instant::now();
+        let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        grants.retain(|(site, _), times| {
+            let period =
+                self.app.config.site(site).and_then(|s| s.leases_per_address).map_or(Duration::ZERO, |w| w.period);
+            times.back().is_some_and(|t| now.duration_since(*t) < period)
+        });
     }
 
     /// After `in_ms`, decides again for the visitor and tells every node (unless a timer is

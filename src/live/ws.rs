@@ -146,7 +146,7 @@ async fn connection(
     let hub = state.hub.clone();
     // The pool calls behind hello, activity and bye are large futures that run briefly; boxed,
     // they do not make every idle connection's task carry their size (3.4 KB unboxed).
-    let Some((mut tab, first)) = Box::pin(hub.hello(&site.config, visitor, &hello)).await else {
+    let Some((mut tab, first)) = Box::pin(hub.hello(&site.config, visitor, &hello, ip)).await else {
         let why = format!("a visitor may have at most {MAX_TABS} tabs open");
         return refuse(socket, &state, ErrorCode::TooManyTabs, &why).await;
     };

@@ -324,6 +324,20 @@ impl WsTab {
         WsTab { stream }
     }
 
+    /// Opens it from the local address `from` (a 127.0.0.x of its own: another client).
+    pub async fn open_from(addr: SocketAddr, key: &str, origin: &str, from: [u8; 4]) -> WsTab {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((from, 0))).unwrap();
+        let tcp = socket.connect(addr).await.expect("connect");
+        let mut req = format!("ws://{addr}/v1/ws?site={key}").into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        let (stream, _) = tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket connects");
+        WsTab { stream }
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         use futures_util::SinkExt;
         self.stream.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send");

@@ -262,6 +262,41 @@ async fn one_visitor_gets_at_most_twenty_tabs() {
     node.stop().await;
 }
 
+/// Seven visitors from one address cannot drain the pool or learn every number: an address
+/// gets at most half the site's numbers (here one of two) in `leases_per_address`'s period;
+/// another address still gets a number.
+#[tokio::test]
+async fn one_address_cannot_take_the_whole_pool() {
+    let (node, _dir) = node("", "trusted_proxies = [\"127.0.0.1/32\"]").await;
+    let mut numbers = Vec::new();
+    let mut tabs = Vec::new();
+    for i in 0..7 {
+        let mut t = WsTab::open_from(node.addr, "shop-public-key", ORIGIN, [127, 0, 0, 2]).await;
+        t.hello(&format!("harvester-{i}"), PAGE).await;
+        assert_eq!(t.number().await.1, "default_before");
+        tabs.push(t);
+    }
+    eventually("six of seven are held back", || async {
+        node.metric("callpool_hub_address_limited_total{site=\"shop\"}").await == 6.0
+    })
+    .await;
+    for t in &mut tabs {
+        let heard = tokio::time::timeout(Duration::from_millis(150), t.number()).await;
+        if let Ok((number, "tracking")) = heard.as_ref().map(|(n, k)| (n.clone(), k.as_str())) {
+            numbers.push(number);
+        }
+    }
+    assert_eq!(numbers.len(), 1, "one number for the address: {numbers:?}");
+    let mut other = WsTab::open_from(node.addr, "shop-public-key", ORIGIN, [127, 0, 0, 3]).await;
+    other.hello("someone-else", PAGE).await;
+    assert_eq!(other.number().await.1, "default_before");
+    let (theirs, kind) = other.number().await;
+    assert_eq!(kind, "tracking", "another address still gets a number");
+    assert_ne!(theirs, numbers[0]);
+    assert_eq!(node.metric("callpool_hub_address_limited_total{site=\"shop\"}").await, 6.0);
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn connection_attempts_are_rate_limited_per_address() {
     let (node, _dir) = node("", "ws_connects_per_ip_per_minute = 3").await;
