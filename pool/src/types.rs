@@ -156,6 +156,13 @@ impl PhoneNumber {
         in_ranges(&self.0, pick)
     }
 
+    /// The region whose numbering plan holds this number: libphonenumber's id, an ISO 3166 code
+    /// (`RU`, `KZ`: the two share +7) or `001` for non-geographic numbers (satellite phones,
+    /// international services). `None` when no plan's number types hold it.
+    pub fn region(&self) -> Option<String> {
+        region_in_ranges(&self.0, every_type)
+    }
+
     /// The national significant number: the digits after the country code, as dialled inside the
     /// country without its trunk prefix (`4951234567` for `+74951234567`).
     pub fn national_digits(&self) -> String {
@@ -181,20 +188,23 @@ fn split_code(e164: &str) -> Option<(u16, &str)> {
 /// libphonenumber's validity (the national number matches one of its country's number types),
 /// read from the metadata without the crate's parser.
 fn valid_by_metadata(e164: &str) -> bool {
-    in_ranges(e164, |d| {
-        vec![
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.premium_rate(),
-            d.shared_cost(),
-            d.personal_number(),
-            d.voip(),
-            d.pager(),
-            d.uan(),
-            d.voicemail(),
-        ]
-    })
+    in_ranges(e164, every_type)
+}
+
+/// Every number type libphonenumber's metadata describes.
+fn every_type(d: &phonenumber::metadata::Descriptors) -> Vec<Option<&phonenumber::metadata::Descriptor>> {
+    vec![
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ]
 }
 
 /// Whether the national number of `e164` is a number of its country (libphonenumber's general
@@ -203,13 +213,22 @@ fn in_ranges(
     e164: &str,
     pick: impl Fn(&phonenumber::metadata::Descriptors) -> Vec<Option<&phonenumber::metadata::Descriptor>>,
 ) -> bool {
-    let Some((code, national)) = split_code(e164) else { return false };
+    region_in_ranges(e164, pick).is_some()
+}
+
+/// The region (libphonenumber's id: ISO 3166 `RU`, `KZ`, or `001` for non-geographic numbers
+/// such as satellite phones) whose plan holds `e164` in one of the ranges `pick` chooses.
+fn region_in_ranges(
+    e164: &str,
+    pick: impl Fn(&phonenumber::metadata::Descriptors) -> Vec<Option<&phonenumber::metadata::Descriptor>>,
+) -> Option<String> {
+    let (code, national) = split_code(e164)?;
     let whole = |d: &phonenumber::metadata::Descriptor| {
         d.is_match(national) && d.national_number().find(national).is_some_and(|m| m.end() == national.len())
     };
-    phonenumber::metadata::DATABASE.by_code(&code).unwrap_or_default().iter().any(|meta| {
+    phonenumber::metadata::DATABASE.by_code(&code)?.iter().find_map(|meta| {
         let d = meta.descriptors();
-        whole(d.general()) && pick(d).into_iter().flatten().any(whole)
+        (whole(d.general()) && pick(d).into_iter().flatten().any(whole)).then(|| meta.id().to_owned())
     })
 }
 
@@ -409,6 +428,15 @@ mod tests {
     fn check(input: &str, expected: Option<&str>) {
         let got = PhoneNumber::parse(input).ok();
         assert_eq!(got.as_ref().map(PhoneNumber::as_str), expected, "{input:?}");
+    }
+
+    #[test]
+    fn a_number_names_its_region() {
+        let region = |n: &str| PhoneNumber::parse(n).unwrap().region();
+        assert_eq!(region("+79161234567").as_deref(), Some("RU"));
+        assert_eq!(region("+77012345678").as_deref(), Some("KZ"), "+7 is shared");
+        assert_eq!(region("+442079460958").as_deref(), Some("GB"));
+        assert_eq!(region("+881612345678").as_deref(), Some("001"), "Iridium satellite phones belong to no country");
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl NodeLimiters {
     /// Counts a request from `ip` (and `visitor`, when known); refuses it when a limit is used up.
     pub fn check(&self, site: &SiteId, ip: Option<IpAddr>, visitor: Option<&str>) -> Result<(), Scope> {
         let Some(l) = self.sites.get(site) else { return Ok(()) };
-        if let Some(ip) = ip {
+        if let Some(ip) = ip.map(client_key) {
             if l.per_ip.iter().any(|r| r.check_key(&ip).is_err()) {
                 return Err(Scope::Ip);
             }
@@ -137,9 +137,34 @@ impl NodeLimiters {
     }
 }
 
+/// The part of a client's address that names one client, for per-address limits: an IPv4
+/// address, or an IPv6 /64 (one customer's network; a single host can take any address in it).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_its_64() {
+        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"), "one /64, one client");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+    }
 
     #[test]
     fn windows_parse_and_refuse_nonsense() {

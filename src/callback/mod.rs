@@ -122,6 +122,8 @@ pub enum Reason {
     Invalid,
     /// Premium-rate, shared-cost or a pager: a company's PBX must not dial it.
     NotCallable,
+    /// In a country the site does not call (`countries`).
+    Abroad,
     /// On the site's blocklist.
     Blocked,
     /// The visitor has not been on the site for `min_time_on_site` yet.
@@ -142,6 +144,7 @@ impl Reason {
         match self {
             Reason::Invalid => "invalid",
             Reason::NotCallable => "not_callable",
+            Reason::Abroad => "abroad",
             Reason::Blocked => "blocked",
             Reason::TooSoon => "too_soon",
             Reason::Closed => "closed",

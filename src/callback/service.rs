@@ -36,8 +36,19 @@ pub struct Refusal {
     pub retry_after: Option<Duration>,
 }
 
+/// What a request that was not refused got.
+#[derive(Debug)]
+pub enum Answer {
+    /// Stored; or the requester's own request (same visitor) that is still open.
+    Mine(Callback),
+    /// The number already has an open request of another visitor's (or of a request without a
+    /// visitor): it will be called once, and nothing of that request (its id, its status) is
+    /// told to this requester. Holds what a new request would have been (never stored).
+    Joined(Callback),
+}
+
 /// Takes a request through the checks and stores it.
-pub async fn request(app: &App, site: &SiteConfig, req: Request) -> Result<Callback, Refusal> {
+pub async fn request(app: &App, site: &SiteConfig, req: Request) -> Result<Answer, Refusal> {
     let Some(cfg) = &site.callback else {
         return Err(Refusal {
             reason: Reason::Disabled,
@@ -64,7 +75,7 @@ async fn stored(
     site: &SiteConfig,
     cfg: &CallbackConfig,
     req: Request,
-) -> Result<Result<Callback, Refusal>, StoreError> {
+) -> Result<Result<Answer, Refusal>, StoreError> {
     let now = app.clock.now();
     let checked = check(app, site, cfg, &req, now).await?;
     let refuse = |r: Refusal| {
@@ -104,14 +115,18 @@ async fn stored(
             tracing::info!(site = %site.id, callback = %cb.id, status = cb.status.as_str(), due = %cb.due_at, "A callback was requested.");
             app.job_wake.wake_all(&jobs);
             status::publish(app, &cb);
-            Ok(Ok(cb))
+            Ok(Ok(Answer::Mine(cb)))
         }
         Created::Open(id) => match app.store.callback(&id).await? {
             Some(open) => {
                 app.metrics.callback_requests.with_label_values(&[site.id.as_str(), "repeat"]).inc();
                 tracing::info!(site = %site.id, callback = %open.id, "A repeated callback request joined the open one.");
-                status::publish(app, &open);
-                Ok(Ok(open))
+                if open.visitor.is_some() && open.visitor == cb.visitor {
+                    status::publish(app, &open);
+                    Ok(Ok(Answer::Mine(open)))
+                } else {
+                    Ok(Ok(Answer::Joined(cb)))
+                }
             }
             None => Err(StoreError::Failed(format!("callback {id} vanished while it was open"))),
         },
@@ -137,6 +152,10 @@ async fn check(
         Ok(n) => n,
         Err(r) => return Ok(Err(refusal(r.reason))),
     };
+    // A satellite phone or a far country costs the site's PBX dearly for a stranger's click.
+    if !number.region().is_some_and(|r| cfg.countries.contains(&r)) {
+        return Ok(Err(refusal(Reason::Abroad)));
+    }
     if !cfg.min_time_on_site.is_zero() {
         let first_seen = match &req.visitor {
             Some(v) => app.pool.current_visit(&site.id, v, now).await?.map(|visit| visit.first_seen),

@@ -47,6 +47,11 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
         "We cannot call this kind of number; please enter a mobile or landline number.",
         "На такой номер мы не звоним; укажите мобильный или городской номер.",
     ),
+    (
+        "abroad",
+        "We only call numbers in our own country; please enter a local number.",
+        "Мы звоним только на номера нашей страны; укажите местный номер.",
+    ),
     ("blocked", "We cannot call this number back.", "На этот номер мы перезвонить не можем."),
     (
         "too_soon",

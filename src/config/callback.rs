@@ -21,7 +21,11 @@ pub struct CallbackConfig {
     /// In the site's time zone; a request outside them is scheduled for the next opening.
     pub hours: crate::callback::hours::WorkingHours,
     pub blocklist: crate::callback::number::Blocklist,
-    /// How long a visitor must have been on the site before the form may be used.
+    /// The countries whose numbers are called (libphonenumber region ids, `RU`, `KZ`; `001` for
+    /// non-geographic numbers such as satellite phones). Default: the site's `region`.
+    pub countries: Vec<String>,
+    /// How long a visitor must have been on the site, by the hub's own record of the visit,
+    /// before the form may be used; zero also takes requests without a visitor.
     pub min_time_on_site: Duration,
     pub limits: crate::callback::limits::Limits,
     /// The number the PBX rings first: the site's operator line.
@@ -52,6 +56,7 @@ pub(super) struct RawCallback {
     #[serde(default)]
     blocklist: Vec<String>,
     min_time_on_site: Option<String>,
+    countries: Option<Vec<String>>,
     operator: String,
     pbx: Option<String>,
     trigger: toml::Table,
@@ -152,13 +157,33 @@ impl Validator {
                 sections.push(found);
             }
         }
-        let min_time_on_site = self.duration(&at("min_time_on_site"), rc.min_time_on_site.as_deref(), "0s", true);
+        let min_time_on_site = self.duration(&at("min_time_on_site"), rc.min_time_on_site.as_deref(), "10s", true);
+        // The site's region when not given (refused once, as `region`, if it is not one).
+        let countries: Vec<String> = match rc.countries {
+            None => vec![region_text.to_ascii_uppercase()],
+            Some(list) => {
+                let list: Vec<String> = list.iter().map(|c| c.to_ascii_uppercase()).collect();
+                if list.is_empty() {
+                    self.fail(&at("countries"), "list at least one country whose numbers may be called, e.g. [\"RU\"]");
+                }
+                for c in &list {
+                    if phonenumber::metadata::DATABASE.by_id(c).is_none() {
+                        self.fail(
+                            &at("countries"),
+                            format!("{c:?} is not a region such as \"RU\" (or \"001\": non-geographic)"),
+                        );
+                    }
+                }
+                list
+            }
+        };
         let retry_base = self.duration(&at("retry_base"), rc.retry_base.as_deref(), "15s", false);
         Some(CallbackConfig {
             region: region?,
             texts: texts?,
             hours: hours?,
             blocklist: blocklist?,
+            countries,
             min_time_on_site,
             limits,
             operator: operator?,

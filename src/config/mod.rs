@@ -305,6 +305,11 @@ mod tests {
         assert_eq!((cb.pbx.as_str(), cb.attempts, cb.trigger.name()), ("office", 5, "generic"));
         assert_eq!(cb.limits.per_number.len(), 3, "the telecom defaults: 7/15m, 9/1h, 15/24h");
         assert_eq!(cb.limits.number_ban, Duration::from_secs(86_400));
+        assert_eq!((cb.countries.clone(), cb.min_time_on_site), (vec!["RU".to_owned()], Duration::from_secs(10)));
+        check(
+            &with(&format!("operator = \"+74951230099\"\ncountries = [\"ru\", \"Narnia\"]\n{generic}")),
+            &["callback.countries: \"NARNIA\" is not a region"],
+        );
         check(&with(&format!("operator = \"+7\"\n{generic}")), &["site \"shop\": callback.operator"]);
         check(
             &with(&format!("operator = \"+74951230099\"\nregion = \"XX\"\nlanguage = \"de\"\n{generic}")),

@@ -69,19 +69,6 @@ pub struct Hub {
     grants: Mutex<HashMap<(SiteId, IpAddr), VecDeque<Instant>>>,
 }
 
-/// The part of `ip` that names one client: an IPv4 address, or an IPv6 /64 (one customer's
-/// network; a single host can take any address in it).
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
-        v4 => v4,
-    }
-}
-
 /// A visitor's tabs' queues, taken under the hub's lock to be sent to after it is released.
 type Queues = Vec<(u64, mpsc::Sender<ToTab>)>;
 
@@ -173,7 +160,7 @@ impl Hub {
         ip: IpAddr,
     ) -> Option<(Tab, ServerMsg)> {
         let proxy = self.app.config.server.trusted_proxies.iter().any(|net| net.contains(&ip));
-        let address = (!proxy).then(|| address_key(ip));
+        let address = (!proxy).then(|| crate::callback::limits::client_key(ip));
         let (tx, rx) = mpsc::channel(TAB_QUEUE);
         let id = self.next_tab.fetch_add(1, Ordering::Relaxed);
         let key = (site.id.clone(), visitor.clone());

@@ -48,8 +48,10 @@ pub struct CallbackRequest {
 /// A callback request as the visitor may see it.
 #[derive(Serialize, ToSchema)]
 pub struct CallbackView {
+    /// For `GET /v1/callback/{id}`; `null` when the number already had an open request of
+    /// another visitor's (it is called once; that request is not shown to anyone else).
     #[schema(example = "cb-3f0c9a1b2c3d4e5f60718293")]
-    id: String,
+    id: Option<String>,
     status: CallbackStatus,
     /// The scheduled time or the next attempt (Unix ms), if any.
     at: Option<i64>,
@@ -82,7 +84,12 @@ pub fn cors(app: &App) -> CorsLayer {
 
 fn view(app: &App, cb: &Callback) -> CallbackView {
     let message = status::status_text(app, cb).unwrap_or_default();
-    CallbackView { id: cb.id.to_string(), status: cb.status, at: cb.at().map(callpool_pool::Ts::as_millis), message }
+    CallbackView {
+        id: Some(cb.id.to_string()),
+        status: cb.status,
+        at: cb.at().map(callpool_pool::Ts::as_millis),
+        message,
+    }
 }
 
 /// Asks for a callback.
@@ -124,7 +131,10 @@ pub async fn create(
     attrs.landing_page = attrs.landing_page.filter(|p| !p.is_empty());
     let request = Request { number: req.number, visitor, attrs, ip: Some(ip), channel: Channel::Api };
     match service::request(&app, site, request).await {
-        Ok(cb) => Ok((StatusCode::ACCEPTED, Json(view(&app, &cb))).into_response()),
+        Ok(service::Answer::Mine(cb)) => Ok((StatusCode::ACCEPTED, Json(view(&app, &cb))).into_response()),
+        Ok(service::Answer::Joined(receipt)) => {
+            Ok((StatusCode::ACCEPTED, Json(CallbackView { id: None, ..view(&app, &receipt) })).into_response())
+        }
         Err(r) => Err(r.into()),
     }
 }

@@ -258,9 +258,16 @@ trigger = {{ kind = "generic", url = "{pbx}/trigger", secret = "{TRIGGER_SECRET}
 telegram = {{ base_url = "{pbx}", bot_token = "{BOT_TOKEN}", chat_id = "-100200" }}
 notify = {{ url = "{pbx}/notify", secret = "{NOTIFY_SECRET}" }}
 limits = {{ per_ip = ["2000/1h"], per_visitor = ["2000/1h"] }}
+{min_time}
 {extra}
 "#,
         site = shop_site(ORIGIN, "200ms", "30m", "200ms"),
+        // Most tests ask without waiting on the site (the default is 10 s).
+        min_time = if extra.split("[[site]]").next().unwrap_or("").contains("min_time_on_site") {
+            ""
+        } else {
+            "min_time_on_site = \"0s\""
+        },
     );
     Config::parse(&text, "callback-test.toml", &HashMap::new()).expect("test config")
 }
@@ -280,6 +287,7 @@ numbers = ["+74951230010"]
 [site.callback]
 operator = "{OPERATOR}"
 pbx = "office"
+min_time_on_site = "0s"
 trigger = {{ kind = "generic", url = "{pbx}/trigger", secret = "{TRIGGER_SECRET}" }}
 limits = {{ per_number = ["2/1h"], per_site = ["4/1h"], per_ip = ["3/1h"], per_visitor = ["2/1h"] }}
 
@@ -294,6 +302,7 @@ numbers = ["+74951230011"]
 [site.callback]
 operator = "{OPERATOR}"
 pbx = "office"
+min_time_on_site = "0s"
 trigger = {{ kind = "voximplant", url = "{pbx}", account_id = "100", api_key = "vox-key", rule_id = 7 }}
 
 [[site]]
@@ -542,6 +551,10 @@ async fn bad_numbers_are_refused_with_a_message_for_the_form() {
         ("call me", "invalid"),
         ("+7 999 123 45 67", "blocked"),
         ("8 809 123 45 67", "not_callable"),
+        // Toll fraud: a satellite phone, a far country, a neighbour sharing +7: not the site's own.
+        ("+881612345678", "abroad"),
+        ("+77012345678", "abroad"),
+        ("+442079460958", "abroad"),
     ] {
         tab.send_text(&json!({"type": "callback_request", "number": number}).to_string()).await;
         let m = callback_msg(&mut tab).await;
@@ -673,6 +686,7 @@ numbers = ["+74951230013"]
 [site.callback]
 operator = "{OPERATOR}"
 pbx = "office"
+min_time_on_site = "0s"
 trigger = {{ kind = "generic", url = "http://127.0.0.1:9/trigger", secret = "{TRIGGER_SECRET}" }}
 limits = {{ per_ip = ["3/1h"] }}
 "#
@@ -736,8 +750,12 @@ async fn a_burst_of_1000_requests_triggers_at_most_the_limit() {
     // One number from 1,000 addresses: one request stands, the others join it; one call.
     let answers = burst(&w, |_| "+7 916 765-43-21".to_owned()).await;
     assert!(answers.iter().all(|(s, _)| *s == 202), "{:?}", answers.iter().find(|(s, _)| *s != 202));
-    let ids: std::collections::HashSet<&str> = answers.iter().map(|(_, b)| b["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), 1, "every request joined the one open callback");
+    let ids: Vec<&str> = answers.iter().filter_map(|(_, b)| b["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "one request stands; the others joined it without learning its id");
+    assert!(
+        answers.iter().all(|(_, b)| b["status"] == "accepted" && b["message"].is_string()),
+        "each is told the call comes"
+    );
     // 1,000 numbers at once against the site's 100 per hour, counted exactly across the cluster's store.
     let answers = burst(&w, |i| format!("+7916{:07}", 1_000_000 + i)).await;
     let accepted = answers.iter().filter(|(s, _)| *s == 202).count();
@@ -918,7 +936,19 @@ async fn a_minimum_time_on_site_holds_the_form_back() {
     tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
     let m = callback_msg(&mut tab).await;
     assert_eq!((m["type"].as_str(), m["reason"].as_str()), (Some("callback_refused"), Some("too_soon")));
+    // The visit is the hub's own record: a request through the API naming no visitor, or a
+    // visitor the hub has never seen, has no time on the site at all.
+    let ask = |visitor: Option<&str>| {
+        let (url, visitor) = (node.url("/v1/callback"), visitor.map(str::to_owned));
+        async move {
+            let body = json!({"site": "shop-public-key", "number": "+79161234568", "visitor": visitor});
+            let resp = reqwest::Client::new().post(url).header("origin", ORIGIN).json(&body).send().await.unwrap();
+            resp.json::<Value>().await.unwrap()
+        }
+    };
     clock.set(T0.plus(Duration::from_secs(61)));
+    assert_eq!(ask(None).await["error"]["code"], "too_soon");
+    assert_eq!(ask(Some("v-never-seen")).await["error"]["code"], "too_soon");
     tab.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
     assert_eq!(callback_msg(&mut tab).await["status"], "accepted");
     node.stop().await;
@@ -960,13 +990,17 @@ async fn a_repeated_request_joins_the_open_one_and_never_rings_twice() {
     let (s2, second) = w.ask("shop-public-key", "8 916 123-45-67", "v-double", "10.0.0.1").await;
     assert_eq!((s1, s2), (202, 202));
     assert_eq!(first["id"], second["id"], "a double submit joins the open request");
+    // Someone else asking for the same number is told a call comes, and nothing of the request.
+    let (s_other, other) = w.ask("shop-public-key", "+79161234567", "v-stranger", "10.0.0.2").await;
+    assert_eq!(s_other, 202);
+    assert_eq!((other["id"].clone(), other["status"].as_str()), (Value::Null, Some("accepted")), "{other}");
     eventually("the open request failed for good", || async { w.pbx.attempts("/trigger") == 4 }).await;
     let id = first["id"].as_str().unwrap();
     eventually("failed", || async { w.status("shop-public-key", id).await["status"] == "failed" }).await;
     let (s3, third) = w.ask("shop-public-key", "+79161234567", "v-double", "10.0.0.1").await;
     assert_eq!(s3, 202);
     assert_ne!(third["id"], first["id"], "once it is over, the number may ask again");
-    assert_eq!(w.node.metric("callpool_callback_requests_total{how=\"repeat\",site=\"shop\"}").await, 1.0);
+    assert_eq!(w.node.metric("callpool_callback_requests_total{how=\"repeat\",site=\"shop\"}").await, 2.0);
     w.node.stop().await;
 }
 

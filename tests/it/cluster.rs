@@ -40,6 +40,7 @@ secrets = ["office-secret-0123456789"]
 [site.callback]
 language = "en"
 operator = "+74951230099"
+min_time_on_site = "0s"
 retry_base = "10s"
 # Nobody listens there: the trigger fails and is retried, which the tabs are told.
 trigger = {{ kind = "generic", url = "http://127.0.0.1:9/trigger", secret = "trigger-secret-0123456789" }}
