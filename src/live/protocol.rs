@@ -1,7 +1,7 @@
 //! The websocket messages, version 1: JSON text frames, one message per frame, each with a
 //! `type`. docs/PROTOCOL.md is the prose version of this file; keep the two in step.
 
-use callpool_pool::{PhoneNumber, SessionAttrs};
+use callpool_pool::{PhoneNumber, SessionAttrs, VisitorId};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version the client must send in `hello`.
@@ -163,6 +163,18 @@ impl ErrorCode {
 }
 
 impl Hello {
+    /// The visitor, once the hello's fields are within their rules; else what is wrong.
+    pub fn checked(&self) -> Result<VisitorId, String> {
+        let visitor = VisitorId::new(self.visitor.clone()).map_err(|e| e.to_string())?;
+        if self.tab.is_empty() || self.tab.len() > 64 {
+            return Err("tab must be 1 to 64 characters".into());
+        }
+        if !(self.page.starts_with("http://") || self.page.starts_with("https://")) {
+            return Err("page must be the page's http(s) URL".into());
+        }
+        Ok(visitor)
+    }
+
     /// The session attributes the lease will carry: ids from the hello, utm_* and click ids
     /// from the page's query. Values are cut to 256 characters.
     pub fn attrs(&self) -> SessionAttrs {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use callpool_pool::VisitorId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -139,7 +138,7 @@ async fn connection(
     if hello.v != VERSION {
         return refuse(socket, &state, ErrorCode::UnsupportedVersion, "this server speaks version 1").await;
     }
-    let visitor = match valid_hello(&hello) {
+    let visitor = match hello.checked() {
         Ok(v) => v,
         Err(why) => return refuse(socket, &state, ErrorCode::BadMessage, &why).await,
     };
@@ -157,17 +156,6 @@ async fn connection(
     drop(_enter);
     hub.app().metrics.ws_closed.with_label_values(&[reason]).inc();
     Box::pin(hub.bye(&tab)).await;
-}
-
-fn valid_hello(h: &Hello) -> Result<VisitorId, String> {
-    let visitor = VisitorId::new(h.visitor.clone()).map_err(|e| e.to_string())?;
-    if h.tab.is_empty() || h.tab.len() > 64 {
-        return Err("tab must be 1 to 64 characters".into());
-    }
-    if !(h.page.starts_with("http://") || h.page.starts_with("https://")) {
-        return Err("page must be the page's http(s) URL".into());
-    }
-    Ok(visitor)
 }
 
 fn is_too_large(e: &axum::Error) -> bool {

@@ -31,9 +31,9 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthorized`, `bad_signature`, `bad_request`, `not_found`,
-    /// `rate_limited`, `unavailable`, `internal`, `origin_not_allowed`, `unknown_site`; a callback
-    /// request's refusal names its check (`invalid`, `not_callable`, `blocked`, `too_soon`,
-    /// `closed`) or limit (`ip`, `visitor`, `number`, `banned`, `site`).
+    /// `rate_limited`, `unavailable`, `internal`, `origin_not_allowed`, `unknown_site`, `too_large`,
+    /// `method_not_allowed`; a callback request's refusal names its check (`invalid`,
+    /// `not_callable`, `abroad`, `blocked`, `too_soon`, `closed`) or limit (`ip`, `visitor`, `number`, `banned`, `site`).
     code: String,
     /// For people; may change. A callback refusal's message is safe to show to the visitor, in
     /// the site's language.
@@ -192,4 +192,35 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// Answers that axum and the tower layers make on their own (a body over the limit, a timeout,
+/// an unknown route or method, a refused websocket upgrade) get the API's error body too, so
+/// every client reads one shape. Our own answers (JSON, the report page's HTML) pass as they are.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let plain = resp.headers().get(header::CONTENT_TYPE).is_none_or(|t| t.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 1024).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned());
+    let said = text.ok().filter(|t| !t.is_empty());
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the body is larger than this endpoint takes".to_owned()),
+        StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take this method".to_owned()),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+            ("unavailable", "the request took too long; try again".to_owned())
+        }
+        s if s.is_server_error() => ("internal", "the server failed to answer; its log has the details".to_owned()),
+        _ => ("bad_request", said.unwrap_or_else(|| status.canonical_reason().unwrap_or("bad request").to_owned())),
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH {
+            answer.headers_mut().entry(name).or_insert_with(|| value.clone());
+        }
+    }
+    answer
 }

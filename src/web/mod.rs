@@ -112,6 +112,7 @@ pub fn router(state: WebState) -> Router {
     timed
         .merge(page)
         .route("/v1/ws", get(crate::live::ws::upgrade))
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(app, observe))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The route, never the URL: a report link carries its token in the query.
@@ -134,6 +135,7 @@ pub fn ops_router(state: WebState) -> Router {
     monitoring()
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }
 

@@ -10,6 +10,7 @@ mod callback;
 mod calls;
 mod cli;
 mod cluster;
+mod fuzz;
 mod hub;
 mod server;
 mod store;
