@@ -18,11 +18,14 @@
   var IGNORE = 'data-callpool-ignore';
   var MARK = 'data-callpool-number';
   var RUN = /\+?\d[\d\s\u00a0().\-]{5,}\d/g;
+  // A tel: link or a marked element is a box: a number split over its elements (<span>+7 (495)</span> 123-45-67) is
+  // swapped too, each part in its own text node. A link's text and target always name the same number.
+  var TEL = 'a[href^="tel:" i]', BOX = TEL + ',[' + MARK + ']';
 
   var known = [];        // numbers of the site: [{e164, national}]
   var current = null;    // {number, kind}
-  var texts = new Map(); // Text node -> {orig: the page's text, shown: what we wrote}
-  var links = new Map(); // <a> -> original href
+  var groups = new Map(); // box (or a Text node outside boxes) -> {nodes: its Text nodes, orig: the page's texts, shown: ours}
+  var links = new Map(); // <a> -> {orig: the page's href, shown: ours}
   var listeners = [];
   var ws = null, attempt = 0, consented = script.getAttribute('data-consent') !== 'required';
   var lastActivity = 0;
@@ -90,53 +93,115 @@
     var i = 0;
     return original.replace(/\d/g, function () { return want[i++]; });
   }
+  // Whether `s` spells one of the site's numbers (other than `except`); fn(run, match, offset) for each.
+  function names(s, except, fn) {
+    var r = false;
+    s.replace(RUN, function (run, at) {
+      var m = matchNumber(digits(run));
+      if (m && m.n.e164 !== except) r = true;
+      if (m && fn) fn(run, m, at);
+      return run;
+    });
+    return r;
+  }
+  // `parts` with the site's numbers spelled as the current one; each character stays in its part.
+  function spell(parts) {
+    var owner = [], out = [], all = parts.join(''), i = 0;
+    parts.forEach(function (p, n) {
+      out.push('');
+      for (var k = 0; k < p.length; k++) owner.push(n);
+    });
+    names(all, 0, function (run, m, at) {
+      var s = respell(run, m, current.number);
+      for (; i < at; i++) out[owner[i]] += all[i];
+      if (s.length === run.length) for (var k = 0; k < s.length; k++) out[owner[at + k]] += s[k];
+      else out[owner[at]] += s;
+      i = at + run.length;
+    });
+    for (; i < all.length; i++) out[owner[i]] += all[i];
+    return out;
+  }
+  // An href's characters, raw and read (a %-escape as the character it stands for: tel:%2B7%20495...).
+  function chars(href) {
+    var raw = href.match(/%[\da-f]{2}|[\s\S]/gi) || [];
+    return [raw, raw.map(function (c) {
+      try { return c[1] ? decodeURIComponent(c) : c; } catch (e) { return c; }
+    })];
+  }
+  function dialsOurs(a) {
+    return links.has(a) || names(chars(a.getAttribute('href'))[1].join(''));
+  }
   function ignored(node) {
     for (var el = node.nodeType === 1 ? node : node.parentElement; el; el = el.parentElement) {
       if (el.hasAttribute && el.hasAttribute(IGNORE)) return true;
       if (el.tagName === 'SCRIPT' || el.tagName === 'STYLE' || el.tagName === 'TEXTAREA' || el.tagName === 'INPUT') return true;
+      // A tel: link that dials another number keeps its text (text and target agree).
+      if (el.matches(TEL) && !dialsOurs(el)) return true;
     }
     return false;
   }
-  function renderText(node) {
-    var t = texts.get(node);
-    t.shown = t.orig.replace(RUN, function (run) {
-      var m = matchNumber(digits(run));
-      return m ? respell(run, m, current.number) : run;
-    });
-    if (node.nodeValue !== t.shown) node.nodeValue = t.shown;
+  function box(node) {
+    var el = node.nodeType === 1 ? node : node.parentElement;
+    return (el && el.closest(BOX)) || (node.nodeType === 3 ? node : null);
+  }
+  function value(n) {
+    return n.nodeValue;
+  }
+  // (Re)reads a box's texts: the page changed them, or its nodes, since we wrote ours.
+  function form(b) {
+    var g = groups.get(b), nodes = [], w = document.createTreeWalker(b, NodeFilter.SHOW_TEXT), n;
+    for (n = b.nodeType === 3 ? b : w.nextNode(); n; n = w.nextNode()) nodes.push(n);
+    if (!g && !names(nodes.map(value).join(''))) return;
+    nodes = nodes.filter(function (n) { return box(n) === b && !ignored(n); });
+    if (g && g.nodes.length === nodes.length &&
+        nodes.every(function (n, i) { return n === g.nodes[i] && n.nodeValue === g.shown[i]; })) return;
+    drop(b);
+    var orig = nodes.map(value);
+    if (names(orig.join(''))) groups.set(b, { nodes: nodes, orig: orig, shown: orig });
+  }
+  function drop(b) {
+    var g = groups.get(b);
+    groups.delete(b);
+    if (g) g.nodes.forEach(function (n, i) { if (n.nodeValue === g.shown[i] && n.nodeValue !== g.orig[i]) n.nodeValue = g.orig[i]; });
+  }
+  function link(a) {
+    var l = links.get(a), href = a.getAttribute('href') || '';
+    if (l && a.isConnected && href === l.shown) return;
+    links.delete(a);
+    if (l && href === l.shown) {
+      if (href !== l.orig) a.setAttribute('href', l.orig); // out of the page: its own target back
+    } else if (a.isConnected && a.matches(TEL) && dialsOurs(a) && !ignored(a)) links.set(a, { orig: href, shown: href });
   }
   function scan(root) {
-    if (!known.length || !root || ignored(root)) return;
-    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-    var node = root.nodeType === 3 ? root : walker.nextNode();
-    for (; node; node = walker.nextNode()) {
-      if (texts.has(node) || ignored(node)) continue;
-      var value = node.nodeValue, found = false;
-      value.replace(RUN, function (run) {
-        if (matchNumber(digits(run))) found = true;
-        return run;
-      });
-      if (!found && !(node.parentElement && node.parentElement.hasAttribute(MARK))) continue;
-      texts.set(node, { orig: value, shown: value });
-      if (current) renderText(node);
+    if (!known.length || !root || !root.isConnected || ignored(root)) return;
+    var anchors = [].slice.call(root.querySelectorAll ? root.querySelectorAll(TEL) : []), last = box(root), n, b;
+    if (root.matches && root.matches(TEL)) anchors.push(root);
+    anchors.forEach(link);
+    if (last) form(last);
+    for (var w = document.createTreeWalker(root, NodeFilter.SHOW_TEXT); (n = w.nextNode());) {
+      if ((b = box(n)) !== last) form(last = b);
     }
-    var anchors = root.querySelectorAll ? root.querySelectorAll('a[href^="tel:"]') : [];
-    for (var i = 0; i < anchors.length; i++) {
-      var a = anchors[i];
-      if (links.has(a) || ignored(a)) continue;
-      if (matchNumber(digits(a.getAttribute('href')))) {
-        links.set(a, a.getAttribute('href'));
-        if (current) renderLink(a);
-      }
-    }
-  }
-  function renderLink(a) {
-    var href = 'tel:' + current.number;
-    if (a.getAttribute('href') !== href) a.setAttribute('href', href);
   }
   function apply() {
-    texts.forEach(function (_, node) { if (node.isConnected) renderText(node); else texts.delete(node); });
-    links.forEach(function (_, a) { if (a.isConnected) renderLink(a); else links.delete(a); });
+    if (!current) return;
+    var boxes = [];
+    links.forEach(function (l, a) { link(a); });
+    groups.forEach(function (g, b) { boxes.push(b); });
+    boxes.forEach(function (b) {
+      if (b.isConnected) form(b);
+      else drop(b);
+      var g = groups.get(b);
+      if (!g) return;
+      g.shown = spell(g.orig);
+      g.nodes.forEach(function (n, i) { if (n.nodeValue !== g.shown[i]) n.nodeValue = g.shown[i]; });
+    });
+    links.forEach(function (l, a) {
+      // While its text still shows another of the site's numbers (in an ignored part, say), the target stays.
+      var c = chars(l.orig), out = spell(c[1]);
+      l.shown = names(a.textContent, current.number) ? l.orig
+        : out.map(function (s, i) { return s === c[1][i] ? c[0][i] : s; }).join('');
+      if (a.getAttribute('href') !== l.shown) a.setAttribute('href', l.shown);
+    });
     observer.takeRecords(); // our own changes are not the page's
   }
   function show(number, kind) {
@@ -173,6 +238,7 @@
       if (msg.type === 'site') {
         known = msg.numbers || [];
         scan(document.body);
+        apply();
       } else if (msg.type === 'number') {
         show(msg.number, msg.kind);
       } else if (msg.type.indexOf('callback') === 0) {
@@ -231,18 +297,20 @@
   document.addEventListener('visibilitychange', function () {
     send({ type: 'visibility', visible: document.visibilityState === 'visible' });
   });
+  // What the page adds or rewrites (a text, a link's target) is its new original; removals are seen by apply().
   var observer = new MutationObserver(function (records) {
     records.forEach(function (r) {
       for (var i = 0; i < r.addedNodes.length; i++) scan(r.addedNodes[i]);
-      var t = r.type === 'characterData' && texts.get(r.target);
-      // The page rewrote a text we had swapped: that is its new original.
-      if (t && r.target.nodeValue !== t.shown) {
-        texts.delete(r.target);
+      if (r.type !== 'childList') {
+        drop(r.target);
         scan(r.target);
       }
     });
+    apply();
   });
-  observer.observe(document.documentElement, { childList: true, subtree: true, characterData: true });
+  observer.observe(document.documentElement, {
+    childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['href']
+  });
 
   window.callpool = {
     number: function () { return current && current.number; },

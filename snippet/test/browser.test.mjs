@@ -46,6 +46,8 @@ async function waitFor(what, fn, ms = 15000) {
 }
 
 let server, dir, port, browser, pages, pagePort, pbx, pbxPort;
+// Pages of the site's other origin by path (pageWithSnippet); any other path is the consent page.
+const sitePages = new Map();
 // What the fake PBX received: the callback triggers, each checked strictly.
 const triggers = [];
 const violations = [];
@@ -57,7 +59,7 @@ before(async () => {
   pagePort = await freePort();
   pages = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
-    res.end(`<!doctype html><meta charset="utf-8"><p id="phone">+7 495 123 45 67</p>
+    res.end(sitePages.get(req.url) || `<!doctype html><meta charset="utf-8"><p id="phone">+7 495 123 45 67</p>
 <script async src="http://127.0.0.1:${port}/snippet.js" data-site="shop-public-key" data-consent="required"></script>`);
   });
   await new Promise((r) => pages.listen(pagePort, '127.0.0.1', r));
@@ -109,6 +111,7 @@ release_grace = "1s"
 [site.callback]
 language = "en"
 operator = "+74951230099"
+min_time_on_site = "0s"
 trigger = { kind = "generic", url = "http://127.0.0.1:${pbxPort}/trigger", secret = "${TRIGGER_SECRET}" }
 
 [[pbx]]
@@ -282,6 +285,100 @@ test('the callback form opens from the keyboard, refuses a bad number, and shows
   assert.equal(triggers[0].number, '+79161234567');
   assert.equal(triggers[0].operator, '+74951230099');
   assert.deepEqual(violations, []);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+// A page at `path` on the site's other origin, with `body` and the snippet callpool serves.
+async function pageWithSnippet(context, path, body) {
+  sitePages.set(path, `<!doctype html><meta charset="utf-8">${body}
+<script async src="http://127.0.0.1:${port}/snippet.js" data-site="shop-public-key" data-callback="off"></script>`);
+  const tab = await context.newPage();
+  const errors = watchErrors(tab);
+  await tab.goto(`http://127.0.0.1:${pagePort}${path}`);
+  return { tab, errors };
+}
+
+// What a link shows and what it dials.
+const link = (tab, id) => tab.evaluate((id) => {
+  const a = document.getElementById(id);
+  return [a.textContent, a.getAttribute('href')];
+}, id);
+
+test('a tel: link whose number is split across elements shows the number it dials: both swap, and back', async () => {
+  const context = await browser.newContext();
+  const { tab, errors } = await pageWithSnippet(context, '/split', `
+<p>Call <a id="split" href="tel:+74951234567"><span>+7 (495)</span> <span>123-45-67</span></a></p>
+<p><a id="half" href="tel:+74951234567"><span data-callpool-ignore>+7 (495)</span> 123-45-67</a></p>
+<p><a id="words" href="tel:+74951234567"><b>Call us</b></a></p>
+<p><a id="other" href="tel:+74950000000">+7 (495) 123-45-67</a></p>
+<p data-callpool-number id="marked"><span>8 495</span> 123 45 67</p>`);
+  const tracking = await waitFor('the split link shows a tracking number', async () => {
+    const [text] = await link(tab, 'split');
+    return text !== '+7 (495) 123-45-67' && text;
+  });
+  assert.match(tracking, /^\+7 \(495\) 123-00-0[12]$/, 'the split number keeps its shape');
+  const last = tracking.slice(-2);
+  assert.deepEqual(await link(tab, 'split'), [tracking, `tel:+749512300${last}`], 'text and target name one number');
+  assert.deepEqual(await tab.evaluate(() => [...document.querySelectorAll('#split span')].map((s) => s.textContent)),
+    ['+7 (495)', `123-00-${last}`], 'each part stays in its element');
+  assert.deepEqual(await link(tab, 'half'), ['+7 (495) 123-45-67', 'tel:+74951234567'],
+    'a text that cannot be swapped (part of it is ignored) keeps its target too');
+  assert.deepEqual(await link(tab, 'words'), ['Call us', `tel:+749512300${last}`], 'a text without a number: the target swaps');
+  assert.deepEqual(await link(tab, 'other'), ['+7 (495) 123-45-67', 'tel:+74950000000'],
+    'a link dialling another number keeps its text');
+  assert.equal(await tab.textContent('#marked'), `8 495 123 00 ${last}`, 'a data-callpool-number element, split');
+
+  // Split links added later (a single-page app), and a page that re-renders part of a swapped one.
+  await tab.evaluate(() => {
+    const p = document.createElement('p');
+    p.innerHTML = '<a id="late" href="tel:84951234567">8 495 <b>123 45 67</b></a>';
+    document.body.appendChild(p);
+    const a = document.createElement('a');
+    a.id = 'grown';
+    a.href = 'tel:+74951234567';
+    a.textContent = '+7 (495) ';
+    document.body.appendChild(a);
+  });
+  await waitFor('the late link swaps', async () => (await link(tab, 'late'))[0] === `8 495 123 00 ${last}`);
+  assert.deepEqual(await link(tab, 'late'), [`8 495 123 00 ${last}`, `tel:849512300${last}`]);
+  await tab.evaluate(() => {
+    const b = document.createElement('b');
+    b.textContent = '123-45-67';
+    document.getElementById('grown').appendChild(b);
+  });
+  await waitFor('a link whose number is completed later swaps', async () =>
+    (await link(tab, 'grown')).join(' ') === `+7 (495) 123-00-${last} tel:+749512300${last}`);
+  await tab.evaluate(() => { document.querySelector('#split span:last-child').textContent = '123-45-67'; });
+  await waitFor('a re-rendered part swaps again', async () => (await link(tab, 'split'))[0] === tracking);
+  assert.deepEqual(await link(tab, 'split'), [tracking, `tel:+749512300${last}`]);
+
+  // The number taken back (idle): text and target go to default_after together.
+  await waitFor('default_after', async () => (await link(tab, 'split'))[0] === '+7 (495) 123-45-68');
+  assert.deepEqual(await link(tab, 'split'), ['+7 (495) 123-45-68', 'tel:+74951234568']);
+  assert.deepEqual(await link(tab, 'late'), ['8 495 123 45 68', 'tel:84951234568']);
+  assert.deepEqual(await link(tab, 'grown'), ['+7 (495) 123-45-68', 'tel:+74951234568']);
+  assert.deepEqual(await link(tab, 'half'), ['+7 (495) 123-45-67', 'tel:+74951234567']);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a rewritten tel: target keeps the shape of the original', async () => {
+  const context = await browser.newContext();
+  const targets = ['tel:+74951234567', 'tel:84951234567', 'tel:+7-495-123-45-67', 'tel:+7 (495) 123-45-67',
+    'tel:%2B7%20495%20123-45-67', 'tel:+74951234567;ext=12', 'TEL:+74951234567'];
+  const { tab, errors } = await pageWithSnippet(context, '/shapes',
+    targets.map((t, i) => `<p><a id="t${i}" href="${t}">Call us</a></p>`).join('\n'));
+  const first = await waitFor('the first target swaps', async () => {
+    const [, href] = await link(tab, 't0');
+    return href !== targets[0] && href;
+  });
+  const last = first.slice(-2);
+  assert.match(first, /^tel:\+749512300(01|02)$/);
+  const got = [];
+  for (let i = 0; i < targets.length; i++) got.push((await link(tab, `t${i}`))[1]);
+  assert.deepEqual(got, [`tel:+749512300${last}`, `tel:849512300${last}`, `tel:+7-495-123-00-${last}`,
+    `tel:+7 (495) 123-00-${last}`, `tel:%2B7%20495%20123-00-${last}`, `tel:+749512300${last};ext=12`, `TEL:+749512300${last}`]);
   assert.deepEqual(errors, []);
   await context.close();
 });
