@@ -4,7 +4,8 @@
 # On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server, nginx
 # and chromium through apt, playwright-core through npm), starts Redis and RabbitMQ on loopback with
 # throw-away data dirs on their own ports, runs the format check, clippy, the Rust test suite and
-# the browser tests against them, and stops them again, whatever happens.
+# the browser tests against them, fuzzes the HTTP API from its OpenAPI document (deploy/api-fuzz.sh,
+# schemathesis in a venv), and stops them again, whatever happens.
 #
 #   ./deploy/test.sh              everything
 #   ./deploy/test.sh -- model     extra arguments go to `cargo test` (here: only tests named *model*)
@@ -96,7 +97,7 @@ fi
 
 say "cargo test (redis $CALLPOOL_TEST_REDIS_URL)"
 rc=0
-touch "$WORK/browser.log"
+touch "$WORK/browser.log" "$WORK/fuzz.log"
 cargo test --workspace "$@" 2>&1 | tee "$WORK/test.log" || rc=$?
 
 if [ $# -eq 0 ]; then
@@ -104,10 +105,12 @@ if [ $# -eq 0 ]; then
   (cd snippet && npm ci --no-audit --no-fund --silent)
   # `cargo test` built the binary the browser tests start.
   CALLPOOL_BIN="$PWD/target/debug/callpool" node --test snippet/test/ 2>&1 | tee "$WORK/browser.log" || rc=1
+  say "API fuzzing (schemathesis against /openapi.json)"
+  CALLPOOL_BIN="$PWD/target/debug/callpool" ./deploy/api-fuzz.sh 2>&1 | tee "$WORK/fuzz.log" || rc=1
 fi
 
-# One closing line over every test binary and the browser tests.
+# One closing line over every test binary, the browser tests and the API fuzzing (one test).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-  /^# pass / { p += $3 } /^# fail / { f += $3 }
-  END { printf "\ncallpool tests: %d passed, %d failed\n", p, f }' "$WORK/test.log" "$WORK/browser.log"
+  /^# pass / { p += $3 } /^# fail / { f += $3 } /^api fuzz: ok/ { p++ } /^api fuzz: FAILED/ { f++ }
+  END { printf "\ncallpool tests: %d passed, %d failed\n", p, f }' "$WORK/test.log" "$WORK/browser.log" "$WORK/fuzz.log"
 exit "$rc"

@@ -152,6 +152,7 @@ pub struct SiteKey {
     params(("id" = String, Path, description = "The id `POST /v1/callback` answered"), SiteKey),
     responses(
         (status = 200, description = "The request's status", body = CallbackView),
+        (status = 400, description = "A missing or malformed parameter", body = ErrorBody),
         (status = 403, description = "The Origin is not one of the site's allowed origins", body = ErrorBody),
         (status = 404, description = "No such request for this site", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody),

@@ -33,6 +33,7 @@ pub struct ReportQuery {
     token: Option<String>,
     /// On the page: `1` simulates the site's last 28 days of recorded traffic with other pool
     /// sizes (takes a few seconds) and shows the advice.
+    #[param(minimum = 0, maximum = 1)]
     advice: Option<u8>,
 }
 
@@ -57,7 +58,8 @@ fn csv(body: String, filename: &str) -> Response {
 #[utoipa::path(get, path = "/v1/reports/{site}/calls", security(("report_token" = [])),
     params(("site" = String, Path, description = "Site id"), ReportQuery),
     responses(
-        (status = 200, body = CallList, description = "JSON; with format=csv a CSV file with the same columns"),
+        (status = 200, description = "JSON; with format=csv a CSV file with the same columns",
+            content((CallList = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A bad date or period", body = ErrorBody),
         (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
         (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
@@ -120,6 +122,7 @@ pub async fn callbacks(
     params(("site" = String, Path, description = "Site id"), ReportQuery),
     responses(
         (status = 200, description = "CSV with Metrica's header line", body = String, content_type = "text/csv"),
+        (status = 400, description = "A bad date, period or parameter", body = ErrorBody),
         (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
         (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
         (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
@@ -140,6 +143,7 @@ pub async fn yandex_csv(
     params(("site" = String, Path, description = "Site id"), ReportQuery),
     responses(
         (status = 200, description = "HTML page", body = String, content_type = "text/html"),
+        (status = 400, description = "A bad date, period or parameter", body = ErrorBody),
         (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
         (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
         (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
