@@ -266,10 +266,16 @@ impl Hub {
         }
         .await;
         outcome.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, site = %key.0, "No number from the pool; the visitor keeps the site's number for now.");
+            tracing::warn!(error = %e, site = %key.0, "No answer from the pool; the visitor's tabs keep what they show for now.");
             self.app.metrics.hub_pool_errors.inc();
             self.schedule(key, RETRY_AFTER.as_millis() as i64);
-            (site.default_before.clone(), Shown::DefaultBefore)
+            // A store that does not answer says nothing new: a visitor shown a number keeps it
+            // (a resync after a broker restart, a new tab); a visitor shown nothing yet gets the
+            // site's number.
+            self.lock()
+                .get(key)
+                .and_then(|l| l.shown.clone())
+                .unwrap_or_else(|| (site.default_before.clone(), Shown::DefaultBefore))
         })
     }
 
