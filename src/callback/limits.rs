@@ -60,6 +60,18 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// What one source (a client address; IPv6: its /64) may use of the site's windows, across
+    /// the cluster: half of each `per_site` window (rounded up), so that no one source alone can
+    /// close the form for everyone.
+    pub fn per_source(&self) -> Vec<Window> {
+        self.per_site.iter().map(|w| Window { count: w.count.div_ceil(2), period: w.period }).collect()
+    }
+
+    /// The longest per-site window: how long a site's (and a source's) requests are remembered.
+    pub fn site_memory(&self) -> Duration {
+        self.per_site.iter().map(|w| w.period).max().unwrap_or(Duration::ZERO)
+    }
+
     /// The longest per-number window: how long a number's requests are remembered.
     pub fn number_memory(&self) -> Duration {
         self.per_number.iter().map(|w| w.period).max().unwrap_or(Duration::ZERO)

@@ -109,7 +109,13 @@ async fn stored(
         updated_at: now,
     };
     let jobs = registry::plan(app, Event::CallbackRequested { callback: &cb, site, due, now });
-    match app.store.create_callback(&cb, &cfg.limits, &jobs, status::keep(app)).await? {
+    // The source whose share of the site's windows this request uses: the client's address,
+    // unless it is one of the trusted proxies (then the proxy did not name the client).
+    let source = req
+        .ip
+        .filter(|ip| !app.config.server.trusted_proxies.iter().any(|net| net.contains(ip)))
+        .map(|ip| super::limits::client_key(ip).to_string());
+    match app.store.create_callback(&cb, &cfg.limits, source.as_deref(), &jobs, status::keep(app)).await? {
         Created::Stored => {
             app.metrics.callback_requests.with_label_values(&[site.id.as_str(), cb.status.as_str()]).inc();
             tracing::info!(site = %site.id, callback = %cb.id, status = cb.status.as_str(), due = %cb.due_at, "A callback was requested.");

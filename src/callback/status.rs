@@ -26,7 +26,12 @@ pub fn status_text(app: &App, cb: &Callback) -> Option<String> {
 /// The message a status shows in the visitor's tabs.
 pub fn status_message(app: &App, cb: &Callback) -> Option<ServerMsg> {
     let message = status_text(app, cb)?;
-    Some(ServerMsg::Callback { id: cb.id.to_string(), status: cb.status, at: cb.at().map(Ts::as_millis), message })
+    Some(ServerMsg::Callback {
+        id: Some(cb.id.to_string()),
+        status: cb.status,
+        at: cb.at().map(Ts::as_millis),
+        message,
+    })
 }
 
 /// Tells every tab of the callback's visitor (on every node) how it stands.

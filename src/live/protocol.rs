@@ -99,7 +99,7 @@ pub enum ServerMsg {
     CallbackForm { texts: std::collections::BTreeMap<String, String>, open: bool, notice: Option<String> },
     /// How the visitor's callback stands (to every tab of the visitor). `at` (ms): the scheduled
     /// time or the next attempt; `message` is ready to show.
-    Callback { id: String, status: crate::callback::CallbackStatus, at: Option<i64>, message: String },
+    Callback { id: Option<String>, status: crate::callback::CallbackStatus, at: Option<i64>, message: String },
     /// The request was refused (to the asking tab only); `message` is ready to show.
     CallbackRefused { reason: String, message: String, retry_after: Option<u64> },
 }
@@ -277,7 +277,7 @@ mod tests {
         let e = ServerMsg::Error { code: ErrorCode::UnknownSite, message: "x".into() };
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"type":"error","code":"unknown_site","message":"x"}"#);
         let c = ServerMsg::Callback {
-            id: "cb-1".into(),
+            id: Some("cb-1".into()),
             status: crate::callback::CallbackStatus::Retrying,
             at: Some(5),
             message: "m".into(),

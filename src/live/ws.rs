@@ -82,7 +82,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let metrics = &state.hub.app().metrics;
-    if state.limiter.check_key(&ip).is_err() {
+    if state.limiter.check_key(&crate::callback::limits::client_key(ip)).is_err() {
         metrics.ws_refused.with_label_values(&["rate_limited"]).inc();
         return ApiError::too_many_connections().into_response();
     }
@@ -260,7 +260,9 @@ async fn serve(
 }
 
 /// A callback request from the widget. Accepted: the status reaches every tab of the visitor
-/// through the hub (nothing to answer here). Refused: the answer for this tab.
+/// through the hub (nothing to answer here). Joined to another requester's open request for the
+/// number: this tab alone is told what a new request would have been, without an id. Refused:
+/// the answer for this tab.
 async fn callback_request(
     state: &WsState,
     site: &SiteEntry,
@@ -275,13 +277,21 @@ async fn callback_request(
         ip: Some(peer.ip),
         channel: crate::callback::Channel::Widget,
     };
-    crate::callback::service::request(state.hub.app(), &site.config, req).await.err().map(|r| {
-        ServerMsg::CallbackRefused {
+    use crate::callback::service::{self, Answer};
+    match service::request(state.hub.app(), &site.config, req).await {
+        Ok(Answer::Mine(_)) => None,
+        Ok(Answer::Joined(receipt)) => match crate::callback::status::status_message(state.hub.app(), &receipt) {
+            Some(ServerMsg::Callback { status, at, message, .. }) => {
+                Some(ServerMsg::Callback { id: None, status, at, message })
+            }
+            other => other,
+        },
+        Err(r) => Some(ServerMsg::CallbackRefused {
             reason: r.reason.as_str().to_owned(),
             message: r.message,
             retry_after: r.retry_after.map(|d| d.as_secs().max(1)),
-        }
-    })
+        }),
+    }
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), ()> {

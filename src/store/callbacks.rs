@@ -70,20 +70,22 @@ fn final_rank() -> String {
 
 impl Store {
     /// Stores a new callback with its links and jobs (the record and links kept for `keep`),
-    /// unless a per-number or per-site limit (counted here, exactly, across the cluster) is used up.
+    /// unless a per-number or per-site limit, or `source`'s share of the site's (counted here,
+    /// exactly, across the cluster) is used up.
     pub async fn create_callback(
         &self,
         cb: &Callback,
         limits: &Limits,
+        source: Option<&str>,
         jobs: &[Planned],
         keep: Duration,
     ) -> Result<Created, StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
-                let (cb, limits, jobs) = (cb.clone(), limits.clone(), jobs.to_vec());
+                let (cb, limits, jobs, source) = (cb.clone(), limits.clone(), jobs.to_vec(), source.map(str::to_owned));
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
-                    let (created, wrote) = create_in(&txn, &cb, &limits, &jobs)?;
+                    let (created, wrote) = create_in(&txn, &cb, &limits, source.as_deref(), &jobs)?;
                     if wrote {
                         txn.commit().map_err(err)?;
                     }
@@ -109,6 +111,8 @@ impl Store {
                 ];
                 window_args(&mut args, &limits.per_number);
                 window_args(&mut args, &limits.per_site);
+                args.push(source.unwrap_or("").to_owned());
+                window_args(&mut args, &limits.per_source());
                 link_args(&mut args, cb);
                 jobs::plan_args(&mut args, jobs);
                 let answer = r.eval(&CREATE, &args).await?;
@@ -321,6 +325,7 @@ fn create_in(
     txn: &WriteTransaction,
     cb: &Callback,
     limits: &Limits,
+    source: Option<&str>,
     jobs: &[Planned],
 ) -> Result<(Created, bool), StoreError> {
     let now = cb.requested_at.as_millis();
@@ -364,17 +369,31 @@ fn create_in(
         }
         return Ok((Created::Refused { scope: Scope::Number, retry_after }, false));
     }
-    let site_longest = limits.per_site.iter().map(|w| millis(w.period)).max().unwrap_or(0);
+    let site_longest = millis(limits.site_memory());
     let mut by_site = txn.open_table(BY_SITE).map_err(err)?;
     let site_times = times(&by_site, site, now - site_longest)?;
     if let Some((retry_after, _)) = used_up(&site_times, &limits.per_site, now) {
         return Ok((Created::Refused { scope: Scope::Site, retry_after }, false));
+    }
+    // A source's requests sit beside the numbers' (`src:` never begins a phone number).
+    let skey = source.map(|s| format!("{site}|src:{s}"));
+    if let Some(skey) = &skey {
+        let source_times = times(&by_number, skey, now - site_longest)?;
+        if let Some((retry_after, _)) = used_up(&source_times, &limits.per_source(), now) {
+            return Ok((Created::Refused { scope: Scope::Ip, retry_after }, false));
+        }
     }
     let id = cb.id.as_str();
     txn.open_table(RECORDS).map_err(err)?.insert(id, encode(cb).as_bytes()).map_err(err)?;
     by_number.insert((nkey.as_str(), now, id), ()).map_err(err)?;
     for (at, old) in entries_before(&by_number, &nkey, now - longest + 1, usize::MAX)? {
         by_number.remove((nkey.as_str(), at, old.as_str())).map_err(err)?;
+    }
+    if let Some(skey) = &skey {
+        by_number.insert((skey.as_str(), now, id), ()).map_err(err)?;
+        for (at, old) in entries_before(&by_number, skey, now - site_longest + 1, usize::MAX)? {
+            by_number.remove((skey.as_str(), at, old.as_str())).map_err(err)?;
+        }
     }
     by_site.insert((site, now, id), ()).map_err(err)?;
     drop((bans, by_number, by_site));
@@ -426,6 +445,7 @@ fn created_from(answer: Value) -> Result<Created, StoreError> {
                 "banned" => Ok(Created::Refused { scope: Scope::Banned, retry_after }),
                 "number" => Ok(Created::Refused { scope: Scope::Number, retry_after }),
                 "site" => Ok(Created::Refused { scope: Scope::Site, retry_after }),
+                "source" => Ok(Created::Refused { scope: Scope::Ip, retry_after }),
                 _ => Err(unexpected("callbacks_create", &answer)),
             }
         }

@@ -108,7 +108,7 @@ pub async fn receive(
         return Err(ApiError::bad_signature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]"));
     };
     let (by_address, whole) = &limiters.0[&pbx.id];
-    if by_address.check_key(&ip).is_err() {
+    if by_address.check_key(&crate::callback::limits::client_key(ip)).is_err() {
         reject("rate_limited");
         return Err(ApiError::rate_limited());
     }

@@ -767,6 +767,26 @@ async fn a_burst_of_1000_requests_triggers_at_most_the_limit() {
     w.node.stop().await;
 }
 
+/// One address cannot use up the site's hourly window and close the form for everyone: it gets
+/// half of it (50 of the default 100), across the cluster; another address still gets through.
+#[tokio::test]
+async fn one_address_gets_half_of_the_sites_window() {
+    let w = World::start(Backend::Redis).await;
+    let mut codes = Vec::new();
+    for i in 0..60 {
+        let (status, body) =
+            w.ask("shop-public-key", &format!("+7916{:07}", 2_000_000 + i), &format!("h-{i}"), "10.9.9.9").await;
+        codes
+            .push((status, body["error"]["code"].as_str().unwrap_or(body["status"].as_str().unwrap_or("")).to_owned()));
+    }
+    let accepted = codes.iter().filter(|(s, _)| *s == 202).count();
+    let by_address = codes.iter().filter(|(s, c)| *s == 429 && c == "ip").count();
+    assert_eq!((accepted, by_address), (50, 10), "{codes:?}");
+    let (status, _) = w.ask("shop-public-key", "+79163000000", "h-other", "10.9.9.10").await;
+    assert_eq!(status, 202, "another address still gets through");
+    w.node.stop().await;
+}
+
 #[tokio::test]
 async fn pbx_down_then_up_is_triggered_once_after_recovery() {
     let w = World::start(Backend::Embedded).await;
@@ -994,13 +1014,18 @@ async fn a_repeated_request_joins_the_open_one_and_never_rings_twice() {
     let (s_other, other) = w.ask("shop-public-key", "+79161234567", "v-stranger", "10.0.0.2").await;
     assert_eq!(s_other, 202);
     assert_eq!((other["id"].clone(), other["status"].as_str()), (Value::Null, Some("accepted")), "{other}");
+    // The same from the widget: the asking tab alone is answered, without an id.
+    let mut stranger = open_tab(&w.node, "v-stranger-ws").await;
+    stranger.send_text(&json!({"type": "callback_request", "number": "+79161234567"}).to_string()).await;
+    let told = callback_msg(&mut stranger).await;
+    assert_eq!((told["id"].clone(), told["status"].as_str()), (Value::Null, Some("accepted")), "{told}");
     eventually("the open request failed for good", || async { w.pbx.attempts("/trigger") == 4 }).await;
     let id = first["id"].as_str().unwrap();
     eventually("failed", || async { w.status("shop-public-key", id).await["status"] == "failed" }).await;
     let (s3, third) = w.ask("shop-public-key", "+79161234567", "v-double", "10.0.0.1").await;
     assert_eq!(s3, 202);
     assert_ne!(third["id"], first["id"], "once it is over, the number may ask again");
-    assert_eq!(w.node.metric("callpool_callback_requests_total{how=\"repeat\",site=\"shop\"}").await, 2.0);
+    assert_eq!(w.node.metric("callpool_callback_requests_total{how=\"repeat\",site=\"shop\"}").await, 3.0);
     w.node.stop().await;
 }
 

@@ -221,10 +221,10 @@ async fn callbacks_join_open_requests_count_limits_and_only_move_forward() {
     for (name, s, _dir) in stores("callbacks").await {
         let jobs = [Planned { kind: "trigger", plan: Plan::Due(at(0)) }];
         let first = callback("+79161234567", at(0));
-        assert_eq!(s.create_callback(&first, &limits(), &jobs, KEEP).await.unwrap(), Created::Stored, "{name}");
+        assert_eq!(s.create_callback(&first, &limits(), None, &jobs, KEEP).await.unwrap(), Created::Stored, "{name}");
         let repeat = callback("+79161234567", at(1));
         assert_eq!(
-            s.create_callback(&repeat, &limits(), &jobs, KEEP).await.unwrap(),
+            s.create_callback(&repeat, &limits(), None, &jobs, KEEP).await.unwrap(),
             Created::Open(first.id.clone()),
             "{name}: a request for a number whose callback is open joins it"
         );
@@ -243,11 +243,11 @@ async fn callbacks_join_open_requests_count_limits_and_only_move_forward() {
         assert_eq!(s.job_depth("tg_missed").await.unwrap(), (1, 0), "{name}");
         // The number's second request (the first is over) is counted; its third within ten minutes is not.
         let second = callback("+79161234567", at(3));
-        assert_eq!(s.create_callback(&second, &limits(), &[], KEEP).await.unwrap(), Created::Stored, "{name}");
+        assert_eq!(s.create_callback(&second, &limits(), None, &[], KEEP).await.unwrap(), Created::Stored, "{name}");
         let mut over = second.clone();
         over.status = CallbackStatus::Failed;
         s.update_callback(&over, &[], KEEP).await.unwrap();
-        match s.create_callback(&callback("+79161234567", at(4)), &limits(), &[], KEEP).await.unwrap() {
+        match s.create_callback(&callback("+79161234567", at(4)), &limits(), None, &[], KEEP).await.unwrap() {
             Created::Refused { scope: Scope::Number, retry_after } => {
                 assert_eq!(retry_after, Duration::from_secs(596), "{name}: until the oldest leaves the window")
             }
@@ -256,10 +256,10 @@ async fn callbacks_join_open_requests_count_limits_and_only_move_forward() {
         // The site's window: four requests an hour.
         for (i, n) in ["+79161230001", "+79161230002"].iter().enumerate() {
             let cb = callback(n, at(5 + i as i64));
-            assert_eq!(s.create_callback(&cb, &limits(), &[], KEEP).await.unwrap(), Created::Stored, "{name}");
+            assert_eq!(s.create_callback(&cb, &limits(), None, &[], KEEP).await.unwrap(), Created::Stored, "{name}");
         }
         assert!(matches!(
-            s.create_callback(&callback("+79161230003", at(8)), &limits(), &[], KEEP).await.unwrap(),
+            s.create_callback(&callback("+79161230003", at(8)), &limits(), None, &[], KEEP).await.unwrap(),
             Created::Refused { scope: Scope::Site, .. }
         ));
         let listed: Vec<CallbackId> =
@@ -269,6 +269,28 @@ async fn callbacks_join_open_requests_count_limits_and_only_move_forward() {
         assert_eq!(s.forget_callbacks(&[shop()], at(4), 100, &["trigger", "tg_missed"]).await.unwrap(), 2, "{name}");
         assert_eq!(s.callback(&first.id).await.unwrap(), None, "{name}");
         assert_eq!(s.job_depth("tg_missed").await.unwrap(), (0, 0), "{name}: its jobs went with it");
+    }
+}
+
+#[tokio::test]
+async fn one_source_gets_half_of_the_sites_window() {
+    const KEEP: Duration = Duration::from_secs(86_400);
+    for (name, s, _dir) in stores("sources").await {
+        let ask = |n: &str, t: i64, source: &'static str| {
+            let cb = callback(n, at(t));
+            let s = &s;
+            async move { s.create_callback(&cb, &limits(), Some(source), &[], KEEP).await.unwrap() }
+        };
+        // Four requests an hour for the site: one address gets two of them.
+        assert_eq!(ask("+79161230001", 0, "203.0.113.7").await, Created::Stored, "{name}");
+        assert_eq!(ask("+79161230002", 60, "203.0.113.7").await, Created::Stored, "{name}");
+        assert_eq!(
+            ask("+79161230003", 120, "203.0.113.7").await,
+            Created::Refused { scope: Scope::Ip, retry_after: Duration::from_secs(3480) },
+            "{name}: until its oldest leaves the window"
+        );
+        assert_eq!(ask("+79161230003", 180, "2001:db8:1:2::").await, Created::Stored, "{name}: another source");
+        assert_eq!(ask("+79161230004", 3601, "203.0.113.7").await, Created::Stored, "{name}: an hour later");
     }
 }
 
@@ -283,16 +305,16 @@ async fn a_number_that_uses_up_its_longest_window_is_banned() {
         };
         for minute in [0, 20, 40] {
             let cb = callback("+79161234567", at(minute * 60));
-            assert_eq!(s.create_callback(&cb, &limits(), &[], KEEP).await.unwrap(), Created::Stored, "{name}");
+            assert_eq!(s.create_callback(&cb, &limits(), None, &[], KEEP).await.unwrap(), Created::Stored, "{name}");
             s.update_callback(&over(&cb), &[], KEEP).await.unwrap();
         }
         assert_eq!(
-            s.create_callback(&callback("+79161234567", at(50 * 60)), &limits(), &[], KEEP).await.unwrap(),
+            s.create_callback(&callback("+79161234567", at(50 * 60)), &limits(), None, &[], KEEP).await.unwrap(),
             Created::Refused { scope: Scope::Banned, retry_after: Duration::from_secs(86_400) },
             "{name}: three an hour is the longest window"
         );
         assert!(matches!(
-            s.create_callback(&callback("+79161234567", at(3 * 3600)), &limits(), &[], KEEP).await.unwrap(),
+            s.create_callback(&callback("+79161234567", at(3 * 3600)), &limits(), None, &[], KEEP).await.unwrap(),
             Created::Refused { scope: Scope::Banned, .. }
         ));
     }

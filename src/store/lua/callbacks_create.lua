@@ -1,7 +1,8 @@
 -- callbacks_create(site, number, now, id, rank, callback JSON, keep ms, ban ms, final rank, due ms,
 --                  open since ms, n number windows, {count, period ms}..., n site windows,
---                  {count, period ms}..., n links, {call key}..., n jobs, {kind, state, due}...)
---   -> {'ok', 0} | {'open', id} | {scope, retry after ms} with scope 'banned', 'number' or 'site'
+--                  {count, period ms}..., source ('' for none), n source windows, {count, period ms}...,
+--                  n links, {call key}..., n jobs, {kind, state, due}...)
+--   -> {'ok', 0} | {'open', id} | {scope, retry after ms} with scope 'banned', 'number', 'site' or 'source'
 -- A request for a number whose last callback is still open (its rank below the final rank, and
 -- due after `open since`) is answered with that callback ('open'): a double submit or a second
 -- tab never rings twice. Checks the per-number and per-site limits (sliding windows over the
@@ -43,6 +44,8 @@ local function used_up(z, ws)
   return nil
 end
 local per_number, per_site = windows(), windows()
+local source = ARGV[i]; i = i + 1
+local per_source = windows()
 local longest = 1
 for _, w in ipairs(per_number) do longest = math.max(longest, w[2]) end
 local hit = used_up(nz, per_number)
@@ -55,6 +58,14 @@ if hit then
 end
 hit = used_up(sz, per_site)
 if hit then return {'site', hit[1]} end
+-- A source (a client address) may use only its share of the site's windows.
+local srcz, site_longest = nil, 1
+for _, w in ipairs(per_site) do site_longest = math.max(site_longest, w[2]) end
+if source ~= '' then
+  srcz = k('cbsrc', site, source)
+  hit = used_up(srcz, per_source)
+  if hit then return {'source', hit[1]} end
+end
 local ck = k('cb', id)
 redis.call('HSET', ck, 'r', ARGV[5], 'j', ARGV[6], 'd', ARGV[10])
 redis.call('PEXPIRE', ck, keep)
@@ -62,5 +73,10 @@ redis.call('ZADD', nz, now, id)
 redis.call('ZREMRANGEBYSCORE', nz, '-inf', now - longest)
 redis.call('PEXPIRE', nz, longest)
 redis.call('ZADD', sz, now, id)
+if srcz then
+  redis.call('ZADD', srcz, now, id)
+  redis.call('ZREMRANGEBYSCORE', srcz, '-inf', now - site_longest)
+  redis.call('PEXPIRE', srcz, site_longest)
+end
 job_plans(link_all(i, id, keep), id, false)
 return {'ok', 0}
