@@ -15,6 +15,8 @@ pub const ENV_AMQP_URL: &str = "CALLPOOL_AMQP_URL";
 pub const ENV_NODE_ID: &str = "CALLPOOL_NODE_ID";
 /// `CALLPOOL_PBX_SECRET_<PBX ID>` (upper case, '-' as '_'): that PBX's signing secret.
 pub const ENV_PBX_SECRET_PREFIX: &str = "CALLPOOL_PBX_SECRET_";
+/// `CALLPOOL_PBX_TOKEN_<PBX ID>`: that PBX's static `token`.
+pub const ENV_PBX_TOKEN_PREFIX: &str = "CALLPOOL_PBX_TOKEN_";
 pub const ENV_GA4_BASE_URL: &str = "CALLPOOL_GA4_BASE_URL";
 pub const ENV_YANDEX_BASE_URL: &str = "CALLPOOL_YANDEX_BASE_URL";
 

@@ -352,8 +352,8 @@ mod tests {
             &["[[pbx]] #1 (\"tw\") auth_token: required", "[[pbx]] #1 (\"tw\") url: required"],
         );
         check(
-            &pbx("kind = \"mango\""),
-            &["[[pbx]] #1 (\"tw\") kind: \"mango\" is not one of \"callpool\", \"twilio\""],
+            &pbx("kind = \"no-such-vendor\""),
+            &["[[pbx]] #1 (\"tw\") kind: \"no-such-vendor\" is not one of \"callpool\", \"twilio\""],
         );
         check(&pbx("secrets = [\"long-enough-secret-0123\"]\nsecret = \"typo\""), &["unknown field `secret`"]);
         let site = |table: &str| format!("{GOOD}\n{table}\n");

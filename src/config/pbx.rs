@@ -10,14 +10,33 @@ use super::section::{Section, Slot};
 use super::validate::Validator;
 
 /// One PBX allowed to post call webhooks.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PbxConfig {
     /// Named in the webhook URL (`?pbx=ID`) and prefixed to its call ids.
     pub id: String,
     /// Webhook posts allowed per second (a burst of the same size).
     pub requests_per_second: u32,
+    /// A static token the PBX must send (`?token=` in the URL, or `Authorization: Bearer`), on top
+    /// of whatever its vendor checks; `CALLPOOL_PBX_TOKEN_<ID>` overrides it.
+    pub token: Option<String>,
+    /// The client addresses (networks) the PBX posts from; empty: any. Read through
+    /// `[server] trusted_proxies`, like every client address.
+    pub allow_from: Vec<ipnet::IpNet>,
     /// The vendor's webhook adapter, with its settings (its name is the `kind`).
     pub adapter: Section,
+}
+
+impl std::fmt::Debug for PbxConfig {
+    /// Without the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PbxConfig")
+            .field("id", &self.id)
+            .field("requests_per_second", &self.requests_per_second)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("allow_from", &self.allow_from)
+            .field("adapter", &self.adapter)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]
@@ -25,6 +44,9 @@ pub(super) struct RawPbx {
     pub id: String,
     kind: Option<String>,
     requests_per_second: Option<u32>,
+    token: Option<String>,
+    #[serde(default)]
+    allow_from: Vec<String>,
     /// The vendor's own fields.
     #[serde(flatten)]
     vendor: BTreeMap<String, toml::Value>,
@@ -48,10 +70,17 @@ impl Validator {
             if requests_per_second == 0 {
                 self.fail(&at("requests_per_second"), "must be at least 1");
             }
+            let env_name =
+                format!("{}{}", super::env::ENV_PBX_TOKEN_PREFIX, p.id.to_ascii_uppercase().replace('-', "_"));
+            let token = env.var(&env_name).or(p.token);
+            if token.as_ref().is_some_and(|t| t.len() < 16) {
+                self.fail(&at("token"), "must be at least 16 characters");
+            }
+            let allow_from = self.networks(&at("allow_from"), &p.allow_from);
             let kind = p.kind.unwrap_or_else(|| "callpool".into());
             let table: toml::Table = p.vendor.into_iter().collect();
             if let Some(adapter) = self.section(Slot::Pbx, &kind, place.clone(), &p.id, table.into(), env) {
-                out.push(PbxConfig { id: p.id, requests_per_second, adapter });
+                out.push(PbxConfig { id: p.id, requests_per_second, token, allow_from, adapter });
             }
         }
         out

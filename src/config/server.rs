@@ -119,22 +119,8 @@ impl Validator {
                 self.fail("[server] trusted_proxy_header", format!("{h:?} is not a header name"));
             }
         }
-        let trusted_proxies = raw
-            .trusted_proxies
-            .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
-            .iter()
-            .enumerate()
-            .filter_map(|(i, net)| {
-                let parsed = net.parse::<ipnet::IpNet>().or_else(|_| net.parse::<std::net::IpAddr>().map(Into::into));
-                if parsed.is_err() {
-                    self.fail(
-                        &format!("[server] trusted_proxies[{i}]"),
-                        format!("{net:?} is not an address or a network such as 10.0.0.0/8"),
-                    );
-                }
-                parsed.ok()
-            })
-            .collect();
+        let proxies = raw.trusted_proxies.unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()]);
+        let trusted_proxies = self.networks("[server] trusted_proxies", &proxies);
         let ws_ping_interval =
             self.duration("[server] ws_ping_interval", raw.ws_ping_interval.as_deref(), "20s", false);
         let ws_dead_after = self.duration("[server] ws_dead_after", raw.ws_dead_after.as_deref(), "60s", false);

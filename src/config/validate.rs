@@ -54,6 +54,23 @@ impl Validator {
         }
     }
 
+    /// Addresses or networks (`10.0.0.0/8`, `203.0.113.7`, `2001:db8::/32`); each bad one is named.
+    pub fn networks(&mut self, at: &str, list: &[String]) -> Vec<ipnet::IpNet> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, net)| {
+                let parsed = net.parse::<ipnet::IpNet>().or_else(|_| net.parse::<std::net::IpAddr>().map(Into::into));
+                if parsed.is_err() {
+                    self.fail(
+                        &format!("{at}[{i}]"),
+                        format!("{net:?} is not an address or a network such as 10.0.0.0/8"),
+                    );
+                }
+                parsed.ok()
+            })
+            .collect()
+    }
+
     /// An http(s) URL that paths are appended to: without its trailing '/'.
     pub fn base_url(&mut self, at: &str, u: String) -> String {
         let u = u.trim_end_matches('/').to_owned();

@@ -23,6 +23,10 @@ pub struct Inbound<'a> {
     pub query: &'a str,
     pub body: &'a [u8],
     pub now: Ts,
+    /// The request path after the PBX's own webhook URL, without the leading '/' (e.g.
+    /// `events/call`: a vendor that appends its event's path to the base URL it is given, as Mango
+    /// Office does); empty when there is none.
+    pub path_tail: &'a str,
 }
 
 impl Inbound<'_> {

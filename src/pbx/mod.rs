@@ -8,14 +8,17 @@
 //!
 //! Vendors: [`callpool`] (callpool's signed JSON, also Twilio-style form fields; the `generic`
 //! trigger), [`twilio`] (Twilio's signed status callbacks; create-call), [`voximplant`]
-//! (`StartScenarios`). Adding a vendor is one file here and its lines in [`VENDORS`];
-//! ARCHITECTURE.md has the recipe.
+//! (`StartScenarios`), [`zadarma`] (Zadarma's signed call notifications), [`mango`] (Mango
+//! Office's signed realtime events). Adding a vendor is one file here and its lines in
+//! [`VENDORS`]; ARCHITECTURE.md has the recipe.
 
 pub mod adapter;
 pub mod callpool;
+pub mod mango;
 pub mod signature;
 pub mod twilio;
 pub mod voximplant;
+pub mod zadarma;
 
 pub use adapter::{Adapter, Answer, CallAccepted, Inbound, Received, Refusal, Reply, Trigger};
 
@@ -23,8 +26,15 @@ use crate::config::{PbxConfig, Reader, Section};
 
 /// Every vendor's readers: webhook adapters (`[[pbx]] kind`) and callback triggers
 /// (`[site.callback] trigger.kind`).
-pub static VENDORS: &[&dyn Reader] =
-    &[&callpool::WEBHOOK, &callpool::TRIGGER, &twilio::WEBHOOK, &twilio::TRIGGER, &voximplant::TRIGGER];
+pub static VENDORS: &[&dyn Reader] = &[
+    &callpool::WEBHOOK,
+    &callpool::TRIGGER,
+    &twilio::WEBHOOK,
+    &twilio::TRIGGER,
+    &voximplant::TRIGGER,
+    &zadarma::WEBHOOK,
+    &mango::WEBHOOK,
+];
 
 /// The webhook adapter of a configured PBX.
 pub fn adapter(pbx: &PbxConfig) -> Option<&dyn Adapter> {

@@ -81,8 +81,11 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/callback/{id}", get(callback::status))
         .layer(callback::cors(&state.app))
         .layer(RequestBodyLimitLayer::new(callback::MAX_BODY));
-    let webhooks =
-        Router::new().route("/v1/pbx/calls", post(pbx::receive)).layer(RequestBodyLimitLayer::new(pbx::MAX_BODY));
+    let webhooks = Router::new()
+        .route("/v1/pbx/calls", post(pbx::receive).get(pbx::check_url))
+        .route("/v1/pbx/calls/{pbx}", post(pbx::receive_named).get(pbx::check_named_url))
+        .route("/v1/pbx/calls/{pbx}/{*event}", post(pbx::receive_event))
+        .layer(RequestBodyLimitLayer::new(pbx::MAX_BODY));
     let page = Router::new()
         .route("/v1/reports/{site}", get(reports::page))
         .layer(axum::middleware::from_fn(auth::private))

@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 
 use super::auth::ClientIp;
 use super::error::{ApiError, ErrorBody};
-use super::extract::Query;
+use super::extract::Path;
 use crate::app::App;
 use crate::calls::ingest::{self, Recorded};
 use crate::calls::{Caller, MatchKind};
@@ -62,24 +62,28 @@ impl Limiters {
 pub struct PbxQuery {
     /// The PBX's id from the configuration; may be left out when only one PBX is configured.
     pub pbx: Option<String>,
+    /// The PBX's static `token`, when it has one and cannot send it in `Authorization: Bearer`.
+    pub token: Option<String>,
 }
 
-/// Receives a call report from a PBX.
+/// Receives a call report from a PBX (the PBX named in the query).
 #[utoipa::path(
     post,
     path = "/v1/pbx/calls",
     params(PbxQuery),
     request_body(
-        description = "callpool's JSON call report, or Twilio-style form fields (CallSid, From, To, CallStatus, CallDuration, RecordingUrl, Timestamp)",
+        description = "callpool's JSON call report, or Twilio-style form fields (CallSid, From, To, CallStatus, CallDuration, RecordingUrl, Timestamp), or the vendor's own body for a PBX of another kind (docs/PBX.md)",
         content(
             (crate::pbx::callpool::CallWebhook = "application/json"),
             (String = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(
-        (status = 200, description = "Recorded (and its analytics queued) before this answer", body = CallAccepted),
+        (status = 200, description = "Recorded (and its analytics queued) before this answer; a vendor that expects its own answer gets it (plain text, or its JSON)",
+            content((CallAccepted = "application/json"), (String = "text/plain"))),
         (status = 400, description = "The body is malformed; the message names the field", body = ErrorBody),
-        (status = 401, description = "Unknown PBX, missing or wrong signature, or a timestamp outside the replay window; nothing recorded", body = ErrorBody),
+        (status = 401, description = "Unknown PBX, missing or wrong signature or token, or a timestamp outside the replay window; nothing recorded", body = ErrorBody),
+        (status = 403, description = "The PBX has `allow_from` and the client address is not in it; nothing recorded", body = ErrorBody),
         (status = 429, description = "Too many reports from this PBX; retry after a second", body = ErrorBody),
         (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
     ),
@@ -89,16 +93,163 @@ pub async fn receive(
     State(app): State<Arc<App>>,
     State(limiters): State<Limiters>,
     ClientIp(ip): ClientIp,
-    Query(named): Query<PbxQuery>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let app = &app;
+    let request = Webhook { pbx: None, tail: String::new(), query, headers, body };
+    handle(&app, &limiters, ip, request).await
+}
+
+/// A vendor's check of the URL or a report sent as a GET (Zadarma's `zd_echo`, Sipuni).
+#[utoipa::path(
+    get,
+    path = "/v1/pbx/calls",
+    params(PbxQuery),
+    responses(
+        (status = 200, description = "The vendor's answer (Zadarma: the `zd_echo` value as plain text), or a report recorded", 
+            content((CallAccepted = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "Not what the PBX's vendor sends; the message names the field", body = ErrorBody),
+        (status = 401, description = "Unknown PBX, or missing or wrong signature or token", body = ErrorBody),
+        (status = 403, description = "The PBX has `allow_from` and the client address is not in it", body = ErrorBody),
+        (status = 429, description = "Too many requests for this PBX; retry after a second", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
+    ),
+    security(("pbx_signature" = [])),
+)]
+pub async fn check_url(
+    State(app): State<Arc<App>>,
+    State(limiters): State<Limiters>,
+    ClientIp(ip): ClientIp,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = Webhook { pbx: None, tail: String::new(), query, headers, body: Bytes::new() };
+    handle(&app, &limiters, ip, request).await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct TokenQuery {
+    /// The PBX's static `token`, when it has one and cannot send it in `Authorization: Bearer`.
+    pub token: Option<String>,
+}
+
+/// Receives a PBX's event at a URL that names the PBX in its path: for a vendor that appends
+/// its event's path to the address it is given (Mango Office: `<address>/events/call`).
+#[utoipa::path(
+    post,
+    path = "/v1/pbx/calls/{pbx}/{event}",
+    params(
+        ("pbx" = String, Path, description = "The PBX's id from the configuration"),
+        ("event" = String, Path, description = "What the vendor appended (Mango Office: `events/call`, `events/summary`, ...)"),
+        TokenQuery,
+    ),
+    request_body(description = "The vendor's own body (docs/PBX.md)", content((String = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Recorded, or ignored as an event callpool does not use; the vendor's answer",
+            content((CallAccepted = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "The body is malformed; the message names the field", body = ErrorBody),
+        (status = 401, description = "Unknown PBX, or missing or wrong signature or token; nothing recorded", body = ErrorBody),
+        (status = 403, description = "The PBX has `allow_from` and the client address is not in it; nothing recorded", body = ErrorBody),
+        (status = 429, description = "Too many reports from this PBX; retry after a second", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
+    ),
+    security(("pbx_signature" = [])),
+)]
+pub async fn receive_event(
+    State(app): State<Arc<App>>,
+    State(limiters): State<Limiters>,
+    ClientIp(ip): ClientIp,
+    Path((pbx, tail)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = Webhook { pbx: Some(pbx), tail, query, headers, body };
+    handle(&app, &limiters, ip, request).await
+}
+
+/// Receives a call report at a URL that names the PBX in its path (`/v1/pbx/calls/<id>`): for a
+/// vendor that adds its own query to the address it is given (Zadarma's `?zd_echo=`).
+#[utoipa::path(
+    post,
+    path = "/v1/pbx/calls/{pbx}",
+    params(("pbx" = String, Path, description = "The PBX's id from the configuration"), TokenQuery),
+    request_body(description = "As for `POST /v1/pbx/calls`", content((String = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Recorded, or ignored as an event callpool does not use; the vendor's answer",
+            content((CallAccepted = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "The body is malformed; the message names the field", body = ErrorBody),
+        (status = 401, description = "Unknown PBX, or missing or wrong signature or token; nothing recorded", body = ErrorBody),
+        (status = 403, description = "The PBX has `allow_from` and the client address is not in it; nothing recorded", body = ErrorBody),
+        (status = 429, description = "Too many reports from this PBX; retry after a second", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
+    ),
+    security(("pbx_signature" = [])),
+)]
+pub async fn receive_named(
+    State(app): State<Arc<App>>,
+    State(limiters): State<Limiters>,
+    ClientIp(ip): ClientIp,
+    Path(pbx): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = Webhook { pbx: Some(pbx), tail: String::new(), query, headers, body };
+    handle(&app, &limiters, ip, request).await
+}
+
+/// A vendor's check of the URL `/v1/pbx/calls/<id>` (Zadarma's `?zd_echo=`), or a report sent as a GET.
+#[utoipa::path(
+    get,
+    path = "/v1/pbx/calls/{pbx}",
+    params(("pbx" = String, Path, description = "The PBX's id from the configuration"), TokenQuery),
+    responses(
+        (status = 200, description = "The vendor's answer (Zadarma: the `zd_echo` value as plain text), or a report recorded",
+            content((CallAccepted = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "Not what the PBX's vendor sends; the message names the field", body = ErrorBody),
+        (status = 401, description = "Unknown PBX, or missing or wrong signature or token", body = ErrorBody),
+        (status = 403, description = "The PBX has `allow_from` and the client address is not in it", body = ErrorBody),
+        (status = 429, description = "Too many requests for this PBX; retry after a second", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
+    ),
+    security(("pbx_signature" = [])),
+)]
+pub async fn check_named_url(
+    State(app): State<Arc<App>>,
+    State(limiters): State<Limiters>,
+    ClientIp(ip): ClientIp,
+    Path(pbx): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = Webhook { pbx: Some(pbx), tail: String::new(), query, headers, body: Bytes::new() };
+    handle(&app, &limiters, ip, request).await
+}
+
+/// A webhook request, whichever URL form it came to.
+struct Webhook {
+    /// The PBX's id when the path names it (else `?pbx=`).
+    pbx: Option<String>,
+    /// The path after the PBX's id, without the leading '/'.
+    tail: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn handle(app: &App, limiters: &Limiters, ip: IpAddr, request: Webhook) -> Result<Response, ApiError> {
+    let Webhook { pbx: in_path, tail, query, headers, body } = request;
+    let query = query.unwrap_or_default();
+    // `?pbx=` and `?token=` (read leniently: the rest of the query is the vendor's).
+    let param =
+        |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let named_pbx = in_path.or_else(|| param("pbx"));
+    let token = param("token");
     let timer = app.metrics.pbx_seconds.start_timer();
     let reject = |reason: &str| app.metrics.pbx_rejected.with_label_values(&[reason]).inc();
-    let query = query.unwrap_or_default();
-    let pbx = match named.pbx {
+    let pbx = match named_pbx {
         Some(id) => app.config.pbx(&id),
         None if app.config.pbxs.len() == 1 => app.config.pbxs.first(),
         None => None,
@@ -112,7 +263,24 @@ pub async fn receive(
         reject("rate_limited");
         return Err(ApiError::rate_limited());
     }
-    let req = Inbound { headers: &headers, query: &query, body: &body, now: app.clock.now() };
+    if !pbx.allow_from.is_empty() && !pbx.allow_from.iter().any(|net| net.contains(&ip)) {
+        reject("address");
+        tracing::info!(pbx = %pbx.id, %ip, "A call webhook from an address the PBX does not post from was refused.");
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden_address",
+            "this PBX does not post from this address",
+        ));
+    }
+    if pbx.token.is_some() {
+        let given = token.as_deref().or_else(|| super::auth::bearer(&headers)).unwrap_or("");
+        if !super::auth::same(given, pbx.token.as_ref()) {
+            reject("bad_token");
+            tracing::info!(pbx = %pbx.id, "A call webhook without the PBX's token was refused.");
+            return Err(ApiError::bad_signature("send the PBX's token: ?token=<token> or Authorization: Bearer"));
+        }
+    }
+    let req = Inbound { headers: &headers, query: &query, body: &body, now: app.clock.now(), path_tail: &tail };
     if let Err(why) = adapter.verify(&req) {
         reject(why.reason());
         tracing::info!(pbx = %pbx.id, reason = why.reason(), "A call webhook was refused.");

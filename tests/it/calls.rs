@@ -18,6 +18,10 @@ const REPORT_TOKEN: &str = "shop-report-token-0123";
 const CLIENT_ID: &str = "1197596843.1673515099";
 const YM_UID: &str = "1628529640459314054";
 const CALLER: &str = "+79161234567";
+const LOCK_TOKEN: &str = "pbx-static-token-0123456789";
+const ZD_SECRET: &str = "zadarma-api-secret-0123456789";
+const MANGO_KEY: &str = "mango-vpbx-key-0123";
+const MANGO_SALT: &str = "mango-vpbx-salt-0123456789";
 const TWILIO_TOKEN: &str = "twilio-auth-token-0123";
 /// The webhook URL as configured in Twilio: the public name behind a reverse proxy.
 const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
@@ -68,6 +72,23 @@ twilio_url = "{TWILIO_URL}"
 id = "slow"
 secrets = ["{PBX_SECRET}"]
 requests_per_second = 2
+
+[[pbx]]
+id = "zd"
+kind = "zadarma"
+secret = "{ZD_SECRET}"
+
+[[pbx]]
+id = "mango"
+kind = "mango"
+api_key = "{MANGO_KEY}"
+api_salt = "{MANGO_SALT}"
+
+[[pbx]]
+id = "locked"
+secrets = ["{PBX_SECRET}"]
+token = "{LOCK_TOKEN}"
+allow_from = ["127.0.0.0/30"]
 
 [[pbx]]
 id = "twk"
@@ -496,6 +517,145 @@ async fn ga4_debug_mode_sends_to_the_validation_endpoint_only() {
     .await;
     assert_eq!(w.fake.attempts("/mp/collect"), 0, "nothing was sent for real");
     assert!(w.fake.violations().is_empty(), "{:?}", w.fake.violations());
+    w.node.stop().await;
+}
+
+/// A call through Zadarma as its notifications arrive (the URL check, start, end, a repeat):
+/// one call, matched to the visitor, one GA4 event; a forged notification records nothing.
+#[tokio::test]
+async fn zadarma_notifications_record_one_call_for_the_visitor() {
+    let w = World::start(Backend::Embedded).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    let http = reqwest::Client::new();
+    let echo = http.get(w.node.url("/v1/pbx/calls/zd?zd_echo=Zx81-ab")).send().await.unwrap();
+    // Zadarma's start time has whole seconds: the call comes a second after the number was shown.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!((echo.status().as_u16(), echo.text().await.unwrap()), (200, "Zx81-ab".to_owned()), "the URL check");
+    let start = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Moscow).format("%Y-%m-%d %H:%M:%S").to_string();
+    let did = number.trim_start_matches('+').to_owned();
+    let notify = |event: &str, extra: &[(&str, &str)], signature: Option<String>| {
+        let mut fields: Vec<(String, String)> = [
+            ("event", event),
+            ("call_start", start.as_str()),
+            ("pbx_call_id", "in_4f2a9c"),
+            ("caller_id", "79161234567"),
+            ("called_did", did.as_str()),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        fields.sort();
+        let signed = format!("79161234567{did}{start}");
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
+        let sig = signature.unwrap_or_else(|| callpool::pbx::zadarma::sign(&signed, ZD_SECRET));
+        http.post(w.node.url("/v1/pbx/calls/zd"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("signature", sig)
+            .body(body)
+            .send()
+    };
+    assert_eq!(notify("NOTIFY_START", &[], None).await.unwrap().status(), 200);
+    let forged = notify("NOTIFY_END", &[("disposition", "answered"), ("duration", "99")], Some("bm9wZQ==".into()));
+    assert_eq!(forged.await.unwrap().status(), 401);
+    for _ in 0..2 {
+        let end = notify("NOTIFY_END", &[("disposition", "answered"), ("duration", "42")], None).await.unwrap();
+        assert_eq!(end.status(), 200, "a repeat is answered the same");
+    }
+    eventually("GA4 got the call", || async { w.fake.ga4_accepted().len() == 1 }).await;
+    let calls = w.report(REPORT_TOKEN).await["calls"].as_array().cloned().unwrap();
+    let call = calls.iter().find(|c| c["call_id"] == "in_4f2a9c").expect("the call is in the report");
+    assert_eq!(
+        (call["match"].as_str(), call["status"].as_str(), call["duration"].as_u64(), call["called"].as_str()),
+        (Some("active"), Some("completed"), Some(42), Some(number.as_str()))
+    );
+    still_exactly(&w.fake, 1, Duration::from_millis(500)).await;
+    w.node.stop().await;
+}
+
+/// A call through Mango Office's realtime events, posted to `<address>/events/...` as Mango
+/// does, out of order (the summary before a late `Connected`): one call, answered, one event.
+#[tokio::test]
+async fn mango_events_record_one_call_for_the_visitor() {
+    let w = World::start(Backend::Embedded).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    let http = reqwest::Client::new();
+    let line = number.trim_start_matches('+').to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let now = Ts::now().as_millis() / 1000;
+    let post = |event: &'static str, json: String, key: &'static str| {
+        let sign = callpool::pbx::mango::sign(key, &json, MANGO_SALT);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("vpbx_api_key", key), ("sign", sign.as_str()), ("json", json.as_str())])
+            .finish();
+        http.post(w.node.url(&format!("/v1/pbx/calls/mango/{event}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let call = |state: &str, seq: u32, at: i64| {
+        serde_json::json!({"entry_id": "bWFuZ28tMQ==", "call_id": "leg-1", "timestamp": at, "seq": seq,
+            "call_state": state, "location": "abonent", "from": {"number": "79161234567"},
+            "to": {"extension": "12", "number": "74951230099", "line_number": line}})
+        .to_string()
+    };
+    assert_eq!(post("events/call", call("Appeared", 1, now), MANGO_KEY).await.unwrap().status(), 200);
+    let summary = serde_json::json!({"entry_id": "bWFuZ28tMQ==", "call_direction": 1,
+        "from": {"number": "79161234567"}, "to": {"extension": "12", "number": "74951230099"},
+        "line_number": line, "create_time": now, "forward_time": now + 1, "talk_time": now + 5,
+        "end_time": now + 18, "entry_result": 1, "disconnect_reason": 1100})
+    .to_string();
+    assert_eq!(post("events/summary", summary.clone(), MANGO_KEY).await.unwrap().status(), 200);
+    assert_eq!(post("events/call", call("Connected", 2, now + 5), MANGO_KEY).await.unwrap().status(), 200, "late");
+    assert_eq!(post("events/summary", summary, "not-the-key").await.unwrap().status(), 401, "a foreign key");
+    assert_eq!(post("events/ping", "{}".into(), MANGO_KEY).await.unwrap().status(), 200, "ignored");
+    eventually("GA4 got the call", || async { w.fake.ga4_accepted().len() == 1 }).await;
+    let calls = w.report(REPORT_TOKEN).await["calls"].as_array().cloned().unwrap();
+    let call = calls.iter().find(|c| c["call_id"] == "bWFuZ28tMQ==").expect("the call is in the report");
+    assert_eq!(
+        (call["match"].as_str(), call["status"].as_str(), call["duration"].as_u64(), call["answered"].as_bool()),
+        (Some("active"), Some("completed"), Some(13), Some(true))
+    );
+    still_exactly(&w.fake, 1, Duration::from_millis(500)).await;
+    w.node.stop().await;
+}
+
+/// A PBX may also require a static token (in the URL or a bearer header) and post only from its
+/// own networks: anything else is refused before the signature is read, and nothing is stored.
+#[tokio::test]
+async fn a_pbx_may_also_require_a_token_and_its_own_addresses() {
+    let w = World::start(Backend::Embedded).await;
+    let post = |from: [u8; 4], query: String, bearer: Option<&'static str>, i: usize| {
+        let body = call_json(&format!("lock-{i}"), "+74951234567", "completed");
+        let t = Ts::now().as_millis() / 1000;
+        let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+        let mut req = client
+            .post(w.node.url(&format!("/v1/pbx/calls?pbx=locked{query}")))
+            .header("content-type", "application/json")
+            .header("callpool-signature", callpool::pbx::signature::sign(PBX_SECRET, t, body.as_bytes()))
+            .body(body);
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let ok = format!("&token={LOCK_TOKEN}");
+    assert_eq!(post([127, 0, 0, 1], ok.clone(), None, 0).await.0, 200, "token in the URL");
+    assert_eq!(post([127, 0, 0, 2], String::new(), Some(LOCK_TOKEN), 1).await.0, 200, "token as a bearer");
+    let (status, body) = post([127, 0, 0, 1], "&token=wrong-token-0123456789".into(), None, 2).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("bad_signature")));
+    assert_eq!(post([127, 0, 0, 1], String::new(), None, 3).await.0, 401, "no token");
+    let (status, body) = post([127, 0, 0, 5], ok, None, 4).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden_address")), "127.0.0.5 is outside /30");
+    let report = w.report(ADMIN_TOKEN).await;
+    let ids: Vec<&str> = report["calls"].as_array().unwrap().iter().filter_map(|c| c["call_id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "only the two let in are stored: {ids:?}");
+    assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"bad_token\"}").await, 2.0);
+    assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"address\"}").await, 1.0);
     w.node.stop().await;
 }
 

@@ -23,6 +23,7 @@ const ORIGIN: &str = "https://shop.example";
 const PBX_SECRET: &str = "fuzz-pbx-secret-0123456789";
 const TWILIO_TOKEN: &str = "fuzz-twilio-token-0123";
 const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
+const MANGO_KEY: &str = "fuzz-mango-key";
 
 /// A runner with a fixed seed: the same cases every run.
 fn runner(cases: u32) -> TestRunner {
@@ -203,6 +204,19 @@ auth_token = "{TWILIO_TOKEN}"
 url = "{TWILIO_URL}"
 requests_per_second = 100000
 
+[[pbx]]
+id = "zd"
+kind = "zadarma"
+secret = "{PBX_SECRET}"
+requests_per_second = 100000
+
+[[pbx]]
+id = "mango"
+kind = "mango"
+api_key = "{MANGO_KEY}"
+api_salt = "{PBX_SECRET}"
+requests_per_second = 100000
+
 {site}
 
 [site.callback]
@@ -314,6 +328,59 @@ fn form(v: &Value) -> String {
     out.finish()
 }
 
+const ZADARMA_FIELDS: &[&str] = &[
+    "event",
+    "call_start",
+    "pbx_call_id",
+    "caller_id",
+    "called_did",
+    "disposition",
+    "duration",
+    "destination",
+    "call_id_with_rec",
+];
+const MANGO_FIELDS: &[&str] = &[
+    "entry_id",
+    "call_id",
+    "timestamp",
+    "seq",
+    "call_state",
+    "location",
+    "from",
+    "to",
+    "line_number",
+    "call_direction",
+    "create_time",
+    "talk_time",
+    "end_time",
+    "entry_result",
+    "recording_id",
+];
+
+fn vendor_plausible(field: &str) -> Vec<Value> {
+    match field {
+        "event" => {
+            ["NOTIFY_START", "NOTIFY_END", "NOTIFY_ANSWER", "NOTIFY_RECORD", "NOTIFY_IVR"].map(Value::from).to_vec()
+        }
+        "call_start" => vec![json!("2026-11-22 10:15:00"), json!("2026-03-29 02:30:00"), json!("9999-99-99 99:99:99")],
+        "caller_id" | "called_did" | "destination" | "line_number" => {
+            vec![json!("74951230001"), json!("+74951230001"), json!("anonymous"), json!("sip:line@x.mangosip.ru")]
+        }
+        "disposition" => {
+            ["answered", "busy", "cancel", "no answer", "failed", "no money, no limit"].map(Value::from).to_vec()
+        }
+        "call_state" => ["Appeared", "Connected", "OnHold", "Disconnected"].map(Value::from).to_vec(),
+        "location" => ["abonent", "ivr", "queue"].map(Value::from).to_vec(),
+        "from" | "to" => {
+            vec![json!({"number": "79161234567"}), json!({"extension": "12", "line_number": "74951230001"})]
+        }
+        "timestamp" | "create_time" | "talk_time" | "end_time" => {
+            vec![json!(1_767_225_600), json!(0), json!(i64::MAX), json!("1767225600")]
+        }
+        _ => call_plausible(field),
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Webhook {
     /// callpool's signed JSON, to `office`.
@@ -322,6 +389,10 @@ enum Webhook {
     Form(Value),
     /// Twilio's own status callback, signed the Twilio way, to `tw`.
     Twilio(Value),
+    /// Zadarma's notification fields, signed as Zadarma signs them, to `zd`.
+    Zadarma(Value),
+    /// A Mango Office event, signed, posted to the path Mango appends, to `mango`.
+    Mango(String, Value),
     /// Any body with any signature header, to either.
     Unsigned { pbx: bool, body: Vec<u8>, signature: String },
 }
@@ -331,6 +402,9 @@ fn webhook() -> impl Strategy<Value = Webhook> {
         3 => object(CALL_FIELDS, call_plausible).prop_map(Webhook::Json),
         2 => object(TWILIO_FIELDS, call_plausible).prop_map(Webhook::Form),
         2 => object(TWILIO_FIELDS, call_plausible).prop_map(Webhook::Twilio),
+        2 => object(ZADARMA_FIELDS, vendor_plausible).prop_map(Webhook::Zadarma),
+        2 => (prop_oneof![Just("events/call"), Just("events/summary"), Just("events/recording"), Just("events/ping"), Just("x")],
+            object(MANGO_FIELDS, vendor_plausible)).prop_map(|(path, v)| Webhook::Mango(path.to_owned(), v)),
         1 => (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..2000), text())
             .prop_map(|(pbx, body, signature)| Webhook::Unsigned { pbx, body, signature }),
     ]
@@ -343,23 +417,48 @@ fn every_webhook_format_answers_anything_without_a_server_error() {
     check(LIVE_CASES * 2, webhook(), |hook| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let sign = |body: &[u8]| callpool::pbx::signature::sign(PBX_SECRET, now, body);
-        let (pbx, content_type, body, header) = match &hook {
+        let (pbx, content_type, body, header): (String, &str, Vec<u8>, (&str, String)) = match &hook {
             Webhook::Json(v) => {
                 let body = v.to_string().into_bytes();
-                ("office", "application/json", body.clone(), ("callpool-signature", sign(&body)))
+                ("?pbx=office".into(), "application/json", body.clone(), ("callpool-signature", sign(&body)))
             }
             Webhook::Form(v) => {
                 let body = form(v).into_bytes();
-                ("office", "application/x-www-form-urlencoded", body.clone(), ("callpool-signature", sign(&body)))
+                (
+                    "?pbx=office".into(),
+                    "application/x-www-form-urlencoded",
+                    body.clone(),
+                    ("callpool-signature", sign(&body)),
+                )
             }
             Webhook::Twilio(v) => {
                 let body = form(v).into_bytes();
                 let sig = callpool::pbx::twilio::sign(TWILIO_URL, &body, TWILIO_TOKEN);
-                ("tw", "application/x-www-form-urlencoded", body, ("x-twilio-signature", sig))
+                ("?pbx=tw".into(), "application/x-www-form-urlencoded", body, ("x-twilio-signature", sig))
+            }
+            Webhook::Zadarma(v) => {
+                let body = form(v);
+                let fields: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                let signed = callpool::pbx::zadarma::signed_text(&fields).unwrap_or_default();
+                let sig = callpool::pbx::zadarma::sign(&signed, PBX_SECRET);
+                ("/zd".into(), "application/x-www-form-urlencoded", body.into_bytes(), ("signature", sig))
+            }
+            Webhook::Mango(path, v) => {
+                let json = v.to_string();
+                let sign = callpool::pbx::mango::sign(MANGO_KEY, &json, PBX_SECRET);
+                let body = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([("vpbx_api_key", MANGO_KEY), ("sign", &sign), ("json", &json)])
+                    .finish();
+                (
+                    format!("/mango/{path}"),
+                    "application/x-www-form-urlencoded",
+                    body.into_bytes(),
+                    ("x-none", String::new()),
+                )
             }
             Webhook::Unsigned { pbx, body, signature } => {
-                let name = if *pbx { ("office", "callpool-signature") } else { ("tw", "x-twilio-signature") };
-                (name.0, "application/json", body.clone(), (name.1, signature.clone()))
+                let name = if *pbx { ("?pbx=office", "callpool-signature") } else { ("/zd", "signature") };
+                (name.0.into(), "application/json", body.clone(), (name.1, signature.clone()))
             }
         };
         let mut req =
