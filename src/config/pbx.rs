@@ -79,7 +79,10 @@ impl Validator {
             let allow_from = self.networks(&at("allow_from"), &p.allow_from);
             let kind = p.kind.unwrap_or_else(|| "callpool".into());
             let table: toml::Table = p.vendor.into_iter().collect();
-            if let Some(adapter) = self.section(Slot::Pbx, &kind, place.clone(), &p.id, table.into(), env) {
+            let guarded = token.is_some() || !allow_from.is_empty();
+            if let Some(adapter) =
+                self.guarded_section(Slot::Pbx, &kind, place.clone(), &p.id, table.into(), env, guarded)
+            {
                 out.push(PbxConfig { id: p.id, requests_per_second, token, allow_from, adapter });
             }
         }

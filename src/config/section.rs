@@ -105,6 +105,8 @@ pub struct Fields<'a> {
     /// The owner's id where it matters (a PBX's id names its environment overrides).
     owner: String,
     value: toml::Value,
+    /// Whether the owner holds its requests to a token or an address allowlist of its own.
+    guarded: bool,
 }
 
 impl<'a> Fields<'a> {
@@ -115,7 +117,30 @@ impl<'a> Fields<'a> {
         owner: &str,
         value: toml::Value,
     ) -> Self {
-        Fields { problems, env, at, owner: owner.to_owned(), value }
+        Fields { problems, env, at, owner: owner.to_owned(), value, guarded: false }
+    }
+
+    /// The same, for an owner that does (or does not) hold its requests to a token or an
+    /// address allowlist of its own.
+    pub(super) fn guarded(mut self, guarded: bool) -> Self {
+        self.guarded = guarded;
+        self
+    }
+
+    /// Whether the `[[pbx]]` also sets `token` or `allow_from`: a vendor that signs nothing
+    /// requires one of them ([`Fields::require_guard`]).
+    pub fn is_guarded(&self) -> bool {
+        self.guarded
+    }
+
+    /// For a vendor that signs nothing: a problem unless the PBX sets `token` or `allow_from`.
+    pub fn require_guard(&mut self, vendor: &str) {
+        if !self.guarded {
+            self.fail(
+                "token",
+                format!("{vendor} signs nothing: set token (sent as ?token= in the URL) or allow_from (its addresses), or both"),
+            );
+        }
     }
 
     /// The whole value as the reader's own (serde) type; a mismatch is a problem.

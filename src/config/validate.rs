@@ -105,6 +105,22 @@ impl Validator {
         value: toml::Value,
         env: &dyn Env,
     ) -> Option<Section> {
+        self.guarded_section(slot, name, at, owner, value, env, false)
+    }
+
+    /// [`Validator::section`] for an owner that does (or does not) hold its requests to a token or
+    /// an address allowlist of its own (a `[[pbx]]`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn guarded_section(
+        &mut self,
+        slot: Slot,
+        name: &str,
+        at: String,
+        owner: &str,
+        value: toml::Value,
+        env: &dyn Env,
+        guarded: bool,
+    ) -> Option<Section> {
         let reader = self.readers.iter().copied().find(|r| r.place().split() == (slot, name));
         let Some(reader) = reader else {
             let known: Vec<&str> =
@@ -121,7 +137,7 @@ impl Validator {
             }
             return None;
         };
-        let mut f = Fields::new(&mut self.problems, env, at, owner, value);
+        let mut f = Fields::new(&mut self.problems, env, at, owner, value).guarded(guarded);
         reader.read(&mut f)
     }
 }
