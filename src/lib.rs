@@ -42,6 +42,17 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
     tasks.spawn(jobs::runner::run(app.clone(), shutdown.clone()));
+    // Reports from PBX connections are recorded as the webhook's are.
+    let sink: pbx::adapter::Sink = {
+        let app = app.clone();
+        Arc::new(move |report| {
+            let app = app.clone();
+            Box::pin(async move { web::pbx::record(&app, &report).await.map(|_| ()).map_err(|e| e.to_string()) })
+        })
+    };
+    for connection in pbx::connectors(&app, &sink, &shutdown) {
+        tasks.spawn(connection);
+    }
     let hub_for_limits = hub.clone();
     let ws = live::ws::WsState::new(hub, shutdown.clone());
     let pbx_limiters = web::pbx::Limiters::new(&app);

@@ -356,6 +356,13 @@ mod tests {
             &["[[pbx]] #1 (\"tw\") kind: \"no-such-vendor\" is not one of \"callpool\", \"twilio\""],
         );
         check(&pbx("secrets = [\"long-enough-secret-0123\"]\nsecret = \"typo\""), &["unknown field `secret`"]);
+        // No secret: only with a token (or addresses) of its own.
+        check(&pbx(""), &["[[pbx]] #1 (\"tw\") secrets: list at least one signing secret"]);
+        check(&pbx("token = \"a-long-enough-token-0123\""), &[]);
+        check(
+            &pbx("allow_from = [\"10.0.0.0/8\", \"nonsense\"]"),
+            &["[[pbx]] #1 (\"tw\") allow_from[1]: \"nonsense\""],
+        );
         let site = |table: &str| format!("{GOOD}\n{table}\n");
         let c =
             Config::parse(&site("[site.ga4]\nmeasurement_id = \"G-ABC1\"\napi_secret = \"s\""), "test.toml", &env(&[]))

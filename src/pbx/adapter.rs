@@ -98,6 +98,12 @@ pub struct CallAccepted {
     pub site: Option<String>,
 }
 
+/// Where a connection's call reports go: recorded as a webhook's are (matched, stored with their
+/// deliveries, a callback moved on), or the store's error. Given by the service's top, so that
+/// vendors need not know the services that record.
+pub type Sink =
+    std::sync::Arc<dyn Fn(CallReport) -> futures_util::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 /// A vendor's webhook: how its requests are checked and read.
 pub trait Adapter: Send + Sync {
     /// Checks that the request comes from the PBX (signature, token, address), before anything
@@ -105,6 +111,17 @@ pub trait Adapter: Send + Sync {
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal>;
     /// What the request carries; `pbx` (the PBX's configured id) prefixes its call ids.
     fn read(&self, pbx: &str, req: &Inbound<'_>) -> Result<Received, Refusal>;
+    /// For a vendor that callpool connects to rather than one that posts webhooks (Asterisk's
+    /// AMI): the task that keeps the connection and records what it reports, until `stop`.
+    fn connector(
+        &self,
+        _app: std::sync::Arc<crate::app::App>,
+        _pbx: &str,
+        _sink: Sink,
+        _stop: tokio_util::sync::CancellationToken,
+    ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        None
+    }
     /// The answer once the reports are recorded (one per report, in order).
     fn reply(&self, accepted: &[CallAccepted]) -> Reply {
         let value = match accepted {

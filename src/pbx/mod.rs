@@ -9,19 +9,25 @@
 //! Vendors: [`callpool`] (callpool's signed JSON, also Twilio-style form fields; the `generic`
 //! trigger), [`twilio`] (Twilio's signed status callbacks; create-call), [`voximplant`]
 //! (`StartScenarios`), [`zadarma`] (Zadarma's signed call notifications), [`mango`] (Mango
-//! Office's signed realtime events). Adding a vendor is one file here and its lines in
-//! [`VENDORS`]; ARCHITECTURE.md has the recipe.
+//! Office's signed realtime events), [`sipuni`] (Sipuni's unsigned call events, behind a token or
+//! addresses), [`asterisk`] (callpool connects to its AMI), [`uis`] (UIS/CoMagic HTTP
+//! notifications, in the JSON templates callpool documents, behind a token or addresses). Adding a
+//! vendor is one file here and its lines in [`VENDORS`]; ARCHITECTURE.md has the recipe.
 
 pub mod adapter;
+pub mod asterisk;
 pub mod callpool;
 pub mod mango;
 pub mod signature;
+pub mod sipuni;
 pub mod twilio;
+pub mod uis;
 pub mod voximplant;
 pub mod zadarma;
 
 pub use adapter::{Adapter, Answer, CallAccepted, Inbound, Received, Refusal, Reply, Trigger};
 
+use crate::app::App;
 use crate::config::{PbxConfig, Reader, Section};
 
 /// Every vendor's readers: webhook adapters (`[[pbx]] kind`) and callback triggers
@@ -34,7 +40,24 @@ pub static VENDORS: &[&dyn Reader] = &[
     &voximplant::TRIGGER,
     &zadarma::WEBHOOK,
     &mango::WEBHOOK,
+    &sipuni::WEBHOOK,
+    &asterisk::WEBHOOK,
+    &uis::WEBHOOK,
 ];
+
+/// The connections to PBXs that callpool reads rather than waits for (Asterisk's AMI), each a
+/// task until `stop`.
+pub fn connectors(
+    app: &std::sync::Arc<App>,
+    sink: &adapter::Sink,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
+    app.config
+        .pbxs
+        .iter()
+        .filter_map(|p| adapter(p)?.connector(app.clone(), &p.id, sink.clone(), stop.clone()))
+        .collect()
+}
 
 /// The webhook adapter of a configured PBX.
 pub fn adapter(pbx: &PbxConfig) -> Option<&dyn Adapter> {

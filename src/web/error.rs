@@ -47,6 +47,16 @@ impl ApiError {
         ApiError { status, code: code.into(), message: message.into(), retry_after: None }
     }
 
+    /// The stable code (`bad_signature`, ...).
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The message for the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// With `Retry-After` (at least a second).
     pub fn retry_after(mut self, secs: u64) -> ApiError {
         self.retry_after = Some(secs.max(1));

@@ -104,6 +104,7 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/admin/calls/unassigned", get(reports::unassigned))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/v1/admin/dead-letters/requeue", post(admin::requeue))
+        .route("/v1/admin/pbx", get(pbx::activity))
         .layer(axum::middleware::from_fn(auth::private));
     let timed = Router::new()
         .merge(browser_scripts.merge(owners).layer(CompressionLayer::new().gzip(true)))

@@ -4,10 +4,10 @@
 //! deliveries), and the adapter says what to answer. A 2xx means the calls and their deliveries
 //! are durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -15,8 +15,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::ClientIp;
 use super::error::{ApiError, ErrorBody};
@@ -25,15 +25,26 @@ use crate::app::App;
 use crate::calls::ingest::{self, Recorded};
 use crate::calls::{Caller, MatchKind};
 use crate::pbx::{self, CallAccepted, Inbound, Received, Reply};
+use crate::store::StoreError;
 
 /// The largest webhook body read.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Each PBX's rate (`requests_per_second`, and as a burst), counted twice: per client address
 /// before the request is verified (so that no one can spend a PBX's budget, or the node's CPU,
-/// with requests the PBX never signed), and for the PBX as a whole once it is.
+/// with requests the PBX never signed), and for the PBX as a whole once it is; and the last
+/// requests it sent this node, for its operator ([`activity`]).
 #[derive(Clone)]
-pub struct Limiters(Arc<HashMap<String, (DefaultKeyedRateLimiter<IpAddr>, DefaultDirectRateLimiter)>>);
+pub struct Limiters(Arc<HashMap<String, PerPbx>>);
+
+struct PerPbx {
+    by_address: DefaultKeyedRateLimiter<IpAddr>,
+    whole: DefaultDirectRateLimiter,
+    seen: Mutex<VecDeque<Seen>>,
+}
+
+/// How many requests of each PBX a node remembers.
+const REMEMBERED: usize = 50;
 
 impl Limiters {
     pub fn new(app: &App) -> Limiters {
@@ -44,7 +55,12 @@ impl Limiters {
             .map(|p| {
                 let n = NonZeroU32::new(p.requests_per_second).unwrap_or(NonZeroU32::MIN);
                 let quota = Quota::per_second(n).allow_burst(n);
-                (p.id.clone(), (RateLimiter::keyed(quota), RateLimiter::direct(quota)))
+                let per = PerPbx {
+                    by_address: RateLimiter::keyed(quota),
+                    whole: RateLimiter::direct(quota),
+                    seen: Mutex::new(VecDeque::with_capacity(REMEMBERED)),
+                };
+                (p.id.clone(), per)
             })
             .collect();
         Limiters(Arc::new(limiters))
@@ -52,10 +68,80 @@ impl Limiters {
 
     /// Forgets addresses that have been quiet for a while.
     pub fn retain_recent(&self) {
-        for (by_address, _) in self.0.values() {
-            by_address.retain_recent();
+        for per in self.0.values() {
+            per.by_address.retain_recent();
         }
     }
+
+    fn note(&self, pbx: &str, seen: Seen) {
+        if let Some(per) = self.0.get(pbx) {
+            let mut list = per.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if list.len() == REMEMBERED {
+                list.pop_back();
+            }
+            list.push_front(seen);
+        }
+    }
+}
+
+/// One request a PBX sent (no body, no numbers: what came of it).
+#[derive(Clone, Serialize, ToSchema)]
+pub struct Seen {
+    /// When it came (RFC 3339, UTC, with milliseconds).
+    at: String,
+    /// The client address, as read through `[server] trusted_proxies`.
+    from: String,
+    /// The path after the PBX's id (a vendor's event path), if any.
+    path: Option<String>,
+    /// `recorded` (its calls below), `answered` (a URL check or an event callpool does not use) or
+    /// `refused`.
+    outcome: &'static str,
+    /// For a refusal: its code (`bad_signature`, `forbidden_address`, `bad_request`, `rate_limited`, ...) and message.
+    code: Option<String>,
+    message: Option<String>,
+    /// The calls it reported: the PBX's call id and `new`, `updated` or `unchanged`.
+    calls: Vec<String>,
+}
+
+/// What one PBX sent this node lately.
+#[derive(Serialize, ToSchema)]
+pub struct PbxActivity {
+    pbx: String,
+    kind: String,
+    /// This node's last requests from it, newest first (at most 50; each node keeps its own).
+    requests: Vec<Seen>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PbxActivityList {
+    node: String,
+    pbxs: Vec<PbxActivity>,
+}
+
+/// The last requests each PBX sent this node and what came of them: for setting a PBX up, and
+/// for finding why its calls do not arrive.
+#[utoipa::path(get, path = "/v1/admin/pbx", security(("admin_token" = [])), responses(
+    (status = 200, body = PbxActivityList),
+    (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+))]
+pub async fn activity(
+    _: super::auth::Admin,
+    State(app): State<Arc<App>>,
+    State(limiters): State<Limiters>,
+) -> Json<PbxActivityList> {
+    let pbxs = app
+        .config
+        .pbxs
+        .iter()
+        .map(|p| PbxActivity {
+            pbx: p.id.clone(),
+            kind: p.adapter.name().to_owned(),
+            requests: limiters.0.get(&p.id).map_or_else(Vec::new, |per| {
+                per.seen.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+            }),
+        })
+        .collect();
+    Json(PbxActivityList { node: app.config.server.node_id.clone(), pbxs })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -239,7 +325,33 @@ struct Webhook {
     body: Bytes,
 }
 
+/// Handles a webhook request and notes what came of it in the PBX's recent requests.
 async fn handle(app: &App, limiters: &Limiters, ip: IpAddr, request: Webhook) -> Result<Response, ApiError> {
+    let at = app.clock.now().to_string();
+    let path = Some(request.tail.clone()).filter(|t| !t.is_empty());
+    let mut pbx_id = None;
+    let mut calls = None;
+    let result = process(app, limiters, ip, request, &mut pbx_id, &mut calls).await;
+    if let Some(pbx) = pbx_id {
+        let (outcome, code, message) = match (&result, &calls) {
+            (Ok(_), Some(_)) => ("recorded", None, None),
+            (Ok(_), None) => ("answered", None, None),
+            (Err(e), _) => ("refused", Some(e.code().to_owned()), Some(e.message().to_owned())),
+        };
+        let calls = calls.unwrap_or_default().iter().map(|c| format!("{}: {}", c.call_id, c.result)).collect();
+        limiters.note(&pbx, Seen { at, from: ip.to_string(), path, outcome, code, message, calls });
+    }
+    result
+}
+
+async fn process(
+    app: &App,
+    limiters: &Limiters,
+    ip: IpAddr,
+    request: Webhook,
+    pbx_id: &mut Option<String>,
+    calls: &mut Option<Vec<CallAccepted>>,
+) -> Result<Response, ApiError> {
     let Webhook { pbx: in_path, tail, query, headers, body } = request;
     let query = query.unwrap_or_default();
     // `?pbx=` and `?token=` (read leniently: the rest of the query is the vendor's).
@@ -258,7 +370,8 @@ async fn handle(app: &App, limiters: &Limiters, ip: IpAddr, request: Webhook) ->
         reject("unknown_pbx");
         return Err(ApiError::bad_signature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]"));
     };
-    let (by_address, whole) = &limiters.0[&pbx.id];
+    *pbx_id = Some(pbx.id.clone());
+    let PerPbx { by_address, whole, .. } = &limiters.0[&pbx.id];
     if by_address.check_key(&crate::callback::limits::client_key(ip)).is_err() {
         reject("rate_limited");
         return Err(ApiError::rate_limited());
@@ -303,11 +416,14 @@ async fn handle(app: &App, limiters: &Limiters, ip: IpAddr, request: Webhook) ->
         accepted.push(record(app, report).await?);
     }
     timer.observe_duration();
-    Ok(respond(adapter.reply(&accepted)))
+    let reply = adapter.reply(&accepted);
+    *calls = Some(accepted);
+    Ok(respond(reply))
 }
 
-/// Records one report (and moves a callback on, if the call is one's).
-async fn record(app: &App, report: &crate::calls::CallReport) -> Result<CallAccepted, ApiError> {
+/// Records one report, as a webhook or a connection brought it (and moves a callback on, if the
+/// call is one's): matched, stored with its deliveries, counted and logged.
+pub async fn record(app: &App, report: &crate::calls::CallReport) -> Result<CallAccepted, StoreError> {
     let recorded = ingest::record(app, report).await.inspect_err(|e| {
         app.metrics.store_errors.with_label_values(&["calls_record"]).inc();
         tracing::warn!(error = %e, "A call webhook could not be recorded; the PBX will retry.");

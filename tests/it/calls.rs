@@ -22,7 +22,9 @@ const LOCK_TOKEN: &str = "pbx-static-token-0123456789";
 const ZD_SECRET: &str = "zadarma-api-secret-0123456789";
 const MANGO_KEY: &str = "mango-vpbx-key-0123";
 const MANGO_SALT: &str = "mango-vpbx-salt-0123456789";
+const SIP_TOKEN: &str = "sipuni-static-token-0123456789";
 const TWILIO_TOKEN: &str = "twilio-auth-token-0123";
+const UIS_TOKEN: &str = "uis-static-token-0123456789";
 /// The webhook URL as configured in Twilio: the public name behind a reverse proxy.
 const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
 const TWILIO_KIND_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=twk";
@@ -85,6 +87,11 @@ api_key = "{MANGO_KEY}"
 api_salt = "{MANGO_SALT}"
 
 [[pbx]]
+id = "sip"
+kind = "sipuni"
+token = "{SIP_TOKEN}"
+
+[[pbx]]
 id = "locked"
 secrets = ["{PBX_SECRET}"]
 token = "{LOCK_TOKEN}"
@@ -95,6 +102,11 @@ id = "twk"
 kind = "twilio"
 auth_token = "{TWILIO_TOKEN}"
 url = "{TWILIO_KIND_URL}"
+
+[[pbx]]
+id = "uis"
+kind = "uis"
+token = "{UIS_TOKEN}"
 
 {site}
 report_token = "{REPORT_TOKEN}"
@@ -620,6 +632,155 @@ async fn mango_events_record_one_call_for_the_visitor() {
     w.node.stop().await;
 }
 
+/// A call through Sipuni as its events arrive (the start as a GET with the token in the URL, the
+/// answer and the end as POSTs, the end repeated): one call, matched to the visitor, one GA4
+/// event, every event answered `{"success":true}`; an event with a wrong token records nothing.
+#[tokio::test]
+async fn sipuni_events_record_one_call_for_the_visitor() {
+    let w = World::start(Backend::Embedded).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    let http = reqwest::Client::new();
+    // Sipuni's times are whole seconds: the call comes a second after the number was shown.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let start = Ts::now().as_millis() / 1000;
+    let line = number.trim_start_matches('+').to_owned();
+    // An incoming call's leg to extension 201, naming the dialled line in pbxdstnum.
+    let fields = |call_id: &str, event: &str, at: i64, extra: &[(&str, String)]| {
+        let mut f: Vec<(&str, String)> = vec![
+            ("event", event.into()),
+            ("call_id", call_id.into()),
+            ("src_num", "79161234567".into()),
+            ("src_type", "1".into()),
+            ("dst_num", "070196201".into()),
+            ("dst_type", "2".into()),
+            ("short_dst_num", "201".into()),
+            ("pbxdstnum", line.clone()),
+            ("timestamp", at.to_string()),
+            ("treeName", "Входящая".into()),
+            ("treeNumber", "000-1734442".into()),
+        ];
+        f.extend(extra.iter().cloned());
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(&f).finish()
+    };
+    let call_id = format!("{start}.533962");
+    let answered = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    };
+    let success = (200, r#"{"success":true}"#.to_owned());
+
+    let get =
+        |token: &str, query: String| http.get(w.node.url(&format!("/v1/pbx/calls/sip?token={token}&{query}"))).send();
+    let started = get(SIP_TOKEN, fields(&call_id, "1", start, &[])).await.unwrap();
+    assert_eq!(answered(started).await, success, "the start, as a GET");
+    let post = |body: String| {
+        http.post(w.node.url(&format!("/v1/pbx/calls/sip?token={SIP_TOKEN}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_eq!(answered(post(fields(&call_id, "3", start, &[])).await.unwrap()).await, success, "the answer");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let end = fields(
+        &call_id,
+        "2",
+        start + 1,
+        &[
+            ("status", "ANSWER".into()),
+            ("call_start_timestamp", start.to_string()),
+            ("call_answer_timestamp", start.to_string()),
+            ("last_called", "201".into()),
+            ("call_record_link", format!("https://sipuni.com/api/crm/record?id={call_id}&hash=93247a3b")),
+        ],
+    );
+    for _ in 0..2 {
+        assert_eq!(answered(post(end.clone()).await.unwrap()).await, success, "the end, and its repeat");
+    }
+    let forged = get("wrong-token-0123456789", fields("forged.1", "1", start, &[])).await.unwrap();
+    assert_eq!(forged.status(), 401, "a wrong token");
+    let bare = http.get(w.node.url(&format!("/v1/pbx/calls/sip?{}", fields("forged.2", "1", start, &[])))).send();
+    assert_eq!(bare.await.unwrap().status(), 401, "no token");
+
+    eventually("GA4 got the call", || async { w.fake.ga4_accepted().len() == 1 }).await;
+    let calls = w.report(REPORT_TOKEN).await["calls"].as_array().cloned().unwrap();
+    let call = calls.iter().find(|c| c["call_id"] == call_id.as_str()).expect("the call is in the report");
+    assert_eq!(
+        (call["match"].as_str(), call["status"].as_str(), call["duration"].as_u64(), call["called"].as_str()),
+        (Some("active"), Some("completed"), Some(1), Some(number.as_str()))
+    );
+    assert!(
+        calls.iter().all(|c| !c["call_id"].as_str().unwrap_or("").starts_with("forged")),
+        "nothing stored: {calls:?}"
+    );
+    assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"bad_token\"}").await, 2.0);
+    still_exactly(&w.fake, 1, Duration::from_millis(500)).await;
+    w.node.stop().await;
+}
+
+/// A call through UIS's HTTP notifications, in the JSON templates docs/PBX.md gives, filled in as
+/// UIS fills them (strings quoted, numbers bare, times in the account's zone without an offset) and
+/// posted to `/v1/pbx/calls/uis?token=`: the start, the talk, the end and a repeat are one call,
+/// matched to the visitor, with one GA4 event; a notification without the right token records
+/// nothing.
+#[tokio::test]
+async fn uis_notifications_record_one_call_for_the_visitor() {
+    use callpool::pbx::uis::{ANSWERED_TEMPLATE, FINISHED_TEMPLATE, START_TEMPLATE};
+    let w = World::start(Backend::Embedded).await;
+    let (_tab, number) = w.visitor_with_number().await;
+    let http = reqwest::Client::new();
+    let moscow =
+        || chrono::Utc::now().with_timezone(&chrono_tz::Europe::Moscow).format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+    let start = moscow();
+    let virtual_number = number.trim_start_matches('+').to_owned();
+    let notify = |template: &str, call_session_id: u64, time: String, token: &str| {
+        let vars = json!({
+            "call_session_id": call_session_id, "virtual_phone_number": virtual_number,
+            "contact_phone_number": "79161234567", "notification_time": time, "direction": "in",
+            "start_time": start, "talk_time_duration": 42,
+        });
+        let mut body = template.to_owned();
+        for (name, value) in vars.as_object().unwrap() {
+            body = body.replace(&format!("{{{{{name}}}}}"), &value.to_string());
+        }
+        assert!(!body.contains("{{"), "{body}");
+        let req = http
+            .post(w.node.url(&format!("/v1/pbx/calls/uis?token={token}")))
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let answer =
+        |(status, body): (u16, Value)| (status, body["result"].as_str().map(str::to_owned), body["status"].clone());
+    let ok = |result: &str, status: &str| (200, Some(result.to_owned()), json!(status));
+    assert_eq!(answer(notify(START_TEMPLATE, 998677427, start.clone(), UIS_TOKEN).await), ok("new", "ringing"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(answer(notify(ANSWERED_TEMPLATE, 998677427, moscow(), UIS_TOKEN).await), ok("updated", "answered"));
+    let (status, body) = notify(FINISHED_TEMPLATE, 998677428, moscow(), "not-the-uis-token-0123").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("bad_signature")), "a wrong token");
+    assert_eq!(notify(START_TEMPLATE, 998677429, moscow(), "").await.0, 401, "no token");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let end = moscow();
+    assert_eq!(answer(notify(FINISHED_TEMPLATE, 998677427, end.clone(), UIS_TOKEN).await), ok("updated", "completed"));
+    let repeat = notify(FINISHED_TEMPLATE, 998677427, end, UIS_TOKEN).await;
+    assert_eq!(answer(repeat), ok("unchanged", "completed"), "a repeat is answered, nothing changes");
+    eventually("GA4 got the call", || async { w.fake.ga4_accepted().len() == 1 }).await;
+    let calls = w.report(REPORT_TOKEN).await["calls"].as_array().cloned().unwrap();
+    let call = calls.iter().find(|c| c["call_id"] == "998677427").expect("the call is in the report");
+    assert_eq!(
+        (call["match"].as_str(), call["status"].as_str(), call["duration"].as_u64(), call["called"].as_str()),
+        (Some("active"), Some("completed"), Some(42), Some(number.as_str()))
+    );
+    let admin = w.report(ADMIN_TOKEN).await;
+    let ids: Vec<&str> = admin["calls"].as_array().unwrap().iter().filter_map(|c| c["call_id"].as_str()).collect();
+    assert!(!ids.iter().any(|id| id.starts_with("99867742") && *id != "998677427"), "refused ones: {ids:?}");
+    still_exactly(&w.fake, 1, Duration::from_millis(500)).await;
+    w.node.stop().await;
+}
+
 /// A PBX may also require a static token (in the URL or a bearer header) and post only from its
 /// own networks: anything else is refused before the signature is read, and nothing is stored.
 #[tokio::test]
@@ -656,6 +817,31 @@ async fn a_pbx_may_also_require_a_token_and_its_own_addresses() {
     assert_eq!(ids.len(), 2, "only the two let in are stored: {ids:?}");
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"bad_token\"}").await, 2.0);
     assert_eq!(w.node.metric("callpool_pbx_webhooks_rejected_total{reason=\"address\"}").await, 1.0);
+    // The operator sees what each request came to, newest first, without bodies or tokens.
+    let seen: Value = w.node.admin_get("/v1/admin/pbx").await.json().await.unwrap();
+    let locked = seen["pbxs"].as_array().unwrap().iter().find(|p| p["pbx"] == "locked").unwrap().clone();
+    let outcomes: Vec<(String, String, String)> = locked["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let code = r["code"].as_str().unwrap_or("").to_owned();
+            (r["outcome"].as_str().unwrap().to_owned(), code, r["from"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let o = |outcome: &str, code: &str, from: &str| (outcome.to_owned(), code.to_owned(), from.to_owned());
+    assert_eq!(
+        outcomes,
+        vec![
+            o("refused", "forbidden_address", "127.0.0.5"),
+            o("refused", "bad_signature", "127.0.0.1"),
+            o("refused", "bad_signature", "127.0.0.1"),
+            o("recorded", "", "127.0.0.2"),
+            o("recorded", "", "127.0.0.1"),
+        ]
+    );
+    assert_eq!(locked["requests"][4]["calls"], serde_json::json!(["lock-0: new"]));
+    assert!(!seen.to_string().contains(LOCK_TOKEN), "no token in the list");
     w.node.stop().await;
 }
 

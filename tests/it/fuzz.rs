@@ -217,6 +217,18 @@ api_key = "{MANGO_KEY}"
 api_salt = "{PBX_SECRET}"
 requests_per_second = 100000
 
+[[pbx]]
+id = "sip"
+kind = "sipuni"
+token = "{PBX_SECRET}"
+requests_per_second = 100000
+
+[[pbx]]
+id = "uis"
+kind = "uis"
+token = "{PBX_SECRET}"
+requests_per_second = 100000
+
 {site}
 
 [site.callback]
@@ -339,6 +351,31 @@ const ZADARMA_FIELDS: &[&str] = &[
     "destination",
     "call_id_with_rec",
 ];
+const SIPUNI_FIELDS: &[&str] = &[
+    "event",
+    "call_id",
+    "src_num",
+    "src_type",
+    "dst_num",
+    "dst_type",
+    "pbxdstnum",
+    "timestamp",
+    "status",
+    "call_start_timestamp",
+    "call_answer_timestamp",
+    "call_record_link",
+];
+const UIS_FIELDS: &[&str] = &[
+    "event",
+    "call_session_id",
+    "virtual_phone_number",
+    "contact_phone_number",
+    "notification_time",
+    "direction",
+    "start_time",
+    "talk_time_duration",
+    "file_link",
+];
 const MANGO_FIELDS: &[&str] = &[
     "entry_id",
     "call_id",
@@ -360,7 +397,24 @@ const MANGO_FIELDS: &[&str] = &[
 fn vendor_plausible(field: &str) -> Vec<Value> {
     match field {
         "event" => {
-            ["NOTIFY_START", "NOTIFY_END", "NOTIFY_ANSWER", "NOTIFY_RECORD", "NOTIFY_IVR"].map(Value::from).to_vec()
+            ["NOTIFY_START", "NOTIFY_END", "1", "2", "3", "4", "start", "answered", "finished", "lost", "recorded"]
+                .map(Value::from)
+                .to_vec()
+        }
+        "src_type" | "dst_type" => vec![json!("1"), json!("2"), json!("3")],
+        "status" => ["ANSWER", "NOANSWER", "BUSY", "CANCEL", "CONGESTION", "CHANUNAVAIL"].map(Value::from).to_vec(),
+        "src_num" | "dst_num" | "pbxdstnum" | "virtual_phone_number" | "contact_phone_number" => {
+            vec![json!("74951230001"), json!("74951230001_id265648"), json!(74951230001u64), json!("070196201")]
+        }
+        "call_start_timestamp" | "call_answer_timestamp" => vec![json!("1767225600"), json!("0"), json!("-5")],
+        "notification_time" | "start_time" => {
+            vec![json!("2026-11-22 10:15:00.234"), json!("2026-11-22T10:15:00+03:00")]
+        }
+        "direction" => vec![json!("in"), json!("out"), json!(null)],
+        "talk_time_duration" => vec![json!(42), json!(0), json!(null), json!(-1)],
+        "call_session_id" => vec![json!(123456789), json!("abc"), json!(-1)],
+        "call_record_link" | "file_link" => {
+            vec![json!("https://app.uiscom.ru/system/media/talk/1/2/"), json!("https%3A%2F%2Fx")]
         }
         "call_start" => vec![json!("2026-11-22 10:15:00"), json!("2026-03-29 02:30:00"), json!("9999-99-99 99:99:99")],
         "caller_id" | "called_did" | "destination" | "line_number" => {
@@ -393,6 +447,10 @@ enum Webhook {
     Zadarma(Value),
     /// A Mango Office event, signed, posted to the path Mango appends, to `mango`.
     Mango(String, Value),
+    /// Sipuni's event fields (unsigned; the token in the URL), to `sip`.
+    Sipuni(Value),
+    /// A UIS notification built from callpool's templates' fields, to `uis`.
+    Uis(Value),
     /// Any body with any signature header, to either.
     Unsigned { pbx: bool, body: Vec<u8>, signature: String },
 }
@@ -403,6 +461,8 @@ fn webhook() -> impl Strategy<Value = Webhook> {
         2 => object(TWILIO_FIELDS, call_plausible).prop_map(Webhook::Form),
         2 => object(TWILIO_FIELDS, call_plausible).prop_map(Webhook::Twilio),
         2 => object(ZADARMA_FIELDS, vendor_plausible).prop_map(Webhook::Zadarma),
+        2 => object(SIPUNI_FIELDS, vendor_plausible).prop_map(Webhook::Sipuni),
+        2 => object(UIS_FIELDS, vendor_plausible).prop_map(Webhook::Uis),
         2 => (prop_oneof![Just("events/call"), Just("events/summary"), Just("events/recording"), Just("events/ping"), Just("x")],
             object(MANGO_FIELDS, vendor_plausible)).prop_map(|(path, v)| Webhook::Mango(path.to_owned(), v)),
         1 => (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..2000), text())
@@ -442,6 +502,19 @@ fn every_webhook_format_answers_anything_without_a_server_error() {
                 let signed = callpool::pbx::zadarma::signed_text(&fields).unwrap_or_default();
                 let sig = callpool::pbx::zadarma::sign(&signed, PBX_SECRET);
                 ("/zd".into(), "application/x-www-form-urlencoded", body.into_bytes(), ("signature", sig))
+            }
+            Webhook::Sipuni(v) => {
+                let body = form(v).into_bytes();
+                (
+                    format!("/sip?token={PBX_SECRET}"),
+                    "application/x-www-form-urlencoded",
+                    body,
+                    ("x-none", String::new()),
+                )
+            }
+            Webhook::Uis(v) => {
+                let body = v.to_string().into_bytes();
+                (format!("/uis?token={PBX_SECRET}"), "application/json", body, ("x-none", String::new()))
             }
             Webhook::Mango(path, v) => {
                 let json = v.to_string();

@@ -6,6 +6,7 @@ mod common;
 
 mod architecture;
 
+mod asterisk;
 mod callback;
 mod calls;
 mod cli;

@@ -1,0 +1,513 @@
+//! Asterisk (FreePBX, Issabel and friends) through the Asterisk Manager Interface: rather than
+//! waiting for webhooks, callpool connects to AMI (TCP), logs in, and reads the call events.
+//!
+//! `[[pbx]] kind = "asterisk"`: `ami` (`host:port`, usually port 5038), `username`, `secret`
+//! (`CALLPOOL_PBX_SECRET_<ID>` overrides it), `contexts` (the dialplan contexts inbound calls
+//! enter, default FreePBX's `from-pstn` and `from-trunk`) and `region` (for DIDs written without
+//! a country code, default `RU`).
+//!
+//! A call is keyed by `Linkedid` (the Uniqueid of its first channel). Its first channel's
+//! `Newchannel` in one of `contexts` gives the dialled number (`Exten`, the DID) and the caller
+//! (`CallerIDNum`): a ringing report. A `BridgeEnter` of any of its channels: answered. The first
+//! channel's `Hangup`: completed with the talk time, or busy (cause 17) or missed. Other calls
+//! (internal, outbound) are not inbound-context calls and are left alone. The connection is
+//! pinged every 20 s and dropped when silent for a minute; it is made again (after 1 s,
+//! doubling to 30 s) whenever it drops or Asterisk restarts, and the login is made again.
+//! Every node connects: they record the same reports, which the store takes once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callpool_pool::{PhoneNumber, Ts};
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::adapter::{Adapter, Inbound, Received, Refusal, Sink, LONGEST_CALL_S};
+use crate::app::App;
+use crate::calls::{CallKey, CallReport, CallStatus, Caller};
+use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX};
+
+/// The contexts FreePBX routes calls from trunks into.
+const DEFAULT_CONTEXTS: [&str; 2] = ["from-pstn", "from-trunk"];
+/// How often the connection is pinged, and how long silence means it is gone.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENT_FOR: Duration = Duration::from_secs(60);
+/// The longest line and message read (a runaway peer is dropped).
+const MAX_LINE: usize = 8 * 1024;
+const MAX_FIELDS: usize = 256;
+
+/// How to reach and read an Asterisk.
+#[derive(Clone)]
+pub struct Ami {
+    pub address: String,
+    pub username: String,
+    pub secret: String,
+    pub contexts: Vec<String>,
+    pub region: phonenumber::country::Id,
+}
+
+/// Reads a `[[pbx]] kind = "asterisk"`.
+pub struct WebhookReader;
+pub static WEBHOOK: WebhookReader = WebhookReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmi {
+    ami: Option<String>,
+    username: Option<String>,
+    secret: Option<String>,
+    contexts: Option<Vec<String>>,
+    region: Option<String>,
+}
+
+impl Reader for WebhookReader {
+    fn place(&self) -> Place {
+        Place::Pbx("asterisk")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let raw: RawAmi = f.parse()?;
+        const WHY: &str = " for kind = \"asterisk\" (the AMI user of manager.conf)";
+        let address =
+            f.required("ami", raw.ami, " for kind = \"asterisk\": host:port of its AMI, e.g. \"10.0.0.5:5038\"");
+        if let Some(a) = &address {
+            let port_ok = a
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            if !port_ok {
+                f.fail("ami", format!("{a:?} is not host:port, e.g. \"10.0.0.5:5038\""));
+            }
+        }
+        let username = f.required("username", raw.username, WHY);
+        let env_name = format!("{ENV_PBX_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
+        let secret = f.env().var(&env_name).or(raw.secret);
+        let secret = f.required("secret", secret, WHY);
+        let contexts = raw.contexts.unwrap_or_else(|| DEFAULT_CONTEXTS.map(str::to_owned).to_vec());
+        if contexts.is_empty() || contexts.iter().any(String::is_empty) {
+            f.fail("contexts", "list the dialplan contexts inbound calls enter, e.g. [\"from-pstn\"]");
+        }
+        let region_text = raw.region.unwrap_or_else(|| "RU".into());
+        let region = region_text.to_ascii_uppercase().parse::<phonenumber::country::Id>().ok();
+        if region.is_none() {
+            f.fail("region", format!("{region_text:?} is not an ISO 3166 country code such as \"RU\""));
+        }
+        let ami = Ami { address: address?, username: username?, secret: secret?, contexts, region: region? };
+        let adapter: Box<dyn Adapter> = Box::new(ami);
+        Some(Section::new("asterisk", adapter))
+    }
+}
+
+impl Adapter for Ami {
+    fn verify(&self, _req: &Inbound<'_>) -> Result<(), Refusal> {
+        Err(Refusal::BadSignature("this PBX reports over AMI (callpool connects to it); it takes no webhooks".into()))
+    }
+
+    fn read(&self, _pbx: &str, _req: &Inbound<'_>) -> Result<Received, Refusal> {
+        Err(Refusal::Malformed("this PBX reports over AMI; it takes no webhooks".into()))
+    }
+
+    fn connector(
+        &self,
+        app: Arc<App>,
+        pbx: &str,
+        sink: Sink,
+        stop: CancellationToken,
+    ) -> Option<BoxFuture<'static, ()>> {
+        Some(Box::pin(run(app, self.clone(), pbx.to_owned(), sink, stop)))
+    }
+}
+
+/// Keeps a connection to the Asterisk until `stop`: connects, logs in, records what it reports;
+/// after a drop, waits (1 s, doubling to 30 s; back to 1 s once a login succeeds) and again.
+async fn run(app: Arc<App>, ami: Ami, pbx: String, sink: Sink, stop: CancellationToken) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let mut logged_in = false;
+        let ended = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = session(&app, &ami, &pbx, &sink, &mut logged_in) => r,
+        };
+        if logged_in {
+            wait = Duration::from_secs(1);
+        }
+        match ended {
+            Ok(()) => tracing::warn!(pbx = %pbx, "The Asterisk closed the AMI connection; connecting again."),
+            Err(e) => {
+                tracing::warn!(pbx = %pbx, error = %e, retry_in_s = wait.as_secs(), "No AMI connection to the Asterisk.")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One connection: login, then events until it drops.
+async fn session(app: &App, ami: &Ami, pbx: &str, sink: &Sink, logged_in: &mut bool) -> Result<(), String> {
+    let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&ami.address))
+        .await
+        .map_err(|_| format!("connecting to {} timed out", ami.address))?
+        .map_err(|e| format!("cannot connect to {}: {e}", ami.address))?;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let banner = within(SILENT_FOR, line(&mut read)).await?.ok_or("closed before its banner")?;
+    if !banner.starts_with("Asterisk Call Manager") {
+        return Err(format!(
+            "{} is not an AMI (it said {:?})",
+            ami.address,
+            banner.chars().take(60).collect::<String>()
+        ));
+    }
+    let login = format!(
+        "Action: Login\r\nActionID: callpool-login\r\nUsername: {}\r\nSecret: {}\r\nEvents: call\r\n\r\n",
+        clean(&ami.username),
+        clean(&ami.secret)
+    );
+    write.write_all(login.as_bytes()).await.map_err(|e| e.to_string())?;
+    loop {
+        let msg = within(SILENT_FOR, message(&mut read)).await?.ok_or("closed during the login")?;
+        if msg.get("ActionID").map(String::as_str) != Some("callpool-login") {
+            continue;
+        }
+        match msg.get("Response").map(String::as_str) {
+            Some("Success") => break,
+            _ => {
+                let why = msg.get("Message").cloned().unwrap_or_default();
+                tracing::error!(pbx = %pbx, message = %why, "The Asterisk refused callpool's AMI login: check username and secret (manager.conf).");
+                return Err(format!("login refused: {why}"));
+            }
+        }
+    }
+    *logged_in = true;
+    tracing::info!(pbx = %pbx, address = %ami.address, "Connected to the Asterisk's AMI.");
+    let mut calls = Calls::default();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                write.write_all(b"Action: Ping\r\nActionID: callpool-ping\r\n\r\n").await.map_err(|e| e.to_string())?;
+            }
+            msg = within(SILENT_FOR, message(&mut read)) => {
+                let Some(msg) = msg? else { return Ok(()) };
+                if let Some(report) = calls.on_event(ami, pbx, &msg, app.clock.now()) {
+                    record(app, pbx, sink, report).await;
+                }
+            }
+        }
+    }
+}
+
+/// Records a report, retrying while the store does not answer (the AMI stream waits meanwhile).
+async fn record(app: &App, pbx: &str, sink: &Sink, report: CallReport) {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..12 {
+        match sink(report.clone()).await {
+            Ok(()) => return,
+            Err(e) => {
+                app.metrics.store_errors.with_label_values(&["calls_record"]).inc();
+                tracing::warn!(pbx = %pbx, call = %report.key, error = %e, "An AMI call report could not be recorded yet.");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+    tracing::error!(pbx = %pbx, call = %report.key, "An AMI call report was dropped: the store did not answer for a minute.");
+}
+
+/// A value for an AMI header: no line breaks.
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| *c != '\r' && *c != '\n').collect()
+}
+
+async fn within<T>(d: Duration, f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(d, f).await.map_err(|_| format!("no word from the Asterisk for {} s", d.as_secs()))?
+}
+
+/// One line without its end; `None` at the end of the stream.
+async fn line(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result<Option<String>, String> {
+    let mut buf = Vec::new();
+    let n = (&mut *read).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf).await.map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.len() > MAX_LINE {
+        return Err("a line longer than 8 KiB".into());
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// One message (`Key: Value` lines up to an empty line); `None` at the end of the stream.
+async fn message(
+    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Result<Option<HashMap<String, String>>, String> {
+    let mut fields = HashMap::new();
+    loop {
+        let Some(l) = line(read).await? else { return Ok(None) };
+        if l.is_empty() {
+            if fields.is_empty() {
+                continue;
+            }
+            return Ok(Some(fields));
+        }
+        if fields.len() >= MAX_FIELDS {
+            return Err("a message of more than 256 lines".into());
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            fields.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+}
+
+/// What callpool knows of a call in progress.
+struct Track {
+    report: CallReport,
+    /// When it was seen first here (for forgetting calls whose end never came).
+    seen: Ts,
+}
+
+/// The inbound calls in progress on one connection, by `Linkedid`.
+#[derive(Default)]
+struct Calls(HashMap<String, Track>);
+
+impl Calls {
+    /// What `msg` changes, as a report to record.
+    fn on_event(&mut self, ami: &Ami, pbx: &str, msg: &HashMap<String, String>, now: Ts) -> Option<CallReport> {
+        let get = |k: &str| msg.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let at = get("Timestamp")
+            .and_then(|t| t.parse::<f64>().ok())
+            .map_or(now, |t| Ts::from_millis((t * 1000.0) as i64))
+            .min(now);
+        let linked = get("Linkedid")?;
+        match get("Event")? {
+            "Newchannel" => {
+                // The call's first channel, entering an inbound context with the DID as its extension.
+                if get("Uniqueid") != Some(linked) || self.0.contains_key(linked) {
+                    return None;
+                }
+                if !ami.contexts.iter().any(|c| Some(c.as_str()) == get("Context")) {
+                    return None;
+                }
+                let called = did(get("Exten")?, ami.region)?;
+                let key = CallKey::new(pbx, linked).ok()?;
+                let caller = get("CallerIDNum").and_then(Caller::parse);
+                let report = CallReport {
+                    key,
+                    called,
+                    caller,
+                    started_at: at,
+                    answered_at: None,
+                    ended_at: None,
+                    status: CallStatus::Ringing,
+                    duration: None,
+                    recording_url: None,
+                };
+                // Calls whose end never came (a restart of the Asterisk) are forgotten after a week.
+                let horizon = now.as_millis() - (LONGEST_CALL_S as i64) * 1000;
+                self.0.retain(|_, t| t.seen.as_millis() > horizon);
+                self.0.insert(linked.to_owned(), Track { report: report.clone(), seen: now });
+                Some(report)
+            }
+            "BridgeEnter" => {
+                let t = self.0.get_mut(linked)?;
+                if t.report.answered_at.is_some() {
+                    return None;
+                }
+                t.report.answered_at = Some(at.max(t.report.started_at));
+                t.report.status = CallStatus::Answered;
+                Some(t.report.clone())
+            }
+            "Hangup" if get("Uniqueid") == Some(linked) => {
+                let mut t = self.0.remove(linked)?;
+                let end = at.max(t.report.started_at);
+                t.report.ended_at = Some(end);
+                match t.report.answered_at {
+                    Some(answered) => {
+                        t.report.status = CallStatus::Completed;
+                        t.report.duration =
+                            Some(u32::try_from((end.as_millis() - answered.as_millis()) / 1000).unwrap_or(0));
+                    }
+                    None => {
+                        // Q.850 cause 17: user busy.
+                        t.report.status =
+                            if get("Cause") == Some("17") { CallStatus::Busy } else { CallStatus::Missed };
+                        t.report.duration = Some(0);
+                    }
+                }
+                Some(t.report)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The DID as Asterisk's dialplan has it (`74951230001`, `84951230001`, `+74951230001`,
+/// `4951230001`), as E.164; `None` for an extension that is not a phone number (`s`, `100`).
+fn did(exten: &str, region: phonenumber::country::Id) -> Option<PhoneNumber> {
+    if !exten.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit()) || exten.len() < 6 {
+        return None;
+    }
+    crate::callback::number::read(exten, region)
+        .ok()
+        .or_else(|| PhoneNumber::parse(&format!("+{}", exten.trim_start_matches('+'))).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ami() -> Ami {
+        Ami {
+            address: "127.0.0.1:5038".into(),
+            username: "callpool".into(),
+            secret: "s".into(),
+            contexts: vec!["from-pstn".into()],
+            region: "RU".parse().unwrap(),
+        }
+    }
+
+    fn ev(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    const T: Ts = Ts::from_millis(1_800_000_000_000);
+
+    fn at(s: i64) -> Ts {
+        Ts::from_millis(T.as_millis() + s * 1000)
+    }
+
+    #[test]
+    fn an_inbound_call_rings_is_answered_and_ends() {
+        let (a, mut calls) = (ami(), Calls::default());
+        let new = ev(&[
+            ("Event", "Newchannel"),
+            ("Channel", "PJSIP/trunk-00000001"),
+            ("CallerIDNum", "79161234567"),
+            ("Context", "from-pstn"),
+            ("Exten", "74951230001"),
+            ("Uniqueid", "1700000000.1"),
+            ("Linkedid", "1700000000.1"),
+        ]);
+        let r = calls.on_event(&a, "ast", &new, at(0)).unwrap();
+        assert_eq!(
+            (r.key.as_str(), r.called.as_str(), r.status),
+            ("ast:1700000000.1", "+74951230001", CallStatus::Ringing)
+        );
+        assert_eq!(r.caller.as_ref().map(Caller::as_str), Some("79161234567"));
+        assert!(calls.on_event(&a, "ast", &new, at(0)).is_none(), "a repeat changes nothing");
+        // The agent's channel: same call, not its first channel.
+        let agent = ev(&[
+            ("Event", "Newchannel"),
+            ("Context", "from-internal"),
+            ("Exten", "101"),
+            ("Uniqueid", "1700000000.2"),
+            ("Linkedid", "1700000000.1"),
+        ]);
+        assert!(calls.on_event(&a, "ast", &agent, at(1)).is_none());
+        let bridged = ev(&[("Event", "BridgeEnter"), ("Uniqueid", "1700000000.2"), ("Linkedid", "1700000000.1")]);
+        let r = calls.on_event(&a, "ast", &bridged, at(5)).unwrap();
+        assert_eq!((r.status, r.answered_at), (CallStatus::Answered, Some(at(5))));
+        assert!(calls.on_event(&a, "ast", &bridged, at(6)).is_none(), "the second channel entering the bridge");
+        let agent_gone =
+            ev(&[("Event", "Hangup"), ("Uniqueid", "1700000000.2"), ("Linkedid", "1700000000.1"), ("Cause", "16")]);
+        assert!(
+            calls.on_event(&a, "ast", &agent_gone, at(60)).is_none(),
+            "only the first channel's hangup ends the call"
+        );
+        let gone =
+            ev(&[("Event", "Hangup"), ("Uniqueid", "1700000000.1"), ("Linkedid", "1700000000.1"), ("Cause", "16")]);
+        let r = calls.on_event(&a, "ast", &gone, at(65)).unwrap();
+        assert_eq!((r.status, r.duration, r.ended_at), (CallStatus::Completed, Some(60), Some(at(65))));
+        assert!(calls.0.is_empty());
+    }
+
+    #[test]
+    fn unanswered_busy_internal_and_odd_calls() {
+        let (a, mut calls) = (ami(), Calls::default());
+        let new = |id: &str, ctx: &str, exten: &str| {
+            ev(&[
+                ("Event", "Newchannel"),
+                ("Context", ctx),
+                ("Exten", exten),
+                ("CallerIDNum", "<unknown>"),
+                ("Uniqueid", id),
+                ("Linkedid", id),
+            ])
+        };
+        let hangup =
+            |id: &str, cause: &str| ev(&[("Event", "Hangup"), ("Uniqueid", id), ("Linkedid", id), ("Cause", cause)]);
+        calls.on_event(&a, "ast", &new("1.1", "from-pstn", "84951230001"), at(0)).unwrap();
+        let r = calls.on_event(&a, "ast", &hangup("1.1", "16"), at(20)).unwrap();
+        assert_eq!((r.called.as_str(), r.status, r.caller.is_none()), ("+74951230001", CallStatus::Missed, true));
+        calls.on_event(&a, "ast", &new("1.2", "from-pstn", "+74951230001"), at(0)).unwrap();
+        assert_eq!(calls.on_event(&a, "ast", &hangup("1.2", "17"), at(3)).unwrap().status, CallStatus::Busy);
+        assert!(calls.on_event(&a, "ast", &new("1.3", "from-internal", "74951230001"), at(0)).is_none(), "not inbound");
+        assert!(calls.on_event(&a, "ast", &new("1.4", "from-pstn", "s"), at(0)).is_none(), "no DID");
+        assert!(calls.on_event(&a, "ast", &hangup("9.9", "16"), at(0)).is_none(), "a call never seen");
+        let stamped = ev(&[
+            ("Event", "Newchannel"),
+            ("Context", "from-pstn"),
+            ("Exten", "74951230001"),
+            ("Uniqueid", "1.5"),
+            ("Linkedid", "1.5"),
+            ("Timestamp", "1800000010.250000"),
+        ]);
+        assert_eq!(
+            calls.on_event(&a, "ast", &stamped, at(20)).unwrap().started_at,
+            Ts::from_millis(1_800_000_010_250),
+            "timestampevents"
+        );
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 256, failure_persistence: None, ..Default::default() })]
+        /// Any sequence of events, with fields from AMI's vocabulary and any values: no panic, a
+        /// report keyed to this PBX, its times in order and never in the future.
+        #[test]
+        fn any_events_are_read_without_harm(events in proptest::collection::vec(
+            proptest::collection::vec((
+                proptest::sample::select(vec!["Event", "Uniqueid", "Linkedid", "Context", "Exten", "CallerIDNum", "Cause", "Timestamp"]),
+                proptest::prop_oneof![
+                    proptest::sample::select(vec!["Newchannel", "BridgeEnter", "Hangup", "DialBegin", "1.1", "1.2", "from-pstn", "74951230001", "s", "17", "1800000000.5", "-1e300", "NaN", ""]).prop_map(str::to_owned),
+                    "\\PC{0,20}",
+                ],
+            ), 0..8),
+            0..40,
+        )) {
+            use proptest::prelude::*;
+            let (a, mut calls) = (ami(), Calls::default());
+            for (i, pairs) in events.iter().enumerate() {
+                let msg: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+                if let Some(r) = calls.on_event(&a, "ast", &msg, at(i as i64)) {
+                    prop_assert!(r.key.as_str().starts_with("ast:"));
+                    prop_assert!(r.answered_at.is_none_or(|t| t >= r.started_at && r.ended_at.is_none_or(|e| e >= t)));
+                    prop_assert!(r.started_at <= at(i as i64), "never in the future");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_settings_are_checked() {
+        use std::collections::HashMap as Env;
+        let parse = |fields: &str| {
+            let text = format!(
+                "[pool]\nnumbers = [\"+74951230001\"]\n\n[[pbx]]\nid = \"ast\"\nkind = \"asterisk\"\n{fields}\n"
+            );
+            crate::config::Config::parse_with(&text, "t.toml", &Env::<String, String>::new(), &[&WEBHOOK])
+        };
+        assert!(parse("ami = \"10.0.0.5:5038\"\nusername = \"callpool\"\nsecret = \"x\"").is_ok());
+        let e = parse("ami = \"10.0.0.5\"\nusername = \"callpool\"\nsecret = \"x\"\nregion = \"XX\"").unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{:?}", e.problems);
+        let e = parse("").unwrap_err();
+        assert!(e.problems.iter().any(|p| p.contains("ami: required")), "{:?}", e.problems);
+    }
+}

@@ -1,0 +1,267 @@
+//! Asterisk through its Manager Interface: callpool connects to a fake AMI that speaks the real
+//! line protocol (the banner, `Action: Login` answered `Response: Success` or `Error`, events as
+//! `Key: Value` blocks, `Action: Ping`), logs in, and records the calls its events describe; when
+//! the Asterisk restarts (the connection drops) callpool connects and logs in again.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::*;
+use callpool::config::Config;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+const ORIGIN: &str = "https://shop.example";
+const REPORT_TOKEN: &str = "shop-report-token-0123";
+const AMI_USER: &str = "callpool";
+const AMI_SECRET: &str = "ami-secret-42";
+
+/// A fake Asterisk: each connection gets the banner, must log in with the right user and secret
+/// (asking for call events), then receives what the test sends; `drop_all` closes every
+/// connection (an Asterisk restart).
+#[derive(Clone)]
+struct FakeAmi {
+    port: u16,
+    /// Logins seen: (username, secret, events).
+    logins: Arc<Mutex<Vec<(String, String, String)>>>,
+    /// The writer of the current logged-in connection.
+    current: Arc<Mutex<Option<mpsc::UnboundedSender<Option<String>>>>>,
+}
+
+impl FakeAmi {
+    async fn start() -> FakeAmi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake =
+            FakeAmi { port: listener.local_addr().unwrap().port(), logins: Arc::default(), current: Arc::default() };
+        let me = fake.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let me = me.clone();
+                tokio::spawn(async move { me.serve(socket).await });
+            }
+        });
+        fake
+    }
+
+    async fn serve(&self, socket: tokio::net::TcpStream) {
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"Asterisk Call Manager/9.0.0\r\n").await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Option<String>>();
+        let mut action: Vec<(String, String)> = Vec::new();
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out.flatten() {
+                    Some(text) => { if write.write_all(text.as_bytes()).await.is_err() { return } }
+                    None => return, // dropped: an Asterisk restart
+                },
+                line = lines.next_line() => {
+                    let Ok(Some(line)) = line else { return };
+                    if !line.is_empty() {
+                        if let Some((k, v)) = line.split_once(':') {
+                            action.push((k.trim().to_owned(), v.trim().to_owned()));
+                        }
+                        continue;
+                    }
+                    let get = |k: &str| action.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+                    let id = get("ActionID");
+                    match get("Action").as_str() {
+                        "Login" => {
+                            self.logins.lock().unwrap().push((get("Username"), get("Secret"), get("Events")));
+                            if get("Username") == AMI_USER && get("Secret") == AMI_SECRET {
+                                let ok = format!("Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n");
+                                write.write_all(ok.as_bytes()).await.unwrap();
+                                *self.current.lock().unwrap() = Some(tx.clone());
+                            } else {
+                                let no = format!("Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n");
+                                write.write_all(no.as_bytes()).await.unwrap();
+                                return;
+                            }
+                        }
+                        "Ping" => {
+                            let pong = format!("Response: Success\r\nActionID: {id}\r\nPing: Pong\r\n\r\n");
+                            write.write_all(pong.as_bytes()).await.unwrap();
+                        }
+                        _ => {}
+                    }
+                    action.clear();
+                }
+            }
+        }
+    }
+
+    /// Sends an event (its `Key: Value` pairs) on the logged-in connection.
+    fn event(&self, pairs: &[(&str, &str)]) {
+        let mut text: String = pairs.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        text.push_str("\r\n");
+        self.current.lock().unwrap().as_ref().expect("a logged-in connection").send(Some(text)).unwrap();
+    }
+
+    /// Closes the logged-in connection, as an Asterisk restart does.
+    fn drop_all(&self) {
+        if let Some(tx) = self.current.lock().unwrap().take() {
+            let _ = tx.send(None);
+        }
+    }
+
+    fn good_logins(&self) -> usize {
+        self.logins.lock().unwrap().iter().filter(|(u, s, e)| u == AMI_USER && s == AMI_SECRET && e == "call").count()
+    }
+
+    /// The events of one inbound call, stamped as `timestampevents = yes` stamps them: it rang
+    /// 3.2 s ago, was answered 0.1 s later, and hung up 3 s after that.
+    fn call(&self, linked: &str, did: &str, caller: &str, answered: bool) {
+        let agent = format!("{linked}9");
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() - 3.2;
+        let ts = |s: f64| format!("{:.6}", t + s);
+        self.event(&[
+            ("Event", "Newchannel"),
+            ("Privilege", "call,all"),
+            ("Channel", "PJSIP/trunk-0000001a"),
+            ("ChannelState", "0"),
+            ("ChannelStateDesc", "Down"),
+            ("CallerIDNum", caller),
+            ("CallerIDName", "<unknown>"),
+            ("Context", "from-pstn"),
+            ("Exten", did),
+            ("Priority", "1"),
+            ("Uniqueid", linked),
+            ("Linkedid", linked),
+            ("Timestamp", &ts(0.0)),
+        ]);
+        self.event(&[
+            ("Event", "Newchannel"),
+            ("Channel", "PJSIP/101-0000001b"),
+            ("Context", "from-internal"),
+            ("Exten", "101"),
+            ("Uniqueid", &agent),
+            ("Linkedid", linked),
+            ("Timestamp", &ts(0.05)),
+        ]);
+        self.event(&[("Event", "DialBegin"), ("Uniqueid", linked), ("Linkedid", linked), ("DestUniqueid", &agent)]);
+        if answered {
+            for id in [linked, agent.as_str()] {
+                self.event(&[
+                    ("Event", "BridgeEnter"),
+                    ("Uniqueid", id),
+                    ("Linkedid", linked),
+                    ("Timestamp", &ts(0.1)),
+                ]);
+            }
+        }
+        for id in [agent.as_str(), linked] {
+            let cause = if answered { "16" } else { "19" };
+            self.event(&[
+                ("Event", "Hangup"),
+                ("Uniqueid", id),
+                ("Linkedid", linked),
+                ("Cause", cause),
+                ("Timestamp", &ts(3.1)),
+            ]);
+        }
+    }
+}
+
+fn config(dir: &std::path::Path, ami_port: u16, secret: &str, ga: &str) -> Config {
+    let text = format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+
+[store]
+kind = "embedded"
+data_dir = {data:?}
+
+[analytics]
+ga4_base_url = "{ga}"
+retry_base = "200ms"
+
+[[pbx]]
+id = "ast"
+kind = "asterisk"
+ami = "127.0.0.1:{ami_port}"
+username = "{AMI_USER}"
+secret = "{secret}"
+
+{site}
+report_token = "{REPORT_TOKEN}"
+
+[site.ga4]
+measurement_id = "{GA4_MEASUREMENT_ID}"
+api_secret = "{GA4_API_SECRET}"
+"#,
+        data = dir.join("data").display().to_string(),
+        site = shop_site(ORIGIN, "0s", "30m", "30m"),
+    );
+    Config::parse(&text, "asterisk-test.toml", &std::collections::HashMap::new()).expect("test config")
+}
+
+async fn calls(node: &Node) -> Vec<Value> {
+    let resp =
+        reqwest::Client::new().get(node.url("/v1/reports/shop/calls")).bearer_auth(REPORT_TOKEN).send().await.unwrap();
+    resp.json::<Value>().await.unwrap()["calls"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn ami_events_become_calls_and_the_connection_comes_back_after_a_restart() {
+    let ami = FakeAmi::start().await;
+    let ga = FakeAnalytics::default();
+    let ga_url = ga.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_real(config(dir.path(), ami.port, AMI_SECRET, &ga_url)).await;
+    eventually("callpool logged in to the AMI", || async { ami.good_logins() == 1 }).await;
+
+    // A visitor with a number calls it; the agent answers.
+    let mut tab = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    let hello = serde_json::json!({"type": "hello", "v": 1, "visitor": "1197596843.1673515099",
+        "ga_client_id": "1197596843.1673515099", "tab": unique("tab"), "page": "https://shop.example/"});
+    tab.send_text(&hello.to_string()).await;
+    let number = loop {
+        let (n, kind) = tab.number().await;
+        if kind == "tracking" {
+            break n;
+        }
+    };
+    // The call comes once the number has been shown a while (its events say it rang 3.2 s ago).
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    ami.call("1764670000.41", number.trim_start_matches('+'), "79161234567", true);
+    eventually("the call is recorded, completed", || async {
+        calls(&node).await.iter().any(|c| c["call_id"] == "1764670000.41" && c["status"] == "completed")
+    })
+    .await;
+    let call = calls(&node).await.into_iter().find(|c| c["call_id"] == "1764670000.41").unwrap();
+    assert_eq!(
+        (call["match"].as_str(), call["duration"].as_u64(), call["called"].as_str()),
+        (Some("active"), Some(3), Some(number.as_str()))
+    );
+    eventually("one GA4 event", || async { ga.ga4_accepted().len() == 1 }).await;
+
+    // The Asterisk restarts: callpool connects and logs in again, and the next call arrives.
+    ami.drop_all();
+    eventually("callpool logged in again", || async { ami.good_logins() == 2 }).await;
+    ami.call("1764670100.42", number.trim_start_matches('+'), "79169876543", false);
+    eventually("the missed call is recorded", || async {
+        calls(&node).await.iter().any(|c| c["call_id"] == "1764670100.42" && c["status"] == "missed")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ga.ga4_accepted().len(), 2, "one event per call");
+    assert!(ga.violations().is_empty(), "{:?}", ga.violations());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_ami_secret_is_refused_and_tried_again_without_harm() {
+    let ami = FakeAmi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_real(config(dir.path(), ami.port, "not-the-secret", "http://127.0.0.1:9")).await;
+    eventually("two refused logins (it tries again)", || async { ami.logins.lock().unwrap().len() >= 2 }).await;
+    assert_eq!(ami.good_logins(), 0);
+    assert_eq!(node.get("/readyz").await.status(), 200, "the node serves meanwhile");
+    // A webhook to an AMI PBX is refused: it reports over AMI.
+    let resp = reqwest::Client::new().post(node.url("/v1/pbx/calls?pbx=ast")).body("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    node.stop().await;
+}
