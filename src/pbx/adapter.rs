@@ -111,6 +111,12 @@ pub trait Adapter: Send + Sync {
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal>;
     /// What the request carries; `pbx` (the PBX's configured id) prefixes its call ids.
     fn read(&self, pbx: &str, req: &Inbound<'_>) -> Result<Received, Refusal>;
+    /// The request that fetches a recording this PBX reported (`recording`: what its report
+    /// carried), with the PBX's credentials; `None` when callpool cannot fetch it. By default a
+    /// plain GET of an http(s) link.
+    fn recording(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
+        (recording.starts_with("https://") || recording.starts_with("http://")).then(|| http.get(recording))
+    }
     /// For a vendor that callpool connects to rather than one that posts webhooks (Asterisk's
     /// AMI): the task that keeps the connection and records what it reports, until `stop`.
     fn connector(

@@ -126,6 +126,15 @@ impl Adapter for Webhook {
         };
         report.map(|r| Received::Reports(vec![r])).map_err(Refusal::Malformed)
     }
+
+    fn recording(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
+        match &self.twilio {
+            Some(auth) => auth.fetch(http, recording),
+            None => {
+                (recording.starts_with("https://") || recording.starts_with("http://")).then(|| http.get(recording))
+            }
+        }
+    }
 }
 
 /// The JSON call report (all times RFC 3339, or Unix seconds), with errors that name the field.

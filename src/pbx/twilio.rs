@@ -72,6 +72,32 @@ impl Adapter for TwilioAuth {
     fn read(&self, pbx: &str, req: &Inbound<'_>) -> Result<Received, Refusal> {
         report(pbx, req.body, req.now).map(|r| Received::Reports(vec![r])).map_err(Refusal::Malformed)
     }
+
+    fn recording(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
+        self.fetch(http, recording)
+    }
+}
+
+impl TwilioAuth {
+    /// A Twilio recording (`.../Accounts/<sid>/Recordings/<id>`) as MP3, with the account's
+    /// credentials (HTTP basic: the account sid and the auth token); another link as it is.
+    pub fn fetch(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
+        if !(recording.starts_with("https://") || recording.starts_with("http://")) {
+            return None;
+        }
+        let sid = recording.split("/Accounts/").nth(1).and_then(|rest| rest.split('/').next());
+        Some(match sid {
+            Some(sid) if recording.contains("/Recordings/") => {
+                let url = if recording.ends_with(".mp3") || recording.ends_with(".wav") {
+                    recording.to_owned()
+                } else {
+                    format!("{recording}.mp3")
+                };
+                http.get(url).basic_auth(sid, Some(&self.auth_token))
+            }
+            _ => http.get(recording),
+        })
+    }
 }
 
 /// Checks `X-Twilio-Signature`. The URL is tried as configured and with its default port added

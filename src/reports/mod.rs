@@ -141,7 +141,9 @@ pub struct CallRow {
     landing_page: Option<String>,
     gclid: Option<String>,
     yclid: Option<String>,
-    recording_url: Option<String>,
+    /// The call's recording through callpool (`/v1/reports/<site>/recordings/<pbx>:<call id>`,
+    /// with the same token), when its PBX reported one.
+    recording: Option<String>,
     /// GA4 delivery: pending, sent, skipped, dead (with the reason), or none.
     ga4: String,
     yandex: String,
@@ -207,7 +209,7 @@ pub async fn calls(app: &App, site: &SiteConfig, p: &Period, access: Access) -> 
                 landing_page: a.landing_page.clone(),
                 gclid: a.gclid.clone(),
                 yclid: a.yclid.clone(),
-                recording_url: c.recording_url.clone(),
+                recording: c.recording_url.as_ref().map(|_| recording_path(&site.id, &c.key)),
                 ga4: delivery(ga4),
                 yandex: delivery(yandex),
             }
@@ -222,9 +224,22 @@ pub async fn calls(app: &App, site: &SiteConfig, p: &Period, access: Access) -> 
     })
 }
 
+/// Where a call's recording is served (the key's characters outside `[A-Za-z0-9._~:-]` escaped).
+pub fn recording_path(site: &callpool_pool::SiteId, key: &crate::calls::CallKey) -> String {
+    let escaped: String = key
+        .as_str()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'~' | b':' | b'-' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    format!("/v1/reports/{site}/recordings/{escaped}")
+}
+
 /// The calls as CSV, with the JSON rows' columns.
 pub fn calls_csv(list: &CallList) -> String {
-    let mut out = String::from("call_id,started_at,date,called,caller,status,duration,answered,match,number_kind,first_time_caller,visitor,source,medium,campaign,referrer,landing_page,gclid,yclid,recording_url,ga4,yandex\n");
+    let mut out = String::from("call_id,started_at,date,called,caller,status,duration,answered,match,number_kind,first_time_caller,visitor,source,medium,campaign,referrer,landing_page,gclid,yclid,recording,ga4,yandex\n");
     for c in &list.calls {
         let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
         let _ = writeln!(
@@ -249,7 +264,7 @@ pub fn calls_csv(list: &CallList) -> String {
             opt(&c.landing_page),
             opt(&c.gclid),
             opt(&c.yclid),
-            opt(&c.recording_url),
+            opt(&c.recording),
             csv_field(&c.ga4),
             csv_field(&c.yandex),
         );

@@ -4,7 +4,7 @@
 
 use askama::Template;
 
-use super::{DayCounts, Summary};
+use super::{CallList, CallRow, DayCounts, Summary};
 
 /// A series of the chart: a match kind (or a few together), its colour, and the day's value.
 struct Series {
@@ -66,7 +66,12 @@ struct ReportPage<'a> {
     pool: String,
     advice: Advice,
     days: Vec<Day<'a>>,
+    /// The period's latest calls, newest first.
+    calls: Vec<&'a CallRow>,
 }
+
+/// How many of the period's calls the page lists.
+const LATEST: usize = 50;
 
 /// The bars of every day, stacked by series.
 fn chart(days: &[DayCounts]) -> Chart {
@@ -96,8 +101,8 @@ fn chart(days: &[DayCounts]) -> Chart {
     Chart { width, height, pad, base: height - pad, max, bars }
 }
 
-/// The page of `summary`; `max_numbers` is the site's pool size.
-pub fn render(site: &str, summary: &Summary, max_numbers: u32, advice: Advice) -> String {
+/// The page of `summary` and the latest of `calls`; `max_numbers` is the site's pool size.
+pub fn render(site: &str, summary: &Summary, calls: &CallList, max_numbers: u32, advice: Advice) -> String {
     let percent = |v: Option<f64>, digits: usize| v.map_or("—".to_owned(), |v| format!("{:.*}%", digits, v * 100.0));
     let pool = summary.pool.as_ref().map_or("unknown".to_owned(), |p| {
         format!(
@@ -125,6 +130,7 @@ pub fn render(site: &str, summary: &Summary, max_numbers: u32, advice: Advice) -
         pool,
         advice,
         days,
+        calls: calls.calls.iter().rev().take(LATEST).collect(),
     };
     page.render().expect("the report page renders (its values are plain text)")
 }
@@ -144,7 +150,9 @@ mod tests {
             hint: "<script>alert(1)</script>".into(),
             pool: None,
         };
-        let html = render("<b>shop</b>", &summary, 3, Advice::Link("?a=1&token=x\"y".into()));
+        let calls =
+            CallList { site: "shop".into(), from: String::new(), to: String::new(), calls: vec![], truncated: false };
+        let html = render("<b>shop</b>", &summary, &calls, 3, Advice::Link("?a=1&token=x\"y".into()));
         assert!(!html.contains("<script>") && html.contains("alert(1)"), "{html}");
         assert!(!html.contains("<b>shop") && html.contains("shop"));
         assert!(!html.contains("token=x\"y"));

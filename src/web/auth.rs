@@ -72,7 +72,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Owner, ApiError> {
         let app = Arc::<App>::from_ref(state);
-        let Path(site) = Path::<String>::from_request_parts(parts, state).await?;
+        // The site is the route's `{site}` (a route may have more parameters after it).
+        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state).await?;
+        let site = params.get("site").cloned().unwrap_or_default();
         let given =
             bearer(&parts.headers).map(str::to_owned).or_else(|| report_cookie(&parts.headers)).unwrap_or_default();
         let operator = same(&given, app.config.server.admin_token.as_ref());
@@ -136,7 +138,7 @@ pub async fn private(req: axum::extract::Request, next: axum::middleware::Next) 
         (header::X_FRAME_OPTIONS, "DENY"),
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; media-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         ),
     ] {
         h.insert(name, HeaderValue::from_static(value));

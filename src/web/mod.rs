@@ -96,6 +96,7 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/reports/{site}/summary", get(reports::summary))
         .route("/v1/reports/{site}/yandex.csv", get(reports::yandex_csv))
         .route("/v1/reports/{site}/callbacks", get(reports::callbacks))
+        .route("/v1/reports/{site}/recordings/{call}", get(reports::recording))
         .layer(axum::middleware::from_fn(auth::private));
     let operators = monitoring().route("/openapi.json", get(openapi::document));
     let admin = Router::new()

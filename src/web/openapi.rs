@@ -28,6 +28,7 @@ use super::{admin, callback, error, health, pbx, reports};
         reports::page,
         reports::unassigned,
         reports::callbacks,
+        reports::recording,
         callback::create,
         callback::status,
     ),

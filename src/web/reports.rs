@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Admin, Owner};
 use super::error::{ApiError, ErrorBody};
-use super::extract::Query;
+use super::extract::{Path, Query};
 use crate::app::App;
 use crate::reports::page::{self, Advice};
 use crate::reports::{self, CallList, CallbackList, Period, Summary, UnassignedCall};
@@ -77,6 +77,83 @@ pub async fn calls(
     } else {
         Json(list).into_response()
     })
+}
+
+/// Fetches recordings from the PBXs: connecting and each read are bounded, a long stream is not.
+static RECORDINGS: std::sync::LazyLock<Option<reqwest::Client>> = std::sync::LazyLock::new(|| {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .ok()
+});
+
+/// A call's recording, fetched from its PBX with the PBX's credentials and streamed through (a
+/// `Range` is passed on), so that neither a PBX secret nor the vendor's link reaches the browser.
+#[utoipa::path(get, path = "/v1/reports/{site}/recordings/{call}", security(("report_token" = [])),
+    params(
+        ("site" = String, Path, description = "Site id"),
+        ("call" = String, Path, description = "The call's key, `<pbx>:<call id>` (the calls report's `recording` link)"),
+    ),
+    responses(
+        (status = 200, description = "The recording, as the PBX serves it (audio/mpeg, audio/wav, ...)", body = String, content_type = "audio/mpeg"),
+        (status = 206, description = "The part a `Range` asked for", body = String, content_type = "audio/mpeg"),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
+        (status = 404, description = "No such call of this site, no recording, or the PBX no longer has it (`recording_gone`)", body = ErrorBody),
+        (status = 502, description = "The PBX refused callpool's credentials or did not answer", body = ErrorBody),
+    ))]
+pub async fn recording(
+    State(app): State<Arc<App>>,
+    owner: Owner,
+    Path(path): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::http::StatusCode;
+    let call = path.1;
+    let site = owner.site(&app);
+    let none = || ApiError::not_found("this site has no call with a recording under that key");
+    let key = call.split_once(':').and_then(|(pbx, id)| crate::calls::CallKey::new(pbx, id).ok()).ok_or_else(none)?;
+    let found = app.store.call(&key).await?.filter(|c| c.matched.site.as_ref() == Some(&site.id));
+    let (Some(found), Some(http)) = (found, RECORDINGS.as_ref()) else { return Err(none()) };
+    let adapter = app.config.pbx(key.pbx()).and_then(crate::pbx::adapter);
+    let request = found.recording_url.as_deref().zip(adapter).and_then(|(rec, a)| a.recording(http, rec));
+    let Some(mut request) = request else { return Err(none()) };
+    if let Some(range) = headers.get(header::RANGE) {
+        request = request.header(header::RANGE, range.clone());
+    }
+    let bad_gateway = |m: &str| ApiError::new(StatusCode::BAD_GATEWAY, "recording_unavailable", m);
+    let answer = request.send().await.map_err(|e| {
+        tracing::warn!(pbx = key.pbx(), error = %e, "A recording could not be fetched from the PBX.");
+        bad_gateway("the PBX did not answer for the recording; try again")
+    })?;
+    let status = answer.status();
+    match status.as_u16() {
+        200 | 206 => {}
+        404 | 410 => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "recording_gone", "the PBX no longer has this recording"))
+        }
+        416 => {
+            return Err(ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                "the range is outside the recording",
+            ))
+        }
+        401 | 403 => return Err(bad_gateway("the PBX refused callpool's credentials for the recording")),
+        other => {
+            tracing::warn!(pbx = key.pbx(), status = other, "The PBX answered a recording request with an error.");
+            return Err(bad_gateway("the PBX did not give the recording; try again"));
+        }
+    }
+    let mut out = Response::builder().status(status.as_u16());
+    for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ACCEPT_RANGES] {
+        if let Some(v) = answer.headers().get(&name) {
+            out = out.header(name, v.clone());
+        }
+    }
+    let body = axum::body::Body::from_stream(answer.bytes_stream());
+    out.body(body).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Per-day counts by match kind, the share tracked, a hint on the untracked calls, and the pool.
@@ -154,7 +231,9 @@ pub async fn page(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let site = owner.site(&app);
-    let summary = reports::summary(&app, site, &q.period(&app, site.timezone)?).await?;
+    let period = q.period(&app, site.timezone)?;
+    let summary = reports::summary(&app, site, &period).await?;
+    let calls = reports::calls(&app, site, &period, owner.access).await?;
     let advice = if q.advice == Some(1) {
         // Seconds of CPU and up to millions of visits in memory: one simulation at a time per
         // node; a second request meanwhile is told to come back rather than queued.
@@ -168,7 +247,7 @@ pub async fn page(
         link.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("advice", "1");
         Advice::Link(link.finish())
     };
-    let html = page::render(site.id.as_str(), &summary, site.rules.max_numbers, advice);
+    let html = page::render(site.id.as_str(), &summary, &calls, site.rules.max_numbers, advice);
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
 

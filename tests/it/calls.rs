@@ -273,7 +273,10 @@ async fn tracked_call_reaches_ga_once(backend: Backend) {
         (call["status"].as_str(), call["ga4"].as_str(), call["yandex"].as_str()),
         (Some("completed"), Some("sent"), Some("sent"))
     );
-    assert_eq!(call["recording_url"], "https://pbx.example/rec/1-final.mp3");
+    assert_eq!(
+        call["recording"], "/v1/reports/shop/recordings/office:c-1",
+        "served through callpool, not the PBX's link"
+    );
     let masked = w.report(REPORT_TOKEN).await;
     assert_eq!(masked["calls"][0]["caller"], "+7********67");
     let download = reqwest::Client::new()
@@ -529,6 +532,69 @@ async fn ga4_debug_mode_sends_to_the_validation_endpoint_only() {
     .await;
     assert_eq!(w.fake.attempts("/mp/collect"), 0, "nothing was sent for real");
     assert!(w.fake.violations().is_empty(), "{:?}", w.fake.violations());
+    w.node.stop().await;
+}
+
+/// A call's recording is fetched from the PBX when a report user opens it and streamed through,
+/// a range passed on; another site's token, a call without one, and a recording the PBX lost
+/// each get a clear answer.
+#[tokio::test]
+async fn a_recording_is_streamed_from_the_pbx_to_a_report_user() {
+    let w = World::start(Backend::Embedded).await;
+    let audio: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    let served = audio.clone();
+    let pbx = serve_fake(move |req: axum::extract::Request| {
+        let audio = served.clone();
+        async move {
+            if req.uri().path() != "/rec/1.mp3" {
+                return (axum::http::StatusCode::NOT_FOUND, String::new());
+            }
+            // The fake answers in text; the bytes are ASCII digits of the audio for simplicity.
+            let body: String = audio.iter().map(|b| char::from(b'0' + b % 10)).collect();
+            match req.headers().get("range").and_then(|v| v.to_str().ok()) {
+                Some("bytes=0-3") => (axum::http::StatusCode::PARTIAL_CONTENT, body[..4].to_owned()),
+                _ => (axum::http::StatusCode::OK, body),
+            }
+        }
+    })
+    .await;
+    let (_tab, number) = w.visitor_with_number().await;
+    let rec = |id: &str, path: &str| {
+        call_json(id, &number, "completed").replace("https://pbx.example/rec/1.mp3", &format!("{pbx}{path}"))
+    };
+    assert_eq!(w.post(&rec("rec-1", "/rec/1.mp3")).await.status(), 200);
+    assert_eq!(w.post(&rec("rec-2", "/rec/gone.mp3")).await.status(), 200);
+    let get = |path: &str, token: &str, range: Option<&str>| {
+        let mut req = reqwest::Client::new().get(w.node.url(path)).bearer_auth(token);
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        req.send()
+    };
+    let whole = get("/v1/reports/shop/recordings/office:rec-1", REPORT_TOKEN, None).await.unwrap();
+    assert_eq!(whole.status(), 200);
+    let expected: String = audio.iter().map(|b| char::from(b'0' + b % 10)).collect();
+    assert_eq!(whole.text().await.unwrap(), expected);
+    let part = get("/v1/reports/shop/recordings/office:rec-1", REPORT_TOKEN, Some("bytes=0-3")).await.unwrap();
+    assert_eq!((part.status().as_u16(), part.text().await.unwrap()), (206, expected[..4].to_owned()));
+    let gone = get("/v1/reports/shop/recordings/office:rec-2", REPORT_TOKEN, None).await.unwrap();
+    let body: Value = gone.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "recording_gone");
+    let none = get("/v1/reports/shop/recordings/office:nope", REPORT_TOKEN, None).await.unwrap();
+    assert_eq!(none.status(), 404);
+    let stranger = get("/v1/reports/shop/recordings/office:rec-1", "wrong-token-0123456789", None).await.unwrap();
+    assert_eq!(stranger.status(), 401);
+    let listed = w.report(REPORT_TOKEN).await;
+    assert!(!listed.to_string().contains(&pbx), "the PBX's link never reaches the report");
+    // The page plays it: an audio element on callpool's own path, which its policy allows.
+    let page = get("/v1/reports/shop", REPORT_TOKEN, None).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"<audio controls preload="none" src="/v1/reports/shop/recordings/office:rec-1">"#),
+        "{html}"
+    );
+    assert!(!html.contains(&pbx) && csp.contains("media-src 'self'"), "{csp}");
     w.node.stop().await;
 }
 
