@@ -17,6 +17,9 @@ pub const ENV_NODE_ID: &str = "CALLPOOL_NODE_ID";
 pub const ENV_PBX_SECRET_PREFIX: &str = "CALLPOOL_PBX_SECRET_";
 /// `CALLPOOL_PBX_TOKEN_<PBX ID>`: that PBX's static `token`.
 pub const ENV_PBX_TOKEN_PREFIX: &str = "CALLPOOL_PBX_TOKEN_";
+/// `CALLPOOL_TRIGGER_SECRET_<SITE ID>` (upper case, '-' as '_'): that site's callback trigger's
+/// secret (a vendor's API secret or salt).
+pub const ENV_TRIGGER_SECRET_PREFIX: &str = "CALLPOOL_TRIGGER_SECRET_";
 pub const ENV_GA4_BASE_URL: &str = "CALLPOOL_GA4_BASE_URL";
 pub const ENV_YANDEX_BASE_URL: &str = "CALLPOOL_YANDEX_BASE_URL";
 

@@ -26,18 +26,36 @@
 //! `from.number`, digits without `+`; times are Unix seconds. Mango reads only the HTTP status of
 //! an answer to its notifications.
 //!
+//! Calls Mango places for callpool's callback trigger (below) carry its `command_id`, the
+//! callback's id, in every `events/call`: those are reported under the callback's own link,
+//! `<pbx>:<callback id>`, so the callback is matched and moves on with them (`command_call`).
+//!
+//! Trigger (`[site.callback] trigger = { kind = "mango", api_key, api_salt, extension, number?,
+//! line_number?, url? }`): `POST <url>/vpbx/commands/callback` with the same three form fields,
+//! `json` = `{"command_id": <callback id>, "from": {"extension", "number"?}, "to_number": <the
+//! visitor's digits>, "line_number"?}`, signed as the events are. Mango rings the employee
+//! `extension` first (on `number` if given, else on the employee's own devices), then the
+//! visitor; the form's `operator` is not used. Mango answers `{"result": <code>}`: 1000 is done,
+//! a server or limit code is worth retrying, any other is a refusal ([`CallbackCommand`]).
+//!
 //! Source: MANGO OFFICE, "API Виртуальной АТС" (MangoOffice_VPBX_API_v1.9.pdf): §2.1.1 (requests
-//! and answers), §2.4.3 (`sign`), §3.1.1–3.1.6 (the events, with the examples the tests use).
+//! and answers), §2.4.3 (`sign`), §3.1.1–3.1.6 (the events, with the examples the tests use),
+//! §3.2.1 (`commands/callback`), "Список кодов результатов" (result and disconnect codes), the
+//! example "Инициирование исходящего вызова" (the events of a call placed by a command).
 
 use callpool_pool::{PhoneNumber, Ts};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-use super::adapter::{called_number, not_in_future, Adapter, Inbound, Received, Refusal, Reply, LONGEST_CALL_S};
+use super::adapter::{
+    called_number, http_answer, json_text, not_in_future, Adapter, Answer, Inbound, Received, Refusal, Reply, Trigger,
+    LONGEST_CALL_S,
+};
+use crate::callback::{Callback, CallbackId};
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
-use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX};
+use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX, ENV_TRIGGER_SECRET_PREFIX};
 
 /// A Mango VPBX's API key (its "unique code", `vpbx_api_key`) and signing key (`vpbx_api_salt`).
 pub struct Mango {
@@ -186,6 +204,10 @@ fn call_event(pbx: &str, obj: &Obj, now: Ts) -> Result<Option<CallReport>, Strin
     let at = time(obj, "timestamp", "timestamp")?.ok_or("timestamp: required")?;
     let from = object(obj, "from")?;
     let to = object(obj, "to")?;
+    // Another system's command (any id, of any type) leaves the call to be read as any other.
+    if let Some(id) = get(obj, "command_id").and_then(Value::as_str).and_then(CallbackId::parse) {
+        return command_call(pbx, &id, obj, &state, at, (from, to), now);
+    }
     let location = text(obj, "location", "location")?.unwrap_or_default();
     // "abonent": the call is with an employee; "ivr" and "queue": the voice menu or a group's queue.
     let with_employee = location == "abonent" || location.starts_with("abonent.");
@@ -197,7 +219,7 @@ fn call_event(pbx: &str, obj: &Obj, now: Ts) -> Result<Option<CallReport>, Strin
         "Disconnected" => return Ok(None),
         other => return Err(format!("call_state: {other:?} is not one of Appeared, Connected, OnHold, Disconnected")),
     };
-    if from.and_then(|f| f.get("extension")).is_some_and(|e| !e.is_null()) {
+    if has_extension(from) {
         return Ok(None); // an employee's call: outgoing, internal, or a consultation
     }
     let Some(called) = line(to, "line_number", "to.line_number")? else {
@@ -218,7 +240,93 @@ fn call_event(pbx: &str, obj: &Obj, now: Ts) -> Result<Option<CallReport>, Strin
     }))
 }
 
-/// `events/summary`: the call's outcome; `None` for calls that are not incoming.
+/// A leg of a call Mango placed on callpool's `commands/callback` (`command_id` is the callback's
+/// id), reported under the callback's own link, `<pbx>:<callback id>`: the callback listens on it
+/// from the moment it is stored, as it does for the generic trigger's PBX, so no answer of
+/// Mango's needs to name the call.
+///
+/// Mango rings the employee first, on a leg from the visitor's number to the employee
+/// (`to.extension`), then puts the employee through to the visitor on a leg the employee places
+/// (`from.extension`), as Mango's own example of a command's call shows. A leg appearing rings;
+/// a leg talking (`Connected`, `OnHold`) answers: the employee took it, and the visitor's tabs say
+/// "please pick up". A leg's end ([`leg_end`], by `disconnect_reason`) ends the call when it says
+/// that someone could not be reached (missed, busy, failed), or, on the visitor's leg, that a
+/// talk ended normally (completed); the employee's leg ending normally is Mango putting them
+/// through. The call's summary names the entry only, never the command, so it cannot be told
+/// from any other outgoing call and is not recorded (see `summary`).
+fn command_call(
+    pbx: &str,
+    id: &CallbackId,
+    obj: &Obj,
+    state: &str,
+    at: Ts,
+    (from, to): (Option<&Obj>, Option<&Obj>),
+    now: Ts,
+) -> Result<Option<CallReport>, String> {
+    let key = CallKey::new(pbx, id.as_str()).map_err(|e| format!("command_id: {e}"))?;
+    let visitor_leg = has_extension(from);
+    let status = match state {
+        "Appeared" => CallStatus::Ringing,
+        "Connected" | "OnHold" => CallStatus::Answered,
+        "Disconnected" => match leg_end(int(obj, "disconnect_reason")?, visitor_leg) {
+            Some(status) => status,
+            None => return Ok(None),
+        },
+        other => return Err(format!("call_state: {other:?} is not one of Appeared, Connected, OnHold, Disconnected")),
+    };
+    // The visitor and the employee: on the employee's leg the visitor is the caller.
+    let ((visitor, visitor_field), (employee, employee_field)) = if visitor_leg {
+        ((to, "to.number"), (from, "from.number"))
+    } else {
+        ((from, "from.number"), (to, "to.number"))
+    };
+    let called = match line(visitor, "number", visitor_field)? {
+        Some(number) => number,
+        None => line(employee, "number", employee_field)?
+            .ok_or_else(|| format!("{visitor_field}: the number Mango called for the callback is required"))?,
+    };
+    in_the_past(at, now, "timestamp")?;
+    Ok(Some(CallReport {
+        key,
+        called,
+        caller: caller(employee)?,
+        started_at: at,
+        answered_at: (visitor_leg && status == CallStatus::Answered).then_some(at),
+        ended_at: status.is_final().then_some(at),
+        status,
+        duration: None,
+        recording_url: None,
+    }))
+}
+
+/// How the end of a leg of a callback's call ends the call, by its `disconnect_reason` (Mango's
+/// result codes; a code it does not list reads as its class, as the documentation asks); `None`
+/// when it does not: the employee's leg ending normally (Mango putting them through to the
+/// visitor), a transfer or an interception, a code that says nothing of the call.
+fn leg_end(reason: Option<i64>, visitor_leg: bool) -> Option<CallStatus> {
+    match reason? {
+        // 1121: busy.
+        1121 => Some(CallStatus::Busy),
+        // 1111: not answered in time; 1122–1125: rejected, "do not disturb"; 119x: the number is
+        // inactive or out of its schedule; 42xx: the subscriber cannot be reached now.
+        1111 | 1122..=1125 | 1190..=1199 | 4200..=4299 => Some(CallStatus::Missed),
+        // A talk that ended normally: 110x, 111x by the caller, 112x by the called party, 1180 and
+        // 1181 by a user's or an external system's command.
+        1100..=1129 | 1180 | 1181 => visitor_leg.then_some(CallStatus::Completed),
+        // 113x–115x: the number is unavailable, not served or does not exist, or calls to it
+        // are barred; 2xxx: billing; 32xx: a wrong number; 5xxx: Mango's own trouble.
+        1130..=1159 | 2000..=2999 | 3200..=3299 | 5000..=5999 => Some(CallStatus::Failed),
+        _ => None,
+    }
+}
+
+/// Whether the party (`from`, `to`) is one of the PBX's employees.
+fn has_extension(party: Option<&Obj>) -> bool {
+    party.and_then(|p| p.get("extension")).is_some_and(|e| !e.is_null())
+}
+
+/// `events/summary`: the call's outcome; `None` for calls that are not incoming (a callback's
+/// call is outgoing, and its summary does not name the command: [`command_call`]).
 fn summary(pbx: &str, obj: &Obj, now: Ts) -> Result<Option<CallReport>, String> {
     let key = call_key(pbx, obj)?;
     match int(obj, "call_direction")?.ok_or("call_direction: required")? {
@@ -364,6 +472,288 @@ fn object<'a>(obj: &'a Obj, name: &str) -> Result<Option<&'a Obj>, String> {
         None => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
         Some(other) => Err(format!("{name}: expected an object, got {other}")),
+    }
+}
+
+/// Mango's API, unless the trigger's `url` says otherwise (tests point it at a fake).
+pub const DEFAULT_API_URL: &str = "https://app.mango-office.ru";
+/// The command that has an employee call a number: Mango rings the employee, then the number.
+pub const CALLBACK_COMMAND: &str = "/vpbx/commands/callback";
+
+/// The callback trigger's settings: the VPBX's key and salt (the same as its `[[pbx]]`'s), the
+/// employee who calls, and optionally the device Mango rings them on and the line the visitor sees.
+pub struct CallbackCommand {
+    base_url: String,
+    api_key: String,
+    api_salt: String,
+    /// The employee's extension (internal number), digits.
+    extension: String,
+    /// The employee's device to ring instead of their default: a number's digits or a SIP address.
+    number: Option<String>,
+    /// The line the call goes out on: a number's digits, or a SIP line's name.
+    line_number: Option<String>,
+}
+
+/// Reads `trigger = { kind = "mango", api_key, api_salt, extension, number?, line_number?, url? }`.
+pub struct TriggerReader;
+pub static TRIGGER: TriggerReader = TriggerReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    url: Option<String>,
+    api_key: Option<String>,
+    api_salt: Option<String>,
+    extension: Option<Digits>,
+    number: Option<String>,
+    line_number: Option<Digits>,
+}
+
+/// A setting that may be written as a string or as a bare number (`extension = 101`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Digits {
+    Text(String),
+    Number(u64),
+}
+
+impl Digits {
+    fn text(self) -> String {
+        match self {
+            Digits::Text(s) => s.trim().to_owned(),
+            Digits::Number(n) => n.to_string(),
+        }
+    }
+}
+
+impl Reader for TriggerReader {
+    fn place(&self) -> Place {
+        Place::Trigger("mango")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let raw: RawTrigger = f.parse()?;
+        let base_url = f.base_url("url", raw.url.unwrap_or_else(|| DEFAULT_API_URL.into()));
+        let api_key = f.required(
+            "api_key",
+            raw.api_key,
+            " for kind = \"mango\" (the VPBX's unique code, vpbx_api_key: Integrations, API connector)",
+        );
+        let env_name = format!("{ENV_TRIGGER_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
+        let salt = f.env().var(&env_name).map(|s| s.trim().to_owned()).or(raw.api_salt);
+        let why =
+            format!(" for kind = \"mango\" (the signing key, vpbx_api_salt, on the same page; or set {env_name})");
+        let api_salt = f.required("api_salt", salt, &why).map(|s| f.secret("api_salt", s));
+        let extension = match raw.extension.map(Digits::text) {
+            Some(e) => extension(&e).map_err(|e| f.fail("extension", e)).ok(),
+            None => {
+                f.fail(
+                    "extension",
+                    "required for kind = \"mango\": the extension (internal number) of the employee Mango rings first",
+                );
+                None
+            }
+        };
+        let number = match raw.number {
+            None => Some(None),
+            Some(n) => employee_number(n.trim()).map(Some).map_err(|e| f.fail("number", e)).ok(),
+        };
+        let line_number = match raw.line_number.map(Digits::text) {
+            None => Some(None),
+            Some(l) => line_name(&l).map(Some).map_err(|e| f.fail("line_number", e)).ok(),
+        };
+        let trigger: Box<dyn Trigger> = Box::new(CallbackCommand {
+            base_url,
+            api_key: api_key?,
+            api_salt: api_salt?,
+            extension: extension?,
+            number: number?,
+            line_number: line_number?,
+        });
+        Some(Section::new("mango", trigger))
+    }
+}
+
+/// An employee's extension: their internal number in the VPBX, digits.
+fn extension(raw: &str) -> Result<String, String> {
+    if (1..=16).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!("{raw:?} is not an extension: the employee's internal number in the VPBX, digits (\"101\")"))
+    }
+}
+
+/// A number as Mango writes it: the digits with the country code, without `+`.
+fn mango_digits(raw: &str) -> Option<String> {
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
+    ((7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.to_owned())
+}
+
+/// The employee's device Mango rings: a phone number (international, `+` optional) or a SIP
+/// address; not an extension or a group (Mango refuses those here).
+fn employee_number(raw: &str) -> Result<String, String> {
+    if let Some(digits) = mango_digits(raw) {
+        return Ok(digits);
+    }
+    let sip = raw.strip_prefix("sip:").filter(|a| a.contains('@'));
+    match sip {
+        Some(_) if raw.len() <= 128 && !raw.contains(char::is_whitespace) => Ok(raw.to_owned()),
+        _ => Err(format!(
+            "{raw:?} is neither a phone number in international format (\"+74951230099\") nor a SIP address \
+             (\"sip:user@vpbx400000000.mangosip.ru\")"
+        )),
+    }
+}
+
+/// The line the call goes out on: a line's number (international, `+` optional), or the name a
+/// SIP line has in Mango's personal account (not its SIP address).
+fn line_name(raw: &str) -> Result<String, String> {
+    if let Some(digits) = mango_digits(raw) {
+        return Ok(digits);
+    }
+    if raw.is_empty() || raw.len() > 128 || raw.contains(char::is_control) || raw.starts_with("sip:") {
+        return Err(format!(
+            "{raw:?} is neither a line's number (\"+74951230001\") nor a SIP line's name as Mango's personal \
+             account shows it (up to 128 bytes)"
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// The `json` of `commands/callback`, its fields in the order of Mango's example (§3.2.1).
+#[derive(Serialize)]
+struct Command<'a> {
+    command_id: &'a str,
+    from: CommandFrom<'a>,
+    to_number: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line_number: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CommandFrom<'a> {
+    extension: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<&'a str>,
+}
+
+impl CallbackCommand {
+    /// The command's `json`: the callback's id as `command_id` (Mango hands it back in every
+    /// event of the call), the employee, the visitor's digits, the line.
+    fn command(&self, cb: &Callback) -> String {
+        serde_json::to_string(&Command {
+            command_id: cb.id.as_str(),
+            from: CommandFrom { extension: &self.extension, number: self.number.as_deref() },
+            to_number: cb.number.as_str().trim_start_matches('+'),
+            line_number: self.line_number.as_deref(),
+        })
+        .expect("the command serializes")
+    }
+}
+
+impl Trigger for CallbackCommand {
+    /// Mango rings its own employee (`extension`), not the form's `operator`.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        _operator: &PhoneNumber,
+        cb: &Callback,
+        _now: Ts,
+    ) -> reqwest::RequestBuilder {
+        let json = self.command(cb);
+        let sign = sign(&self.api_key, &json, &self.api_salt);
+        http.post(format!("{}{CALLBACK_COMMAND}", self.base_url)).form(&[
+            ("vpbx_api_key", self.api_key.as_str()),
+            ("sign", sign.as_str()),
+            ("json", json.as_str()),
+        ])
+    }
+
+    fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {
+        let json: Option<Value> = serde_json::from_str(body).ok();
+        let result =
+            json.as_ref().and_then(|j| j.get("result")).and_then(json_text).and_then(|r| r.parse::<i64>().ok());
+        let message: String = json
+            .as_ref()
+            .and_then(|j| j.get("message"))
+            .and_then(json_text)
+            .map(|m| m.chars().take(200).collect())
+            .unwrap_or_default();
+        let said = |code: i64| format!("{code} ({}) {message}", meaning(code)).trim_end().to_owned();
+        if status.as_u16() == 401 {
+            // Mango blocks a key for two minutes after its second bad request in two minutes.
+            return Answer::Again(
+                "Mango answered HTTP 401 (the key is blocked for 2 minutes after bad requests)".into(),
+            );
+        }
+        if let Some(answer) = http_answer(status, body) {
+            return match (answer, result) {
+                (Answer::Refused(_), Some(code)) => {
+                    Answer::Refused(format!("Mango refused the callback command: HTTP {status}, {}", said(code)))
+                }
+                (answer, _) => answer,
+            };
+        }
+        match (result, json.is_some()) {
+            (Some(1000..=1099), _) => Answer::Placed { pbx_ref: None },
+            (Some(code), _) if retriable(code) => {
+                Answer::Again(format!("Mango could not take the callback command now: {}", said(code)))
+            }
+            (Some(code), _) => Answer::Refused(format!("Mango refused the callback command: {}", said(code))),
+            // Mango's asynchronous requests may be answered with the status alone.
+            (None, false) if body.trim().is_empty() => Answer::Placed { pbx_ref: None },
+            (None, false) => Answer::Again("Mango answered something that is not JSON".into()),
+            (None, true) => Answer::Refused(format!(
+                "Mango's answer has no result code: {}",
+                body.chars().take(200).collect::<String>()
+            )),
+        }
+    }
+}
+
+/// Result codes worth another try: a limit on calls at once (2220), the rate limit (4290), and
+/// Mango's own trouble (50xx: overload, restart, technical problems, the service unavailable,
+/// "pause or send fewer requests"), except 5009 and 5010 (a service that cannot be added, no
+/// money to add it).
+fn retriable(code: i64) -> bool {
+    matches!(code, 2220..=2229 | 4290 | 5000..=5008 | 5011..=5099)
+}
+
+/// What a result code means (Mango's list of result codes, by class when a code is not listed).
+fn meaning(code: i64) -> &'static str {
+    match code {
+        1000..=1099 => "done",
+        2100..=2199 => "the account cannot be used: blocked, closed or frozen",
+        2210..=2219 => "the service's limit for the period is reached",
+        2220..=2229 => "too many calls or actions at once",
+        2230..=2239 => "the service is not available",
+        2240..=2249 => "not enough money on the account",
+        2300..=2399 => "calls in this direction are blocked",
+        2000..=2999 => "refused by billing",
+        3101 => "the request is not a POST",
+        3102 => "the sign does not match: check api_key and api_salt",
+        3103 => "a required parameter is missing",
+        3104 => "a parameter is in the wrong format: check extension, number and line_number",
+        3105 => "the key is wrong: check api_key",
+        3124 => "the line cannot be used for outgoing calls: check line_number",
+        3100..=3199 => {
+            "wrong parameters, or the command cannot be done with them: check extension, number and line_number"
+        }
+        3200..=3299 => "the number is wrong",
+        3300..=3399 => "no such object: check extension and line_number",
+        3400..=3499 => "the json is not valid",
+        3000..=3999 => "a wrong request",
+        4001 => "the command is not supported",
+        4290 => "too many requests",
+        4000..=4999 => "the action cannot be done",
+        5001 => "overload",
+        5002 => "restart",
+        5003 => "technical problems",
+        5008 => "the service is unavailable: pause or send fewer requests",
+        5009 => "the service cannot be added",
+        5010 => "not enough money to add the service",
+        5000..=5999 => "a server error",
+        _ => "a code Mango does not list",
     }
 }
 
@@ -795,5 +1185,324 @@ mod tests {
             .contains("api_salt: must be at least 16 characters"));
         let unknown = problems(&format!("api_key = \"{KEY}\"\napi_salt = \"{SALT}\"\nsecret = \"{SALT}\""));
         assert!(unknown.contains("unknown field `secret`"), "{unknown}");
+    }
+
+    // The callback trigger and the calls it places.
+
+    fn callback(number: &str) -> Callback {
+        use crate::callback::{CallbackStatus, Channel};
+        Callback {
+            id: CallbackId::parse(CB).unwrap(),
+            site: callpool_pool::SiteId::new("shop").unwrap(),
+            number: PhoneNumber::parse(number).unwrap(),
+            visitor: None,
+            attrs: Default::default(),
+            channel: Channel::Widget,
+            requested_at: NOW,
+            due_at: NOW,
+            status: CallbackStatus::Accepted,
+            attempts: 0,
+            next_attempt_at: None,
+            error: None,
+            pbx_ref: None,
+            call: None,
+            links: Vec::new(),
+            updated_at: NOW,
+        }
+    }
+
+    const CB: &str = "cb-0123456789abcdef01234567";
+
+    fn command(number: Option<&str>, line_number: Option<&str>) -> CallbackCommand {
+        CallbackCommand {
+            base_url: "http://mango.test".into(),
+            api_key: KEY.into(),
+            api_salt: SALT.into(),
+            extension: "101".into(),
+            number: number.map(Into::into),
+            line_number: line_number.map(Into::into),
+        }
+    }
+
+    /// The form a trigger's request posts, field by field, in order.
+    fn posted(t: &dyn Trigger) -> (reqwest::Request, Vec<(String, String)>) {
+        let operator = PhoneNumber::parse("+74951230099").unwrap();
+        let req = t.request(&reqwest::Client::new(), &operator, &callback("+79161234567"), NOW).build().unwrap();
+        let body = req.body().and_then(reqwest::Body::as_bytes).expect("a form body").to_vec();
+        let fields = form_urlencoded::parse(&body).into_owned().collect();
+        (req, fields)
+    }
+
+    #[test]
+    fn the_callback_command_is_signed_as_mangos_events_are() {
+        let (req, fields) = posted(&command(None, Some("74951230001")));
+        assert_eq!((req.method().as_str(), req.url().as_str()), ("POST", "http://mango.test/vpbx/commands/callback"));
+        assert_eq!(req.headers()[reqwest::header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+        // The json in the order of Mango's example; the sign computed independently:
+        // printf '%s' "$KEY$JSON$SALT" | sha256sum
+        let json = r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101"},"to_number":"79161234567","line_number":"74951230001"}"#;
+        let expected = "95d3b4fe576353b92257b155f9d4bdad9ad3c749d6135aeccb746644922be589";
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["vpbx_api_key", "sign", "json"]);
+        assert_eq!((fields[0].1.as_str(), fields[1].1.as_str(), fields[2].1.as_str()), (KEY, expected, json));
+        // What Mango checks of it is what callpool checks of Mango's events.
+        assert_eq!(verify(KEY, SALT, &fields[0].1, &fields[2].1, &fields[1].1), Ok(()));
+
+        // The employee rung on a given device, the VPBX's default line.
+        let (_, fields) = posted(&command(Some("sip:operator@vpbx400000000.mangosip.ru"), None));
+        let json = r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101","number":"sip:operator@vpbx400000000.mangosip.ru"},"to_number":"79161234567"}"#;
+        assert_eq!(fields[2].1, json);
+        assert_eq!(fields[1].1, "aae02fa57f89680eda462091198ae0a1da3ed78a9fe160a232793e0369656727");
+    }
+
+    #[test]
+    fn mangos_answers_are_read() {
+        let t = command(None, None);
+        let ok = reqwest::StatusCode::OK;
+        let placed = Answer::Placed { pbx_ref: None };
+        // The callback id is the call's link already: Mango's answer names no call.
+        assert_eq!(t.answer(ok, r#"{"result":1000}"#), placed);
+        assert_eq!(t.answer(ok, r#"{"command_id":"cb-0123456789abcdef01234567","result":"1000"}"#), placed);
+        assert_eq!(t.answer(ok, r#"{"result":1001}"#), placed, "done, with remarks");
+        assert_eq!(t.answer(ok, ""), placed, "an asynchronous request may be answered by its status alone");
+
+        let again = |status: u16, body: &str| match t.answer(reqwest::StatusCode::from_u16(status).unwrap(), body) {
+            Answer::Again(why) => why,
+            other => panic!("{status} {body}: {other:?}"),
+        };
+        let refused = |status: u16, body: &str| match t.answer(reqwest::StatusCode::from_u16(status).unwrap(), body) {
+            Answer::Refused(why) => why,
+            other => panic!("{status} {body}: {other:?}"),
+        };
+        for code in [5000, 5001, 5002, 5003, 5008, 5011, 4290, 2220] {
+            let why = again(200, &format!(r#"{{"result":{code}}}"#));
+            assert!(why.starts_with(&format!("Mango could not take the callback command now: {code} (")), "{why}");
+        }
+        assert!(again(200, r#"{"result":5001}"#).contains("overload"));
+        assert!(again(503, "").contains("HTTP 503"));
+        let limit = r#"{"name":"Service Unavailable","message":"Rate limit exceeded.","code":0,"status":429}"#;
+        assert!(again(429, limit).contains("HTTP 429"));
+        assert!(again(401, "").contains("blocked for 2 minutes"));
+        assert!(again(200, "<html>proxy</html>").contains("not JSON"));
+
+        let why = refused(200, r#"{"result":3102}"#);
+        assert_eq!(
+            why,
+            "Mango refused the callback command: 3102 (the sign does not match: check api_key and api_salt)"
+        );
+        assert!(refused(200, r#"{"result":"3100","message":"bad extension"}"#).ends_with("line_number) bad extension"));
+        assert!(refused(200, r#"{"result":2240}"#).contains("2240 (not enough money on the account)"));
+        assert!(
+            refused(200, r#"{"result":2211}"#).contains("limit for the period"),
+            "a day's limit outlasts the retries"
+        );
+        assert!(refused(200, r#"{"result":4001}"#).contains("not supported"));
+        assert!(refused(200, r#"{"result":5010}"#).contains("5010 (not enough money to add the service)"));
+        assert!(refused(200, r#"{"result":5104}"#).contains("5104 (a server error)"), "by its class");
+        assert!(refused(200, r#"{"result":2219}"#).contains("2219 (the service's limit"), "by its class");
+        let http = refused(400, r#"{"result":3104}"#);
+        assert!(
+            http.starts_with("Mango refused the callback command: HTTP 400 Bad Request, 3104 (a parameter"),
+            "{http}"
+        );
+        assert!(refused(404, "").contains("HTTP 404"));
+        assert!(refused(200, r#"{"ok":true}"#).contains("no result code"));
+    }
+
+    #[test]
+    fn the_trigger_reader_takes_the_vpbx_key_and_the_employee() {
+        let config = |trigger: &str, env: &[(&str, &str)]| {
+            let text = format!(
+                r#"
+[[pbx]]
+id = "mg"
+kind = "mango"
+api_key = "{KEY}"
+api_salt = "{SALT}"
+
+[[site]]
+id = "shop-1"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001"]
+
+[site.callback]
+operator = "+74951230099"
+pbx = "mg"
+trigger = {{ kind = "mango", {trigger} }}
+"#
+            );
+            let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK, &TRIGGER])
+        };
+        let form = |c: &Config| {
+            let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
+            let (req, fields) = posted(section.get::<Box<dyn Trigger>>().expect("a trigger").as_ref());
+            (req.url().to_string(), fields.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+        };
+        let c = config(&format!(r#"api_key = "{KEY}", api_salt = "{SALT}", extension = "101""#), &[]).unwrap();
+        let (url, fields) = form(&c);
+        assert_eq!(url, "https://app.mango-office.ru/vpbx/commands/callback");
+        assert_eq!(
+            fields[2],
+            r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101"},"to_number":"79161234567"}"#
+        );
+        assert_eq!(fields[1], sign(KEY, &fields[2], SALT));
+
+        // A bare extension, a number and a line with their '+', the salt from the environment
+        // (named by the site), the URL for tests.
+        let c = config(
+            r#"api_key = "test-api-key-0001", api_salt = "file-salt-0123456789", extension = 101, number = "+74951230099", line_number = "+74951230001", url = "http://127.0.0.1:9/""#,
+            &[("CALLPOOL_TRIGGER_SECRET_SHOP_1", SALT)],
+        )
+        .unwrap();
+        let (url, fields) = form(&c);
+        assert_eq!(url, "http://127.0.0.1:9/vpbx/commands/callback");
+        let json = r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101","number":"74951230099"},"to_number":"79161234567","line_number":"74951230001"}"#;
+        assert_eq!((fields[1].as_str(), fields[2].as_str()), (sign(KEY, json, SALT).as_str(), json));
+        // A SIP line goes by its name in the personal account.
+        let c = config(
+            &format!(r#"api_key = "{KEY}", api_salt = "{SALT}", extension = "101", line_number = "Офис SIP""#),
+            &[],
+        );
+        assert!(form(&c.unwrap()).1[2].ends_with(r#""line_number":"Офис SIP"}"#));
+
+        let problems = |trigger: &str| config(trigger, &[]).err().map(|e| e.problems.join("; ")).unwrap_or_default();
+        let none = problems("");
+        for field in ["api_key: required", "api_salt: required", "extension: required"] {
+            assert!(none.contains(field), "{field}: {none}");
+        }
+        assert!(none.contains("CALLPOOL_TRIGGER_SECRET_SHOP_1"), "the variable is named: {none}");
+        let with = |more: &str| problems(&format!(r#"api_key = "{KEY}", api_salt = "{SALT}", {more}"#));
+        assert!(with(r#"extension = "ext-1""#).contains("extension: \"ext-1\" is not an extension"));
+        assert!(with(r#"extension = "101", number = "102""#).contains("number: \"102\" is neither a phone number"));
+        assert!(with(r#"extension = "101", line_number = "sip:line@x.mangosip.ru""#).contains("line_number: "));
+        assert!(with(r#"extension = "101", url = "ftp://x""#).contains("url: "));
+        assert!(with(r#"extension = "101", from = "101""#).contains("unknown field `from`"));
+        assert!(problems(&format!(r#"api_key = "{KEY}", api_salt = "short", extension = "1""#))
+            .contains("api_salt: must be at least 16 characters"));
+    }
+
+    /// A leg of the call Mango places for the callback (§ "Инициирование исходящего вызова"):
+    /// the employee's leg (from the visitor to extension 101) or the visitor's (from 101).
+    fn leg(visitor_leg: bool, state: &str, reason: Option<u32>) -> String {
+        let (from, to) = if visitor_leg {
+            (
+                r#"{"extension":"101","number":"74951230099","taken_from_call_id":"MToxMDA6NTAwOjI1MQ=="}"#,
+                r#"{"number":"79161234567"}"#,
+            )
+        } else {
+            (r#"{"number":"79161234567"}"#, r#"{"extension":"101","number":"sip:operator@vpbx400000000.mangosip.ru"}"#)
+        };
+        let reason = reason.map(|r| format!(r#","disconnect_reason":{r}"#)).unwrap_or_default();
+        format!(
+            r#"{{"entry_id":"MjMyd2MzZTN3M3MyMjI=","call_id":"MToxMDA6NTAwOjI1{}","timestamp":1558422128,"seq":1,"location":"abonent","call_state":"{state}","from":{from},"to":{to}{reason},"command_id":"{CB}"}}"#,
+            u8::from(visitor_leg)
+        )
+    }
+
+    #[test]
+    fn the_calls_of_a_callback_command_are_reported_under_the_callback() {
+        // Ringing the employee, the employee answering: the callback's call rings, then is answered.
+        let r = report("events/call", &leg(false, "Appeared", None));
+        assert_eq!(
+            (r.key.as_str(), r.status, r.called.as_str()),
+            ("mg:cb-0123456789abcdef01234567", CallStatus::Ringing, "+79161234567")
+        );
+        assert_eq!((r.caller, r.answered_at, r.ended_at), (None, None, None), "the employee on SIP is no caller");
+        assert_eq!(report("events/call", &leg(false, "Connected", None)).status, CallStatus::Answered);
+        // Mango puts the employee through: their leg ends normally, which ends nothing.
+        for reason in [None, Some(1000), Some(1100), Some(1110), Some(1120), Some(1182)] {
+            assert!(is_ignored("events/call", &leg(false, "Disconnected", reason)), "{reason:?}");
+        }
+        // The visitor's leg: ringing, talking, a normal end completes the call.
+        let r = report("events/call", &leg(true, "Appeared", None));
+        assert_eq!(
+            (r.key.as_str(), r.called.as_str(), r.status),
+            ("mg:cb-0123456789abcdef01234567", "+79161234567", CallStatus::Ringing)
+        );
+        assert_eq!(r.caller.as_ref().map(Caller::as_str), Some("+74951230099"), "the employee's number");
+        let r = report("events/call", &leg(true, "Connected", None));
+        assert_eq!((r.status, r.answered_at), (CallStatus::Answered, Some(at(1_558_422_128))));
+        for reason in [1100, 1110, 1120, 1180] {
+            let r = report("events/call", &leg(true, "Disconnected", Some(reason)));
+            assert_eq!((r.status, r.ended_at), (CallStatus::Completed, Some(at(1_558_422_128))), "{reason}");
+        }
+        // Someone not reached, on either leg: the call is over.
+        for (reason, status) in [
+            (1111, CallStatus::Missed),
+            (1121, CallStatus::Busy),
+            (1122, CallStatus::Missed),
+            (1124, CallStatus::Missed),
+            (1192, CallStatus::Missed),
+            (4200, CallStatus::Missed),
+            (1131, CallStatus::Failed),
+            (2240, CallStatus::Failed),
+            (3200, CallStatus::Failed),
+            (5003, CallStatus::Failed),
+        ] {
+            for visitor_leg in [false, true] {
+                assert_eq!(
+                    report("events/call", &leg(visitor_leg, "Disconnected", Some(reason))).status,
+                    status,
+                    "{reason}"
+                );
+            }
+        }
+        assert!(is_ignored("events/call", &leg(true, "Disconnected", None)), "an end that says nothing");
+
+        // A command that is not one of callpool's: the call is read as any other (an employee's: not recorded).
+        assert!(is_ignored(
+            "events/call",
+            &leg(true, "Appeared", None).replace(CB, "cmd.2.vpbx.12345.external.system.com.net")
+        ));
+        assert!(is_ignored("events/call", &leg(true, "Appeared", None).replace(CB, "cb-0123")));
+        assert!(is_ignored("events/call", &leg(true, "Appeared", None).replace(&format!("\"{CB}\""), "{}")));
+        // An incoming call carrying another system's command is recorded as before.
+        let incoming = call("Appeared", "ivr", "74951230001").replace("\"seq\":2,", "\"seq\":2, \"command_id\":17,");
+        assert_eq!(report("events/call", &incoming).key.as_str(), "mg:1MN0Q1MDOQ==");
+        // The callback's summary is an outgoing call's, naming no command: not recorded.
+        assert!(is_ignored("events/summary", SUMMARY_OUTGOING));
+        check_malformed("events/call", &leg(true, "Ringing", None), "call_state: \"Ringing\" is not one of");
+        check_malformed(
+            "events/call",
+            &leg(true, "Appeared", None).replace("1558422128", "1900000000"),
+            "timestamp: more than 5 minutes",
+        );
+        check_malformed(
+            "events/call",
+            &leg(true, "Disconnected", Some(1120)).replace("1120", "\"x\""),
+            "disconnect_reason: ",
+        );
+        let no_numbers = leg(true, "Appeared", None)
+            .replace("\"79161234567\"", "\"sip:client@x.ru\"")
+            .replace("\"74951230099\"", "null");
+        check_malformed("events/call", &no_numbers, "to.number: the number Mango called for the callback is required");
+    }
+
+    fn check_malformed(event: &str, json: &str, expected: &str) {
+        let m = malformed(event, json);
+        assert!(m.starts_with(expected), "{json}: {m:?} does not start with {expected:?}");
+    }
+
+    #[test]
+    fn a_callbacks_call_moves_on_as_its_legs_arrive_in_any_order() {
+        // The visitor's leg ends before its answer arrives: the late answer adds its time only.
+        let mut c = stored(&report("events/call", &leg(false, "Appeared", None)));
+        for json in [leg(false, "Connected", None), leg(true, "Appeared", None), leg(true, "Disconnected", Some(1120))]
+        {
+            c.absorb(&report("events/call", &json), NOW);
+        }
+        assert_eq!((c.status, c.answered_at), (CallStatus::Completed, None));
+        c.absorb(&report("events/call", &leg(true, "Connected", None)), NOW);
+        assert_eq!((c.status, c.answered_at), (CallStatus::Completed, Some(at(1_558_422_128))));
+        assert!(!c.absorb(&report("events/call", &leg(true, "Connected", None)), NOW), "a repeat changes nothing");
+        // The employee never answers: missed, whatever comes after.
+        let mut c = stored(&report("events/call", &leg(false, "Appeared", None)));
+        assert!(c.absorb(&report("events/call", &leg(false, "Disconnected", Some(1111))), NOW));
+        assert!(!c.absorb(&report("events/call", &leg(false, "Connected", None)), NOW));
+        assert_eq!(c.status, CallStatus::Missed);
     }
 }

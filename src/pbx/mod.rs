@@ -8,8 +8,8 @@
 //!
 //! Vendors: [`callpool`] (callpool's signed JSON, also Twilio-style form fields; the `generic`
 //! trigger), [`twilio`] (Twilio's signed status callbacks; create-call), [`voximplant`]
-//! (`StartScenarios`), [`zadarma`] (Zadarma's signed call notifications), [`mango`] (Mango
-//! Office's signed realtime events), [`sipuni`] (Sipuni's unsigned call events, behind a token or
+//! (`StartScenarios`), [`zadarma`] (Zadarma's signed call notifications; its API's callback), [`mango`] (Mango
+//! Office's signed realtime events; `commands/callback`), [`sipuni`] (Sipuni's unsigned call events, behind a token or
 //! addresses), [`asterisk`] (callpool connects to its AMI), [`uis`] (UIS/CoMagic HTTP
 //! notifications, in the JSON templates callpool documents, behind a token or addresses). Adding a
 //! vendor is one file here and its lines in [`VENDORS`]; ARCHITECTURE.md has the recipe.
@@ -39,7 +39,9 @@ pub static VENDORS: &[&dyn Reader] = &[
     &twilio::TRIGGER,
     &voximplant::TRIGGER,
     &zadarma::WEBHOOK,
+    &zadarma::TRIGGER,
     &mango::WEBHOOK,
+    &mango::TRIGGER,
     &sipuni::WEBHOOK,
     &asterisk::WEBHOOK,
     &uis::WEBHOOK,

@@ -31,6 +31,20 @@
 //! URL check: when the URL is saved, Zadarma requests it with `?zd_echo=<string>` and expects the
 //! string back as the body. Every other answer is an empty 200: NOTIFY_START's answer may carry
 //! routing instructions, and callpool gives none.
+//!
+//! Trigger (`[site.callback] trigger = { kind = "zadarma", key, secret, from, sip?, predicted?,
+//! url? }`): the API's callback method, `GET <url>/v1/request/callback/` with `from` (who is rung
+//! first: an extension, a SIP number or a phone number), `to` (the visitor, international digits),
+//! `sip` (the line whose caller id the visitor sees) and `predicted` (ring the visitor first), and
+//! `format=json`, as the official library sends it. The request is signed as Zadarma's library
+//! signs every API call (zadarma/user-api-v1 `Client::getAuthHeader`): the parameters sorted by
+//! name and written by PHP's `http_build_query` (RFC 1738), then `Authorization: <key>:<base64 of
+//! the hex HMAC-SHA1, keyed with the secret, of method . query . md5(query)>`. The answer is
+//! `{"status":"success","from":..,"to":..,"time":..}` or `{"status":"error","message":..}`.
+//!
+//! The callback's outcome is not linked back: Zadarma's answer names no call, the request cannot
+//! carry callpool's id, and whether (and as what) its notifications report a callback's legs is
+//! not documented. The callback stays `calling`; docs/PBX.md says what linking it would take.
 
 use std::collections::HashMap;
 
@@ -42,10 +56,12 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::adapter::{
-    called_number, not_in_future, Adapter, CallAccepted, Inbound, Received, Refusal, Reply, LONGEST_CALL_S,
+    called_number, http_answer, json_text, not_in_future, Adapter, Answer, CallAccepted, Inbound, Received, Refusal,
+    Reply, Trigger, LONGEST_CALL_S,
 };
+use crate::callback::Callback;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
-use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX};
+use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX, ENV_TRIGGER_SECRET_PREFIX};
 
 /// Zadarma's signature header.
 pub const SIGNATURE_HEADER: &str = "signature";
@@ -267,6 +283,217 @@ fn disposition(raw: &str) -> Result<CallStatus, String> {
         | "no money, no limit" => Ok(CallStatus::Failed),
         _ => Err(format!("disposition: {raw:?} is not a Zadarma disposition")),
     }
+}
+
+/// The API's callback method, as Zadarma's library names and signs it (version and trailing '/').
+pub const CALLBACK_METHOD: &str = "/v1/request/callback/";
+/// Zadarma's API, unless the trigger's `url` says otherwise.
+pub const DEFAULT_API_URL: &str = "https://api.zadarma.com";
+/// The longest error message of Zadarma's kept with the callback.
+const MAX_MESSAGE: usize = 200;
+
+/// The callback trigger's settings.
+pub struct RequestCallback {
+    base_url: String,
+    key: String,
+    secret: String,
+    /// Digits: an extension or SIP number, or a phone number in international format.
+    from: String,
+    sip: Option<String>,
+    predicted: bool,
+}
+
+/// Reads `trigger = { kind = "zadarma", key, secret, from, sip?, predicted?, url? }`.
+pub struct TriggerReader;
+pub static TRIGGER: TriggerReader = TriggerReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    url: Option<String>,
+    key: Option<String>,
+    secret: Option<String>,
+    from: Option<String>,
+    sip: Option<String>,
+    predicted: Option<bool>,
+}
+
+impl Reader for TriggerReader {
+    fn place(&self) -> Place {
+        Place::Trigger("zadarma")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let raw: RawTrigger = f.parse()?;
+        let base_url = f.base_url("url", raw.url.unwrap_or_else(|| DEFAULT_API_URL.into()));
+        let key = f.required("key", raw.key, " for kind = \"zadarma\": the user key of the account's API keys");
+        let key = match key {
+            Some(k) if k.bytes().all(|b| b.is_ascii_alphanumeric()) => Some(k),
+            Some(_) => {
+                f.fail("key", "letters and digits only (the user key of the account's API keys)");
+                None
+            }
+            None => None,
+        };
+        let env_name = format!("{ENV_TRIGGER_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
+        let secret = f.env().var(&env_name).map(|s| s.trim().to_owned()).or(raw.secret);
+        let why = format!(" for kind = \"zadarma\": the secret of the account's API keys (or set {env_name})");
+        let secret = f.required("secret", secret, &why).map(|s| f.secret("secret", s));
+        let from = f.required(
+            "from",
+            raw.from,
+            " for kind = \"zadarma\": who is rung first, an extension (\"100\") or a number (\"74951230099\")",
+        );
+        let from = from.and_then(|v| from_digits(&v).map_err(|e| f.fail("from", e)).ok());
+        let sip = match raw.sip {
+            None => Some(None),
+            Some(v) => sip_digits(&v).map(Some).map_err(|e| f.fail("sip", e)).ok(),
+        };
+        let trigger: Box<dyn Trigger> = Box::new(RequestCallback {
+            base_url,
+            key: key?,
+            secret: secret?,
+            from: from?,
+            sip: sip?,
+            predicted: raw.predicted.unwrap_or(false),
+        });
+        Some(Section::new("zadarma", trigger))
+    }
+}
+
+/// `from` as Zadarma takes it: an extension (100) or SIP number (Zadarma's are 6 digits; its
+/// OpenAPI document says 3 to 5), or a phone number in international format (7 to 15 digits; a
+/// leading '+' is dropped, as Zadarma writes numbers).
+fn from_digits(raw: &str) -> Result<String, String> {
+    let plus = raw.starts_with('+');
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
+    let all = digits.bytes().all(|b| b.is_ascii_digit());
+    match digits.len() {
+        3..=6 if all && !plus => Ok(digits.to_owned()),
+        7..=15 if all => Ok(digits.to_owned()),
+        _ => Err(format!(
+            "{raw:?} is neither an extension or SIP number (\"100\") nor a number in international format (\"74951230099\")"
+        )),
+    }
+}
+
+/// `sip`: the extension or SIP number whose caller id the visitor sees, digits only.
+fn sip_digits(raw: &str) -> Result<String, String> {
+    if (3..=10).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!("{raw:?} is not an extension or SIP number (3 to 10 digits, such as \"100\")"))
+    }
+}
+
+impl RequestCallback {
+    /// The request's parameters, sorted by name as Zadarma signs them: `format=json` (what its
+    /// library adds to every call), `from`, `predicted` (`1`: PHP writes `true` so), `sip`, `to`
+    /// (the visitor's digits, as the library's `filterNumber` leaves them).
+    fn params(&self, visitor: &PhoneNumber) -> Vec<(&'static str, String)> {
+        let mut p = vec![
+            ("format", "json".to_owned()),
+            ("from", self.from.clone()),
+            ("to", visitor.as_str().trim_start_matches('+').to_owned()),
+        ];
+        if self.predicted {
+            p.push(("predicted", "1".to_owned()));
+        }
+        if let Some(sip) = &self.sip {
+            p.push(("sip", sip.clone()));
+        }
+        p.sort_by_key(|&(k, _)| k);
+        p
+    }
+}
+
+impl Trigger for RequestCallback {
+    /// Zadarma rings its own `from`, not the form's `operator`.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        _operator: &PhoneNumber,
+        cb: &Callback,
+        _now: Ts,
+    ) -> reqwest::RequestBuilder {
+        let params = self.params(&cb.number);
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let query = api_query(&pairs);
+        http.get(format!("{}{CALLBACK_METHOD}?{query}", self.base_url))
+            .header(reqwest::header::AUTHORIZATION, api_authorization(&self.key, &self.secret, CALLBACK_METHOD, &query))
+    }
+
+    fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {
+        let json = serde_json::from_str::<serde_json::Value>(body).ok();
+        let message = json.as_ref().and_then(|j| j.get("message")).and_then(json_text).map(|m| {
+            let m = m.trim();
+            m.char_indices().nth(MAX_MESSAGE).map_or(m, |(i, _)| &m[..i]).to_owned()
+        });
+        let error = json.as_ref().and_then(|j| j.get("status")).and_then(serde_json::Value::as_str) == Some("error");
+        // A rate limit is worth waiting for, whatever status it comes with (429 and 5xx are retried anyway).
+        if let Some(m) = message.as_deref().filter(|m| error && rate_limited(m)) {
+            return Answer::Again(format!("Zadarma's API limit: {m}"));
+        }
+        if let Some(a) = http_answer(status, body) {
+            return a;
+        }
+        let Some(j) = json else {
+            return Answer::Again("Zadarma answered something that is not JSON".into());
+        };
+        match j.get("status").and_then(serde_json::Value::as_str) {
+            // The answer names no call (its fields are from, to and time); a call id, if it ever
+            // gave one, would link the PBX's reports.
+            Some("success") => Answer::Placed { pbx_ref: j.get("pbx_call_id").and_then(json_text) },
+            Some("error") => {
+                Answer::Refused(format!("Zadarma refused the callback: {}", message.as_deref().unwrap_or("no message")))
+            }
+            _ => Answer::Refused(format!("Zadarma did not confirm the callback: {j}")),
+        }
+    }
+}
+
+/// Whether an error message of Zadarma's API is about its request rate (documented only as 100
+/// requests a minute answered 429; its wording is not).
+fn rate_limited(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("too many") || m.contains("rate limit") || (m.contains("limit") && m.contains("request"))
+}
+
+/// The query string Zadarma signs and is sent: `params` (already sorted by name) written as PHP's
+/// `http_build_query($params, '', '&', PHP_QUERY_RFC1738)` writes them (`urlencode`: letters,
+/// digits, '-', '_' and '.' as they are, a space as '+', every other byte as %XX).
+pub fn api_query(params: &[(&str, &str)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (i, (k, v)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        for (j, part) in [k, v].into_iter().enumerate() {
+            if j > 0 {
+                out.push('=');
+            }
+            for b in part.bytes() {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(char::from(b)),
+                    b' ' => out.push('+'),
+                    _ => {
+                        let _ = write!(out, "%{b:02X}");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `Authorization` header of a call to Zadarma's API: `<key>:<signature>`, the signature
+/// being base64 of the hex HMAC-SHA1, keyed with the secret, of `method . query . md5(query)`
+/// (zadarma/user-api-v1 `Client::getAuthHeader` and `encodeSignature`).
+pub fn api_authorization(key: &str, secret: &str, method: &str, query: &str) -> String {
+    use md5::Digest;
+    let md5 = hex::encode(md5::Md5::digest(query.as_bytes()));
+    format!("{key}:{}", sign(&format!("{method}{query}{md5}"), secret))
 }
 
 #[cfg(test)]
@@ -558,5 +785,233 @@ mod tests {
         no_disposition.retain(|(k, _)| *k != "disposition");
         assert!(refusal(&no_disposition).contains("disposition: required"));
         assert!(refusal(&[("pbx_call_id", "in_1")]).contains("event: required"));
+    }
+
+    // The callback trigger.
+
+    /// Zadarma's own placeholder user key (its examples'), with [`SECRET`].
+    const KEY: &str = "a248a6a984459935b569";
+
+    fn request_callback(from: &str, sip: Option<&str>, predicted: bool) -> RequestCallback {
+        RequestCallback {
+            base_url: "http://zd.test".into(),
+            key: KEY.into(),
+            secret: SECRET.into(),
+            from: from.into(),
+            sip: sip.map(str::to_owned),
+            predicted,
+        }
+    }
+
+    fn callback(number: &str) -> Callback {
+        use crate::callback::{CallbackId, CallbackStatus, Channel};
+        Callback {
+            id: CallbackId::parse("cb-0123456789abcdef01234567").unwrap(),
+            site: callpool_pool::SiteId::new("shop").unwrap(),
+            number: PhoneNumber::parse(number).unwrap(),
+            visitor: None,
+            attrs: Default::default(),
+            channel: Channel::Widget,
+            requested_at: NOW,
+            due_at: NOW,
+            status: CallbackStatus::Accepted,
+            attempts: 0,
+            next_attempt_at: None,
+            error: None,
+            pbx_ref: None,
+            call: None,
+            links: Vec::new(),
+            updated_at: NOW,
+        }
+    }
+
+    #[test]
+    fn api_requests_are_signed_as_zadarmas_php_library_signs_them() {
+        // The expected headers are what zadarma/user-api-v1 itself sends: PHP 8.2 running its
+        // lib/Client.php, `getAuthHeader('/v1/request/callback/', $params)` called by reflection
+        // with the parameters `Api::requestCallback` builds and `Client::call` completes
+        // (`format=json`). Python's hmac gives the same (base64 of the hex digest).
+        let q = api_query(&[("format", "json"), ("from", "100"), ("to", "79161234567")]);
+        assert_eq!(q, "format=json&from=100&to=79161234567");
+        assert_eq!(
+            api_authorization(KEY, SECRET, CALLBACK_METHOD, &q),
+            "a248a6a984459935b569:ZTBiMDFkNDY1ZGU5YzhjNzcwZThmOGE3OWM5NzkyYTJkOWY5NjVhOQ=="
+        );
+        // requestCallback('74951230099', '+79161234567', '100', true).
+        let q = api_query(&[
+            ("format", "json"),
+            ("from", "74951230099"),
+            ("predicted", "1"),
+            ("sip", "100"),
+            ("to", "79161234567"),
+        ]);
+        assert_eq!(q, "format=json&from=74951230099&predicted=1&sip=100&to=79161234567");
+        assert_eq!(
+            api_authorization(KEY, SECRET, CALLBACK_METHOD, &q),
+            "a248a6a984459935b569:YTA2MTA4MGUxMDY4NWRkM2VkNGFiMDQ4MTEwODU5YzdmN2I0NTQ0Mg=="
+        );
+        // Another method signs another text; another secret another signature.
+        assert_ne!(api_authorization(KEY, SECRET, "/v1/sip/", &q), api_authorization(KEY, SECRET, CALLBACK_METHOD, &q));
+        assert_ne!(
+            api_authorization(KEY, "another-secret-0123", CALLBACK_METHOD, &q),
+            api_authorization(KEY, SECRET, CALLBACK_METHOD, &q)
+        );
+        // PHP's urlencode, byte for byte: http_build_query(['from' => 'a b+c*~é/.-_', 'to' => '1'],
+        // '', '&', PHP_QUERY_RFC1738) in PHP 8.2.
+        assert_eq!(api_query(&[("from", "a b+c*~é/.-_"), ("to", "1")]), "from=a+b%2Bc%2A%7E%C3%A9%2F.-_&to=1");
+    }
+
+    #[test]
+    fn the_callback_request_is_a_signed_get_with_the_visitors_digits() {
+        let http = reqwest::Client::new();
+        let operator = PhoneNumber::parse("+74951230099").unwrap();
+        let req = request_callback("100", None, false)
+            .request(&http, &operator, &callback("+79161234567"), NOW)
+            .build()
+            .unwrap();
+        assert_eq!(req.method(), reqwest::Method::GET);
+        assert_eq!(req.url().as_str(), "http://zd.test/v1/request/callback/?format=json&from=100&to=79161234567");
+        assert_eq!(
+            req.headers()[reqwest::header::AUTHORIZATION],
+            "a248a6a984459935b569:ZTBiMDFkNDY1ZGU5YzhjNzcwZThmOGE3OWM5NzkyYTJkOWY5NjVhOQ=="
+        );
+        assert!(req.body().is_none(), "a GET carries its parameters in the query");
+
+        // A phone number as `from` (its '+' dropped when read), the caller id's line, predicted.
+        let req = request_callback(&from_digits("+74951230099").unwrap(), Some("100"), true)
+            .request(&http, &operator, &callback("+79161234567"), NOW)
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().query(),
+            Some("format=json&from=74951230099&predicted=1&sip=100&to=79161234567"),
+            "sorted by name, as signed"
+        );
+        assert_eq!(
+            req.headers()[reqwest::header::AUTHORIZATION],
+            "a248a6a984459935b569:YTA2MTA4MGUxMDY4NWRkM2VkNGFiMDQ4MTEwODU5YzdmN2I0NTQ0Mg=="
+        );
+    }
+
+    #[test]
+    fn callback_answers_are_read() {
+        use reqwest::StatusCode;
+        let z = request_callback("100", None, false);
+        let ok = StatusCode::OK;
+        // The documented answer: no call id.
+        let success = r#"{"status":"success","from":"100","to":"79161234567","time":1800000000}"#;
+        assert_eq!(z.answer(ok, success), Answer::Placed { pbx_ref: None });
+        assert_eq!(
+            z.answer(ok, r#"{"status":"success","pbx_call_id":"out_0123abcd","time":1800000000}"#),
+            Answer::Placed { pbx_ref: Some("out_0123abcd".into()) },
+            "a call id, if the answer ever gives one"
+        );
+        let refused = |a: Answer| match a {
+            Answer::Refused(m) => m,
+            other => panic!("not refused: {other:?}"),
+        };
+        let again = |a: Answer| match a {
+            Answer::Again(m) => m,
+            other => panic!("not retried: {other:?}"),
+        };
+        let m = refused(z.answer(ok, r#"{"status":"error","message":"Wrong parameter 'to'"}"#));
+        assert_eq!(m, "Zadarma refused the callback: Wrong parameter 'to'");
+        let m = refused(z.answer(StatusCode::UNAUTHORIZED, r#"{"status":"error","message":"Not authorized"}"#));
+        assert!(m.contains("HTTP 401") && m.contains("Not authorized"), "{m}");
+        assert!(refused(z.answer(ok, r#"{"status":"pending"}"#)).contains("did not confirm"));
+        let long = format!(r#"{{"status":"error","message":"{}"}}"#, "x".repeat(1000));
+        assert_eq!(refused(z.answer(ok, &long)).len(), "Zadarma refused the callback: ".len() + MAX_MESSAGE);
+
+        // Rate limits and failures on Zadarma's side are retried.
+        assert!(again(z.answer(StatusCode::TOO_MANY_REQUESTS, "")).contains("429"));
+        assert!(again(z.answer(StatusCode::BAD_GATEWAY, "<html>")).contains("502"));
+        let m = again(z.answer(StatusCode::BAD_REQUEST, r#"{"status":"error","message":"Too many requests"}"#));
+        assert!(m.contains("Too many requests"), "{m}");
+        assert!(matches!(z.answer(ok, r#"{"status":"error","message":"API rate limit exceeded"}"#), Answer::Again(_)));
+        assert!(again(z.answer(ok, "<html>maintenance</html>")).contains("not JSON"));
+    }
+
+    #[test]
+    fn the_trigger_reader_takes_the_key_pair_and_who_is_rung() {
+        let config = |trigger: &str, env: &[(&str, &str)]| {
+            let text = format!(
+                r#"
+[[pbx]]
+id = "zd"
+kind = "zadarma"
+secret = "{SECRET}"
+
+[[site]]
+id = "shop-1"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001"]
+
+[site.callback]
+operator = "+74951230099"
+pbx = "zd"
+trigger = {{ kind = "zadarma", {trigger} }}
+"#
+            );
+            let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK, &TRIGGER])
+        };
+        // The trigger as read: its request for a callback to +79161234567.
+        let request = |c: &Config| {
+            let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
+            let t = section.get::<Box<dyn Trigger>>().expect("a trigger");
+            let operator = PhoneNumber::parse("+74951230099").unwrap();
+            t.request(&reqwest::Client::new(), &operator, &callback("+79161234567"), NOW).build().unwrap()
+        };
+        let c = config(&format!(r#"key = "{KEY}", secret = "{SECRET}", from = "100""#), &[]).unwrap();
+        let req = request(&c);
+        assert_eq!(
+            req.url().as_str(),
+            "https://api.zadarma.com/v1/request/callback/?format=json&from=100&to=79161234567"
+        );
+        assert_eq!(
+            req.headers()[reqwest::header::AUTHORIZATION],
+            "a248a6a984459935b569:ZTBiMDFkNDY1ZGU5YzhjNzcwZThmOGE3OWM5NzkyYTJkOWY5NjVhOQ=="
+        );
+        // The secret from the environment (named by the site), the URL for tests, the line, predicted.
+        let c = config(
+            r#"key = "a248a6a984459935b569", secret = "file-secret-0123456", from = "+74951230099", sip = "100", predicted = true, url = "http://127.0.0.1:9/""#,
+            &[("CALLPOOL_TRIGGER_SECRET_SHOP_1", SECRET)],
+        )
+        .unwrap();
+        let req = request(&c);
+        assert_eq!(
+            req.url().as_str(),
+            "http://127.0.0.1:9/v1/request/callback/?format=json&from=74951230099&predicted=1&sip=100&to=79161234567"
+        );
+        assert!(req.headers()[reqwest::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .ends_with(":YTA2MTA4MGUxMDY4NWRkM2VkNGFiMDQ4MTEwODU5YzdmN2I0NTQ0Mg=="));
+
+        let problems = |trigger: &str| config(trigger, &[]).err().map(|e| e.problems.join("; ")).unwrap_or_default();
+        let all = problems("");
+        for field in ["key: required", "secret: required", "from: required"] {
+            assert!(all.contains(&format!("callback.trigger.{field} for kind = \"zadarma\"")), "{field}: {all}");
+        }
+        assert!(all.contains("CALLPOOL_TRIGGER_SECRET_SHOP_1"), "{all}");
+        let with = |extra: &str| problems(&format!(r#"key = "{KEY}", secret = "{SECRET}", from = "100", {extra}"#));
+        assert!(problems(&format!(r#"key = "a:b", secret = "{SECRET}", from = "100""#))
+            .contains("key: letters and digits only"));
+        assert!(problems(&format!(r#"key = "{KEY}", secret = "short", from = "100""#))
+            .contains("secret: must be at least 16"));
+        for bad in ["10", "+100", "+123456", "7 495 123-00-99", "0-1", "1234567890123456"] {
+            let p = problems(&format!(r#"key = "{KEY}", secret = "{SECRET}", from = "{bad}""#));
+            assert!(p.contains(&format!("from: {bad:?} is neither an extension")), "{bad}: {p}");
+        }
+        for good in ["100", "123456", "74951230099", "+74951230099"] {
+            assert!(from_digits(good).is_ok(), "{good}");
+        }
+        assert!(with(r#"sip = "1a0""#).contains("sip: \"1a0\" is not an extension or SIP number"));
+        assert!(with(r#"url = "api.zadarma.com""#).contains("url: \"api.zadarma.com\" is not an http(s) URL"));
+        assert!(with(r#"predicted = "yes""#).contains("invalid type"), "{}", with(r#"predicted = "yes""#));
+        assert!(with(r#"pbx_call_id = "x""#).contains("unknown field `pbx_call_id`"));
     }
 }

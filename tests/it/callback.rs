@@ -27,6 +27,10 @@ const OPERATOR: &str = "+74951230099";
 const TWILIO_SID: &str = "AC0123456789abcdef";
 const TWILIO_TOKEN: &str = "twilio-auth-token-0123";
 const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
+const ZADARMA_KEY: &str = "0123456789abcdef0123";
+const ZADARMA_SECRET: &str = "zadarma-secret-0123456789";
+const MANGO_KEY: &str = "mango-vpbx-key-0123";
+const MANGO_SALT: &str = "mango-vpbx-salt-0123456789";
 
 /// One request the fake PBX (or Telegram, or the notification hook) received.
 #[derive(Clone, Debug)]
@@ -66,7 +70,9 @@ impl FakePbx {
         let (parts, body) = req.into_parts();
         let body = axum::body::to_bytes(body, 1 << 20).await.unwrap().to_vec();
         let path = parts.uri.path().to_owned();
-        let (problems, answer) = check(&path, &parts.headers, &body, self.got.lock().unwrap().len());
+        let query = parts.uri.query().unwrap_or("");
+        let (problems, answer) =
+            check(&parts.method, &path, query, &parts.headers, &body, self.got.lock().unwrap().len());
         let trigger = !path.contains("sendMessage") && path != "/notify";
         let status = if !problems.is_empty() {
             self.violations.lock().unwrap().extend(problems);
@@ -107,8 +113,28 @@ fn signed_at(headers: &axum::http::HeaderMap) -> Ts {
     t.map_or(Ts::now(), |t| Ts::from_millis(t * 1000))
 }
 
+/// Zadarma's `Authorization` for a callback request with `query`, computed here as its PHP
+/// library computes it: `key:base64(hex(hmac_sha1(method . query . md5(query), secret)))`.
+fn zadarma_authorization(query: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    use md5::Digest;
+    let signed = format!("/v1/request/callback/{query}{}", hex::encode(md5::Md5::digest(query.as_bytes())));
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(ZADARMA_SECRET.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    let hex_text = hex::encode(mac.finalize().into_bytes());
+    format!("{ZADARMA_KEY}:{}", base64::engine::general_purpose::STANDARD.encode(hex_text))
+}
+
 /// What each endpoint requires; the answer it gives when all is well.
-fn check(path: &str, headers: &axum::http::HeaderMap, body: &[u8], n: usize) -> (Vec<String>, String) {
+fn check(
+    method: &axum::http::Method,
+    path: &str,
+    query: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    n: usize,
+) -> (Vec<String>, String) {
     let mut p = Vec::new();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let e164 = |s: &str| s.starts_with('+') && s.len() > 8 && s[1..].bytes().all(|b| b.is_ascii_digit());
@@ -189,6 +215,56 @@ fn check(path: &str, headers: &axum::http::HeaderMap, body: &[u8], n: usize) -> 
             {
                 p.push(format!("notify body: {v}"));
             }
+        }
+        "/v1/request/callback/" => {
+            // Zadarma's API: a GET, its parameters in the query sorted by name, signed with the key pair.
+            if method != axum::http::Method::GET || !body.is_empty() {
+                p.push(format!("zadarma: {method} with {} bytes of body", body.len()));
+            }
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map_or("", |(_, v)| v.as_str());
+            if pairs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>() != ["format", "from", "sip", "to"] {
+                p.push(format!("zadarma parameters (these, sorted): {query}"));
+            }
+            if (get("format"), get("from"), get("sip")) != ("json", "100", "100") || !e164(&format!("+{}", get("to"))) {
+                p.push(format!("zadarma values: {query}"));
+            }
+            if header("authorization") != zadarma_authorization(query) {
+                p.push(format!("zadarma Authorization: {:?}", header("authorization")));
+            }
+            answer = json!({"status": "success", "from": get("from"), "to": get("to"), "time": Ts::now().as_millis() / 1000})
+                .to_string();
+        }
+        "/vpbx/commands/callback" => {
+            // Mango's VPBX API: a form POST of its three fields, `sign` = hex(sha256(key + json + salt)).
+            let names: Vec<String> = form_urlencoded::parse(body).map(|(k, _)| k.into_owned()).collect();
+            if method != axum::http::Method::POST
+                || header("content-type") != "application/x-www-form-urlencoded"
+                || names != ["vpbx_api_key", "sign", "json"]
+            {
+                p.push(format!("mango: {method} {:?} with fields {names:?}", header("content-type")));
+            }
+            let json = form.get("json").cloned().unwrap_or_default();
+            let sign = {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(format!("{MANGO_KEY}{json}{MANGO_SALT}")))
+            };
+            if form.get("vpbx_api_key").map(String::as_str) != Some(MANGO_KEY) || form.get("sign") != Some(&sign) {
+                p.push(format!("mango vpbx_api_key / sign: {form:?}"));
+            }
+            let v: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+            let keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            let id = v["command_id"].as_str().unwrap_or("");
+            let to = v["to_number"].as_str().unwrap_or("");
+            if keys.len() != 4
+                || !(id.starts_with("cb-") && id.len() == 27)
+                || v["from"] != json!({"extension": "101"})
+                || !(to.starts_with('7') && e164(&format!("+{to}")))
+                || v["line_number"] != "74951230013"
+            {
+                p.push(format!("mango json: {json}"));
+            }
+            answer = json!({"result": 1000}).to_string();
         }
         other => p.push(format!("unexpected path {other}")),
     }
@@ -318,6 +394,40 @@ operator = "{OPERATOR}"
 pbx = "tw"
 min_time_on_site = "0s"
 trigger = {{ kind = "twilio", url = "{pbx}", account_sid = "{TWILIO_SID}", auth_token = "{TWILIO_TOKEN}", from = "+74951230098", status_url = "{TWILIO_URL}" }}
+
+[[site]]
+id = "zdm"
+key = "zdm-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234547"
+default_after = "+74951234548"
+numbers = ["+74951230047"]
+
+[site.callback]
+operator = "{OPERATOR}"
+pbx = "office"
+min_time_on_site = "0s"
+trigger = {{ kind = "zadarma", url = "{pbx}", key = "{ZADARMA_KEY}", secret = "{ZADARMA_SECRET}", from = "100", sip = "100" }}
+
+[[site]]
+id = "mng"
+key = "mng-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234553"
+default_after = "+74951234554"
+numbers = ["+74951230053"]
+
+[site.callback]
+operator = "{OPERATOR}"
+pbx = "mg"
+min_time_on_site = "0s"
+trigger = {{ kind = "mango", url = "{pbx}", api_key = "{MANGO_KEY}", api_salt = "{MANGO_SALT}", extension = "101", line_number = "+74951230013" }}
+
+[[pbx]]
+id = "mg"
+kind = "mango"
+api_key = "{MANGO_KEY}"
+api_salt = "{MANGO_SALT}"
 "#
     )
 }
@@ -895,6 +1005,118 @@ async fn voximplant_and_twilio_adapters_place_the_call_and_twilio_reports_link_b
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     eventually("the Twilio call is linked to the callback", || async { get().await["status"] == "connected" }).await;
+    assert_eq!(w.pbx.violations(), Vec::<String>::new());
+    w.node.stop().await;
+}
+
+/// Zadarma's callback API: one signed GET (checked strictly by the fake), and the widget hears
+/// `accepted`, then `calling`. Zadarma's answer names no call and its notifications cannot be tied
+/// to the request, so nothing moves the callback on from `calling` (docs/PBX.md).
+#[tokio::test]
+async fn zadarma_trigger_places_the_callback() {
+    // The fake's signature is the one Zadarma's PHP library (user-api-v1 Client::getAuthHeader) sends.
+    assert_eq!(
+        zadarma_authorization("format=json&from=100&sip=100&to=79161234567"),
+        "0123456789abcdef0123:Y2RmMGVkYzkxZWFkYTA2ODI2MjkxYTc5MzljM2ZmNDUyMzFlOTk3Ng=="
+    );
+    let w = World::start(Backend::Embedded).await;
+    let mut tab = WsTab::open(w.node.addr, "zdm-public-key", ORIGIN).await;
+    let hello = json!({"type": "hello", "v": 1, "visitor": unique("v"), "tab": unique("tab"), "ga_client_id": CLIENT_ID, "page": PAGE});
+    tab.send_text(&hello.to_string()).await;
+    loop {
+        match tab.next().await {
+            Heard::Json(v) if v["type"] == "callback_form" => break,
+            Heard::Json(_) => continue,
+            other => panic!("expected the callback form, got {other:?}"),
+        }
+    }
+    tab.send_text(&json!({"type": "callback_request", "number": "8 (916) 123-45-67"}).to_string()).await;
+    let first = callback_msg(&mut tab).await;
+    assert_eq!(first["status"], "accepted", "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(statuses_until(&mut tab, "calling").await, ["calling"]);
+    let placed = w.pbx.accepted("/v1/request/callback/");
+    assert_eq!(placed.len(), 1, "exactly one callback request");
+    assert_eq!(w.pbx.violations(), Vec::<String>::new());
+    // Asked once; nothing reports the call.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(w.pbx.attempts("/v1/request/callback/"), 1);
+    assert_eq!(w.status("zdm-public-key", &id).await["status"], "calling");
+    w.node.stop().await;
+}
+
+/// Mango Office's `commands/callback`: one signed command (checked strictly by the fake), named by
+/// the callback's id. The events of the call Mango places carry that id as `command_id`: the
+/// employee answering connects the callback, the visitor's leg ending after the talk completes it;
+/// the call's summary (an outgoing call's, naming no command) and the command's result change
+/// nothing.
+#[tokio::test]
+async fn mango_trigger_places_the_callback_and_its_events_report_it() {
+    let w = World::start(Backend::Embedded).await;
+    let (status, body) = w.ask("mng-public-key", "+79161234567", "v-mng", "10.0.0.3").await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    eventually("Mango got the command", || async { w.pbx.accepted("/vpbx/commands/callback").len() == 1 }).await;
+    let get = || w.status("mng-public-key", &id);
+    eventually("the callback is calling", || async { get().await["status"] == "calling" }).await;
+    let sent = w.pbx.accepted("/vpbx/commands/callback")[0].body.clone();
+    let json = form_urlencoded::parse(&sent).find(|(k, _)| k == "json").unwrap().1.into_owned();
+    let command: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (command["command_id"].as_str(), command["to_number"].as_str()),
+        (Some(id.as_str()), Some("79161234567"))
+    );
+
+    let http = reqwest::Client::new();
+    let post = |event: &str, json: String| {
+        let sign = callpool::pbx::mango::sign(MANGO_KEY, &json, MANGO_SALT);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("vpbx_api_key", MANGO_KEY), ("sign", sign.as_str()), ("json", json.as_str())])
+            .finish();
+        http.post(w.node.url(&format!("/v1/pbx/calls/mg/{event}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let now = Ts::now().as_millis() / 1000;
+    // The employee's leg (from the visitor to extension 101), then the visitor's (from 101).
+    let leg = |visitor: bool, state: &str, seq: u32, reason: Option<u32>| {
+        let (from, to) = if visitor {
+            (json!({"extension": "101", "number": "74951230099"}), json!({"number": "79161234567"}))
+        } else {
+            (json!({"number": "79161234567"}), json!({"extension": "101", "number": "sip:op@vpbx1.mangosip.ru"}))
+        };
+        let mut e = json!({"entry_id": "bWctY2ItMQ==", "call_id": format!("leg-{}", u8::from(visitor)),
+            "timestamp": now + i64::from(seq), "seq": seq, "call_state": state, "location": "abonent",
+            "from": from, "to": to, "command_id": id});
+        if let Some(r) = reason {
+            e["disconnect_reason"] = json!(r);
+        }
+        e.to_string()
+    };
+    for json in [leg(false, "Appeared", 1, None), leg(false, "Connected", 2, None)] {
+        assert_eq!(post("events/call", json).await.unwrap().status(), 200);
+    }
+    eventually("the employee answered", || async { get().await["status"] == "connected" }).await;
+    for json in [
+        leg(false, "Disconnected", 3, Some(1000)),
+        leg(true, "Appeared", 4, None),
+        leg(true, "Connected", 5, None),
+        leg(true, "Disconnected", 6, Some(1120)),
+    ] {
+        assert_eq!(post("events/call", json).await.unwrap().status(), 200);
+    }
+    eventually("the talk is over", || async { get().await["status"] == "completed" }).await;
+    let summary = json!({"entry_id": "bWctY2ItMQ==", "call_direction": 2,
+        "from": {"extension": "101", "number": "74951230099"}, "to": {"number": "79161234567"},
+        "line_number": "74951230013", "create_time": now, "forward_time": now, "talk_time": now + 5,
+        "end_time": now + 6, "entry_result": 1, "disconnect_reason": 1120});
+    assert_eq!(post("events/summary", summary.to_string()).await.unwrap().status(), 200);
+    let result = json!({"command_id": id, "result": 1000});
+    assert_eq!(post("result/callback", result.to_string()).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.pbx.attempts("/vpbx/commands/callback"), 1, "exactly one command");
+    assert_eq!(get().await["status"], "completed");
     assert_eq!(w.pbx.violations(), Vec::<String>::new());
     w.node.stop().await;
 }
