@@ -5,6 +5,7 @@
 #
 #   ./benches/pbx.sh embedded 20 32     embedded store, 20 s, 32 connections
 #   ./benches/pbx.sh cluster 20 32      Redis + RabbitMQ
+#   ./benches/pbx.sh cluster 10 32 ringing zadarma    a vendor's format: callpool, zadarma, mango, sipuni, uis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet

@@ -10,7 +10,7 @@
 //! trigger), [`twilio`] (Twilio's signed status callbacks; create-call), [`voximplant`]
 //! (`StartScenarios`), [`zadarma`] (Zadarma's signed call notifications; its API's callback), [`mango`] (Mango
 //! Office's signed realtime events; `commands/callback`), [`sipuni`] (Sipuni's unsigned call events, behind a token or
-//! addresses), [`asterisk`] (callpool connects to its AMI), [`uis`] (UIS/CoMagic HTTP
+//! addresses; its callback API's `call_number`), [`asterisk`] (callpool connects to its AMI), [`uis`] (UIS/CoMagic HTTP
 //! notifications, in the JSON templates callpool documents, behind a token or addresses). Adding a
 //! vendor is one file here and its lines in [`VENDORS`]; ARCHITECTURE.md has the recipe.
 
@@ -43,6 +43,7 @@ pub static VENDORS: &[&dyn Reader] = &[
     &mango::WEBHOOK,
     &mango::TRIGGER,
     &sipuni::WEBHOOK,
+    &sipuni::TRIGGER,
     &asterisk::WEBHOOK,
     &uis::WEBHOOK,
 ];

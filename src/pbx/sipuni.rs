@@ -43,6 +43,31 @@
 //! Sipuni's AMI event proxy alexkasp/crmproxy `crmproxy/Parser.cpp`, which numbers the events,
 //! types numbers 1 external / 2 internal, and adds `pbxdstnum`); docs/PBX.md has the details
 //! and what is not confirmed.
+//!
+//! Trigger (`[site.callback] trigger = { kind = "sipuni", user, secret, sipnumber, reverse?, url?
+//! }`): the callback API's "call to a number" (`POST <url>/api/callback/call_number`, a form):
+//! Sipuni rings the employee's internal number `sipnumber` first, then, once it answers, the
+//! visitor's `phone` (digits, no `+`); `reverse=1` rings the visitor first. The fields are
+//! `antiaon` (always 0: the visitor sees the line's number), `phone`, `reverse`, `sipnumber`,
+//! `user` (the account's id) and `hash`: the MD5 (hex) of the values in the order of their names,
+//! then the integration key, joined with `+`: `antiaon+phone+reverse+sipnumber+user+secret`.
+//!
+//! The answer is JSON with `success` (public integrations read `success` and `message`); `true`
+//! places the call (with `callId` or `id` as Sipuni's reference, if the answer has one), `false`
+//! or an error (`result`/`status` "error", `error`) refuses it, unless its message is about the
+//! request rate. Nothing links the call's events to the callback: the request cannot carry
+//! callpool's id, no published source says that the events of the call Sipuni places carry the
+//! answer's id, and the events of a call an employee makes are not recorded (above). The callback
+//! stays `calling`; docs/PBX.md says so.
+//!
+//! Sources for the trigger: Sipuni's article "Создание звонка на номер с помощью API"
+//! (https://help.sipuni.com/articles/134-182-113--sozdanie-zvonka-na-nomer-s-pomoshyu-api/, not
+//! readable here), as public code implements it: webasyst/crm `plugins/sipuni/lib/classes/
+//! crmSipuniPluginApi.class.php` (`initCall`: the fields, the hash's order, a POST, the answer's
+//! `success`), edwardstock/php-sipuni `Callback/CallTypes/CallFromInternal.php` (the order "as the
+//! API says", `reverse`, `antiaon`, "Sipuni recommends POST"), bzdvdn/sipuni-go
+//! `sipuni/call_service.go` and `request.go` (the values sorted by name, then `user` and the key;
+//! the answer's `id` and `callId`).
 
 use std::collections::HashMap;
 
@@ -51,11 +76,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::adapter::{
-    called_number, not_in_future, recording_url, Adapter, CallAccepted, Inbound, Received, Refusal, Reply,
-    LONGEST_CALL_S,
+    called_number, http_answer, json_text, not_in_future, recording_url, Adapter, Answer, CallAccepted, Inbound,
+    Received, Refusal, Reply, Trigger, LONGEST_CALL_S,
 };
+use crate::callback::Callback;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
-use crate::config::{Fields, Place, Reader, Section};
+use crate::config::{Fields, Place, Reader, Section, ENV_TRIGGER_SECRET_PREFIX};
 
 /// A Sipuni PBX: nothing of its own to configure (the token or addresses are every `[[pbx]]`'s).
 pub struct Sipuni;
@@ -304,6 +330,252 @@ fn percent_decoded(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The callback API's "call to a number": an internal number first, then a phone number.
+pub const CALL_NUMBER: &str = "/api/callback/call_number";
+/// Sipuni's API, unless the trigger's `url` says otherwise.
+pub const DEFAULT_API_URL: &str = "https://sipuni.com";
+/// The longest message of Sipuni's kept with the callback.
+const MAX_MESSAGE: usize = 200;
+/// The shortest integration key believed (Sipuni's are `0.` and about ten letters and digits,
+/// shorter than the 16 characters asked of callpool's own secrets).
+const MIN_KEY: usize = 8;
+
+/// The callback trigger's settings.
+pub struct CallNumber {
+    base_url: String,
+    /// The account's id (digits, leading zeros kept: `070196`).
+    user: String,
+    /// The integration key.
+    secret: String,
+    /// The employee's internal number, rung first.
+    sipnumber: String,
+    /// Ring the visitor first.
+    reverse: bool,
+}
+
+/// Reads `trigger = { kind = "sipuni", user, secret, sipnumber, reverse?, url? }`.
+pub struct TriggerReader;
+pub static TRIGGER: TriggerReader = TriggerReader;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    url: Option<String>,
+    user: Option<Digits>,
+    secret: Option<String>,
+    sipnumber: Option<Digits>,
+    reverse: Option<bool>,
+}
+
+/// A setting written as a string or a bare number (`sipnumber = 201`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Digits {
+    Text(String),
+    Number(u64),
+}
+
+impl Reader for TriggerReader {
+    fn place(&self) -> Place {
+        Place::Trigger("sipuni")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let raw: RawTrigger = f.parse()?;
+        let base_url = f.base_url("url", raw.url.unwrap_or_else(|| DEFAULT_API_URL.into()));
+        let user = match raw.user {
+            Some(Digits::Text(u)) => account_id(u.trim()).map_err(|e| f.fail("user", e)).ok(),
+            Some(Digits::Number(n)) => {
+                f.fail(
+                    "user",
+                    format!("write the account's id as a string (user = \"{n:06}\"?): a bare number loses its leading zeros"),
+                );
+                None
+            }
+            None => {
+                f.fail(
+                    "user",
+                    "required for kind = \"sipuni\": the account's id (Настройки → API: \"user\", e.g. \"070196\")",
+                );
+                None
+            }
+        };
+        let env_name = format!("{ENV_TRIGGER_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
+        let secret = f.env().var(&env_name).map(|s| s.trim().to_owned()).or(raw.secret.map(|s| s.trim().to_owned()));
+        let why = format!(" for kind = \"sipuni\": the integration key (Настройки → API; or set {env_name})");
+        let secret =
+            f.required("secret", secret, &why).and_then(|s| integration_key(s).map_err(|e| f.fail("secret", e)).ok());
+        let sipnumber = match raw.sipnumber {
+            Some(Digits::Text(s)) => internal_number(s.trim()).map_err(|e| f.fail("sipnumber", e)).ok(),
+            Some(Digits::Number(n)) => internal_number(&n.to_string()).map_err(|e| f.fail("sipnumber", e)).ok(),
+            None => {
+                f.fail(
+                    "sipnumber",
+                    "required for kind = \"sipuni\": the internal number of the employee Sipuni rings first (\"201\")",
+                );
+                None
+            }
+        };
+        let trigger: Box<dyn Trigger> = Box::new(CallNumber {
+            base_url,
+            user: user?,
+            secret: secret?,
+            sipnumber: sipnumber?,
+            reverse: raw.reverse.unwrap_or(false),
+        });
+        Some(Section::new("sipuni", trigger))
+    }
+}
+
+/// The account's id: digits, as Sipuni shows it (`070196`).
+fn account_id(raw: &str) -> Result<String, String> {
+    if (1..=16).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!("{raw:?} is not a Sipuni account id: digits, as Настройки → API shows it (\"070196\")"))
+    }
+}
+
+/// The employee's internal number: digits (`201`, or the long form `070196201`).
+fn internal_number(raw: &str) -> Result<String, String> {
+    if (1..=16).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!("{raw:?} is not an internal number: the employee's number in the PBX, digits (\"201\")"))
+    }
+}
+
+/// The integration key: printable, no spaces, at least [`MIN_KEY`] characters.
+fn integration_key(raw: String) -> Result<String, String> {
+    if raw.chars().count() >= MIN_KEY && !raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Ok(raw)
+    } else {
+        Err(format!("must be Sipuni's integration key: at least {MIN_KEY} characters, no spaces"))
+    }
+}
+
+/// The `hash` of a call to a number: MD5 (hex) of `antiaon+phone+reverse+sipnumber+user+secret`,
+/// the values in the order of their names, then the integration key.
+pub fn call_number_hash(
+    antiaon: &str,
+    phone: &str,
+    reverse: &str,
+    sipnumber: &str,
+    user: &str,
+    secret: &str,
+) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest([antiaon, phone, reverse, sipnumber, user, secret].join("+")))
+}
+
+impl CallNumber {
+    /// The form: the fields in the order of their names, then `hash`.
+    fn fields(&self, visitor: &PhoneNumber) -> Vec<(&'static str, String)> {
+        let phone = visitor.as_str().trim_start_matches('+').to_owned();
+        let reverse = if self.reverse { "1" } else { "0" };
+        let hash = call_number_hash("0", &phone, reverse, &self.sipnumber, &self.user, &self.secret);
+        vec![
+            ("antiaon", "0".to_owned()),
+            ("phone", phone),
+            ("reverse", reverse.to_owned()),
+            ("sipnumber", self.sipnumber.clone()),
+            ("user", self.user.clone()),
+            ("hash", hash),
+        ]
+    }
+}
+
+impl Trigger for CallNumber {
+    /// Sipuni rings its own employee (`sipnumber`), not the form's `operator`.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        _operator: &PhoneNumber,
+        cb: &Callback,
+        _now: Ts,
+    ) -> reqwest::RequestBuilder {
+        http.post(format!("{}{CALL_NUMBER}", self.base_url)).form(&self.fields(&cb.number))
+    }
+
+    fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {
+        let json = serde_json::from_str::<serde_json::Value>(body).ok().filter(serde_json::Value::is_object);
+        let text = body.trim();
+        let lower = text.to_lowercase();
+        // Sipuni's other methods answer errors as text ("Error: ..."); a JSON answer names it in a field.
+        let message = match &json {
+            Some(j) => ["message", "msg", "error", "data"]
+                .iter()
+                .find_map(|k| j.get(*k).and_then(json_text).filter(|m| !m.trim().is_empty())),
+            None if lower.starts_with("error") || lower.starts_with("ошибка") => Some(text.to_owned()),
+            None => None,
+        }
+        .map(|m| short(m.trim()));
+        // A rate limit is worth waiting for, whatever status it comes with (429 and 5xx are retried anyway).
+        if let Some(m) = message.as_deref().filter(|m| rate_limited(m)) {
+            return Answer::Again(format!("Sipuni's API limit: {m}"));
+        }
+        if let Some(a) = http_answer(status, body) {
+            return match (a, &message) {
+                (Answer::Refused(_), Some(m)) => {
+                    Answer::Refused(format!("Sipuni refused the callback: HTTP {status} {m}"))
+                }
+                (a, _) => a,
+            };
+        }
+        let Some(j) = json else {
+            return match message {
+                Some(m) => Answer::Refused(format!("Sipuni refused the callback: {m}")),
+                None => Answer::Again("Sipuni answered something that is not JSON".into()),
+            };
+        };
+        let word = |k: &str| j.get(k).and_then(json_text).map(|v| v.trim().to_ascii_lowercase());
+        let success = match j.get("success") {
+            Some(serde_json::Value::Bool(b)) => Some(*b),
+            Some(v) => json_text(v).map(|v| matches!(v.trim(), "true" | "1")),
+            None => None,
+        };
+        let said_error = ["result", "status"]
+            .iter()
+            .any(|k| word(k).is_some_and(|w| matches!(w.as_str(), "error" | "fail" | "failed" | "false")))
+            || j.get("error").is_some_and(|e| !e.is_null() && e != &serde_json::Value::Bool(false));
+        let said_ok =
+            ["result", "status"].iter().any(|k| word(k).is_some_and(|w| matches!(w.as_str(), "success" | "ok")));
+        if said_error || success == Some(false) {
+            Answer::Refused(format!("Sipuni refused the callback: {}", message.as_deref().unwrap_or("no message")))
+        } else if success == Some(true) || said_ok {
+            Answer::Placed { pbx_ref: reference(&j) }
+        } else {
+            Answer::Refused(format!("Sipuni did not confirm the callback: {}", short(&j.to_string())))
+        }
+    }
+}
+
+/// Sipuni's reference for the call it placed, if its answer gives one (`callId`, else `id`): kept
+/// with the callback. No published source says that the call's events carry it.
+fn reference(j: &serde_json::Value) -> Option<String> {
+    ["callId", "id"].iter().find_map(|k| {
+        j.get(*k).and_then(json_text).map(|v| v.trim().to_owned()).filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        })
+    })
+}
+
+/// At most [`MAX_MESSAGE`] characters.
+fn short(m: &str) -> String {
+    m.chars().take(MAX_MESSAGE).collect()
+}
+
+/// Whether a message of Sipuni's is about its request rate (not documented; the usual wordings).
+fn rate_limited(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("too many")
+        || m.contains("rate limit")
+        || (m.contains("limit") && m.contains("request"))
+        || m.contains("слишком много")
+        || m.contains("лимит запросов")
 }
 
 #[cfg(test)]
@@ -608,5 +880,212 @@ mod tests {
         assert!(problems("").contains("Sipuni signs nothing: set token"), "{}", problems(""));
         let unknown = problems("token = \"sipuni-token-0123456789\"\nsecret = \"x\"");
         assert!(unknown.contains("unknown field `secret`"), "{unknown}");
+    }
+
+    // The callback trigger.
+
+    /// An integration key of the shape Sipuni's have (`0.` and letters and digits); ours.
+    const KEY: &str = "0.k4n2xq8wz1ab";
+
+    fn call_number(reverse: bool) -> CallNumber {
+        CallNumber {
+            base_url: "http://sipuni.test".into(),
+            user: "070196".into(),
+            secret: KEY.into(),
+            sipnumber: "201".into(),
+            reverse,
+        }
+    }
+
+    fn callback(number: &str) -> Callback {
+        use crate::callback::{CallbackId, CallbackStatus, Channel};
+        Callback {
+            id: CallbackId::parse("cb-0123456789abcdef01234567").unwrap(),
+            site: callpool_pool::SiteId::new("shop").unwrap(),
+            number: PhoneNumber::parse(number).unwrap(),
+            visitor: None,
+            attrs: Default::default(),
+            channel: Channel::Widget,
+            requested_at: NOW,
+            due_at: NOW,
+            status: CallbackStatus::Accepted,
+            attempts: 0,
+            next_attempt_at: None,
+            error: None,
+            pbx_ref: None,
+            call: None,
+            links: Vec::new(),
+            updated_at: NOW,
+        }
+    }
+
+    fn posted(t: &dyn Trigger) -> (reqwest::Request, Vec<(String, String)>) {
+        let operator = PhoneNumber::parse("+74951230099").unwrap();
+        let req = t.request(&reqwest::Client::new(), &operator, &callback("+79161234567"), NOW).build().unwrap();
+        let body = req.body().and_then(reqwest::Body::as_bytes).expect("a form body").to_vec();
+        let fields = form_urlencoded::parse(&body).into_owned().collect();
+        (req, fields)
+    }
+
+    #[test]
+    fn the_hash_is_the_one_sipunis_integrations_compute() {
+        // webasyst/crm plugins/sipuni crmSipuniPluginApi::initCall, run with PHP 8.2:
+        // md5(join('+', array($antiaon, $phone, $reverse, $sipnumber, $user, $secret))) with
+        // '0', intval('79161234567'), '0', '201', '070196', KEY; the same as
+        // printf '%s' '0+79161234567+0+201+070196+0.k4n2xq8wz1ab' | md5sum.
+        assert_eq!(call_number_hash("0", "79161234567", "0", "201", "070196", KEY), "7f6808738c3a2cb1104996bfc8947603");
+        // reverse = '1'.
+        assert_eq!(call_number_hash("0", "79161234567", "1", "201", "070196", KEY), "7068f0defb5b36add3496ce13c9d895a");
+        assert_ne!(
+            call_number_hash("0", "79161234567", "0", "201", "070196", "0.another-key"),
+            call_number_hash("0", "79161234567", "0", "201", "070196", KEY)
+        );
+    }
+
+    #[test]
+    fn the_callback_is_a_form_post_of_the_documented_fields() {
+        let (req, fields) = posted(&call_number(false));
+        assert_eq!(
+            (req.method().as_str(), req.url().as_str()),
+            ("POST", "http://sipuni.test/api/callback/call_number")
+        );
+        assert_eq!(req.headers()[reqwest::header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("antiaon", "0"),
+                ("phone", "79161234567"),
+                ("reverse", "0"),
+                ("sipnumber", "201"),
+                ("user", "070196"),
+                ("hash", "7f6808738c3a2cb1104996bfc8947603"),
+            ],
+            "the body http_build_query writes in webasyst's initCall"
+        );
+        let (_, fields) = posted(&call_number(true));
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!((get("reverse"), get("hash")), (Some("1"), Some("7068f0defb5b36add3496ce13c9d895a")));
+    }
+
+    #[test]
+    fn sipunis_answers_are_read() {
+        use reqwest::StatusCode;
+        let t = call_number(false);
+        let ok = StatusCode::OK;
+        assert_eq!(t.answer(ok, r#"{"success":true}"#), Answer::Placed { pbx_ref: None });
+        assert_eq!(
+            t.answer(ok, r#"{"success":true,"id":"05578a253f510b1840c67016426218c1"}"#),
+            Answer::Placed { pbx_ref: Some("05578a253f510b1840c67016426218c1".into()) },
+            "Sipuni's reference, if the answer has one"
+        );
+        assert_eq!(
+            t.answer(ok, r#"{"success":"true","callId":"1799999880.533962","id":"x"}"#),
+            Answer::Placed { pbx_ref: Some("1799999880.533962".into()) }
+        );
+        assert_eq!(t.answer(ok, r#"{"success":true,"id":"a b<c>"}"#), Answer::Placed { pbx_ref: None }, "not an id");
+        assert_eq!(t.answer(ok, r#"{"result":"success"}"#), Answer::Placed { pbx_ref: None });
+
+        let refused = |status: u16, body: &str| match t.answer(StatusCode::from_u16(status).unwrap(), body) {
+            Answer::Refused(m) => m,
+            other => panic!("{status} {body}: not refused: {other:?}"),
+        };
+        let again = |status: u16, body: &str| match t.answer(StatusCode::from_u16(status).unwrap(), body) {
+            Answer::Again(m) => m,
+            other => panic!("{status} {body}: not retried: {other:?}"),
+        };
+        assert_eq!(
+            refused(200, r#"{"success":false,"message":"Неверный hash"}"#),
+            "Sipuni refused the callback: Неверный hash"
+        );
+        assert_eq!(refused(200, r#"{"success":false}"#), "Sipuni refused the callback: no message");
+        assert_eq!(
+            refused(200, r#"{"result":"error","data":"user not found"}"#),
+            "Sipuni refused the callback: user not found"
+        );
+        assert_eq!(refused(200, r#"{"status":"error","error":"bad hash"}"#), "Sipuni refused the callback: bad hash");
+        assert_eq!(refused(200, r#"{"success":true,"error":"bad hash"}"#), "Sipuni refused the callback: bad hash");
+        assert_eq!(refused(200, "Error: wrong hash"), "Sipuni refused the callback: Error: wrong hash");
+        assert!(refused(200, r#"{"ok":1}"#).starts_with("Sipuni did not confirm the callback: "));
+        let m = refused(403, r#"{"success":false,"message":"Access denied"}"#);
+        assert_eq!(m, "Sipuni refused the callback: HTTP 403 Forbidden Access denied");
+        assert!(refused(404, "").contains("HTTP 404"));
+        let long = format!(r#"{{"success":false,"message":"{}"}}"#, "я".repeat(1000));
+        assert_eq!(refused(200, &long).chars().count(), "Sipuni refused the callback: ".len() + MAX_MESSAGE);
+
+        // Rate limits and trouble on Sipuni's side are retried.
+        assert!(again(429, "").contains("429"));
+        assert!(again(502, "<html>").contains("502"));
+        assert!(again(200, r#"{"success":false,"message":"Too many requests"}"#).contains("Too many requests"));
+        assert!(again(400, r#"{"success":false,"message":"Слишком много запросов"}"#).starts_with("Sipuni's API limit"));
+        assert!(again(200, "<html>maintenance</html>").contains("not JSON"));
+        assert!(again(200, "").contains("not JSON"));
+    }
+
+    #[test]
+    fn the_trigger_reader_takes_the_account_the_key_and_the_employee() {
+        let config = |trigger: &str, env: &[(&str, &str)]| {
+            let text = format!(
+                r#"
+[[pbx]]
+id = "sip"
+kind = "sipuni"
+token = "sipuni-token-0123456789"
+
+[[site]]
+id = "shop-1"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001"]
+
+[site.callback]
+operator = "+74951230099"
+pbx = "sip"
+trigger = {{ kind = "sipuni", {trigger} }}
+"#
+            );
+            let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK, &TRIGGER])
+        };
+        let form = |c: &Config| {
+            let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
+            let (req, fields) = posted(section.get::<Box<dyn Trigger>>().expect("a trigger").as_ref());
+            (req.url().to_string(), fields.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+        };
+        let c = config(&format!(r#"user = "070196", secret = "{KEY}", sipnumber = "201""#), &[]).unwrap();
+        let (url, fields) = form(&c);
+        assert_eq!(url, "https://sipuni.com/api/callback/call_number");
+        assert_eq!(fields, ["0", "79161234567", "0", "201", "070196", "7f6808738c3a2cb1104996bfc8947603"]);
+
+        // The key from the environment (named by the site), a bare internal number, reverse, the URL for tests.
+        let c = config(
+            r#"user = "070196", secret = "0.file-key-123", sipnumber = 201, reverse = true, url = "http://127.0.0.1:9/""#,
+            &[("CALLPOOL_TRIGGER_SECRET_SHOP_1", KEY)],
+        )
+        .unwrap();
+        let (url, fields) = form(&c);
+        assert_eq!(url, "http://127.0.0.1:9/api/callback/call_number");
+        assert_eq!(fields, ["0", "79161234567", "1", "201", "070196", "7068f0defb5b36add3496ce13c9d895a"]);
+
+        let problems = |trigger: &str| config(trigger, &[]).err().map(|e| e.problems.join("; ")).unwrap_or_default();
+        let none = problems("");
+        for field in ["user: required", "secret: required", "sipnumber: required"] {
+            assert!(none.contains(&format!("callback.trigger.{field} for kind = \"sipuni\"")), "{field}: {none}");
+        }
+        assert!(none.contains("CALLPOOL_TRIGGER_SECRET_SHOP_1"), "the variable is named: {none}");
+        let with = |more: &str| problems(&format!(r#"user = "070196", secret = "{KEY}", sipnumber = "201", {more}"#));
+        let bare = problems(&format!(r#"user = 70196, secret = "{KEY}", sipnumber = "201""#));
+        assert!(bare.contains("user: write the account's id as a string (user = \"070196\"?)"), "{bare}");
+        assert!(problems(&format!(r#"user = "shop", secret = "{KEY}", sipnumber = "201""#))
+            .contains("user: \"shop\" is not a Sipuni account id"));
+        assert!(problems(&format!(r#"user = "070196", secret = "{KEY}", sipnumber = "2 01""#))
+            .contains("sipnumber: \"2 01\" is not an internal number"));
+        assert!(problems(r#"user = "070196", secret = "0.short", sipnumber = "201""#)
+            .contains("secret: must be Sipuni's integration key: at least 8 characters"));
+        assert!(with(r#"url = "sipuni.com""#).contains("url: \"sipuni.com\" is not an http(s) URL"));
+        assert!(with(r#"reverse = "yes""#).contains("invalid type"));
+        assert!(with(r#"antiaon = true"#).contains("unknown field `antiaon`"));
     }
 }

@@ -31,6 +31,8 @@ const ZADARMA_KEY: &str = "0123456789abcdef0123";
 const ZADARMA_SECRET: &str = "zadarma-secret-0123456789";
 const MANGO_KEY: &str = "mango-vpbx-key-0123";
 const MANGO_SALT: &str = "mango-vpbx-salt-0123456789";
+const SIPUNI_USER: &str = "070196";
+const SIPUNI_KEY: &str = "0.sipuni-test-k3y";
 
 /// One request the fake PBX (or Telegram, or the notification hook) received.
 #[derive(Clone, Debug)]
@@ -266,6 +268,34 @@ fn check(
             }
             answer = json!({"result": 1000}).to_string();
         }
+        "/api/callback/call_number" => {
+            // Sipuni's callback API: a form POST, the fields in the order of their names, then `hash`
+            // = md5(antiaon+phone+reverse+sipnumber+user+key), as public integrations send it.
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+            let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            if method != axum::http::Method::POST
+                || header("content-type") != "application/x-www-form-urlencoded"
+                || !query.is_empty()
+                || names != ["antiaon", "phone", "reverse", "sipnumber", "user", "hash"]
+            {
+                p.push(format!("sipuni: {method} {:?} ?{query} with fields {names:?}", header("content-type")));
+            }
+            let get = |k: &str| form.get(k).map_or("", String::as_str);
+            if (get("antiaon"), get("reverse"), get("sipnumber"), get("user")) != ("0", "0", "201", SIPUNI_USER)
+                || !(get("phone").starts_with('7') && e164(&format!("+{}", get("phone"))))
+            {
+                p.push(format!("sipuni values: {form:?}"));
+            }
+            let hash = {
+                use md5::Digest;
+                let signed = ["antiaon", "phone", "reverse", "sipnumber", "user"].map(get).join("+");
+                hex::encode(md5::Md5::digest(format!("{signed}+{SIPUNI_KEY}")))
+            };
+            if get("hash") != hash {
+                p.push(format!("sipuni hash: {:?}, expected {hash}", get("hash")));
+            }
+            answer = json!({"success": true}).to_string();
+        }
         other => p.push(format!("unexpected path {other}")),
     }
     (p, answer)
@@ -422,6 +452,20 @@ operator = "{OPERATOR}"
 pbx = "mg"
 min_time_on_site = "0s"
 trigger = {{ kind = "mango", url = "{pbx}", api_key = "{MANGO_KEY}", api_salt = "{MANGO_SALT}", extension = "101", line_number = "+74951230013" }}
+
+[[site]]
+id = "spn"
+key = "spn-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234559"
+default_after = "+74951234560"
+numbers = ["+74951230059"]
+
+[site.callback]
+operator = "{OPERATOR}"
+pbx = "office"
+min_time_on_site = "0s"
+trigger = {{ kind = "sipuni", url = "{pbx}", user = "{SIPUNI_USER}", secret = "{SIPUNI_KEY}", sipnumber = "201" }}
 
 [[pbx]]
 id = "mg"
@@ -1042,6 +1086,45 @@ async fn zadarma_trigger_places_the_callback() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(w.pbx.attempts("/v1/request/callback/"), 1);
     assert_eq!(w.status("zdm-public-key", &id).await["status"], "calling");
+    w.node.stop().await;
+}
+
+/// Sipuni's callback API (`call_number`): one signed form POST (checked strictly by the fake), and
+/// the widget hears `accepted`, then `calling`. Nothing links Sipuni's events to the request (its
+/// answer names no call the events are known to carry), so the callback stays `calling` (docs/PBX.md).
+#[tokio::test]
+async fn sipuni_trigger_places_the_callback() {
+    // The fake's hash is webasyst/crm's (plugins/sipuni initCall), as PHP computes it.
+    let hash = {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(format!("0+79161234567+0+201+{SIPUNI_USER}+{SIPUNI_KEY}")))
+    };
+    assert_eq!(hash, "33f9403254181d988220d804d8838db3");
+    let w = World::start(Backend::Embedded).await;
+    let mut tab = WsTab::open(w.node.addr, "spn-public-key", ORIGIN).await;
+    let hello = json!({"type": "hello", "v": 1, "visitor": unique("v"), "tab": unique("tab"), "ga_client_id": CLIENT_ID, "page": PAGE});
+    tab.send_text(&hello.to_string()).await;
+    loop {
+        match tab.next().await {
+            Heard::Json(v) if v["type"] == "callback_form" => break,
+            Heard::Json(_) => continue,
+            other => panic!("expected the callback form, got {other:?}"),
+        }
+    }
+    tab.send_text(&json!({"type": "callback_request", "number": "8 (916) 123-45-67"}).to_string()).await;
+    let first = callback_msg(&mut tab).await;
+    assert_eq!(first["status"], "accepted", "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(statuses_until(&mut tab, "calling").await, ["calling"]);
+    let placed = w.pbx.accepted("/api/callback/call_number");
+    assert_eq!(placed.len(), 1, "exactly one callback request");
+    let fields: HashMap<String, String> = form_urlencoded::parse(&placed[0].body).into_owned().collect();
+    assert_eq!((fields["phone"].as_str(), fields["hash"].as_str()), ("79161234567", hash.as_str()));
+    assert_eq!(w.pbx.violations(), Vec::<String>::new());
+    // Asked once; nothing reports the call.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(w.pbx.attempts("/api/callback/call_number"), 1);
+    assert_eq!(w.status("spn-public-key", &id).await["status"], "calling");
     w.node.stop().await;
 }
 
