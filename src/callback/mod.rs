@@ -214,3 +214,27 @@ impl Callback {
         }
     }
 }
+
+/// A callback as a trigger's tests need one: `cb-0123456789abcdef01234567` of site `shop`, to
+/// `number`, accepted at `at`.
+#[cfg(test)]
+pub fn example(number: &str, at: callpool_pool::Ts) -> Callback {
+    Callback {
+        id: CallbackId::parse("cb-0123456789abcdef01234567").expect("a callback id"),
+        site: callpool_pool::SiteId::new("shop").expect("a site id"),
+        number: callpool_pool::PhoneNumber::parse(number).expect("an E.164 number"),
+        visitor: None,
+        attrs: Default::default(),
+        channel: Channel::Widget,
+        requested_at: at,
+        due_at: at,
+        status: CallbackStatus::Accepted,
+        attempts: 0,
+        next_attempt_at: None,
+        error: None,
+        pbx_ref: None,
+        call: None,
+        links: Vec::new(),
+        updated_at: at,
+    }
+}

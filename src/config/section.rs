@@ -210,6 +210,14 @@ impl<'a> Fields<'a> {
         self.env
     }
 
+    /// A secret's override from the environment: the variable `<prefix><OWNER>` (the owner's id in
+    /// upper case, '-' as '_', e.g. `CALLPOOL_PBX_SECRET_OFFICE`) and its value, trimmed, if set.
+    pub fn owner_var(&self, prefix: &str) -> (String, Option<String>) {
+        let name = format!("{prefix}{}", self.owner.to_ascii_uppercase().replace('-', "_"));
+        let value = self.env.var(&name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        (name, value)
+    }
+
     /// The owner's id (a PBX's id).
     pub fn owner(&self) -> &str {
         &self.owner

@@ -83,8 +83,8 @@ impl Reader for WebhookReader {
             }
         }
         let username = f.required("username", raw.username, WHY);
-        let env_name = format!("{ENV_PBX_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
-        let secret = f.env().var(&env_name).or(raw.secret);
+        let (_, from_env) = f.owner_var(ENV_PBX_SECRET_PREFIX);
+        let secret = from_env.or(raw.secret);
         let secret = f.required("secret", secret, WHY);
         let contexts = raw.contexts.unwrap_or_else(|| DEFAULT_CONTEXTS.map(str::to_owned).to_vec());
         if contexts.is_empty() || contexts.iter().any(String::is_empty) {

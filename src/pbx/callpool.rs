@@ -73,8 +73,8 @@ impl Reader for WebhookReader {
 
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let raw: RawWebhook = f.parse()?;
-        let env_name = format!("{ENV_PBX_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
-        let secrets: Vec<String> = match f.env().var(&env_name) {
+        let (env_name, from_env) = f.owner_var(ENV_PBX_SECRET_PREFIX);
+        let secrets: Vec<String> = match from_env {
             Some(s) => s.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
             None => raw.secrets,
         };

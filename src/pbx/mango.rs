@@ -81,8 +81,8 @@ impl Reader for WebhookReader {
 
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let raw: RawWebhook = f.parse()?;
-        let env_name = format!("{ENV_PBX_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
-        let salt = f.env().var(&env_name).or(raw.api_salt);
+        let (env_name, from_env) = f.owner_var(ENV_PBX_SECRET_PREFIX);
+        let salt = from_env.or(raw.api_salt);
         let api_key = f.required(
             "api_key",
             raw.api_key,
@@ -539,8 +539,8 @@ impl Reader for TriggerReader {
             raw.api_key,
             " for kind = \"mango\" (the VPBX's unique code, vpbx_api_key: Integrations, API connector)",
         );
-        let env_name = format!("{ENV_TRIGGER_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
-        let salt = f.env().var(&env_name).map(|s| s.trim().to_owned()).or(raw.api_salt);
+        let (env_name, from_env) = f.owner_var(ENV_TRIGGER_SECRET_PREFIX);
+        let salt = from_env.or(raw.api_salt);
         let why =
             format!(" for kind = \"mango\" (the signing key, vpbx_api_salt, on the same page; or set {env_name})");
         let api_salt = f.required("api_salt", salt, &why).map(|s| f.secret("api_salt", s));
@@ -1190,25 +1190,7 @@ mod tests {
     // The callback trigger and the calls it places.
 
     fn callback(number: &str) -> Callback {
-        use crate::callback::{CallbackStatus, Channel};
-        Callback {
-            id: CallbackId::parse(CB).unwrap(),
-            site: callpool_pool::SiteId::new("shop").unwrap(),
-            number: PhoneNumber::parse(number).unwrap(),
-            visitor: None,
-            attrs: Default::default(),
-            channel: Channel::Widget,
-            requested_at: NOW,
-            due_at: NOW,
-            status: CallbackStatus::Accepted,
-            attempts: 0,
-            next_attempt_at: None,
-            error: None,
-            pbx_ref: None,
-            call: None,
-            links: Vec::new(),
-            updated_at: NOW,
-        }
+        crate::callback::example(number, NOW)
     }
 
     const CB: &str = "cb-0123456789abcdef01234567";

@@ -402,8 +402,8 @@ impl Reader for TriggerReader {
                 None
             }
         };
-        let env_name = format!("{ENV_TRIGGER_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
-        let secret = f.env().var(&env_name).map(|s| s.trim().to_owned()).or(raw.secret.map(|s| s.trim().to_owned()));
+        let (env_name, from_env) = f.owner_var(ENV_TRIGGER_SECRET_PREFIX);
+        let secret = from_env.or(raw.secret.map(|s| s.trim().to_owned()));
         let why = format!(" for kind = \"sipuni\": the integration key (Настройки → API; or set {env_name})");
         let secret =
             f.required("secret", secret, &why).and_then(|s| integration_key(s).map_err(|e| f.fail("secret", e)).ok());
@@ -898,25 +898,7 @@ mod tests {
     }
 
     fn callback(number: &str) -> Callback {
-        use crate::callback::{CallbackId, CallbackStatus, Channel};
-        Callback {
-            id: CallbackId::parse("cb-0123456789abcdef01234567").unwrap(),
-            site: callpool_pool::SiteId::new("shop").unwrap(),
-            number: PhoneNumber::parse(number).unwrap(),
-            visitor: None,
-            attrs: Default::default(),
-            channel: Channel::Widget,
-            requested_at: NOW,
-            due_at: NOW,
-            status: CallbackStatus::Accepted,
-            attempts: 0,
-            next_attempt_at: None,
-            error: None,
-            pbx_ref: None,
-            call: None,
-            links: Vec::new(),
-            updated_at: NOW,
-        }
+        crate::callback::example(number, NOW)
     }
 
     fn posted(t: &dyn Trigger) -> (reqwest::Request, Vec<(String, String)>) {

@@ -95,8 +95,8 @@ impl Reader for WebhookReader {
 
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let raw: RawWebhook = f.parse()?;
-        let env_name = format!("{ENV_PBX_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
-        let secret = f.env().var(&env_name).map(|s| s.trim().to_owned()).or(raw.secret);
+        let (env_name, from_env) = f.owner_var(ENV_PBX_SECRET_PREFIX);
+        let secret = from_env.or(raw.secret);
         let why = format!(" for kind = \"zadarma\": the secret of the account's API keys (or set {env_name})");
         let secret = f.required("secret", secret, &why).map(|s| f.secret("secret", s));
         let name = raw.timezone.unwrap_or_else(|| DEFAULT_TIMEZONE.into());
@@ -335,8 +335,8 @@ impl Reader for TriggerReader {
             }
             None => None,
         };
-        let env_name = format!("{ENV_TRIGGER_SECRET_PREFIX}{}", f.owner().to_ascii_uppercase().replace('-', "_"));
-        let secret = f.env().var(&env_name).map(|s| s.trim().to_owned()).or(raw.secret);
+        let (env_name, from_env) = f.owner_var(ENV_TRIGGER_SECRET_PREFIX);
+        let secret = from_env.or(raw.secret);
         let why = format!(" for kind = \"zadarma\": the secret of the account's API keys (or set {env_name})");
         let secret = f.required("secret", secret, &why).map(|s| f.secret("secret", s));
         let from = f.required(
@@ -804,25 +804,7 @@ mod tests {
     }
 
     fn callback(number: &str) -> Callback {
-        use crate::callback::{CallbackId, CallbackStatus, Channel};
-        Callback {
-            id: CallbackId::parse("cb-0123456789abcdef01234567").unwrap(),
-            site: callpool_pool::SiteId::new("shop").unwrap(),
-            number: PhoneNumber::parse(number).unwrap(),
-            visitor: None,
-            attrs: Default::default(),
-            channel: Channel::Widget,
-            requested_at: NOW,
-            due_at: NOW,
-            status: CallbackStatus::Accepted,
-            attempts: 0,
-            next_attempt_at: None,
-            error: None,
-            pbx_ref: None,
-            call: None,
-            links: Vec::new(),
-            updated_at: NOW,
-        }
+        crate::callback::example(number, NOW)
     }
 
     #[test]
