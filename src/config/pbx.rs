@@ -22,6 +22,10 @@ pub struct PbxConfig {
     /// The client addresses (networks) the PBX posts from; empty: any. Read through
     /// `[server] trusted_proxies`, like every client address.
     pub allow_from: Vec<ipnet::IpNet>,
+    /// Networks beyond the internet and the private ranges its recordings may be fetched from
+    /// (loopback, link-local): none unless listed, so a recording link cannot reach the node's own
+    /// services or a cloud's metadata address.
+    pub recordings_from: Vec<ipnet::IpNet>,
     /// The vendor's webhook adapter, with its settings (its name is the `kind`).
     pub adapter: Section,
 }
@@ -34,6 +38,7 @@ impl std::fmt::Debug for PbxConfig {
             .field("requests_per_second", &self.requests_per_second)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("allow_from", &self.allow_from)
+            .field("recordings_from", &self.recordings_from)
             .field("adapter", &self.adapter)
             .finish()
     }
@@ -47,6 +52,8 @@ pub(super) struct RawPbx {
     token: Option<String>,
     #[serde(default)]
     allow_from: Vec<String>,
+    #[serde(default)]
+    recordings_from: Vec<String>,
     /// The vendor's own fields.
     #[serde(flatten)]
     vendor: BTreeMap<String, toml::Value>,
@@ -77,13 +84,14 @@ impl Validator {
                 self.fail(&at("token"), "must be at least 16 characters");
             }
             let allow_from = self.networks(&at("allow_from"), &p.allow_from);
+            let recordings_from = self.networks(&at("recordings_from"), &p.recordings_from);
             let kind = p.kind.unwrap_or_else(|| "callpool".into());
             let table: toml::Table = p.vendor.into_iter().collect();
             let guarded = token.is_some() || !allow_from.is_empty();
             if let Some(adapter) =
                 self.guarded_section(Slot::Pbx, &kind, place.clone(), &p.id, table.into(), env, guarded)
             {
-                out.push(PbxConfig { id: p.id, requests_per_second, token, allow_from, adapter });
+                out.push(PbxConfig { id: p.id, requests_per_second, token, allow_from, recordings_from, adapter });
             }
         }
         out

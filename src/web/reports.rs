@@ -79,14 +79,74 @@ pub async fn calls(
     })
 }
 
-/// Fetches recordings from the PBXs: connecting and each read are bounded, a long stream is not.
-static RECORDINGS: std::sync::LazyLock<Option<reqwest::Client>> = std::sync::LazyLock::new(|| {
+/// Resolves a recording's host to addresses a recording may come from: the internet and the
+/// private ranges (a PBX on the office network), not loopback, link-local (a cloud's metadata
+/// address), unspecified or multicast addresses, unless the PBX's `recordings_from` lists them.
+struct RecordingHosts(Arc<Vec<ipnet::IpNet>>);
+
+/// Whether a recording may be fetched from `ip`.
+fn recording_address_ok(ip: std::net::IpAddr, extra: &[ipnet::IpNet]) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let local = match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    };
+    !local || extra.iter().any(|net| net.contains(&ip))
+}
+
+impl reqwest::dns::Resolve for RecordingHosts {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let extra = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let ok: Vec<std::net::SocketAddr> =
+                found.into_iter().filter(|a| recording_address_ok(a.ip(), &extra)).collect();
+            if ok.is_empty() {
+                return Err(format!("{host} has no address a recording may come from").into());
+            }
+            Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether a URL's host, when it is an address, is one a recording may come from.
+fn literal_host_ok(url: &reqwest::Url, extra: &[ipnet::IpNet]) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => recording_address_ok(ip, extra),
+        Err(_) => true,
+    }
+}
+
+/// A client for one PBX's recordings: connecting and each read bounded (a long stream is not),
+/// at most 5 redirects, none and no host to an address a recording may not come from.
+fn recordings_client(extra: &[ipnet::IpNet]) -> Option<reqwest::Client> {
+    let extra = Arc::new(extra.to_vec());
+    let for_redirects = extra.clone();
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .read_timeout(std::time::Duration::from_secs(30))
+        .dns_resolver(Arc::new(RecordingHosts(extra)))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.stop()
+            } else if literal_host_ok(attempt.url(), &for_redirects) {
+                attempt.follow()
+            } else {
+                attempt.error("a redirect to an address a recording may not come from")
+            }
+        }))
         .build()
         .ok()
-});
+}
 
 /// A call's recording, fetched from its PBX with the PBX's credentials and streamed through (a
 /// `Range` is passed on), so that neither a PBX secret nor the vendor's link reaches the browser.
@@ -115,10 +175,22 @@ pub async fn recording(
     let none = || ApiError::not_found("this site has no call with a recording under that key");
     let key = call.split_once(':').and_then(|(pbx, id)| crate::calls::CallKey::new(pbx, id).ok()).ok_or_else(none)?;
     let found = app.store.call(&key).await?.filter(|c| c.matched.site.as_ref() == Some(&site.id));
-    let (Some(found), Some(http)) = (found, RECORDINGS.as_ref()) else { return Err(none()) };
-    let adapter = app.config.pbx(key.pbx()).and_then(crate::pbx::adapter);
-    let request = found.recording_url.as_deref().zip(adapter).and_then(|(rec, a)| a.recording(http, rec));
+    let pbx = app.config.pbx(key.pbx());
+    let http = pbx.and_then(|p| recordings_client(&p.recordings_from));
+    let (Some(found), Some(pbx), Some(http)) = (found, pbx, http) else { return Err(none()) };
+    let adapter = crate::pbx::adapter(pbx);
+    let request = found.recording_url.as_deref().zip(adapter).and_then(|(rec, a)| a.recording(&http, rec));
     let Some(mut request) = request else { return Err(none()) };
+    if let Some(url) = request.try_clone().and_then(|r| r.build().ok()).map(|r| r.url().clone()) {
+        if !literal_host_ok(&url, &pbx.recordings_from) {
+            tracing::warn!(pbx = key.pbx(), "A recording link names an address recordings may not come from; refused.");
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "recording_unavailable",
+                "the recording's link points at an address callpool does not fetch from (the PBX's recordings_from)",
+            ));
+        }
+    }
     if let Some(range) = headers.get(header::RANGE) {
         request = request.header(header::RANGE, range.clone());
     }
@@ -275,4 +347,26 @@ pub async fn unassigned(
 ) -> Result<Json<Vec<UnassignedCall>>, ApiError> {
     let p = Period::new(chrono_tz::UTC, q.from.as_deref(), q.to.as_deref(), app.clock.now())?;
     Ok(Json(reports::unassigned(&app, &p).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recordings_come_from_the_internet_and_private_networks_only() {
+        let ok = |ip: &str, extra: &[&str]| {
+            let extra: Vec<ipnet::IpNet> = extra.iter().map(|n| n.parse().unwrap()).collect();
+            recording_address_ok(ip.parse().unwrap(), &extra)
+        };
+        assert!(ok("203.0.113.7", &[]) && ok("10.0.0.5", &[]) && ok("2001:db8::5", &[]) && ok("fd00::5", &[]));
+        for local in ["127.0.0.1", "169.254.169.254", "0.0.0.0", "::1", "fe80::1", "::ffff:127.0.0.1", "224.0.0.1"] {
+            assert!(!ok(local, &[]), "{local}");
+        }
+        assert!(ok("127.0.0.1", &["127.0.0.0/8"]), "listed in recordings_from");
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(!literal_host_ok(&url("http://[::1]:8080/r.mp3"), &[]));
+        assert!(!literal_host_ok(&url("http://169.254.169.254/latest/meta-data/"), &[]));
+        assert!(literal_host_ok(&url("https://pbx.example/r.mp3"), &[]), "names are checked when resolved");
+    }
 }

@@ -64,6 +64,8 @@ request_timeout = "2s"
 [[pbx]]
 id = "office"
 secrets = ["{PBX_SECRET}"]
+# The tests' fake PBX serves recordings on loopback.
+recordings_from = ["127.0.0.0/8"]
 
 [[pbx]]
 id = "tw"
@@ -584,6 +586,22 @@ async fn a_recording_is_streamed_from_the_pbx_to_a_report_user() {
     assert_eq!(none.status(), 404);
     let stranger = get("/v1/reports/shop/recordings/office:rec-1", "wrong-token-0123456789", None).await.unwrap();
     assert_eq!(stranger.status(), 401);
+    // A PBX without `recordings_from` cannot point callpool at the node's own loopback services.
+    let body = rec("ssrf-1", "/rec/1.mp3");
+    let t = Ts::now().as_millis() / 1000;
+    let posted = reqwest::Client::new()
+        .post(w.node.url("/v1/pbx/calls?pbx=slow"))
+        .header("content-type", "application/json")
+        .header("callpool-signature", callpool::pbx::signature::sign(PBX_SECRET, t, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let refused = get("/v1/reports/shop/recordings/slow:ssrf-1", REPORT_TOKEN, None).await.unwrap();
+    assert_eq!(refused.status(), 502);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "recording_unavailable");
     let listed = w.report(REPORT_TOKEN).await;
     assert!(!listed.to_string().contains(&pbx), "the PBX's link never reaches the report");
     // The page plays it: an audio element on callpool's own path, which its policy allows.
