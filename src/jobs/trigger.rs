@@ -61,14 +61,16 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
     };
     let Some(trigger) = pbx::trigger(&cfg.trigger) else { return skipped("the form has no trigger") };
     let now = app.clock.now();
-    let sent = trigger.request(ctx.http, &cfg.operator, &cb, now).send().await;
-    let answer = match sent {
-        Ok(resp) => {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            trigger.answer(status, &body)
-        }
-        Err(e) => Answer::Again(format!("the PBX did not answer: {}", without_url(&e))),
+    let answer = match trigger.place(&cfg.operator, &cb) {
+        Some(placing) => placing.await,
+        None => match trigger.request(ctx.http, &cfg.operator, &cb, now).send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                trigger.answer(status, &body)
+            }
+            Err(e) => Answer::Again(format!("the PBX did not answer: {}", without_url(&e))),
+        },
     };
     let adapter = cfg.trigger.name();
     let now = app.clock.now();

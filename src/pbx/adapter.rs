@@ -160,6 +160,15 @@ pub trait Trigger: Send + Sync {
     ) -> reqwest::RequestBuilder;
     /// Reads the PBX's answer (its status and body).
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer;
+    /// For a vendor that is not asked over HTTP (Asterisk's AMI): places the call itself and
+    /// says how it went; `request` and `answer` are then not used.
+    fn place(
+        &self,
+        _operator: &PhoneNumber,
+        _cb: &Callback,
+    ) -> Option<futures_util::future::BoxFuture<'static, Answer>> {
+        None
+    }
 }
 
 /// The answer to a trigger that got an HTTP answer, before the vendor reads its body: 5xx and

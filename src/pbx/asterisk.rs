@@ -101,6 +101,189 @@ impl Reader for WebhookReader {
     }
 }
 
+/// Reads `[site.callback] trigger = { kind = "asterisk", ... }`.
+pub struct TriggerReader;
+pub static TRIGGER: TriggerReader = TriggerReader;
+
+/// How a callback is placed through AMI: `Originate` rings the operator's `channel`; once the
+/// operator answers, the dialplan's `context` dials the visitor.
+#[derive(Clone)]
+pub struct Originate {
+    ami: String,
+    username: String,
+    secret: String,
+    channel: String,
+    context: String,
+    caller_id: Option<String>,
+    ring: Duration,
+    /// The visitor's number as the dialplan dials it: E.164 digits, with `+`, or national
+    /// digits after `dial_prefix`.
+    dial: Dial,
+    dial_prefix: String,
+}
+
+#[derive(Clone, Copy)]
+enum Dial {
+    Digits,
+    E164,
+    National,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOriginate {
+    ami: Option<String>,
+    username: Option<String>,
+    secret: Option<String>,
+    channel: Option<String>,
+    context: Option<String>,
+    caller_id: Option<String>,
+    ring: Option<String>,
+    dial: Option<String>,
+    dial_prefix: Option<String>,
+}
+
+impl Reader for TriggerReader {
+    fn place(&self) -> Place {
+        Place::Trigger("asterisk")
+    }
+
+    fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
+        let raw: RawOriginate = f.parse()?;
+        const WHY: &str = " for kind = \"asterisk\" (an AMI user with originate rights)";
+        let ami = f.required("ami", raw.ami, " for kind = \"asterisk\": host:port of its AMI, e.g. \"10.0.0.5:5038\"");
+        let username = f.required("username", raw.username, WHY);
+        let (_, from_env) = f.owner_var(crate::config::ENV_TRIGGER_SECRET_PREFIX);
+        let secret = f.required("secret", from_env.or(raw.secret), WHY);
+        let channel =
+            f.required("channel", raw.channel, " for kind = \"asterisk\": the operator's channel, e.g. \"PJSIP/101\"");
+        let ring = match raw.ring.as_deref().map(humantime::parse_duration).unwrap_or(Ok(Duration::from_secs(30))) {
+            Ok(d) if (Duration::from_secs(5)..=Duration::from_secs(300)).contains(&d) => d,
+            _ => {
+                f.fail("ring", "how long the operator's phone rings: 5s to 5m, e.g. \"30s\"");
+                Duration::from_secs(30)
+            }
+        };
+        let dial = match raw.dial.as_deref().unwrap_or("digits") {
+            "digits" => Dial::Digits,
+            "e164" => Dial::E164,
+            "national" => Dial::National,
+            other => {
+                f.fail("dial", format!("{other:?} is not one of \"digits\" (79161234567), \"e164\" (+79161234567), \"national\" (9161234567, after dial_prefix)"));
+                Dial::Digits
+            }
+        };
+        let originate = Originate {
+            ami: ami?,
+            username: username?,
+            secret: secret?,
+            channel: channel?,
+            context: raw.context.unwrap_or_else(|| "from-internal".into()),
+            caller_id: raw.caller_id,
+            ring,
+            dial,
+            dial_prefix: raw.dial_prefix.unwrap_or_default(),
+        };
+        let trigger: Box<dyn super::adapter::Trigger> = Box::new(originate);
+        Some(Section::new("asterisk", trigger))
+    }
+}
+
+impl super::adapter::Trigger for Originate {
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        _: &PhoneNumber,
+        _: &crate::callback::Callback,
+        _: Ts,
+    ) -> reqwest::RequestBuilder {
+        // Not used: `place` asks over AMI.
+        http.get("http://127.0.0.1:9/")
+    }
+
+    fn answer(&self, _: reqwest::StatusCode, _: &str) -> super::adapter::Answer {
+        super::adapter::Answer::Refused("Asterisk is asked over AMI".into())
+    }
+
+    fn place(
+        &self,
+        _operator: &PhoneNumber,
+        cb: &crate::callback::Callback,
+    ) -> Option<BoxFuture<'static, super::adapter::Answer>> {
+        let me = self.clone();
+        let exten = match self.dial {
+            Dial::Digits => cb.number.as_str().trim_start_matches('+').to_owned(),
+            Dial::E164 => cb.number.as_str().to_owned(),
+            Dial::National => format!("{}{}", self.dial_prefix, cb.number.national_digits()),
+        };
+        let id = cb.id.to_string();
+        Some(Box::pin(async move { me.originate(&id, &exten).await }))
+    }
+}
+
+impl Originate {
+    /// Logs in on a connection of its own, asks for the call, and reads the answer to it.
+    async fn originate(&self, id: &str, exten: &str) -> super::adapter::Answer {
+        use super::adapter::Answer;
+        let result = async {
+            let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&self.ami))
+                .await
+                .map_err(|_| Answer::Again(format!("connecting to the AMI at {} timed out", self.ami)))?
+                .map_err(|e| Answer::Again(format!("cannot connect to the AMI at {}: {e}", self.ami)))?;
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            let again = |e: String| Answer::Again(e);
+            within(SILENT_FOR, line(&mut read)).await.map_err(again)?;
+            let login = format!(
+                "Action: Login\r\nActionID: callpool-login\r\nUsername: {}\r\nSecret: {}\r\nEvents: off\r\n\r\n",
+                clean(&self.username),
+                clean(&self.secret)
+            );
+            let caller = self.caller_id.as_deref().map(|c| format!("CallerID: {}\r\n", clean(c))).unwrap_or_default();
+            let originate = format!(
+                "Action: Originate\r\nActionID: {id}\r\nChannel: {}\r\nContext: {}\r\nExten: {}\r\nPriority: 1\r\n{caller}Timeout: {}\r\nAsync: true\r\nVariable: CALLPOOL_CALLBACK={id}\r\n\r\n",
+                clean(&self.channel),
+                clean(&self.context),
+                clean(exten),
+                self.ring.as_millis(),
+            );
+            write.write_all(login.as_bytes()).await.map_err(|e| Answer::Again(e.to_string()))?;
+            let mut sent = false;
+            loop {
+                let msg = within(SILENT_FOR, message(&mut read))
+                    .await
+                    .map_err(again)?
+                    .ok_or_else(|| Answer::Again("the AMI closed the connection".into()))?;
+                let said = |k: &str| msg.get(k).map(String::as_str);
+                match (said("ActionID"), said("Response")) {
+                    (Some("callpool-login"), Some("Success")) if !sent => {
+                        write.write_all(originate.as_bytes()).await.map_err(|e| Answer::Again(e.to_string()))?;
+                        sent = true;
+                    }
+                    (Some("callpool-login"), _) => {
+                        return Err(Answer::Refused(format!(
+                            "the AMI refused callpool's login: {}",
+                            said("Message").unwrap_or("")
+                        )))
+                    }
+                    (Some(a), Some("Success")) if a == id => break,
+                    (Some(a), _) if a == id => {
+                        return Err(Answer::Refused(format!("the AMI refused the call: {}", said("Message").unwrap_or(""))))
+                    }
+                    _ => {}
+                }
+            }
+            let _ = write.write_all(b"Action: Logoff\r\n\r\n").await;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Answer::Placed { pbx_ref: None },
+            Err(answer) => answer,
+        }
+    }
+}
+
 impl Adapter for Ami {
     fn verify(&self, _req: &Inbound<'_>) -> Result<(), Refusal> {
         Err(Refusal::BadSignature("this PBX reports over AMI (callpool connects to it); it takes no webhooks".into()))
@@ -284,8 +467,13 @@ impl Calls {
             .and_then(|t| t.parse::<f64>().ok())
             .map_or(now, |t| Ts::from_millis((t * 1000.0) as i64))
             .min(now);
-        let linked = get("Linkedid")?;
-        match get("Event")? {
+        let event = get("Event")?;
+        let linked = match (get("Linkedid"), event) {
+            (Some(l), _) => l,
+            (None, "OriginateResponse") => get("Uniqueid").unwrap_or(""),
+            _ => return None,
+        };
+        match event {
             "Newchannel" => {
                 // The call's first channel, entering an inbound context with the DID as its extension.
                 if get("Uniqueid") != Some(linked) || self.0.contains_key(linked) {
@@ -312,6 +500,34 @@ impl Calls {
                 let horizon = now.as_millis() - (LONGEST_CALL_S as i64) * 1000;
                 self.0.retain(|_, t| t.seen.as_millis() > horizon);
                 self.0.insert(linked.to_owned(), Track { report: report.clone(), seen: now });
+                Some(report)
+            }
+            // The call a callback trigger placed: the operator's leg (its first channel) answered
+            // or not; its reports carry the callback's own key, which links them to it.
+            "OriginateResponse" => {
+                let id = get("ActionID").filter(|a| crate::callback::CallbackId::parse(a).is_some())?;
+                let key = CallKey::new(pbx, id).ok()?;
+                let called = did(get("Exten")?, ami.region)?;
+                let mut report = CallReport {
+                    key,
+                    called,
+                    caller: None,
+                    started_at: at,
+                    answered_at: None,
+                    ended_at: None,
+                    status: CallStatus::Ringing,
+                    duration: None,
+                    recording_url: None,
+                };
+                if get("Response") != Some("Success") {
+                    // The operator did not take it: nobody called the visitor.
+                    report.status = CallStatus::Missed;
+                    report.ended_at = Some(at);
+                    report.duration = Some(0);
+                    return Some(report);
+                }
+                let uniqueid = get("Uniqueid").unwrap_or(linked);
+                self.0.insert(uniqueid.to_owned(), Track { report: report.clone(), seen: now });
                 Some(report)
             }
             "BridgeEnter" => {
@@ -493,6 +709,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_callbacks_originated_call_is_reported_under_the_callback() {
+        let (a, mut calls) = (ami(), Calls::default());
+        let cb = "cb-0123456789abcdef01234567";
+        let response = |result: &str, uid: &str| {
+            ev(&[
+                ("Event", "OriginateResponse"),
+                ("Response", result),
+                ("ActionID", cb),
+                ("Exten", "79161234567"),
+                ("Uniqueid", uid),
+            ])
+        };
+        let r = calls.on_event(&a, "ast", &response("Failure", "2.1"), at(0)).unwrap();
+        assert_eq!(
+            (r.key.as_str(), r.status),
+            ("ast:cb-0123456789abcdef01234567", CallStatus::Missed),
+            "the operator did not answer"
+        );
+        let r = calls.on_event(&a, "ast", &response("Success", "2.2"), at(1)).unwrap();
+        assert_eq!((r.called.as_str(), r.status), ("+79161234567", CallStatus::Ringing));
+        let bridged = ev(&[("Event", "BridgeEnter"), ("Uniqueid", "2.3"), ("Linkedid", "2.2")]);
+        assert_eq!(calls.on_event(&a, "ast", &bridged, at(5)).unwrap().status, CallStatus::Answered);
+        let gone = ev(&[("Event", "Hangup"), ("Uniqueid", "2.2"), ("Linkedid", "2.2"), ("Cause", "16")]);
+        let r = calls.on_event(&a, "ast", &gone, at(65)).unwrap();
+        assert_eq!((r.status, r.duration), (CallStatus::Completed, Some(60)));
+        let foreign = ev(&[
+            ("Event", "OriginateResponse"),
+            ("Response", "Success"),
+            ("ActionID", "someone-else-1"),
+            ("Exten", "79161234567"),
+            ("Uniqueid", "2.9"),
+        ]);
+        assert!(calls.on_event(&a, "ast", &foreign, at(0)).is_none(), "another program's originate");
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub static VENDORS: &[&dyn Reader] = &[
     &sipuni::WEBHOOK,
     &sipuni::TRIGGER,
     &asterisk::WEBHOOK,
+    &asterisk::TRIGGER,
     &uis::WEBHOOK,
 ];
 

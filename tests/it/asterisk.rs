@@ -26,15 +26,21 @@ struct FakeAmi {
     port: u16,
     /// Logins seen: (username, secret, events).
     logins: Arc<Mutex<Vec<(String, String, String)>>>,
-    /// The writer of the current logged-in connection.
+    /// The writer of the current logged-in connection that asked for events.
     current: Arc<Mutex<Option<mpsc::UnboundedSender<Option<String>>>>>,
+    /// `Originate` actions received (their fields).
+    originates: Arc<Mutex<Vec<std::collections::HashMap<String, String>>>>,
 }
 
 impl FakeAmi {
     async fn start() -> FakeAmi {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake =
-            FakeAmi { port: listener.local_addr().unwrap().port(), logins: Arc::default(), current: Arc::default() };
+        let fake = FakeAmi {
+            port: listener.local_addr().unwrap().port(),
+            logins: Arc::default(),
+            current: Arc::default(),
+            originates: Arc::default(),
+        };
         let me = fake.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -73,12 +79,24 @@ impl FakeAmi {
                             if get("Username") == AMI_USER && get("Secret") == AMI_SECRET {
                                 let ok = format!("Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n");
                                 write.write_all(ok.as_bytes()).await.unwrap();
-                                *self.current.lock().unwrap() = Some(tx.clone());
+                                if get("Events") != "off" {
+                                    *self.current.lock().unwrap() = Some(tx.clone());
+                                }
                             } else {
                                 let no = format!("Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n");
                                 write.write_all(no.as_bytes()).await.unwrap();
                                 return;
                             }
+                        }
+                        "Originate" => {
+                            self.originates.lock().unwrap().push(action.iter().cloned().collect());
+                            let queued = format!("Response: Success\r\nActionID: {id}\r\nMessage: Originate successfully queued\r\n\r\n");
+                            write.write_all(queued.as_bytes()).await.unwrap();
+                        }
+                        "Logoff" => {
+                            let bye = format!("Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n");
+                            let _ = write.write_all(bye.as_bytes()).await;
+                            return;
                         }
                         "Ping" => {
                             let pong = format!("Response: Success\r\nActionID: {id}\r\nPing: Pong\r\n\r\n");
@@ -165,6 +183,10 @@ impl FakeAmi {
 }
 
 fn config(dir: &std::path::Path, ami_port: u16, secret: &str, ga: &str) -> Config {
+    config_with(dir, ami_port, secret, ga, "")
+}
+
+fn config_with(dir: &std::path::Path, ami_port: u16, secret: &str, ga: &str, site_extra: &str) -> Config {
     let text = format!(
         r#"
 [server]
@@ -191,6 +213,7 @@ report_token = "{REPORT_TOKEN}"
 [site.ga4]
 measurement_id = "{GA4_MEASUREMENT_ID}"
 api_secret = "{GA4_API_SECRET}"
+{site_extra}
 "#,
         data = dir.join("data").display().to_string(),
         site = shop_site(ORIGIN, "0s", "30m", "30m"),
@@ -263,5 +286,72 @@ async fn a_wrong_ami_secret_is_refused_and_tried_again_without_harm() {
     // A webhook to an AMI PBX is refused: it reports over AMI.
     let resp = reqwest::Client::new().post(node.url("/v1/pbx/calls?pbx=ast")).body("{}").send().await.unwrap();
     assert_eq!(resp.status(), 401);
+    node.stop().await;
+}
+
+/// A callback through the same Asterisk: callpool logs in on a connection of its own and asks
+/// for an `Originate` (the operator's channel first, then the visitor's number in the dialplan);
+/// the call's events, read on the event connection, carry the callback's id and move it on.
+#[tokio::test]
+async fn a_callback_is_originated_over_ami_and_its_events_report_it() {
+    let ami = FakeAmi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let callback = format!(
+        r#"
+[site.callback]
+language = "en"
+operator = "+74951230099"
+pbx = "ast"
+min_time_on_site = "0s"
+trigger = {{ kind = "asterisk", ami = "127.0.0.1:{port}", username = "{AMI_USER}", secret = "{AMI_SECRET}", channel = "PJSIP/101", ring = "25s" }}
+"#,
+        port = ami.port
+    );
+    let node = Node::start_real(config_with(dir.path(), ami.port, AMI_SECRET, "http://127.0.0.1:9", &callback)).await;
+    eventually("callpool listens to the AMI", || async { ami.good_logins() == 1 }).await;
+    let asked = reqwest::Client::new()
+        .post(node.url("/v1/callback"))
+        .header("origin", ORIGIN)
+        .json(&serde_json::json!({"site": "shop-public-key", "number": "+79161234567"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+    let id = asked.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    eventually("one Originate", || async { ami.originates.lock().unwrap().len() == 1 }).await;
+    let o = ami.originates.lock().unwrap()[0].clone();
+    let field = |k: &str| o.get(k).cloned().unwrap_or_default();
+    assert_eq!(
+        (field("ActionID"), field("Channel"), field("Context"), field("Exten"), field("Timeout"), field("Async")),
+        (id.clone(), "PJSIP/101".into(), "from-internal".into(), "79161234567".into(), "25000".into(), "true".into())
+    );
+    let status = || async {
+        let url = node.url(&format!("/v1/callback/{id}?site=shop-public-key"));
+        let v: Value =
+            reqwest::Client::new().get(url).header("origin", ORIGIN).send().await.unwrap().json().await.unwrap();
+        v["status"].as_str().unwrap_or("").to_owned()
+    };
+    eventually("calling", || async { status().await == "calling" }).await;
+    // The operator answers; the dialplan rings the visitor, who answers; the call ends.
+    ami.event(&[
+        ("Event", "OriginateResponse"),
+        ("Response", "Success"),
+        ("ActionID", &id),
+        ("Channel", "PJSIP/101-00000031"),
+        ("Context", "from-internal"),
+        ("Exten", "79161234567"),
+        ("Uniqueid", "1764670200.77"),
+    ]);
+    ami.event(&[
+        ("Event", "Newchannel"),
+        ("Context", "from-internal"),
+        ("Exten", "79161234567"),
+        ("Uniqueid", "1764670200.78"),
+        ("Linkedid", "1764670200.77"),
+    ]);
+    ami.event(&[("Event", "BridgeEnter"), ("Uniqueid", "1764670200.78"), ("Linkedid", "1764670200.77")]);
+    eventually("connected", || async { status().await == "connected" }).await;
+    ami.event(&[("Event", "Hangup"), ("Uniqueid", "1764670200.77"), ("Linkedid", "1764670200.77"), ("Cause", "16")]);
+    eventually("completed", || async { status().await == "completed" }).await;
     node.stop().await;
 }
