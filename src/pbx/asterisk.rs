@@ -64,6 +64,17 @@ struct RawAmi {
     region: Option<String>,
 }
 
+/// `ami`: the AMI's `host:port` (required).
+fn address(f: &mut Fields<'_>, raw: Option<String>) -> Option<String> {
+    let a = f.required("ami", raw, " for kind = \"asterisk\": host:port of its AMI, e.g. \"10.0.0.5:5038\"")?;
+    let port_ok =
+        a.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok {
+        f.fail("ami", format!("{a:?} is not host:port, e.g. \"10.0.0.5:5038\""));
+    }
+    Some(a)
+}
+
 impl Reader for WebhookReader {
     fn place(&self) -> Place {
         Place::Pbx("asterisk")
@@ -72,16 +83,7 @@ impl Reader for WebhookReader {
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let raw: RawAmi = f.parse()?;
         const WHY: &str = " for kind = \"asterisk\" (the AMI user of manager.conf)";
-        let address =
-            f.required("ami", raw.ami, " for kind = \"asterisk\": host:port of its AMI, e.g. \"10.0.0.5:5038\"");
-        if let Some(a) = &address {
-            let port_ok = a
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-            if !port_ok {
-                f.fail("ami", format!("{a:?} is not host:port, e.g. \"10.0.0.5:5038\""));
-            }
-        }
+        let address = address(f, raw.ami);
         let username = f.required("username", raw.username, WHY);
         let (_, from_env) = f.owner_var(ENV_PBX_SECRET_PREFIX);
         let secret = from_env.or(raw.secret);
@@ -151,7 +153,7 @@ impl Reader for TriggerReader {
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
         let raw: RawOriginate = f.parse()?;
         const WHY: &str = " for kind = \"asterisk\" (an AMI user with originate rights)";
-        let ami = f.required("ami", raw.ami, " for kind = \"asterisk\": host:port of its AMI, e.g. \"10.0.0.5:5038\"");
+        let ami = address(f, raw.ami);
         let username = f.required("username", raw.username, WHY);
         let (_, from_env) = f.owner_var(crate::config::ENV_TRIGGER_SECRET_PREFIX);
         let secret = f.required("secret", from_env.or(raw.secret), WHY);
