@@ -41,7 +41,7 @@ pub static VENDORS: &[&dyn Reader] = &[
     &zadarma::WEBHOOK,
     &zadarma::TRIGGER,
     &mango::WEBHOOK,
-    &mango::TRIGGER,
+    &mango::trigger::TRIGGER,
     &sipuni::WEBHOOK,
     &sipuni::TRIGGER,
     &asterisk::WEBHOOK,

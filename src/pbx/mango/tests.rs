@@ -1,0 +1,698 @@
+//! The mango vendor's unit tests: its documented examples, signatures, answers and settings.
+
+use std::collections::HashMap;
+
+use axum::http::HeaderMap;
+use callpool_pool::SessionAttrs;
+
+use super::trigger::*;
+use super::*;
+use crate::calls::{Call, Match, MatchKind, NumberKind};
+use crate::config::Config;
+
+const KEY: &str = "test-api-key-0001";
+const SALT: &str = "test-api-salt-0001";
+const NOW: Ts = Ts::from_millis(1_800_000_000_000);
+
+fn mango() -> Mango {
+    Mango { api_key: KEY.into(), api_salt: SALT.into() }
+}
+
+/// Mango's form for `json`, signed as Mango signs it.
+fn form(json: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("vpbx_api_key", KEY)
+        .append_pair("sign", &sign(KEY, json, SALT))
+        .append_pair("json", json)
+        .finish()
+}
+
+/// What a signed `json` posted to `<base>/<event>` reads into.
+fn receive(event: &str, json: &str) -> Result<Received, Refusal> {
+    let h = HeaderMap::new();
+    let body = form(json);
+    let req = Inbound { headers: &h, query: "", body: body.as_bytes(), now: NOW, path_tail: event };
+    mango().verify(&req)?;
+    mango().read("mg", &req)
+}
+
+fn report(event: &str, json: &str) -> CallReport {
+    match receive(event, json) {
+        Ok(Received::Reports(mut r)) if r.len() == 1 => r.remove(0),
+        Ok(Received::Reports(r)) => panic!("{event} {json}: {} reports", r.len()),
+        Ok(Received::Answer(a)) => panic!("{event} {json}: not recorded ({a:?})"),
+        Err(e) => panic!("{event} {json}: refused: {e:?}"),
+    }
+}
+
+fn is_ignored(event: &str, json: &str) -> bool {
+    matches!(receive(event, json), Ok(Received::Answer(Reply::Json(v))) if v == json!({"result": "ignored"}))
+}
+
+fn malformed(event: &str, json: &str) -> String {
+    match receive(event, json) {
+        Err(Refusal::Malformed(m)) => m,
+        other => panic!("{event} {json}: not refused as malformed: {:?}", other.map(|_| ())),
+    }
+}
+
+fn at(s: i64) -> Ts {
+    Ts::from_millis(s * 1000)
+}
+
+// The example notifications of §3.1.2 (events/call) and §3.1.6 (events/summary), with the
+// documentation's numbers (e.g. "7800123456789", 13 digits) replaced by numbers that exist.
+const CALL_EXAMPLE: &str = r#"{
+        "entry_id":"1MN0Q1MDOQ==",
+        "call_id":"MIxEyNTzTo6NDxkzNMMOzNQ==",
+        "timestamp":1558422128,
+        "seq":2,
+        "call_state":"Disconnected",
+        "location":"abonent",
+        "from": { "number":"79001234567", "taken_from_call_id":"oMNTMyzTzNTo6NxNkDIxOxM3EMNTj" },
+        "to": {
+            "extension":"29", "number":"sip:user00000@tech.mangosip.ru",
+            "line_number":"sip:line00000@tech.mangosip.ru", "acd_group":"303"
+        },
+        "disconnect_reason":1131,
+        "dct": { "number":"74001234567", "type":1 }
+    }"#;
+const SUMMARY_ANSWERED: &str = r#"{
+        "entry_id":"232wc3e3w3s222",
+        "call_direction":1,
+        "from": { "number":"79161234567" },
+        "to": { "extension":"123", "number":"74951230099" },
+        "line_number":"74951230001",
+        "create_time":1399906976,
+        "forward_time":1399906978,
+        "talk_time":1399906980,
+        "end_time":1399906990,
+        "entry_result":1,
+        "disconnect_reason":1100
+    }"#;
+const SUMMARY_IN_IVR: &str = r#"{
+        "entry_id":"232wc3e3w3s222",
+        "call_direction":1,
+        "from": { "number":"79000000000" },
+        "to": { },
+        "line_number":"74951230001",
+        "create_time":1399906976,
+        "forward_time":1399906978,
+        "talk_time":0,
+        "end_time":1399906990,
+        "entry_result":1,
+        "disconnect_reason":1170
+    }"#;
+const SUMMARY_OUTGOING: &str = r#"{
+        "entry_id":"232wc3e3w3s222",
+        "call_direction":2,
+        "from": { "extension":"123", "number":"sip:user1@xyz.mangosip.ru" },
+        "to": { "number":"79161234567" },
+        "line_number":"74953333357",
+        "create_time":1399906976,
+        "forward_time":1399906976,
+        "talk_time":1399906980,
+        "entry_result":1,
+        "end_time":1399906990,
+        "disconnect_reason":1100
+    }"#;
+// §3.1.4, example 1.
+const RECORDING_EXAMPLE: &str = r#"{
+        "recording_id":"r100:777:500:256",
+        "recording_state":"Started",
+        "seq":1,
+        "call_id":"100:500:256",
+        "entry_id":"232wc3e3w3s222",
+        "extension":"1234",
+        "timestamp":"1399906976",
+        "command_id":"cmd.12.vpbx.12345.external.system.com.net"
+    }"#;
+
+/// The call example with another state, location and dialled line.
+fn call(state: &str, location: &str, line: &str) -> String {
+    CALL_EXAMPLE
+        .replace("\"Disconnected\"", &format!("{state:?}"))
+        .replace("\"location\":\"abonent\"", &format!("\"location\":{location:?}"))
+        .replace("\"sip:line00000@tech.mangosip.ru\"", &format!("{line:?}"))
+}
+
+#[test]
+fn the_sign_is_sha256_of_key_json_and_salt() {
+    // Computed independently: printf '%s' "$KEY$JSON$SALT" | sha256sum
+    let json = r#"{"entry_id":"MTAxMjM0NTY3OA==","call_id":"MToxMDA1NzU5Mzo1MDI6NjI1ODM4MzQ="}"#;
+    let expected = "a3a5b4fccf1067895b68edf83e17ec89cf11bc71528f813dad99b86d5f174506";
+    assert_eq!(sign(KEY, json, SALT), expected);
+    assert_eq!(verify(KEY, SALT, KEY, json, expected), Ok(()));
+    assert_eq!(verify(KEY, SALT, KEY, json, &expected.to_ascii_uppercase()), Ok(()), "hex in either case");
+
+    let reason = |r: Result<(), Refusal>| r.map_err(|e| (e.reason(), e.message().to_owned()));
+    let bad_key = reason(verify(KEY, SALT, "another-vpbx-key", json, expected)).unwrap_err();
+    assert_eq!(bad_key, ("bad_signature", "vpbx_api_key is not this PBX's api_key".to_owned()));
+    for (json, sign) in [
+        (json, &sign(KEY, json, "another-salt-0001")[..]),
+        (&json.replace("MTAx", "MTAy")[..], expected),
+        (json, &expected[..62]),
+        (json, "not hex"),
+    ] {
+        let (why, msg) = reason(verify(KEY, SALT, KEY, json, sign)).unwrap_err();
+        assert_eq!(why, "bad_signature");
+        assert!(msg.contains("check the configured api_salt"), "{msg}");
+    }
+}
+
+#[test]
+fn requests_are_checked_before_anything_is_read() {
+    let h = HeaderMap::new();
+    let check = |body: &str| {
+        mango()
+            .verify(&Inbound { headers: &h, query: "", body: body.as_bytes(), now: NOW, path_tail: "events/call" })
+            .map_err(|e| e.reason())
+    };
+    assert_eq!(check(&form(CALL_EXAMPLE)), Ok(()));
+    assert_eq!(check(&form(CALL_EXAMPLE).replace("sign=", "signature=")), Err("no_signature"));
+    assert_eq!(check(&form(CALL_EXAMPLE).replace(KEY, "another-vpbx-key")), Err("bad_signature"));
+    assert_eq!(check(&format!("{}&json=%7B%7D", form("{}"))), Ok(()), "the first json is the one signed");
+    assert_eq!(check(""), Err("no_signature"));
+    // An event without json (a ping) is signed over the empty string.
+    let ping = format!("vpbx_api_key={KEY}&sign={}", sign(KEY, "", SALT));
+    assert_eq!(check(&ping), Ok(()));
+}
+
+#[test]
+fn call_events_ring_or_answer_and_a_leg_ending_is_not_recorded() {
+    // The documentation's own example: a leg that ended, on a SIP line.
+    assert!(is_ignored("events/call", CALL_EXAMPLE));
+    assert!(is_ignored("/events/call/", &call("Disconnected", "abonent", "74951230001")), "any leg's end");
+
+    let r = report("events/call", &call("Appeared", "ivr", "74951230001"));
+    assert_eq!((r.key.as_str(), r.called.as_str(), r.status), ("mg:1MN0Q1MDOQ==", "+74951230001", CallStatus::Ringing));
+    assert_eq!(r.caller.as_ref().map(Caller::as_str), Some("+79001234567"));
+    assert_eq!(r.started_at, at(1_558_422_128));
+    assert_eq!((r.answered_at, r.ended_at, r.duration, &r.recording_url), (None, None, None, &None));
+
+    for (state, location, status) in [
+        ("Connected", "ivr", CallStatus::Ringing),
+        ("Connected", "queue", CallStatus::Ringing),
+        ("Connected", "abonent", CallStatus::Answered),
+        ("OnHold", "abonent", CallStatus::Answered),
+        ("Appeared", "abonent", CallStatus::Ringing),
+    ] {
+        assert_eq!(report("events/call", &call(state, location, "74951230001")).status, status, "{state} {location}");
+    }
+    // A withheld caller, a caller on SIP, a caller with its +.
+    let caller = |number: &str| {
+        report("events/call", &call("Appeared", "ivr", "74951230001").replace("\"79001234567\"", number)).caller
+    };
+    assert_eq!(caller("\"sip:client@example.com\""), None);
+    assert_eq!(caller("null"), None);
+    assert_eq!(caller("\"+7 916 123-45-67\"").as_ref().map(Caller::as_str), Some("+79161234567"));
+
+    // Not incoming to a line: an employee's call, no line, a SIP line.
+    let employee =
+        call("Appeared", "abonent", "74951230001").replace("\"from\": {", "\"from\": { \"extension\":\"101\",");
+    assert!(is_ignored("events/call", &employee));
+    assert!(is_ignored(
+        "events/call",
+        &call("Appeared", "abonent", "74951230001").replace("\"line_number\"", "\"line\"")
+    ));
+    assert!(is_ignored("events/call", &call("Connected", "abonent", "sip:line1@vpbx400000000.mangosip.ru")));
+}
+
+#[test]
+fn the_summary_is_the_calls_outcome() {
+    let r = report("events/summary", SUMMARY_ANSWERED);
+    assert_eq!(
+        (r.key.as_str(), r.called.as_str(), r.status),
+        ("mg:232wc3e3w3s222", "+74951230001", CallStatus::Completed)
+    );
+    assert_eq!(r.caller.as_ref().map(Caller::as_str), Some("+79161234567"));
+    assert_eq!(
+        (r.started_at, r.answered_at, r.ended_at),
+        (at(1_399_906_976), Some(at(1_399_906_980)), Some(at(1_399_906_990)))
+    );
+    assert_eq!(r.duration, Some(10), "end_time - talk_time");
+
+    // The documentation's unanswered call: it ended in the voice menu (entry_result 1, talk_time 0).
+    let r = report("events/summary", SUMMARY_IN_IVR);
+    assert_eq!(
+        (r.status, r.answered_at, r.duration, r.ended_at),
+        (CallStatus::Missed, None, Some(0), Some(at(1_399_906_990)))
+    );
+    let r = report("events/summary", &SUMMARY_ANSWERED.replace("\"entry_result\":1", "\"entry_result\":0"));
+    assert_eq!(r.status, CallStatus::Missed, "entry_result 0: no talk");
+    // Times as text are read too.
+    let r = report("events/summary", &SUMMARY_ANSWERED.replace("1399906990", "\"1399906990\""));
+    assert_eq!(r.duration, Some(10));
+
+    assert!(is_ignored("events/summary", SUMMARY_OUTGOING), "outgoing");
+    assert!(is_ignored("events/summary", &SUMMARY_ANSWERED.replace("\"call_direction\":1", "\"call_direction\":0")));
+    assert!(is_ignored("events/summary", &SUMMARY_ANSWERED.replace("\"74951230001\"", "\"sip:line@x.mangosip.ru\"")));
+}
+
+#[test]
+fn other_events_are_answered_and_not_recorded() {
+    assert!(is_ignored("events/recording", RECORDING_EXAMPLE));
+    assert!(is_ignored("events/recording", &RECORDING_EXAMPLE.replace("Started", "Completed")));
+    for event in ["events/dtmf", "events/sms", "events/ping", "events/record/added", "result/callback"] {
+        assert!(is_ignored(event, "{}"), "{event}");
+    }
+    // Without the event's path callpool cannot tell what it is.
+    assert!(malformed("", CALL_EXAMPLE).starts_with("path: "));
+}
+
+/// A call as the store keeps it after its first report.
+fn stored(r: &CallReport) -> Call {
+    Call {
+        key: r.key.clone(),
+        called: r.called.clone(),
+        caller: r.caller.clone(),
+        started_at: r.started_at,
+        answered_at: r.answered_at,
+        ended_at: r.ended_at,
+        status: r.status,
+        duration: r.duration,
+        recording_url: r.recording_url.clone(),
+        received_at: NOW,
+        updated_at: NOW,
+        matched: Match {
+            kind: MatchKind::Unmatched,
+            site: None,
+            number_kind: NumberKind::Unknown,
+            visitor: None,
+            lease: None,
+            attrs: SessionAttrs::default(),
+        },
+        first_time_caller: true,
+        version: 1,
+    }
+}
+
+#[test]
+fn events_arriving_after_the_summary_change_nothing() {
+    let answered = call("Connected", "abonent", "74951230001").replace("1MN0Q1MDOQ==", "232wc3e3w3s222");
+    let appeared = call("Appeared", "ivr", "74951230001").replace("1MN0Q1MDOQ==", "232wc3e3w3s222");
+    for summary in [SUMMARY_ANSWERED, SUMMARY_IN_IVR] {
+        let mut c = stored(&report("events/summary", summary));
+        let before = c.clone();
+        for late in [&answered, &appeared] {
+            assert!(!c.absorb(&report("events/call", late), Ts::from_millis(NOW.as_millis() + 1)), "{late}");
+        }
+        assert_eq!(c, before, "a missed call stays missed, with no answer time");
+    }
+    // In order, each report moves the call on, and the summary finishes it.
+    let mut c = stored(&report("events/call", &appeared));
+    assert!(c.absorb(&report("events/call", &answered), NOW));
+    assert_eq!(c.status, CallStatus::Answered);
+    assert!(c.absorb(&report("events/summary", SUMMARY_ANSWERED), NOW));
+    assert_eq!((c.status, c.duration, c.answered_at), (CallStatus::Completed, Some(10), Some(at(1_399_906_980))));
+}
+
+#[test]
+fn malformed_events_name_the_field() {
+    let check = |event: &str, json: &str, expected: &str| {
+        let m = malformed(event, json);
+        assert!(m.starts_with(expected), "{json}: {m:?} does not start with {expected:?}");
+    };
+    let appeared = call("Appeared", "ivr", "74951230001");
+    check("events/call", "not json", "json: not JSON");
+    check("events/call", "[1]", "json: must be a JSON object");
+    check("events/call", &appeared.replace("\"entry_id\"", "\"entry\""), "entry_id: required");
+    check("events/call", &appeared.replace("\"1MN0Q1MDOQ==\"", "\"a b\""), "entry_id: call_id must be");
+    check("events/call", &appeared.replace("\"1MN0Q1MDOQ==\"", "[]"), "entry_id: expected a string");
+    check("events/call", &appeared.replace("\"Appeared\"", "\"Ringing\""), "call_state: \"Ringing\" is not one of");
+    check("events/call", &appeared.replace("\"call_state\"", "\"state\""), "call_state: required");
+    check(
+        "events/call",
+        &appeared.replace("1558422128", "\"yesterday\""),
+        "timestamp: \"yesterday\" is not Unix seconds",
+    );
+    check("events/call", &appeared.replace("1558422128", "-5"), "timestamp: -5 is not Unix seconds");
+    check("events/call", &appeared.replace("1558422128", "1900000000"), "timestamp: more than 5 minutes in the future");
+    check(
+        "events/call",
+        &appeared.replace("\"74951230001\"", "\"12\""),
+        "to.line_number: \"12\" is not a phone number",
+    );
+    check("events/call", &appeared.replace("\"to\": {", "\"to\": 5, \"x\": {"), "to: expected an object");
+    check("events/call", &appeared.replace("\"79001234567\"", "{}"), "from.number: expected a string");
+
+    check("events/summary", &SUMMARY_ANSWERED.replace("\"create_time\"", "\"created\""), "create_time: required");
+    check(
+        "events/summary",
+        &SUMMARY_ANSWERED.replace("\"call_direction\":1", "\"call_direction\":7"),
+        "call_direction: 7 is not",
+    );
+    check("events/summary", &SUMMARY_ANSWERED.replace("\"call_direction\":1,", ""), "call_direction: required");
+    check(
+        "events/summary",
+        &SUMMARY_ANSWERED.replace("\"entry_result\":1", "\"entry_result\":2"),
+        "entry_result: 2 is not",
+    );
+    check(
+        "events/summary",
+        &SUMMARY_ANSWERED.replace("\"talk_time\":1399906980", "\"talk_time\":1399906999"),
+        "end_time: 1399906990 is before talk_time",
+    );
+    check(
+        "events/summary",
+        &SUMMARY_ANSWERED.replace("\"create_time\":1399906976", "\"create_time\":1399907000"),
+        "end_time: 1399906990 is before create_time",
+    );
+    check("events/summary", &SUMMARY_ANSWERED.replace("\"line_number\"", "\"line\""), "line_number: required");
+    check(
+        "events/summary",
+        &SUMMARY_ANSWERED.replace("\"end_time\":1399906990", "\"end_time\":2399906990"),
+        "talk_time: a talk of",
+    );
+
+    let h = HeaderMap::new();
+    let unsigned_json = format!("vpbx_api_key={KEY}&sign={}", sign(KEY, "", SALT));
+    let req = Inbound { headers: &h, query: "", body: unsigned_json.as_bytes(), now: NOW, path_tail: "events/call" };
+    assert_eq!(mango().verify(&req), Ok(()));
+    assert_eq!(mango().read("mg", &req).map(|_| ()), Err(Refusal::Malformed("json: required".into())));
+}
+
+#[test]
+fn the_reader_takes_the_key_and_salt() {
+    let config = |pbx: &str, env: &[(&str, &str)]| {
+        let text =
+            format!("[pool]\nnumbers = [\"+74951230001\"]\n\n[[pbx]]\nid = \"mango-1\"\nkind = \"mango\"\n{pbx}");
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK])
+    };
+    let accepts_ours = |c: &Config| {
+        let adapter = c.pbxs[0].adapter.get::<Box<dyn Adapter>>().expect("an adapter");
+        let h = HeaderMap::new();
+        let b = form(CALL_EXAMPLE);
+        adapter
+            .verify(&Inbound { headers: &h, query: "", body: b.as_bytes(), now: NOW, path_tail: "events/call" })
+            .is_ok()
+    };
+    let c = config(&format!("api_key = \"{KEY}\"\napi_salt = \"{SALT}\""), &[]).unwrap();
+    assert!(accepts_ours(&c), "the key and salt from the file");
+    let c = config(
+        &format!("api_key = \"{KEY}\"\napi_salt = \"another-salt-0123\""),
+        &[("CALLPOOL_PBX_SECRET_MANGO_1", SALT)],
+    )
+    .unwrap();
+    assert!(accepts_ours(&c), "the environment overrides the salt");
+    let c = config(&format!("api_key = \"{KEY}\"\napi_salt = \"another-salt-0123\""), &[]).unwrap();
+    assert!(!accepts_ours(&c), "another salt");
+
+    let problems = |pbx: &str| config(pbx, &[]).err().map(|e| e.problems.join("; ")).unwrap_or_default();
+    let none = problems("");
+    assert!(none.contains("api_key: required for kind = \"mango\"") && none.contains("api_salt: required"), "{none}");
+    assert!(problems(&format!("api_key = \"{KEY}\"\napi_salt = \"short\""))
+        .contains("api_salt: must be at least 16 characters"));
+    let unknown = problems(&format!("api_key = \"{KEY}\"\napi_salt = \"{SALT}\"\nsecret = \"{SALT}\""));
+    assert!(unknown.contains("unknown field `secret`"), "{unknown}");
+}
+
+// The callback trigger and the calls it places.
+
+fn callback(number: &str) -> Callback {
+    crate::callback::example(number, NOW)
+}
+
+const CB: &str = "cb-0123456789abcdef01234567";
+
+fn command(number: Option<&str>, line_number: Option<&str>) -> CallbackCommand {
+    CallbackCommand {
+        base_url: "http://mango.test".into(),
+        api_key: KEY.into(),
+        api_salt: SALT.into(),
+        extension: "101".into(),
+        number: number.map(Into::into),
+        line_number: line_number.map(Into::into),
+    }
+}
+
+/// The form a trigger's request posts, field by field, in order.
+fn posted(t: &dyn Trigger) -> (reqwest::Request, Vec<(String, String)>) {
+    let operator = PhoneNumber::parse("+74951230099").unwrap();
+    let req = t.request(&reqwest::Client::new(), &operator, &callback("+79161234567"), NOW).build().unwrap();
+    let body = req.body().and_then(reqwest::Body::as_bytes).expect("a form body").to_vec();
+    let fields = form_urlencoded::parse(&body).into_owned().collect();
+    (req, fields)
+}
+
+#[test]
+fn the_callback_command_is_signed_as_mangos_events_are() {
+    let (req, fields) = posted(&command(None, Some("74951230001")));
+    assert_eq!((req.method().as_str(), req.url().as_str()), ("POST", "http://mango.test/vpbx/commands/callback"));
+    assert_eq!(req.headers()[reqwest::header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+    // The json in the order of Mango's example; the sign computed independently:
+    // printf '%s' "$KEY$JSON$SALT" | sha256sum
+    let json = r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101"},"to_number":"79161234567","line_number":"74951230001"}"#;
+    let expected = "95d3b4fe576353b92257b155f9d4bdad9ad3c749d6135aeccb746644922be589";
+    let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["vpbx_api_key", "sign", "json"]);
+    assert_eq!((fields[0].1.as_str(), fields[1].1.as_str(), fields[2].1.as_str()), (KEY, expected, json));
+    // What Mango checks of it is what callpool checks of Mango's events.
+    assert_eq!(verify(KEY, SALT, &fields[0].1, &fields[2].1, &fields[1].1), Ok(()));
+
+    // The employee rung on a given device, the VPBX's default line.
+    let (_, fields) = posted(&command(Some("sip:operator@vpbx400000000.mangosip.ru"), None));
+    let json = r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101","number":"sip:operator@vpbx400000000.mangosip.ru"},"to_number":"79161234567"}"#;
+    assert_eq!(fields[2].1, json);
+    assert_eq!(fields[1].1, "aae02fa57f89680eda462091198ae0a1da3ed78a9fe160a232793e0369656727");
+}
+
+#[test]
+fn mangos_answers_are_read() {
+    let t = command(None, None);
+    let ok = reqwest::StatusCode::OK;
+    let placed = Answer::Placed { pbx_ref: None };
+    // The callback id is the call's link already: Mango's answer names no call.
+    assert_eq!(t.answer(ok, r#"{"result":1000}"#), placed);
+    assert_eq!(t.answer(ok, r#"{"command_id":"cb-0123456789abcdef01234567","result":"1000"}"#), placed);
+    assert_eq!(t.answer(ok, r#"{"result":1001}"#), placed, "done, with remarks");
+    assert_eq!(t.answer(ok, ""), placed, "an asynchronous request may be answered by its status alone");
+
+    let again = |status: u16, body: &str| match t.answer(reqwest::StatusCode::from_u16(status).unwrap(), body) {
+        Answer::Again(why) => why,
+        other => panic!("{status} {body}: {other:?}"),
+    };
+    let refused = |status: u16, body: &str| match t.answer(reqwest::StatusCode::from_u16(status).unwrap(), body) {
+        Answer::Refused(why) => why,
+        other => panic!("{status} {body}: {other:?}"),
+    };
+    for code in [5000, 5001, 5002, 5003, 5008, 5011, 4290, 2220] {
+        let why = again(200, &format!(r#"{{"result":{code}}}"#));
+        assert!(why.starts_with(&format!("Mango could not take the callback command now: {code} (")), "{why}");
+    }
+    assert!(again(200, r#"{"result":5001}"#).contains("overload"));
+    assert!(again(503, "").contains("HTTP 503"));
+    let limit = r#"{"name":"Service Unavailable","message":"Rate limit exceeded.","code":0,"status":429}"#;
+    assert!(again(429, limit).contains("HTTP 429"));
+    assert!(again(401, "").contains("blocked for 2 minutes"));
+    assert!(again(200, "<html>proxy</html>").contains("not JSON"));
+
+    let why = refused(200, r#"{"result":3102}"#);
+    assert_eq!(why, "Mango refused the callback command: 3102 (the sign does not match: check api_key and api_salt)");
+    assert!(refused(200, r#"{"result":"3100","message":"bad extension"}"#).ends_with("line_number) bad extension"));
+    assert!(refused(200, r#"{"result":2240}"#).contains("2240 (not enough money on the account)"));
+    assert!(refused(200, r#"{"result":2211}"#).contains("limit for the period"), "a day's limit outlasts the retries");
+    assert!(refused(200, r#"{"result":4001}"#).contains("not supported"));
+    assert!(refused(200, r#"{"result":5010}"#).contains("5010 (not enough money to add the service)"));
+    assert!(refused(200, r#"{"result":5104}"#).contains("5104 (a server error)"), "by its class");
+    assert!(refused(200, r#"{"result":2219}"#).contains("2219 (the service's limit"), "by its class");
+    let http = refused(400, r#"{"result":3104}"#);
+    assert!(http.starts_with("Mango refused the callback command: HTTP 400 Bad Request, 3104 (a parameter"), "{http}");
+    assert!(refused(404, "").contains("HTTP 404"));
+    assert!(refused(200, r#"{"ok":true}"#).contains("no result code"));
+}
+
+#[test]
+fn the_trigger_reader_takes_the_vpbx_key_and_the_employee() {
+    let config = |trigger: &str, env: &[(&str, &str)]| {
+        let text = format!(
+            r#"
+[[pbx]]
+id = "mg"
+kind = "mango"
+api_key = "{KEY}"
+api_salt = "{SALT}"
+
+[[site]]
+id = "shop-1"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001"]
+
+[site.callback]
+operator = "+74951230099"
+pbx = "mg"
+trigger = {{ kind = "mango", {trigger} }}
+"#
+        );
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK, &TRIGGER])
+    };
+    let form = |c: &Config| {
+        let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
+        let (req, fields) = posted(section.get::<Box<dyn Trigger>>().expect("a trigger").as_ref());
+        (req.url().to_string(), fields.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+    };
+    let c = config(&format!(r#"api_key = "{KEY}", api_salt = "{SALT}", extension = "101""#), &[]).unwrap();
+    let (url, fields) = form(&c);
+    assert_eq!(url, "https://app.mango-office.ru/vpbx/commands/callback");
+    assert_eq!(
+        fields[2],
+        r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101"},"to_number":"79161234567"}"#
+    );
+    assert_eq!(fields[1], sign(KEY, &fields[2], SALT));
+
+    // A bare extension, a number and a line with their '+', the salt from the environment
+    // (named by the site), the URL for tests.
+    let c = config(
+            r#"api_key = "test-api-key-0001", api_salt = "file-salt-0123456789", extension = 101, number = "+74951230099", line_number = "+74951230001", url = "http://127.0.0.1:9/""#,
+            &[("CALLPOOL_TRIGGER_SECRET_SHOP_1", SALT)],
+        )
+        .unwrap();
+    let (url, fields) = form(&c);
+    assert_eq!(url, "http://127.0.0.1:9/vpbx/commands/callback");
+    let json = r#"{"command_id":"cb-0123456789abcdef01234567","from":{"extension":"101","number":"74951230099"},"to_number":"79161234567","line_number":"74951230001"}"#;
+    assert_eq!((fields[1].as_str(), fields[2].as_str()), (sign(KEY, json, SALT).as_str(), json));
+    // A SIP line goes by its name in the personal account.
+    let c =
+        config(&format!(r#"api_key = "{KEY}", api_salt = "{SALT}", extension = "101", line_number = "Офис SIP""#), &[]);
+    assert!(form(&c.unwrap()).1[2].ends_with(r#""line_number":"Офис SIP"}"#));
+
+    let problems = |trigger: &str| config(trigger, &[]).err().map(|e| e.problems.join("; ")).unwrap_or_default();
+    let none = problems("");
+    for field in ["api_key: required", "api_salt: required", "extension: required"] {
+        assert!(none.contains(field), "{field}: {none}");
+    }
+    assert!(none.contains("CALLPOOL_TRIGGER_SECRET_SHOP_1"), "the variable is named: {none}");
+    let with = |more: &str| problems(&format!(r#"api_key = "{KEY}", api_salt = "{SALT}", {more}"#));
+    assert!(with(r#"extension = "ext-1""#).contains("extension: \"ext-1\" is not an extension"));
+    assert!(with(r#"extension = "101", number = "102""#).contains("number: \"102\" is neither a phone number"));
+    assert!(with(r#"extension = "101", line_number = "sip:line@x.mangosip.ru""#).contains("line_number: "));
+    assert!(with(r#"extension = "101", url = "ftp://x""#).contains("url: "));
+    assert!(with(r#"extension = "101", from = "101""#).contains("unknown field `from`"));
+    assert!(problems(&format!(r#"api_key = "{KEY}", api_salt = "short", extension = "1""#))
+        .contains("api_salt: must be at least 16 characters"));
+}
+
+/// A leg of the call Mango places for the callback (§ "Инициирование исходящего вызова"):
+/// the employee's leg (from the visitor to extension 101) or the visitor's (from 101).
+fn leg(visitor_leg: bool, state: &str, reason: Option<u32>) -> String {
+    let (from, to) = if visitor_leg {
+        (
+            r#"{"extension":"101","number":"74951230099","taken_from_call_id":"MToxMDA6NTAwOjI1MQ=="}"#,
+            r#"{"number":"79161234567"}"#,
+        )
+    } else {
+        (r#"{"number":"79161234567"}"#, r#"{"extension":"101","number":"sip:operator@vpbx400000000.mangosip.ru"}"#)
+    };
+    let reason = reason.map(|r| format!(r#","disconnect_reason":{r}"#)).unwrap_or_default();
+    format!(
+        r#"{{"entry_id":"MjMyd2MzZTN3M3MyMjI=","call_id":"MToxMDA6NTAwOjI1{}","timestamp":1558422128,"seq":1,"location":"abonent","call_state":"{state}","from":{from},"to":{to}{reason},"command_id":"{CB}"}}"#,
+        u8::from(visitor_leg)
+    )
+}
+
+#[test]
+fn the_calls_of_a_callback_command_are_reported_under_the_callback() {
+    // Ringing the employee, the employee answering: the callback's call rings, then is answered.
+    let r = report("events/call", &leg(false, "Appeared", None));
+    assert_eq!(
+        (r.key.as_str(), r.status, r.called.as_str()),
+        ("mg:cb-0123456789abcdef01234567", CallStatus::Ringing, "+79161234567")
+    );
+    assert_eq!((r.caller, r.answered_at, r.ended_at), (None, None, None), "the employee on SIP is no caller");
+    assert_eq!(report("events/call", &leg(false, "Connected", None)).status, CallStatus::Answered);
+    // Mango puts the employee through: their leg ends normally, which ends nothing.
+    for reason in [None, Some(1000), Some(1100), Some(1110), Some(1120), Some(1182)] {
+        assert!(is_ignored("events/call", &leg(false, "Disconnected", reason)), "{reason:?}");
+    }
+    // The visitor's leg: ringing, talking, a normal end completes the call.
+    let r = report("events/call", &leg(true, "Appeared", None));
+    assert_eq!(
+        (r.key.as_str(), r.called.as_str(), r.status),
+        ("mg:cb-0123456789abcdef01234567", "+79161234567", CallStatus::Ringing)
+    );
+    assert_eq!(r.caller.as_ref().map(Caller::as_str), Some("+74951230099"), "the employee's number");
+    let r = report("events/call", &leg(true, "Connected", None));
+    assert_eq!((r.status, r.answered_at), (CallStatus::Answered, Some(at(1_558_422_128))));
+    for reason in [1100, 1110, 1120, 1180] {
+        let r = report("events/call", &leg(true, "Disconnected", Some(reason)));
+        assert_eq!((r.status, r.ended_at), (CallStatus::Completed, Some(at(1_558_422_128))), "{reason}");
+    }
+    // Someone not reached, on either leg: the call is over.
+    for (reason, status) in [
+        (1111, CallStatus::Missed),
+        (1121, CallStatus::Busy),
+        (1122, CallStatus::Missed),
+        (1124, CallStatus::Missed),
+        (1192, CallStatus::Missed),
+        (4200, CallStatus::Missed),
+        (1131, CallStatus::Failed),
+        (2240, CallStatus::Failed),
+        (3200, CallStatus::Failed),
+        (5003, CallStatus::Failed),
+    ] {
+        for visitor_leg in [false, true] {
+            assert_eq!(
+                report("events/call", &leg(visitor_leg, "Disconnected", Some(reason))).status,
+                status,
+                "{reason}"
+            );
+        }
+    }
+    assert!(is_ignored("events/call", &leg(true, "Disconnected", None)), "an end that says nothing");
+
+    // A command that is not one of callpool's: the call is read as any other (an employee's: not recorded).
+    assert!(is_ignored(
+        "events/call",
+        &leg(true, "Appeared", None).replace(CB, "cmd.2.vpbx.12345.external.system.com.net")
+    ));
+    assert!(is_ignored("events/call", &leg(true, "Appeared", None).replace(CB, "cb-0123")));
+    assert!(is_ignored("events/call", &leg(true, "Appeared", None).replace(&format!("\"{CB}\""), "{}")));
+    // An incoming call carrying another system's command is recorded as before.
+    let incoming = call("Appeared", "ivr", "74951230001").replace("\"seq\":2,", "\"seq\":2, \"command_id\":17,");
+    assert_eq!(report("events/call", &incoming).key.as_str(), "mg:1MN0Q1MDOQ==");
+    // The callback's summary is an outgoing call's, naming no command: not recorded.
+    assert!(is_ignored("events/summary", SUMMARY_OUTGOING));
+    check_malformed("events/call", &leg(true, "Ringing", None), "call_state: \"Ringing\" is not one of");
+    check_malformed(
+        "events/call",
+        &leg(true, "Appeared", None).replace("1558422128", "1900000000"),
+        "timestamp: more than 5 minutes",
+    );
+    check_malformed(
+        "events/call",
+        &leg(true, "Disconnected", Some(1120)).replace("1120", "\"x\""),
+        "disconnect_reason: ",
+    );
+    let no_numbers = leg(true, "Appeared", None)
+        .replace("\"79161234567\"", "\"sip:client@x.ru\"")
+        .replace("\"74951230099\"", "null");
+    check_malformed("events/call", &no_numbers, "to.number: the number Mango called for the callback is required");
+}
+
+fn check_malformed(event: &str, json: &str, expected: &str) {
+    let m = malformed(event, json);
+    assert!(m.starts_with(expected), "{json}: {m:?} does not start with {expected:?}");
+}
+
+#[test]
+fn a_callbacks_call_moves_on_as_its_legs_arrive_in_any_order() {
+    // The visitor's leg ends before its answer arrives: the late answer adds its time only.
+    let mut c = stored(&report("events/call", &leg(false, "Appeared", None)));
+    for json in [leg(false, "Connected", None), leg(true, "Appeared", None), leg(true, "Disconnected", Some(1120))] {
+        c.absorb(&report("events/call", &json), NOW);
+    }
+    assert_eq!((c.status, c.answered_at), (CallStatus::Completed, None));
+    c.absorb(&report("events/call", &leg(true, "Connected", None)), NOW);
+    assert_eq!((c.status, c.answered_at), (CallStatus::Completed, Some(at(1_558_422_128))));
+    assert!(!c.absorb(&report("events/call", &leg(true, "Connected", None)), NOW), "a repeat changes nothing");
+    // The employee never answers: missed, whatever comes after.
+    let mut c = stored(&report("events/call", &leg(false, "Appeared", None)));
+    assert!(c.absorb(&report("events/call", &leg(false, "Disconnected", Some(1111))), NOW));
+    assert!(!c.absorb(&report("events/call", &leg(false, "Connected", None)), NOW));
+    assert_eq!(c.status, CallStatus::Missed);
+}
