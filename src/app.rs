@@ -48,6 +48,7 @@ impl App {
             config.sites.iter().filter_map(|s| s.callback.as_ref().map(|c| (&s.id, &c.limits))),
         );
         let metrics = Metrics::new();
+        metrics.watch(&config, clock.now());
         let stop = CancellationToken::new();
         let bus: Arc<dyn Bus> = match &config.bus {
             BusConfig::InProcess => Arc::new(InProcessBus::new()),

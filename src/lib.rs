@@ -47,7 +47,11 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
         let app = app.clone();
         Arc::new(move |report| {
             let app = app.clone();
-            Box::pin(async move { web::pbx::record(&app, &report).await.map(|_| ()).map_err(|e| e.to_string()) })
+            Box::pin(async move {
+                web::pbx::record(&app, &report).await.map_err(|e| e.to_string())?;
+                app.metrics.pbx_request(report.key.pbx(), app.clock.now(), "recorded", None);
+                Ok(())
+            })
         })
     };
     for connection in pbx::connectors(&app, &sink, &shutdown) {

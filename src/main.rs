@@ -44,6 +44,15 @@ enum Command {
         #[command(subcommand)]
         command: cli::pool::PoolCommand,
     },
+    /// Ask a node's readiness once (a container's health check): exit 0 on a 2xx answer, 1 otherwise.
+    Healthcheck {
+        /// The URL to GET.
+        #[arg(long, default_value = cli::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Simulate a site's traffic through the real pool rules and call matcher: the share of calls
     /// attributed correctly for a pool size and settings, before buying numbers (docs/SIMULATION.md).
     Simulate {
@@ -64,6 +73,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         // The simulator reads a configuration only for --site, and runs without the async runtime.
         Command::Simulate { action } => cli::simulate::run(*action, config_path),
+        Command::Healthcheck { url, timeout } => cli::healthcheck::run(&url, timeout),
         Command::CheckConfig => match cli::load_config(config_path, false) {
             Ok(config) => {
                 cli::check_config::print_summary(&config);

@@ -1,10 +1,19 @@
 //! Prometheus metrics: every metric name lives here. Names are `callpool_<area>_<thing>_<unit>`,
-//! counters end in `_total`; labels are of low cardinality (site, reason, state), never a
-//! visitor or a phone number.
+//! counters end in `_total`; labels are of low cardinality (site, PBX, kind, reason, state), never
+//! a visitor or a phone number. Beside them, [`Journal`]: what this node saw last of each PBX and
+//! each kind of job, for `/v1/admin/status`. `deploy/prometheus/` alerts on these metrics and
+//! `deploy/grafana/` charts them; `tests/it/ops.rs` checks that every name they use is here.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use callpool_pool::Ts;
+use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+use crate::config::{BusConfig, Config};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -68,9 +77,42 @@ pub struct Metrics {
     pub callback_triggers: IntCounterVec,
     /// Callback outcomes the PBX reported, by status (connected, completed, missed).
     pub callback_outcomes: IntCounterVec,
+    /// Requests each PBX sent this node, by PBX and outcome (recorded, answered, refused); the
+    /// reports a PBX connection (Asterisk's AMI) brings count as recorded.
+    pub pbx_requests: IntCounterVec,
+    /// When each PBX last sent this node something it took (recorded or answered), Unix seconds;
+    /// the node's start until then.
+    pub pbx_last_accepted: IntGaugeVec,
+    /// 1 while a site is within its working hours (`[site.callback]` hours; a site without them: always).
+    pub site_open: IntGaugeVec,
+    /// 1 while a site the PBX serves is within its working hours (see [`Metrics::set_hours`]).
+    pub pbx_open: IntGaugeVec,
+    /// 1 while the store answers, checked at scrape time.
+    pub store_up: IntGauge,
+    /// 1 while the node is ready (what `/readyz` answers), checked at scrape time.
+    pub ready: IntGauge,
+    /// What this node saw last of each PBX and each kind of job.
+    pub journal: Journal,
     /// When the gauges read from the store (pool, outbox) were last refreshed by a scrape.
     pub store_gauges_at: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// The outcomes of a PBX's request (`callpool_pbx_requests_total{outcome}`).
+pub const PBX_OUTCOMES: [&str; 3] = ["recorded", "answered", "refused"];
+
+/// The store operations whose errors are counted (`callpool_store_errors_total{op}`), created at
+/// zero at start so that an alert's `increase()` sees the first error.
+pub const STORE_OPS: [&str; 9] = [
+    "calls_record",
+    "calls_trim",
+    "callback_create",
+    "callback_outcome",
+    "callback_update",
+    "jobs_claim",
+    "jobs_settle",
+    "usage_sample",
+    "visit_log",
+];
 
 /// The RabbitMQ bus's counters.
 #[derive(Clone)]
@@ -79,8 +121,93 @@ pub struct BusMetrics {
     pub dropped: prometheus::IntCounter,
     pub received: prometheus::IntCounter,
     pub reconnects: prometheus::IntCounter,
-    /// 1 while this node is connected to RabbitMQ (`/readyz` reads it).
+    /// 1 while this node's bus reaches every node: always with the in-process bus; with RabbitMQ,
+    /// while connected (`/readyz` reads it).
     pub connected: prometheus::IntGauge,
+    /// When the RabbitMQ connection last came up or went down, and the last error.
+    pub changes: Arc<Mutex<BusChanges>>,
+}
+
+/// The RabbitMQ connection's last changes.
+#[derive(Clone, Debug, Default)]
+pub struct BusChanges {
+    /// When it last came up or went down.
+    pub since: Option<Ts>,
+    /// The last error that took it down (or kept it from coming up), and when.
+    pub error: Option<(Ts, String)>,
+}
+
+impl BusMetrics {
+    /// The connection is up.
+    pub fn up(&self) {
+        self.connected.set(1);
+        lock(&self.changes).since = Some(Ts::now());
+    }
+
+    /// The connection went down, or could not be made.
+    pub fn down(&self, error: &str) {
+        let now = Ts::now();
+        let mut c = lock(&self.changes);
+        if self.connected.get() != 0 || c.since.is_none() {
+            c.since = Some(now);
+        }
+        c.error = Some((now, clip(error)));
+        self.connected.set(0);
+    }
+}
+
+/// What this node saw last of each PBX and each kind of job (for `/v1/admin/status`; each node
+/// keeps its own). A request or a job's outcome costs a look-up in a map fixed at start and a
+/// short lock of its own entry.
+#[derive(Default)]
+pub struct Journal {
+    pbxs: OnceLock<HashMap<String, PbxWatch>>,
+    jobs: Mutex<HashMap<&'static str, JobLast>>,
+}
+
+/// One PBX's series and its last request.
+struct PbxWatch {
+    /// `callpool_pbx_requests_total` by outcome, in the order of [`PBX_OUTCOMES`].
+    requests: [IntCounter; 3],
+    accepted: IntGauge,
+    last: Mutex<PbxLast>,
+}
+
+/// What a PBX sent this node last.
+#[derive(Clone, Debug, Default)]
+pub struct PbxLast {
+    /// The last request (or report of its connection) and its outcome.
+    pub request: Option<(Ts, &'static str)>,
+    /// The last request callpool took (recorded or answered).
+    pub accepted: Option<Ts>,
+    /// The last refusal: when, its code and its message.
+    pub refusal: Option<(Ts, String, String)>,
+    /// Requests since the node started, by outcome (in the order of [`PBX_OUTCOMES`]).
+    pub counts: [u64; 3],
+}
+
+/// The last outcomes of one kind of job on this node.
+#[derive(Clone, Debug, Default)]
+pub struct JobLast {
+    /// The last delivery made.
+    pub sent: Option<Ts>,
+    /// The last failed attempt: when, the error, and whether the job was given up (dead-lettered).
+    pub error: Option<(Ts, String, bool)>,
+}
+
+impl Journal {
+    /// What `pbx` sent this node last (`None` for a PBX not configured).
+    pub fn pbx(&self, pbx: &str) -> Option<PbxLast> {
+        let w = self.pbxs.get()?.get(pbx)?;
+        let mut last = lock(&w.last).clone();
+        last.counts = w.requests.each_ref().map(|c| c.get());
+        Some(last)
+    }
+
+    /// The last outcomes of `kind` on this node.
+    pub fn job(&self, kind: &str) -> JobLast {
+        lock(&self.jobs).get(kind).cloned().unwrap_or_default()
+    }
 }
 
 impl Metrics {
@@ -101,8 +228,12 @@ impl Metrics {
             ),
             connected: register(
                 &r,
-                IntGauge::new("callpool_bus_connected", "1 while this node is connected to RabbitMQ."),
+                IntGauge::new(
+                    "callpool_bus_connected",
+                    "1 while this node's bus reaches every node (in-process: always; RabbitMQ: while connected).",
+                ),
             ),
+            changes: Arc::default(),
         };
         Metrics {
             leases_ended: counter_vec(
@@ -279,9 +410,153 @@ impl Metrics {
                 "Callback outcomes reported by the PBX, by status.",
                 &["status"],
             ),
+            pbx_requests: counter_vec(
+                &r,
+                "callpool_pbx_requests_total",
+                "Requests each PBX sent this node, by outcome (recorded, answered, refused).",
+                &["pbx", "outcome"],
+            ),
+            pbx_last_accepted: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "callpool_pbx_last_accepted_timestamp_seconds",
+                        "When the PBX last sent this node something it took (recorded or answered); the node's start until then.",
+                    ),
+                    &["pbx"],
+                ),
+            ),
+            site_open: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("callpool_site_open", "1 while the site is within its working hours."),
+                    &["site"],
+                ),
+            ),
+            pbx_open: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("callpool_pbx_open", "1 while a site the PBX serves is within its working hours."),
+                    &["pbx"],
+                ),
+            ),
+            store_up: register(&r, IntGauge::new("callpool_store_up", "1 while the store answers (checked at scrape).")),
+            ready: register(
+                &r,
+                IntGauge::new("callpool_ready", "1 while the node is ready, as /readyz answers (checked at scrape)."),
+            ),
+            journal: Journal::default(),
             registry: r,
             store_gauges_at: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Creates the series of the configured PBXs and sites, and of the store's operations, at
+    /// zero (so they show from the start and a rate counts their first event); sets each PBX's
+    /// last accepted request to `now` (a PBX silent since the node started is silent since then),
+    /// the in-process bus connected, and the working hours. Once, at start.
+    pub fn watch(&self, config: &Config, now: Ts) {
+        let pbxs = config
+            .pbxs
+            .iter()
+            .map(|p| {
+                let requests = PBX_OUTCOMES.map(|o| self.pbx_requests.with_label_values(&[p.id.as_str(), o]));
+                let accepted = self.pbx_last_accepted.with_label_values(&[p.id.as_str()]);
+                accepted.set(now.as_millis() / 1000);
+                (p.id.clone(), PbxWatch { requests, accepted, last: Mutex::default() })
+            })
+            .collect();
+        let _ = self.journal.pbxs.set(pbxs);
+        for op in STORE_OPS {
+            self.store_errors.with_label_values(&[op]);
+        }
+        for outcome in ["ok", "error"] {
+            self.reaper_runs.with_label_values(&[outcome]);
+        }
+        if matches!(config.bus, BusConfig::InProcess) {
+            self.bus.connected.set(1);
+        }
+        self.set_hours(config, now);
+    }
+
+    /// Creates the delivery counters of `kind` at zero (the job runner, for each kind it runs).
+    pub fn watch_job(&self, kind: &'static str) {
+        for c in [&self.analytics_sent, &self.analytics_retried, &self.analytics_dead] {
+            c.with_label_values(&[kind]);
+        }
+        lock(&self.journal.jobs).entry(kind).or_default();
+    }
+
+    /// Notes a request from `pbx` (a configured PBX; others are not noted) and its outcome (one
+    /// of [`PBX_OUTCOMES`]), with the refusal's code and message.
+    pub fn pbx_request(&self, pbx: &str, at: Ts, outcome: &'static str, refusal: Option<(&str, &str)>) {
+        let Some(w) = self.journal.pbxs.get().and_then(|m| m.get(pbx)) else { return };
+        if let Some(i) = PBX_OUTCOMES.iter().position(|o| *o == outcome) {
+            w.requests[i].inc();
+        }
+        let accepted = outcome != "refused";
+        if accepted {
+            w.accepted.set(at.as_millis() / 1000);
+        }
+        let mut last = lock(&w.last);
+        last.request = Some((at, outcome));
+        if accepted {
+            last.accepted = Some(at);
+        }
+        if let Some((code, message)) = refusal {
+            last.refusal = Some((at, code.to_owned(), clip(message)));
+        }
+    }
+
+    /// A delivery of `kind` was made.
+    pub fn job_sent(&self, kind: &'static str, at: Ts) {
+        self.analytics_sent.with_label_values(&[kind]).inc();
+        lock(&self.journal.jobs).entry(kind).or_default().sent = Some(at);
+    }
+
+    /// A delivery of `kind` failed: it will be retried, or (`dead`) it was given up.
+    pub fn job_failed(&self, kind: &'static str, at: Ts, error: &str, dead: bool) {
+        let counter = if dead { &self.analytics_dead } else { &self.analytics_retried };
+        counter.with_label_values(&[kind]).inc();
+        lock(&self.journal.jobs).entry(kind).or_default().error = Some((at, clip(error), dead));
+    }
+
+    /// Sets the working-hours gauges for `now`. A site is open within its `[site.callback]` hours
+    /// and not on its holidays (a site without a callback form has no hours: always open). A PBX
+    /// serves the sites whose callback form names it, or, named by none, every site; it is open
+    /// while one of them is.
+    pub fn set_hours(&self, config: &Config, now: Ts) {
+        let open: Vec<(&str, bool, Option<&str>)> = config
+            .sites
+            .iter()
+            .map(|s| {
+                let cb = s.callback.as_ref();
+                (s.id.as_str(), cb.is_none_or(|c| c.hours.is_open(now)), cb.map(|c| c.pbx.as_str()))
+            })
+            .collect();
+        for (site, is_open, _) in &open {
+            self.site_open.with_label_values(&[site]).set(i64::from(*is_open));
+        }
+        for p in &config.pbxs {
+            let named = open.iter().any(|(_, _, pbx)| *pbx == Some(p.id.as_str()));
+            let is_open = open.iter().any(|(_, o, pbx)| *o && (!named || *pbx == Some(p.id.as_str())));
+            self.pbx_open.with_label_values(&[p.id.as_str()]).set(i64::from(is_open));
+        }
+    }
+
+    /// This node's store errors since it started, by operation (those with any).
+    pub fn store_error_counts(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for family in self.store_errors.collect() {
+            for m in family.get_metric() {
+                let n = m.get_counter().get_value() as u64;
+                let op = m.get_label().iter().find(|l| l.name() == "op").map(|l| l.value().to_owned());
+                if let (Some(op), true) = (op, n > 0) {
+                    out.insert(op, n);
+                }
+            }
+        }
+        out
     }
 
     /// The text exposition format.
@@ -293,6 +568,20 @@ impl Metrics {
 }
 
 const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Locks `m`, whatever a panicked holder left (the data is a record, never half-written).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// At most 500 bytes of an error (a destination's answer may be long), cut at a character.
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(500);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
 
 /// Registers `metric` (built from constant names, so it is valid and unique) and returns it.
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: prometheus::Result<C>) -> C {

@@ -49,6 +49,28 @@ impl CallbackId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id the PBX is to report the callback's call to the operator of `turn` (from 0) under:
+    /// the callback's own id for the first, `<id>-<turn + 1>` for the next ones of a hunt (each
+    /// operator's call is a call of its own).
+    pub fn call_id(&self, turn: u32) -> String {
+        if turn == 0 {
+            self.0.clone()
+        } else {
+            format!("{}-{}", self.0, turn + 1)
+        }
+    }
+
+    /// Whether `s` is an id [`CallbackId::call_id`] gives.
+    pub fn is_call_id(s: &str) -> bool {
+        let (id, turn) = match s.get(..27).zip(s.get(27..)) {
+            Some((id, rest)) => (id, rest),
+            None => (s, ""),
+        };
+        CallbackId::parse(id).is_some()
+            && (turn.is_empty()
+                || turn.strip_prefix('-').is_some_and(|n| n.len() <= 3 && n.parse::<u32>().is_ok_and(|n| n >= 2)))
+    }
 }
 
 impl fmt::Display for CallbackId {
@@ -200,10 +222,32 @@ pub struct Callback {
     /// `<pbx>:<its own id>` when the trigger's answer gave one).
     #[serde(default)]
     pub links: Vec<CallKey>,
+    /// The operator of the form's `operators` the PBX was last asked to ring (from 0).
+    #[serde(default)]
+    pub turn: u32,
+    /// While operators are rung in turn: when the one asked counts as not answering.
+    #[serde(default)]
+    pub turn_until: Option<Ts>,
+    /// The operator who answered, as the trigger names them (when callpool can tell).
+    #[serde(default)]
+    pub answered_by: Option<String>,
     pub updated_at: Ts,
 }
 
 impl Callback {
+    /// How many operators the PBX was asked to ring.
+    pub fn operators_rung(&self) -> u32 {
+        match self.status {
+            CallbackStatus::Scheduled | CallbackStatus::Accepted | CallbackStatus::Retrying => 0,
+            // Given up: on the operator whose turn it was, the PBX could not be asked.
+            CallbackStatus::Failed => self.turn,
+            CallbackStatus::Calling
+            | CallbackStatus::Connected
+            | CallbackStatus::Completed
+            | CallbackStatus::Missed => self.turn + 1,
+        }
+    }
+
     /// The time the visitor's tabs are told about with the status: the scheduled opening or the
     /// next attempt.
     pub fn at(&self) -> Option<Ts> {
@@ -235,6 +279,9 @@ pub fn example(number: &str, at: callpool_pool::Ts) -> Callback {
         pbx_ref: None,
         call: None,
         links: Vec::new(),
+        turn: 0,
+        turn_until: None,
+        answered_by: None,
         updated_at: at,
     }
 }

@@ -15,6 +15,7 @@ use crate::calls::{Call, CallKey, CallStatus};
 use crate::config::{CallbackConfig, SiteConfig};
 use crate::jobs::{registry, Event};
 use crate::store::callbacks::{Created, Updated};
+use crate::store::jobs::{Plan, Planned};
 use crate::store::StoreError;
 
 /// A request as it arrived.
@@ -106,6 +107,9 @@ async fn stored(
         pbx_ref: None,
         call: None,
         links: vec![link],
+        turn: 0,
+        turn_until: None,
+        answered_by: None,
         updated_at: now,
     };
     let jobs = registry::plan(app, Event::CallbackRequested { callback: &cb, site, due, now });
@@ -186,10 +190,15 @@ async fn check(
 }
 
 /// A call the PBX reported for a callback: moves the callback on (connected, completed,
-/// missed), queues the "missed" notifications, and tells the visitor's tabs.
+/// missed), queues the "missed" notifications, and tells the visitor's tabs. While operators are
+/// rung in turn, the current operator's call missed rings the next one instead (the trigger's
+/// job, brought forward), and an answer names who answered.
 pub async fn on_call(app: &App, call: &Call) -> Result<(), StoreError> {
     for _ in 0..8 {
         let Some(mut cb) = app.store.callback_for_call(&call.key).await? else { return Ok(()) };
+        let site = app.config.site(&cb.site);
+        let form = site.and_then(|s| s.callback.as_ref());
+        let turn = turn_of(&cb, &call.key);
         let status = match call.status {
             CallStatus::Ringing => return Ok(()),
             CallStatus::Answered => CallbackStatus::Connected,
@@ -199,16 +208,47 @@ pub async fn on_call(app: &App, call: &Call) -> Result<(), StoreError> {
         if cb.status == status || cb.status.is_final() {
             return Ok(());
         }
+        let now = app.clock.now();
+        let mut jobs = Vec::new();
+        if status == CallbackStatus::Missed && cb.turn_until.is_some() {
+            // A hunt: only the current operator's call missed moves it on; the last one's ends it.
+            let operators = form.map_or(0, |f| f.operators.len());
+            if turn != Some(cb.turn) {
+                return Ok(());
+            }
+            if (cb.turn as usize) + 1 < operators {
+                if cb.turn_until.is_some_and(|until| until <= now) {
+                    return Ok(());
+                }
+                cb.turn_until = Some(now);
+                cb.updated_at = now;
+                let hurry = Planned { kind: crate::jobs::trigger::KIND, plan: Plan::Hurry(now) };
+                match app.store.update_callback(&cb, std::slice::from_ref(&hurry), status::keep(app)).await? {
+                    Updated::Written => {
+                        app.job_wake.wake_all(std::slice::from_ref(&hurry));
+                        tracing::info!(callback = %cb.id, call = %call.key, turn = cb.turn, "A callback's operator did not answer; the next is rung.");
+                        return Ok(());
+                    }
+                    Updated::Missing => return Ok(()),
+                    Updated::Stale => continue,
+                }
+            }
+        }
+        if status != CallbackStatus::Missed {
+            let who = turn.and_then(|t| form.and_then(|f| f.operators.get(t as usize)));
+            if let (Some(who), Some(f)) = (who, form) {
+                if cb.answered_by.is_none() && f.hunt == crate::config::Hunt::InTurn {
+                    cb.answered_by = Some(who.clone());
+                }
+            }
+        }
         cb.status = status;
         cb.call = Some(call.key.clone());
-        cb.updated_at = app.clock.now();
-        let site = app.config.site(&cb.site);
-        let jobs = match site {
-            Some(site) if status == CallbackStatus::Missed => {
-                registry::plan(app, Event::CallbackMissed { callback: &cb, site, now: cb.updated_at })
-            }
-            _ => Vec::new(),
-        };
+        cb.turn_until = None;
+        cb.updated_at = now;
+        if let Some(site) = site.filter(|_| status == CallbackStatus::Missed) {
+            jobs = registry::plan(app, Event::CallbackMissed { callback: &cb, site, now });
+        }
         match app.store.update_callback(&cb, &jobs, status::keep(app)).await? {
             Updated::Written => {
                 app.metrics.callback_outcomes.with_label_values(&[status.as_str()]).inc();
@@ -223,4 +263,12 @@ pub async fn on_call(app: &App, call: &Call) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Which operator's call `key` is: by the id the PBX was given for each turn, or, for the
+/// current turn, the PBX's own id from its answer.
+fn turn_of(cb: &Callback, key: &CallKey) -> Option<u32> {
+    (0..=cb.turn)
+        .find(|t| key.call_id() == cb.id.call_id(*t))
+        .or_else(|| (cb.pbx_ref.as_deref() == Some(key.call_id())).then_some(cb.turn))
 }

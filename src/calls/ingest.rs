@@ -95,6 +95,31 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreErr
     Err(StoreError::Failed(format!("call {} kept changing under us; giving up this report", report.key)))
 }
 
+/// Attaches a recording to a call already recorded: the call and whether it changed, or `None`
+/// when callpool has no such call.
+pub async fn attach_recording(
+    app: &App,
+    key: &super::CallKey,
+    recording: &str,
+) -> Result<Option<(Call, bool)>, StoreError> {
+    for _ in 0..16 {
+        let Some(mut call) = app.store.call(key).await? else { return Ok(None) };
+        if call.recording_url.as_deref() == Some(recording) {
+            return Ok(Some((call, false)));
+        }
+        let expected = call.version;
+        call.recording_url = Some(recording.to_owned());
+        call.updated_at = app.clock.now();
+        call.version += 1;
+        let site = call.matched.site.clone();
+        let write = CallWrite { call: &call, expected, caller: None, jobs: &[], hurry: &[] };
+        if app.store.save_call(site.as_ref(), write).await? {
+            return Ok(Some((call, true)));
+        }
+    }
+    Err(StoreError::Failed(format!("call {key} kept changing under us; giving up this recording")))
+}
+
 /// Matches the first report of a call and builds the record, and the caller's updated memory.
 async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, Option<CallerMemory>), StoreError> {
     // A PBX clock ahead of ours must not put the call after the leases we know of.

@@ -43,10 +43,18 @@ pub fn print_summary(config: &Config) {
                     .join(", ")
             };
             println!(
-                "    callback: {} trigger, outcomes from pbx {}, operator {}, {hours}; per number {}, per site {}",
+                "    callback: {} trigger, outcomes from pbx {}, {}, {hours}; per number {}, per site {}",
                 cb.trigger.name(),
                 cb.pbx,
-                cb.operator,
+                match cb.operators.as_slice() {
+                    [one] => format!("operator {one}"),
+                    many => format!(
+                        "operators {} ({}, {} s each)",
+                        many.join(", "),
+                        if cb.hunt == callpool::config::Hunt::All { "all at once" } else { "in turn" },
+                        cb.ring_for.as_secs()
+                    ),
+                },
                 windows(&cb.limits.per_number),
                 windows(&cb.limits.per_site),
             );

@@ -2,6 +2,7 @@
 //! dispatches here. Only this layer uses `anyhow` and prints to stdout.
 
 pub mod check_config;
+pub mod healthcheck;
 pub mod pool;
 pub mod serve;
 pub mod simulate;

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use callpool_pool::PhoneNumber;
 use serde::Deserialize;
 
 use super::env::Env;
@@ -28,8 +27,15 @@ pub struct CallbackConfig {
     /// before the form may be used; zero also takes requests without a visitor.
     pub min_time_on_site: Duration,
     pub limits: crate::callback::limits::Limits,
-    /// The number the PBX rings first: the site's operator line.
-    pub operator: PhoneNumber,
+    /// Who the PBX rings first, as the trigger names an operator (a number, an extension, a
+    /// channel): `operators`, else the trigger's own (Mango's `extension`, ...), else the form's
+    /// `operator` number. Never empty.
+    pub operators: Vec<String>,
+    /// How several operators are rung: in turn (callpool moves on when one does not answer) or
+    /// all at once (by a PBX that can).
+    pub hunt: Hunt,
+    /// How long an operator's phone rings before callpool moves on to the next.
+    pub ring_for: Duration,
     /// The `[[pbx]]` whose call webhooks report the callbacks' outcomes.
     pub pbx: String,
     /// How the PBX is asked: the trigger vendor's settings (its name is the `kind`).
@@ -41,6 +47,32 @@ pub struct CallbackConfig {
     /// The destinations' own tables under `[site.callback]` (`telegram`, `notify`, ...).
     pub sections: Sections,
 }
+
+/// How a callback rings several operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hunt {
+    /// One after the other, in the order listed: the next when one does not answer within
+    /// `ring_for` (or the PBX reports the call to them missed).
+    InTurn,
+    /// All at once; the PBX puts the first who answers through.
+    All,
+}
+
+/// What a trigger says of the operators a form names (its reader gives it as its section's
+/// facet, an `Arc<dyn Operators>`).
+pub trait Operators: Send + Sync {
+    /// Reads an operator of the form's `operators` as the trigger names one.
+    fn check_operator(&self, raw: &str) -> Result<String, String>;
+    /// The operator the trigger's own settings name, rung when the form lists none.
+    fn own_operator(&self) -> Option<&str>;
+    /// Whether its PBX can be asked to ring every operator at once.
+    fn rings_all(&self) -> bool;
+    /// Whether its PBX's reports follow the callback's call (answered, missed).
+    fn follows_calls(&self) -> bool;
+}
+
+/// The most operators a form may list.
+const MAX_OPERATORS: usize = 20;
 
 #[derive(Deserialize)]
 pub(super) struct RawCallback {
@@ -57,7 +89,10 @@ pub(super) struct RawCallback {
     blocklist: Vec<String>,
     min_time_on_site: Option<String>,
     countries: Option<Vec<String>>,
-    operator: String,
+    operator: Option<String>,
+    operators: Option<Vec<String>>,
+    hunt: Option<String>,
+    ring_for: Option<String>,
     pbx: Option<String>,
     trigger: toml::Table,
     attempts: Option<u32>,
@@ -80,6 +115,55 @@ struct RawLimits {
 }
 
 impl Validator {
+    /// The form's operators, as its trigger names them, and whether the trigger can hunt through
+    /// them as `hunt` says.
+    fn operators(
+        &mut self,
+        at: &dyn Fn(&str) -> String,
+        trigger: &dyn Operators,
+        operator: Option<String>,
+        operators: Option<Vec<String>>,
+        hunt: Hunt,
+    ) -> Option<Vec<String>> {
+        let list = match (operators, trigger.own_operator(), operator) {
+            (Some(list), ..) => {
+                let mut checked = Vec::new();
+                for raw in &list {
+                    match trigger.check_operator(raw.trim()) {
+                        Ok(op) if checked.contains(&op) => {
+                            self.fail(&at("operators"), format!("{raw:?} is listed twice"))
+                        }
+                        Ok(op) => checked.push(op),
+                        Err(e) => self.fail(&at("operators"), e),
+                    }
+                }
+                if list.is_empty() || list.len() > MAX_OPERATORS {
+                    self.fail(&at("operators"), format!("list 1 to {MAX_OPERATORS} operators"));
+                }
+                checked
+            }
+            (None, Some(own), _) => vec![own.to_owned()],
+            (None, None, Some(number)) => vec![self.number(&at("operator"), &number)?.as_str().to_owned()],
+            (None, None, None) => {
+                self.fail(&at("operator"), "required: the number the PBX rings first (the site's operator line)");
+                return None;
+            }
+        };
+        if list.len() > 1 && hunt == Hunt::All && !trigger.rings_all() {
+            self.fail(
+                &at("hunt"),
+                "this trigger's PBX cannot be asked to ring several operators at once: use \"in_turn\", or a group of the PBX's own as its operator",
+            );
+        }
+        if list.len() > 1 && hunt == Hunt::InTurn && !trigger.follows_calls() {
+            self.fail(
+                &at("operators"),
+                "this trigger's PBX does not report the callback's call, so callpool cannot tell when to ring the next operator: name one (a group of the PBX's own rings several)",
+            );
+        }
+        Some(list)
+    }
+
     pub(super) fn windows(
         &mut self,
         at: &str,
@@ -128,7 +212,6 @@ impl Validator {
         let blocklist = Blocklist::parse(&rc.blocklist)
             .map_err(|problems| problems.into_iter().for_each(|p| self.fail(&at("blocklist"), p)))
             .ok();
-        let operator = self.number(&at("operator"), &rc.operator);
         let l = rc.limits;
         let limits = Limits {
             per_number: self.windows(&at("limits.per_number"), l.per_number, &["7/15m", "9/1h", "15/24h"]),
@@ -178,6 +261,21 @@ impl Validator {
             }
         };
         let retry_base = self.duration(&at("retry_base"), rc.retry_base.as_deref(), "15s", false);
+        let ring_for = self.duration(&at("ring_for"), rc.ring_for.as_deref(), "25s", false);
+        if !(Duration::from_secs(5)..=Duration::from_secs(300)).contains(&ring_for) {
+            self.fail(&at("ring_for"), "between 5s and 5m: how long an operator's phone rings");
+        }
+        let hunt = match rc.hunt.as_deref() {
+            None | Some("in_turn") => Some(Hunt::InTurn),
+            Some("all") => Some(Hunt::All),
+            Some(other) => {
+                self.fail(&at("hunt"), format!("{other:?} is neither \"in_turn\" nor \"all\""));
+                None
+            }
+        };
+        let rules = trigger.as_ref().and_then(|t| t.facet::<std::sync::Arc<dyn Operators>>()).cloned();
+        let operators = rules
+            .and_then(|r| self.operators(&at, r.as_ref(), rc.operator, rc.operators, hunt.unwrap_or(Hunt::InTurn)));
         Some(CallbackConfig {
             region: region?,
             texts: texts?,
@@ -186,7 +284,9 @@ impl Validator {
             countries,
             min_time_on_site,
             limits,
-            operator: operator?,
+            operators: operators?,
+            hunt: hunt?,
+            ring_for,
             pbx: rc.pbx.unwrap_or_default(),
             trigger: trigger?,
             attempts,

@@ -23,7 +23,7 @@ use callpool_pool::{NumberSpec, PoolSpec, SiteId};
 use serde::Deserialize;
 
 pub use analytics::AnalyticsConfig;
-pub use callback::CallbackConfig;
+pub use callback::{CallbackConfig, Hunt, Operators};
 pub use env::*;
 pub use pbx::PbxConfig;
 pub use pool::PoolConfig;
@@ -335,6 +335,51 @@ mod tests {
             &with(&format!("operator = \"+74951230099\"\npbx = \"nope\"\n{generic}")),
             &["site \"shop\": callback.pbx: name the [[pbx]]"],
         );
+    }
+
+    #[test]
+    fn a_callback_may_ring_several_operators_as_its_pbx_can() {
+        let pbx = "\n[[pbx]]\nid = \"office\"\nsecrets = [\"office-secret-0123456789\"]\n";
+        let with = |cb: &str| format!("{GOOD}\n[site.callback]\n{cb}\n{pbx}");
+        let generic =
+            "trigger = { kind = \"generic\", url = \"https://pbx.example/cb\", secret = \"trigger-secret-0123456\" }";
+        let c = Config::parse(
+            &with(&format!("operators = [\"+74951230099\", \"+7 495 123-00-98\"]\nhunt = \"all\"\n{generic}")),
+            "test.toml",
+            &env(&[]),
+        );
+        let c = c.unwrap();
+        let cb = c.sites[0].callback.as_ref().unwrap();
+        assert_eq!(cb.operators, ["+74951230099", "+74951230098"], "read as E.164");
+        assert_eq!((cb.hunt, cb.ring_for), (Hunt::All, Duration::from_secs(25)));
+        // Mango rings its own extension unless the form lists others (extensions, then).
+        let mango = "trigger = { kind = \"mango\", api_key = \"mango-key-0123\", api_salt = \"mango-salt-0123456789\", extension = \"101\" }";
+        let c = Config::parse(&with(mango), "test.toml", &env(&[])).unwrap();
+        assert_eq!(c.sites[0].callback.as_ref().unwrap().operators, ["101"]);
+        let c = Config::parse(&with(&format!("operators = [\"102\", 103]\n{mango}")), "test.toml", &env(&[]));
+        assert!(c.is_err(), "a bare number is not a string");
+        let c = Config::parse(&with(&format!("operators = [\"102\", \"103\"]\n{mango}")), "test.toml", &env(&[]));
+        assert_eq!(c.unwrap().sites[0].callback.as_ref().unwrap().operators, ["102", "103"]);
+        check(
+            &with(&format!("operators = [\"102\", \"103\", \"+7495\"]\nhunt = \"all\"\n{mango}")),
+            &["callback.operators: \"+7495\" is not an extension", "callback.hunt: this trigger's PBX cannot"],
+        );
+        let zadarma = "trigger = { kind = \"zadarma\", key = \"a248a6a984459935b569\", secret = \"zadarma-secret-0123456789\", from = \"100\" }";
+        check(
+            &with(&format!("operators = [\"100\", \"101\"]\n{zadarma}")),
+            &["callback.operators: this trigger's PBX does not report the callback's call"],
+        );
+        check(
+            &with(&format!(
+                "operators = [\"+74951230099\", \"+74951230099\"]\nhunt = \"first\"\nring_for = \"2s\"\n{generic}"
+            )),
+            &[
+                "callback.ring_for: between 5s and 5m",
+                "callback.hunt: \"first\" is neither",
+                "callback.operators: \"+74951230099\" is listed twice",
+            ],
+        );
+        check(&with(generic), &["callback.operator: required"]);
     }
 
     #[test]

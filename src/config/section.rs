@@ -58,16 +58,29 @@ pub trait Reader: Sync {
 pub struct Section {
     name: &'static str,
     value: Arc<dyn Any + Send + Sync>,
+    facet: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Section {
     pub fn new<T: Any + Send + Sync>(name: &'static str, value: T) -> Section {
-        Section { name, value: Arc::new(value) }
+        Section { name, value: Arc::new(value), facet: None }
+    }
+
+    /// The same settings as a type the configuration knows (a trigger's [`super::Operators`]),
+    /// for the configuration's own checks.
+    pub fn with_facet<F: Any + Send + Sync>(mut self, facet: F) -> Section {
+        self.facet = Some(Arc::new(facet));
+        self
     }
 
     /// The settings, if they are a `T`.
     pub fn get<T: Any>(&self) -> Option<&T> {
         self.value.downcast_ref()
+    }
+
+    /// The facet, if it is an `F`.
+    pub fn facet<F: Any>(&self) -> Option<&F> {
+        self.facet.as_ref()?.downcast_ref()
     }
 
     /// The reader's name for them (its place's name).

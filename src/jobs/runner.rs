@@ -32,6 +32,7 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
     let forms = app.config.sites.iter().any(|s| s.callback.is_some());
     for handler in registry::HANDLERS.iter().filter(|h| forms || h.records() != Records::Callbacks) {
         for kind in handler.kinds() {
+            app.metrics.watch_job(kind);
             tasks.spawn(run_kind(app.clone(), http.clone(), *handler, kind, handler.records(), shutdown.clone()));
         }
     }
@@ -125,9 +126,9 @@ fn settle(app: &App, kind: &'static str, job: &Claimed, outcome: Outcome, retrie
     Some(match outcome {
         Outcome::Done(state) => {
             match &state {
-                JobState::Sent { .. } => app.metrics.analytics_sent.with_label_values(&[kind]).inc(),
+                JobState::Sent { .. } => app.metrics.job_sent(kind, now),
                 JobState::Dead { error } => {
-                    app.metrics.analytics_dead.with_label_values(&[kind]).inc();
+                    app.metrics.job_failed(kind, now, error, true);
                     tracing::warn!(record, kind, error = %error, "A delivery was refused; dead-lettered.");
                 }
                 JobState::Skipped { .. } | JobState::Pending => {}
@@ -135,12 +136,13 @@ fn settle(app: &App, kind: &'static str, job: &Claimed, outcome: Outcome, retrie
             Settle::Done(state)
         }
         Outcome::Again(why) if attempts >= retries.attempts => {
-            app.metrics.analytics_dead.with_label_values(&[kind]).inc();
+            let error = format!("{attempts} attempts; last: {why}");
+            app.metrics.job_failed(kind, now, &error, true);
             tracing::warn!(record, kind, error = %why, attempts, "A delivery failed too often; dead-lettered.");
-            Settle::Done(JobState::Dead { error: format!("{attempts} attempts; last: {why}") })
+            Settle::Done(JobState::Dead { error })
         }
         Outcome::Again(why) => {
-            app.metrics.analytics_retried.with_label_values(&[kind]).inc();
+            app.metrics.job_failed(kind, now, &why, false);
             let wait = backoff(retries.first, job.attempts);
             tracing::info!(record, kind, error = %why, retry_in_s = wait.as_secs(), "A delivery failed; it will be retried.");
             Settle::Retry(now.plus(wait))

@@ -16,13 +16,15 @@ use super::{backoff, skipped, without_url, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::callback::{status, CallbackStatus};
 use crate::calls::CallKey;
-use crate::pbx::{self, Answer};
+use crate::config::Hunt;
+use crate::pbx::{self, Answer, Ring};
 use crate::store::callbacks::Updated;
 use crate::store::jobs::{Claimed, JobState, Plan, Planned, Record, Records};
 
 pub struct Trigger;
 
-const KIND: &str = "trigger";
+/// The trigger job's kind (one per callback).
+pub const KIND: &str = "trigger";
 
 impl Handler for Trigger {
     fn kinds(&self) -> &'static [&'static str] {
@@ -49,21 +51,65 @@ impl Handler for Trigger {
     }
 }
 
+/// How long after an operator's ring time callpool waits for the PBX's report of it before
+/// ringing the next.
+const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
     let app = ctx.app;
     let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
     let mut cb = (**cb).clone();
-    if cb.status.triggered() {
-        return skipped("already triggered");
-    }
     let Some((site, cfg)) = app.config.site(&cb.site).and_then(|s| s.callback.as_ref().map(|c| (s, c))) else {
         return skipped("the site no longer has a callback form");
     };
     let Some(trigger) = pbx::trigger(&cfg.trigger) else { return skipped("the form has no trigger") };
+    let hunting = cfg.hunt == Hunt::InTurn && cfg.operators.len() > 1;
     let now = app.clock.now();
-    let answer = match trigger.place(&cfg.operator, &cb) {
+    if cb.status.triggered() {
+        // The PBX was asked: only a hunt whose operator's ring time is over goes on.
+        match cb.turn_until {
+            _ if !hunting || cb.status != CallbackStatus::Calling => {
+                return if cb.turn_until.is_some() {
+                    Outcome::Done(JobState::Sent { at: now })
+                } else {
+                    skipped("already triggered")
+                };
+            }
+            Some(until) if now < until => return Outcome::RetryAt(until),
+            // Not answered in time: the next operator, unless that was the last (then the PBX's
+            // report of the call says how it ended).
+            Some(_) if cb.turn as usize + 1 >= cfg.operators.len() => {
+                cb.turn_until = None;
+                cb.updated_at = now;
+                return match ctx
+                    .until_recorded("callback_update", || app.store.update_callback(&cb, &[], status::keep(app)))
+                    .await
+                {
+                    Some(_) => Outcome::Done(JobState::Sent { at: now }),
+                    None => Outcome::Unrecorded,
+                };
+            }
+            Some(_) => {
+                cb.turn += 1;
+                cb.turn_until = None;
+            }
+            // The operator's turn came, but the PBX could not be asked: again.
+            None => {}
+        }
+    }
+    let Some(operator) = cfg.operators.get(cb.turn as usize) else {
+        return Outcome::Done(JobState::Sent { at: now });
+    };
+    let call_id = cb.id.call_id(cb.turn);
+    let ring = Ring {
+        call_id: &call_id,
+        operator,
+        all: if cfg.hunt == Hunt::All { &cfg.operators } else { &[] },
+        ring_for: cfg.ring_for,
+    };
+    let answer = match trigger.place(&ring, &cb) {
         Some(placing) => placing.await,
-        None => match trigger.request(ctx.http, &cfg.operator, &cb, now).send().await {
+        None => match trigger.request(ctx.http, &ring, &cb, now).send().await {
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
@@ -81,20 +127,33 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
             cb.status = CallbackStatus::Calling;
             cb.next_attempt_at = None;
             cb.error = None;
-            if let Some(r) = pbx_ref.as_deref().and_then(|r| CallKey::new(&cfg.pbx, r).ok()) {
-                cb.links.push(r);
+            for link in [Some(call_id.as_str()), pbx_ref.as_deref()].into_iter().flatten() {
+                if let Ok(key) = CallKey::new(&cfg.pbx, link) {
+                    if !cb.links.contains(&key) {
+                        cb.links.push(key);
+                    }
+                }
             }
             cb.pbx_ref = pbx_ref;
             app.metrics.callback_triggers.with_label_values(&[adapter, "sent"]).inc();
-            tracing::info!(callback = %cb.id, site = %site.id, adapter, "The PBX was asked to place a callback.");
-            Outcome::Done(JobState::Sent { at: now })
+            tracing::info!(callback = %cb.id, site = %site.id, adapter, turn = cb.turn, "The PBX was asked to place a callback.");
+            if hunting {
+                let until = now.plus(cfg.ring_for + REPORT_GRACE);
+                cb.turn_until = Some(until);
+                Outcome::RetryAt(until)
+            } else {
+                Outcome::Done(JobState::Sent { at: now })
+            }
         }
-        Answer::Again(why) if job.attempts + 1 < cfg.attempts => {
+        Answer::Again(why) if cb.attempts + 1 < cfg.attempts => {
             // A retry that would fall after closing time waits for the next opening.
-            let at = now.plus(backoff(cfg.retry_base, job.attempts));
+            let at = now.plus(backoff(cfg.retry_base, cb.attempts));
             let at = if cfg.hours.is_open(at) { at } else { cfg.hours.next_open(at).unwrap_or(at) };
-            cb.status = CallbackStatus::Retrying;
-            cb.attempts = job.attempts + 1;
+            // A hunt under way keeps showing "calling".
+            if !cb.status.triggered() {
+                cb.status = CallbackStatus::Retrying;
+            }
+            cb.attempts += 1;
             cb.next_attempt_at = Some(at);
             cb.error = Some(why.clone());
             app.metrics.callback_triggers.with_label_values(&[adapter, "retried"]).inc();
@@ -103,8 +162,9 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
         }
         Answer::Again(why) | Answer::Refused(why) => {
             cb.status = CallbackStatus::Failed;
-            cb.attempts = job.attempts + 1;
+            cb.attempts += 1;
             cb.next_attempt_at = None;
+            cb.turn_until = None;
             cb.error = Some(why.clone());
             jobs = (ctx.plan)(app, Event::CallbackMissed { callback: &cb, site, now });
             app.metrics.callback_triggers.with_label_values(&[adapter, "failed"]).inc();

@@ -144,7 +144,7 @@ async fn connection_loop(
         match session.await {
             Ok(()) => return, // shut down
             Err(e) => {
-                metrics.connected.set(0);
+                metrics.down(&e.to_string());
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ connection lost or refused; reconnecting.");
             }
         }
@@ -202,7 +202,7 @@ async fn session(
     let mut consumer = consume
         .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
-    metrics.connected.set(1);
+    metrics.up();
     if first {
         tracing::info!(queue = %queue, "Connected to RabbitMQ.");
     } else {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::callback::Callback;
-use crate::calls::{CallReport, CallStatus, MatchKind};
+use crate::calls::{CallKey, CallReport, CallStatus, MatchKind};
 
 /// How far a PBX's clock may be from ours, either way (a signature's replay window, a call's
 /// start in the future).
@@ -74,6 +74,10 @@ impl Refusal {
 pub enum Received {
     /// Call reports, to record before answering.
     Reports(Vec<CallReport>),
+    /// A recording of a call the PBX reported before (Mango's `events/recording`, Zadarma's
+    /// NOTIFY_RECORD): `recording` is what [`Adapter::recording`] fetches it by (a link, or the
+    /// vendor's id). Attached to the call if callpool has it, else ignored; answered as reports are.
+    Recording { key: CallKey, recording: String },
     /// Nothing to record (a URL check, an event callpool does not use): answer this.
     Answer(Reply),
 }
@@ -112,10 +116,15 @@ pub trait Adapter: Send + Sync {
     /// What the request carries; `pbx` (the PBX's configured id) prefixes its call ids.
     fn read(&self, pbx: &str, req: &Inbound<'_>) -> Result<Received, Refusal>;
     /// The request that fetches a recording this PBX reported (`recording`: what its report
-    /// carried), with the PBX's credentials; `None` when callpool cannot fetch it. By default a
-    /// plain GET of an http(s) link.
-    fn recording(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
-        (recording.starts_with("https://") || recording.starts_with("http://")).then(|| http.get(recording))
+    /// carried), with the PBX's credentials. A vendor that names recordings by id may first ask
+    /// its API for a link (through `http`, which keeps to the addresses recordings may come
+    /// from). By default a plain GET of an http(s) link.
+    fn recording<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        recording: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<reqwest::RequestBuilder, RecordingError>> {
+        Box::pin(std::future::ready(plain_get(http, recording)))
     }
     /// For a vendor that callpool connects to rather than one that posts webhooks (Asterisk's
     /// AMI): the task that keeps the connection and records what it reports, until `stop`.
@@ -138,6 +147,27 @@ pub trait Adapter: Send + Sync {
     }
 }
 
+/// Why a recording cannot be fetched.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordingError {
+    /// callpool cannot fetch what the report carried (not a link, or a vendor without an API).
+    NotFetchable,
+    /// The PBX says it no longer has the recording.
+    Gone,
+    /// The PBX's API did not give a link now (it did not answer, refused callpool's credentials,
+    /// or answered an error): for the operator.
+    Failed(String),
+}
+
+/// A plain GET of an http(s) link.
+pub fn plain_get(http: &reqwest::Client, recording: &str) -> Result<reqwest::RequestBuilder, RecordingError> {
+    if recording.starts_with("https://") || recording.starts_with("http://") {
+        Ok(http.get(recording))
+    } else {
+        Err(RecordingError::NotFetchable)
+    }
+}
+
 /// What the PBX answered a callback trigger.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -149,25 +179,67 @@ pub enum Answer {
     Refused(String),
 }
 
-/// How a vendor is asked to place a callback: ring `operator` first, then the visitor.
+/// Whom a callback rings first, and for how long.
+pub struct Ring<'a> {
+    /// The id the PBX is to report this call under, where it can carry one
+    /// ([`crate::callback::CallbackId::call_id`]).
+    pub call_id: &'a str,
+    /// The operator to ring, as the trigger names one ([`Trigger::check_operator`]): a number,
+    /// an extension, a channel.
+    pub operator: &'a str,
+    /// With `hunt = "all"` (a trigger that [`Trigger::rings_all`]): every operator, to be rung
+    /// at once; otherwise empty (just `operator`).
+    pub all: &'a [String],
+    /// How long an operator's phone rings before it counts as not answered.
+    pub ring_for: Duration,
+}
+
+impl<'a> Ring<'a> {
+    /// One operator, rung for 25 s, the call reported under `call_id`.
+    pub fn one(call_id: &'a str, operator: &'a str) -> Ring<'a> {
+        Ring { call_id, operator, all: &[], ring_for: Duration::from_secs(25) }
+    }
+
+    /// Every operator to ring now: `all`, or just `operator`.
+    pub fn operators(&self) -> Vec<&str> {
+        if self.all.is_empty() {
+            vec![self.operator]
+        } else {
+            self.all.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+/// How a vendor is asked to place a callback: ring an operator first, then the visitor.
 pub trait Trigger: Send + Sync {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        operator: &PhoneNumber,
-        cb: &Callback,
-        now: Ts,
-    ) -> reqwest::RequestBuilder;
+    fn request(&self, http: &reqwest::Client, ring: &Ring<'_>, cb: &Callback, now: Ts) -> reqwest::RequestBuilder;
     /// Reads the PBX's answer (its status and body).
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer;
     /// For a vendor that is not asked over HTTP (Asterisk's AMI): places the call itself and
     /// says how it went; `request` and `answer` are then not used.
-    fn place(
-        &self,
-        _operator: &PhoneNumber,
-        _cb: &Callback,
-    ) -> Option<futures_util::future::BoxFuture<'static, Answer>> {
+    fn place(&self, _ring: &Ring<'_>, _cb: &Callback) -> Option<futures_util::future::BoxFuture<'static, Answer>> {
         None
+    }
+    /// Reads an operator of the form's `operators` as this vendor names one; by default a phone
+    /// number (E.164).
+    fn check_operator(&self, raw: &str) -> Result<String, String> {
+        called_number("operators", raw)
+            .map(|n| n.as_str().to_owned())
+            .map_err(|_| format!("{raw:?} is not a phone number in E.164 (+74951230099)"))
+    }
+    /// The operator the trigger's own settings name (Mango's `extension`, Asterisk's `channel`),
+    /// rung when the form lists no `operators`; `None`: the form's `operator` number.
+    fn own_operator(&self) -> Option<&str> {
+        None
+    }
+    /// Whether the PBX can be asked to ring every operator at once (`hunt = "all"`).
+    fn rings_all(&self) -> bool {
+        false
+    }
+    /// Whether the PBX's call reports follow the callback's call (answered, missed), so that
+    /// callpool can tell an operator did not answer and ring the next (`hunt = "in_turn"`).
+    fn follows_calls(&self) -> bool {
+        true
     }
 }
 
@@ -233,5 +305,31 @@ pub fn not_in_future(started_at: Ts, now: Ts) -> Result<(), String> {
         Err("started_at: the call starts more than 5 minutes in the future".into())
     } else {
         Ok(())
+    }
+}
+
+/// A trigger reader's section: the trigger, which the callback form that names it also sees as
+/// the rules of its operators ([`crate::config::Operators`]).
+pub fn trigger_section(name: &'static str, trigger: impl Trigger + 'static) -> crate::config::Section {
+    let trigger: std::sync::Arc<dyn Trigger> = std::sync::Arc::new(trigger);
+    let rules: std::sync::Arc<dyn crate::config::Operators> = std::sync::Arc::new(Rules(trigger.clone()));
+    crate::config::Section::new(name, trigger).with_facet(rules)
+}
+
+/// A trigger's operator rules, for the configuration.
+struct Rules(std::sync::Arc<dyn Trigger>);
+
+impl crate::config::Operators for Rules {
+    fn check_operator(&self, raw: &str) -> Result<String, String> {
+        self.0.check_operator(raw)
+    }
+    fn own_operator(&self) -> Option<&str> {
+        self.0.own_operator()
+    }
+    fn rings_all(&self) -> bool {
+        self.0.rings_all()
+    }
+    fn follows_calls(&self) -> bool {
+        self.0.follows_calls()
     }
 }

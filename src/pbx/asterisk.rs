@@ -14,6 +14,17 @@
 //! pinged every 20 s and dropped when silent for a minute; it is made again (after 1 s,
 //! doubling to 30 s) whenever it drops or Asterisk restarts, and the login is made again.
 //! Every node connects: they record the same reports, which the store takes once.
+//!
+//! Recordings, with `recordings_url` (the http(s) base under which a web server on the PBX
+//! serves `recordings_dir`, default `/var/spool/asterisk/monitor/`; `recordings_user` and
+//! `recordings_password` for its basic authentication): the login then asks for `dialplan`
+//! events too, and `Filter` actions keep only the events read here (refused without the AMI
+//! user's write `system`: then every dialplan event arrives, unless manager.conf filters them).
+//! `MixMonitor` sets `MIXMONITOR_FILENAME` to the absolute path it records to, which Asterisk
+//! reports as a `VarSet` event of the channel (stock FreePBX records through `MixMonitor`); the
+//! call its `Linkedid` names gets `recordings_url` + the path below `recordings_dir`, each
+//! segment percent-encoded, on its next report. [`Adapter::recording`] fetches it with the
+//! credentials.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +37,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::adapter::{Adapter, Inbound, Received, Refusal, Sink, LONGEST_CALL_S};
+use super::adapter::{plain_get, Adapter, Inbound, Received, RecordingError, Refusal, Sink, LONGEST_CALL_S};
 use crate::app::App;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
 use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX};
@@ -39,6 +50,20 @@ const SILENT_FOR: Duration = Duration::from_secs(60);
 /// The longest line and message read (a runaway peer is dropped).
 const MAX_LINE: usize = 8 * 1024;
 const MAX_FIELDS: usize = 256;
+/// Where Asterisk records to unless asterisk.conf's `astspooldir` says otherwise.
+const DEFAULT_RECORDINGS_DIR: &str = "/var/spool/asterisk/monitor/";
+/// `CALLPOOL_PBX_RECORDINGS_PASSWORD_<PBX ID>`: overrides `recordings_password`.
+pub const ENV_RECORDINGS_PASSWORD_PREFIX: &str = "CALLPOOL_PBX_RECORDINGS_PASSWORD_";
+/// The events the connection reads, as AMI's (legacy, since Asterisk 10) `Filter` regular
+/// expressions over the whole event: sent when it also asks for the chatty `dialplan` class.
+const FILTERS: [&str; 5] = [
+    "Event: Newchannel",
+    "Event: BridgeEnter",
+    "Event: Hangup",
+    "Event: OriginateResponse",
+    "Variable: MIXMONITOR_FILENAME",
+];
+const FILTER_ID: &str = "callpool-filter";
 
 /// How to reach and read an Asterisk.
 #[derive(Clone)]
@@ -48,6 +73,54 @@ pub struct Ami {
     pub secret: String,
     pub contexts: Vec<String>,
     pub region: phonenumber::country::Id,
+    /// Where its recordings are fetched from; `None`: they are not attached.
+    pub recordings: Option<Recordings>,
+}
+
+/// Where a web server on the Asterisk serves its recordings directory, and its credentials.
+#[derive(Clone)]
+pub struct Recordings {
+    /// `recordings_url`, ending in '/'.
+    pub url: String,
+    /// `recordings_dir`, as its path's segments (`var`, `spool`, `asterisk`, `monitor`).
+    pub dir: Vec<String>,
+    /// `recordings_user` and `recordings_password` (HTTP basic authentication).
+    pub auth: Option<(String, String)>,
+}
+
+impl Recordings {
+    /// The URL of the file `MixMonitor` records to (its absolute path): `url` and the path below
+    /// `dir`, each segment percent-encoded; why not, for a path outside `dir` or with `.` or `..`.
+    pub fn url_of(&self, file: &str) -> Result<String, &'static str> {
+        if !file.starts_with('/') || file.contains(char::is_control) {
+            return Err("the file's path is not absolute, or has control characters");
+        }
+        let segments: Vec<&str> = file.split('/').filter(|s| !s.is_empty()).collect();
+        if segments.iter().any(|s| *s == "." || *s == "..") {
+            return Err("the file's path has a '.' or '..' segment");
+        }
+        let under = segments.len() > self.dir.len() && segments.iter().zip(&self.dir).all(|(s, d)| s == d);
+        if !under {
+            return Err("the file is not under recordings_dir");
+        }
+        let path: Vec<String> = segments[self.dir.len()..].iter().map(|s| percent_encode(s)).collect();
+        let url = format!("{}{}", self.url, path.join("/"));
+        if url.len() > 2048 {
+            return Err("the file's URL would be longer than 2048 characters");
+        }
+        Ok(url)
+    }
+}
+
+/// A path segment with every byte but RFC 3986's unreserved characters percent-encoded.
+fn percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Reads a `[[pbx]] kind = "asterisk"`.
@@ -62,6 +135,45 @@ struct RawAmi {
     secret: Option<String>,
     contexts: Option<Vec<String>>,
     region: Option<String>,
+    recordings_url: Option<String>,
+    recordings_dir: Option<String>,
+    recordings_user: Option<String>,
+    recordings_password: Option<String>,
+}
+
+/// `recordings_url` and its companions; `None` without `recordings_url`.
+fn recordings(f: &mut Fields<'_>, raw: &mut RawAmi) -> Option<Recordings> {
+    let dir_text = raw.recordings_dir.take();
+    let user = raw.recordings_user.take();
+    let (_, from_env) = f.owner_var(ENV_RECORDINGS_PASSWORD_PREFIX);
+    let written_password = raw.recordings_password.take();
+    let Some(url) = raw.recordings_url.take() else {
+        if dir_text.is_some() || user.is_some() || written_password.is_some() {
+            f.fail("recordings_url", "required with recordings_dir, recordings_user or recordings_password: the http(s) base the PBX's web server serves recordings_dir under");
+        }
+        return None;
+    };
+    let url = f.base_url("recordings_url", url);
+    if url.contains(['?', '#']) {
+        f.fail(
+            "recordings_url",
+            "a base URL without a query or fragment, e.g. \"https://pbx.example.com/recordings/\"",
+        );
+    }
+    let dir_text = dir_text.unwrap_or_else(|| DEFAULT_RECORDINGS_DIR.into());
+    let dir: Vec<String> = dir_text.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    if !dir_text.starts_with('/') || dir.iter().any(|s| s == "." || s == "..") || dir_text.contains(char::is_control) {
+        f.fail("recordings_dir", format!("{dir_text:?} is not an absolute path such as \"{DEFAULT_RECORDINGS_DIR}\""));
+    }
+    let auth = match (user, from_env.or(written_password)) {
+        (None, None) => None,
+        (Some(u), Some(p)) if !u.is_empty() && !u.contains(':') && !p.is_empty() => Some((u, p)),
+        _ => {
+            f.fail("recordings_user", "set both recordings_user (without ':') and recordings_password, or neither");
+            None
+        }
+    };
+    Some(Recordings { url: format!("{url}/"), dir, auth })
 }
 
 /// `ami`: the AMI's `host:port` (required).
@@ -81,8 +193,9 @@ impl Reader for WebhookReader {
     }
 
     fn read(&self, f: &mut Fields<'_>) -> Option<Section> {
-        let raw: RawAmi = f.parse()?;
+        let mut raw: RawAmi = f.parse()?;
         const WHY: &str = " for kind = \"asterisk\" (the AMI user of manager.conf)";
+        let recordings = recordings(f, &mut raw);
         let address = address(f, raw.ami);
         let username = f.required("username", raw.username, WHY);
         let (_, from_env) = f.owner_var(ENV_PBX_SECRET_PREFIX);
@@ -97,7 +210,8 @@ impl Reader for WebhookReader {
         if region.is_none() {
             f.fail("region", format!("{region_text:?} is not an ISO 3166 country code such as \"RU\""));
         }
-        let ami = Ami { address: address?, username: username?, secret: secret?, contexts, region: region? };
+        let ami =
+            Ami { address: address?, username: username?, secret: secret?, contexts, region: region?, recordings };
         let adapter: Box<dyn Adapter> = Box::new(ami);
         Some(Section::new("asterisk", adapter))
     }
@@ -186,8 +300,8 @@ impl Reader for TriggerReader {
             dial,
             dial_prefix: raw.dial_prefix.unwrap_or_default(),
         };
-        let trigger: Box<dyn super::adapter::Trigger> = Box::new(originate);
-        Some(Section::new("asterisk", trigger))
+        let trigger = originate;
+        Some(super::adapter::trigger_section("asterisk", trigger))
     }
 }
 
@@ -195,12 +309,31 @@ impl super::adapter::Trigger for Originate {
     fn request(
         &self,
         http: &reqwest::Client,
-        _: &PhoneNumber,
+        _: &super::adapter::Ring<'_>,
         _: &crate::callback::Callback,
         _: Ts,
     ) -> reqwest::RequestBuilder {
         // Not used: `place` asks over AMI.
         http.get("http://127.0.0.1:9/")
+    }
+
+    /// A channel, `<technology>/<resource>` (`PJSIP/101`, `SIP/trunk/74951230099`).
+    fn check_operator(&self, raw: &str) -> Result<String, String> {
+        match raw.split_once('/') {
+            Some((tech, rest))
+                if !tech.is_empty()
+                    && !rest.is_empty()
+                    && raw.len() <= 128
+                    && !raw.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+            {
+                Ok(raw.to_owned())
+            }
+            _ => Err(format!("{raw:?} is not an Asterisk channel such as \"PJSIP/101\"")),
+        }
+    }
+
+    fn own_operator(&self) -> Option<&str> {
+        Some(&self.channel)
     }
 
     fn answer(&self, _: reqwest::StatusCode, _: &str) -> super::adapter::Answer {
@@ -209,23 +342,24 @@ impl super::adapter::Trigger for Originate {
 
     fn place(
         &self,
-        _operator: &PhoneNumber,
+        ring: &super::adapter::Ring<'_>,
         cb: &crate::callback::Callback,
     ) -> Option<BoxFuture<'static, super::adapter::Answer>> {
         let me = self.clone();
+        let channel = ring.operator.to_owned();
         let exten = match self.dial {
             Dial::Digits => cb.number.as_str().trim_start_matches('+').to_owned(),
             Dial::E164 => cb.number.as_str().to_owned(),
             Dial::National => format!("{}{}", self.dial_prefix, cb.number.national_digits()),
         };
-        let id = cb.id.to_string();
-        Some(Box::pin(async move { me.originate(&id, &exten).await }))
+        let id = ring.call_id.to_owned();
+        Some(Box::pin(async move { me.originate(&channel, &id, &exten).await }))
     }
 }
 
 impl Originate {
     /// Logs in on a connection of its own, asks for the call, and reads the answer to it.
-    async fn originate(&self, id: &str, exten: &str) -> super::adapter::Answer {
+    async fn originate(&self, channel: &str, id: &str, exten: &str) -> super::adapter::Answer {
         use super::adapter::Answer;
         let result = async {
             let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&self.ami))
@@ -244,7 +378,7 @@ impl Originate {
             let caller = self.caller_id.as_deref().map(|c| format!("CallerID: {}\r\n", clean(c))).unwrap_or_default();
             let originate = format!(
                 "Action: Originate\r\nActionID: {id}\r\nChannel: {}\r\nContext: {}\r\nExten: {}\r\nPriority: 1\r\n{caller}Timeout: {}\r\nAsync: true\r\nVariable: CALLPOOL_CALLBACK={id}\r\n\r\n",
-                clean(&self.channel),
+                clean(channel),
                 clean(&self.context),
                 clean(exten),
                 self.ring.as_millis(),
@@ -293,6 +427,21 @@ impl Adapter for Ami {
 
     fn read(&self, _pbx: &str, _req: &Inbound<'_>) -> Result<Received, Refusal> {
         Err(Refusal::Malformed("this PBX reports over AMI; it takes no webhooks".into()))
+    }
+
+    /// A recording under `recordings_url` with its basic credentials, if set; another link as it is.
+    fn recording<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        recording: &'a str,
+    ) -> BoxFuture<'a, Result<reqwest::RequestBuilder, RecordingError>> {
+        let request = plain_get(http, recording).map(|get| match &self.recordings {
+            Some(Recordings { url, auth: Some((user, password)), .. }) if recording.starts_with(url.as_str()) => {
+                get.basic_auth(user, Some(password))
+            }
+            _ => get,
+        });
+        Box::pin(std::future::ready(request))
     }
 
     fn connector(
@@ -349,12 +498,7 @@ async fn session(app: &App, ami: &Ami, pbx: &str, sink: &Sink, logged_in: &mut b
             banner.chars().take(60).collect::<String>()
         ));
     }
-    let login = format!(
-        "Action: Login\r\nActionID: callpool-login\r\nUsername: {}\r\nSecret: {}\r\nEvents: call\r\n\r\n",
-        clean(&ami.username),
-        clean(&ami.secret)
-    );
-    write.write_all(login.as_bytes()).await.map_err(|e| e.to_string())?;
+    write.write_all(login(ami).as_bytes()).await.map_err(|e| e.to_string())?;
     loop {
         let msg = within(SILENT_FOR, message(&mut read)).await?.ok_or("closed during the login")?;
         if msg.get("ActionID").map(String::as_str) != Some("callpool-login") {
@@ -371,6 +515,10 @@ async fn session(app: &App, ami: &Ami, pbx: &str, sink: &Sink, logged_in: &mut b
     }
     *logged_in = true;
     tracing::info!(pbx = %pbx, address = %ami.address, "Connected to the Asterisk's AMI.");
+    if ami.recordings.is_some() {
+        write.write_all(filters().as_bytes()).await.map_err(|e| e.to_string())?;
+    }
+    let mut filter_refused = false;
     let mut calls = Calls::default();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -381,6 +529,11 @@ async fn session(app: &App, ami: &Ami, pbx: &str, sink: &Sink, logged_in: &mut b
             }
             msg = within(SILENT_FOR, message(&mut read)) => {
                 let Some(msg) = msg? else { return Ok(()) };
+                let said = |k: &str| msg.get(k).map(String::as_str);
+                if said("ActionID") == Some(FILTER_ID) && said("Response") != Some("Success") && !filter_refused {
+                    filter_refused = true;
+                    tracing::info!(pbx = %pbx, message = said("Message").unwrap_or(""), "The Asterisk refused callpool's AMI event filter (it needs write 'system'): every dialplan event arrives, unless manager.conf's eventfilter lines for this user narrow them (docs/PBX.md, Recordings).");
+                }
                 if let Some(report) = calls.on_event(ami, pbx, &msg, app.clock.now()) {
                     record(app, pbx, sink, report).await;
                 }
@@ -404,6 +557,24 @@ async fn record(app: &App, pbx: &str, sink: &Sink, report: CallReport) {
         wait = (wait * 2).min(Duration::from_secs(5));
     }
     tracing::error!(pbx = %pbx, call = %report.key, "An AMI call report was dropped: the store did not answer for a minute.");
+}
+
+/// The event connection's login: call events, and with recordings the dialplan's (`VarSet`).
+fn login(ami: &Ami) -> String {
+    let events = if ami.recordings.is_some() { "call,dialplan" } else { "call" };
+    format!(
+        "Action: Login\r\nActionID: callpool-login\r\nUsername: {}\r\nSecret: {}\r\nEvents: {events}\r\n\r\n",
+        clean(&ami.username),
+        clean(&ami.secret)
+    )
+}
+
+/// The `Filter` actions that keep the session to [`FILTERS`] (once logged in).
+fn filters() -> String {
+    FILTERS
+        .iter()
+        .map(|f| format!("Action: Filter\r\nActionID: {FILTER_ID}\r\nOperation: Add\r\nFilter: {f}\r\n\r\n"))
+        .collect()
 }
 
 /// A value for an AMI header: no line breaks.
@@ -507,7 +678,7 @@ impl Calls {
             // The call a callback trigger placed: the operator's leg (its first channel) answered
             // or not; its reports carry the callback's own key, which links them to it.
             "OriginateResponse" => {
-                let id = get("ActionID").filter(|a| crate::callback::CallbackId::parse(a).is_some())?;
+                let id = get("ActionID").filter(|a| crate::callback::CallbackId::is_call_id(a))?;
                 let key = CallKey::new(pbx, id).ok()?;
                 let called = did(get("Exten")?, ami.region)?;
                 let mut report = CallReport {
@@ -540,6 +711,18 @@ impl Calls {
                 t.report.answered_at = Some(at.max(t.report.started_at));
                 t.report.status = CallStatus::Answered;
                 Some(t.report.clone())
+            }
+            // MixMonitor started recording on one of the call's channels: its file goes with the
+            // call's next report (the recording is whole once the call ends).
+            "VarSet" if get("Variable") == Some("MIXMONITOR_FILENAME") => {
+                let (Some(recordings), Some(t)) = (&ami.recordings, self.0.get_mut(linked)) else { return None };
+                match recordings.url_of(get("Value")?) {
+                    Ok(url) => t.report.recording_url = Some(url),
+                    Err(why) => {
+                        tracing::warn!(pbx = %pbx, call = %t.report.key, problem = why, "A call's recording is not attached: its file cannot be served from recordings_url.")
+                    }
+                }
+                None
             }
             "Hangup" if get("Uniqueid") == Some(linked) => {
                 let mut t = self.0.remove(linked)?;

@@ -10,13 +10,13 @@
 //! `Idempotency-Key: <callback id>`; the PBX reports the call's outcome under `call_id` = the
 //! callback id (or under its own id, if it answers `{"call_id": "..."}`).
 
-use callpool_pool::{PhoneNumber, Ts};
+use callpool_pool::Ts;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::adapter::{
-    called_number, not_in_future, placed_with, recording_url, Adapter, Answer, Inbound, Received, Refusal, Trigger,
-    LONGEST_CALL_S,
+    called_number, not_in_future, placed_with, plain_get, recording_url, Adapter, Answer, Inbound, Received,
+    RecordingError, Refusal, Ring, Trigger, LONGEST_CALL_S,
 };
 use super::signature::{self, SIGNATURE_HEADER};
 use super::twilio::{self, TwilioAuth};
@@ -127,13 +127,16 @@ impl Adapter for Webhook {
         report.map(|r| Received::Reports(vec![r])).map_err(Refusal::Malformed)
     }
 
-    fn recording(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
-        match &self.twilio {
+    fn recording<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        recording: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<reqwest::RequestBuilder, RecordingError>> {
+        let request = match &self.twilio {
             Some(auth) => auth.fetch(http, recording),
-            None => {
-                (recording.starts_with("https://") || recording.starts_with("http://")).then(|| http.get(recording))
-            }
-        }
+            None => plain_get(http, recording),
+        };
+        Box::pin(std::future::ready(request))
     }
 }
 
@@ -224,24 +227,20 @@ impl Reader for TriggerReader {
         const WHY: &str = " for kind = \"generic\"";
         let url = f.required("url", raw.url, WHY).map(|u| f.base_url("url", u));
         let secret = f.required("secret", raw.secret, WHY).map(|s| f.secret("secret", s));
-        let trigger: Box<dyn Trigger> = Box::new(Generic { url: url?, secret: secret? });
-        Some(Section::new("generic", trigger))
+        let trigger = Generic { url: url?, secret: secret? };
+        Some(super::adapter::trigger_section("generic", trigger))
     }
 }
 
 impl Trigger for Generic {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        operator: &PhoneNumber,
-        cb: &Callback,
-        now: Ts,
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, http: &reqwest::Client, ring: &Ring<'_>, cb: &Callback, now: Ts) -> reqwest::RequestBuilder {
         let body = serde_json::to_vec(&json!({
             "callback_id": cb.id.as_str(),
-            "call_id": cb.id.as_str(),
+            "call_id": ring.call_id,
             "site": cb.site.as_str(),
-            "operator": operator.as_str(),
+            "operator": ring.operator,
+            "operators": ring.operators(),
+            "ring_for_s": ring.ring_for.as_secs(),
             "number": cb.number.as_str(),
             "requested_at": cb.requested_at.to_chrono().map(|t| t.to_rfc3339()),
             "attempt": cb.attempts + 1,
@@ -251,12 +250,17 @@ impl Trigger for Generic {
         http.post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature::sign(&self.secret, t, &body))
-            .header("Idempotency-Key", cb.id.as_str())
+            .header("Idempotency-Key", ring.call_id)
             .body(body)
     }
 
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {
         placed_with(status, body, "call_id")
+    }
+
+    /// The PBX behind the webhook is the user's own: it may ring every operator it is given.
+    fn rings_all(&self) -> bool {
+        true
     }
 }
 

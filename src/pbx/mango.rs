@@ -1,9 +1,9 @@
-//! Mango Office's Virtual PBX (ВАТС): its realtime events.
+//! Mango Office's Virtual PBX (ВАТС): its realtime events, and its call recordings.
 //!
-//! Webhook (`[[pbx]] kind = "mango"`, `api_key`, `api_salt`): Mango posts every notification as a
-//! form (`vpbx_api_key`, `sign`, `json`) to the external system's address it was given, followed
-//! by the event's own path: `<base>/events/call`, `/events/summary`, `/events/recording`,
-//! `/events/dtmf`, `/events/sms`, ... The web layer hands that path on as
+//! Webhook (`[[pbx]] kind = "mango"`, `api_key`, `api_salt`, `url?`): Mango posts every
+//! notification as a form (`vpbx_api_key`, `sign`, `json`) to the external system's address it was
+//! given, followed by the event's own path: `<base>/events/call`, `/events/summary`,
+//! `/events/recording`, `/events/dtmf`, `/events/sms`, ... The web layer hands that path on as
 //! [`Inbound::path_tail`] (`events/call`). `sign` is `hex(sha256(vpbx_api_key + json +
 //! vpbx_api_salt))`, and the key must be this PBX's; Mango signs every request it sends, so every
 //! one is checked, whatever its event.
@@ -18,9 +18,18 @@
 //! - `events/summary`: one per call, after it, the final word. Incoming calls only
 //!   (`call_direction = 1`): missed when nobody talked (`talk_time` 0, or `entry_result` 0), else
 //!   completed with the talk time `end_time - talk_time`; started at `create_time`.
-//! - Everything else is answered 200 with nothing recorded: `events/recording` (it names the
-//!   recording by `recording_id` only, without the dialled line or the call's start a report
-//!   needs), DTMF, SMS, pings, command results.
+//! - `events/recording` with `recording_state` `Completed` and the recording kept
+//!   (`completion_code` 1000, `recipient` not `Mail` alone), and `events/record/added` (the
+//!   recording is in the cloud storage, ready for the API): [`Received::Recording`] of the call
+//!   `entry_id`, kept on it as `mango:<recording_id>` (either event, or both: the same recording
+//!   twice changes nothing). `Started` and `Continued` are answered and not recorded.
+//! - Everything else is answered 200 with nothing recorded: DTMF, SMS, pings, command results.
+//!
+//! Recordings ([`Adapter::recording`]): `POST <url>/queries/recording/post` (`url` default
+//! `https://app.mango-office.ru/vpbx`) with the three form fields, `json` = `{"recording_id",
+//! "action": "play"}`, signed as the events are. Mango answers `302 Found` to a temporary link on
+//! its file service, good for one fetch, which the recordings client follows (with the report
+//! user's `Range`); every play asks again, and no link is stored.
 //!
 //! The dialled line is `to.line_number` (`line_number` in the summary) and the caller
 //! `from.number`, digits without `+`; times are Unix seconds. Mango reads only the HTTP status of
@@ -39,9 +48,10 @@
 //! a server or limit code is worth retrying, any other is a refusal ([`trigger::CallbackCommand`]).
 //!
 //! Source: MANGO OFFICE, "API Виртуальной АТС" (MangoOffice_VPBX_API_v1.9.pdf): §2.1.1 (requests
-//! and answers), §2.4.3 (`sign`), §3.1.1–3.1.6 (the events, with the examples the tests use),
-//! §3.2.1 (`commands/callback`), "Список кодов результатов" (result and disconnect codes), the
-//! example "Инициирование исходящего вызова" (the events of a call placed by a command).
+//! and answers), §2.4.3 (`sign`), §3.1.1–3.1.6 and §3.1.8 (the events, with the examples the tests
+//! use), §3.2.1 (`commands/callback`), §3.5.1 (`queries/recording/post`), "Список кодов
+//! результатов" (result and disconnect codes), the example "Инициирование исходящего вызова" (the
+//! events of a call placed by a command).
 
 use callpool_pool::{PhoneNumber, Ts};
 use serde::{Deserialize, Serialize};
@@ -50,17 +60,26 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::adapter::{
-    called_number, http_answer, json_text, not_in_future, Adapter, Answer, Inbound, Received, Refusal, Reply, Trigger,
-    LONGEST_CALL_S,
+    called_number, http_answer, json_text, not_in_future, plain_get, Adapter, Answer, Inbound, Received,
+    RecordingError, Refusal, Reply, Ring, Trigger, LONGEST_CALL_S,
 };
 use crate::callback::{Callback, CallbackId};
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
 use crate::config::{Fields, Place, Reader, Section, ENV_PBX_SECRET_PREFIX, ENV_TRIGGER_SECRET_PREFIX};
 
-/// A Mango VPBX's API key (its "unique code", `vpbx_api_key`) and signing key (`vpbx_api_salt`).
+/// Mango's VPBX API, unless the webhook's `url` says otherwise (tests point it at a fake).
+pub const DEFAULT_VPBX_URL: &str = "https://app.mango-office.ru/vpbx";
+/// The query that hands out a recording by its id (§3.5.1).
+pub const RECORDING_QUERY: &str = "/queries/recording/post";
+/// How a recording Mango reported is kept on its call: `mango:<recording_id>`.
+pub const RECORDING_PREFIX: &str = "mango:";
+
+/// A Mango VPBX's API key (its "unique code", `vpbx_api_key`), signing key (`vpbx_api_salt`), and
+/// the API's base URL, that recordings are fetched from.
 pub struct Mango {
     api_key: String,
     api_salt: String,
+    api_url: String,
 }
 
 /// Reads a `[[pbx]] kind = "mango"`.
@@ -72,6 +91,7 @@ pub static WEBHOOK: WebhookReader = WebhookReader;
 struct RawWebhook {
     api_key: Option<String>,
     api_salt: Option<String>,
+    url: Option<String>,
 }
 
 impl Reader for WebhookReader {
@@ -91,7 +111,8 @@ impl Reader for WebhookReader {
         let why =
             format!(" for kind = \"mango\" (the signing key, vpbx_api_salt, on the same page; or set {env_name})");
         let api_salt = f.required("api_salt", salt, &why).map(|s| f.secret("api_salt", s));
-        let adapter: Box<dyn Adapter> = Box::new(Mango { api_key: api_key?, api_salt: api_salt? });
+        let api_url = f.base_url("url", raw.url.unwrap_or_else(|| DEFAULT_VPBX_URL.into()));
+        let adapter: Box<dyn Adapter> = Box::new(Mango { api_key: api_key?, api_salt: api_salt?, api_url });
         Some(Section::new("mango", adapter))
     }
 }
@@ -113,9 +134,11 @@ impl Adapter for Mango {
 
     fn read(&self, pbx: &str, req: &Inbound<'_>) -> Result<Received, Refusal> {
         let event = req.path_tail.trim_matches('/');
-        let read: fn(&str, &Obj, Ts) -> Result<Option<CallReport>, String> = match event {
-            "events/call" => call_event,
-            "events/summary" => summary,
+        let read: fn(&str, &Obj, Ts) -> Result<Received, String> = match event {
+            "events/call" => |pbx, obj, now| call_event(pbx, obj, now).map(reported),
+            "events/summary" => |pbx, obj, now| summary(pbx, obj, now).map(reported),
+            "events/recording" => |pbx, obj, _| recording_event(pbx, obj),
+            "events/record/added" => |pbx, obj, _| record_added(pbx, obj),
             "" => {
                 return Err(Refusal::Malformed(
                     "path: Mango posts each event to its base address followed by /events/<event>, and this \
@@ -129,11 +152,52 @@ impl Adapter for Mango {
         let value: Value =
             serde_json::from_str(&json).map_err(|e| Refusal::Malformed(format!("json: not JSON: {e}")))?;
         let obj = value.as_object().ok_or_else(|| Refusal::Malformed("json: must be a JSON object".into()))?;
-        match read(pbx, obj, req.now).map_err(Refusal::Malformed)? {
-            Some(report) => Ok(Received::Reports(vec![report])),
-            None => Ok(ignored()),
-        }
+        read(pbx, obj, req.now).map_err(Refusal::Malformed)
     }
+
+    /// A recording Mango reported (`mango:<recording_id>`) through `queries/recording/post`
+    /// ([`Mango::recording_request`]); another http(s) link as it is.
+    fn recording<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        recording: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<reqwest::RequestBuilder, RecordingError>> {
+        let request = match recording.strip_prefix(RECORDING_PREFIX) {
+            Some(id) if recording_id_ok(id) => Ok(self.recording_request(http, id)),
+            Some(_) => Err(RecordingError::NotFetchable),
+            None => plain_get(http, recording),
+        };
+        Box::pin(std::future::ready(request))
+    }
+}
+
+/// The `json` of `queries/recording/post`, its fields in the order of Mango's example (§3.5.1).
+#[derive(Serialize)]
+struct RecordingQuery<'a> {
+    recording_id: &'a str,
+    action: &'a str,
+}
+
+impl Mango {
+    /// `POST <url>/queries/recording/post` for the recording `id`, `action` `play`, signed as
+    /// Mango's events are. Mango answers `302 Found` to a temporary link that serves the file once
+    /// (the client follows it, a `Range` with it); a new request gets a new link.
+    pub fn recording_request(&self, http: &reqwest::Client, id: &str) -> reqwest::RequestBuilder {
+        let json =
+            serde_json::to_string(&RecordingQuery { recording_id: id, action: "play" }).expect("the query serializes");
+        signed(http, format!("{}{RECORDING_QUERY}", self.api_url), &self.api_key, &self.api_salt, &json)
+    }
+}
+
+/// A request to Mango's API: `json` posted as a form with the key and its `sign`.
+fn signed(http: &reqwest::Client, url: String, api_key: &str, api_salt: &str, json: &str) -> reqwest::RequestBuilder {
+    let sign = sign(api_key, json, api_salt);
+    http.post(url).form(&[("vpbx_api_key", api_key), ("sign", sign.as_str()), ("json", json)])
+}
+
+/// A report to record, or nothing to.
+fn reported(report: Option<CallReport>) -> Received {
+    report.map_or_else(ignored, |r| Received::Reports(vec![r]))
 }
 
 /// The answer to an event callpool does not record (Mango reads only the status).
@@ -205,8 +269,8 @@ fn call_event(pbx: &str, obj: &Obj, now: Ts) -> Result<Option<CallReport>, Strin
     let from = object(obj, "from")?;
     let to = object(obj, "to")?;
     // Another system's command (any id, of any type) leaves the call to be read as any other.
-    if let Some(id) = get(obj, "command_id").and_then(Value::as_str).and_then(CallbackId::parse) {
-        return command_call(pbx, &id, obj, &state, at, (from, to), now);
+    if let Some(id) = get(obj, "command_id").and_then(Value::as_str).filter(|id| CallbackId::is_call_id(id)) {
+        return command_call(pbx, id, obj, &state, at, (from, to), now);
     }
     let location = text(obj, "location", "location")?.unwrap_or_default();
     // "abonent": the call is with an employee; "ivr" and "queue": the voice menu or a group's queue.
@@ -256,14 +320,14 @@ fn call_event(pbx: &str, obj: &Obj, now: Ts) -> Result<Option<CallReport>, Strin
 /// from any other outgoing call and is not recorded (see `summary`).
 fn command_call(
     pbx: &str,
-    id: &CallbackId,
+    id: &str,
     obj: &Obj,
     state: &str,
     at: Ts,
     (from, to): (Option<&Obj>, Option<&Obj>),
     now: Ts,
 ) -> Result<Option<CallReport>, String> {
-    let key = CallKey::new(pbx, id.as_str()).map_err(|e| format!("command_id: {e}"))?;
+    let key = CallKey::new(pbx, id).map_err(|e| format!("command_id: {e}"))?;
     let visitor_leg = has_extension(from);
     let status = match state {
         "Appeared" => CallStatus::Ringing,
@@ -375,6 +439,50 @@ fn summary(pbx: &str, obj: &Obj, now: Ts) -> Result<Option<CallReport>, String> 
         duration,
         recording_url: None,
     }))
+}
+
+/// `events/recording`: a recording that is complete and kept in Mango's cloud storage, for the
+/// call `entry_id`; its start, its continuing in another leg, and a recording that was not kept
+/// (too short, `completion_code` 4002; the account restricted, 22xx; sent by e-mail only,
+/// `recipient` `Mail`) are not recorded.
+fn recording_event(pbx: &str, obj: &Obj) -> Result<Received, String> {
+    let key = call_key(pbx, obj)?;
+    let id = recording_id(obj)?;
+    match text(obj, "recording_state", "recording_state")?.ok_or("recording_state: required")?.as_str() {
+        "Completed" => {}
+        "Started" | "Continued" => return Ok(ignored()),
+        other => return Err(format!("recording_state: {other:?} is not one of Started, Continued, Completed")),
+    }
+    // 1000 is done; a code Mango does not list reads as its class.
+    let kept = int(obj, "completion_code")?.is_none_or(|code| (1000..=1099).contains(&code));
+    let in_cloud = text(obj, "recipient", "recipient")?.is_none_or(|r| r != "Mail");
+    if !(kept && in_cloud) {
+        return Ok(ignored());
+    }
+    Ok(Received::Recording { key, recording: format!("{RECORDING_PREFIX}{id}") })
+}
+
+/// `events/record/added`: a recording of the call `entry_id` is in the cloud storage, ready for
+/// the API.
+fn record_added(pbx: &str, obj: &Obj) -> Result<Received, String> {
+    let key = call_key(pbx, obj)?;
+    Ok(Received::Recording { key, recording: format!("{RECORDING_PREFIX}{}", recording_id(obj)?) })
+}
+
+/// `recording_id`: Mango's id of a recording (up to 128 bytes, §3.1.4), kept as given.
+fn recording_id(obj: &Obj) -> Result<String, String> {
+    let id = text(obj, "recording_id", "recording_id")?.ok_or("recording_id: required")?;
+    if recording_id_ok(&id) {
+        Ok(id)
+    } else {
+        Err("recording_id: must be 1 to 128 characters of A-Z, a-z, 0-9 and + / = : . _ -".into())
+    }
+}
+
+/// Whether `id` looks like a recording id of Mango's (its examples:
+/// `MToxMDAwNjA4NTo1MDA5NDExMDIyOjE=`, `r100:777:500:256`): safe in a form and in a log.
+fn recording_id_ok(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=:._-".contains(&b))
 }
 
 fn call_key(pbx: &str, obj: &Obj) -> Result<CallKey, String> {

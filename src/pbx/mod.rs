@@ -25,7 +25,9 @@ pub mod uis;
 pub mod voximplant;
 pub mod zadarma;
 
-pub use adapter::{Adapter, Answer, CallAccepted, Inbound, Received, Refusal, Reply, Trigger};
+pub use adapter::{Adapter, Answer, CallAccepted, Inbound, Received, RecordingError, Refusal, Reply, Ring, Trigger};
+
+use std::sync::Arc;
 
 use crate::app::App;
 use crate::config::{PbxConfig, Reader, Section};
@@ -70,5 +72,5 @@ pub fn adapter(pbx: &PbxConfig) -> Option<&dyn Adapter> {
 
 /// The trigger of a callback form's `trigger` section.
 pub fn trigger(section: &Section) -> Option<&dyn Trigger> {
-    section.get::<Box<dyn Trigger>>().map(Box::as_ref)
+    section.get::<Arc<dyn Trigger>>().map(Arc::as_ref)
 }

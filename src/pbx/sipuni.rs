@@ -77,7 +77,7 @@ use serde_json::json;
 
 use super::adapter::{
     called_number, http_answer, json_text, not_in_future, recording_url, Adapter, Answer, CallAccepted, Inbound,
-    Received, Refusal, Reply, Trigger, LONGEST_CALL_S,
+    Received, Refusal, Reply, Ring, Trigger, LONGEST_CALL_S,
 };
 use crate::callback::Callback;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
@@ -418,14 +418,14 @@ impl Reader for TriggerReader {
                 None
             }
         };
-        let trigger: Box<dyn Trigger> = Box::new(CallNumber {
+        let trigger = CallNumber {
             base_url,
             user: user?,
             secret: secret?,
             sipnumber: sipnumber?,
             reverse: raw.reverse.unwrap_or(false),
-        });
-        Some(Section::new("sipuni", trigger))
+        };
+        Some(super::adapter::trigger_section("sipuni", trigger))
     }
 }
 
@@ -472,15 +472,15 @@ pub fn call_number_hash(
 
 impl CallNumber {
     /// The form: the fields in the order of their names, then `hash`.
-    fn fields(&self, visitor: &PhoneNumber) -> Vec<(&'static str, String)> {
+    fn fields(&self, sipnumber: &str, visitor: &PhoneNumber) -> Vec<(&'static str, String)> {
         let phone = visitor.as_str().trim_start_matches('+').to_owned();
         let reverse = if self.reverse { "1" } else { "0" };
-        let hash = call_number_hash("0", &phone, reverse, &self.sipnumber, &self.user, &self.secret);
+        let hash = call_number_hash("0", &phone, reverse, sipnumber, &self.user, &self.secret);
         vec![
             ("antiaon", "0".to_owned()),
             ("phone", phone),
             ("reverse", reverse.to_owned()),
-            ("sipnumber", self.sipnumber.clone()),
+            ("sipnumber", sipnumber.to_owned()),
             ("user", self.user.clone()),
             ("hash", hash),
         ]
@@ -488,15 +488,23 @@ impl CallNumber {
 }
 
 impl Trigger for CallNumber {
-    /// Sipuni rings its own employee (`sipnumber`), not the form's `operator`.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        _operator: &PhoneNumber,
-        cb: &Callback,
-        _now: Ts,
-    ) -> reqwest::RequestBuilder {
-        http.post(format!("{}{CALL_NUMBER}", self.base_url)).form(&self.fields(&cb.number))
+    /// Sipuni rings an employee first (a `sipnumber`: by default the trigger's own).
+    fn request(&self, http: &reqwest::Client, ring: &Ring<'_>, cb: &Callback, _now: Ts) -> reqwest::RequestBuilder {
+        http.post(format!("{}{CALL_NUMBER}", self.base_url)).form(&self.fields(ring.operator, &cb.number))
+    }
+
+    /// As the trigger's own `sipnumber`.
+    fn check_operator(&self, raw: &str) -> Result<String, String> {
+        internal_number(raw)
+    }
+
+    fn own_operator(&self) -> Option<&str> {
+        Some(&self.sipnumber)
+    }
+
+    /// Sipuni's events do not name the callback's call (see above).
+    fn follows_calls(&self) -> bool {
+        false
     }
 
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {

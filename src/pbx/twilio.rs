@@ -18,8 +18,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 
 use super::adapter::{
-    called_number, not_in_future, placed_with, recording_url, Adapter, Answer, Inbound, Received, Refusal, Trigger,
-    LONGEST_CALL_S,
+    called_number, not_in_future, placed_with, plain_get, recording_url, Adapter, Answer, Inbound, Received,
+    RecordingError, Refusal, Ring, Trigger, LONGEST_CALL_S,
 };
 use crate::callback::Callback;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
@@ -73,20 +73,22 @@ impl Adapter for TwilioAuth {
         report(pbx, req.body, req.now).map(|r| Received::Reports(vec![r])).map_err(Refusal::Malformed)
     }
 
-    fn recording(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
-        self.fetch(http, recording)
+    fn recording<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        recording: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<reqwest::RequestBuilder, RecordingError>> {
+        Box::pin(std::future::ready(self.fetch(http, recording)))
     }
 }
 
 impl TwilioAuth {
     /// A Twilio recording (`.../Accounts/<sid>/Recordings/<id>`) as MP3, with the account's
     /// credentials (HTTP basic: the account sid and the auth token); another link as it is.
-    pub fn fetch(&self, http: &reqwest::Client, recording: &str) -> Option<reqwest::RequestBuilder> {
-        if !(recording.starts_with("https://") || recording.starts_with("http://")) {
-            return None;
-        }
+    pub fn fetch(&self, http: &reqwest::Client, recording: &str) -> Result<reqwest::RequestBuilder, RecordingError> {
+        let plain = plain_get(http, recording)?;
         let sid = recording.split("/Accounts/").nth(1).and_then(|rest| rest.split('/').next());
-        Some(match sid {
+        Ok(match sid {
             Some(sid) if recording.contains("/Recordings/") => {
                 let url = if recording.ends_with(".mp3") || recording.ends_with(".wav") {
                     recording.to_owned()
@@ -95,7 +97,7 @@ impl TwilioAuth {
                 };
                 http.get(url).basic_auth(sid, Some(&self.auth_token))
             }
-            _ => http.get(recording),
+            _ => plain,
         })
     }
 }
@@ -234,25 +236,19 @@ impl Reader for TriggerReader {
         let status_url = f.required("status_url", raw.status_url, WHY).map(|u| f.base_url("status_url", u));
         let account_sid = f.required("account_sid", raw.account_sid, WHY);
         let auth_token = f.required("auth_token", raw.auth_token, WHY);
-        let trigger: Box<dyn Trigger> = Box::new(CreateCall {
+        let trigger = CreateCall {
             base_url,
             account_sid: account_sid?,
             auth_token: auth_token?,
             from: from?,
             status_url: status_url?,
-        });
-        Some(Section::new("twilio", trigger))
+        };
+        Some(super::adapter::trigger_section("twilio", trigger))
     }
 }
 
 impl Trigger for CreateCall {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        operator: &PhoneNumber,
-        cb: &Callback,
-        _now: Ts,
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, http: &reqwest::Client, ring: &Ring<'_>, cb: &Callback, _now: Ts) -> reqwest::RequestBuilder {
         let twiml = format!(
             "<Response><Dial callerId=\"{}\" timeout=\"30\"><Number>{}</Number></Dial></Response>",
             self.from, cb.number
@@ -260,8 +256,9 @@ impl Trigger for CreateCall {
         http.post(format!("{}/2010-04-01/Accounts/{}/Calls.json", self.base_url, self.account_sid))
             .basic_auth(&self.account_sid, Some(&self.auth_token))
             .form(&[
-                ("To", operator.as_str()),
+                ("To", ring.operator),
                 ("From", self.from.as_str()),
+                ("Timeout", ring.ring_for.as_secs().clamp(5, 600).to_string().as_str()),
                 ("Twiml", twiml.as_str()),
                 ("StatusCallback", self.status_url.as_str()),
                 ("StatusCallbackMethod", "POST"),

@@ -439,6 +439,7 @@ mod tests {
         match receive(body) {
             Ok(Received::Reports(mut r)) if r.len() == 1 => r.remove(0),
             Ok(Received::Answer(a)) => panic!("an answer instead of a report: {a:?}"),
+            Ok(Received::Recording { key, recording }) => panic!("a recording of {key}: {recording}"),
             Ok(Received::Reports(r)) => panic!("{} reports", r.len()),
             Err(e) => panic!("refused: {e:?}\n{body}"),
         }

@@ -4,11 +4,11 @@
 //! callback scenario; the answer's `call_session_history_id` links the call reports, which the
 //! scenario posts to callpool's own webhook (`callpool.rs`).
 
-use callpool_pool::{PhoneNumber, Ts};
+use callpool_pool::Ts;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::adapter::{http_answer, json_text, Answer, Trigger};
+use super::adapter::{http_answer, json_text, Answer, Ring, Trigger};
 use crate::callback::Callback;
 use crate::config::{Fields, Place, Reader, Section};
 
@@ -47,26 +47,24 @@ impl Reader for TriggerReader {
         if raw.rule_id.is_none() {
             f.fail("rule_id", "required for kind = \"voximplant\" (the rule that runs the scenario)");
         }
-        let trigger: Box<dyn Trigger> =
-            Box::new(StartScenarios { base_url, account_id: account_id?, api_key: api_key?, rule_id: raw.rule_id? });
-        Some(Section::new("voximplant", trigger))
+        let trigger = StartScenarios { base_url, account_id: account_id?, api_key: api_key?, rule_id: raw.rule_id? };
+        Some(super::adapter::trigger_section("voximplant", trigger))
     }
 }
 
 impl Trigger for StartScenarios {
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        operator: &PhoneNumber,
-        cb: &Callback,
-        _now: Ts,
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, http: &reqwest::Client, ring: &Ring<'_>, cb: &Callback, _now: Ts) -> reqwest::RequestBuilder {
         http.post(format!("{}/platform_api/StartScenarios/", self.base_url)).form(&[
             ("account_id", self.account_id.as_str()),
             ("api_key", self.api_key.as_str()),
             ("rule_id", self.rule_id.to_string().as_str()),
-            ("script_custom_data", &format!("{}:{}:{}", operator, cb.number, cb.id)),
+            ("script_custom_data", &format!("{}:{}:{}", ring.operators().join(","), cb.number, ring.call_id)),
         ])
+    }
+
+    /// The scenario is the user's own: it may ring every operator in the custom data at once.
+    fn rings_all(&self) -> bool {
+        true
     }
 
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {

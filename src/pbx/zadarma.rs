@@ -1,29 +1,38 @@
 //! Zadarma's cloud PBX.
 //!
-//! Webhook (`[[pbx]] kind = "zadarma"`, `secret`, `timezone`): the PBX's call notifications
-//! (Settings → Integrations and API → notifications), one form-urlencoded POST per event, each
-//! with a `Signature` header: base64 of the *hex text* of HMAC-SHA1, keyed with the API secret of
-//! the account's API keys, over the event's fields concatenated without separators (Zadarma's own
-//! library, zadarma/user-api-v1: `Client::encodeSignature` is `base64_encode(hash_hmac('sha1',
-//! $string, $secret))`, and PHP's `hash_hmac` returns hex unless told otherwise; each
-//! `lib/Webhook/Notify*.php` names its fields):
+//! Webhook (`[[pbx]] kind = "zadarma"`, `secret`, `timezone`, `key?`, `url?`): the PBX's call
+//! notifications (Settings → Integrations and API → notifications), one form-urlencoded POST per
+//! event, each with a `Signature` header: base64 of the *hex text* of HMAC-SHA1, keyed with the API
+//! secret of the account's API keys, over the event's fields concatenated without separators
+//! (Zadarma's own library, zadarma/user-api-v1: `Client::encodeSignature` is
+//! `base64_encode(hash_hmac('sha1', $string, $secret))`, and PHP's `hash_hmac` returns hex unless
+//! told otherwise; each `lib/Webhook/Notify*.php` names its fields):
 //!
 //! - NOTIFY_START (pbx_call_id, caller_id, called_did, call_start), signed
 //!   `caller_id . called_did . call_start`: a ringing call;
 //! - NOTIFY_END (the same, and duration, disposition, status_code, is_recorded,
-//!   call_id_with_rec), signed like NOTIFY_START: the call's end;
+//!   call_id_with_rec), signed like NOTIFY_START: the call's end (and its recording, if any);
 //! - NOTIFY_ANSWER (pbx_call_id, caller_id, destination, call_start, internal), signed
 //!   `caller_id . destination . call_start`: checked, nothing recorded;
-//! - NOTIFY_RECORD (pbx_call_id, call_id_with_rec), signed `pbx_call_id . call_id_with_rec`:
-//!   checked, nothing recorded.
+//! - NOTIFY_RECORD (pbx_call_id, call_id_with_rec), signed `pbx_call_id . call_id_with_rec`: the
+//!   call's recording.
 //!
 //! NOTIFY_ANSWER names who answered (`destination`), not the number dialled, so it cannot be a
 //! report of its own (the first report of a call is matched by the number dialled); the end's
-//! `disposition` says whether the call was answered. NOTIFY_RECORD carries only ids: the
-//! recording is fetched through Zadarma's authenticated API (`/v1/pbx/record/request/`), so
-//! there is no URL a report could carry. Other events (NOTIFY_INTERNAL, NOTIFY_OUT_*,
+//! `disposition` says whether the call was answered. Other events (NOTIFY_INTERNAL, NOTIFY_OUT_*,
 //! NOTIFY_IVR, ...) are answered and not read. Zadarma signs no timestamp: a replayed
 //! notification only repeats a report of a call already recorded (idempotent by pbx_call_id).
+//!
+//! Recordings carry only ids: a recording is fetched through Zadarma's authenticated API, so only
+//! a PBX with the API's user key (`key`; `secret` is the same key pair's secret) records them.
+//! NOTIFY_RECORD's `call_id_with_rec`, or NOTIFY_END's when `is_recorded` is 1, becomes the call's
+//! recording `zadarma:<call_id_with_rec>`; without `key` both are answered and no recording is
+//! kept. Played from a report, it is asked for as `GET <url>/v1/pbx/record/request/?call_id=<id>
+//! &format=json` (signed as below; `call_id` is the recording's id, `pbx_call_id` would name every
+//! recording of the call: zadarma/user-api-v1 `Api::getPbxRecord`, zadarma/openapi
+//! `/v1/pbx/record/request`), which answers `{"status":"success","link":..,"lifetime_till":..}`
+//! (the link lives 30 minutes by default) or `{"status":"error","message":..}`; the link is then
+//! fetched as it is.
 //!
 //! `call_start` is `YYYY-MM-DD HH:MM:SS` in the account's time zone (`timezone`, default
 //! Europe/Moscow). Numbers come in international format, with or without the `+`.
@@ -55,9 +64,11 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use futures_util::future::BoxFuture;
+
 use super::adapter::{
-    called_number, http_answer, json_text, not_in_future, Adapter, Answer, CallAccepted, Inbound, Received, Refusal,
-    Reply, Trigger, LONGEST_CALL_S,
+    called_number, http_answer, json_text, not_in_future, plain_get, recording_url, Adapter, Answer, CallAccepted,
+    Inbound, Received, RecordingError, Refusal, Reply, Ring, Trigger, LONGEST_CALL_S,
 };
 use crate::callback::Callback;
 use crate::calls::{CallKey, CallReport, CallStatus, Caller};
@@ -71,10 +82,19 @@ pub const DEFAULT_TIMEZONE: &str = "Europe/Moscow";
 /// The longest `zd_echo` answered.
 const MAX_ECHO: usize = 128;
 
-/// A Zadarma PBX's settings: its API secret and its account's time zone.
+/// A Zadarma PBX's settings: its API secret, its account's time zone, and its API (for recordings).
 pub struct Zadarma {
     secret: String,
     timezone: Tz,
+    /// Set with `key`: recordings are kept and fetched through the API.
+    api: Option<Api>,
+}
+
+/// Zadarma's API as a webhook PBX calls it: its base URL and the key pair's user key (the secret
+/// is the webhook's).
+struct Api {
+    base_url: String,
+    key: String,
 }
 
 /// Reads a `[[pbx]] kind = "zadarma"`.
@@ -86,6 +106,8 @@ pub static WEBHOOK: WebhookReader = WebhookReader;
 struct RawWebhook {
     secret: Option<String>,
     timezone: Option<String>,
+    key: Option<String>,
+    url: Option<String>,
 }
 
 impl Reader for WebhookReader {
@@ -107,7 +129,12 @@ impl Reader for WebhookReader {
                 None
             }
         };
-        let adapter: Box<dyn Adapter> = Box::new(Zadarma { secret: secret?, timezone: timezone? });
+        let base_url = f.base_url("url", raw.url.unwrap_or_else(|| DEFAULT_API_URL.into()));
+        let api = match raw.key {
+            None => Some(None),
+            Some(k) => user_key(f, k).map(|key| Some(Api { base_url, key })),
+        };
+        let adapter: Box<dyn Adapter> = Box::new(Zadarma { secret: secret?, timezone: timezone?, api: api? });
         Some(Section::new("zadarma", adapter))
     }
 }
@@ -138,8 +165,22 @@ impl Adapter for Zadarma {
             Some(START | END) => {
                 self.report(pbx, &fields, req.now).map(|r| Received::Reports(vec![r])).map_err(Refusal::Malformed)
             }
+            Some(RECORD) if self.api.is_some() => recording_of(pbx, &fields).map_err(Refusal::Malformed),
             Some(_) => Ok(Received::Answer(empty())),
             None => Err(Refusal::Malformed("event: required (NOTIFY_START, NOTIFY_END, ...)".into())),
+        }
+    }
+
+    /// `zadarma:<id>` through the API (not fetchable without `key`); a link as it is.
+    fn recording<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        recording: &'a str,
+    ) -> BoxFuture<'a, Result<reqwest::RequestBuilder, RecordingError>> {
+        match (recording.strip_prefix(RECORDING_PREFIX), &self.api) {
+            (None, _) => Box::pin(std::future::ready(plain_get(http, recording))),
+            (Some(id), Some(api)) if record_id(id).is_ok() => Box::pin(self.record_link(http, api, id)),
+            (Some(_), _) => Box::pin(std::future::ready(Err(RecordingError::NotFetchable))),
         }
     }
 
@@ -148,6 +189,17 @@ impl Adapter for Zadarma {
         empty()
     }
 }
+
+/// What a call's recording is kept as: this, then the recording's id (`call_id_with_rec`).
+pub const RECORDING_PREFIX: &str = "zadarma:";
+/// The longest recording id taken.
+const MAX_RECORD_ID: usize = 128;
+/// The API's method that gives a recording's link.
+pub const RECORD_METHOD: &str = "/v1/pbx/record/request/";
+/// How long callpool waits for the API's answer with a recording's link.
+const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// The longest answer of the API read (a link and its lifetime are a few hundred bytes).
+const MAX_API_ANSWER: usize = 64 * 1024;
 
 const START: &str = "NOTIFY_START";
 const END: &str = "NOTIFY_END";
@@ -216,12 +268,47 @@ fn echo(query: &str) -> Result<String, String> {
     }
 }
 
+/// A form field, trimmed; `None` when missing or blank.
+fn field<'f>(fields: &'f HashMap<String, String>, name: &str) -> Option<&'f str> {
+    fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// The call's key, from its `pbx_call_id`.
+fn call_key(pbx: &str, fields: &HashMap<String, String>) -> Result<CallKey, String> {
+    CallKey::new(pbx, field(fields, "pbx_call_id").ok_or("pbx_call_id: required")?)
+        .map_err(|e| format!("pbx_call_id: {e}"))
+}
+
+/// NOTIFY_RECORD as the recording of its call.
+fn recording_of(pbx: &str, fields: &HashMap<String, String>) -> Result<Received, String> {
+    let key = call_key(pbx, fields)?;
+    let id = field(fields, "call_id_with_rec").ok_or("call_id_with_rec: required")?;
+    Ok(Received::Recording { key, recording: recording_ref(id)? })
+}
+
+/// The reference a call keeps to its recording: `zadarma:<call_id_with_rec>`.
+fn recording_ref(id: &str) -> Result<String, String> {
+    record_id(id)?;
+    Ok(format!("{RECORDING_PREFIX}{id}"))
+}
+
+/// A recording's id (`call_id_with_rec`, such as `1585913205.75283`): 1 to [`MAX_RECORD_ID`]
+/// letters, digits, '.', '-' or '_'.
+fn record_id(id: &str) -> Result<(), String> {
+    if (1..=MAX_RECORD_ID).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        Ok(())
+    } else {
+        Err(format!("call_id_with_rec: expected 1 to {MAX_RECORD_ID} letters, digits, '.', '-' or '_'"))
+    }
+}
+
 impl Zadarma {
     /// NOTIFY_START (ringing) or NOTIFY_END (final) as a report.
     fn report(&self, pbx: &str, fields: &HashMap<String, String>, now: Ts) -> Result<CallReport, String> {
-        let get = |f: &str| fields.get(f).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let key = CallKey::new(pbx, get("pbx_call_id").ok_or("pbx_call_id: required")?)
-            .map_err(|e| format!("pbx_call_id: {e}"))?;
+        let get = |f: &str| field(fields, f);
+        let key = call_key(pbx, fields)?;
         let called = called_did(get("called_did").ok_or("called_did: required")?)?;
         // Hidden numbers come as "anonymous", "0" or empty: no caller.
         let caller = get("caller_id").and_then(Caller::parse);
@@ -237,6 +324,11 @@ impl Zadarma {
         } else {
             (CallStatus::Ringing, None)
         };
+        // The end names the call's recording too (kept only when callpool can fetch it).
+        let recording_url = match get("call_id_with_rec") {
+            Some(id) if ended && self.api.is_some() && get("is_recorded") == Some("1") => Some(recording_ref(id)?),
+            _ => None,
+        };
         not_in_future(started_at, now)?;
         Ok(CallReport {
             key,
@@ -248,8 +340,32 @@ impl Zadarma {
             ended_at: ended.then_some(now.max(started_at)),
             status,
             duration,
-            recording_url: None,
+            recording_url,
         })
+    }
+
+    /// Asks Zadarma's API for a link to the recording `id`; the request that fetches it.
+    async fn record_link(
+        &self,
+        http: &reqwest::Client,
+        api: &Api,
+        id: &str,
+    ) -> Result<reqwest::RequestBuilder, RecordingError> {
+        let failed = |e: reqwest::Error| RecordingError::Failed(format!("Zadarma's API did not answer: {e}"));
+        let params = [("call_id", id), ("format", "json")];
+        let mut answer = api_get(http, &api.base_url, &api.key, &self.secret, RECORD_METHOD, &params)
+            .timeout(API_TIMEOUT)
+            .send()
+            .await
+            .map_err(failed)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = answer.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > MAX_API_ANSWER {
+                return Err(RecordingError::Failed(format!("Zadarma's API answered more than {MAX_API_ANSWER} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        record_answer(answer.status(), &String::from_utf8_lossy(&body)).map(|link| http.get(link))
     }
 
     /// `call_start` (`YYYY-MM-DD HH:MM:SS` in the account's time zone); a time repeated when the
@@ -327,14 +443,7 @@ impl Reader for TriggerReader {
         let raw: RawTrigger = f.parse()?;
         let base_url = f.base_url("url", raw.url.unwrap_or_else(|| DEFAULT_API_URL.into()));
         let key = f.required("key", raw.key, " for kind = \"zadarma\": the user key of the account's API keys");
-        let key = match key {
-            Some(k) if k.bytes().all(|b| b.is_ascii_alphanumeric()) => Some(k),
-            Some(_) => {
-                f.fail("key", "letters and digits only (the user key of the account's API keys)");
-                None
-            }
-            None => None,
-        };
+        let key = key.and_then(|k| user_key(f, k));
         let (env_name, from_env) = f.owner_var(ENV_TRIGGER_SECRET_PREFIX);
         let secret = from_env.or(raw.secret);
         let why = format!(" for kind = \"zadarma\": the secret of the account's API keys (or set {env_name})");
@@ -349,15 +458,25 @@ impl Reader for TriggerReader {
             None => Some(None),
             Some(v) => sip_digits(&v).map(Some).map_err(|e| f.fail("sip", e)).ok(),
         };
-        let trigger: Box<dyn Trigger> = Box::new(RequestCallback {
+        let trigger = RequestCallback {
             base_url,
             key: key?,
             secret: secret?,
             from: from?,
             sip: sip?,
             predicted: raw.predicted.unwrap_or(false),
-        });
-        Some(Section::new("zadarma", trigger))
+        };
+        Some(super::adapter::trigger_section("zadarma", trigger))
+    }
+}
+
+/// `key`: the user key of the account's API keys, letters and digits.
+fn user_key(f: &mut Fields<'_>, key: String) -> Option<String> {
+    if key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Some(key)
+    } else {
+        f.fail("key", "letters and digits only (the user key of the account's API keys)");
+        None
     }
 }
 
@@ -390,10 +509,10 @@ impl RequestCallback {
     /// The request's parameters, sorted by name as Zadarma signs them: `format=json` (what its
     /// library adds to every call), `from`, `predicted` (`1`: PHP writes `true` so), `sip`, `to`
     /// (the visitor's digits, as the library's `filterNumber` leaves them).
-    fn params(&self, visitor: &PhoneNumber) -> Vec<(&'static str, String)> {
+    fn params(&self, from: &str, visitor: &PhoneNumber) -> Vec<(&'static str, String)> {
         let mut p = vec![
             ("format", "json".to_owned()),
-            ("from", self.from.clone()),
+            ("from", from.to_owned()),
             ("to", visitor.as_str().trim_start_matches('+').to_owned()),
         ];
         if self.predicted {
@@ -408,27 +527,30 @@ impl RequestCallback {
 }
 
 impl Trigger for RequestCallback {
-    /// Zadarma rings its own `from`, not the form's `operator`.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        _operator: &PhoneNumber,
-        cb: &Callback,
-        _now: Ts,
-    ) -> reqwest::RequestBuilder {
-        let params = self.params(&cb.number);
+    /// Zadarma rings the operator first (its `from`: by default the trigger's own).
+    fn request(&self, http: &reqwest::Client, ring: &Ring<'_>, cb: &Callback, _now: Ts) -> reqwest::RequestBuilder {
+        let params = self.params(ring.operator, &cb.number);
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let query = api_query(&pairs);
-        http.get(format!("{}{CALLBACK_METHOD}?{query}", self.base_url))
-            .header(reqwest::header::AUTHORIZATION, api_authorization(&self.key, &self.secret, CALLBACK_METHOD, &query))
+        api_get(http, &self.base_url, &self.key, &self.secret, CALLBACK_METHOD, &pairs)
+    }
+
+    /// As the trigger's own `from`.
+    fn check_operator(&self, raw: &str) -> Result<String, String> {
+        from_digits(raw)
+    }
+
+    fn own_operator(&self) -> Option<&str> {
+        Some(&self.from)
+    }
+
+    /// Zadarma's notifications do not name the callback's call (see above).
+    fn follows_calls(&self) -> bool {
+        false
     }
 
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {
         let json = serde_json::from_str::<serde_json::Value>(body).ok();
-        let message = json.as_ref().and_then(|j| j.get("message")).and_then(json_text).map(|m| {
-            let m = m.trim();
-            m.char_indices().nth(MAX_MESSAGE).map_or(m, |(i, _)| &m[..i]).to_owned()
-        });
+        let message = json.as_ref().and_then(api_message);
         let error = json.as_ref().and_then(|j| j.get("status")).and_then(serde_json::Value::as_str) == Some("error");
         // A rate limit is worth waiting for, whatever status it comes with (429 and 5xx are retried anyway).
         if let Some(m) = message.as_deref().filter(|m| error && rate_limited(m)) {
@@ -450,6 +572,45 @@ impl Trigger for RequestCallback {
             _ => Answer::Refused(format!("Zadarma did not confirm the callback: {j}")),
         }
     }
+}
+
+/// An answer's `message`, trimmed to [`MAX_MESSAGE`] characters.
+fn api_message(answer: &serde_json::Value) -> Option<String> {
+    let m = json_text(answer.get("message")?)?;
+    let m = m.trim();
+    Some(m.char_indices().nth(MAX_MESSAGE).map_or(m, |(i, _)| &m[..i]).to_owned())
+}
+
+/// The link in the API's answer to [`RECORD_METHOD`] (`link`, or the first of `links`), or why
+/// there is none: an error saying the recording is not found is [`RecordingError::Gone`] (its
+/// wording is not documented), any other failure is for the operator.
+pub fn record_answer(status: reqwest::StatusCode, body: &str) -> Result<String, RecordingError> {
+    let json = serde_json::from_str::<serde_json::Value>(body).ok();
+    let message = json.as_ref().and_then(api_message);
+    let said = |j: &serde_json::Value| j.get("status").and_then(serde_json::Value::as_str).map(str::to_owned);
+    let answer = json.as_ref().and_then(said);
+    if answer.as_deref() == Some("error") && message.as_deref().is_some_and(not_found) {
+        return Err(RecordingError::Gone);
+    }
+    let failed = |why: String| Err(RecordingError::Failed(format!("Zadarma's API gave no link: {why}")));
+    if !status.is_success() {
+        return failed(format!("HTTP {status} {}", message.unwrap_or_default()).trim_end().to_owned());
+    }
+    let Some(j) = json else { return failed("the answer is not JSON".into()) };
+    if answer.as_deref() == Some("error") {
+        return failed(message.unwrap_or_else(|| "an error without a message".into()));
+    }
+    let first = j.get("links").and_then(serde_json::Value::as_array).and_then(|l| l.first());
+    match j.get("link").or(first).and_then(serde_json::Value::as_str) {
+        Some(link) if answer.as_deref() == Some("success") => recording_url("link", link).or_else(failed),
+        _ => failed("the answer is not a success with a link".into()),
+    }
+}
+
+/// Whether an error message of Zadarma's API says the recording is not there.
+fn not_found(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["not found", "not exist", "n't exist", "no record", "deleted"].iter().any(|w| m.contains(w))
 }
 
 /// Whether an error message of Zadarma's API is about its request rate (documented only as 100
@@ -485,6 +646,21 @@ pub fn api_query(params: &[(&str, &str)]) -> String {
         }
     }
     out
+}
+
+/// A GET of the API's `method` (such as [`CALLBACK_METHOD`]) at `base_url`, with `params` (sorted
+/// by name) as its query, signed as Zadarma's library signs it.
+fn api_get(
+    http: &reqwest::Client,
+    base_url: &str,
+    key: &str,
+    secret: &str,
+    method: &str,
+    params: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    let query = api_query(params);
+    http.get(format!("{base_url}{method}?{query}"))
+        .header(reqwest::header::AUTHORIZATION, api_authorization(key, secret, method, &query))
 }
 
 /// The `Authorization` header of a call to Zadarma's API: `<key>:<signature>`, the signature

@@ -290,6 +290,12 @@ pub struct CallbackRow {
     error: Option<String>,
     /// The PBX's call id of the callback's call, once reported.
     call_id: Option<String>,
+    /// How many operators the PBX was asked to ring (more than one: the form's operators were
+    /// rung in turn); 0 before it was asked.
+    operators_rung: u32,
+    /// The operator who answered (a number, an extension or a channel, as the form lists them),
+    /// when callpool can tell.
+    answered_by: Option<String>,
     visitor: Option<String>,
     source: Option<String>,
     medium: Option<String>,
@@ -315,6 +321,7 @@ pub async fn callbacks(app: &App, site: &SiteConfig, p: &Period, access: Access)
         .into_iter()
         .map(|cb| {
             let number = Caller::parse(cb.number.as_str()).map_or_else(String::new, |c| access.show(&c));
+            let operators_rung = cb.operators_rung();
             let a = cb.attrs;
             CallbackRow {
                 id: cb.id.to_string(),
@@ -329,6 +336,8 @@ pub async fn callbacks(app: &App, site: &SiteConfig, p: &Period, access: Access)
                 attempts: cb.attempts,
                 error: cb.error,
                 call_id: cb.call.map(|c| c.call_id().to_owned()),
+                operators_rung,
+                answered_by: cb.answered_by,
                 visitor: cb.visitor.map(|v| v.to_string()),
                 source: a.utm_source,
                 medium: a.utm_medium,

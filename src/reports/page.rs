@@ -68,6 +68,8 @@ struct ReportPage<'a> {
     days: Vec<Day<'a>>,
     /// The period's latest calls, newest first.
     calls: Vec<&'a CallRow>,
+    /// The period's latest callback requests, newest first (`None`: the site has no form).
+    callbacks: Option<Vec<&'a super::CallbackRow>>,
 }
 
 /// How many of the period's calls the page lists.
@@ -102,7 +104,13 @@ fn chart(days: &[DayCounts]) -> Chart {
 }
 
 /// The page of `summary` and the latest of `calls`; `max_numbers` is the site's pool size.
-pub fn render(site: &str, summary: &Summary, calls: &CallList, max_numbers: u32, advice: Advice) -> String {
+pub fn render(
+    site: &str,
+    summary: &Summary,
+    (calls, callbacks): (&CallList, Option<&super::CallbackList>),
+    max_numbers: u32,
+    advice: Advice,
+) -> String {
     let percent = |v: Option<f64>, digits: usize| v.map_or("—".to_owned(), |v| format!("{:.*}%", digits, v * 100.0));
     let pool = summary.pool.as_ref().map_or("unknown".to_owned(), |p| {
         format!(
@@ -131,6 +139,7 @@ pub fn render(site: &str, summary: &Summary, calls: &CallList, max_numbers: u32,
         advice,
         days,
         calls: calls.calls.iter().rev().take(LATEST).collect(),
+        callbacks: callbacks.map(|c| c.callbacks.iter().rev().take(LATEST).collect()),
     };
     page.render().expect("the report page renders (its values are plain text)")
 }
@@ -152,7 +161,7 @@ mod tests {
         };
         let calls =
             CallList { site: "shop".into(), from: String::new(), to: String::new(), calls: vec![], truncated: false };
-        let html = render("<b>shop</b>", &summary, &calls, 3, Advice::Link("?a=1&token=x\"y".into()));
+        let html = render("<b>shop</b>", &summary, (&calls, None), 3, Advice::Link("?a=1&token=x\"y".into()));
         assert!(!html.contains("<script>") && html.contains("alert(1)"), "{html}");
         assert!(!html.contains("<b>shop") && html.contains("shop"));
         assert!(!html.contains("token=x\"y"));

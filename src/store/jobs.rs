@@ -49,6 +49,9 @@ pub enum Plan {
     Due(Ts),
     /// No job; the state says why (reports show it).
     Skip(String),
+    /// No new job: the record's queued job of this kind goes out at this time if it is due later
+    /// (a hunt's next operator, when the PBX reported the last one's call missed).
+    Hurry(Ts),
 }
 
 /// A job a record's write creates, of one kind.
@@ -61,14 +64,14 @@ pub struct Planned {
 impl Planned {
     fn state(&self) -> JobState {
         match &self.plan {
-            Plan::Due(_) => JobState::Pending,
+            Plan::Due(_) | Plan::Hurry(_) => JobState::Pending,
             Plan::Skip(reason) => JobState::Skipped { reason: reason.clone() },
         }
     }
 
     fn due(&self) -> Option<Ts> {
         match self.plan {
-            Plan::Due(t) => Some(t),
+            Plan::Due(t) | Plan::Hurry(t) => Some(t),
             Plan::Skip(_) => None,
         }
     }
@@ -460,6 +463,10 @@ pub(super) fn plan_in(txn: &WriteTransaction, id: &str, plans: &[Planned], only_
     let mut due = txn.open_table(QUEUE_DUE).map_err(err)?;
     for p in plans {
         let name = job(p.kind, id);
+        if let Plan::Hurry(at) = p.plan {
+            hurry_one(&mut queue, &mut due, p.kind, &name, at)?;
+            continue;
+        }
         if only_new && states.get(name.as_str()).map_err(err)?.is_some() {
             continue;
         }
@@ -480,15 +487,26 @@ pub(super) fn plan_in(txn: &WriteTransaction, id: &str, plans: &[Planned], only_
 pub(super) fn hurry_in(txn: &WriteTransaction, id: &str, kinds: &[&str], at: Ts) -> Result<(), StoreError> {
     let mut queue = txn.open_table(QUEUE).map_err(err)?;
     let mut due = txn.open_table(QUEUE_DUE).map_err(err)?;
-    let at = at.as_millis();
     for kind in kinds {
-        let name = job(kind, id);
-        let current = due.get(name.as_str()).map_err(err)?.map(|v| v.value());
-        if let Some(old) = current.filter(|old| *old > at) {
-            queue.remove((*kind, old, name.as_str())).map_err(err)?;
-            queue.insert((*kind, at, name.as_str()), ()).map_err(err)?;
-            due.insert(name.as_str(), at).map_err(err)?;
-        }
+        hurry_one(&mut queue, &mut due, kind, &job(kind, id), at)?;
+    }
+    Ok(())
+}
+
+/// Brings queued job `name` (of `kind`) forward to `at` if it is due later.
+fn hurry_one(
+    queue: &mut redb::Table<(&'static str, i64, &'static str), ()>,
+    due: &mut redb::Table<&'static str, i64>,
+    kind: &str,
+    name: &str,
+    at: Ts,
+) -> Result<(), StoreError> {
+    let at = at.as_millis();
+    let current = due.get(name).map_err(err)?.map(|v| v.value());
+    if let Some(old) = current.filter(|old| *old > at) {
+        queue.remove((kind, old, name)).map_err(err)?;
+        queue.insert((kind, at, name), ()).map_err(err)?;
+        due.insert(name, at).map_err(err)?;
     }
     Ok(())
 }
@@ -525,7 +543,8 @@ pub(super) fn plan_args(args: &mut Vec<String>, plans: &[Planned]) {
     for p in plans {
         args.extend([
             p.kind.to_owned(),
-            encode(&p.state()),
+            // '': a hurry (see `job_plans` in lua/lib.lua).
+            if matches!(p.plan, Plan::Hurry(_)) { String::new() } else { encode(&p.state()) },
             p.due().map_or(String::new(), |t| t.as_millis().to_string()),
         ]);
     }

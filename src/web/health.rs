@@ -81,6 +81,14 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap
 
 async fn refresh_gauges(app: &App) {
     let now = app.clock.now();
+    app.metrics.set_hours(&app.config, now);
+    let store_ok = app.pool.ping().await.is_ok();
+    app.metrics.store_up.set(i64::from(store_ok));
+    app.metrics.ready.set(i64::from(store_ok && app.metrics.bus.connected.get() == 1));
+    if !store_ok {
+        // Each read would wait for its timeout: the store's gauges keep their last values.
+        return;
+    }
     for site in &app.config.sites {
         match app.pool.status(&site.id, now).await {
             Ok(Some(st)) => {

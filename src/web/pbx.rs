@@ -23,7 +23,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Path;
 use crate::app::App;
 use crate::calls::ingest::{self, Recorded};
-use crate::calls::{Caller, MatchKind};
+use crate::calls::{CallKey, Caller, MatchKind};
 use crate::pbx::{self, CallAccepted, Inbound, Received, Reply};
 use crate::store::StoreError;
 
@@ -327,7 +327,8 @@ struct Webhook {
 
 /// Handles a webhook request and notes what came of it in the PBX's recent requests.
 async fn handle(app: &App, limiters: &Limiters, ip: IpAddr, request: Webhook) -> Result<Response, ApiError> {
-    let at = app.clock.now().to_string();
+    let now = app.clock.now();
+    let at = now.to_string();
     let path = Some(request.tail.clone()).filter(|t| !t.is_empty());
     let mut pbx_id = None;
     let mut calls = None;
@@ -338,6 +339,7 @@ async fn handle(app: &App, limiters: &Limiters, ip: IpAddr, request: Webhook) ->
             (Ok(_), None) => ("answered", None, None),
             (Err(e), _) => ("refused", Some(e.code().to_owned()), Some(e.message().to_owned())),
         };
+        app.metrics.pbx_request(&pbx, now, outcome, code.as_deref().zip(message.as_deref()));
         let calls = calls.unwrap_or_default().iter().map(|c| format!("{}: {}", c.call_id, c.result)).collect();
         limiters.note(&pbx, Seen { at, from: ip.to_string(), path, outcome, code, message, calls });
     }
@@ -406,6 +408,13 @@ async fn process(
     let reports = match adapter.read(&pbx.id, &req) {
         Ok(Received::Reports(r)) => r,
         Ok(Received::Answer(reply)) => return Ok(respond(reply)),
+        Ok(Received::Recording { key, recording }) => {
+            let accepted: Vec<CallAccepted> = attach_recording(app, &key, &recording).await?.into_iter().collect();
+            timer.observe_duration();
+            let reply = adapter.reply(&accepted);
+            *calls = Some(accepted);
+            return Ok(respond(reply));
+        }
         Err(why) => {
             reject(why.reason());
             return Err(why.into());
@@ -454,6 +463,26 @@ pub async fn record(app: &App, report: &crate::calls::CallReport) -> Result<Call
         matched: call.matched.kind,
         site: call.matched.site.as_ref().map(ToString::to_string),
     })
+}
+
+/// Attaches a recording to a call callpool recorded; `None` (logged) for a call it does not have
+/// (one it never recorded: an employee's own call, an internal one).
+async fn attach_recording(app: &App, key: &CallKey, recording: &str) -> Result<Option<CallAccepted>, StoreError> {
+    let found = ingest::attach_recording(app, key, recording).await.inspect_err(|e| {
+        app.metrics.store_errors.with_label_values(&["calls_record"]).inc();
+        tracing::warn!(error = %e, "A recording could not be attached to its call; the PBX will retry.");
+    })?;
+    let Some((call, changed)) = found else {
+        tracing::debug!(call = %key, "A recording of a call callpool did not record; ignored.");
+        return Ok(None);
+    };
+    Ok(Some(CallAccepted {
+        call_id: call.key.call_id().to_owned(),
+        result: if changed { "updated" } else { "unchanged" },
+        status: call.status,
+        matched: call.matched.kind,
+        site: call.matched.site.as_ref().map(ToString::to_string),
+    }))
 }
 
 fn respond(reply: Reply) -> Response {

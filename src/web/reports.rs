@@ -179,8 +179,18 @@ pub async fn recording(
     let http = pbx.and_then(|p| recordings_client(&p.recordings_from));
     let (Some(found), Some(pbx), Some(http)) = (found, pbx, http) else { return Err(none()) };
     let adapter = crate::pbx::adapter(pbx);
-    let request = found.recording_url.as_deref().zip(adapter).and_then(|(rec, a)| a.recording(&http, rec));
-    let Some(mut request) = request else { return Err(none()) };
+    let (Some(rec), Some(adapter)) = (found.recording_url.as_deref(), adapter) else { return Err(none()) };
+    let bad_gateway = |m: &str| ApiError::new(StatusCode::BAD_GATEWAY, "recording_unavailable", m);
+    let gone = || ApiError::new(StatusCode::NOT_FOUND, "recording_gone", "the PBX no longer has this recording");
+    let mut request = match adapter.recording(&http, rec).await {
+        Ok(r) => r,
+        Err(crate::pbx::RecordingError::NotFetchable) => return Err(none()),
+        Err(crate::pbx::RecordingError::Gone) => return Err(gone()),
+        Err(crate::pbx::RecordingError::Failed(why)) => {
+            tracing::warn!(pbx = key.pbx(), error = %why, "The PBX's API gave no link to a recording.");
+            return Err(bad_gateway("the PBX did not give the recording; try again"));
+        }
+    };
     if let Some(url) = request.try_clone().and_then(|r| r.build().ok()).map(|r| r.url().clone()) {
         if !literal_host_ok(&url, &pbx.recordings_from) {
             tracing::warn!(pbx = key.pbx(), "A recording link names an address recordings may not come from; refused.");
@@ -194,7 +204,6 @@ pub async fn recording(
     if let Some(range) = headers.get(header::RANGE) {
         request = request.header(header::RANGE, range.clone());
     }
-    let bad_gateway = |m: &str| ApiError::new(StatusCode::BAD_GATEWAY, "recording_unavailable", m);
     let answer = request.send().await.map_err(|e| {
         tracing::warn!(pbx = key.pbx(), error = %e, "A recording could not be fetched from the PBX.");
         bad_gateway("the PBX did not answer for the recording; try again")
@@ -202,9 +211,7 @@ pub async fn recording(
     let status = answer.status();
     match status.as_u16() {
         200 | 206 => {}
-        404 | 410 => {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "recording_gone", "the PBX no longer has this recording"))
-        }
+        404 | 410 => return Err(gone()),
         416 => {
             return Err(ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
@@ -217,6 +224,16 @@ pub async fn recording(
             tracing::warn!(pbx = key.pbx(), status = other, "The PBX answered a recording request with an error.");
             return Err(bad_gateway("the PBX did not give the recording; try again"));
         }
+    }
+    // Some APIs (Mango's) answer an error with 200 and a JSON body: that is no recording.
+    let kind = answer.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ["application/json", "text/html"].iter().any(|t| kind.starts_with(t)) {
+        tracing::warn!(
+            pbx = key.pbx(),
+            content_type = kind,
+            "The PBX answered a recording request with a document, not audio."
+        );
+        return Err(bad_gateway("the PBX answered with an error instead of the recording; try again"));
     }
     let mut out = Response::builder().status(status.as_u16());
     for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ACCEPT_RANGES] {
@@ -319,7 +336,11 @@ pub async fn page(
         link.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("advice", "1");
         Advice::Link(link.finish())
     };
-    let html = page::render(site.id.as_str(), &summary, &calls, site.rules.max_numbers, advice);
+    let callbacks = match site.callback {
+        Some(_) => Some(reports::callbacks(&app, site, &period, owner.access).await?),
+        None => None,
+    };
+    let html = page::render(site.id.as_str(), &summary, (&calls, callbacks.as_ref()), site.rules.max_numbers, advice);
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
 

@@ -1,7 +1,8 @@
 //! Asterisk through its Manager Interface: callpool connects to a fake AMI that speaks the real
 //! line protocol (the banner, `Action: Login` answered `Response: Success` or `Error`, events as
-//! `Key: Value` blocks, `Action: Ping`), logs in, and records the calls its events describe; when
-//! the Asterisk restarts (the connection drops) callpool connects and logs in again.
+//! `Key: Value` blocks, `Action: Ping`, `Action: Filter`), logs in, and records the calls its events
+//! describe; when the Asterisk restarts (the connection drops) callpool connects and logs in again.
+//! A call's recording (MixMonitor's `VarSet`) is streamed from a fake of the PBX's web server.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,8 +20,9 @@ const AMI_USER: &str = "callpool";
 const AMI_SECRET: &str = "ami-secret-42";
 
 /// A fake Asterisk: each connection gets the banner, must log in with the right user and secret
-/// (asking for call events), then receives what the test sends; `drop_all` closes every
-/// connection (an Asterisk restart).
+/// (asking for call events), then receives what the test sends (only the events its `Filter`s
+/// name, taken as plain text, once it sent any); `drop_all` closes every connection (an Asterisk
+/// restart).
 #[derive(Clone)]
 struct FakeAmi {
     port: u16,
@@ -30,6 +32,8 @@ struct FakeAmi {
     current: Arc<Mutex<Option<mpsc::UnboundedSender<Option<String>>>>>,
     /// `Originate` actions received (their fields).
     originates: Arc<Mutex<Vec<std::collections::HashMap<String, String>>>>,
+    /// `Filter` actions received (their `Filter`).
+    filters: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeAmi {
@@ -40,6 +44,7 @@ impl FakeAmi {
             logins: Arc::default(),
             current: Arc::default(),
             originates: Arc::default(),
+            filters: Arc::default(),
         };
         let me = fake.clone();
         tokio::spawn(async move {
@@ -57,10 +62,14 @@ impl FakeAmi {
         write.write_all(b"Asterisk Call Manager/9.0.0\r\n").await.unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel::<Option<String>>();
         let mut action: Vec<(String, String)> = Vec::new();
+        let mut filters: Vec<String> = Vec::new();
         loop {
             tokio::select! {
                 out = rx.recv() => match out.flatten() {
-                    Some(text) => { if write.write_all(text.as_bytes()).await.is_err() { return } }
+                    Some(text) if filters.is_empty() || filters.iter().any(|f| text.contains(f.as_str())) => {
+                        if write.write_all(text.as_bytes()).await.is_err() { return }
+                    }
+                    Some(_) => {} // filtered out
                     None => return, // dropped: an Asterisk restart
                 },
                 line = lines.next_line() => {
@@ -98,6 +107,12 @@ impl FakeAmi {
                             let _ = write.write_all(bye.as_bytes()).await;
                             return;
                         }
+                        "Filter" if get("Operation") == "Add" => {
+                            filters.push(get("Filter"));
+                            self.filters.lock().unwrap().push(get("Filter"));
+                            let ok = format!("Response: Success\r\nActionID: {id}\r\nMessage: Filter Added Successfully\r\n\r\n");
+                            write.write_all(ok.as_bytes()).await.unwrap();
+                        }
                         "Ping" => {
                             let pong = format!("Response: Success\r\nActionID: {id}\r\nPing: Pong\r\n\r\n");
                             write.write_all(pong.as_bytes()).await.unwrap();
@@ -124,13 +139,22 @@ impl FakeAmi {
         }
     }
 
+    /// Logins with the right user and secret that asked for call events (`call`, or
+    /// `call,dialplan` where recordings are attached).
     fn good_logins(&self) -> usize {
-        self.logins.lock().unwrap().iter().filter(|(u, s, e)| u == AMI_USER && s == AMI_SECRET && e == "call").count()
+        let logins = self.logins.lock().unwrap();
+        logins.iter().filter(|(u, s, e)| u == AMI_USER && s == AMI_SECRET && e.split(',').any(|c| c == "call")).count()
     }
 
     /// The events of one inbound call, stamped as `timestampevents = yes` stamps them: it rang
     /// 3.2 s ago, was answered 0.1 s later, and hung up 3 s after that.
     fn call(&self, linked: &str, did: &str, caller: &str, answered: bool) {
+        self.recorded_call(linked, did, caller, answered, None)
+    }
+
+    /// The same, MixMonitor recording it to `file` (as stock FreePBX does, on the trunk's channel
+    /// once the inbound route is entered), with some of the dialplan's other events around.
+    fn recorded_call(&self, linked: &str, did: &str, caller: &str, answered: bool, file: Option<&str>) {
         let agent = format!("{linked}9");
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() - 3.2;
         let ts = |s: f64| format!("{:.6}", t + s);
@@ -158,6 +182,23 @@ impl FakeAmi {
             ("Linkedid", linked),
             ("Timestamp", &ts(0.05)),
         ]);
+        if let Some(file) = file {
+            let step = |more: &[(&str, &str)]| {
+                let mut pairs = vec![
+                    ("Privilege", "dialplan,all"),
+                    ("Channel", "PJSIP/trunk-0000001a"),
+                    ("Context", "sub-record-check"),
+                    ("Exten", "recordcheck"),
+                    ("Uniqueid", linked),
+                    ("Linkedid", linked),
+                ];
+                pairs.splice(0..0, more.iter().copied());
+                self.event(&pairs);
+            };
+            step(&[("Event", "Newexten"), ("Application", "MixMonitor"), ("AppData", file)]);
+            step(&[("Event", "VarSet"), ("Variable", "__CALLFILENAME"), ("Value", "in-noise")]);
+            step(&[("Event", "VarSet"), ("Variable", "MIXMONITOR_FILENAME"), ("Value", file)]);
+        }
         self.event(&[("Event", "DialBegin"), ("Uniqueid", linked), ("Linkedid", linked), ("DestUniqueid", &agent)]);
         if answered {
             for id in [linked, agent.as_str()] {
@@ -183,10 +224,18 @@ impl FakeAmi {
 }
 
 fn config(dir: &std::path::Path, ami_port: u16, secret: &str, ga: &str) -> Config {
-    config_with(dir, ami_port, secret, ga, "")
+    config_with(dir, ami_port, secret, ga, "", "")
 }
 
-fn config_with(dir: &std::path::Path, ami_port: u16, secret: &str, ga: &str, site_extra: &str) -> Config {
+/// The test's configuration, with more lines for the `[[pbx]]` and for the site.
+fn config_with(
+    dir: &std::path::Path,
+    ami_port: u16,
+    secret: &str,
+    ga: &str,
+    pbx_extra: &str,
+    site_extra: &str,
+) -> Config {
     let text = format!(
         r#"
 [server]
@@ -206,6 +255,7 @@ kind = "asterisk"
 ami = "127.0.0.1:{ami_port}"
 username = "{AMI_USER}"
 secret = "{secret}"
+{pbx_extra}
 
 {site}
 report_token = "{REPORT_TOKEN}"
@@ -307,7 +357,8 @@ trigger = {{ kind = "asterisk", ami = "127.0.0.1:{port}", username = "{AMI_USER}
 "#,
         port = ami.port
     );
-    let node = Node::start_real(config_with(dir.path(), ami.port, AMI_SECRET, "http://127.0.0.1:9", &callback)).await;
+    let node =
+        Node::start_real(config_with(dir.path(), ami.port, AMI_SECRET, "http://127.0.0.1:9", "", &callback)).await;
     eventually("callpool listens to the AMI", || async { ami.good_logins() == 1 }).await;
     let asked = reqwest::Client::new()
         .post(node.url("/v1/callback"))
@@ -353,5 +404,110 @@ trigger = {{ kind = "asterisk", ami = "127.0.0.1:{port}", username = "{AMI_USER}
     eventually("connected", || async { status().await == "connected" }).await;
     ami.event(&[("Event", "Hangup"), ("Uniqueid", "1764670200.77"), ("Linkedid", "1764670200.77"), ("Cause", "16")]);
     eventually("completed", || async { status().await == "completed" }).await;
+    node.stop().await;
+}
+
+/// A visitor of the shop with a tracking number, shown long enough for a call that rang 3.2 s
+/// ago to match: the tab (kept open) and the number.
+async fn visitor_with_number(node: &Node) -> (WsTab, String) {
+    let mut tab = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
+    let hello = serde_json::json!({"type": "hello", "v": 1, "visitor": "1197596843.1673515099",
+        "ga_client_id": "1197596843.1673515099", "tab": unique("tab"), "page": "https://shop.example/"});
+    tab.send_text(&hello.to_string()).await;
+    let number = loop {
+        let (n, kind) = tab.number().await;
+        if kind == "tracking" {
+            break n;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    (tab, number)
+}
+
+/// With `recordings_url`, callpool asks for dialplan events and filters them to the few it reads;
+/// MixMonitor's `VarSet` of `MIXMONITOR_FILENAME` attaches the file to the call, and a report
+/// user's player streams it from the PBX's web server (a fake that checks the basic credentials
+/// and the path: the file's below `recordings_dir`, percent-encoded), a range passed on.
+#[tokio::test]
+async fn a_calls_recording_is_streamed_from_the_pbxs_web_server() {
+    const PASSWORD: &str = "rec-pass-7";
+    let ami = FakeAmi::start().await;
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = asked.clone();
+    let web = serve_fake(move |req: axum::extract::Request| {
+        let seen = seen.clone();
+        async move {
+            let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            seen.lock().unwrap().push(format!("{} {}", req.uri().path(), auth));
+            // base64("callpool-rec:rec-pass-7")
+            if auth != "Basic Y2FsbHBvb2wtcmVjOnJlYy1wYXNzLTc=" {
+                return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+            }
+            if req.uri().path() != "/monitor/2026/06/01/in-74951230001-%2B79161234567-20260601-101500-1764670300.51.wav"
+            {
+                return (axum::http::StatusCode::NOT_FOUND, String::new());
+            }
+            match req.headers().get("range").and_then(|v| v.to_str().ok()) {
+                Some("bytes=0-3") => (axum::http::StatusCode::PARTIAL_CONTENT, "RIFF".into()),
+                _ => (axum::http::StatusCode::OK, "RIFF....WAVEfmt recording".into()),
+            }
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pbx = format!(
+        "recordings_url = \"{web}/monitor\"\nrecordings_user = \"callpool-rec\"\nrecordings_password = \"{PASSWORD}\"\n\
+         # The tests' fake web server is on loopback.\nrecordings_from = [\"127.0.0.0/8\"]"
+    );
+    let node = Node::start_real(config_with(dir.path(), ami.port, AMI_SECRET, "http://127.0.0.1:9", &pbx, "")).await;
+    eventually("callpool logged in, filtering its events", || async {
+        ami.good_logins() == 1 && ami.filters.lock().unwrap().len() == 5
+    })
+    .await;
+    assert_eq!(ami.logins.lock().unwrap()[0].2, "call,dialplan");
+    assert_eq!(
+        *ami.filters.lock().unwrap(),
+        [
+            "Event: Newchannel",
+            "Event: BridgeEnter",
+            "Event: Hangup",
+            "Event: OriginateResponse",
+            "Variable: MIXMONITOR_FILENAME"
+        ]
+    );
+
+    let (_tab, number) = visitor_with_number(&node).await;
+    let file = "/var/spool/asterisk/monitor/2026/06/01/in-74951230001-+79161234567-20260601-101500-1764670300.51.wav";
+    ami.recorded_call("1764670300.51", number.trim_start_matches('+'), "79161234567", true, Some(file));
+    // Another call's file outside the recordings directory is not attached.
+    ami.recorded_call("1764670300.61", number.trim_start_matches('+'), "79161234568", true, Some("/etc/passwd"));
+    eventually("both calls are recorded, completed", || async {
+        let calls = calls(&node).await;
+        ["1764670300.51", "1764670300.61"]
+            .iter()
+            .all(|id| calls.iter().any(|c| c["call_id"] == *id && c["status"] == "completed"))
+    })
+    .await;
+    let listed = calls(&node).await;
+    let call = |id: &str| listed.iter().find(|c| c["call_id"] == id).unwrap().clone();
+    assert_eq!(call("1764670300.51")["recording"], "/v1/reports/shop/recordings/ast:1764670300.51");
+    assert!(call("1764670300.61")["recording"].is_null(), "{}", call("1764670300.61"));
+    assert!(!listed.iter().any(|c| c.to_string().contains(PASSWORD) || c.to_string().contains(&web)));
+
+    let get = |path: &str, range: Option<&str>| {
+        let mut req = reqwest::Client::new().get(node.url(path)).bearer_auth(REPORT_TOKEN);
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        req.send()
+    };
+    let whole = get("/v1/reports/shop/recordings/ast:1764670300.51", None).await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.text().await.unwrap(), "RIFF....WAVEfmt recording");
+    let part = get("/v1/reports/shop/recordings/ast:1764670300.51", Some("bytes=0-3")).await.unwrap();
+    assert_eq!((part.status().as_u16(), part.text().await.unwrap()), (206, "RIFF".to_owned()));
+    let none = get("/v1/reports/shop/recordings/ast:1764670300.61", None).await.unwrap();
+    assert_eq!(none.status(), 404);
+    assert_eq!(asked.lock().unwrap().len(), 2, "{:?}", asked.lock().unwrap());
     node.stop().await;
 }

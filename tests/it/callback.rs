@@ -24,6 +24,9 @@ const NOTIFY_SECRET: &str = "notify-secret-0123456789";
 const BOT_TOKEN: &str = "123456:bot-token";
 const CLIENT_ID: &str = "1197596843.1673515099";
 const OPERATOR: &str = "+74951230099";
+/// The `hnt` site's form rings these after OPERATOR, in turn.
+const OPERATOR_2: &str = "+74951230098";
+const OPERATOR_3: &str = "+74951230097";
 const TWILIO_SID: &str = "AC0123456789abcdef";
 const TWILIO_TOKEN: &str = "twilio-auth-token-0123";
 const TWILIO_URL: &str = "https://callpool.example.com/v1/pbx/calls?pbx=tw";
@@ -151,14 +154,22 @@ fn check(
             }
             let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let id = v["callback_id"].as_str().unwrap_or("");
-            if !id.starts_with("cb-") || v["call_id"] != v["callback_id"] {
+            // The call of the first operator is reported under the callback's id, the n-th one's under `<id>-<n>`.
+            let call_id = v["call_id"].as_str().unwrap_or("");
+            if !id.starts_with("cb-")
+                || !(call_id == id || call_id.strip_prefix(id).is_some_and(|n| n.starts_with('-')))
+            {
                 p.push(format!("callback_id / call_id: {v}"));
             }
-            if header("idempotency-key") != id {
-                p.push("Idempotency-Key is not the callback id".into());
+            if header("idempotency-key") != call_id {
+                p.push("Idempotency-Key is not the call id".into());
             }
-            if v["operator"] != OPERATOR || !e164(v["number"].as_str().unwrap_or("")) {
+            let operator = v["operator"].as_str().unwrap_or("");
+            if ![OPERATOR, OPERATOR_2, OPERATOR_3].contains(&operator) || !e164(v["number"].as_str().unwrap_or("")) {
                 p.push(format!("operator / number: {v}"));
+            }
+            if v["operators"] != json!([operator]) || v["ring_for_s"].as_u64().is_none() {
+                p.push(format!("operators / ring_for_s: {v}"));
             }
             if v["site"].as_str().is_none() || v["requested_at"].as_str().is_none() || v["attempt"].as_u64().is_none() {
                 p.push(format!("site / requested_at / attempt: {v}"));
@@ -466,6 +477,21 @@ operator = "{OPERATOR}"
 pbx = "office"
 min_time_on_site = "0s"
 trigger = {{ kind = "sipuni", url = "{pbx}", user = "{SIPUNI_USER}", secret = "{SIPUNI_KEY}", sipnumber = "201" }}
+
+[[site]]
+id = "hnt"
+key = "hnt-public-key"
+allowed_origins = ["{ORIGIN}"]
+default_before = "+74951234570"
+default_after = "+74951234571"
+numbers = ["+74951230070"]
+
+[site.callback]
+operators = ["{OPERATOR}", "{OPERATOR_2}", "{OPERATOR_3}"]
+ring_for = "5s"
+pbx = "office"
+min_time_on_site = "0s"
+trigger = {{ kind = "generic", url = "{pbx}/trigger", secret = "{TRIGGER_SECRET}" }}
 
 [[pbx]]
 id = "mg"
@@ -1202,6 +1228,76 @@ async fn mango_trigger_places_the_callback_and_its_events_report_it() {
     assert_eq!(get().await["status"], "completed");
     assert_eq!(w.pbx.violations(), Vec::<String>::new());
     w.node.stop().await;
+}
+
+/// Operators rung in turn: the first's call reported missed rings the second at once; the
+/// second's ring time running out without a word rings the third; a late report of the second's
+/// call changes nothing; the third answers, and the report names them.
+async fn operators_are_rung_in_turn_until_one_answers(backend: Backend) {
+    let pbx = FakePbx::default();
+    let pbx_url = pbx.start().await;
+    let ga = FakeAnalytics::default();
+    let ga_url = ga.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("hunt");
+    let cfg = config(backend, dir.path(), &prefix, (&pbx_url, &ga_url), "", &more_sites(&pbx_url));
+    let clock = Arc::new(ManualClock::new(Ts::now()));
+    let node = Node::start(cfg, clock.clone()).await;
+    let w = World { node, pbx, ga, backend, dir, prefix, pbx_url, ga_url };
+    let (status, body) = w.ask("hnt-public-key", "+79161234567", "v-hunt", "203.0.113.7").await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let rung = |n: usize| {
+        let w = &w;
+        async move {
+            eventually(&format!("operator {n} is rung"), || async { w.pbx.accepted("/trigger").len() >= n }).await;
+            let t = w.pbx.accepted("/trigger")[n - 1].json();
+            (t["operator"].as_str().unwrap().to_owned(), t["call_id"].as_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(rung(1).await, (OPERATOR.to_owned(), id.clone()));
+    assert_eq!(w.status("hnt-public-key", &id).await["status"], "calling");
+
+    // The PBX reports the first operator's call missed: the second is rung (no waiting for the ring time).
+    w.report(&id, "missed").await;
+    assert_eq!(rung(2).await, (OPERATOR_2.to_owned(), format!("{id}-2")));
+    assert_eq!(w.status("hnt-public-key", &id).await["status"], "calling", "the visitor still waits");
+
+    // Nothing is heard of the second: after its ring time (5 s, and 5 s for the PBX's report) the third.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.pbx.accepted("/trigger").len(), 2, "not before the ring time is over");
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(rung(3).await, (OPERATOR_3.to_owned(), format!("{id}-3")));
+    // The second's late "missed" is an old turn's: the third is still being rung.
+    w.report(&format!("{id}-2"), "missed").await;
+    w.report(&format!("{id}-3"), "answered").await;
+    w.report(&format!("{id}-3"), "completed").await;
+    assert_eq!(w.status("hnt-public-key", &id).await["status"], "completed");
+    clock.advance(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.pbx.accepted("/trigger").len(), 3, "no operator after the one who answered");
+    assert_eq!(w.pbx.violations(), Vec::<String>::new());
+
+    let report: Value = w.node.admin_get("/v1/reports/hnt/callbacks").await.json().await.unwrap();
+    let row = &report["callbacks"][0];
+    assert_eq!(
+        (row["status"].as_str(), row["operators_rung"].as_u64(), row["answered_by"].as_str()),
+        (Some("completed"), Some(3), Some(OPERATOR_3)),
+        "{row}"
+    );
+    let page = w.node.admin_get("/v1/reports/hnt").await.text().await.unwrap();
+    assert!(page.contains(&format!("<td>completed</td><td>3</td><td>{OPERATOR_3}</td>")), "{page}");
+    w.node.stop().await;
+}
+
+#[tokio::test]
+async fn operators_are_rung_in_turn_until_one_answers_embedded() {
+    operators_are_rung_in_turn_until_one_answers(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn operators_are_rung_in_turn_until_one_answers_redis() {
+    operators_are_rung_in_turn_until_one_answers(Backend::Redis).await;
 }
 
 #[tokio::test]

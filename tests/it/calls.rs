@@ -20,6 +20,7 @@ const YM_UID: &str = "1628529640459314054";
 const CALLER: &str = "+79161234567";
 const LOCK_TOKEN: &str = "pbx-static-token-0123456789";
 const ZD_SECRET: &str = "zadarma-api-secret-0123456789";
+const ZD_KEY: &str = "zadarmauserkey0123";
 const MANGO_KEY: &str = "mango-vpbx-key-0123";
 const MANGO_SALT: &str = "mango-vpbx-salt-0123456789";
 const SIP_TOKEN: &str = "sipuni-static-token-0123456789";
@@ -81,12 +82,19 @@ requests_per_second = 2
 id = "zd"
 kind = "zadarma"
 secret = "{ZD_SECRET}"
+# Recordings through the tests' fake of Zadarma's API, on loopback.
+key = "{ZD_KEY}"
+url = "{zd_api}"
+recordings_from = ["127.0.0.0/8"]
 
 [[pbx]]
 id = "mango"
 kind = "mango"
 api_key = "{MANGO_KEY}"
 api_salt = "{MANGO_SALT}"
+# The tests' fake of Mango's API, on loopback.
+url = "{mango_api}"
+recordings_from = ["127.0.0.0/8"]
 
 [[pbx]]
 id = "sip"
@@ -122,7 +130,9 @@ api_secret = "{GA4_API_SECRET}"
 counter_id = {YM_COUNTER}
 token = "{YM_TOKEN}"
 "#,
+        zd_api = ZD_API.0,
         site = shop_site(ORIGIN, "200ms", "30m", "200ms"),
+        mango_api = fake_mango_api(),
     );
     Config::parse(&text, "calls-test.toml", &std::collections::HashMap::new()).expect("test config")
 }
@@ -616,8 +626,72 @@ async fn a_recording_is_streamed_from_the_pbx_to_a_report_user() {
     w.node.stop().await;
 }
 
+/// The recording the fake Zadarma API has (a `call_id_with_rec`), and its bytes.
+const ZD_REC: &str = "1800000000.123456";
+const ZD_AUDIO: &[u8] = b"ID3\x04\x00\x00\xff\xfb\x90\x00 zadarma recording";
+
+/// The fake Zadarma API `[[pbx]] id = "zd"` names: its URL, and its port's listener, bound once
+/// for the test binary (every test's configuration names it) and served by the one test that
+/// plays Zadarma recordings.
+static ZD_API: std::sync::LazyLock<(String, std::sync::Mutex<Option<std::net::TcpListener>>)> =
+    std::sync::LazyLock::new(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the fake Zadarma API");
+        (format!("http://{}", listener.local_addr().unwrap()), std::sync::Mutex::new(Some(listener)))
+    });
+
+/// The `Authorization` Zadarma's API expects for `method` and `query` (its documentation, "API
+/// authorization": `key:base64(hex(HMAC-SHA1(secret, method . query . md5(query))))`).
+fn zadarma_authorization(method: &str, query: &str) -> String {
+    use hmac::Mac;
+    use md5::Digest;
+    let text = format!("{method}{query}{}", hex::encode(md5::Md5::digest(query.as_bytes())));
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(ZD_SECRET.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    let hex_text = hex::encode(mac.finalize().into_bytes());
+    format!("{ZD_KEY}:{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, hex_text))
+}
+
+/// Serves [`ZD_API`]: `GET /v1/pbx/record/request/?call_id=<id>&format=json`, signed, answers a
+/// link for [`ZD_REC`], "not found" for `*.404` and 503 for `*.503`; the link serves [`ZD_AUDIO`]
+/// without credentials. Anything else is answered 400 and listed in the returned violations.
+async fn serve_fake_zadarma_api() -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use axum::http::StatusCode;
+    let listener = ZD_API.1.lock().unwrap().take().expect("one test serves the fake Zadarma API");
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let violations = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = violations.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let seen = seen.clone();
+        async move {
+            let (path, query) = (req.uri().path().to_owned(), req.uri().query().unwrap_or_default().to_owned());
+            let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let link = format!("/v1/pbx/record/download/NjM3MzY/{ZD_REC}.mp3");
+            if req.method() == "GET" && path == link && query.is_empty() && auth.is_none() {
+                return (StatusCode::OK, ZD_AUDIO.to_vec());
+            }
+            let id = query.strip_prefix("call_id=").and_then(|q| q.strip_suffix("&format=json")).unwrap_or_default();
+            let signed = auth.as_deref() == Some(zadarma_authorization(&path, &query).as_str());
+            if req.method() != "GET" || path != "/v1/pbx/record/request/" || id.is_empty() || !signed {
+                seen.lock().unwrap().push(format!("{} {path}?{query} authorization {auth:?}", req.method()));
+                return (StatusCode::BAD_REQUEST, br#"{"status":"error","message":"Wrong request"}"#.to_vec());
+            }
+            let answer = match id {
+                ZD_REC => json!({"status": "success", "link": format!("{}{link}", ZD_API.0),
+                    "lifetime_till": "2027-01-15 11:30:00"}),
+                _ if id.ends_with(".503") => return (StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
+                _ => json!({"status": "error", "message": "Record not found"}),
+            };
+            (StatusCode::OK, answer.to_string().into_bytes())
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    violations
+}
+
 /// A call through Zadarma as its notifications arrive (the URL check, start, end, a repeat):
-/// one call, matched to the visitor, one GA4 event; a forged notification records nothing.
+/// one call, matched to the visitor, one GA4 event; a forged notification records nothing. Its
+/// recording (named by the end, then by NOTIFY_RECORD) plays through a strict fake of Zadarma's API.
 #[tokio::test]
 async fn zadarma_notifications_record_one_call_for_the_visitor() {
     let w = World::start(Backend::Embedded).await;
@@ -654,8 +728,10 @@ async fn zadarma_notifications_record_one_call_for_the_visitor() {
     assert_eq!(notify("NOTIFY_START", &[], None).await.unwrap().status(), 200);
     let forged = notify("NOTIFY_END", &[("disposition", "answered"), ("duration", "99")], Some("bm9wZQ==".into()));
     assert_eq!(forged.await.unwrap().status(), 401);
+    let recorded = [("is_recorded", "1"), ("call_id_with_rec", ZD_REC)];
     for _ in 0..2 {
-        let end = notify("NOTIFY_END", &[("disposition", "answered"), ("duration", "42")], None).await.unwrap();
+        let extra = [("disposition", "answered"), ("duration", "42"), recorded[0], recorded[1]];
+        let end = notify("NOTIFY_END", &extra, None).await.unwrap();
         assert_eq!(end.status(), 200, "a repeat is answered the same");
     }
     eventually("GA4 got the call", || async { w.fake.ga4_accepted().len() == 1 }).await;
@@ -665,6 +741,46 @@ async fn zadarma_notifications_record_one_call_for_the_visitor() {
         (call["match"].as_str(), call["status"].as_str(), call["duration"].as_u64(), call["called"].as_str()),
         (Some("active"), Some("completed"), Some(42), Some(number.as_str()))
     );
+
+    // Its recording, named by the end, is played through Zadarma's API: a link asked for, then fetched.
+    let api = serve_fake_zadarma_api().await;
+    let play = || http.get(w.node.url("/v1/reports/shop/recordings/zd:in_4f2a9c")).bearer_auth(REPORT_TOKEN).send();
+    let played = play().await.unwrap();
+    assert_eq!(played.status(), 200);
+    assert_eq!(played.bytes().await.unwrap().as_ref(), ZD_AUDIO);
+    // NOTIFY_RECORD names it too (the last one named is kept); one the API no longer has, or
+    // cannot give now, gets a clear answer.
+    let record = |call: &str, rec: &str, secret: &str| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("event", "NOTIFY_RECORD"), ("pbx_call_id", call), ("call_id_with_rec", rec)])
+            .finish();
+        http.post(w.node.url("/v1/pbx/calls/zd"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("signature", callpool::pbx::zadarma::sign(&format!("{call}{rec}"), secret))
+            .body(body)
+            .send()
+    };
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap()["error"]["code"].as_str().map(str::to_owned))
+    };
+    assert_eq!(record("in_4f2a9c", "1800000000.404", ZD_SECRET).await.unwrap().status(), 200);
+    assert_eq!(code(play().await.unwrap()).await, (404, Some("recording_gone".into())));
+    assert_eq!(record("in_4f2a9c", "1800000000.503", ZD_SECRET).await.unwrap().status(), 200);
+    assert_eq!(code(play().await.unwrap()).await, (502, Some("recording_unavailable".into())));
+    assert_eq!(record("in_4f2a9c", ZD_REC, "another-secret-0123456789").await.unwrap().status(), 401, "forged");
+    assert_eq!(
+        record("in_unknown", ZD_REC, ZD_SECRET).await.unwrap().status(),
+        200,
+        "a call callpool has not: ignored"
+    );
+    assert_eq!(record("in_4f2a9c", "1800000000/1", ZD_SECRET).await.unwrap().status(), 400);
+    assert_eq!(record("in_4f2a9c", ZD_REC, ZD_SECRET).await.unwrap().status(), 200);
+    let played = play().await.unwrap();
+    assert_eq!((played.status(), played.bytes().await.unwrap().as_ref()), (reqwest::StatusCode::OK, ZD_AUDIO));
+    let listed = w.report(REPORT_TOKEN).await.to_string();
+    assert!(!listed.contains(&ZD_API.0) && !listed.contains(ZD_KEY), "neither the API nor its link reach the report");
+    assert_eq!(api.lock().unwrap().as_slice(), &[] as &[String], "requests the fake Zadarma API refused");
     still_exactly(&w.fake, 1, Duration::from_millis(500)).await;
     w.node.stop().await;
 }
@@ -713,7 +829,157 @@ async fn mango_events_record_one_call_for_the_visitor() {
         (Some("active"), Some("completed"), Some(13), Some(true))
     );
     still_exactly(&w.fake, 1, Duration::from_millis(500)).await;
+
+    // Its recording: Mango names it by id; a report user plays it through callpool, which asks
+    // Mango's API (the fake) for it with the VPBX's key and a sign.
+    let recording = |state: &str, seq: u32, done: bool| {
+        let mut json = serde_json::json!({"recording_id": MANGO_RECORDING, "recording_state": state, "seq": seq,
+            "call_id": "leg-1", "entry_id": "bWFuZ28tMQ==", "extension": "12", "timestamp": now + 5 + i64::from(seq)});
+        if done {
+            json["completion_code"] = 1000.into();
+            json["recipient"] = "Cloud".into();
+        }
+        json.to_string()
+    };
+    let link_of_the_call = || async {
+        let calls = w.report(REPORT_TOKEN).await["calls"].as_array().cloned().unwrap();
+        calls.iter().find(|c| c["call_id"] == "bWFuZ28tMQ==").expect("the call")["recording"].clone()
+    };
+    assert_eq!(post("events/recording", recording("Started", 1, false), MANGO_KEY).await.unwrap().status(), 200);
+    assert_eq!(link_of_the_call().await, Value::Null, "a recording that goes on is not the call's yet");
+    assert_eq!(post("events/recording", recording("Completed", 2, true), MANGO_KEY).await.unwrap().status(), 200);
+    let added = serde_json::json!({"entry_id": "bWFuZ28tMQ==", "product_id": 300022532, "user_id": 300049012,
+        "timestamp": now + 20, "recording_id": MANGO_RECORDING});
+    assert_eq!(post("events/record/added", added.to_string(), MANGO_KEY).await.unwrap().status(), 200, "again");
+    let link = link_of_the_call().await.as_str().expect("the call has a recording").to_owned();
+    assert_eq!(link, "/v1/reports/shop/recordings/mango:bWFuZ28tMQ%3D%3D");
+    let get = |range: Option<&'static str>| {
+        let mut req = http.get(w.node.url(&link)).bearer_auth(REPORT_TOKEN);
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        req.send()
+    };
+    let whole = get(None).await.unwrap();
+    assert_eq!((whole.status().as_u16(), whole.headers()["content-type"].to_str().unwrap()), (200, "audio/mpeg"));
+    assert_eq!(whole.bytes().await.unwrap(), mango_audio(), "the file behind Mango's temporary link");
+    let part = get(Some("bytes=4-9")).await.unwrap();
+    assert_eq!((part.status().as_u16(), part.headers()["content-range"].to_str().unwrap()), (206, "bytes 4-9/4100"));
+    assert_eq!(part.bytes().await.unwrap(), mango_audio()[4..10], "a range, on a new link");
+    assert!(FAKE_MANGO.violations.lock().unwrap().is_empty(), "{:?}", FAKE_MANGO.violations.lock().unwrap());
+    assert_eq!(FAKE_MANGO.links.lock().unwrap().len(), 2, "each link asked for once, and fetched");
+    assert!(!w.report(ADMIN_TOKEN).await.to_string().contains(MANGO_RECORDING), "Mango's id stays in callpool");
     w.node.stop().await;
+}
+
+const MANGO_RECORDING: &str = "MToxMDAwNjA4NTo1MDA5NDExMDIyOjE=";
+
+/// The recording's bytes, as Mango's file service serves them.
+fn mango_audio() -> Vec<u8> {
+    b"ID3\x04".iter().copied().chain((0..=255u8).cycle().take(4096)).collect()
+}
+
+/// What the fake of Mango's API saw: its objections, and each temporary link it handed out with
+/// whether it was fetched.
+#[derive(Default)]
+struct FakeMango {
+    violations: std::sync::Mutex<Vec<String>>,
+    links: std::sync::Mutex<Vec<(String, bool)>>,
+}
+
+static FAKE_MANGO: std::sync::LazyLock<FakeMango> = std::sync::LazyLock::new(FakeMango::default);
+
+/// The base URL of a fake of Mango's VPBX API (`.../vpbx`), one for the test binary (the shared
+/// config names it), on a thread of its own.
+fn fake_mango_api() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/vpbx", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, axum::Router::new().fallback(fake_mango)).await.unwrap();
+            });
+        });
+        url
+    })
+}
+
+/// Mango's API as its documentation (§3.5.1) has it, strictly: `POST /vpbx/queries/recording/post`
+/// with the form `vpbx_api_key`, `sign` = hex(sha256(key + json + salt)), `json` =
+/// `{"recording_id", "action": "play" | "download"}` is answered `302 Found` to a temporary link
+/// on the file service, good for one fetch (a `Range` honoured). Anything else is a violation,
+/// answered 400.
+async fn fake_mango(req: axum::extract::Request) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use sha2::Digest;
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 16).await.unwrap_or_default();
+    let sent = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut problems = Vec::new();
+    let answer = match (parts.method.as_str(), parts.uri.path()) {
+        ("POST", "/vpbx/queries/recording/post") => {
+            let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+            let field = |name: &str| form.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
+            let (key, sign, json) = (field("vpbx_api_key"), field("sign"), field("json"));
+            let mut names: Vec<&str> = form.iter().map(|(k, _)| k.as_str()).collect();
+            names.sort_unstable();
+            let expected = hex::encode(sha2::Sha256::digest(format!("{MANGO_KEY}{json}{MANGO_SALT}")));
+            let query: Value = serde_json::from_str(json).unwrap_or_default();
+            let fields: Vec<&String> = query.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+            for (ok, problem) in [
+                (sent(header::CONTENT_TYPE) == "application/x-www-form-urlencoded", "not a form"),
+                (names == ["json", "sign", "vpbx_api_key"], "not exactly vpbx_api_key, sign and json"),
+                (key == MANGO_KEY, "not the VPBX's key"),
+                (sign == expected, "sign is not hex(sha256(vpbx_api_key + json + vpbx_api_salt))"),
+                (fields.len() == 2, "json is not {recording_id, action}"),
+                (query["recording_id"] == MANGO_RECORDING, "not the recording's id"),
+                (query["action"] == "play" || query["action"] == "download", "action is not play or download"),
+            ] {
+                if !ok {
+                    problems.push(format!("{problem}: {}", String::from_utf8_lossy(&body)));
+                }
+            }
+            let mut links = FAKE_MANGO.links.lock().unwrap();
+            let link = format!("/files/{}", links.len());
+            links.push((link.clone(), false));
+            let location = format!("http://{}{link}", sent(header::HOST));
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
+        ("GET", path) if path.starts_with("/files/") => {
+            let mut links = FAKE_MANGO.links.lock().unwrap();
+            match links.iter_mut().find(|(link, fetched)| link == path && !*fetched) {
+                Some((_, fetched)) => *fetched = true,
+                None => problems.push(format!("{path}: not a link handed out, or fetched before")),
+            }
+            let audio = mango_audio();
+            let range = sent(header::RANGE).strip_prefix("bytes=").and_then(|r| r.split_once('-'));
+            let range = range.and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+            match range {
+                Some((from, to)) if from <= to && to < audio.len() => {
+                    let content_range = format!("bytes {from}-{to}/{}", audio.len());
+                    let headers =
+                        [(header::CONTENT_TYPE, "audio/mpeg".to_owned()), (header::CONTENT_RANGE, content_range)];
+                    (StatusCode::PARTIAL_CONTENT, headers, audio[from..=to].to_vec()).into_response()
+                }
+                _ => (StatusCode::OK, [(header::CONTENT_TYPE, "audio/mpeg")], audio).into_response(),
+            }
+        }
+        (method, path) => {
+            problems.push(format!("{method} {path}: not what Mango's API serves"));
+            StatusCode::NOT_FOUND.into_response()
+        }
+    };
+    if problems.is_empty() {
+        answer
+    } else {
+        FAKE_MANGO.violations.lock().unwrap().extend(problems);
+        StatusCode::BAD_REQUEST.into_response()
+    }
 }
 
 /// A call through Sipuni as its events arrive (the start as a GET with the token in the URL, the

@@ -200,6 +200,9 @@ fn callback(number: &str, requested: Ts) -> Callback {
         pbx_ref: None,
         call: None,
         links: vec![CallKey::new("office", id.as_str()).unwrap()],
+        turn: 0,
+        turn_until: None,
+        answered_by: None,
         updated_at: requested,
     }
 }

@@ -15,7 +15,7 @@ const SALT: &str = "test-api-salt-0001";
 const NOW: Ts = Ts::from_millis(1_800_000_000_000);
 
 fn mango() -> Mango {
-    Mango { api_key: KEY.into(), api_salt: SALT.into() }
+    Mango { api_key: KEY.into(), api_salt: SALT.into(), api_url: "http://mango.test/vpbx".into() }
 }
 
 /// Mango's form for `json`, signed as Mango signs it.
@@ -41,6 +41,7 @@ fn report(event: &str, json: &str) -> CallReport {
         Ok(Received::Reports(mut r)) if r.len() == 1 => r.remove(0),
         Ok(Received::Reports(r)) => panic!("{event} {json}: {} reports", r.len()),
         Ok(Received::Answer(a)) => panic!("{event} {json}: not recorded ({a:?})"),
+        Ok(Received::Recording { key, recording }) => panic!("a recording of {key}: {recording}"),
         Err(e) => panic!("{event} {json}: refused: {e:?}"),
     }
 }
@@ -251,13 +252,121 @@ fn the_summary_is_the_calls_outcome() {
 
 #[test]
 fn other_events_are_answered_and_not_recorded() {
-    assert!(is_ignored("events/recording", RECORDING_EXAMPLE));
-    assert!(is_ignored("events/recording", &RECORDING_EXAMPLE.replace("Started", "Completed")));
-    for event in ["events/dtmf", "events/sms", "events/ping", "events/record/added", "result/callback"] {
+    for event in ["events/dtmf", "events/sms", "events/ping", "events/record/tagged", "result/callback"] {
         assert!(is_ignored(event, "{}"), "{event}");
     }
     // Without the event's path callpool cannot tell what it is.
     assert!(malformed("", CALL_EXAMPLE).starts_with("path: "));
+}
+
+/// The call and the recording a recording event names, `None` when it records nothing.
+fn recording(event: &str, json: &str) -> Option<(String, String)> {
+    match receive(event, json) {
+        Ok(Received::Recording { key, recording }) => Some((key.as_str().to_owned(), recording)),
+        Ok(Received::Answer(Reply::Json(v))) if v == json!({"result": "ignored"}) => None,
+        Ok(_) => panic!("{event} {json}: not a recording"),
+        Err(e) => panic!("{event} {json}: refused: {e:?}"),
+    }
+}
+
+#[test]
+fn a_completed_recording_is_attached_to_its_call() {
+    let completed =
+        RECORDING_EXAMPLE.replace("\"Started\"", "\"Completed\", \"completion_code\":1000, \"recipient\":\"Cloud\"");
+    let expected = Some(("mg:232wc3e3w3s222".to_owned(), "mango:r100:777:500:256".to_owned()));
+    assert_eq!(recording("events/recording", &completed), expected);
+    // Its start, its going on in another leg: nothing yet.
+    assert_eq!(recording("events/recording", RECORDING_EXAMPLE), None);
+    assert_eq!(recording("events/recording", &RECORDING_EXAMPLE.replace("Started", "Continued")), None);
+    // Without the optional fields, a code of the "done" class as text, kept in the cloud and mailed.
+    assert_eq!(recording("/events/recording/", &RECORDING_EXAMPLE.replace("Started", "Completed")), expected);
+    assert_eq!(recording("events/recording", &completed.replace("1000", "\"1001\"")), expected);
+    assert_eq!(recording("events/recording", &completed.replace("\"Cloud\"", "\"CloudAndMail\"")), expected);
+    // Not kept: too short (4002), the account restricted (22xx), sent by e-mail only.
+    for not_kept in [
+        completed.replace("1000", "4002"),
+        completed.replace("1000", "2200"),
+        completed.replace("\"Cloud\"", "\"Mail\""),
+    ] {
+        assert_eq!(recording("events/recording", &not_kept), None, "{not_kept}");
+    }
+    // The documentation's example of events/record/added (§3.1.8).
+    let added = r#"{"entry_id":"NTAwOTQxMTAyMg==","product_id":300022532,"user_id":300049012,"timestamp":1578664187,"recording_id":"MToxMDAwNjA4NTo1MDA5NDExMDIyOjE="}"#;
+    assert_eq!(
+        recording("events/record/added", added),
+        Some(("mg:NTAwOTQxMTAyMg==".to_owned(), "mango:MToxMDAwNjA4NTo1MDA5NDExMDIyOjE=".to_owned()))
+    );
+    let longest = completed.replace("r100:777:500:256", &"r".repeat(128));
+    assert_eq!(recording("events/recording", &longest).map(|r| r.1.len()), Some(6 + 128));
+}
+
+#[test]
+fn malformed_recording_events_name_the_field() {
+    let completed = RECORDING_EXAMPLE.replace("Started", "Completed");
+    for (json, expected) in [
+        (completed.replace("\"r100:777:500:256\"", "\"\""), "recording_id: must be 1 to 128 characters"),
+        (completed.replace("r100:777:500:256", "r100 777"), "recording_id: must be"),
+        (completed.replace("r100:777:500:256", "../x?y"), "recording_id: must be"),
+        (completed.replace("r100:777:500:256", &"r".repeat(129)), "recording_id: must be"),
+        (completed.replace("\"recording_id\"", "\"recording\""), "recording_id: required"),
+        (completed.replace("\"r100:777:500:256\"", "[]"), "recording_id: expected a string"),
+        (completed.replace("\"entry_id\"", "\"entry\""), "entry_id: required"),
+        (completed.replace("\"Completed\"", "\"Stopped\""), "recording_state: \"Stopped\" is not one of"),
+        (completed.replace("\"recording_state\"", "\"state\""), "recording_state: required"),
+        (completed.replace("\"seq\"", "\"completion_code\":\"done\", \"seq\""), "completion_code: "),
+    ] {
+        check_malformed("events/recording", &json, expected);
+    }
+    check_malformed("events/record/added", r#"{"entry_id":"NTAw","recording_id":"a b"}"#, "recording_id: must be");
+    check_malformed("events/record/added", r#"{"recording_id":"NTAw"}"#, "entry_id: required");
+}
+
+/// The request a recording is fetched by, built at once (Mango's needs no API call first).
+fn fetch(adapter: &dyn Adapter, recording: &str) -> Result<reqwest::Request, RecordingError> {
+    let http = reqwest::Client::new();
+    let built = futures_util::FutureExt::now_or_never(adapter.recording(&http, recording)).expect("ready at once");
+    built.map(|r| r.build().expect("a request"))
+}
+
+#[test]
+fn a_recording_is_asked_of_mangos_api_signed_as_its_events_are() {
+    let req = fetch(&mango(), "mango:MToxMDAwNjA4NTo1MDA5NDExMDIyOjE=").unwrap();
+    assert_eq!((req.method().as_str(), req.url().as_str()), ("POST", "http://mango.test/vpbx/queries/recording/post"));
+    assert_eq!(req.headers()[reqwest::header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+    let body = req.body().and_then(reqwest::Body::as_bytes).expect("a form body");
+    let fields: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    // The json in the order of Mango's example (§3.5.1); the sign computed independently:
+    // printf '%s' "$KEY$JSON$SALT" | sha256sum
+    let json = r#"{"recording_id":"MToxMDAwNjA4NTo1MDA5NDExMDIyOjE=","action":"play"}"#;
+    let expected = "1cd62efe643a270d55a9b0f9f7f68fc160cc2955e298859d606deaaf25e6ed01";
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(fields, [("vpbx_api_key", KEY), ("sign", expected), ("json", json)]);
+    // Another link as it is; anything else callpool cannot fetch.
+    let link = fetch(&mango(), "https://pbx.example/rec/1.mp3").unwrap();
+    assert_eq!((link.method().as_str(), link.url().as_str()), ("GET", "https://pbx.example/rec/1.mp3"));
+    for other in ["mango:", "mango:a b", "mango:../../x?y", "r100:777", "ftp://pbx.example/1.mp3"] {
+        assert_eq!(fetch(&mango(), other).err(), Some(RecordingError::NotFetchable), "{other}");
+    }
+}
+
+#[test]
+fn the_reader_takes_the_apis_url_for_recordings() {
+    let config = |url: &str| {
+        let text = format!(
+            "[pool]\nnumbers = [\"+74951230001\"]\n\n[[pbx]]\nid = \"mg\"\nkind = \"mango\"\napi_key = \"{KEY}\"\n\
+             api_salt = \"{SALT}\"\n{url}"
+        );
+        Config::parse_with(&text, "test.toml", &HashMap::new(), &[&WEBHOOK])
+    };
+    let url = |c: Config| {
+        let adapter = c.pbxs[0].adapter.get::<Box<dyn Adapter>>().expect("an adapter");
+        fetch(adapter.as_ref(), "mango:r1").unwrap().url().to_string()
+    };
+    assert_eq!(url(config("").unwrap()), "https://app.mango-office.ru/vpbx/queries/recording/post");
+    let local = config("url = \"http://127.0.0.1:9/vpbx/\"").unwrap();
+    assert_eq!(url(local), "http://127.0.0.1:9/vpbx/queries/recording/post");
+    let problems = config("url = \"ftp://x\"").err().map(|e| e.problems.join("; ")).unwrap_or_default();
+    assert!(problems.contains("url: "), "{problems}");
 }
 
 /// A call as the store keeps it after its first report.
@@ -429,8 +538,8 @@ fn command(number: Option<&str>, line_number: Option<&str>) -> CallbackCommand {
 
 /// The form a trigger's request posts, field by field, in order.
 fn posted(t: &dyn Trigger) -> (reqwest::Request, Vec<(String, String)>) {
-    let operator = PhoneNumber::parse("+74951230099").unwrap();
-    let req = t.request(&reqwest::Client::new(), &operator, &callback("+79161234567"), NOW).build().unwrap();
+    let ring = Ring::one("cb-0123456789abcdef01234567", t.own_operator().unwrap());
+    let req = t.request(&reqwest::Client::new(), &ring, &callback("+79161234567"), NOW).build().unwrap();
     let body = req.body().and_then(reqwest::Body::as_bytes).expect("a form body").to_vec();
     let fields = form_urlencoded::parse(&body).into_owned().collect();
     (req, fields)
@@ -533,7 +642,7 @@ trigger = {{ kind = "mango", {trigger} }}
     };
     let form = |c: &Config| {
         let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
-        let (req, fields) = posted(section.get::<Box<dyn Trigger>>().expect("a trigger").as_ref());
+        let (req, fields) = posted(crate::pbx::trigger(section).expect("a trigger"));
         (req.url().to_string(), fields.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
     };
     let c = config(&format!(r#"api_key = "{KEY}", api_salt = "{SALT}", extension = "101""#), &[]).unwrap();

@@ -90,15 +90,15 @@ impl Reader for TriggerReader {
             None => Some(None),
             Some(l) => line_name(&l).map(Some).map_err(|e| f.fail("line_number", e)).ok(),
         };
-        let trigger: Box<dyn Trigger> = Box::new(CallbackCommand {
+        let trigger = CallbackCommand {
             base_url,
             api_key: api_key?,
             api_salt: api_salt?,
             extension: extension?,
             number: number?,
             line_number: line_number?,
-        });
-        Some(Section::new("mango", trigger))
+        };
+        Some(crate::pbx::adapter::trigger_section("mango", trigger))
     }
 }
 
@@ -168,10 +168,10 @@ struct CommandFrom<'a> {
 impl CallbackCommand {
     /// The command's `json`: the callback's id as `command_id` (Mango hands it back in every
     /// event of the call), the employee, the visitor's digits, the line.
-    fn command(&self, cb: &Callback) -> String {
+    fn command(&self, ring: &Ring<'_>, cb: &Callback) -> String {
         serde_json::to_string(&Command {
-            command_id: cb.id.as_str(),
-            from: CommandFrom { extension: &self.extension, number: self.number.as_deref() },
+            command_id: ring.call_id,
+            from: CommandFrom { extension: ring.operator, number: self.number.as_deref() },
             to_number: cb.number.as_str().trim_start_matches('+'),
             line_number: self.line_number.as_deref(),
         })
@@ -180,21 +180,24 @@ impl CallbackCommand {
 }
 
 impl Trigger for CallbackCommand {
-    /// Mango rings its own employee (`extension`), not the form's `operator`.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        _operator: &PhoneNumber,
-        cb: &Callback,
-        _now: Ts,
-    ) -> reqwest::RequestBuilder {
-        let json = self.command(cb);
+    /// Mango rings an employee: the operator (an extension; by default the trigger's own).
+    fn request(&self, http: &reqwest::Client, ring: &Ring<'_>, cb: &Callback, _now: Ts) -> reqwest::RequestBuilder {
+        let json = self.command(ring, cb);
         let sign = sign(&self.api_key, &json, &self.api_salt);
         http.post(format!("{}{CALLBACK_COMMAND}", self.base_url)).form(&[
             ("vpbx_api_key", self.api_key.as_str()),
             ("sign", sign.as_str()),
             ("json", json.as_str()),
         ])
+    }
+
+    /// An employee's extension.
+    fn check_operator(&self, raw: &str) -> Result<String, String> {
+        extension(raw)
+    }
+
+    fn own_operator(&self) -> Option<&str> {
+        Some(&self.extension)
     }
 
     fn answer(&self, status: reqwest::StatusCode, body: &str) -> Answer {

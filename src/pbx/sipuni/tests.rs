@@ -100,6 +100,7 @@ fn describe(r: &Result<Received, Refusal>) -> String {
     match r {
         Ok(Received::Reports(r)) => format!("{r:?}"),
         Ok(Received::Answer(a)) => format!("{a:?}"),
+        Ok(Received::Recording { key, recording }) => format!("a recording of {key}: {recording}"),
         Err(e) => format!("{e:?}"),
     }
 }
@@ -108,6 +109,7 @@ fn report(fields: &[(&str, &str)]) -> CallReport {
     match receive(fields) {
         Ok(Received::Reports(mut r)) if r.len() == 1 => r.remove(0),
         Ok(Received::Answer(a)) => panic!("an answer instead of a report: {a:?}"),
+        Ok(Received::Recording { key, recording }) => panic!("a recording of {key}: {recording}"),
         Ok(Received::Reports(r)) => panic!("{} reports", r.len()),
         Err(e) => panic!("refused: {e:?}"),
     }
@@ -316,8 +318,8 @@ fn callback(number: &str) -> Callback {
 }
 
 fn posted(t: &dyn Trigger) -> (reqwest::Request, Vec<(String, String)>) {
-    let operator = PhoneNumber::parse("+74951230099").unwrap();
-    let req = t.request(&reqwest::Client::new(), &operator, &callback("+79161234567"), NOW).build().unwrap();
+    let ring = Ring::one("cb-0123456789abcdef01234567", t.own_operator().unwrap());
+    let req = t.request(&reqwest::Client::new(), &ring, &callback("+79161234567"), NOW).build().unwrap();
     let body = req.body().and_then(reqwest::Body::as_bytes).expect("a form body").to_vec();
     let fields = form_urlencoded::parse(&body).into_owned().collect();
     (req, fields)
@@ -444,7 +446,7 @@ trigger = {{ kind = "sipuni", {trigger} }}
     };
     let form = |c: &Config| {
         let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
-        let (req, fields) = posted(section.get::<Box<dyn Trigger>>().expect("a trigger").as_ref());
+        let (req, fields) = posted(crate::pbx::trigger(section).expect("a trigger"));
         (req.url().to_string(), fields.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
     };
     let c = config(&format!(r#"user = "070196", secret = "{KEY}", sipnumber = "201""#), &[]).unwrap();

@@ -13,7 +13,12 @@ const NOW: Ts = Ts::from_millis(1_800_000_000_000);
 const SECRET: &str = "8a8e91d214fb728889c7";
 
 fn zadarma() -> Zadarma {
-    Zadarma { secret: SECRET.into(), timezone: chrono_tz::Europe::Moscow }
+    Zadarma { secret: SECRET.into(), timezone: chrono_tz::Europe::Moscow, api: None }
+}
+
+/// With the API's user key: recordings are kept.
+fn with_api() -> Zadarma {
+    Zadarma { api: Some(Api { base_url: "http://zd.test".into(), key: KEY.into() }), ..zadarma() }
 }
 
 fn headers(signature: Option<&str>) -> HeaderMap {
@@ -36,12 +41,16 @@ fn body(fields: &[(&str, &str)]) -> String {
 
 /// Verifies and reads a form signed as Zadarma signs it.
 fn receive(fields: &[(&str, &str)]) -> Result<Received, Refusal> {
+    receive_by(&zadarma(), fields)
+}
+
+/// As [`receive`], by the PBX `z`.
+fn receive_by(z: &Zadarma, fields: &[(&str, &str)]) -> Result<Received, Refusal> {
     let b = body(fields);
     let map: HashMap<String, String> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let sig = signed_text(&map).map(|s| sign(&s, SECRET));
     let h = headers(sig.as_deref());
     let req = inbound(&h, "pbx=zd", b.as_bytes());
-    let z = zadarma();
     z.verify(&req)?;
     z.read("zd", &req)
 }
@@ -50,6 +59,7 @@ fn report(fields: &[(&str, &str)]) -> CallReport {
     match receive(fields) {
         Ok(Received::Reports(mut r)) if r.len() == 1 => r.remove(0),
         Ok(Received::Answer(a)) => panic!("an answer instead of a report: {a:?}"),
+        Ok(Received::Recording { key, recording }) => panic!("a recording of {key}: {recording}"),
         Ok(Received::Reports(r)) => panic!("{} reports", r.len()),
         Err(e) => panic!("refused: {e:?}"),
     }
@@ -157,10 +167,10 @@ fn a_start_is_a_ringing_call_at_its_local_start_time() {
     let b = body(&START_FIELDS);
     let h = headers(Some(&sign("79161234567749512300012027-01-15 10:59:00", SECRET)));
     let req = inbound(&h, "", b.as_bytes());
-    let utc = Zadarma { secret: SECRET.into(), timezone: chrono_tz::UTC };
+    let utc = Zadarma { timezone: chrono_tz::UTC, ..zadarma() };
     let err = utc.read("zd", &req).err().map(|e| e.message().to_owned()).unwrap_or_default();
     assert!(err.contains("more than 5 minutes in the future"), "10:59 UTC is after NOW: {err}");
-    let yekaterinburg = Zadarma { secret: SECRET.into(), timezone: chrono_tz::Asia::Yekaterinburg };
+    let yekaterinburg = Zadarma { timezone: chrono_tz::Asia::Yekaterinburg, ..zadarma() };
     let Ok(Received::Reports(r)) = yekaterinburg.read("zd", &req) else { panic!("not read") };
     assert_eq!(r[0].started_at.to_string(), "2027-01-15T05:59:00.000Z", "10:59 at UTC+5");
 }
@@ -208,9 +218,139 @@ fn answers_records_and_other_events_are_answered_without_a_report() {
     assert_eq!(zadarma().reply(&[]), Reply::Text(String::new()));
 }
 
+const RECORD: [(&str, &str); 3] =
+    [("event", "NOTIFY_RECORD"), ("pbx_call_id", "in_0123abcd"), ("call_id_with_rec", "1700000000.123456")];
+
+#[test]
+fn with_the_api_key_a_record_or_a_recorded_end_is_the_calls_recording() {
+    match receive_by(&with_api(), &RECORD) {
+        Ok(Received::Recording { key, recording }) => {
+            assert_eq!((key.as_str(), recording.as_str()), ("zd:in_0123abcd", "zadarma:1700000000.123456"));
+        }
+        other => panic!("not a recording: {:?}", other.err()),
+    }
+    // Without the key it is answered and nothing is kept: callpool could not fetch it.
+    assert!(matches!(receive(&RECORD), Ok(Received::Answer(Reply::Text(t))) if t.is_empty()));
+
+    // The end names the recording when `is_recorded` is 1.
+    let end = |z: &Zadarma, is_recorded: &'static str| {
+        let mut f = end_fields("answered", "63");
+        f.retain(|(k, _)| *k != "is_recorded");
+        f.push(("is_recorded", is_recorded));
+        match receive_by(z, &f) {
+            Ok(Received::Reports(r)) => r[0].recording_url.clone(),
+            other => panic!("not a report: {:?}", other.err()),
+        }
+    };
+    assert_eq!(end(&with_api(), "1").as_deref(), Some("zadarma:1700000000.123456"));
+    assert_eq!(end(&with_api(), "0"), None);
+    assert_eq!(end(&zadarma(), "1"), None, "not without the key");
+
+    // Its signature covers pbx_call_id . call_id_with_rec.
+    let b = body(&RECORD);
+    let check = |sig: &str| with_api().verify(&inbound(&headers(Some(sig)), "", b.as_bytes())).map_err(|e| e.reason());
+    assert_eq!(check(&sign("in_0123abcd1700000000.123456", SECRET)), Ok(()));
+    assert_eq!(check(&sign("in_0123abcd1700000000.999999", SECRET)), Err("bad_signature"));
+    assert_eq!(check(&sign("in_0123abcd1700000000.123456", "another-secret-0123")), Err("bad_signature"));
+}
+
+#[test]
+fn malformed_records_name_the_field() {
+    let refused = |fields: &[(&str, &str)]| match receive_by(&with_api(), fields) {
+        Err(Refusal::Malformed(m)) => m,
+        Err(other) => panic!("refused for another reason: {other:?}"),
+        Ok(_) => panic!("accepted: {fields:?}"),
+    };
+    let long = "1".repeat(129);
+    for bad in ["1700000000.1 2", "../1.mp3", "<b>", "zadarma:1", long.as_str()] {
+        let m = refused(&[RECORD[0], RECORD[1], ("call_id_with_rec", bad)]);
+        assert!(m.starts_with("call_id_with_rec: expected 1 to 128 letters"), "{bad}: {m}");
+    }
+    assert!(refused(&RECORD[..2]).contains("call_id_with_rec: required"));
+    assert!(refused(&[RECORD[0], RECORD[2]]).contains("pbx_call_id: required"));
+    assert!(refused(&[RECORD[0], ("pbx_call_id", "in 1"), RECORD[2]]).contains("pbx_call_id: call_id must be"));
+    let mut end = end_fields("answered", "63");
+    end.retain(|(k, _)| *k != "call_id_with_rec");
+    end.push(("call_id_with_rec", "1/2"));
+    assert!(refused(&end).starts_with("call_id_with_rec: expected"));
+    // The longest id taken, and the shape of a recording file's name.
+    let longest = "1".repeat(128);
+    for good in [longest.as_str(), "1-1458313316.343456-100-2016-01-11-100155"] {
+        assert!(
+            matches!(
+                receive_by(&with_api(), &[RECORD[0], RECORD[1], ("call_id_with_rec", good)]),
+                Ok(Received::Recording { .. })
+            ),
+            "{good}"
+        );
+    }
+}
+
+#[test]
+fn a_recordings_link_is_asked_of_the_api_signed_as_zadarmas_library_signs() {
+    // The expected header was computed as for the callback (Python's hmac, base64 of the hex digest
+    // of method . query . md5(query)), for the query the library's getPbxRecord($callId, null) sends.
+    let http = reqwest::Client::new();
+    let params = [("call_id", "1700000000.123456"), ("format", "json")];
+    let req = api_get(&http, "http://zd.test", KEY, SECRET, RECORD_METHOD, &params).build().unwrap();
+    assert_eq!(req.method(), reqwest::Method::GET);
+    assert_eq!(req.url().as_str(), "http://zd.test/v1/pbx/record/request/?call_id=1700000000.123456&format=json");
+    assert_eq!(
+        req.headers()[reqwest::header::AUTHORIZATION],
+        "a248a6a984459935b569:YzE3ODExNDAxOTk1ODdjZjg3OTUwMDk3Njk5ZGRmNTM3ODYyZmFmYg=="
+    );
+
+    // What is not a Zadarma id is fetched as a link, or not at all; nothing is asked without the key.
+    use futures_util::FutureExt;
+    let url = |z: &Zadarma, rec: &str| {
+        z.recording(&http, rec).now_or_never().map(|r| r.map(|b| b.build().unwrap().url().to_string()))
+    };
+    assert_eq!(url(&with_api(), "https://pbx.example/1.mp3"), Some(Ok("https://pbx.example/1.mp3".into())));
+    assert_eq!(url(&with_api(), "1700000000.1"), Some(Err(RecordingError::NotFetchable)));
+    assert_eq!(url(&with_api(), "zadarma:../x"), Some(Err(RecordingError::NotFetchable)));
+    assert_eq!(url(&zadarma(), "zadarma:1700000000.1"), Some(Err(RecordingError::NotFetchable)));
+}
+
+#[test]
+fn the_apis_answers_give_a_link_or_say_why_not() {
+    use reqwest::StatusCode;
+    let ok = StatusCode::OK;
+    let link = "https://api.zadarma.com/v1/pbx/record/download/NjM3M/1-1458313316.343456-100.mp3";
+    // Zadarma's OpenAPI document's two answers: by call_id, and by pbx_call_id.
+    let one = format!(r#"{{"status":"success","link":"{link}","lifetime_till":"2027-01-15 11:30:00"}}"#);
+    assert_eq!(record_answer(ok, &one), Ok(link.to_owned()));
+    let many = format!(
+        r#"{{"status":"success","links":["{link}","https://x.test/2.mp3"],"lifetime_till":"2027-01-15 11:30:00"}}"#
+    );
+    assert_eq!(record_answer(ok, &many), Ok(link.to_owned()));
+
+    // A recording that is not there, however it is answered.
+    for gone in ["Record not found", "File does not exist", "record doesn't exist", "The recording was deleted"] {
+        let body = format!(r#"{{"status":"error","message":"{gone}"}}"#);
+        assert_eq!(record_answer(ok, &body), Err(RecordingError::Gone), "{gone}");
+        assert_eq!(record_answer(StatusCode::NOT_FOUND, &body), Err(RecordingError::Gone), "{gone}");
+    }
+    let failed = |status: StatusCode, body: &str| match record_answer(status, body) {
+        Err(RecordingError::Failed(m)) => m,
+        other => panic!("not a failure: {other:?}"),
+    };
+    let m = failed(StatusCode::UNAUTHORIZED, r#"{"status":"error","message":"Not authorized"}"#);
+    assert_eq!(m, "Zadarma's API gave no link: HTTP 401 Unauthorized Not authorized");
+    assert!(failed(StatusCode::NOT_FOUND, "<html>").contains("HTTP 404"), "a wrong url is not a lost recording");
+    assert!(failed(StatusCode::SERVICE_UNAVAILABLE, "").contains("HTTP 503"));
+    assert!(failed(StatusCode::TOO_MANY_REQUESTS, "").contains("HTTP 429"));
+    assert!(failed(ok, "<html>maintenance</html>").contains("not JSON"));
+    assert!(failed(ok, r#"{"status":"error","message":"Wrong parameters"}"#).ends_with("Wrong parameters"));
+    assert!(failed(ok, r#"{"status":"success"}"#).contains("not a success with a link"));
+    assert!(failed(ok, r#"{"status":"success","links":[]}"#).contains("not a success with a link"));
+    assert!(failed(ok, r#"{"status":"success","link":"javascript:alert(1)"}"#).contains("is not an http(s) URL"));
+    let long = format!(r#"{{"status":"error","message":"{}"}}"#, "x".repeat(1000));
+    assert_eq!(failed(ok, &long).len(), "Zadarma's API gave no link: ".len() + MAX_MESSAGE);
+}
+
 #[test]
 fn local_times_around_daylight_saving_changes() {
-    let berlin = Zadarma { secret: SECRET.into(), timezone: chrono_tz::Europe::Berlin };
+    let berlin = Zadarma { timezone: chrono_tz::Europe::Berlin, ..zadarma() };
     // 02:30 on 28 March 2027 never happens in Berlin; 02:30 on 25 October 2026 happens twice.
     let gap = berlin.start("2027-03-28 02:30:00").unwrap_err();
     assert!(gap.contains("does not exist in Europe/Berlin"), "{gap}");
@@ -244,6 +384,20 @@ fn the_reader_takes_the_secret_and_time_zone() {
     assert!(tz.contains("timezone: \"Moscow\" is not an IANA time zone"), "{tz}");
     let unknown = problems(&format!("secret = \"{SECRET}\"\nsecrets = [\"{SECRET}\"]"));
     assert!(unknown.contains("unknown field `secrets`"), "{unknown}");
+
+    // The API's user key (and its URL, for tests) keep recordings.
+    let record = |c: &Config| {
+        let z = c.pbxs[0].adapter.get::<Box<dyn Adapter>>().expect("an adapter");
+        let b = body(&RECORD);
+        let h = headers(Some(&sign("in_0123abcd1700000000.123456", SECRET)));
+        matches!(z.read("zd", &inbound(&h, "", b.as_bytes())), Ok(Received::Recording { .. }))
+    };
+    assert!(!record(&config(&format!("secret = \"{SECRET}\""), &[]).unwrap()));
+    let c = config(&format!("secret = \"{SECRET}\"\nkey = \"{KEY}\"\nurl = \"http://127.0.0.1:9/\""), &[]).unwrap();
+    assert!(record(&c));
+    assert!(problems(&format!("secret = \"{SECRET}\"\nkey = \"a:b\"")).contains("key: letters and digits only"));
+    let url = problems(&format!("secret = \"{SECRET}\"\nkey = \"{KEY}\"\nurl = \"api.zadarma.com\""));
+    assert!(url.contains("url: \"api.zadarma.com\" is not an http(s) URL"), "{url}");
 }
 
 #[test]
@@ -341,9 +495,8 @@ fn api_requests_are_signed_as_zadarmas_php_library_signs_them() {
 #[test]
 fn the_callback_request_is_a_signed_get_with_the_visitors_digits() {
     let http = reqwest::Client::new();
-    let operator = PhoneNumber::parse("+74951230099").unwrap();
-    let req =
-        request_callback("100", None, false).request(&http, &operator, &callback("+79161234567"), NOW).build().unwrap();
+    let cb = callback("+79161234567");
+    let req = request_callback("100", None, false).request(&http, &Ring::one("cb-1", "100"), &cb, NOW).build().unwrap();
     assert_eq!(req.method(), reqwest::Method::GET);
     assert_eq!(req.url().as_str(), "http://zd.test/v1/request/callback/?format=json&from=100&to=79161234567");
     assert_eq!(
@@ -354,7 +507,7 @@ fn the_callback_request_is_a_signed_get_with_the_visitors_digits() {
 
     // A phone number as `from` (its '+' dropped when read), the caller id's line, predicted.
     let req = request_callback(&from_digits("+74951230099").unwrap(), Some("100"), true)
-        .request(&http, &operator, &callback("+79161234567"), NOW)
+        .request(&http, &Ring::one("cb-1", "74951230099"), &cb, NOW)
         .build()
         .unwrap();
     assert_eq!(
@@ -436,9 +589,9 @@ trigger = {{ kind = "zadarma", {trigger} }}
     // The trigger as read: its request for a callback to +79161234567.
     let request = |c: &Config| {
         let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
-        let t = section.get::<Box<dyn Trigger>>().expect("a trigger");
-        let operator = PhoneNumber::parse("+74951230099").unwrap();
-        t.request(&reqwest::Client::new(), &operator, &callback("+79161234567"), NOW).build().unwrap()
+        let t = crate::pbx::trigger(section).expect("a trigger");
+        let ring = Ring::one("cb-0123456789abcdef01234567", t.own_operator().unwrap());
+        t.request(&reqwest::Client::new(), &ring, &callback("+79161234567"), NOW).build().unwrap()
     };
     let c = config(&format!(r#"key = "{KEY}", secret = "{SECRET}", from = "100""#), &[]).unwrap();
     let req = request(&c);

@@ -14,8 +14,6 @@ if ARGV[7] ~= '' then redis.call('SET', k('caller', ARGV[5], ARGV[7]), ARGV[8], 
 local i = job_plans(10, key, false)
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  local q, job, due = k('ob', ARGV[i]), job_of(ARGV[i], key), tonumber(ARGV[i + 1]); i = i + 2
-  local at = redis.call('ZSCORE', q, job)
-  if at and tonumber(at) > due then redis.call('ZADD', q, due, job) end
+  job_hurry(ARGV[i], key, ARGV[i + 1]); i = i + 2
 end
 return 1

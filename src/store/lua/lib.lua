@@ -16,13 +16,23 @@ local function job_plan(kind, id, state, due)
   if due ~= '' then redis.call('ZADD', k('ob', kind), due, job) end
 end
 
+-- Brings a queued job forward to `due` if it is due later.
+local function job_hurry(kind, id, due)
+  local q, job = k('ob', kind), job_of(kind, id)
+  local at = redis.call('ZSCORE', q, job)
+  if at and tonumber(at) > tonumber(due) then redis.call('ZADD', q, due, job) end
+end
+
 -- Reads `n, {kind, state, due}...` from ARGV at `i` and plans each job of record `id` (with
--- `only_new`, a job that exists already is left as it is). Returns the index after what it read.
+-- `only_new`, a job that exists already is left as it is); an empty state hurries the queued job
+-- instead. Returns the index after what it read.
 local function job_plans(i, id, only_new)
   local n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do
     local kind, state, due = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
-    if not (only_new and redis.call('HEXISTS', k('obstate'), job_of(kind, id)) == 1) then
+    if state == '' then
+      job_hurry(kind, id, due)
+    elseif not (only_new and redis.call('HEXISTS', k('obstate'), job_of(kind, id)) == 1) then
       job_plan(kind, id, state, due)
     end
   end
