@@ -263,7 +263,7 @@
         widgetLoaded = true;
         var s = document.createElement('script');
         s.async = true;
-        s.src = base + '/callback.js';
+        s.src = base + '/callback.js?v=__CALLPOOL_WIDGET_VERSION__';
         (document.head || document.documentElement).appendChild(s);
       }
     }

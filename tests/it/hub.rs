@@ -331,6 +331,19 @@ async fn the_snippet_and_the_demo_page_are_served() {
         reqwest::Client::new().get(node.url("/snippet.js")).header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(gzipped.headers()["content-encoding"], "gzip", "browsers that take gzip get it");
     assert!(gzipped.bytes().await.unwrap().len() <= 5 * 1024);
+    // Caching: an ETag that revalidates, and the widget at the versioned URL the snippet names cached for good.
+    let etag = node.get("/snippet.js").await.headers().get("etag").cloned().unwrap();
+    let again = reqwest::Client::new().get(node.url("/snippet.js")).header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(again.status(), 304, "an unchanged snippet is not sent again");
+    let text = node.get("/snippet.js").await.text().await.unwrap();
+    let at = text.find("/callback.js?v=").expect("the snippet names the widget's versioned URL") + 15;
+    let v: String = text[at..].chars().take_while(char::is_ascii_hexdigit).collect();
+    assert_eq!(v.len(), 16, "{}", &text[at - 15..at + 20]);
+    let versioned = node.get(&format!("/callback.js?v={v}")).await;
+    assert_eq!(versioned.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(versioned.headers()["etag"].to_str().unwrap(), format!("W/\"{v}\""));
+    let stale = node.get("/callback.js?v=0000000000000000").await;
+    assert_eq!(stale.headers()["cache-control"], "public, max-age=600", "another version is not cached for long");
     node.stop().await;
 }
 
