@@ -9,6 +9,7 @@
 mod analytics;
 mod callback;
 mod env;
+mod files;
 mod pbx;
 mod pool;
 pub mod section;
@@ -84,10 +85,22 @@ impl Config {
 
     /// Parses and validates TOML text; `source` names it in errors.
     pub fn parse_with(text: &str, source: &str, env: &dyn Env, readers: &Readers) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        let toml_error = |e: toml::de::Error| ConfigError {
             source: source.to_owned(),
             problems: vec![e.to_string().trim_end().to_owned()],
-        })?;
+        };
+        // Secrets given as files are read in first; without any, the text is read as it is (its
+        // errors then point at lines).
+        let mut table: toml::Table = toml::from_str(text).map_err(toml_error)?;
+        let mut problems = Vec::new();
+        let raw: RawConfig = if files::expand(&mut table, "", &mut problems) {
+            if !problems.is_empty() {
+                return Err(ConfigError { source: source.to_owned(), problems });
+            }
+            RawConfig::deserialize(toml::Value::Table(table)).map_err(toml_error)?
+        } else {
+            toml::from_str(text).map_err(toml_error)?
+        };
         let mut v = validate::Validator { problems: Vec::new(), readers: readers.to_vec() };
         let config = v.config(raw, source, env);
         if v.problems.is_empty() {
@@ -334,6 +347,45 @@ mod tests {
         check(
             &with(&format!("operator = \"+74951230099\"\npbx = \"nope\"\n{generic}")),
             &["site \"shop\": callback.pbx: name the [[pbx]]"],
+        );
+    }
+
+    #[test]
+    fn secrets_may_come_from_files_and_never_show_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let admin = file("admin", "admin-token-from-a-file-0123\n");
+        let secrets = file("secrets", "office-secret-0123456789\nsecond-secret-0123456789\n");
+        let password = file("redis", "p@ss word/1\n");
+        let text = format!(
+            "{GOOD}\n[server]\nadmin_token_file = {admin:?}\n[store]\nkind = \"redis\"\nredis_url = \"redis://10.0.0.1:6380/2\"\n\
+             redis_username = \"callpool\"\nredis_password_file = {password:?}\n[[pbx]]\nid = \"office\"\nsecrets_file = {secrets:?}\n"
+        );
+        let c = Config::parse(&text, "test.toml", &env(&[])).unwrap();
+        assert_eq!(
+            c.server.admin_token.as_deref(),
+            Some("admin-token-from-a-file-0123"),
+            "the last line break dropped"
+        );
+        let StoreConfig::Redis { url, .. } = &c.store else { panic!("{:?}", c.store) };
+        assert_eq!(url, "redis://callpool:p%40ss%20word%2F1@10.0.0.1:6380/2", "written into the URL, encoded");
+        assert!(!c.store.to_string().contains("p%40ss"), "shown redacted: {}", c.store);
+        let missing = dir.path().join("nope").display().to_string();
+        let bad = format!(
+            "{GOOD}\n[server]\nadmin_token = \"x\"\nadmin_token_file = {admin:?}\nmetrics_token_file = {missing:?}\n"
+        );
+        let e = Config::parse(&bad, "test.toml", &env(&[])).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{:?}", e.problems);
+        assert!(e.problems[0].contains("server.admin_token_file: give either admin_token or admin_token_file"));
+        assert!(e.problems[1].contains("server.metrics_token_file") && e.problems[1].contains("cannot open it"));
+        assert!(!format!("{e:?}").contains("admin-token-from-a-file"), "a secret's content is never in an error");
+        check(
+            &format!("{GOOD}\n[store]\nkind = \"redis\"\nredis_url = \"redis://u:p@h/\"\nredis_password = \"x\"\n"),
+            &["[store] redis_password: the URL names a user already"],
         );
     }
 

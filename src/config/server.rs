@@ -88,6 +88,8 @@ pub(super) struct RawStore {
     kind: Option<String>,
     data_dir: Option<PathBuf>,
     redis_url: Option<String>,
+    redis_username: Option<String>,
+    redis_password: Option<String>,
     redis_prefix: Option<String>,
 }
 
@@ -96,6 +98,8 @@ pub(super) struct RawStore {
 pub(super) struct RawBus {
     kind: Option<String>,
     amqp_url: Option<String>,
+    amqp_username: Option<String>,
+    amqp_password: Option<String>,
 }
 
 impl Validator {
@@ -194,6 +198,10 @@ impl Validator {
                 if let Err(why) = redis_url_ok(&url) {
                     self.fail("[store] redis_url", format!("{:?} {why}", redacted(&url)));
                 }
+                let url = with_credentials(&url, raw.redis_username, raw.redis_password).unwrap_or_else(|why| {
+                    self.fail("[store] redis_password", why);
+                    url
+                });
                 let prefix = env.var(ENV_REDIS_PREFIX).or(raw.redis_prefix).unwrap_or_else(|| "callpool".into());
                 if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.contains(char::is_whitespace) {
                     self.fail("[store] redis_prefix", "must be non-empty, without braces or spaces");
@@ -213,6 +221,10 @@ impl Validator {
             "in_process" => BusConfig::InProcess,
             "rabbitmq" => {
                 let url = env.var(ENV_AMQP_URL).or(raw.amqp_url).unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".into());
+                let url = with_credentials(&url, raw.amqp_username, raw.amqp_password).unwrap_or_else(|why| {
+                    self.fail("[bus] amqp_password", why);
+                    url
+                });
                 if url.starts_with("amqps://") {
                     self.fail("[bus] amqp_url", NO_TLS);
                 } else if !url.starts_with("amqp://") {
@@ -253,6 +265,31 @@ fn redis_url_ok(url: &str) -> Result<(), &'static str> {
         Some(("redis" | "redis+unix" | "unix", rest)) if !rest.is_empty() => Ok(()),
         _ => Err("is not a redis:// URL (or unix:// for a socket)"),
     }
+}
+
+/// `url` with a user name and password given beside it (`redis_password`, `amqp_password`, or
+/// their `_file` forms) written into it, percent-encoded; a URL that names a password already
+/// takes no second one.
+fn with_credentials(url: &str, user: Option<String>, password: Option<String>) -> Result<String, String> {
+    if user.is_none() && password.is_none() {
+        return Ok(url.to_owned());
+    }
+    let Some((scheme, rest)) = url.split_once("://") else { return Ok(url.to_owned()) };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        return Err("the URL names a user already: give the credentials in one place".into());
+    }
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let user = user.as_deref().map(encode).unwrap_or_default();
+    let password = password.as_deref().map(|p| format!(":{}", encode(p))).unwrap_or_default();
+    Ok(format!("{scheme}://{user}{password}@{rest}"))
 }
 
 /// `url` with its password (the part after `user:` before `@`) replaced by `***`, for output.

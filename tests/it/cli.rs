@@ -114,6 +114,53 @@ fn serve_waits_for_redis_then_serves_and_stops_cleanly() {
     assert_eq!(stop(&mut child), Some(0), "a clean exit on SIGTERM");
 }
 
+/// Secrets given as files (a systemd credential, a container secret): the admin token, and a
+/// Redis ACL user's password beside the URL; the node logs in with them and never shows them.
+#[test]
+fn secrets_from_files_open_redis_and_the_admin_api() {
+    let (redis_port, http_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let password = "SECRET redis: p@ss/word";
+    let _redis = OwnRedis::start_with(
+        redis_port,
+        &["--user", "default", "off", "--user", "callpool", "on", &format!(">{password}"), "~*", "&*", "+@all"],
+    );
+    let password_file = write(dir.path(), "redis-password", &format!("{password}\n"));
+    let token_file = write(dir.path(), "admin-token", "SECRET-admin-token-from-file\n");
+    let store = format!(
+        "[store]\nkind = \"redis\"\nredis_url = \"redis://127.0.0.1:{redis_port}/\"\nredis_prefix = \"{}\"\n\
+         redis_username = \"callpool\"\nredis_password_file = {password_file:?}",
+        unique("files")
+    );
+    let text = config_text(&store).replace(&format!("admin_token = \"{ADMIN_TOKEN}\""), "").replace(
+        "[server]",
+        &format!("[server]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token_file = {token_file:?}"),
+    );
+    let path = write(dir.path(), "files.toml", &text);
+    let checked = callpool(&["--config", &path, "check-config"]);
+    assert_eq!(checked.status.code(), Some(0), "{}", all_output(&checked));
+    assert!(!all_output(&checked).contains("SECRET"), "{}", all_output(&checked));
+    let (mut child, rx) = spawn_serve(&path);
+    wait_for_line(&rx, "callpool is serving");
+    let admin = |token: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET /v1/admin/pool HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or("").to_owned()
+    };
+    assert!(admin("SECRET-admin-token-from-file").contains(" 200 "), "the token from the file opens the admin API");
+    assert!(admin("SECRET-admin-token-from").contains(" 401 "), "only the whole token");
+    assert_eq!(stop(&mut child), Some(0));
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(!log.iter().any(|l| l.contains("SECRET")), "{log:#?}");
+}
+
 /// Every secret a configuration can hold, each one recognisable in output.
 const SECRETS: [&str; 10] = [
     "SECRET-admin-token-0001",
