@@ -24,6 +24,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     });
     let listen = config.server.listen;
     let source = config.source.clone();
+    check_on_hangup(&source)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Start-up may wait for Redis for as long as it takes; a signal meanwhile ends the wait.
     let app = tokio::select! {
@@ -43,6 +44,43 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     );
     callpool::run(listener, app, shutdown).await.context("the server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP (`systemctl reload`): the configuration file is read and checked again, and the
+/// result logged. Applying it needs a restart until live reload is built; a hang-up never stops
+/// the node.
+fn check_on_hangup(source: &str) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+        let path = std::path::PathBuf::from(source);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if !path.is_file() {
+                    tracing::warn!(
+                        "SIGHUP: this node runs the built-in configuration; there is no file to read again."
+                    );
+                    continue;
+                }
+                match Config::load(&path, &callpool::config::ProcessEnv) {
+                    Ok(c) => tracing::warn!(
+                        config = %path.display(),
+                        sites = c.sites.len(),
+                        "SIGHUP: the configuration file is valid; restart the service to apply it (live reload is not built yet)."
+                    ),
+                    Err(e) => tracing::error!(
+                        config = %path.display(),
+                        problems = %e.problems.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("; "),
+                        "SIGHUP: the configuration file has problems; the running configuration stays."
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = source;
+    Ok(())
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), registered up front.

@@ -111,6 +111,14 @@ fn serve_waits_for_redis_then_serves_and_stops_cleanly() {
     wait_for_line(&rx, "callpool is serving");
     let ready = std::net::TcpStream::connect(("127.0.0.1", http_port));
     assert!(ready.is_ok(), "listening once Redis answered");
+    // `systemctl reload`: the file is checked again and the node keeps serving.
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    wait_for_line(&rx, "SIGHUP: the configuration file is valid; restart the service to apply it");
+    std::fs::write(&path, text.replace("[pool]", "[pool]\nbogus = 1")).unwrap();
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    let said = wait_for_line(&rx, "SIGHUP: the configuration file has problems");
+    assert!(said.contains("bogus"), "{said}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok(), "still serving after the hang-ups");
     assert_eq!(stop(&mut child), Some(0), "a clean exit on SIGTERM");
 }
 
