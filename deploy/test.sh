@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every callpool test, the way CI does.
 #
-# On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server, nginx
-# and chromium through apt, playwright-core through npm), starts Redis and RabbitMQ on loopback with
-# throw-away data dirs on their own ports, runs the format check, clippy, the Rust test suite and
-# the browser tests against them, fuzzes the HTTP API from its OpenAPI document (deploy/api-fuzz.sh,
-# schemathesis in a venv), and stops them again, whatever happens.
+# On a fresh Debian machine it installs what is missing (redis-server, rabbitmq-server, nginx,
+# chromium and prometheus (for promtool) through apt, playwright-core through npm), starts Redis and
+# RabbitMQ on loopback with throw-away data dirs on their own ports, runs the format check, clippy,
+# promtool on the alert rules (deploy/prometheus), the Rust test suite and the browser tests against
+# them, fuzzes the HTTP API from its OpenAPI document (deploy/api-fuzz.sh,
+# schemathesis in a venv), tests the Debian package and the install files (deploy/package-test.sh),
+# and stops them again, whatever happens.
 #
 #   ./deploy/test.sh              everything
 #   ./deploy/test.sh -- model     extra arguments go to `cargo test` (here: only tests named *model*)
@@ -27,6 +29,7 @@ command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
 command -v chromium >/dev/null || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs npm)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   SUDO=""
@@ -95,9 +98,15 @@ if [ "${CALLPOOL_LINT:-1}" = 1 ]; then
   cargo clippy --workspace --all-targets --quiet -- -D warnings
 fi
 
+say "promtool: the alert rules and their unit tests (deploy/prometheus)"
+promtool_rc=0
+{ promtool check rules deploy/prometheus/callpool.rules.yml &&
+  promtool test rules deploy/prometheus/callpool.rules.test.yml && echo "promtool: ok"; } 2>&1 |
+  tee "$WORK/promtool.log" || { promtool_rc=1; echo "promtool: FAILED" | tee -a "$WORK/promtool.log"; }
+
 say "cargo test (redis $CALLPOOL_TEST_REDIS_URL)"
-rc=0
-touch "$WORK/browser.log" "$WORK/fuzz.log"
+rc=$promtool_rc
+touch "$WORK/browser.log" "$WORK/fuzz.log" "$WORK/package.log"
 cargo test --workspace "$@" 2>&1 | tee "$WORK/test.log" || rc=$?
 
 if [ $# -eq 0 ]; then
@@ -107,10 +116,15 @@ if [ $# -eq 0 ]; then
   CALLPOOL_BIN="$PWD/target/debug/callpool" node --test snippet/test/ 2>&1 | tee "$WORK/browser.log" || rc=1
   say "API fuzzing (schemathesis against /openapi.json)"
   CALLPOOL_BIN="$PWD/target/debug/callpool" ./deploy/api-fuzz.sh 2>&1 | tee "$WORK/fuzz.log" || rc=1
+  say "the Debian package, the unit, nginx and the container files (deploy/package-test.sh)"
+  ./deploy/package-test.sh 2>&1 | tee "$WORK/package.log" || rc=1
 fi
 
-# One closing line over every test binary, the browser tests and the API fuzzing (one test).
+# One closing line over every test binary, the browser tests, the API fuzzing and the package test (one each).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   /^# pass / { p += $3 } /^# fail / { f += $3 } /^api fuzz: ok/ { p++ } /^api fuzz: FAILED/ { f++ }
-  END { printf "\ncallpool tests: %d passed, %d failed\n", p, f }' "$WORK/test.log" "$WORK/browser.log" "$WORK/fuzz.log"
+  /^promtool: ok/ { p++ } /^promtool: FAILED/ { f++ }
+  /^package: ok/ { p++ } /^package: FAILED/ { f++ }
+  END { printf "\ncallpool tests: %d passed, %d failed\n", p, f }' "$WORK/test.log" "$WORK/browser.log" "$WORK/fuzz.log" \
+  "$WORK/promtool.log" "$WORK/package.log"
 exit "$rc"

@@ -1,7 +1,9 @@
 //! The operator's API (`Authorization: Bearer <[server] admin_token>`): the pool of each site,
-//! and the dead letters of the job runner — deliveries given up, listed with their error and
-//! put back in the queue once the cause is fixed.
+//! the dead letters of the job runner — deliveries given up, listed with their error and put
+//! back in the queue once the cause is fixed — and the node's status: whether calls still flow
+//! in from each PBX and out to each destination.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -214,4 +216,214 @@ pub async fn requeue(
         app.job_wake.wake(kind);
     }
     Ok(Json(Requeued { requeued, not_found }))
+}
+
+/// The node's store.
+#[derive(Serialize, ToSchema)]
+pub struct StoreStatus {
+    /// `embedded` or `redis`.
+    kind: &'static str,
+    /// `up`, or `unavailable` (it did not answer a ping now; the reason is in the node's log).
+    state: &'static str,
+    /// This node's store errors since it started, by operation (`calls_record`, `jobs_claim`, ...).
+    errors: BTreeMap<String, u64>,
+}
+
+/// The node's bus to the other nodes' tabs.
+#[derive(Serialize, ToSchema)]
+pub struct BusStatus {
+    /// `in_process` (one node) or `rabbitmq`.
+    kind: &'static str,
+    /// `connected` or `unavailable` (RabbitMQ), `in_process`.
+    state: &'static str,
+    /// When the RabbitMQ connection last came up or went down (RFC 3339).
+    since: Option<String>,
+    /// The last error of the RabbitMQ connection, and when.
+    last_error: Option<Noted>,
+    /// Reconnections since the node started (each followed by a resync of the tabs).
+    reconnects: u64,
+    /// Events dropped because RabbitMQ was away too long.
+    dropped: u64,
+}
+
+/// Something that happened, and when.
+#[derive(Serialize, ToSchema)]
+pub struct Noted {
+    /// RFC 3339, UTC.
+    at: String,
+    message: String,
+}
+
+/// A PBX's last request to this node.
+#[derive(Serialize, ToSchema)]
+pub struct LastRequest {
+    /// RFC 3339, UTC.
+    at: String,
+    /// `recorded` (a call or its update was stored), `answered` (a URL check or an event callpool
+    /// does not use) or `refused`.
+    outcome: &'static str,
+}
+
+/// A PBX's last refused request.
+#[derive(Serialize, ToSchema)]
+pub struct LastRefusal {
+    /// RFC 3339, UTC.
+    at: String,
+    /// `bad_signature`, `forbidden_address`, `bad_request`, `rate_limited`, `unavailable`, ...
+    code: String,
+    message: String,
+}
+
+/// Requests a PBX sent this node since it started, by outcome.
+#[derive(Serialize, ToSchema)]
+pub struct PbxCounts {
+    recorded: u64,
+    answered: u64,
+    refused: u64,
+}
+
+/// What one PBX sent this node.
+#[derive(Serialize, ToSchema)]
+pub struct PbxStatus {
+    pbx: String,
+    kind: String,
+    /// Whether a site it serves is within its working hours now (as `callpool_pbx_open`).
+    open: bool,
+    /// Its last request (for a PBX callpool connects to, Asterisk: its last call event recorded).
+    last_request: Option<LastRequest>,
+    /// The last request callpool took (recorded or answered), RFC 3339.
+    last_accepted: Option<String>,
+    last_refusal: Option<LastRefusal>,
+    requests: PbxCounts,
+}
+
+/// One kind of job: the deliveries to one destination.
+#[derive(Serialize, ToSchema)]
+pub struct DestinationStatus {
+    /// The kind of job (`ga4`, `yandex` for Metrica, `trigger`, `cb_ga4`, `tg_request`, `tg_missed`,
+    /// `hook_request`, `hook_missed`), as the dead-letter API names it.
+    kind: &'static str,
+    /// The last delivery this node made, RFC 3339.
+    last_sent: Option<String>,
+    /// This node's last failed attempt.
+    last_error: Option<DeliveryError>,
+    /// Jobs waiting or in flight, store-wide (`null` while the store does not answer).
+    pending: Option<u64>,
+    /// Dead letters, store-wide (`GET /v1/admin/dead-letters?kind=` lists them).
+    dead: Option<u64>,
+}
+
+/// A failed delivery attempt.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryError {
+    /// RFC 3339, UTC.
+    at: String,
+    /// The destination's answer, or why there was none.
+    error: String,
+    /// Whether the job was given up (dead-lettered) rather than left to retry.
+    dead_lettered: bool,
+}
+
+/// What one node sees of the service now.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// The node that answered: the record of requests and deliveries is each node's own.
+    node: String,
+    /// callpool's version.
+    version: &'static str,
+    /// The configuration file the node runs.
+    config: String,
+    /// Now, by the node's clock (RFC 3339).
+    at: String,
+    store: StoreStatus,
+    bus: BusStatus,
+    pbxs: Vec<PbxStatus>,
+    destinations: Vec<DestinationStatus>,
+}
+
+/// Whether calls still flow, as this node saw them: per PBX its last request, the last it took
+/// and the last it refused; per kind of delivery the last sent and the last error, and the
+/// store-wide queue and dead letters; the store and the bus. Answers while the store is away.
+#[utoipa::path(get, path = "/v1/admin/status", security(("admin_token" = [])), responses(
+    (status = 200, body = Status),
+    (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+))]
+pub async fn status(_: Admin, State(app): State<Arc<App>>) -> Json<Status> {
+    let now = app.clock.now();
+    let m = &app.metrics;
+    m.set_hours(&app.config, now);
+    let store_up = match app.pool.ping().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "Status: the store does not answer.");
+            false
+        }
+    };
+    let store = StoreStatus {
+        kind: app.pool.kind(),
+        state: if store_up { "up" } else { "unavailable" },
+        errors: m.store_error_counts(),
+    };
+    let changes = m.bus.changes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let bus = match app.config.bus {
+        crate::config::BusConfig::InProcess => BusStatus {
+            kind: "in_process",
+            state: "in_process",
+            since: None,
+            last_error: None,
+            reconnects: 0,
+            dropped: 0,
+        },
+        crate::config::BusConfig::RabbitMq { .. } => BusStatus {
+            kind: "rabbitmq",
+            state: if m.bus.connected.get() == 1 { "connected" } else { "unavailable" },
+            since: changes.since.map(|t| t.to_string()),
+            last_error: changes.error.map(|(at, message)| Noted { at: at.to_string(), message }),
+            reconnects: m.bus.reconnects.get(),
+            dropped: m.bus.dropped.get(),
+        },
+    };
+    let pbxs = app
+        .config
+        .pbxs
+        .iter()
+        .map(|p| {
+            let last = m.journal.pbx(&p.id).unwrap_or_default();
+            PbxStatus {
+                pbx: p.id.clone(),
+                kind: p.adapter.name().to_owned(),
+                open: m.pbx_open.with_label_values(&[p.id.as_str()]).get() == 1,
+                last_request: last.request.map(|(at, outcome)| LastRequest { at: at.to_string(), outcome }),
+                last_accepted: last.accepted.map(|t| t.to_string()),
+                last_refusal: last.refusal.map(|(at, code, message)| LastRefusal { at: at.to_string(), code, message }),
+                requests: PbxCounts { recorded: last.counts[0], answered: last.counts[1], refused: last.counts[2] },
+            }
+        })
+        .collect();
+    let mut destinations = Vec::new();
+    for (kind, _) in registry::kinds() {
+        let last = m.journal.job(kind);
+        let depth = if store_up { app.store.job_depth(kind).await.ok() } else { None };
+        destinations.push(DestinationStatus {
+            kind,
+            last_sent: last.sent.map(|t| t.to_string()),
+            last_error: last.error.map(|(at, error, dead_lettered)| DeliveryError {
+                at: at.to_string(),
+                error,
+                dead_lettered,
+            }),
+            pending: depth.map(|d| d.0),
+            dead: depth.map(|d| d.1),
+        });
+    }
+    Json(Status {
+        node: app.config.server.node_id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        config: app.config.source.clone(),
+        at: now.to_string(),
+        store,
+        bus,
+        pbxs,
+        destinations,
+    })
 }

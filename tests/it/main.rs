@@ -13,5 +13,7 @@ mod cli;
 mod cluster;
 mod fuzz;
 mod hub;
+mod nginx;
+mod ops;
 mod server;
 mod store;
