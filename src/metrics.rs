@@ -83,6 +83,8 @@ pub struct Metrics {
     /// When each PBX last sent this node something it took (recorded or answered), Unix seconds;
     /// the node's start until then.
     pub pbx_last_accepted: IntGaugeVec,
+    /// 1 while callpool's own connection to a PBX it connects to (Asterisk's AMI) is logged in.
+    pub pbx_connected: IntGaugeVec,
     /// 1 while a site is within its working hours (`[site.callback]` hours; a site without them: always).
     pub site_open: IntGaugeVec,
     /// 1 while a site the PBX serves is within its working hours (see [`Metrics::set_hours`]).
@@ -422,6 +424,16 @@ impl Metrics {
                     Opts::new(
                         "callpool_pbx_last_accepted_timestamp_seconds",
                         "When the PBX last sent this node something it took (recorded or answered); the node's start until then.",
+                    ),
+                    &["pbx"],
+                ),
+            ),
+            pbx_connected: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "callpool_pbx_connected",
+                        "1 while callpool's connection to the PBX (Asterisk's AMI) is logged in; only PBXs callpool connects to.",
                     ),
                     &["pbx"],
                 ),

@@ -459,12 +459,15 @@ impl Adapter for Ami {
 /// after a drop, waits (1 s, doubling to 30 s; back to 1 s once a login succeeds) and again.
 async fn run(app: Arc<App>, ami: Ami, pbx: String, sink: Sink, stop: CancellationToken) {
     let mut wait = Duration::from_secs(1);
+    let connected = app.metrics.pbx_connected.with_label_values(&[pbx.as_str()]);
+    connected.set(0);
     loop {
         let mut logged_in = false;
         let ended = tokio::select! {
             _ = stop.cancelled() => return,
             r = session(&app, &ami, &pbx, &sink, &mut logged_in) => r,
         };
+        connected.set(0);
         if logged_in {
             wait = Duration::from_secs(1);
         }
@@ -514,6 +517,7 @@ async fn session(app: &App, ami: &Ami, pbx: &str, sink: &Sink, logged_in: &mut b
         }
     }
     *logged_in = true;
+    app.metrics.pbx_connected.with_label_values(&[pbx]).set(1);
     tracing::info!(pbx = %pbx, address = %ami.address, "Connected to the Asterisk's AMI.");
     if ami.recordings.is_some() {
         write.write_all(filters().as_bytes()).await.map_err(|e| e.to_string())?;

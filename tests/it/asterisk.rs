@@ -285,6 +285,8 @@ async fn ami_events_become_calls_and_the_connection_comes_back_after_a_restart()
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start_real(config(dir.path(), ami.port, AMI_SECRET, &ga_url)).await;
     eventually("callpool logged in to the AMI", || async { ami.good_logins() == 1 }).await;
+    let connected = || node.metric("callpool_pbx_connected{pbx=\"ast\"}");
+    eventually("the connection counts as up", || async { connected().await == 1.0 }).await;
 
     // A visitor with a number calls it; the agent answers.
     let mut tab = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
@@ -332,6 +334,7 @@ async fn a_wrong_ami_secret_is_refused_and_tried_again_without_harm() {
     let node = Node::start_real(config(dir.path(), ami.port, "not-the-secret", "http://127.0.0.1:9")).await;
     eventually("two refused logins (it tries again)", || async { ami.logins.lock().unwrap().len() >= 2 }).await;
     assert_eq!(ami.good_logins(), 0);
+    assert_eq!(node.metric("callpool_pbx_connected{pbx=\"ast\"}").await, 0.0, "not connected (the alert's gauge)");
     assert_eq!(node.get("/readyz").await.status(), 200, "the node serves meanwhile");
     // A webhook to an AMI PBX is refused: it reports over AMI.
     let resp = reqwest::Client::new().post(node.url("/v1/pbx/calls?pbx=ast")).body("{}").send().await.unwrap();

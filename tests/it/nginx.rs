@@ -3,7 +3,8 @@
 //! includes) in front of two callpool nodes sharing the test Redis and RabbitMQ. Tabs opened
 //! through it are websockets spread over both nodes; one visitor's tabs on the two nodes show one
 //! number; and the nodes count connection attempts per visitor address as nginx's
-//! `X-Forwarded-For` names it (`trusted_proxies`), whatever the client wrote in that header.
+//! `X-Forwarded-For` names it (`trusted_proxies`), whatever the client wrote in that header; and
+//! a rolling restart (a node stopped, its tabs told to reconnect) keeps the visitor's number.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -223,8 +224,28 @@ async fn the_shipped_nginx_config_spreads_a_visitors_tabs_over_two_nodes_with_on
             Heard::Closed(code) => panic!("the tab closed: {code:?}"),
         }
     }
-    drop(kept);
+    // A rolling restart: the node that holds the tab stops; it tells the tab to reconnect (1001,
+    // "going away", which the snippet answers by connecting again), and the tab opened again
+    // through nginx reaches the other node with the visitor's number.
+    eventually("only the kept tab is open", || async {
+        one.metric("callpool_ws_tabs").await + two.metric("callpool_ws_tabs").await == 1.0
+    })
+    .await;
+    let (leaving, staying) = if one.metric("callpool_ws_tabs").await == 1.0 { (one, two) } else { (two, one) };
+    let stopped = tokio::spawn(leaving.stop());
+    let code = loop {
+        match kept.next().await {
+            Heard::Closed(code) => break code,
+            Heard::Json(_) => {}
+        }
+    };
+    assert_eq!(code, Some(1001), "the stopping node tells its tabs to reconnect");
+    stopped.await.unwrap();
+    let mut again = open_through(nginx.addr(), [127, 0, 0, 2], "203.0.113.50").await.expect("upgraded");
+    again.hello(&visitor, PAGE).await;
+    assert_eq!(until_kind(&mut again, "tracking").await, first, "the visitor keeps the number on the other node");
+    assert_eq!(staying.metric("callpool_ws_tabs").await, 1.0, "{}", nginx.error_log());
+    drop(again);
     drop(nginx);
-    one.stop().await;
-    two.stop().await;
+    staying.stop().await;
 }

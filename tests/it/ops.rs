@@ -43,6 +43,14 @@ secrets = ["{PBX_SECRET}"]
 id = "quiet"
 secrets = ["{PBX_SECRET}"]
 
+# An Asterisk callpool connects to; nothing listens there, so it stays disconnected.
+[[pbx]]
+id = "ami"
+kind = "asterisk"
+ami = "127.0.0.1:{closed}"
+username = "callpool"
+secret = "a-long-random-ami-secret"
+
 {shop}
 
 [site.ga4]
@@ -64,6 +72,7 @@ hours = {{ mon = "closed" }}
 trigger = {{ kind = "generic", url = "{fake}/trigger", secret = "a-long-random-trigger-secret" }}
 "#,
         data = dir.join("data").display().to_string(),
+        closed = free_port(),
         shop = shop_site(ORIGIN, "200ms", "30m", "200ms"),
     );
     Config::parse(&text, "ops-test.toml", &std::collections::HashMap::new()).expect("test config")
