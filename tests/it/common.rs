@@ -239,32 +239,40 @@ impl Drop for OwnRedis {
     }
 }
 
-/// nginx in front of a node on `127.0.0.1:{port}`, with the `location` block of the README
-/// (`/cp/` proxied to the node, `X-Forwarded-For` appended), so the documented setup is the
-/// tested one.
+/// Debian's nginx as the test user, everything it writes in a temporary prefix; stopped on drop
+/// (also when the test fails).
 pub struct OwnNginx {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl OwnNginx {
+    /// nginx in front of a node on `127.0.0.1:{port}`, with the `location` block of the README
+    /// (`/cp/` proxied to the node, `X-Forwarded-For` appended), so the documented setup is the
+    /// tested one.
     pub fn start(node: SocketAddr) -> OwnNginx {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         let location =
             readme.split("```nginx\n").nth(1).and_then(|b| b.split("```").next()).expect("README's nginx block");
         let location = location.replace("http://127.0.0.1:8080/", &format!("http://{node}/"));
+        OwnNginx::serve(|_, port| format!("server {{\n listen 127.0.0.1:{port};\n{location}\n}}\n"))
+    }
+
+    /// nginx with the `http` block's content that `conf` gives for the prefix directory (where it
+    /// may write files it includes) and a free loopback port to listen on.
+    pub fn serve(conf: impl FnOnce(&Path, u16) -> String) -> OwnNginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let http = conf(dir.path(), port);
         let d = dir.path().display();
-        let conf = format!(
+        let main = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
              events {{ worker_connections 512; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             server {{\n listen 127.0.0.1:{port};\n{location}\n}}\n}}\n"
+             fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n{http}}}\n"
         );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
         // Debian installs it in /usr/sbin, which a user's PATH may lack.
         let bin = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
         let mut child = Command::new(bin)
@@ -278,20 +286,33 @@ impl OwnNginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx must be installed (./deploy/test.sh installs it)");
+        let mut nginx = None;
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return OwnNginx { child, port, _dir: dir };
+                return OwnNginx { child, port, dir };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                nginx = Some(status);
+                break;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
         let _ = child.kill();
         let _ = child.wait();
         let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        panic!("nginx did not start on port {port}: {log}");
+        panic!("nginx did not start on port {port} ({nginx:?}): {log}");
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 }
 

@@ -7,8 +7,6 @@
 //! a rolling restart (a node stopped, its tabs told to reconnect) keeps the visitor's number.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
@@ -51,82 +49,20 @@ amqp_url = "{amqp}"
     Config::parse(&text, "nginx-test.toml", &std::collections::HashMap::new()).expect("test config")
 }
 
-/// Debian's nginx on the shipped `deploy/nginx/callpool.conf`, as the test user, with everything
-/// it writes in a temporary prefix; stopped on drop (also when the test fails).
-struct ShippedNginx {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl ShippedNginx {
-    fn start(nodes: &[SocketAddr]) -> ShippedNginx {
-        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/callpool.conf"))
-            .expect("deploy/nginx/callpool.conf");
-        assert_eq!(shipped.matches("\n    listen 80;\n").count(), 1, "the shipped file listens on port 80, once");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+/// Debian's nginx on the shipped `deploy/nginx/callpool.conf`, its `listen` line moved to a free
+/// loopback port and `nodes` in the `callpool-nodes.conf` it includes.
+fn shipped_nginx(nodes: &[SocketAddr]) -> OwnNginx {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/callpool.conf"))
+        .expect("deploy/nginx/callpool.conf");
+    assert_eq!(shipped.matches("\n    listen 80;\n").count(), 1, "the shipped file listens on port 80, once");
+    OwnNginx::serve(|dir, port| {
         let conf = shipped.replace("\n    listen 80;\n", &format!("\n    listen 127.0.0.1:{port};\n"));
-        std::fs::write(dir.path().join("callpool.conf"), conf).unwrap();
+        std::fs::write(dir.join("callpool.conf"), conf).unwrap();
         // What an operator writes in /etc/nginx/callpool-nodes.conf: one line per node.
         let upstream: String = nodes.iter().map(|n| format!("server {n} max_fails=2 fail_timeout=10s;\n")).collect();
-        std::fs::write(dir.path().join("callpool-nodes.conf"), upstream).unwrap();
-        let d = dir.path().display();
-        let main = format!(
-            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             include {d}/callpool.conf;\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
-        // Debian installs it in /usr/sbin, which a user's PATH may lack.
-        let bin = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
-        let mut child = Command::new(bin)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx must be installed (./deploy/test.sh installs it)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return ShippedNginx { child, port, dir };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}) on the shipped config: {log}");
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        panic!("nginx did not start on port {port}: {log}");
-    }
-
-    fn addr(&self) -> SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for ShippedNginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        std::fs::write(dir.join("callpool-nodes.conf"), upstream).unwrap();
+        format!("include {}/callpool.conf;\n", dir.display())
+    })
 }
 
 /// Opens a tab through `nginx` from the local address `from`, with the `X-Forwarded-For` header
@@ -169,7 +105,7 @@ async fn the_shipped_nginx_config_spreads_a_visitors_tabs_over_two_nodes_with_on
         one.get("/readyz").await.status() == 200 && two.get("/readyz").await.status() == 200
     })
     .await;
-    let nginx = ShippedNginx::start(&[one.addr, two.addr]);
+    let nginx = shipped_nginx(&[one.addr, two.addr]);
 
     // Plain requests pass; the metrics stay per node, not behind the balancer.
     let ready = reqwest::get(nginx.url("/readyz")).await.unwrap();
