@@ -288,19 +288,9 @@ async fn ami_events_become_calls_and_the_connection_comes_back_after_a_restart()
     let connected = || node.metric("callpool_pbx_connected{pbx=\"ast\"}");
     eventually("the connection counts as up", || async { connected().await == 1.0 }).await;
 
-    // A visitor with a number calls it; the agent answers.
-    let mut tab = WsTab::open(node.addr, "shop-public-key", ORIGIN).await;
-    let hello = serde_json::json!({"type": "hello", "v": 1, "visitor": "1197596843.1673515099",
-        "ga_client_id": "1197596843.1673515099", "tab": unique("tab"), "page": "https://shop.example/"});
-    tab.send_text(&hello.to_string()).await;
-    let number = loop {
-        let (n, kind) = tab.number().await;
-        if kind == "tracking" {
-            break n;
-        }
-    };
-    // The call comes once the number has been shown a while (its events say it rang 3.2 s ago).
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // A visitor with a number calls it (once it has been shown a while: the events say it rang
+    // 3.2 s ago); the agent answers.
+    let (_tab, number) = visitor_with_number(&node).await;
     ami.call("1764670000.41", number.trim_start_matches('+'), "79161234567", true);
     eventually("the call is recorded, completed", || async {
         calls(&node).await.iter().any(|c| c["call_id"] == "1764670000.41" && c["status"] == "completed")

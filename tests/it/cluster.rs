@@ -61,16 +61,6 @@ fn rabbitmqctl(cmd: &str) {
     assert!(status.success(), "rabbitmqctl {cmd} failed");
 }
 
-/// The next number message whose kind is `kind`, skipping repeats of others.
-async fn until_kind(tab: &mut WsTab, kind: &str) -> String {
-    loop {
-        let (number, k) = tab.number().await;
-        if k == kind {
-            return number;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart() {
     let _broker = BROKER.lock().await;
@@ -93,8 +83,8 @@ async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart(
     a.hello("cluster-visitor", PAGE).await;
     let mut b = WsTab::open(two.addr, "shop-public-key", ORIGIN).await;
     b.hello("cluster-visitor", PAGE).await;
-    let on_a = until_kind(&mut a, "tracking").await;
-    let on_b = until_kind(&mut b, "tracking").await;
+    let on_a = a.until_kind("tracking").await;
+    let on_b = b.until_kind("tracking").await;
     assert_eq!(on_a, on_b, "one lease, one number, on both nodes");
 
     // The tab on node one closes; the one on node two keeps the number past the grace.
@@ -107,7 +97,7 @@ async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart(
     // A new tab on node one shows it at once.
     let mut a = WsTab::open(one.addr, "shop-public-key", ORIGIN).await;
     a.hello("cluster-visitor", PAGE).await;
-    assert_eq!(until_kind(&mut a, "tracking").await, on_a);
+    assert_eq!(a.until_kind("tracking").await, on_a);
 
     // RabbitMQ goes away while the lease runs idle, then comes back: both tabs converge.
     assert_eq!(one.get("/readyz").await.status(), 200);
@@ -117,8 +107,8 @@ async fn tabs_on_two_nodes_share_a_number_and_converge_after_a_rabbitmq_restart(
     assert_eq!(ready["broker"], "unavailable");
     tokio::time::sleep(Duration::from_secs(4)).await;
     rabbitmqctl("start_app");
-    assert_eq!(until_kind(&mut a, "default_after").await, "+74951234568");
-    assert_eq!(until_kind(&mut b, "default_after").await, "+74951234568");
+    assert_eq!(a.until_kind("default_after").await, "+74951234568");
+    assert_eq!(b.until_kind("default_after").await, "+74951234568");
     eventually("both nodes reconnected", || async {
         one.metric("callpool_bus_reconnects_total").await >= 1.0
             && two.metric("callpool_bus_reconnects_total").await >= 1.0
@@ -225,7 +215,7 @@ async fn visitor_tab(addr: std::net::SocketAddr, i: usize) -> (WsTab, String) {
     let hello = serde_json::json!({"type": "hello", "v": 1, "visitor": client, "ga_client_id": client,
         "tab": unique("tab"), "page": PAGE});
     tab.send_text(&hello.to_string()).await;
-    let number = until_kind(&mut tab, "tracking").await;
+    let number = tab.until_kind("tracking").await;
     (tab, number)
 }
 

@@ -399,6 +399,17 @@ impl WsTab {
             }
         }
     }
+
+    /// The next number message whose kind is `kind` (`tracking`, `default`), skipping others (a
+    /// resync repeats what a tab shows).
+    pub async fn until_kind(&mut self, kind: &str) -> String {
+        loop {
+            let (number, k) = self.number().await;
+            if k == kind {
+                return number;
+            }
+        }
+    }
 }
 
 /// Serves `handle` for every request on a loopback port (a stand-in for a service on the

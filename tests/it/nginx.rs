@@ -83,16 +83,6 @@ async fn open_through(nginx: SocketAddr, from: [u8; 4], forwarded_for: &str) -> 
     }
 }
 
-/// The next number message of `kind`, skipping others (a resync repeats what a tab shows).
-async fn until_kind(tab: &mut WsTab, kind: &str) -> String {
-    loop {
-        let (number, k) = tab.number().await;
-        if k == kind {
-            return number;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_nginx_config_spreads_a_visitors_tabs_over_two_nodes_with_one_number() {
     std::env::var("CALLPOOL_TEST_RABBIT_NODE").expect(
@@ -125,8 +115,8 @@ async fn the_shipped_nginx_config_spreads_a_visitors_tabs_over_two_nodes_with_on
         one.metric("callpool_ws_tabs").await == 1.0 && two.metric("callpool_ws_tabs").await == 1.0
     })
     .await;
-    let first = until_kind(&mut tabs[0], "tracking").await;
-    let second = until_kind(&mut tabs[1], "tracking").await;
+    let first = tabs[0].until_kind("tracking").await;
+    let second = tabs[1].until_kind("tracking").await;
     assert_eq!(first, second, "the visitor's tabs on the two nodes show one number");
     let (site, held_by) = (SiteId::new("shop").unwrap(), VisitorId::new(&visitor).unwrap());
     for node in [&one, &two] {
@@ -179,7 +169,7 @@ async fn the_shipped_nginx_config_spreads_a_visitors_tabs_over_two_nodes_with_on
     stopped.await.unwrap();
     let mut again = open_through(nginx.addr(), [127, 0, 0, 2], "203.0.113.50").await.expect("upgraded");
     again.hello(&visitor, PAGE).await;
-    assert_eq!(until_kind(&mut again, "tracking").await, first, "the visitor keeps the number on the other node");
+    assert_eq!(again.until_kind("tracking").await, first, "the visitor keeps the number on the other node");
     assert_eq!(staying.metric("callpool_ws_tabs").await, 1.0, "{}", nginx.error_log());
     drop(again);
     drop(nginx);
