@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::calls::matcher::Directory;
 use crate::clock::Clock;
-use crate::config::{BusConfig, Config, StoreConfig};
+use crate::config::{BusConfig, Config, StoreConfig, TlsFiles};
 use crate::live::bus::{Bus, InProcessBus, RabbitBus};
 use crate::metrics::Metrics;
 use crate::store::jobs::Planned;
@@ -41,6 +41,13 @@ pub struct App {
 impl App {
     /// Opens the configured store and brings it in line with the configuration.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
+        // The bus's files first: a problem with them stops the start before the store is opened.
+        let bus_tls = match &config.bus {
+            BusConfig::RabbitMq { url, tls } if url.starts_with("amqps://") => {
+                Some(amqp_tls(tls).map_err(|why| StoreError::Pool(callpool_pool::PoolError::Invalid(why)))?)
+            }
+            _ => None,
+        };
         let (pool, store) = open_stores(&config).await?;
         pool.configure(&config.pool_spec(), clock.now()).await?;
         let directory = config.directory();
@@ -52,8 +59,9 @@ impl App {
         let stop = CancellationToken::new();
         let bus: Arc<dyn Bus> = match &config.bus {
             BusConfig::InProcess => Arc::new(InProcessBus::new()),
-            BusConfig::RabbitMq { url } => Arc::new(RabbitBus::start(
+            BusConfig::RabbitMq { url, .. } => Arc::new(RabbitBus::start(
                 url.clone(),
+                bus_tls.unwrap_or_default(),
                 config.server.node_id.clone(),
                 metrics.bus.clone(),
                 stop.clone(),
@@ -78,12 +86,55 @@ impl App {
 pub async fn open_pool(config: &Config) -> Result<Pool, callpool_pool::PoolError> {
     match &config.store {
         StoreConfig::Embedded { data_dir } => EmbeddedPool::open(data_dir).map(Pool::Embedded),
-        StoreConfig::Redis { url, prefix } => {
+        StoreConfig::Redis { url, prefix, tls } => {
             let opts =
                 RedisOptions { url: url.clone(), prefix: prefix.clone(), response_timeout: Duration::from_secs(2) };
-            RedisPool::connect(&opts).await.map(Pool::Redis)
+            let certs = if url.starts_with("rediss://") {
+                let files = tls_files("[store] redis", tls).map_err(callpool_pool::PoolError::Invalid)?;
+                Some(redis::TlsCertificates {
+                    client_tls: files
+                        .client
+                        .map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key }),
+                    root_cert: files.ca,
+                })
+            } else {
+                None
+            };
+            RedisPool::connect_tls(&opts, certs).await.map(Pool::Redis)
         }
     }
+}
+
+/// The PEM files of a TLS connection, read.
+struct TlsPem {
+    ca: Option<Vec<u8>>,
+    /// The certificate (chain) and the private key.
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Reads `files` (the settings `{at}_ca_file`, ...); a problem names the setting and the path,
+/// never the content.
+fn tls_files(at: &str, files: &TlsFiles) -> Result<TlsPem, String> {
+    let read = |name: &str, path: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>, String> {
+        path.as_ref()
+            .map(|p| std::fs::read(p).map_err(|e| format!("{at}_{name}: {}: cannot read it: {e}", p.display())))
+            .transpose()
+    };
+    let ca = read("ca_file", &files.ca_file)?;
+    let cert = read("client_cert_file", &files.client_cert_file)?;
+    let key = read("client_key_path", &files.client_key_path)?;
+    Ok(TlsPem { ca, client: cert.zip(key) })
+}
+
+/// The bus's TLS settings for lapin: its CA (trusted beside the system's roots) and client certificate.
+fn amqp_tls(files: &TlsFiles) -> Result<lapin::tcp::OwnedTLSConfig, String> {
+    let pem = tls_files("[bus] amqp", files)?;
+    let text =
+        |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| "[bus] amqp_ca_file: not a PEM text file".to_owned());
+    Ok(lapin::tcp::OwnedTLSConfig {
+        cert_chain: pem.ca.map(text).transpose()?,
+        identity: pem.client.map(|(pem, key)| lapin::tcp::OwnedIdentity::PKCS8 { pem, key }),
+    })
 }
 
 /// Opens the pool and the store the configuration names, for a tool (no server).

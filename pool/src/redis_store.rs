@@ -68,7 +68,7 @@ pub struct RedisPool {
 /// Connection settings for [`RedisPool::connect`].
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`
+    /// `redis://host:port/db`, or `rediss://` for TLS (see [`RedisPool::connect_tls`])
     pub url: String,
     /// Every key starts with `{prefix}:`; the braces keep all keys in one cluster slot.
     pub prefix: String,
@@ -85,6 +85,17 @@ pub fn is_unavailable(e: &redis::RedisError) -> bool {
 /// A wrong or missing password (or user): retrying cannot help, so start-up stops and says so.
 fn refused_credentials(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// A TLS handshake that failed on what it checks (the server's certificate, its name, the
+/// client's certificate, a peer that does not speak TLS): retrying cannot help either.
+fn refused_tls(e: &redis::RedisError) -> bool {
+    use std::error::Error;
+    let Some(inner) = e.source().and_then(|s| s.downcast_ref::<std::sync::Arc<dyn Error + Send + Sync>>()) else {
+        return false;
+    };
+    let io = inner.downcast_ref::<std::io::Error>();
+    io.and_then(|io| io.get_ref()).is_some_and(|tls| tls.downcast_ref::<rustls::Error>().is_some())
 }
 
 fn classify(e: redis::RedisError) -> PoolError {
@@ -217,9 +228,19 @@ fn visit_from(v: Vec<Value>) -> Result<Option<Visit>, PoolError> {
 impl RedisPool {
     /// Connects, retrying with backoff (and saying so in the log) until Redis answers.
     pub async fn connect(opts: &RedisOptions) -> Result<RedisPool, PoolError> {
+        RedisPool::connect_tls(opts, None).await
+    }
+
+    /// As [`RedisPool::connect`]; a `rediss://` URL trusts `tls`'s CA instead of the system's
+    /// roots and presents its client certificate, if it has them. A TLS handshake that fails
+    /// (a certificate the CA did not sign, another host name) stops the start.
+    pub async fn connect_tls(opts: &RedisOptions, tls: Option<redis::TlsCertificates>) -> Result<RedisPool, PoolError> {
         // The URL may hold a password: it never goes into a message.
-        let client = redis::Client::open(opts.url.as_str())
-            .map_err(|e| PoolError::Invalid(format!("[store] redis_url: {e}")))?;
+        let client = match tls {
+            Some(certs) => redis::Client::build_with_tls(opts.url.as_str(), certs),
+            None => redis::Client::open(opts.url.as_str()),
+        }
+        .map_err(|e| PoolError::Invalid(format!("[store] redis_url: {e}")))?;
         // Few, short reconnect attempts per command: while Redis is away a lease answers
         // `Unavailable` within about a second (the visitor keeps the default number) instead of
         // waiting through a long backoff; the next command tries again.
@@ -240,6 +261,14 @@ impl RedisPool {
                 Err(e) if refused_credentials(&e) => {
                     return Err(PoolError::Invalid(format!(
                         "Redis refused the credentials of [store] redis_url ({e}); check the user and password"
+                    )));
+                }
+                Err(e) if refused_tls(&e) => {
+                    return Err(PoolError::Invalid(format!(
+                        "the TLS connection to [store] redis_url failed ({e}); check that a CA of \
+                         redis_ca_file (or of the system, without it) signs the server's certificate, that \
+                         the certificate names the URL's host, and, if Redis asks for one, the client \
+                         certificate (redis_client_cert_file, redis_client_key_path)"
                     )));
                 }
                 Err(e) => {

@@ -29,7 +29,7 @@ pub use env::*;
 pub use pbx::PbxConfig;
 pub use pool::PoolConfig;
 pub use section::{Fields, Place, Reader, Section, Sections};
-pub use server::{BusConfig, ServerConfig, StoreConfig};
+pub use server::{BusConfig, ServerConfig, StoreConfig, TlsFiles};
 pub use site::{referrer_host, SiteConfig, TrackFilter};
 
 /// The built-in demo configuration `callpool serve` uses when there is no config file.
@@ -272,7 +272,14 @@ mod tests {
             (ENV_LISTEN, "0.0.0.0:9000"),
         ]);
         let c = Config::parse(GOOD, "test.toml", &e).unwrap();
-        assert_eq!(c.store, StoreConfig::Redis { url: "redis://10.0.0.1:6380/2".into(), prefix: "callpool".into() });
+        assert_eq!(
+            c.store,
+            StoreConfig::Redis {
+                url: "redis://10.0.0.1:6380/2".into(),
+                prefix: "callpool".into(),
+                tls: Default::default()
+            }
+        );
         assert_eq!(c.server.admin_token.as_deref(), Some("0123456789abcdef"));
         assert_eq!(c.server.listen, "0.0.0.0:9000".parse().unwrap());
     }

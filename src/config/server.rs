@@ -51,7 +51,19 @@ pub struct ServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreConfig {
     Embedded { data_dir: PathBuf },
-    Redis { url: String, prefix: String },
+    Redis { url: String, prefix: String, tls: TlsFiles },
+}
+
+/// The files of a TLS connection to Redis or RabbitMQ (`rediss://`, `amqps://`), all PEM; read
+/// when the node starts. Without `ca_file` the system's roots are trusted; the server's name
+/// (or address) in the URL is checked against its certificate either way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificates that sign the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// For mutual TLS: this node's certificate (chain) and its private key.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_path: Option<PathBuf>,
 }
 
 /// How the nodes tell each other what tabs show.
@@ -60,7 +72,7 @@ pub enum BusConfig {
     /// One node (the embedded default).
     InProcess,
     /// A cluster: every node connects to this RabbitMQ.
-    RabbitMq { url: String },
+    RabbitMq { url: String, tls: TlsFiles },
 }
 
 #[derive(Deserialize, Default)]
@@ -91,6 +103,12 @@ pub(super) struct RawStore {
     redis_username: Option<String>,
     redis_password: Option<String>,
     redis_prefix: Option<String>,
+    redis_ca_file: Option<PathBuf>,
+    redis_client_cert_file: Option<PathBuf>,
+    redis_client_key_path: Option<PathBuf>,
+    /// Only to say where the key's path goes: a `redis_client_key_file` is read as a secret
+    /// (see `files.rs`) and arrives here as the key itself.
+    redis_client_key: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -100,6 +118,11 @@ pub(super) struct RawBus {
     amqp_url: Option<String>,
     amqp_username: Option<String>,
     amqp_password: Option<String>,
+    amqp_ca_file: Option<PathBuf>,
+    amqp_client_cert_file: Option<PathBuf>,
+    amqp_client_key_path: Option<PathBuf>,
+    /// As `redis_client_key` in `[store]`.
+    amqp_client_key: Option<toml::Value>,
 }
 
 impl Validator {
@@ -206,7 +229,13 @@ impl Validator {
                 if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.contains(char::is_whitespace) {
                     self.fail("[store] redis_prefix", "must be non-empty, without braces or spaces");
                 }
-                StoreConfig::Redis { url, prefix }
+                let tls = TlsFiles {
+                    ca_file: raw.redis_ca_file,
+                    client_cert_file: raw.redis_client_cert_file,
+                    client_key_path: raw.redis_client_key_path,
+                };
+                self.tls_files("[store] redis", url.starts_with("rediss://"), &tls, raw.redis_client_key.is_some());
+                StoreConfig::Redis { url, prefix, tls }
             }
             other => {
                 self.fail("[store] kind", format!("{other:?} is neither \"embedded\" nor \"redis\""));
@@ -225,18 +254,22 @@ impl Validator {
                     self.fail("[bus] amqp_password", why);
                     url
                 });
-                if url.starts_with("amqps://") {
-                    self.fail("[bus] amqp_url", NO_TLS);
-                } else if !url.starts_with("amqp://") {
-                    self.fail("[bus] amqp_url", format!("{:?} is not an amqp:// URL", redacted(&url)));
+                if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
+                    self.fail("[bus] amqp_url", format!("{:?} is not an amqp:// or amqps:// URL", redacted(&url)));
                 }
+                let tls = TlsFiles {
+                    ca_file: raw.amqp_ca_file,
+                    client_cert_file: raw.amqp_client_cert_file,
+                    client_key_path: raw.amqp_client_key_path,
+                };
+                self.tls_files("[bus] amqp", url.starts_with("amqps://"), &tls, raw.amqp_client_key.is_some());
                 if matches!(store, StoreConfig::Embedded { .. }) {
                     self.fail(
                         "[bus] kind",
                         "\"rabbitmq\" joins nodes into a cluster, which needs [store] kind = \"redis\"",
                     );
                 }
-                BusConfig::RabbitMq { url }
+                BusConfig::RabbitMq { url, tls }
             }
             other => {
                 self.fail("[bus] kind", format!("{other:?} is neither \"in_process\" nor \"rabbitmq\""));
@@ -254,16 +287,49 @@ fn default_node_id() -> String {
     format!("{}-{}-{nanos:x}", if host.is_empty() { "node" } else { &host }, std::process::id())
 }
 
-/// This build speaks to Redis and RabbitMQ in plain TCP only: a TLS URL is refused rather than
-/// quietly downgraded (which would send the password in clear).
-const NO_TLS: &str = "TLS (rediss://, amqps://) is not built into callpool: reach the service over a private network, \
-                      or through a local TLS tunnel (stunnel, spiped) with a plain URL to 127.0.0.1";
-
 fn redis_url_ok(url: &str) -> Result<(), &'static str> {
     match url.split_once("://") {
-        Some(("rediss", _)) => Err(NO_TLS),
-        Some(("redis" | "redis+unix" | "unix", rest)) if !rest.is_empty() => Ok(()),
-        _ => Err("is not a redis:// URL (or unix:// for a socket)"),
+        Some(("redis" | "rediss" | "redis+unix" | "unix", rest)) if !rest.is_empty() => Ok(()),
+        _ => Err("is not a redis:// or rediss:// URL (or unix:// for a socket)"),
+    }
+}
+
+impl Validator {
+    /// The TLS files of `{at}_url` (`at` is "[store] redis" or "[bus] amqp"): only with a TLS
+    /// URL, the certificate and key together, each a readable PEM file of the right kind.
+    /// `key_given`: the configuration named `{at}_client_key` (or its `_file` form), which is
+    /// not a setting.
+    fn tls_files(&mut self, at: &str, tls_url: bool, files: &TlsFiles, key_given: bool) {
+        let scheme = if at.ends_with("redis") { "rediss://" } else { "amqps://" };
+        if key_given {
+            let why = format!(
+                "not a setting: give the path of the client's private key (a PEM file) as {at}_client_key_path"
+            );
+            self.fail(&format!("{at}_client_key"), why);
+        }
+        let named = [
+            ("ca_file", &files.ca_file, "-----BEGIN CERTIFICATE-----", "certificate"),
+            ("client_cert_file", &files.client_cert_file, "-----BEGIN CERTIFICATE-----", "certificate"),
+            ("client_key_path", &files.client_key_path, "PRIVATE KEY-----", "private key"),
+        ];
+        for (name, path, marker, what) in named {
+            let Some(path) = path else { continue };
+            let setting = format!("{at}_{name}");
+            if !tls_url {
+                self.fail(&setting, format!("is for TLS: the URL must start with {scheme}"));
+                continue;
+            }
+            // The key's text never goes into a message: only whether it holds a key.
+            match std::fs::read_to_string(path) {
+                Ok(text) if text.contains(marker) => {}
+                Ok(_) => self.fail(&setting, format!("{}: no PEM {what} in it", path.display())),
+                Err(e) => self.fail(&setting, format!("{}: cannot read it: {e}", path.display())),
+            }
+        }
+        if files.client_cert_file.is_some() != files.client_key_path.is_some() {
+            let why = format!("mutual TLS needs both {at}_client_cert_file and {at}_client_key_path");
+            self.fail(&format!("{at}_client_cert_file"), why);
+        }
     }
 }
 
@@ -309,7 +375,7 @@ impl std::fmt::Display for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreConfig::Embedded { data_dir } => write!(f, "embedded in {}", data_dir.display()),
-            StoreConfig::Redis { url, prefix } => write!(f, "redis at {} (keys {{{prefix}}}:*)", redacted(url)),
+            StoreConfig::Redis { url, prefix, .. } => write!(f, "redis at {} (keys {{{prefix}}}:*)", redacted(url)),
         }
     }
 }
@@ -318,7 +384,7 @@ impl std::fmt::Display for BusConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BusConfig::InProcess => f.write_str("in process (one node)"),
-            BusConfig::RabbitMq { url } => write!(f, "rabbitmq at {}", redacted(url)),
+            BusConfig::RabbitMq { url, .. } => write!(f, "rabbitmq at {}", redacted(url)),
         }
     }
 }

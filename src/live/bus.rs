@@ -108,11 +108,18 @@ pub struct RabbitBus {
 }
 
 impl RabbitBus {
-    /// Starts the connection task (it keeps trying until `shutdown`). `node` names this node's queue.
-    pub fn start(url: String, node: String, metrics: BusMetrics, shutdown: CancellationToken) -> RabbitBus {
+    /// Starts the connection task (it keeps trying until `shutdown`). `node` names this node's
+    /// queue; `tls` holds the CA and client certificate of an `amqps://` URL (none: the default).
+    pub fn start(
+        url: String,
+        tls: lapin::tcp::OwnedTLSConfig,
+        node: String,
+        metrics: BusMetrics,
+        shutdown: CancellationToken,
+    ) -> RabbitBus {
         let (out, rx) = mpsc::channel(PUBLISH_QUEUE);
         let local = broadcast::channel(4096).0;
-        tokio::spawn(connection_loop(url, node, rx, local.clone(), metrics.clone(), shutdown));
+        tokio::spawn(connection_loop(url, tls, node, rx, local.clone(), metrics.clone(), shutdown));
         RabbitBus { out, local, metrics }
     }
 }
@@ -131,6 +138,7 @@ impl Bus for RabbitBus {
 
 async fn connection_loop(
     url: String,
+    tls: lapin::tcp::OwnedTLSConfig,
     node: String,
     mut out: mpsc::Receiver<Event>,
     local: broadcast::Sender<Event>,
@@ -140,7 +148,7 @@ async fn connection_loop(
     let mut delay = Duration::from_millis(200);
     let mut first = true;
     loop {
-        let session = session(&url, &node, &mut out, &local, &metrics, &shutdown, first);
+        let session = session(&url, &tls, &node, &mut out, &local, &metrics, &shutdown, first);
         match session.await {
             Ok(()) => return, // shut down
             Err(e) => {
@@ -159,8 +167,10 @@ async fn connection_loop(
 
 /// One connection's life: declare, consume and publish until something breaks (Err) or the
 /// node shuts down (Ok).
+#[allow(clippy::too_many_arguments)]
 async fn session(
     url: &str,
+    tls: &lapin::tcp::OwnedTLSConfig,
     node: &str,
     out: &mut mpsc::Receiver<Event>,
     local: &broadcast::Sender<Event>,
@@ -169,7 +179,8 @@ async fn session(
     first: bool,
 ) -> Result<(), lapin::Error> {
     use futures_util::StreamExt;
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let runtime = lapin::runtime::default_runtime()?;
+    let conn = Connection::connect_with_config(url, ConnectionProperties::default(), tls.clone(), runtime).await?;
     let publish = conn.create_channel().await?;
     let consume = conn.create_channel().await?;
     publish.confirm_select(ConfirmSelectOptions::default()).await?;

@@ -1438,8 +1438,11 @@ async fn with_the_store_away_a_request_is_answered_503_and_nothing_rings() {
     let pbx_url = pbx.start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(Backend::Redis, dir.path(), "cb-away", (&pbx_url, &pbx_url), "", "");
-    cfg.store =
-        callpool::config::StoreConfig::Redis { url: format!("redis://127.0.0.1:{port}/"), prefix: unique("cb") };
+    cfg.store = callpool::config::StoreConfig::Redis {
+        url: format!("redis://127.0.0.1:{port}/"),
+        prefix: unique("cb"),
+        tls: Default::default(),
+    };
     let node = Node::start_real(cfg).await;
     drop(redis);
     let resp = reqwest::Client::new()

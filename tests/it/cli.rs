@@ -224,9 +224,9 @@ fn all_output(out: &Output) -> String {
 }
 
 /// What an operator sees (check-config, start-up failures, a served run's log at debug level)
-/// never holds a secret; a wrong Redis password stops start-up with a clear error; a TLS URL
-/// this build cannot honour is refused rather than used in plain text; a signal stops a node
-/// still waiting for Redis.
+/// never holds a secret; a wrong Redis password stops start-up with a clear error; TLS URLs are
+/// accepted (their passwords hidden alike) and their certificate files checked; a signal stops a
+/// node still waiting for Redis.
 #[tokio::test]
 async fn secrets_never_appear_and_redis_credentials_are_checked() {
     let redis_pw = SECRETS[8];
@@ -245,13 +245,38 @@ async fn secrets_never_appear_and_redis_credentials_are_checked() {
     );
     assert_no_secret("check-config", &summary);
 
-    for (from, to) in [("redis://:", "rediss://:"), ("amqp://callpool", "amqps://callpool")] {
-        let tls = write(dir.path(), "tls.toml", &text.replace(from, to));
-        let refused = callpool(&["--config", &tls, "check-config"]);
-        assert_eq!(refused.status.code(), Some(2), "{to} is refused: {}", all_output(&refused));
-        assert!(all_output(&refused).contains("TLS (rediss://, amqps://) is not built into callpool"));
-        assert_no_secret("a refused TLS URL", &all_output(&refused));
-    }
+    let tls_text = text.replace("redis://:", "rediss://:").replace("amqp://callpool", "amqps://callpool");
+    let tls = write(dir.path(), "tls.toml", &tls_text);
+    let accepted = callpool(&["--config", &tls, "check-config"]);
+    assert_eq!(accepted.status.code(), Some(0), "TLS URLs: {}", all_output(&accepted));
+    let summary = all_output(&accepted);
+    assert!(
+        summary.contains("redis at rediss://:***@127.0.0.1") && summary.contains("rabbitmq at amqps://callpool:***@"),
+        "{summary}"
+    );
+    assert_no_secret("check-config with TLS URLs", &summary);
+    let key = write(
+        dir.path(),
+        "client.key",
+        "-----BEGIN PRIVATE KEY-----\nSECRET-not-a-real-key\n-----END PRIVATE KEY-----\n",
+    );
+    let files = format!(
+        "redis_ca_file = \"/nonexistent/ca.pem\"\nredis_client_key_path = {key:?}\n\n\
+         [bus]\namqp_ca_file = {key:?}\namqp_client_key_file = {key:?}\n"
+    );
+    let bad_files = write(dir.path(), "tls-files.toml", &tls_text.replacen("\n[bus]\n", &format!("\n{files}"), 1));
+    let refused = callpool(&["--config", &bad_files, "check-config"]);
+    let said = all_output(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("[store] redis_ca_file: /nonexistent/ca.pem: cannot read it"), "{said}");
+    assert!(said.contains("[store] redis_client_cert_file: mutual TLS needs both"), "{said}");
+    assert!(said.contains("[bus] amqp_ca_file:") && said.contains("no PEM certificate in it"), "{said}");
+    assert!(said.contains("[bus] amqp_client_key: not a setting: give the path"), "a key_file names a secret: {said}");
+    assert!(!said.contains("SECRET"), "{said}");
+    let plain =
+        write(dir.path(), "plain-ca.toml", &text.replacen("\n[bus]\n", "\nredis_ca_file = \"/x.pem\"\n\n[bus]\n", 1));
+    let said = all_output(&callpool(&["--config", &plain, "check-config"]));
+    assert!(said.contains("[store] redis_ca_file: is for TLS: the URL must start with rediss://"), "{said}");
 
     // Nothing listens yet: the node waits for Redis, and SIGTERM ends the wait.
     let (mut child, rx) = spawn_serve(&path);

@@ -352,3 +352,264 @@ async fn visits_merge_across_nodes_and_usage_keeps_the_days_peak() {
         assert_eq!(usage[1], None, "{name}");
     }
 }
+
+// TLS to the backing services: throw-away certificates made with the `openssl` command, a
+// `redis-server` and a RabbitMQ that speak only TLS.
+
+/// A throw-away CA (`ca.crt`), a server certificate it signs for 127.0.0.1 (`server.crt`,
+/// `server.key`), a client certificate it signs (`client.crt`, `client.key`), and a second CA
+/// that signs neither (`other.crt`).
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl command must be installed (./deploy/test.sh installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for (ca, cn) in [("ca", "callpool test CA"), ("other", "another test CA")] {
+            let (key, crt, subj) = (format!("{ca}.key"), format!("{ca}.crt"), format!("/CN={cn}"));
+            run(&[&["req", "-x509"][..], &ec, &["-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subj]].concat());
+        }
+        for (name, ext) in [
+            ("server", "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n"),
+            ("client", "subjectAltName = DNS:callpool-node\nextendedKeyUsage = clientAuth\n"),
+        ] {
+            let (key, csr, crt, extfile) =
+                (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+            std::fs::write(dir.path().join(&extfile), format!("basicConstraints = CA:FALSE\n{ext}")).unwrap();
+            run(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]].concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ]);
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// A `[store]` on `url` with the given extra settings, as a configuration.
+fn tls_config(store: &str, bus: &str) -> callpool::config::Config {
+    let text = crate::common::config_text(&format!("{store}\n\n{bus}"));
+    callpool::config::Config::parse(&text, "tls.toml", &std::collections::HashMap::new()).expect("the TLS config")
+}
+
+/// `App::start` on `config`, which must fail within 15 s: its error.
+async fn start_fails(config: callpool::config::Config) -> String {
+    let clock = std::sync::Arc::new(callpool::clock::SystemClock);
+    match tokio::time::timeout(Duration::from_secs(15), callpool::app::App::start(config, clock)).await {
+        Ok(Ok(_)) => panic!("started"),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => panic!("still starting after 15 s (a hang, not an error)"),
+    }
+}
+
+/// A node reaches a Redis that speaks only TLS and wants a client certificate, trusting the CA of
+/// `redis_ca_file`; a server certificate from another CA, a server name the certificate does not
+/// hold, or no client certificate stop the start with an error that says so (no retrying).
+#[tokio::test]
+async fn redis_over_tls_checks_the_server_and_presents_the_client_certificate() {
+    use crate::common::{free_port, Node, OwnRedis, ADMIN_TOKEN};
+    let pki = Pki::new();
+    let port = free_port();
+    let tls_port = port.to_string();
+    let _redis = OwnRedis::start_with(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &pki.path("server.crt"),
+            "--tls-key-file",
+            &pki.path("server.key"),
+            "--tls-ca-cert-file",
+            &pki.path("ca.crt"),
+            "--tls-auth-clients",
+            "yes",
+            "--requirepass",
+            "SECRET-tls-redis-pw",
+        ],
+    );
+    let store = |host: &str, ca: &str, client: bool| {
+        let mut s = format!(
+            "[store]\nkind = \"redis\"\nredis_url = \"rediss://{host}:{port}/\"\nredis_prefix = \"{}\"\n\
+             redis_password = \"SECRET-tls-redis-pw\"\nredis_ca_file = {:?}\n",
+            unique("tls"),
+            pki.path(ca)
+        );
+        if client {
+            s += &format!(
+                "redis_client_cert_file = {:?}\nredis_client_key_path = {:?}\n",
+                pki.path("client.crt"),
+                pki.path("client.key")
+            );
+        }
+        s
+    };
+
+    let node = Node::start_real(tls_config(&store("127.0.0.1", "ca.crt", true), "")).await;
+    assert_eq!(node.get("/readyz").await.status(), 200, "the store answers over TLS");
+    let pool = reqwest::Client::new().get(node.url("/v1/admin/pool")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(pool.status(), 200);
+    let lease = node
+        .app
+        .pool
+        .acquire(&shop(), &VisitorId::new("v-tls").unwrap(), &SessionAttrs::default(), T0)
+        .await
+        .expect("a lease over TLS");
+    assert!(matches!(lease, callpool_pool::Grant::Leased { .. }), "{lease:?}");
+    node.stop().await;
+
+    let said = start_fails(tls_config(&store("127.0.0.1", "other.crt", true), "")).await;
+    assert!(said.contains("the TLS connection to [store] redis_url failed"), "{said}");
+    assert!(said.contains("UnknownIssuer"), "another CA signed the server's certificate: {said}");
+    assert!(!said.contains("SECRET"), "{said}");
+
+    let said = start_fails(tls_config(&store("localhost", "ca.crt", true), "")).await;
+    assert!(said.contains("the TLS connection to [store] redis_url failed"), "{said}");
+    assert!(said.contains("not valid for name \"localhost\""), "the certificate names 127.0.0.1 only: {said}");
+
+    let said = start_fails(tls_config(&store("127.0.0.1", "ca.crt", false), "")).await;
+    assert!(said.contains("the TLS connection to [store] redis_url failed"), "{said}");
+    assert!(said.contains("CertificateRequired"), "Redis wants a client certificate: {said}");
+}
+
+/// A throw-away RabbitMQ (Debian's, run by its own script as the current user) that listens only
+/// for TLS on 127.0.0.1:`port`, with `pki`'s server certificate, and wants a client certificate
+/// `pki`'s CA signed.
+struct OwnTlsRabbit {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnTlsRabbit {
+    fn start(port: u16, pki: &Pki) -> OwnTlsRabbit {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp = none\nlisteners.ssl.1 = 127.0.0.1:{port}\nssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = true\n",
+                pki.path("ca.crt"),
+                pki.path("server.crt"),
+                pki.path("server.key")
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("enabled_plugins"), "[].").unwrap();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let mut child = std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .env("RABBITMQ_NODENAME", format!("callpool-tls-{}-{nanos:x}@localhost", std::process::id()))
+            .env("RABBITMQ_DIST_PORT", crate::common::free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_CONFIG_FILES", d.join("conf.d"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("ERL_CRASH_DUMP", d.join("erl_crash.dump"))
+            // The script then runs the Erlang VM in its own place: a signal to this child stops the broker.
+            .env("RUNNING_UNDER_SYSTEMD", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server must be installed (./deploy/test.sh installs it)");
+        for _ in 0..1200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return OwnTlsRabbit { child, _dir: dir };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("rabbitmq-server ended ({status}) before it listened on {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("rabbitmq-server did not listen on {port} within 60 s");
+    }
+}
+
+impl Drop for OwnTlsRabbit {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..300 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node joins the cluster bus over `amqps://`, trusting the CA of `amqp_ca_file` and presenting
+/// its client certificate; with another CA the bus stays down (and the node unready) rather than
+/// talking to a server it cannot verify, and without a client certificate the broker refuses it.
+#[tokio::test]
+async fn rabbitmq_over_tls_trusts_the_ca_file_and_presents_the_client_certificate() {
+    use crate::common::{eventually, free_port, redis_url, Node};
+    let pki = Pki::new();
+    let port = free_port();
+    let _rabbit = OwnTlsRabbit::start(port, &pki);
+    let store =
+        format!("[store]\nkind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{}\"", redis_url(), unique("amqps"));
+    let bus = |ca: &str, client: bool| {
+        let mut b = format!(
+            "[bus]\nkind = \"rabbitmq\"\namqp_url = \"amqps://guest:guest@127.0.0.1:{port}/%2f\"\namqp_ca_file = {:?}\n",
+            pki.path(ca)
+        );
+        if client {
+            b += &format!(
+                "amqp_client_cert_file = {:?}\namqp_client_key_path = {:?}\n",
+                pki.path("client.crt"),
+                pki.path("client.key")
+            );
+        }
+        b
+    };
+
+    let node = Node::start_real(tls_config(&store, &bus("ca.crt", true))).await;
+    eventually("the bus is connected over TLS", || async { node.metric("callpool_bus_connected").await == 1.0 }).await;
+    assert_eq!(node.get("/readyz").await.status(), 200);
+    node.stop().await;
+
+    for (ca, client, why) in
+        [("other.crt", true, "a server certificate from another CA"), ("ca.crt", false, "no client certificate")]
+    {
+        let node = Node::start_real(tls_config(&store, &bus(ca, client))).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(node.metric("callpool_bus_connected").await, 0.0, "{why}");
+        assert_eq!(node.get("/readyz").await.status(), 503, "{why}");
+        node.stop().await;
+    }
+}
