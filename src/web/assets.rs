@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
 
-/// A script served to browsers: its text and its validator.
+/// A script served to browsers: its text, compressed once, and its validator.
 struct Script {
     text: String,
+    /// The text gzip-compressed at the best level, once (not per request).
+    gzip: Vec<u8>,
     /// A hash of the text: the `ETag` and the `v` of its versioned URL.
     version: String,
 }
@@ -19,9 +21,24 @@ struct Script {
 impl Script {
     fn new(text: String) -> Script {
         use sha2::Digest;
+        use std::io::Write;
         let version = hex::encode(&sha2::Sha256::digest(&text)[..8]);
-        Script { text, version }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let gzip = gz.write_all(text.as_bytes()).and_then(|()| gz.finish()).expect("gzip into memory");
+        Script { text, gzip, version }
     }
+}
+
+/// Whether the client takes gzip (`Accept-Encoding`, a `q=0` refuses it).
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| p.replace(' ', "").trim_end_matches('0').trim_end_matches('.') == "q=");
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        },
+    )
 }
 
 /// The callback widget the snippet loads for a site with a callback form.
@@ -48,7 +65,7 @@ pub async fn callback_widget(RawQuery(q): RawQuery, headers: HeaderMap) -> Respo
     serve(&WIDGET, q, &headers)
 }
 
-fn serve(script: &Script, query: Option<String>, headers: &HeaderMap) -> Response {
+fn serve(script: &'static Script, query: Option<String>, headers: &HeaderMap) -> Response {
     let versioned = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .any(|(k, v)| k == "v" && v == script.version.as_str());
     // Weak: the same text is served gzip-compressed or not.
@@ -67,7 +84,13 @@ fn serve(script: &Script, query: Option<String>, headers: &HeaderMap) -> Respons
     if matches {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
-    (common, [(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], script.text.clone()).into_response()
+    let javascript = (header::CONTENT_TYPE, "application/javascript; charset=utf-8".to_owned());
+    if takes_gzip(headers) {
+        let gzip = (header::CONTENT_ENCODING, "gzip".to_owned());
+        (common, [javascript, gzip], &script.gzip[..]).into_response()
+    } else {
+        (common, [javascript], script.text.as_str()).into_response()
+    }
 }
 
 /// The demo page of `[server] demo_site` (404 without one).

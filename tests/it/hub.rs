@@ -331,6 +331,9 @@ async fn the_snippet_and_the_demo_page_are_served() {
         reqwest::Client::new().get(node.url("/snippet.js")).header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(gzipped.headers()["content-encoding"], "gzip", "browsers that take gzip get it");
     assert!(gzipped.bytes().await.unwrap().len() <= 5 * 1024);
+    let plain =
+        reqwest::Client::new().get(node.url("/snippet.js")).header("accept-encoding", "gzip;q=0").send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none(), "gzip;q=0 refuses it");
     // Caching: an ETag that revalidates, and the widget at the versioned URL the snippet names cached for good.
     let etag = node.get("/snippet.js").await.headers().get("etag").cloned().unwrap();
     let again = reqwest::Client::new().get(node.url("/snippet.js")).header("if-none-match", etag).send().await.unwrap();
