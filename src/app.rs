@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callpool_pool::embedded::EmbeddedPool;
-use callpool_pool::redis_store::{RedisOptions, RedisPool};
+use callpool_pool::redis_store::{RedisOptions, RedisPool, SentinelOptions};
 use callpool_pool::Pool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -86,7 +86,7 @@ impl App {
 pub async fn open_pool(config: &Config) -> Result<Pool, callpool_pool::PoolError> {
     match &config.store {
         StoreConfig::Embedded { data_dir } => EmbeddedPool::open(data_dir).map(Pool::Embedded),
-        StoreConfig::Redis { url, prefix, tls } => {
+        StoreConfig::Redis { url, prefix, tls, sentinel } => {
             let opts =
                 RedisOptions { url: url.clone(), prefix: prefix.clone(), response_timeout: Duration::from_secs(2) };
             let certs = if url.starts_with("rediss://") {
@@ -100,7 +100,18 @@ pub async fn open_pool(config: &Config) -> Result<Pool, callpool_pool::PoolError
             } else {
                 None
             };
-            RedisPool::connect_tls(&opts, certs).await.map(Pool::Redis)
+            match sentinel {
+                None => RedisPool::connect_tls(&opts, certs).await.map(Pool::Redis),
+                Some(s) => {
+                    let sentinel = SentinelOptions {
+                        sentinels: s.sentinels.clone(),
+                        master_name: s.master_name.clone(),
+                        username: s.username.clone(),
+                        password: s.password.clone(),
+                    };
+                    RedisPool::connect_sentinel(&opts, &sentinel, certs).await.map(Pool::Redis)
+                }
+            }
         }
     }
 }

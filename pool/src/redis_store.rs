@@ -6,12 +6,19 @@
 //! by `EVALSHA` and loaded again on `NOSCRIPT` (after a Redis restart) by `redis::Script`.
 //! The one `ConnectionManager` reconnects by itself; a command that fails because Redis is
 //! away answers [`PoolError::Unavailable`], and the visitor keeps the default number.
+//!
+//! Behind Redis Sentinel ([`RedisPool::connect_sentinel`]) the sentinels name the primary
+//! (redis's `sentinel` support, which also checks the node's `ROLE`), and a small follower
+//! moves the connection to the new primary after a failover: when a command fails for want of
+//! Redis (or answers `READONLY`/`MASTERDOWN`: a demoted primary), and every second anyway.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{ConnectionAddr, Script, Value};
 
 use crate::rules::{Grant, PoolSpec, SiteStatus, Target};
 use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
@@ -76,9 +83,37 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
 }
 
-/// Whether `e` means Redis cannot be reached now (as opposed to an answer that is wrong).
+/// Where the sentinels are and what they call the primary (see [`RedisPool::connect_sentinel`]).
+#[derive(Clone)]
+pub struct SentinelOptions {
+    /// `(host, port)` of each sentinel; they are asked in this order.
+    pub sentinels: Vec<(String, u16)>,
+    /// The name the sentinels monitor the primary under (`sentinel monitor <name> ...`).
+    pub master_name: String,
+    /// The sentinels' own credentials (`requirepass`/ACL of the sentinels), if they want them.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SentinelOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelOptions")
+            .field("sentinels", &self.sentinels)
+            .field("master_name", &self.master_name)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Whether `e` means Redis cannot be reached now (as opposed to an answer that is wrong); a node
+/// that is no longer the primary (`READONLY`, `MASTERDOWN`) counts as away too.
 pub fn is_unavailable(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(e.code(), Some("READONLY" | "MASTERDOWN"))
 }
 
 /// A Redis error as the pool's error: connection trouble is `Unavailable`, the rest `Storage`.
@@ -112,8 +147,102 @@ fn classify(e: redis::RedisError) -> PoolError {
 /// names the pool does not use. Cheap to clone.
 #[derive(Clone)]
 pub struct SharedRedis {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
+}
+
+/// The connection: to one address, or to whichever node the sentinels name the primary.
+#[derive(Clone)]
+enum Conn {
+    Direct(ConnectionManager),
+    Sentinel(Arc<Follower>),
+}
+
+/// At most one look-up this often (commands failing together ask once).
+const LOOKUP_GAP: Duration = Duration::from_millis(200);
+/// How long one look-up (every sentinel, then the named node's `ROLE`) may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the sentinels are asked anyway (a demoted primary may still answer reads).
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Follows the primary the sentinels name.
+struct Follower {
+    /// The primary's address and the connection to it.
+    current: std::sync::RwLock<(ConnectionAddr, ConnectionManager)>,
+    /// Asks the sentinels; one look-up at a time, and when the last one ended.
+    sentinel: tokio::sync::Mutex<(SentinelClient, Option<Instant>)>,
+    config: ConnectionManagerConfig,
+    master_name: String,
+}
+
+impl Conn {
+    fn get(&self) -> ConnectionManager {
+        match self {
+            Conn::Direct(c) => c.clone(),
+            Conn::Sentinel(f) => f.current.read().unwrap_or_else(|p| p.into_inner()).1.clone(),
+        }
+    }
+
+    /// After `e`: behind Sentinel, when the primary is away or demoted, asks (in the background)
+    /// which node is the primary now; the next command goes there.
+    fn after(&self, e: &redis::RedisError) {
+        if let Conn::Sentinel(f) = self {
+            if is_unavailable(e) {
+                let f = f.clone();
+                tokio::spawn(async move { f.follow().await });
+            }
+        }
+    }
+}
+
+impl Follower {
+    /// Asks the sentinels for the primary and moves the connection to it if it is another node.
+    async fn follow(&self) {
+        let Ok(mut sentinel) = self.sentinel.try_lock() else { return };
+        if sentinel.1.is_some_and(|t| t.elapsed() < LOOKUP_GAP) {
+            return;
+        }
+        let found = tokio::time::timeout(LOOKUP_TIMEOUT, sentinel.0.async_get_client()).await;
+        sentinel.1 = Some(Instant::now());
+        let client = match found {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, master = %self.master_name, "The sentinels name no usable primary now.");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(master = %self.master_name, "The sentinels did not answer in time.");
+                return;
+            }
+        };
+        let addr = client.get_connection_info().addr().clone();
+        if self.current.read().unwrap_or_else(|p| p.into_inner()).0 == addr {
+            return;
+        }
+        match tokio::time::timeout(LOOKUP_TIMEOUT, ConnectionManager::new_with_config(client, self.config.clone()))
+            .await
+        {
+            Ok(Ok(conn)) => {
+                tracing::warn!(master = %self.master_name, primary = %addr, "Redis Sentinel names another primary; following it.");
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = (addr, conn);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, primary = %addr, "Cannot reach the primary the sentinels name yet.")
+            }
+            Err(_) => tracing::warn!(primary = %addr, "Cannot reach the primary the sentinels name yet (timed out)."),
+        }
+    }
+
+    /// Asks the sentinels every [`WATCH_EVERY`] for as long as the pool is in use.
+    fn watch(me: Weak<Follower>) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                let Some(f) = me.upgrade() else { break };
+                f.follow().await;
+            }
+        });
+    }
 }
 
 impl SharedRedis {
@@ -134,20 +263,31 @@ impl SharedRedis {
         for a in args {
             inv.arg(a);
         }
-        let mut c = self.conn.clone();
-        inv.invoke_async::<Value>(&mut c).await
+        let mut c = self.conn.get();
+        let out = inv.invoke_async::<Value>(&mut c).await;
+        self.checked(out)
+    }
+
+    /// `out`, having started a look-up of the primary if it failed for want of one.
+    fn checked<T>(&self, out: Result<T, redis::RedisError>) -> Result<T, redis::RedisError> {
+        if let Err(e) = &out {
+            self.conn.after(e);
+        }
+        out
     }
 
     /// One command on the shared connection.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError> {
-        let mut c = self.conn.clone();
-        cmd.query_async(&mut c).await
+        let mut c = self.conn.get();
+        let out = cmd.query_async(&mut c).await;
+        self.checked(out)
     }
 
     /// A pipeline on the shared connection.
     pub async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, redis::RedisError> {
-        let mut c = self.conn.clone();
-        pipe.query_async(&mut c).await
+        let mut c = self.conn.get();
+        let out = pipe.query_async(&mut c).await;
+        self.checked(out)
     }
 }
 
@@ -225,6 +365,39 @@ fn visit_from(v: Vec<Value>) -> Result<Option<Visit>, PoolError> {
     }))
 }
 
+/// Few, short reconnect attempts per command: while Redis is away a lease answers
+/// `Unavailable` within about a second (the visitor keeps the default number) instead of
+/// waiting through a long backoff; the next command tries again.
+fn manager_config(opts: &RedisOptions) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(opts.response_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200))
+}
+
+/// After a failed first connection: refused credentials or a failed TLS handshake stop the
+/// start (`at`: the settings to check); anything else waits `delay` (longer each time) and says so.
+async fn retry_or_stop(at: &str, e: redis::RedisError, delay: &mut Duration) -> Result<(), PoolError> {
+    if refused_credentials(&e) {
+        return Err(PoolError::Invalid(format!(
+            "Redis refused the credentials of {at} ({e}); check the user and password"
+        )));
+    }
+    if refused_tls(&e) {
+        return Err(PoolError::Invalid(format!(
+            "the TLS connection to {at} failed ({e}); check that a CA of \
+             redis_ca_file (or of the system, without it) signs the server's certificate, that \
+             the certificate names the URL's host, and, if Redis asks for one, the client \
+             certificate (redis_client_cert_file, redis_client_key_path)"
+        )));
+    }
+    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Redis is not reachable yet; retrying.");
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(Duration::from_secs(5));
+    Ok(())
+}
+
 impl RedisPool {
     /// Connects, retrying with backoff (and saying so in the log) until Redis answers.
     pub async fn connect(opts: &RedisOptions) -> Result<RedisPool, PoolError> {
@@ -241,14 +414,7 @@ impl RedisPool {
             None => redis::Client::open(opts.url.as_str()),
         }
         .map_err(|e| PoolError::Invalid(format!("[store] redis_url: {e}")))?;
-        // Few, short reconnect attempts per command: while Redis is away a lease answers
-        // `Unavailable` within about a second (the visitor keeps the default number) instead of
-        // waiting through a long backoff; the next command tries again.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(opts.response_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
+        let config = manager_config(opts);
         let mut delay = Duration::from_millis(100);
         let conn = loop {
             let connected = match client.get_connection_manager_with_config(config.clone()).await {
@@ -258,28 +424,96 @@ impl RedisPool {
             };
             match connected {
                 Ok(c) => break c,
-                Err(e) if refused_credentials(&e) => {
-                    return Err(PoolError::Invalid(format!(
-                        "Redis refused the credentials of [store] redis_url ({e}); check the user and password"
-                    )));
-                }
-                Err(e) if refused_tls(&e) => {
-                    return Err(PoolError::Invalid(format!(
-                        "the TLS connection to [store] redis_url failed ({e}); check that a CA of \
-                         redis_ca_file (or of the system, without it) signs the server's certificate, that \
-                         the certificate names the URL's host, and, if Redis asks for one, the client \
-                         certificate (redis_client_cert_file, redis_client_key_path)"
-                    )));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Redis is not reachable yet; retrying.");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+                Err(e) => retry_or_stop("[store] redis_url", e, &mut delay).await?,
             }
         };
+        Ok(RedisPool::with(Conn::Direct(conn), opts))
+    }
+
+    /// As [`RedisPool::connect_tls`], through Redis Sentinel: the sentinels name the primary of
+    /// `sentinel.master_name`, and the pool follows it to another node after a failover. Of
+    /// `opts.url` only the scheme (`rediss://`: TLS to the nodes and to the sentinels, with
+    /// `tls`), the credentials (the primary's) and the database number count; its host and
+    /// port are not used.
+    pub async fn connect_sentinel(
+        opts: &RedisOptions,
+        sentinel: &SentinelOptions,
+        tls: Option<redis::TlsCertificates>,
+    ) -> Result<RedisPool, PoolError> {
+        use redis::IntoConnectionInfo;
+        let info = opts
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| PoolError::Invalid(format!("[store] redis_url: {e}")))?;
+        let secure = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+        let node = info.redis_settings();
+        let addrs = sentinel.sentinels.iter().map(|(host, port)| {
+            if secure {
+                ConnectionAddr::TcpTls { host: host.clone(), port: *port, insecure: false, tls_params: None }
+            } else {
+                ConnectionAddr::Tcp(host.clone(), *port)
+            }
+        });
+        let invalid = |e: redis::RedisError| PoolError::Invalid(format!("[store] redis_sentinels: {e}"));
+        let mut b = SentinelClientBuilder::new(addrs, &sentinel.master_name, SentinelServerType::Master)
+            .map_err(invalid)?
+            .set_client_to_redis_db(node.db());
+        if let Some(user) = node.username() {
+            b = b.set_client_to_redis_username(user);
+        }
+        if let Some(password) = node.password() {
+            b = b.set_client_to_redis_password(password);
+        }
+        if let Some(user) = &sentinel.username {
+            b = b.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = &sentinel.password {
+            b = b.set_client_to_sentinel_password(password);
+        }
+        if secure {
+            b = b
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+            if let Some(certs) = tls {
+                b = b.set_client_to_redis_certificates(certs.clone()).set_client_to_sentinel_certificates(certs);
+            }
+        }
+        let mut client = b.build().map_err(invalid)?;
+        let config = manager_config(opts);
+        let at = "[store] redis_sentinels (or the primary they name)";
+        let mut delay = Duration::from_millis(100);
+        let (addr, conn) = loop {
+            let connected = match tokio::time::timeout(LOOKUP_TIMEOUT, client.async_get_client()).await {
+                Ok(Ok(node)) => {
+                    let addr = node.get_connection_info().addr().clone();
+                    match node.get_connection_manager_with_config(config.clone()).await {
+                        Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| (addr, c)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))),
+            };
+            match connected {
+                Ok(c) => break c,
+                Err(e) => retry_or_stop(at, e, &mut delay).await?,
+            }
+        };
+        tracing::info!(master = %sentinel.master_name, primary = %addr, "Redis Sentinel names the primary.");
+        let follower = Arc::new(Follower {
+            current: std::sync::RwLock::new((addr, conn)),
+            sentinel: tokio::sync::Mutex::new((client, Some(Instant::now()))),
+            config,
+            master_name: sentinel.master_name.clone(),
+        });
+        Follower::watch(Arc::downgrade(&follower));
+        Ok(RedisPool::with(Conn::Sentinel(follower), opts))
+    }
+
+    fn with(conn: Conn, opts: &RedisOptions) -> RedisPool {
         let redis = SharedRedis { conn, prefix: format!("{{{}}}", opts.prefix) };
-        Ok(RedisPool { redis, scripts: std::sync::Arc::new(Scripts::new()) })
+        RedisPool { redis, scripts: std::sync::Arc::new(Scripts::new()) }
     }
 
     /// The connection and key prefix, for the service's own data beside the pool.

@@ -29,7 +29,7 @@ pub use env::*;
 pub use pbx::PbxConfig;
 pub use pool::PoolConfig;
 pub use section::{Fields, Place, Reader, Section, Sections};
-pub use server::{BusConfig, ServerConfig, StoreConfig, TlsFiles};
+pub use server::{BusConfig, SentinelConfig, ServerConfig, StoreConfig, TlsFiles};
 pub use site::{referrer_host, SiteConfig, TrackFilter};
 
 /// The built-in demo configuration `callpool serve` uses when there is no config file.
@@ -277,7 +277,8 @@ mod tests {
             StoreConfig::Redis {
                 url: "redis://10.0.0.1:6380/2".into(),
                 prefix: "callpool".into(),
-                tls: Default::default()
+                tls: Default::default(),
+                sentinel: None
             }
         );
         assert_eq!(c.server.admin_token.as_deref(), Some("0123456789abcdef"));
@@ -394,6 +395,45 @@ mod tests {
             &format!("{GOOD}\n[store]\nkind = \"redis\"\nredis_url = \"redis://u:p@h/\"\nredis_password = \"x\"\n"),
             &["[store] redis_password: the URL names a user already"],
         );
+    }
+
+    #[test]
+    fn sentinel_settings_are_checked_and_the_sentinel_password_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("sentinel");
+        std::fs::write(&password, "sentinel-pw\n").unwrap();
+        let store = |extra: &str| {
+            format!("{GOOD}\n[store]\nkind = \"redis\"\nredis_url = \"redis://mymaster/3\"\nredis_password = \"pw\"\n{extra}\n")
+        };
+        let text = store(&format!(
+            "redis_sentinels = [\"10.0.0.1:26379\", \"[::1]:26380\"]\nredis_master_name = \"mymaster\"\n\
+             redis_sentinel_password_file = {:?}",
+            password.display().to_string()
+        ));
+        let c = Config::parse(&text, "test.toml", &env(&[])).unwrap();
+        let StoreConfig::Redis { sentinel: Some(s), url, .. } = &c.store else { panic!("{:?}", c.store) };
+        assert_eq!(s.sentinels, vec![("10.0.0.1".to_owned(), 26379), ("::1".to_owned(), 26380)]);
+        assert_eq!((s.master_name.as_str(), s.password.as_deref()), ("mymaster", Some("sentinel-pw")));
+        assert_eq!(url, "redis://:pw@mymaster/3");
+        let shown = format!("{} {:?}", c.store, s);
+        assert!(!shown.contains("pw@") && !shown.contains("sentinel-pw"), "{shown}");
+        assert!(shown.contains("primary \"mymaster\" of sentinels 10.0.0.1:26379, ::1:26380"), "{shown}");
+
+        check(
+            &store("redis_sentinels = [\"10.0.0.1\", \"h:0\", \"a/b:1\"]"),
+            &[
+                "[store] redis_sentinels[0]: \"10.0.0.1\" is not a host:port",
+                "[store] redis_sentinels[1]",
+                "[store] redis_sentinels[2]",
+                "[store] redis_master_name: must name the primary",
+            ],
+        );
+        check(
+            &store("redis_sentinels = []\nredis_master_name = \"m\""),
+            &["[store] redis_sentinels: must name at least one"],
+        );
+        check(&store("redis_master_name = \"m\""), &["[store] redis_master_name: needs redis_sentinels"]);
+        check(&store("redis_sentinel_password = \"x\""), &["[store] redis_sentinel_password: is for the sentinels"]);
     }
 
     #[test]

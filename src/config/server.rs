@@ -50,8 +50,39 @@ pub struct ServerConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreConfig {
-    Embedded { data_dir: PathBuf },
-    Redis { url: String, prefix: String, tls: TlsFiles },
+    Embedded {
+        data_dir: PathBuf,
+    },
+    /// `sentinel`: find the primary through Redis Sentinel; then `url`'s host and port are not
+    /// used, only its scheme (TLS), credentials (the primary's) and database number.
+    Redis {
+        url: String,
+        prefix: String,
+        tls: TlsFiles,
+        sentinel: Option<SentinelConfig>,
+    },
+}
+
+/// `redis_sentinels` and `redis_master_name`: the sentinels to ask for the primary.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// `(host, port)` of each sentinel, in the order given.
+    pub sentinels: Vec<(String, u16)>,
+    pub master_name: String,
+    /// The sentinels' own credentials (`redis_sentinel_username`, `redis_sentinel_password`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SentinelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConfig")
+            .field("sentinels", &self.sentinels)
+            .field("master_name", &self.master_name)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// The files of a TLS connection to Redis or RabbitMQ (`rediss://`, `amqps://`), all PEM; read
@@ -106,6 +137,10 @@ pub(super) struct RawStore {
     redis_ca_file: Option<PathBuf>,
     redis_client_cert_file: Option<PathBuf>,
     redis_client_key_path: Option<PathBuf>,
+    redis_sentinels: Option<Vec<String>>,
+    redis_master_name: Option<String>,
+    redis_sentinel_username: Option<String>,
+    redis_sentinel_password: Option<String>,
     /// Only to say where the key's path goes: a `redis_client_key_file` is read as a secret
     /// (see `files.rs`) and arrives here as the key itself.
     redis_client_key: Option<toml::Value>,
@@ -235,13 +270,73 @@ impl Validator {
                     client_key_path: raw.redis_client_key_path,
                 };
                 self.tls_files("[store] redis", url.starts_with("rediss://"), &tls, raw.redis_client_key.is_some());
-                StoreConfig::Redis { url, prefix, tls }
+                let sentinel = self.sentinel(
+                    &url,
+                    raw.redis_sentinels,
+                    raw.redis_master_name,
+                    raw.redis_sentinel_username,
+                    raw.redis_sentinel_password,
+                );
+                StoreConfig::Redis { url, prefix, tls, sentinel }
             }
             other => {
                 self.fail("[store] kind", format!("{other:?} is neither \"embedded\" nor \"redis\""));
                 StoreConfig::Embedded { data_dir: "data".into() }
             }
         }
+    }
+
+    /// `redis_sentinels` with `redis_master_name` (both or neither), each sentinel a `host:port`;
+    /// the sentinels' credentials only with them; a URL with a host and port (not a socket).
+    fn sentinel(
+        &mut self,
+        url: &str,
+        sentinels: Option<Vec<String>>,
+        master_name: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> Option<SentinelConfig> {
+        let Some(list) = sentinels else {
+            if master_name.is_some() {
+                self.fail("[store] redis_master_name", "needs redis_sentinels (the sentinels to ask for it)");
+            }
+            if username.is_some() || password.is_some() {
+                self.fail("[store] redis_sentinel_password", "is for the sentinels: it needs redis_sentinels");
+            }
+            return None;
+        };
+        if list.is_empty() {
+            self.fail("[store] redis_sentinels", "must name at least one sentinel (host:port); better three");
+        }
+        let mut addrs = Vec::with_capacity(list.len());
+        for (i, text) in list.iter().enumerate() {
+            let parsed = text.rsplit_once(':').and_then(|(host, port)| {
+                let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+                let ok_host = !host.is_empty() && !host.contains(['/', '@', ' ']);
+                port.parse::<u16>().ok().filter(|p| *p != 0 && ok_host).map(|p| (host.to_owned(), p))
+            });
+            match parsed {
+                Some(addr) => addrs.push(addr),
+                None => self.fail(
+                    &format!("[store] redis_sentinels[{i}]"),
+                    format!("{text:?} is not a host:port such as 10.0.0.1:26379"),
+                ),
+            }
+        }
+        let master_name = master_name.unwrap_or_default();
+        if master_name.is_empty() || master_name.contains(char::is_whitespace) {
+            self.fail(
+                "[store] redis_master_name",
+                "must name the primary the sentinels monitor (sentinel monitor <name> ...), without spaces",
+            );
+        }
+        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+            self.fail(
+                "[store] redis_url",
+                "with redis_sentinels it must be a redis:// or rediss:// URL (not a socket)",
+            );
+        }
+        Some(SentinelConfig { sentinels: addrs, master_name, username, password })
     }
 
     /// `[bus]`; a cluster bus needs the cluster store.
@@ -375,7 +470,19 @@ impl std::fmt::Display for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreConfig::Embedded { data_dir } => write!(f, "embedded in {}", data_dir.display()),
-            StoreConfig::Redis { url, prefix, .. } => write!(f, "redis at {} (keys {{{prefix}}}:*)", redacted(url)),
+            StoreConfig::Redis { url, prefix, sentinel: None, .. } => {
+                write!(f, "redis at {} (keys {{{prefix}}}:*)", redacted(url))
+            }
+            StoreConfig::Redis { url, prefix, sentinel: Some(s), .. } => {
+                let scheme = url.split_once("://").map_or("redis", |(scheme, _)| scheme);
+                let sentinels: Vec<String> = s.sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                write!(
+                    f,
+                    "{scheme} primary {:?} of sentinels {} (keys {{{prefix}}}:*)",
+                    s.master_name,
+                    sentinels.join(", ")
+                )
+            }
         }
     }
 }

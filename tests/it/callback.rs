@@ -1442,6 +1442,7 @@ async fn with_the_store_away_a_request_is_answered_503_and_nothing_rings() {
         url: format!("redis://127.0.0.1:{port}/"),
         prefix: unique("cb"),
         tls: Default::default(),
+        sentinel: None,
     };
     let node = Node::start_real(cfg).await;
     drop(redis);

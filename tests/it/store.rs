@@ -613,3 +613,319 @@ async fn rabbitmq_over_tls_trusts_the_ca_file_and_presents_the_client_certificat
         node.stop().await;
     }
 }
+
+/// Every process a test starts, killed (SIGKILL) and reaped on drop, also when the test fails.
+struct Procs {
+    children: Vec<(u16, std::process::Child)>,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Procs {
+    /// `redis-server` with `args`, in a temporary directory of its own, answering on `port`.
+    fn redis(&mut self, port: u16, args: &[&str]) {
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (./deploy/test.sh installs it)");
+        self.children.push((port, child));
+        self.dirs.push(dir);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server {args:?} did not start on port {port}");
+    }
+
+    /// A Redis node on `port` (no persistence), a replica of `primary` if given.
+    fn node(&mut self, port: u16, primary: Option<u16>) {
+        let port_text = port.to_string();
+        let mut args = vec!["--port", &port_text, "--bind", "127.0.0.1", "--appendonly", "no", "--save", ""];
+        let of = primary.map(|p| format!("127.0.0.1 {p}"));
+        if let Some(of) = &of {
+            args.extend(["--replicaof", of]);
+        }
+        self.redis(port, &args);
+    }
+
+    /// A sentinel on `port` watching `mymaster` at `primary` (quorum 2, down after 1 s); its
+    /// configuration file is its own to rewrite.
+    fn sentinel(&mut self, port: u16, primary: u16) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        self.redis(port, &[conf.to_str().unwrap(), "--sentinel"]);
+        self.dirs.push(dir);
+    }
+
+    /// Kills the process answering on `port` at once (no chance to write or hand over anything).
+    fn kill(&mut self, port: u16) {
+        let (_, child) = self.children.iter_mut().find(|(p, _)| *p == port).expect("a process on that port");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `args` on the Redis (or sentinel) at `port`, within a second; `None` if it did not answer.
+async fn ask<T: redis::FromRedisValue>(port: u16, args: &[&str]) -> Option<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let asked = async {
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        cmd.query_async::<T>(&mut c).await.ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), asked).await.ok().flatten()
+}
+
+/// A failover under load: a primary, its replica and three sentinels; a node in sentinel mode
+/// takes leases, keeps tabs open and stores calls; the replica's link is cut and the primary is
+/// killed (SIGKILL) 300 ms later while calls keep arriving; the sentinels promote the replica and
+/// the node follows it within a bounded time. What the asynchronous failover lost is counted and
+/// printed: calls the node acknowledged (200) that the new primary does not have, and leases
+/// granted before the kill that are gone; all of them from the 300 ms the replica was behind.
+#[tokio::test]
+async fn a_sentinel_failover_is_followed_and_what_it_lost_is_counted() {
+    use crate::common::{free_port, Node, WsTab, ADMIN_TOKEN};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    const SECRET: &str = "office-secret-0123456789";
+
+    let (a, b) = (free_port(), free_port());
+    let sentinels = [free_port(), free_port(), free_port()];
+    let mut procs = Procs { children: Vec::new(), dirs: Vec::new() };
+    procs.node(a, None);
+    procs.node(b, Some(a));
+    let started = Instant::now();
+    while ask::<String>(b, &["INFO", "replication"]).await.is_none_or(|i| !i.contains("master_link_status:up")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the replica did not sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in sentinels {
+        procs.sentinel(s, a);
+    }
+    // Each sentinel must know the replica and the two other sentinels (hello messages every 2 s)
+    // before a failover can be agreed.
+    let started = Instant::now();
+    loop {
+        let mut ready = true;
+        for s in sentinels {
+            let peers =
+                ask::<Vec<redis::Value>>(s, &["SENTINEL", "SENTINELS", "mymaster"]).await.map_or(0, |v| v.len());
+            let replicas =
+                ask::<Vec<redis::Value>>(s, &["SENTINEL", "REPLICAS", "mymaster"]).await.map_or(0, |v| v.len());
+            ready &= peers == 2 && replicas == 1;
+        }
+        if ready {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the sentinels did not find each other");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let setup = started.elapsed();
+
+    let list: Vec<String> = sentinels.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let numbers: Vec<String> = (10..210).map(|i| format!("\"+7495123{i:04}\"")).collect();
+    let text = format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+
+[store]
+kind = "redis"
+redis_url = "redis://mymaster/0"
+redis_prefix = "{prefix}"
+redis_sentinels = [{list}]
+redis_master_name = "mymaster"
+
+[pool]
+reaper_interval = "200ms"
+
+[[pbx]]
+id = "office"
+secrets = ["{SECRET}"]
+
+[[site]]
+id = "shop"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = [{numbers}]
+max_numbers = 200
+delay_to_show = "10ms"
+reclaim_after_idle = "30m"
+"#,
+        prefix = unique("failover"),
+        list = list.join(", "),
+        numbers = numbers.join(", "),
+    );
+    let config = callpool::config::Config::parse(&text, "sentinel.toml", &std::collections::HashMap::new())
+        .expect("the sentinel config");
+    assert!(config.store.to_string().contains("primary \"mymaster\" of sentinels 127.0.0.1:"), "{}", config.store);
+    let node = Arc::new(Node::start_real(config).await);
+    assert_eq!(node.get("/readyz").await.status(), 200);
+
+    // Two tabs with their tracking numbers, open across the failover.
+    let mut tabs = Vec::new();
+    for v in ["tab-1", "tab-2"] {
+        let mut tab = WsTab::open(node.addr, "shop-public-key", "https://shop.example").await;
+        tab.hello(v, "https://shop.example/").await;
+        let _default = tab.number().await;
+        let (number, kind) = tab.number().await;
+        assert_eq!(kind, "tracking", "{number}");
+        tabs.push(tab);
+    }
+
+    // Calls arrive every 20 ms and a new visitor takes a lease every 20 ms, from before the
+    // kill until the end: what was acknowledged is written down.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let acked_calls = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let refused_calls = Arc::new(Mutex::new(0usize));
+    let leases = Arc::new(Mutex::new(Vec::<(VisitorId, String, Instant)>::new()));
+    let refused_leases = Arc::new(Mutex::new(0usize));
+    let load = {
+        let (node, stop) = (node.clone(), stop.clone());
+        let (acked_calls, refused_calls) = (acked_calls.clone(), refused_calls.clone());
+        let (leases, refused_leases) = (leases.clone(), refused_leases.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+            let mut i = 0u32;
+            while !stop.is_cancelled() {
+                i += 1;
+                let id = format!("fo-{i}");
+                let body = serde_json::json!({
+                    "call_id": id, "called": "+74951230010", "caller": "+79161234567",
+                    "started_at": chrono::Utc::now().to_rfc3339(), "status": "ringing",
+                })
+                .to_string();
+                let t = Ts::now().as_millis() / 1000;
+                let sent = http
+                    .post(node.url("/v1/pbx/calls?pbx=office"))
+                    .header("content-type", "application/json")
+                    .header("callpool-signature", callpool::pbx::signature::sign(SECRET, t, body.as_bytes()))
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => acked_calls.lock().unwrap().push((id, Instant::now())),
+                    _ => *refused_calls.lock().unwrap() += 1,
+                }
+                let visitor = VisitorId::new(format!("v-{i}")).unwrap();
+                match node.app.pool.acquire(&shop(), &visitor, &SessionAttrs::default(), Ts::now()).await {
+                    Ok(callpool_pool::Grant::Leased { lease, .. }) => {
+                        leases.lock().unwrap().push((visitor, lease.number.to_string(), Instant::now()))
+                    }
+                    _ => *refused_leases.lock().unwrap() += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = acked_calls.lock().unwrap().len();
+    assert!(before_kill > 10, "calls were stored before the failover: {before_kill}");
+    // The replica falls behind: its link is cut and it may not sync again (the primary refuses
+    // it PSYNC), and the primary, still acknowledging writes, is killed 300 ms later.
+    let cut_at = Instant::now();
+    let refused = ["ACL", "SETUSER", "default", "-psync", "-sync", "-replconf"];
+    assert_eq!(ask::<redis::Value>(a, &refused).await, Some(redis::Value::Okay));
+    assert_eq!(ask::<i64>(a, &["CLIENT", "KILL", "TYPE", "replica"]).await, Some(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed_at = Instant::now();
+    procs.kill(a);
+
+    // The sentinels promote the replica; the node follows it: ready again, calls and leases go
+    // through again.
+    let promoted = loop {
+        if ask::<Vec<String>>(sentinels[0], &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"])
+            .await
+            .is_some_and(|addr| addr.get(1) == Some(&b.to_string()))
+        {
+            break killed_at.elapsed();
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(15), "the sentinels did not promote the replica");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ready = loop {
+        let up = reqwest::get(node.url("/readyz")).await.is_ok_and(|r| r.status() == 200);
+        let calls_after = acked_calls.lock().unwrap().iter().any(|(_, at)| at.duration_since(killed_at) > promoted);
+        let leases_after = leases.lock().unwrap().iter().any(|(_, _, at)| at.duration_since(killed_at) > promoted);
+        if up && calls_after && leases_after {
+            break killed_at.elapsed();
+        }
+        assert!(killed_at.elapsed() < promoted + Duration::from_secs(5), "the node did not follow the new primary");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    load.await.unwrap();
+    let role = ask::<Vec<redis::Value>>(b, &["ROLE"]).await.unwrap();
+    assert_eq!(role.first(), Some(&redis::Value::BulkString(b"master".to_vec())), "{role:?}");
+
+    // What the failover lost: every acknowledged call should be in the new primary.
+    let acked = acked_calls.lock().unwrap().clone();
+    let mut lost_calls = Vec::new();
+    for (id, _) in &acked {
+        let key = CallKey::new("office", id).unwrap();
+        if node.app.store.call(&key).await.expect("read a call").is_none() {
+            lost_calls.push(id.clone());
+        }
+    }
+    // Every lease granted before the kill: still held by its visitor, on the same number?
+    let granted = leases.lock().unwrap().clone();
+    let mut lost_leases = Vec::new();
+    for (visitor, number, at) in granted.iter().filter(|l| l.2 < killed_at) {
+        let now = node.app.pool.current(&shop(), visitor, Ts::now()).await.expect("read a lease");
+        if now.is_none_or(|l| l.number.to_string() != *number) {
+            lost_leases.push((visitor.to_string(), *at));
+        }
+    }
+    let acked_in_gap = acked.iter().filter(|(_, at)| (cut_at..killed_at).contains(at)).count();
+    let leased_in_gap = granted.iter().filter(|l| (cut_at..killed_at).contains(&l.2)).count();
+    println!(
+        "failover: set-up {setup:?}; promoted {promoted:?} after the kill, node ready with calls and leases \
+         again {ready:?} after it; calls acknowledged {} ({before_kill} before the cut, {acked_in_gap} between \
+         the cut and the kill), refused meanwhile {}, acknowledged but lost {}; leases granted {} \
+         ({leased_in_gap} between the cut and the kill), refused meanwhile {}, lost {}",
+        acked.len(),
+        refused_calls.lock().unwrap(),
+        lost_calls.len(),
+        granted.len(),
+        refused_leases.lock().unwrap(),
+        lost_leases.len(),
+    );
+    assert!(ready < Duration::from_secs(12), "followed within a bounded time: {ready:?}");
+    // Replication is asynchronous: what the primary acknowledged while the replica was behind
+    // is gone, and nothing else.
+    let acked_at: std::collections::HashMap<&str, Instant> = acked.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+    assert!(lost_calls.iter().all(|id| acked_at[id.as_str()] >= cut_at), "lost before the cut: {lost_calls:?}");
+    assert!(lost_leases.iter().all(|(_, at)| *at >= cut_at), "lost before the cut: {lost_leases:?}");
+    assert!(!lost_calls.is_empty() && lost_calls.len() <= acked_in_gap, "{lost_calls:?} of {acked_in_gap}");
+    Arc::try_unwrap(node).ok().expect("the load task ended").stop().await;
+}
