@@ -86,8 +86,7 @@ impl Store {
                 let caller = w.caller.map(|(c, m, _)| (c.as_str().to_owned(), encode(m)));
                 let jobs = w.jobs.to_vec();
                 let hurry = w.hurry.to_vec();
-                db.blocking(move |db| {
-                    let txn = db.begin_write().map_err(err)?;
+                db.grouped(move |txn| {
                     let key = call.key.as_str();
                     {
                         let mut calls = txn.open_table(RECORDS).map_err(err)?;
@@ -106,11 +105,10 @@ impl Store {
                         let mut callers = txn.open_table(CALLERS).map_err(err)?;
                         callers.insert((site.as_str(), caller.as_str()), memory.as_bytes()).map_err(err)?;
                     }
-                    jobs::plan_in(&txn, key, &jobs, false)?;
+                    jobs::plan_in(txn, key, &jobs, false)?;
                     for (kind, at) in &hurry {
-                        jobs::hurry_in(&txn, key, &[kind], *at)?;
+                        jobs::hurry_in(txn, key, &[kind], *at)?;
                     }
-                    txn.commit().map_err(err)?;
                     Ok(true)
                 })
                 .await

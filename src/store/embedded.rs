@@ -1,8 +1,14 @@
-//! The embedded backend's plumbing: one redb file, `<data_dir>/calls.redb`, every write one
-//! transaction, durable when it returns. Each concept module declares its own tables.
+//! The embedded backend's plumbing: one redb file, `<data_dir>/calls.redb`, every write durable
+//! when it returns. Each concept module declares its own tables.
+//!
+//! Most writes are a transaction of their own. The webhook's hot path ([`Db::grouped`]) goes
+//! through one writer thread that commits in groups, as the pool's embedded store does: writes
+//! that arrive while a commit is on the disk share the next transaction and its one fsync, and
+//! each is answered after that commit returned. A write that fails aborts its whole group; every
+//! write of it is answered with the error (a webhook then answers 503 and the PBX sends it again).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use callpool_pool::Ts;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -10,7 +16,77 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::error::StoreError;
 
 #[derive(Clone)]
-pub(super) struct Db(Arc<Database>);
+pub(super) struct Db(Arc<Database>, Arc<Writer>);
+
+/// A write of a group: applies itself in the group's transaction and keeps its answer until the
+/// commit (or the group's failure) decides it.
+type Grouped = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<Answer, String> + Send>;
+/// A write's answer, given the group's outcome (its error's text).
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The most writes one group commits.
+const MAX_GROUP: usize = 256;
+
+/// The group writer's queue; the thread ends when the last `Db` goes.
+struct Writer {
+    queue: Mutex<Option<mpsc::Sender<Grouped>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer thread: every write queued goes into one transaction, committed once.
+fn write_groups(db: Arc<Database>, queue: mpsc::Receiver<Grouped>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing was applied: each write is answered by dropping it (its caller sees the
+                // writer's error below).
+                tracing::warn!(error = %e, writes = group.len(), "The calls store could not begin a write.");
+                drop(group);
+                continue;
+            }
+        };
+        let mut answers = Vec::with_capacity(group.len());
+        let mut failed = None;
+        for write in group {
+            if failed.is_some() {
+                drop(write);
+                continue;
+            }
+            match write(&txn) {
+                Ok(answer) => answers.push(answer),
+                Err(e) => failed = Some(e),
+            }
+        }
+        let outcome = match failed {
+            // Dropping the transaction aborts it: none of the group's writes is kept.
+            Some(e) => Err(e),
+            None => txn.commit().map_err(|e| err(e).to_string()),
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, writes = answers.len(), "A group of writes to the calls store failed; none was kept.");
+        }
+        for answer in answers {
+            answer(outcome.clone());
+        }
+    }
+}
 
 pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(format!("embedded store: {e}"))
@@ -27,7 +103,37 @@ impl Db {
         let txn = db.begin_write().map_err(err)?;
         create_tables(&txn)?;
         txn.commit().map_err(err)?;
-        Ok(Db(Arc::new(db)))
+        let db = Arc::new(db);
+        let (queue, jobs) = mpsc::channel();
+        let writer_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("calls-writer".into())
+            .spawn(move || write_groups(writer_db, jobs))
+            .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
+        let writer = Writer { queue: Mutex::new(Some(queue)), thread: Mutex::new(Some(thread)) };
+        Ok(Db(db, Arc::new(writer)))
+    }
+
+    /// Runs `op` in the writer's next group transaction; answers once that is committed.
+    pub async fn grouped<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let write: Grouped = Box::new(move |txn| match op(txn) {
+            Ok(r) => Ok(Box::new(move |outcome: Result<(), String>| {
+                let _ = tx.send(outcome.map(|()| r).map_err(StoreError::Failed));
+            }) as Answer),
+            Err(e) => {
+                let text = e.to_string();
+                let _ = tx.send(Err(e));
+                Err(text)
+            }
+        });
+        let queue = self.1.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        queue.ok_or_else(|| err("the store is closed"))?.send(write).map_err(|_| err("the writer stopped"))?;
+        // A write dropped unanswered: its group failed before or while it was applied.
+        rx.await.unwrap_or_else(|_| Err(err("the write's group failed; see the log")))
     }
 
     /// Runs `op` on a blocking thread (redb does file I/O and fsync).
