@@ -333,3 +333,46 @@ impl crate::config::Operators for Rules {
         self.0.follows_calls()
     }
 }
+
+/// For a vendor's tests: a configuration with the `[[pbx]]` of `pbx` (its fields, `id` first)
+/// and a site whose callback form is reported by it and asks its PBX with a trigger of `kind`
+/// (the trigger's fields in `trigger`), read by the vendor's `readers`, with `env`'s overrides.
+#[cfg(test)]
+pub fn callback_config(
+    pbx: &str,
+    kind: &str,
+    trigger: &str,
+    env: &[(&str, &str)],
+    readers: &[&'static dyn crate::config::Reader],
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    let id = pbx.lines().next().and_then(|l| l.strip_prefix("id = ")).expect("the pbx's fields start with its id");
+    let text = format!(
+        r#"
+[[pbx]]
+{pbx}
+
+[[site]]
+id = "shop-1"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001"]
+
+[site.callback]
+operator = "+74951230099"
+pbx = {id}
+trigger = {{ kind = "{kind}", {trigger} }}
+"#
+    );
+    let env: std::collections::HashMap<String, String> =
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    crate::config::Config::parse_with(&text, "test.toml", &env, readers)
+}
+
+/// For a vendor's tests: the trigger of the first site's callback form.
+#[cfg(test)]
+pub fn form_trigger(c: &crate::config::Config) -> &dyn Trigger {
+    let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
+    crate::pbx::trigger(section).expect("a trigger")
+}

@@ -14,10 +14,6 @@ use callpool_pool::{SiteId, Ts, VisitorId};
 const ORIGIN: &str = "https://shop.example";
 const PAGE: &str = "https://shop.example/?utm_source=yandex";
 
-fn amqp_url() -> String {
-    std::env::var("CALLPOOL_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
 fn cluster_config(prefix: &str, node: &str) -> Config {
     let text = format!(
         r#"

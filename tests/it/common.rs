@@ -22,6 +22,11 @@ pub fn redis_url() -> String {
     std::env::var("CALLPOOL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
+/// The test RabbitMQ (`CALLPOOL_TEST_AMQP_URL`; ./deploy/test.sh starts one and sets it).
+pub fn amqp_url() -> String {
+    std::env::var("CALLPOOL_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
 pub fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("test-{name}-{}-{nanos}", std::process::id())

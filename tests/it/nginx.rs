@@ -17,10 +17,6 @@ const ORIGIN: &str = "https://shop.example";
 const PAGE: &str = "https://shop.example/?utm_source=google";
 const SITE_KEY: &str = "shop-public-key";
 
-fn amqp_url() -> String {
-    std::env::var("CALLPOOL_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
 /// A node of the cluster behind nginx: Redis and RabbitMQ, nginx (on 127.0.0.1) trusted to name
 /// the visitor's address, and two connection attempts per address and minute.
 fn node_config(prefix: &str) -> Config {

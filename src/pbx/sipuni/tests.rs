@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 
 use super::*;
 use crate::config::Config;
+use crate::pbx::adapter::{callback_config, form_trigger};
 
 /// 2027-01-15T08:00:00Z.
 const NOW: Ts = Ts::from_millis(1_800_000_000_000);
@@ -420,33 +421,11 @@ fn sipunis_answers_are_read() {
 #[test]
 fn the_trigger_reader_takes_the_account_the_key_and_the_employee() {
     let config = |trigger: &str, env: &[(&str, &str)]| {
-        let text = format!(
-            r#"
-[[pbx]]
-id = "sip"
-kind = "sipuni"
-token = "sipuni-token-0123456789"
-
-[[site]]
-id = "shop-1"
-key = "shop-public-key"
-allowed_origins = ["https://shop.example"]
-default_before = "+74951234567"
-default_after = "+74951234568"
-numbers = ["+74951230001"]
-
-[site.callback]
-operator = "+74951230099"
-pbx = "sip"
-trigger = {{ kind = "sipuni", {trigger} }}
-"#
-        );
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK, &TRIGGER])
+        let pbx = "id = \"sip\"\nkind = \"sipuni\"\ntoken = \"sipuni-token-0123456789\"";
+        callback_config(pbx, "sipuni", trigger, env, &[&WEBHOOK, &TRIGGER])
     };
     let form = |c: &Config| {
-        let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
-        let (req, fields) = posted(crate::pbx::trigger(section).expect("a trigger"));
+        let (req, fields) = posted(form_trigger(c));
         (req.url().to_string(), fields.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
     };
     let c = config(&format!(r#"user = "070196", secret = "{KEY}", sipnumber = "201""#), &[]).unwrap();

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 
 use super::*;
 use crate::config::Config;
+use crate::pbx::adapter::{callback_config, form_trigger};
 
 /// 2027-01-15T08:00:00Z.
 const NOW: Ts = Ts::from_millis(1_800_000_000_000);
@@ -562,34 +563,12 @@ fn callback_answers_are_read() {
 #[test]
 fn the_trigger_reader_takes_the_key_pair_and_who_is_rung() {
     let config = |trigger: &str, env: &[(&str, &str)]| {
-        let text = format!(
-            r#"
-[[pbx]]
-id = "zd"
-kind = "zadarma"
-secret = "{SECRET}"
-
-[[site]]
-id = "shop-1"
-key = "shop-public-key"
-allowed_origins = ["https://shop.example"]
-default_before = "+74951234567"
-default_after = "+74951234568"
-numbers = ["+74951230001"]
-
-[site.callback]
-operator = "+74951230099"
-pbx = "zd"
-trigger = {{ kind = "zadarma", {trigger} }}
-"#
-        );
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK, &TRIGGER])
+        let pbx = format!("id = \"zd\"\nkind = \"zadarma\"\nsecret = \"{SECRET}\"");
+        callback_config(&pbx, "zadarma", trigger, env, &[&WEBHOOK, &TRIGGER])
     };
     // The trigger as read: its request for a callback to +79161234567.
     let request = |c: &Config| {
-        let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
-        let t = crate::pbx::trigger(section).expect("a trigger");
+        let t = form_trigger(c);
         let ring = Ring::one("cb-0123456789abcdef01234567", t.own_operator().unwrap());
         t.request(&reqwest::Client::new(), &ring, &callback("+79161234567"), NOW).build().unwrap()
     };

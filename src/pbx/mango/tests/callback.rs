@@ -2,6 +2,7 @@
 //! settings, and the calls the command places.
 
 use super::*;
+use crate::pbx::adapter::{callback_config, form_trigger};
 
 fn callback(number: &str) -> Callback {
     crate::callback::example(number, NOW)
@@ -99,34 +100,11 @@ fn mangos_answers_are_read() {
 #[test]
 fn the_trigger_reader_takes_the_vpbx_key_and_the_employee() {
     let config = |trigger: &str, env: &[(&str, &str)]| {
-        let text = format!(
-            r#"
-[[pbx]]
-id = "mg"
-kind = "mango"
-api_key = "{KEY}"
-api_salt = "{SALT}"
-
-[[site]]
-id = "shop-1"
-key = "shop-public-key"
-allowed_origins = ["https://shop.example"]
-default_before = "+74951234567"
-default_after = "+74951234568"
-numbers = ["+74951230001"]
-
-[site.callback]
-operator = "+74951230099"
-pbx = "mg"
-trigger = {{ kind = "mango", {trigger} }}
-"#
-        );
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::parse_with(&text, "test.toml", &env, &[&WEBHOOK, &TRIGGER])
+        let pbx = format!("id = \"mg\"\nkind = \"mango\"\napi_key = \"{KEY}\"\napi_salt = \"{SALT}\"");
+        callback_config(&pbx, "mango", trigger, env, &[&WEBHOOK, &TRIGGER])
     };
     let form = |c: &Config| {
-        let section = &c.sites[0].callback.as_ref().expect("a callback form").trigger;
-        let (req, fields) = posted(crate::pbx::trigger(section).expect("a trigger"));
+        let (req, fields) = posted(form_trigger(c));
         (req.url().to_string(), fields.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
     };
     let c = config(&format!(r#"api_key = "{KEY}", api_salt = "{SALT}", extension = "101""#), &[]).unwrap();
