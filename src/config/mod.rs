@@ -29,7 +29,7 @@ pub use env::*;
 pub use pbx::PbxConfig;
 pub use pool::PoolConfig;
 pub use section::{Fields, Place, Reader, Section, Sections};
-pub use server::{BusConfig, SentinelConfig, ServerConfig, StoreConfig, TlsFiles};
+pub use server::{percent_encode, BusConfig, SentinelConfig, ServerConfig, StoreConfig, TlsFiles};
 pub use site::{referrer_host, SiteConfig, TrackFilter};
 
 /// The built-in demo configuration `callpool serve` uses when there is no config file.

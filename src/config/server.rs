@@ -440,17 +440,17 @@ fn with_credentials(url: &str, user: Option<String>, password: Option<String>) -
     if rest[..authority_end].contains('@') {
         return Err("the URL names a user already: give the credentials in one place".into());
     }
-    let encode = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    let user = user.as_deref().map(encode).unwrap_or_default();
-    let password = password.as_deref().map(|p| format!(":{}", encode(p))).unwrap_or_default();
+    let user = user.as_deref().map(percent_encode).unwrap_or_default();
+    let password = password.as_deref().map(|p| format!(":{}", percent_encode(p))).unwrap_or_default();
     Ok(format!("{scheme}://{user}{password}@{rest}"))
+}
+
+/// `s` with every byte but RFC 3986's unreserved characters (letters, digits, `-._~`)
+/// percent-encoded: safe as a URL's user name, password or path segment.
+pub fn percent_encode(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// `url` with its password (the part after `user:` before `@`) replaced by `***`, for output.

@@ -103,24 +103,13 @@ impl Recordings {
         if !under {
             return Err("the file is not under recordings_dir");
         }
-        let path: Vec<String> = segments[self.dir.len()..].iter().map(|s| percent_encode(s)).collect();
+        let path: Vec<String> = segments[self.dir.len()..].iter().map(|s| crate::config::percent_encode(s)).collect();
         let url = format!("{}{}", self.url, path.join("/"));
         if url.len() > 2048 {
             return Err("the file's URL would be longer than 2048 characters");
         }
         Ok(url)
     }
-}
-
-/// A path segment with every byte but RFC 3986's unreserved characters percent-encoded.
-fn percent_encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Reads a `[[pbx]] kind = "asterisk"`.
