@@ -102,6 +102,19 @@ pub struct CallAccepted {
     pub site: Option<String>,
 }
 
+impl CallAccepted {
+    /// The answer for `call` as stored, with what the report did to it (`result`).
+    pub fn of(call: &crate::calls::Call, result: &'static str) -> CallAccepted {
+        CallAccepted {
+            call_id: call.key.call_id().to_owned(),
+            result,
+            status: call.status,
+            matched: call.matched.kind,
+            site: call.matched.site.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
 /// Where a connection's call reports go: recorded as a webhook's are (matched, stored with their
 /// deliveries, a callback moved on), or the store's error. Given by the service's top, so that
 /// vendors need not know the services that record.

@@ -456,13 +456,7 @@ pub async fn record(app: &App, report: &crate::calls::CallReport) -> Result<Call
             tracing::warn!(error = %e, call = %call.key, "A callback's outcome could not be recorded; the PBX will retry.");
         })?;
     }
-    Ok(CallAccepted {
-        call_id: call.key.call_id().to_owned(),
-        result,
-        status: call.status,
-        matched: call.matched.kind,
-        site: call.matched.site.as_ref().map(ToString::to_string),
-    })
+    Ok(CallAccepted::of(call, result))
 }
 
 /// Attaches a recording to a call callpool recorded; `None` (logged) for a call it does not have
@@ -476,13 +470,7 @@ async fn attach_recording(app: &App, key: &CallKey, recording: &str) -> Result<O
         tracing::debug!(call = %key, "A recording of a call callpool did not record; ignored.");
         return Ok(None);
     };
-    Ok(Some(CallAccepted {
-        call_id: call.key.call_id().to_owned(),
-        result: if changed { "updated" } else { "unchanged" },
-        status: call.status,
-        matched: call.matched.kind,
-        site: call.matched.site.as_ref().map(ToString::to_string),
-    }))
+    Ok(Some(CallAccepted::of(&call, if changed { "updated" } else { "unchanged" })))
 }
 
 fn respond(reply: Reply) -> Response {
