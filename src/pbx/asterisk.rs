@@ -549,8 +549,7 @@ fn did(exten: &str, region: phonenumber::country::Id) -> Option<PhoneNumber> {
         .or_else(|| PhoneNumber::parse(&format!("+{}", exten.trim_start_matches('+'))).ok())
 }
 
-mod trigger;
-pub use trigger::{Originate, TRIGGER};
+pub mod trigger;
 
 #[cfg(test)]
 mod tests;

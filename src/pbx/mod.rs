@@ -47,7 +47,7 @@ pub static VENDORS: &[&dyn Reader] = &[
     &sipuni::WEBHOOK,
     &sipuni::TRIGGER,
     &asterisk::WEBHOOK,
-    &asterisk::TRIGGER,
+    &asterisk::trigger::TRIGGER,
     &uis::WEBHOOK,
 ];
 
