@@ -1,31 +1,41 @@
 //! What every part of the running service shares: the configuration, the pool, the store, the
 //! bus to every node's tabs, the clock, the metrics, and the wake-ups of this node's job runner.
+//!
+//! The configuration can change while the node runs (a reload): [`App::config`] hands out the
+//! one running now, whole, and a task keeps the one it took for the work at hand; [`App::apply`]
+//! brings the pool in line with a new one, then swaps it in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use callpool_pool::embedded::EmbeddedPool;
 use callpool_pool::redis_store::{RedisOptions, RedisPool, SentinelOptions};
-use callpool_pool::Pool;
+use callpool_pool::{Pool, Ts};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::callback::limits::NodeLimiters;
 use crate::calls::matcher::Directory;
 use crate::clock::Clock;
 use crate::config::{BusConfig, Config, StoreConfig, TlsFiles};
-use crate::live::bus::{Bus, InProcessBus, RabbitBus};
+use crate::live::bus::{Bus, InProcessBus, NodeConfig, RabbitBus};
 use crate::metrics::Metrics;
 use crate::store::jobs::Planned;
 use crate::store::{Store, StoreError};
 
 pub struct App {
-    pub config: Config,
+    running: ArcSwap<Running>,
+    /// Tells who keeps state derived from the configuration that a new one runs (its version).
+    changed: tokio::sync::watch::Sender<String>,
+    /// Applies one configuration at a time.
+    applying: tokio::sync::Mutex<()>,
+    /// The configuration version every node runs, as the nodes announced it over the bus.
+    pub nodes: Mutex<std::collections::BTreeMap<String, NodeHeard>>,
     pub pool: Pool,
     /// Calls, callbacks, jobs, visits and usage, in the same store as the pool.
     pub store: Store,
-    /// Which number belongs where, for the call matcher (from the configuration).
-    pub directory: Directory,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     /// Wakes this node's job runner when jobs became due here (other nodes poll).
@@ -34,8 +44,64 @@ pub struct App {
     pub bus: Arc<dyn Bus>,
     /// Stops what the app runs in the background (the bus's connection) when the node stops.
     pub stop: CancellationToken,
+}
+
+/// One configuration as the node runs it, with what follows from it. Dereferences to the
+/// [`Config`].
+pub struct Running {
+    pub config: Config,
+    /// Which number belongs where, for the call matcher.
+    pub directory: Directory,
     /// The callback form's per-address and per-visitor limits on this node.
-    pub callback_limiters: crate::callback::limits::NodeLimiters,
+    pub callback_limiters: NodeLimiters,
+    /// When this node began running it.
+    pub since: Ts,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl Running {
+    /// `config` with what follows from it; the limiters of sites whose limits stay the same
+    /// carry on from `before` (a reload does not reset a visitor's count).
+    fn new(config: Config, before: Option<&Running>, since: Ts) -> Running {
+        let forms = config.sites.iter().filter_map(|s| s.callback.as_ref().map(|c| (&s.id, &c.limits)));
+        let callback_limiters = NodeLimiters::new(forms, before.map(|b| &b.callback_limiters));
+        Running { directory: config.directory(), callback_limiters, config, since }
+    }
+}
+
+/// What this node last heard from a node about the configuration it runs, and when.
+#[derive(Clone, Debug)]
+pub struct NodeHeard {
+    pub config: NodeConfig,
+    pub heard: Ts,
+}
+
+/// Settings a node reads once, when it starts: a reload that changes any of them is refused.
+pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
+    let (a, b) = (&running.server, &new.server);
+    let mut changed = Vec::new();
+    let mut check = |name: &str, same: bool| {
+        if !same {
+            changed.push(format!("{name}: changed; it is read when the node starts, so restart the node to apply it"));
+        }
+    };
+    check("[server] listen", a.listen == b.listen);
+    check("[server] ops_listen", a.ops_listen == b.ops_listen);
+    check("[server] max_connections", a.max_connections == b.max_connections);
+    check("[server] header_timeout", a.header_timeout == b.header_timeout);
+    check("[server] shutdown_grace", a.shutdown_grace == b.shutdown_grace);
+    check("[server] ws_connects_per_ip_per_minute", a.ws_connects_per_ip_per_minute == b.ws_connects_per_ip_per_minute);
+    check("[store]", running.store == new.store);
+    check("[bus]", running.bus == new.bus);
+    check("[pool] reaper_interval", running.pool.reaper_interval == new.pool.reaper_interval);
+    check("[analytics] request_timeout", running.analytics.request_timeout == new.analytics.request_timeout);
+    changed
 }
 
 impl App {
@@ -50,10 +116,6 @@ impl App {
         };
         let (pool, store) = open_stores(&config).await?;
         pool.configure(&config.pool_spec(), clock.now()).await?;
-        let directory = config.directory();
-        let callback_limiters = crate::callback::limits::NodeLimiters::new(
-            config.sites.iter().filter_map(|s| s.callback.as_ref().map(|c| (&s.id, &c.limits))),
-        );
         let metrics = Metrics::new();
         metrics.watch(&config, clock.now());
         let stop = CancellationToken::new();
@@ -67,19 +129,67 @@ impl App {
                 stop.clone(),
             )),
         };
+        let version = config.version.clone();
         Ok(App {
-            config,
+            running: ArcSwap::from_pointee(Running::new(config, None, clock.now())),
+            changed: tokio::sync::watch::Sender::new(version),
+            applying: tokio::sync::Mutex::new(()),
+            nodes: Mutex::default(),
             pool,
             store,
-            directory,
             clock,
             metrics,
             job_wake: JobWake::default(),
             bus,
             stop,
-            callback_limiters,
         })
     }
+
+    /// The configuration running now. Take it once for a piece of work: a reload may swap in
+    /// another meanwhile, and the work goes on with the one it began with.
+    pub fn config(&self) -> Arc<Running> {
+        self.running.load_full()
+    }
+
+    /// Resolves each time another configuration starts running, with its version.
+    pub fn config_changes(&self) -> tokio::sync::watch::Receiver<String> {
+        self.changed.subscribe()
+    }
+
+    /// Runs `config` from now on: the pool first (new numbers and sites, removed numbers retired
+    /// as their leases end), then the configuration swapped in. `Ok(false)` when it is the
+    /// version already running. Refused, with the running one kept, when it changes a setting
+    /// read only at start or the store does not take it.
+    pub async fn apply(&self, config: Config) -> Result<bool, ApplyError> {
+        let _one_at_a_time = self.applying.lock().await;
+        let running = self.config();
+        if config.version == running.version && !config.version.is_empty() {
+            return Ok(false);
+        }
+        // The node keeps its id (by default one made up when the configuration is read).
+        let mut config = config;
+        config.server.node_id.clone_from(&running.server.node_id);
+        let restart = restart_only_changes(&running, &config);
+        if !restart.is_empty() {
+            return Err(ApplyError::Restart(restart));
+        }
+        let now = self.clock.now();
+        self.pool.configure(&config.pool_spec(), now).await.map_err(|e| ApplyError::Store(e.to_string()))?;
+        self.metrics.watch(&config, now);
+        let version = config.version.clone();
+        self.running.store(Arc::new(Running::new(config, Some(&running), now)));
+        self.changed.send_replace(version);
+        Ok(true)
+    }
+}
+
+/// Why a configuration was not applied (the running one stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{}", .0.join("; "))]
+    Restart(Vec<String>),
+    #[error("the store did not take the new pool configuration: {0}")]
+    Store(String),
 }
 
 /// Opens the pool's store the configuration names. Redis: waits (with backoff, logged) until it answers.

@@ -3,7 +3,7 @@
 //! `callback` and their pure parts, `config`, `analytics`, `sim`, `live::protocol`, `clock`,
 //! `metrics`); the stores and the bus (`store`, `live::bus`); what the service shares (`app`); the
 //! domain's services (`calls::ingest`, `callback::service`, `pbx`, `jobs`, `reports`, `reaper`,
-//! `plugins`); the edges (`web`, `live`). `main.rs` only parses the command line; tests start
+//! `plugins`, `reload`); the edges (`web`, `live`). `main.rs` only parses the command line; tests start
 //! [`run`] in-process on port 0.
 #![forbid(unsafe_code)]
 
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pbx;
 pub mod plugins;
 pub mod reaper;
+pub mod reload;
 pub mod reports;
 pub mod sim;
 pub mod store;
@@ -42,6 +43,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     tasks.spawn(reaper::run(app.clone(), ended_tx, shutdown.clone()));
     tasks.spawn(hub.clone().run(ended_rx, shutdown.clone()));
     tasks.spawn(jobs::runner::run(app.clone(), shutdown.clone()));
+    tasks.spawn(reload::run(app.clone(), shutdown.clone()));
     // Reports from PBX connections are recorded as the webhook's are.
     let sink: pbx::adapter::Sink = {
         let app = app.clone();
@@ -54,9 +56,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
             })
         })
     };
-    for connection in pbx::connectors(&app, &sink, &shutdown) {
-        tasks.spawn(connection);
-    }
+    tasks.spawn(pbx::keep_connected(app.clone(), sink, shutdown.clone()));
     let hub_for_limits = hub.clone();
     let ws = live::ws::WsState::new(hub, shutdown.clone());
     let pbx_limiters = web::pbx::Limiters::new(&app);
@@ -72,14 +72,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
                 _ = tick.tick() => {
                     limiter.retain_recent();
                     pbx_for_limits.retain_recent();
-                    app_for_limits.callback_limiters.retain_recent();
+                    app_for_limits.config().callback_limiters.retain_recent();
                     hub_for_limits.retain_recent();
                 }
             }
         }
     });
     let state = web::WebState { app: app.clone(), ws, pbx: pbx_limiters };
-    let server = &app.config.server;
+    let server = &app.config().server;
     let timeouts = (server.header_timeout, server.shutdown_grace);
     if let Some(ops) = server.ops_listen {
         let ops = TcpListener::bind(ops).await?;

@@ -4,8 +4,8 @@
 //! each kind of job, for `/v1/admin/status`. `deploy/prometheus/` alerts on these metrics and
 //! `deploy/grafana/` charts them; `tests/it/ops.rs` checks that every name they use is here.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
 use callpool_pool::Ts;
 use prometheus::core::Collector;
@@ -101,6 +101,8 @@ pub struct Metrics {
 
 /// The outcomes of a PBX's request (`callpool_pbx_requests_total{outcome}`).
 pub const PBX_OUTCOMES: [&str; 3] = ["recorded", "answered", "refused"];
+/// The states `callpool_pool_numbers` counts a site's numbers in.
+pub const POOL_STATES: [&str; 5] = ["working", "leased", "free", "cooling", "max"];
 
 /// The store operations whose errors are counted (`callpool_store_errors_total{op}`), created at
 /// zero at start so that an alert's `increase()` sees the first error.
@@ -159,11 +161,13 @@ impl BusMetrics {
 }
 
 /// What this node saw last of each PBX and each kind of job (for `/v1/admin/status`; each node
-/// keeps its own). A request or a job's outcome costs a look-up in a map fixed at start and a
-/// short lock of its own entry.
+/// keeps its own). A request or a job's outcome costs a look-up in a map set when a configuration
+/// starts running and a short lock of its own entry.
 #[derive(Default)]
 pub struct Journal {
-    pbxs: OnceLock<HashMap<String, PbxWatch>>,
+    pbxs: RwLock<HashMap<String, Arc<PbxWatch>>>,
+    /// The sites whose series this node exports.
+    sites: Mutex<BTreeSet<String>>,
     jobs: Mutex<HashMap<&'static str, JobLast>>,
 }
 
@@ -200,7 +204,7 @@ pub struct JobLast {
 impl Journal {
     /// What `pbx` sent this node last (`None` for a PBX not configured).
     pub fn pbx(&self, pbx: &str) -> Option<PbxLast> {
-        let w = self.pbxs.get()?.get(pbx)?;
+        let w = read(&self.pbxs).get(pbx)?.clone();
         let mut last = lock(&w.last).clone();
         last.counts = w.requests.each_ref().map(|c| c.get());
         Some(last)
@@ -468,17 +472,42 @@ impl Metrics {
     /// last accepted request to `now` (a PBX silent since the node started is silent since then),
     /// the in-process bus connected, and the working hours. Once, at start.
     pub fn watch(&self, config: &Config, now: Ts) {
-        let pbxs = config
-            .pbxs
-            .iter()
-            .map(|p| {
-                let requests = PBX_OUTCOMES.map(|o| self.pbx_requests.with_label_values(&[p.id.as_str(), o]));
-                let accepted = self.pbx_last_accepted.with_label_values(&[p.id.as_str()]);
-                accepted.set(now.as_millis() / 1000);
-                (p.id.clone(), PbxWatch { requests, accepted, last: Mutex::default() })
-            })
-            .collect();
-        let _ = self.journal.pbxs.set(pbxs);
+        {
+            let mut pbxs = self.journal.pbxs.write().unwrap_or_else(|p| p.into_inner());
+            // A PBX no longer configured: its series go (a kept one keeps its counts).
+            pbxs.retain(|id, _| {
+                let kept = config.pbx(id).is_some();
+                if !kept {
+                    for outcome in PBX_OUTCOMES {
+                        let _ = self.pbx_requests.remove_label_values(&[id.as_str(), outcome]);
+                    }
+                    for g in [&self.pbx_last_accepted, &self.pbx_connected, &self.pbx_open] {
+                        let _ = g.remove_label_values(&[id.as_str()]);
+                    }
+                }
+                kept
+            });
+            for p in &config.pbxs {
+                pbxs.entry(p.id.clone()).or_insert_with(|| {
+                    let requests = PBX_OUTCOMES.map(|o| self.pbx_requests.with_label_values(&[p.id.as_str(), o]));
+                    let accepted = self.pbx_last_accepted.with_label_values(&[p.id.as_str()]);
+                    accepted.set(now.as_millis() / 1000);
+                    Arc::new(PbxWatch { requests, accepted, last: Mutex::default() })
+                });
+            }
+        }
+        {
+            let now_sites: BTreeSet<String> = config.sites.iter().map(|s| s.id.to_string()).collect();
+            let mut sites = lock(&self.journal.sites);
+            for gone in sites.difference(&now_sites) {
+                let _ = self.site_open.remove_label_values(&[gone.as_str()]);
+                let _ = self.pool_exhausted.remove_label_values(&[gone.as_str()]);
+                for state in POOL_STATES {
+                    let _ = self.pool_numbers.remove_label_values(&[gone.as_str(), state]);
+                }
+            }
+            *sites = now_sites;
+        }
         for op in STORE_OPS {
             self.store_errors.with_label_values(&[op]);
         }
@@ -502,7 +531,7 @@ impl Metrics {
     /// Notes a request from `pbx` (a configured PBX; others are not noted) and its outcome (one
     /// of [`PBX_OUTCOMES`]), with the refusal's code and message.
     pub fn pbx_request(&self, pbx: &str, at: Ts, outcome: &'static str, refusal: Option<(&str, &str)>) {
-        let Some(w) = self.journal.pbxs.get().and_then(|m| m.get(pbx)) else { return };
+        let Some(w) = read(&self.journal.pbxs).get(pbx).cloned() else { return };
         if let Some(i) = PBX_OUTCOMES.iter().position(|o| *o == outcome) {
             w.requests[i].inc();
         }
@@ -582,6 +611,10 @@ impl Metrics {
 const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Locks `m`, whatever a panicked holder left (the data is a record, never half-written).
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

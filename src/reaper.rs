@@ -24,7 +24,7 @@ pub const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs a pass every `reaper_interval`; every lease it ends goes to `ended` (the hub announces it).
 pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(app.config.pool.reaper_interval);
+    let mut tick = tokio::time::interval(app.config().pool.reaper_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_sample = Ts::EPOCH;
     let mut next_forget = Ts::EPOCH;
@@ -52,7 +52,7 @@ pub async fn run(app: Arc<App>, ended: mpsc::Sender<Lease>, shutdown: Cancellati
 
 /// Records each site's leased numbers and exhausted counter for its local day.
 async fn sample_usage(app: &App, now: Ts) {
-    for site in &app.config.sites {
+    for site in &app.config().sites {
         let day = now.to_chrono().map(|t| t.with_timezone(&site.timezone).date_naive().to_string()).unwrap_or_default();
         let sampled = async {
             if let Some(st) = app.pool.status(&site.id, now).await? {
@@ -70,7 +70,7 @@ async fn sample_usage(app: &App, now: Ts) {
 /// Forgets the calls, callbacks and visits of every site that began before `before` (up to
 /// `limit` of each per site), with every trace of their jobs; returns how many calls it removed.
 pub async fn forget_before(app: &App, before: Ts, limit: usize) -> Result<usize, StoreError> {
-    let sites: Vec<_> = app.config.sites.iter().map(|s| s.id.clone()).collect();
+    let sites: Vec<_> = app.config().sites.iter().map(|s| s.id.clone()).collect();
     let calls = app.store.forget_calls(&sites, before, limit, &registry::kinds_of(Records::Calls)).await?;
     app.store.forget_callbacks(&sites, before, limit, &registry::kinds_of(Records::Callbacks)).await?;
     app.store.forget_visits(&sites, before, limit).await?;
@@ -79,7 +79,7 @@ pub async fn forget_before(app: &App, before: Ts, limit: usize) -> Result<usize,
 
 /// Forgets what is older than `[analytics] calls_retention` (a batch per run; any node may do it).
 async fn forget_expired(app: &App, now: Ts) {
-    match forget_before(app, now.minus(app.config.analytics.calls_retention), 1000).await {
+    match forget_before(app, now.minus(app.config().analytics.calls_retention), 1000).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(calls = n, "Forgot calls older than the retention period."),
         Err(e) => {
@@ -97,10 +97,10 @@ pub async fn reap_and_shrink(app: &App) -> Vec<Lease> {
     let outcome = async {
         // A site this node serves that the store does not know means the store lost its data
         // (a Redis restart without persistence): write the configuration again.
-        if let Some(first) = app.config.sites.first() {
+        if let Some(first) = app.config().sites.first() {
             if app.pool.status(&first.id, now).await?.is_none() {
                 tracing::warn!("The store has lost the pool configuration (a Redis restart without persistence?); configuring it again.");
-                app.pool.configure(&app.config.pool_spec(), now).await?;
+                app.pool.configure(&app.config().pool_spec(), now).await?;
             }
         }
         let ended = app.pool.reap(now).await?;

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 
 cat <<'HEAD'
 # /etc/callpool/callpool.toml: the configuration of the callpool service (callpool.service).
-# Check it with `callpool --config /etc/callpool/callpool.toml check-config`, then `systemctl restart callpool`.
+# Check it with `callpool --config /etc/callpool/callpool.toml check-config`, then `systemctl reload callpool`.
 # Secrets may go to /etc/default/callpool instead (CALLPOOL_ADMIN_TOKEN=..., read by the unit; mode 0600).
 # Installed from callpool.example.toml (/usr/share/doc/callpool/examples/): the store is under /var/lib/callpool,
 # and the example's shared numbers, PBX and site are commented out; uncomment and edit them to serve a site.

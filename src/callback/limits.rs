@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use callpool_pool::SiteId;
@@ -102,22 +103,32 @@ impl Scope {
 }
 
 struct SiteLimiters {
+    limits: Limits,
     per_ip: Vec<DefaultKeyedRateLimiter<IpAddr>>,
     per_visitor: Vec<DefaultKeyedRateLimiter<String>>,
 }
 
 /// This node's per-address and per-visitor limiters, per site.
 pub struct NodeLimiters {
-    sites: HashMap<SiteId, SiteLimiters>,
+    sites: HashMap<SiteId, Arc<SiteLimiters>>,
 }
 
 impl NodeLimiters {
-    pub fn new<'a>(sites: impl Iterator<Item = (&'a SiteId, &'a Limits)>) -> NodeLimiters {
+    /// The limiters of `sites`; a site whose limits are the same as in `before` keeps its
+    /// limiters (and what they have counted).
+    pub fn new<'a>(
+        sites: impl Iterator<Item = (&'a SiteId, &'a Limits)>,
+        before: Option<&NodeLimiters>,
+    ) -> NodeLimiters {
         let sites = sites
             .map(|(id, l)| {
-                let per_ip = l.per_ip.iter().map(|w| RateLimiter::keyed(w.quota())).collect();
-                let per_visitor = l.per_visitor.iter().map(|w| RateLimiter::keyed(w.quota())).collect();
-                (id.clone(), SiteLimiters { per_ip, per_visitor })
+                let kept = before.and_then(|b| b.sites.get(id)).filter(|k| &k.limits == l);
+                let limiters = kept.cloned().unwrap_or_else(|| {
+                    let per_ip = l.per_ip.iter().map(|w| RateLimiter::keyed(w.quota())).collect();
+                    let per_visitor = l.per_visitor.iter().map(|w| RateLimiter::keyed(w.quota())).collect();
+                    Arc::new(SiteLimiters { limits: l.clone(), per_ip, per_visitor })
+                });
+                (id.clone(), limiters)
             })
             .collect();
         NodeLimiters { sites }
@@ -197,7 +208,7 @@ mod tests {
             per_ip: vec![Window::parse("3/1h").unwrap()],
             per_visitor: vec![Window::parse("2/1h").unwrap()],
         };
-        let l = NodeLimiters::new([(&site, &limits)].into_iter());
+        let l = NodeLimiters::new([(&site, &limits)].into_iter(), None);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         assert_eq!(l.check(&site, Some(a), Some("v1")), Ok(()));
         assert_eq!(l.check(&site, Some(a), Some("v1")), Ok(()));

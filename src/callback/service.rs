@@ -117,7 +117,7 @@ async fn stored(
     // unless it is one of the trusted proxies (then the proxy did not name the client).
     let source = req
         .ip
-        .filter(|ip| !app.config.server.trusted_proxies.iter().any(|net| net.contains(ip)))
+        .filter(|ip| !app.config().server.trusted_proxies.iter().any(|net| net.contains(ip)))
         .map(|ip| super::limits::client_key(ip).to_string());
     match app.store.create_callback(&cb, &cfg.limits, source.as_deref(), &jobs, status::keep(app)).await? {
         Created::Stored => {
@@ -175,7 +175,9 @@ async fn check(
             return Ok(Err(refusal(Reason::TooSoon)));
         }
     }
-    if let Err(scope) = app.callback_limiters.check(&site.id, req.ip, req.visitor.as_ref().map(VisitorId::as_str)) {
+    if let Err(scope) =
+        app.config().callback_limiters.check(&site.id, req.ip, req.visitor.as_ref().map(VisitorId::as_str))
+    {
         return Ok(Err(Refusal {
             reason: Reason::Limited(scope),
             message: cfg.texts.get("limited").to_owned(),
@@ -194,9 +196,10 @@ async fn check(
 /// rung in turn, the current operator's call missed rings the next one instead (the trigger's
 /// job, brought forward), and an answer names who answered.
 pub async fn on_call(app: &App, call: &Call) -> Result<(), StoreError> {
+    let config = app.config();
     for _ in 0..8 {
         let Some(mut cb) = app.store.callback_for_call(&call.key).await? else { return Ok(()) };
-        let site = app.config.site(&cb.site);
+        let site = config.site(&cb.site);
         let form = site.and_then(|s| s.callback.as_ref());
         let turn = turn_of(&cb, &call.key);
         let status = match call.status {

@@ -13,12 +13,13 @@ use crate::live::protocol::ServerMsg;
 
 /// How long a callback is kept (with its calls: the reports reach back as far).
 pub fn keep(app: &App) -> Duration {
-    app.config.analytics.calls_retention
+    app.config().analytics.calls_retention
 }
 
 /// What a callback's status says to the visitor, in the site's language.
 pub fn status_text(app: &App, cb: &Callback) -> Option<String> {
-    let site = app.config.site(&cb.site)?;
+    let config = app.config();
+    let site = config.site(&cb.site)?;
     let cfg = site.callback.as_ref()?;
     Some(cfg.texts.render(cb.status.as_str(), cb.at(), app.clock.now(), site.timezone, site.default_before.as_str()))
 }

@@ -39,6 +39,7 @@ impl Recorded {
 
 /// Records `report`. Returns once the call and its jobs are durable in the store.
 pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreError> {
+    let config = app.config();
     // Each round re-reads; a conflict means another node wrote the call between our read and write.
     for _ in 0..16 {
         let now = app.clock.now();
@@ -68,12 +69,12 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreErr
             None => {
                 let (call, memory) = first_report(app, report, now).await?;
                 let site = call.matched.site.clone();
-                let site_config = site.as_ref().and_then(|s| app.config.site(s));
+                let site_config = site.as_ref().and_then(|s| config.site(s));
                 let keep_caller = site_config.map_or(REMEMBER_CALLERS, |s| s.windows.repeat.max(REMEMBER_CALLERS));
                 let due = if call.status.is_final() {
                     now
                 } else {
-                    call.started_at.plus(app.config.analytics.finalize_after).max(now)
+                    call.started_at.plus(config.analytics.finalize_after).max(now)
                 };
                 let jobs = registry::plan(app, Event::CallRecorded { call: &call, site: site_config, due });
                 let write = CallWrite {
@@ -126,12 +127,12 @@ async fn first_report(app: &App, report: &CallReport, now: Ts) -> Result<(Call, 
     let at = report.started_at.min(now);
     // Only a PBX that reports callbacks' outcomes costs the lookup (a webhook's hot path).
     let pbx = report.key.pbx();
-    if app.config.sites.iter().any(|s| s.callback.as_ref().is_some_and(|c| c.pbx == pbx)) {
+    if app.config().sites.iter().any(|s| s.callback.as_ref().is_some_and(|c| c.pbx == pbx)) {
         if let Some(cb) = app.store.callback_for_call(&report.key).await? {
             return Ok((callback_call(report, &cb, at, now), None));
         }
     }
-    let dir = &app.directory;
+    let dir = &app.config().directory;
     let leases = app.pool.leases_before(&report.called, at, dir.lookup_window()).await?;
     let site = dir.site_of(&report.called, &leases);
     let memory = match (&site, &report.caller) {

@@ -24,7 +24,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     });
     let listen = config.server.listen;
     let source = config.source.clone();
-    check_on_hangup(&source)?;
+    let hangups = Hangups::register().context("cannot install the SIGHUP handler")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Start-up may wait for Redis for as long as it takes; a signal meanwhile ends the wait.
     let app = tokio::select! {
@@ -34,53 +34,54 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    hangups.reload(app.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(
         address = %listener.local_addr()?,
         config = %source,
         store = app.pool.kind(),
-        sites = app.config.sites.len(),
+        sites = app.config().sites.len(),
+        version = %app.config().version,
         "callpool is serving."
     );
     callpool::run(listener, app, shutdown).await.context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGHUP (`systemctl reload`): the configuration file is read and checked again, and the
-/// result logged. Applying it needs a restart until live reload is built; a hang-up never stops
-/// the node.
-fn check_on_hangup(source: &str) -> anyhow::Result<()> {
+/// SIGHUP (`systemctl reload`), registered up front so that one arriving while the node starts
+/// does not kill it; once the node runs, each reloads the configuration (on every node).
+struct Hangups {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
-        let path = std::path::PathBuf::from(source);
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                if !path.is_file() {
-                    tracing::warn!(
-                        "SIGHUP: this node runs the built-in configuration; there is no file to read again."
-                    );
-                    continue;
-                }
-                match Config::load(&path, &callpool::config::ProcessEnv) {
-                    Ok(c) => tracing::warn!(
-                        config = %path.display(),
-                        sites = c.sites.len(),
-                        "SIGHUP: the configuration file is valid; restart the service to apply it (live reload is not built yet)."
-                    ),
-                    Err(e) => tracing::error!(
-                        config = %path.display(),
-                        problems = %e.problems.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("; "),
-                        "SIGHUP: the configuration file has problems; the running configuration stays."
-                    ),
-                }
-            }
-        });
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    fn register() -> std::io::Result<Hangups> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Hangups { hup: signal(SignalKind::hangup())? })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Hangups {})
+        }
     }
-    #[cfg(not(unix))]
-    let _ = source;
-    Ok(())
+
+    /// Reloads `app`'s configuration at each SIGHUP (the outcome is logged).
+    fn reload(self, app: Arc<App>) {
+        #[cfg(unix)]
+        {
+            let mut hup = self.hup;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = callpool::reload::reload(&app, callpool::reload::Origin::Signal).await;
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        let _ = app;
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), registered up front.

@@ -66,48 +66,122 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     pub analytics: AnalyticsConfig,
     pub pbxs: Vec<PbxConfig>,
+    /// A fingerprint of the text read (the file and its site files): nodes that read the same
+    /// files run the same version.
+    pub version: String,
+}
+
+/// The directory beside the configuration file that holds one file per site.
+pub const SITES_DIR: &str = "sites.d";
+
+/// The `*.toml` files of `dir` (none when it does not exist), by name, each with its text.
+fn site_files(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: cannot read the directory: {e}", dir.display())),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: cannot read the directory: {e}", dir.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        // Editors' backups and hidden files are not sites.
+        if path.extension().is_none_or(|x| x != "toml") || name.starts_with('.') {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
+        files.push((name, text));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads TOML text into `T`, with the secrets given as files read in (`at` names where the text
+/// came from in problems). Without any, the text is read as it is, so its errors point at lines.
+fn read_toml<T: serde::de::DeserializeOwned>(text: &str, at: &str) -> Result<T, Vec<String>> {
+    let named = |e: toml::de::Error| {
+        let e = e.to_string().trim_end().to_owned();
+        vec![if at.is_empty() { e } else { format!("{at}: {e}") }]
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(named)?;
+    let mut problems = Vec::new();
+    if !files::expand(&mut table, at, &mut problems) {
+        return toml::from_str(text).map_err(named);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    T::deserialize(toml::Value::Table(table)).map_err(named)
+}
+
+/// The version of a configuration: the first 12 hex digits of the SHA-256 of its texts.
+fn version(text: &str, site_files: &[(String, String)]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(text);
+    for (name, text) in site_files {
+        h.update([0]);
+        h.update(name);
+        h.update([0]);
+        h.update(text);
+    }
+    hex::encode(&h.finalize()[..6])
 }
 
 /// The readers of the vendors' and destinations' own sections.
 pub type Readers = [&'static dyn Reader];
 
 impl Config {
-    /// Reads and validates `path` (with `readers` for the sections they own), then applies the
-    /// environment overrides. (`Config::load` passes every reader callpool has.)
+    /// Reads and validates `path` and the site files in the `sites.d` directory beside it (with
+    /// `readers` for the sections they own), then applies the environment overrides.
+    /// (`Config::load` passes every reader callpool has.)
     pub fn load_with(path: &Path, env: &dyn Env, readers: &Readers) -> Result<Config, ConfigError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            source: source.clone(),
-            problems: vec![format!("cannot read the file: {e}")],
-        })?;
-        Config::parse_with(&text, &source, env, readers)
+        let refuse = |problem: String| ConfigError { source: source.clone(), problems: vec![problem] };
+        let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read the file: {e}")))?;
+        let dir = path.parent().unwrap_or(Path::new(".")).join(SITES_DIR);
+        let site_files = site_files(&dir).map_err(refuse)?;
+        Config::parse_files(&text, &source, &site_files, env, readers)
     }
 
     /// Parses and validates TOML text; `source` names it in errors.
     pub fn parse_with(text: &str, source: &str, env: &dyn Env, readers: &Readers) -> Result<Config, ConfigError> {
-        let toml_error = |e: toml::de::Error| ConfigError {
-            source: source.to_owned(),
-            problems: vec![e.to_string().trim_end().to_owned()],
-        };
-        // Secrets given as files are read in first; without any, the text is read as it is (its
-        // errors then point at lines).
-        let mut table: toml::Table = toml::from_str(text).map_err(toml_error)?;
+        Config::parse_files(text, source, &[], env, readers)
+    }
+
+    /// The main file's text and each site file's (its name in `sites.d`, its text), parsed and
+    /// validated together: a site file holds one site's settings, as a `[[site]]` table would.
+    fn parse_files(
+        text: &str,
+        source: &str,
+        site_files: &[(String, String)],
+        env: &dyn Env,
+        readers: &Readers,
+    ) -> Result<Config, ConfigError> {
+        let refused = |problems| ConfigError { source: source.to_owned(), problems };
+        let mut raw: RawConfig = read_toml(text, "").map_err(refused)?;
         let mut problems = Vec::new();
-        let raw: RawConfig = if files::expand(&mut table, "", &mut problems) {
-            if !problems.is_empty() {
-                return Err(ConfigError { source: source.to_owned(), problems });
+        for (name, text) in site_files {
+            let at = format!("{SITES_DIR}/{name}");
+            match read_toml::<site::RawSite>(text, &at) {
+                Ok(mut site) => {
+                    site.file = Some(at);
+                    raw.sites.push(site);
+                }
+                Err(p) => problems.extend(p),
             }
-            RawConfig::deserialize(toml::Value::Table(table)).map_err(toml_error)?
-        } else {
-            toml::from_str(text).map_err(toml_error)?
-        };
-        let mut v = validate::Validator { problems: Vec::new(), readers: readers.to_vec() };
-        let config = v.config(raw, source, env);
-        if v.problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError { source: source.to_owned(), problems: v.problems })
         }
+        if !problems.is_empty() {
+            return Err(refused(problems));
+        }
+        let mut v = validate::Validator { problems: Vec::new(), readers: readers.to_vec() };
+        let mut config = v.config(raw, source, env);
+        if !v.problems.is_empty() {
+            return Err(refused(v.problems));
+        }
+        config.version = version(text, site_files);
+        Ok(config)
     }
 
     /// What the pool needs: every number with its placement, every site's rules.
@@ -189,7 +263,7 @@ impl validate::Validator {
         let declared: Vec<String> = raw.pbx.iter().map(|p| p.id.clone()).collect();
         let pbxs = self.pbxs(raw.pbx, env);
         self.callback_pbxs(&mut sites, &declared);
-        Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs }
+        Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs, version: String::new() }
     }
 
     /// Each callback form names the `[[pbx]]` that reports its calls (the only one, by default).
@@ -529,5 +603,42 @@ mod tests {
     fn the_example_config_is_valid() {
         let text = include_str!("../../callpool.example.toml");
         Config::parse(text, "callpool.example.toml", &env(&[])).unwrap();
+    }
+
+    /// `sites.d/` beside the file: one site per `*.toml` file, read in name order; other files
+    /// are not sites; a problem in a site file names the file; the version follows every file.
+    #[test]
+    fn site_files_in_sites_d_are_read_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("callpool.toml");
+        std::fs::write(&file, GOOD).unwrap();
+        let load = || Config::load(&file, &env(&[]));
+        let alone = load().unwrap();
+        assert_eq!(alone.version.len(), 12);
+        let sites = dir.path().join(SITES_DIR);
+        std::fs::create_dir(&sites).unwrap();
+        let site = |id: &str, n: u8| {
+            format!(
+                "id = {id:?}\nkey = \"{id}-public-key\"\nallowed_origins = [\"https://{id}.example\"]\n\
+                 default_before = \"+7495123450{n}\"\ndefault_after = \"+7495123451{n}\"\nnumbers = [\"+7495123000{n}\"]\n"
+            )
+        };
+        std::fs::write(sites.join("b-news.toml"), site("news", 5)).unwrap();
+        std::fs::write(sites.join("a-blog.toml"), site("blog", 4)).unwrap();
+        std::fs::write(sites.join("README"), "not a site").unwrap();
+        std::fs::write(sites.join(".blog.toml.swp"), "not a site").unwrap();
+        let with = load().unwrap();
+        let ids: Vec<&str> = with.sites.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["shop", "blog", "news"]);
+        assert_ne!(with.version, alone.version);
+        assert_eq!(load().unwrap().version, with.version, "the same files, the same version");
+
+        // A syntax error, and a site that clashes with another: each named with its file.
+        std::fs::write(sites.join("c-bad.toml"), "id = \"bad\"\nkey = ").unwrap();
+        let e = load().unwrap_err();
+        assert!(e.problems.len() == 1 && e.problems[0].starts_with("sites.d/c-bad.toml: "), "{:?}", e.problems);
+        std::fs::write(sites.join("c-bad.toml"), site("blog", 6)).unwrap();
+        let e = load().unwrap_err();
+        assert!(e.problems.iter().any(|p| p.contains("site \"blog\" (sites.d/c-bad.toml): id")), "{:?}", e.problems);
     }
 }

@@ -28,6 +28,9 @@ pub struct PbxConfig {
     pub recordings_from: Vec<ipnet::IpNet>,
     /// The vendor's webhook adapter, with its settings (its name is the `kind`).
     pub adapter: Section,
+    /// A digest of the vendor's settings as read: a reload restarts a PBX's connection (the
+    /// Asterisk AMI) only when it changed.
+    pub settings_digest: u64,
 }
 
 impl std::fmt::Debug for PbxConfig {
@@ -87,11 +90,25 @@ impl Validator {
             let recordings_from = self.networks(&at("recordings_from"), &p.recordings_from);
             let kind = p.kind.unwrap_or_else(|| "callpool".into());
             let table: toml::Table = p.vendor.into_iter().collect();
+            let settings_digest = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (&kind, table.to_string()).hash(&mut h);
+                h.finish()
+            };
             let guarded = token.is_some() || !allow_from.is_empty();
             if let Some(adapter) =
                 self.guarded_section(Slot::Pbx, &kind, place.clone(), &p.id, table.into(), env, guarded)
             {
-                out.push(PbxConfig { id: p.id, requests_per_second, token, allow_from, recordings_from, adapter });
+                out.push(PbxConfig {
+                    id: p.id,
+                    requests_per_second,
+                    token,
+                    allow_from,
+                    recordings_from,
+                    adapter,
+                    settings_digest,
+                });
             }
         }
         out

@@ -107,6 +107,11 @@ impl Sections {
     pub fn push(&mut self, s: Section) {
         self.0.push(s);
     }
+
+    /// The names of the sections, in the order read.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(Section::name)
+    }
 }
 
 /// A reader's view of its table: typed reads whose problems name the file's place and field.

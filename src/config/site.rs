@@ -135,6 +135,9 @@ pub(super) struct RawSite {
     /// Anything else: destinations' tables, read by their own readers (an unknown name is a problem).
     #[serde(flatten)]
     sections: BTreeMap<String, toml::Value>,
+    /// The site file it came from (`sites.d/<name>.toml`), named in its problems.
+    #[serde(skip)]
+    pub file: Option<String>,
 }
 
 /// What the sites read so far hold, to catch a second site with the same id or key.
@@ -158,11 +161,13 @@ impl Validator {
         let id = match SiteId::new(rs.id.clone()) {
             Ok(id) => id,
             Err(e) => {
-                self.fail(&format!("[[site]] #{} ({:?}) id", i + 1, rs.id), e);
+                let place = rs.file.clone().unwrap_or_else(|| format!("[[site]] #{}", i + 1));
+                self.fail(&format!("{place} ({:?}) id", rs.id), e);
                 return None;
             }
         };
-        let at = |field: &str| format!("site {:?}: {field}", rs.id);
+        let file = rs.file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
+        let at = |field: &str| format!("site {:?}{file}: {field}", rs.id);
         if !seen.ids.insert(id.clone()) {
             self.fail(&at("id"), "another site has the same id");
         }

@@ -92,11 +92,11 @@ impl Handler for Ga4Calls {
         join_all(jobs.iter().map(|job| async move {
             let Record::Call(call) = &job.record else { return skipped("not a call") };
             let app = ctx.app;
-            let Some(site) = call.matched.site.as_ref().and_then(|s| app.config.site(s)) else {
+            let Some(site) = call.matched.site.as_ref().and_then(|s| ctx.config.site(s)) else {
                 return skipped("the call's site is no longer configured");
             };
             let now = app.clock.now();
-            match analytics::ga4_payload(call, &app.config.analytics.ga4_event_name, now) {
+            match analytics::ga4_payload(call, &ctx.config.analytics.ga4_event_name, now) {
                 Ok(body) => send(ctx, site, &body, &call.key.to_string(), now).await,
                 Err(why) => refused(app, CALLS, &call.key.to_string(), why),
             }
@@ -128,7 +128,7 @@ impl Handler for Ga4Callbacks {
         join_all(jobs.iter().map(|job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             let app = ctx.app;
-            let Some(site) = app.config.site(&cb.site) else { return skipped("the site is no longer configured") };
+            let Some(site) = ctx.config.site(&cb.site) else { return skipped("the site is no longer configured") };
             let now = app.clock.now();
             match analytics::ga4_callback_payload(cb, now) {
                 Ok(body) => send(ctx, site, &body, cb.id.as_str(), now).await,
@@ -158,7 +158,7 @@ fn refused(app: &App, kind: &str, record: &str, why: Ga4Refusal) -> Outcome {
 /// Posts one event to the site's GA4 stream (or, in debug mode, to the validation server).
 async fn send(ctx: &Ctx<'_>, site: &SiteConfig, body: &Value, record: &str, now: Ts) -> Outcome {
     let Some(ga4) = stream(site) else { return skipped("GA4 is no longer configured for the site") };
-    let cfg = &ctx.app.config.analytics;
+    let cfg = &ctx.app.config().analytics;
     let path = if cfg.ga4_debug { "debug/mp/collect" } else { "mp/collect" };
     let sent = ctx
         .http

@@ -82,7 +82,7 @@ impl Handler for Metrica {
     }
 
     fn pace(&self, app: &App) -> Pace {
-        Pace { batch: BATCH, rounds: 1, every: Some(app.config.analytics.yandex_upload_interval) }
+        Pace { batch: BATCH, rounds: 1, every: Some(app.config().analytics.yandex_upload_interval) }
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
@@ -110,7 +110,7 @@ impl Handler for Metrica {
 /// One site's calls in one upload.
 async fn upload(ctx: &Ctx<'_>, site: Option<&SiteId>, calls: &[(usize, &Call)]) -> Outcome {
     let app = ctx.app;
-    let Some(site) = site.and_then(|s| app.config.site(s)) else {
+    let Some(site) = site.and_then(|s| ctx.config.site(s)) else {
         return skipped("the call's site is no longer configured");
     };
     let Some(ym) = counter(site) else { return skipped("Yandex Metrica is no longer configured for the site") };
@@ -127,7 +127,7 @@ async fn upload(ctx: &Ctx<'_>, site: Option<&SiteId>, calls: &[(usize, &Call)]) 
     );
     let url = format!(
         "{}/management/v1/counter/{}/offline_conversions/upload_calls",
-        app.config.analytics.yandex_base_url, ym.counter_id
+        ctx.config.analytics.yandex_base_url, ym.counter_id
     );
     let sent = ctx
         .http

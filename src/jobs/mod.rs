@@ -80,6 +80,8 @@ impl Default for Pace {
 /// batch's claims end (on this node's monotonic clock, less a margin).
 pub struct Ctx<'a> {
     pub app: &'a App,
+    /// The configuration the batch is delivered with (taken once, when the batch began).
+    pub config: std::sync::Arc<crate::app::Running>,
     pub http: &'a reqwest::Client,
     pub plan: &'a (dyn Fn(&App, Event<'_>) -> Vec<Planned> + Sync),
     pub claims_end: std::time::Instant,
@@ -144,7 +146,7 @@ pub trait Handler: Send + Sync + 'static {
     }
     /// Attempts (and the first retry's wait) before an `Again` becomes a dead letter.
     fn retries(&self, app: &App) -> Retries {
-        Retries { attempts: app.config.analytics.max_attempts, first: app.config.analytics.retry_base }
+        Retries { attempts: app.config().analytics.max_attempts, first: app.config().analytics.retry_base }
     }
     /// Runs a claimed batch of `kind`: one outcome per job, in order.
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>>;

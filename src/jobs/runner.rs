@@ -20,7 +20,7 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Runs every kind's task until `shutdown`.
 pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
-    let http = match reqwest::Client::builder().timeout(app.config.analytics.request_timeout).build() {
+    let http = match reqwest::Client::builder().timeout(app.config().analytics.request_timeout).build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Cannot build the HTTP client; no deliveries on this node.");
@@ -28,9 +28,7 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
         }
     };
     let tasks = TaskTracker::new();
-    // Callbacks' jobs exist only where a site has a callback form; elsewhere their kinds stay idle.
-    let forms = app.config.sites.iter().any(|s| s.callback.is_some());
-    for handler in registry::HANDLERS.iter().filter(|h| forms || h.records() != Records::Callbacks) {
+    for handler in registry::HANDLERS.iter() {
         for kind in handler.kinds() {
             app.metrics.watch_job(kind);
             tasks.spawn(run_kind(app.clone(), http.clone(), *handler, kind, handler.records(), shutdown.clone()));
@@ -42,7 +40,7 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
 
 /// How long a claim holds its job: longer than any attempt can take, plus [`RECORDING`].
 pub fn hold(app: &App) -> Duration {
-    app.config.analytics.request_timeout * 3 + Duration::from_secs(30) + RECORDING
+    app.config().analytics.request_timeout * 3 + Duration::from_secs(30) + RECORDING
 }
 
 /// How long a node keeps trying to record the outcomes of a batch it delivered while the store
@@ -60,7 +58,6 @@ async fn run_kind(
     records: Records,
     shutdown: CancellationToken,
 ) {
-    let pace = handler.pace(&app);
     let mut next = app.clock.now();
     loop {
         tokio::select! {
@@ -72,6 +69,8 @@ async fn run_kind(
         if now < next {
             continue;
         }
+        // Read each time: a reload may change it.
+        let pace = handler.pace(&app);
         if let Some(every) = pace.every {
             next = now.plus(every);
         }
@@ -94,7 +93,17 @@ async fn round(
 ) -> usize {
     let now = app.clock.now();
     // The claims' end on this node's monotonic clock (the store's copy uses the wall clock).
-    let ctx = Ctx { app, http, plan: &registry::plan, claims_end: std::time::Instant::now() + hold(app) - MARGIN };
+    let ctx = Ctx {
+        app,
+        config: app.config(),
+        http,
+        plan: &registry::plan,
+        claims_end: std::time::Instant::now() + hold(app) - MARGIN,
+    };
+    // Callbacks' jobs exist only where a site has a callback form; elsewhere their kinds stay idle.
+    if records == Records::Callbacks && !ctx.config.sites.iter().any(|s| s.callback.is_some()) {
+        return 0;
+    }
     let jobs = match app.store.claim_jobs(kind, records, now, batch, now.plus(hold(app))).await {
         Ok(j) => j,
         Err(e) => {

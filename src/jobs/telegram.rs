@@ -77,7 +77,7 @@ impl Handler for Telegram {
         join_all(jobs.iter().map(move |job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             let app = ctx.app;
-            let Some(tg) = app.config.site(&cb.site).and_then(chat) else {
+            let Some(tg) = ctx.config.site(&cb.site).and_then(chat) else {
                 return skipped("no longer configured for the site");
             };
             let text = team_text(app, cb, kind == MISSED);
@@ -99,7 +99,8 @@ impl Handler for Telegram {
 /// What the team's chat reads: the number in full (it is the team's own lead), the status, the
 /// source, the page.
 fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
-    let site = app.config.site(&cb.site);
+    let config = app.config();
+    let site = config.site(&cb.site);
     let tz = site.map_or(chrono_tz::UTC, |s| s.timezone);
     let local = |t: Ts| {
         use chrono::TimeZone;

@@ -59,7 +59,7 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
     let app = ctx.app;
     let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
     let mut cb = (**cb).clone();
-    let Some((site, cfg)) = app.config.site(&cb.site).and_then(|s| s.callback.as_ref().map(|c| (s, c))) else {
+    let Some((site, cfg)) = ctx.config.site(&cb.site).and_then(|s| s.callback.as_ref().map(|c| (s, c))) else {
         return skipped("the site no longer has a callback form");
     };
     let Some(trigger) = pbx::trigger(&cfg.trigger) else { return skipped("the form has no trigger") };

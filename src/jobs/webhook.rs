@@ -73,7 +73,7 @@ impl Handler for Webhook {
         join_all(jobs.iter().map(move |job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             let app = ctx.app;
-            let Some(hook) = app.config.site(&cb.site).and_then(hook) else {
+            let Some(hook) = ctx.config.site(&cb.site).and_then(hook) else {
                 return skipped("no longer configured for the site");
             };
             let event = if kind == MISSED { "callback.missed" } else { "callback.requested" };

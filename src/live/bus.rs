@@ -47,9 +47,26 @@ pub enum Event {
     Left { site: SiteId, visitor: VisitorId },
     /// Tell every tab of a visitor how their callback request stands.
     Callback { site: SiteId, visitor: VisitorId, message: crate::live::protocol::ServerMsg },
+    /// Read the configuration again: an operator reloaded node `from`, and every other node
+    /// follows.
+    Reload { from: String },
+    /// Which configuration `node` runs (each node says so when it starts, after each reload, and
+    /// every half minute), for `/v1/admin/config`.
+    Running { node: String, config: NodeConfig },
     /// Local only, never published: events may have been lost (the bus reconnected), so the
     /// hub recomputes what every tab shows from the store.
     Resync,
+}
+
+/// What a node says about the configuration it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// The configuration's version (a fingerprint of its files).
+    pub version: String,
+    /// When the node began running it.
+    pub since: callpool_pool::Ts,
+    /// Why the node's last reload was refused (it then runs the version before), if it was.
+    pub refused: Option<String>,
 }
 
 /// Show `number` as `kind` in every tab of `visitor` on `site`.

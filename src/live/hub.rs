@@ -128,6 +128,8 @@ impl Hub {
                     Ok(Event::Left { site, visitor }) => self.still_here(&site, &visitor).await,
                     Ok(Event::Callback { site, visitor, message }) => self.tell(&site, &visitor, &message),
                     Ok(Event::Resync) => self.resync().await,
+                    // The reloader's.
+                    Ok(Event::Reload { .. } | Event::Running { .. }) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "The hub fell behind the bus; resyncing every tab from the store.");
                         self.resync().await;
@@ -159,7 +161,7 @@ impl Hub {
         hello: &Hello,
         ip: IpAddr,
     ) -> Option<(Tab, ServerMsg)> {
-        let proxy = self.app.config.server.trusted_proxies.iter().any(|net| net.contains(&ip));
+        let proxy = self.app.config().server.trusted_proxies.iter().any(|net| net.contains(&ip));
         let address = (!proxy).then(|| crate::callback::limits::client_key(ip));
         let (tx, rx) = mpsc::channel(TAB_QUEUE);
         let id = self.next_tab.fetch_add(1, Ordering::Relaxed);
@@ -310,7 +312,7 @@ impl Hub {
         let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
         grants.retain(|(site, _), times| {
             let period =
-                self.app.config.site(site).and_then(|s| s.leases_per_address).map_or(Duration::ZERO, |w| w.period);
+                self.app.config().site(site).and_then(|s| s.leases_per_address).map_or(Duration::ZERO, |w| w.period);
             times.back().is_some_and(|t| now.duration_since(*t) < period)
         });
     }
@@ -335,7 +337,8 @@ impl Hub {
                     return;
                 }
             }
-            let Some(site) = hub.app.config.site(&key2.0) else { return };
+            let config = hub.app.config();
+            let Some(site) = config.site(&key2.0) else { return };
             let (number, kind) = hub.decide(site, &key2, false).await;
             hub.app.bus.publish(Event::ShowNumber(ShowNumber { site: key2.0, visitor: key2.1, number, kind }));
         });
@@ -381,10 +384,11 @@ impl Hub {
 
     /// The reaper ended a lease: the visitor's tabs show `default_after` (unless the visitor left).
     fn announce_end(&self, lease: &Lease) {
+        let config = self.app.config();
         if lease.end_reason == Some(EndReason::Left) {
             return;
         }
-        let Some(site) = self.app.config.site(&lease.site) else { return };
+        let Some(site) = config.site(&lease.site) else { return };
         self.app.bus.publish(Event::ShowNumber(ShowNumber {
             site: lease.site.clone(),
             visitor: lease.visitor.clone(),
@@ -406,9 +410,10 @@ impl Hub {
 
     /// Events may have been lost: recompute what every local visitor should see, from the store.
     async fn resync(self: &Arc<Self>) {
+        let config = self.app.config();
         let keys: Vec<Key> = self.lock().keys().cloned().collect();
         for key in keys {
-            let Some(site) = self.app.config.site(&key.0) else { continue };
+            let Some(site) = config.site(&key.0) else { continue };
             let tracked = self.lock().get(&key).is_some_and(|l| site.track.tracks(&l.attrs));
             if !tracked {
                 continue;
@@ -422,7 +427,8 @@ impl Hub {
     /// visitor, or every quarter of the site's idle timeout if that is shorter).
     pub async fn activity(&self, site: &SiteId, visitor: &VisitorId) {
         let key = (site.clone(), visitor.clone());
-        let every = self.app.config.site(site).map_or(TOUCH_EVERY, |s| TOUCH_EVERY.min(s.rules.reclaim_after_idle / 4));
+        let every =
+            self.app.config().site(site).map_or(TOUCH_EVERY, |s| TOUCH_EVERY.min(s.rules.reclaim_after_idle / 4));
         {
             let mut visitors = self.lock();
             let Some(local) = visitors.get_mut(&key) else { return };
@@ -467,7 +473,8 @@ impl Hub {
 
     /// Keeps what the visit looked like (for `callpool simulate` to fit the site's traffic to).
     async fn record_visit(&self, key: &Key, attrs: &SessionAttrs, tabs: u32, now: callpool_pool::Ts) {
-        let Some(site) = self.app.config.site(&key.0) else { return };
+        let config = self.app.config();
+        let Some(site) = config.site(&key.0) else { return };
         let visit = match self.app.pool.current_visit(&key.0, &key.1, now).await {
             Ok(Some(v)) => v,
             Ok(None) => return,

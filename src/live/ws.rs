@@ -31,8 +31,22 @@ pub struct WsState {
     pub hub: Arc<Hub>,
     pub limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     pub shutdown: CancellationToken,
-    /// Sites by public key, shared by every connection (a connection holds an `Arc`, not a copy).
-    sites: Arc<std::collections::HashMap<String, Arc<SiteEntry>>>,
+    /// Sites by public key, shared by every connection (a connection holds an `Arc`, not a copy),
+    /// made again when another configuration runs.
+    sites: Arc<arc_swap::ArcSwap<Sites>>,
+}
+
+/// The sites of one configuration version, by public key.
+struct Sites {
+    version: String,
+    by_key: std::collections::HashMap<String, Arc<SiteEntry>>,
+}
+
+impl Sites {
+    fn of(config: &crate::config::Config) -> Sites {
+        let by_key = config.sites.iter().map(|s| (s.key.clone(), Arc::new(SiteEntry::new(s)))).collect();
+        Sites { version: config.version.clone(), by_key }
+    }
 }
 
 /// A site as the endpoint needs it: its config and its `site` message, serialized once.
@@ -55,15 +69,27 @@ impl SiteEntry {
 }
 
 impl WsState {
+    /// The site whose public key is `key`, in the configuration running now.
+    fn site(&self, key: &str) -> Option<Arc<SiteEntry>> {
+        let sites = self.sites.load();
+        let config = self.hub.app().config();
+        if sites.version == config.version {
+            return sites.by_key.get(key).cloned();
+        }
+        let made = Arc::new(Sites::of(&config));
+        self.sites.store(made.clone());
+        made.by_key.get(key).cloned()
+    }
+
     pub fn new(hub: Arc<Hub>, shutdown: CancellationToken) -> WsState {
         let per_minute =
-            NonZeroU32::new(hub.app().config.server.ws_connects_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
-        let sites = hub.app().config.sites.iter().map(|s| (s.key.clone(), Arc::new(SiteEntry::new(s)))).collect();
+            NonZeroU32::new(hub.app().config().server.ws_connects_per_ip_per_minute).unwrap_or(NonZeroU32::MIN);
+        let sites = Sites::of(&hub.app().config());
         WsState {
             hub,
             limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
             shutdown,
-            sites: Arc::new(sites),
+            sites: Arc::new(arc_swap::ArcSwap::from_pointee(sites)),
         }
     }
 }
@@ -86,7 +112,7 @@ pub async fn upgrade(
         metrics.ws_refused.with_label_values(&["rate_limited"]).inc();
         return ApiError::too_many_connections().into_response();
     }
-    let site = q.site.and_then(|key| state.sites.get(&key).cloned());
+    let site = q.site.and_then(|key| state.site(&key));
     // tungstenite's defaults cost ~100 KiB+ per idle socket; a callpool tab exchanges a few
     // short JSON messages, so small buffers keep tens of thousands of tabs cheap.
     ws.read_buffer_size(1024)
@@ -187,7 +213,7 @@ async fn serve(
             return "send_failed";
         }
     }
-    let server = &state.hub.app().config.server;
+    let server = &state.hub.app().config().server;
     let (ping_every, dead_after) = (server.ws_ping_interval, server.ws_dead_after);
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;

@@ -51,18 +51,44 @@ pub static VENDORS: &[&dyn Reader] = &[
     &uis::WEBHOOK,
 ];
 
-/// The connections to PBXs that callpool reads rather than waits for (Asterisk's AMI), each a
-/// task until `stop`.
-pub fn connectors(
-    app: &std::sync::Arc<App>,
-    sink: &adapter::Sink,
-    stop: &tokio_util::sync::CancellationToken,
-) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
-    app.config
-        .pbxs
-        .iter()
-        .filter_map(|p| adapter(p)?.connector(app.clone(), &p.id, sink.clone(), stop.clone()))
-        .collect()
+/// Keeps a connection open to each PBX that callpool reads rather than waits for (Asterisk's
+/// AMI) for as long as the running configuration names it: when another configuration runs, a
+/// new PBX's connection opens, a removed one's closes, and one whose settings changed is opened
+/// again (the others carry on untouched). Runs until `stop`.
+pub async fn keep_connected(app: std::sync::Arc<App>, sink: adapter::Sink, stop: tokio_util::sync::CancellationToken) {
+    let mut changes = app.config_changes();
+    let tasks = tokio_util::task::TaskTracker::new();
+    // Each open connection: the digest of the settings it was opened with, and its own stop.
+    let mut open: std::collections::HashMap<String, (u64, tokio_util::sync::CancellationToken)> = Default::default();
+    loop {
+        let config = app.config();
+        open.retain(|id, (digest, own)| {
+            let keep = config.pbx(id).is_some_and(|p| p.settings_digest == *digest);
+            if !keep {
+                tracing::info!(pbx = %id, "The PBX's connection closes: the configuration changed it or removed it.");
+                own.cancel();
+            }
+            keep
+        });
+        for p in &config.pbxs {
+            if open.contains_key(&p.id) {
+                continue;
+            }
+            let own = stop.child_token();
+            if let Some(connection) =
+                adapter(p).and_then(|a| a.connector(app.clone(), &p.id, sink.clone(), own.clone()))
+            {
+                tasks.spawn(connection);
+                open.insert(p.id.clone(), (p.settings_digest, own));
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = changes.changed() => if changed.is_err() { break },
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
 }
 
 /// The webhook adapter of a configured PBX.

@@ -66,8 +66,8 @@ pub struct PoolStatus {
 ))]
 pub async fn pool_all(_: Admin, State(app): State<Arc<App>>) -> Result<Json<PoolStatus>, ApiError> {
     let now = app.clock.now();
-    let mut sites = Vec::with_capacity(app.config.sites.len());
-    for site in &app.config.sites {
+    let mut sites = Vec::with_capacity(app.config().sites.len());
+    for site in &app.config().sites {
         if let Some(st) = app.pool.status(&site.id, now).await? {
             sites.push(SitePoolStatus::new(&site.id, st));
         }
@@ -91,7 +91,7 @@ pub async fn pool_site(
 ) -> Result<Json<SitePoolStatus>, ApiError> {
     let unknown = || ApiError::not_found(format!("unknown site {site:?}"));
     let id = SiteId::new(site.clone()).map_err(|_| unknown())?;
-    if app.config.site(&id).is_none() {
+    if app.config().site(&id).is_none() {
         return Err(unknown());
     }
     match app.pool.status(&id, app.clock.now()).await? {
@@ -351,7 +351,7 @@ pub struct Status {
 pub async fn status(_: Admin, State(app): State<Arc<App>>) -> Json<Status> {
     let now = app.clock.now();
     let m = &app.metrics;
-    m.set_hours(&app.config, now);
+    m.set_hours(&app.config(), now);
     let store_up = match app.pool.ping().await {
         Ok(()) => true,
         Err(e) => {
@@ -365,7 +365,7 @@ pub async fn status(_: Admin, State(app): State<Arc<App>>) -> Json<Status> {
         errors: m.store_error_counts(),
     };
     let changes = m.bus.changes.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let bus = match app.config.bus {
+    let bus = match app.config().bus {
         crate::config::BusConfig::InProcess => BusStatus {
             kind: "in_process",
             state: "in_process",
@@ -384,7 +384,7 @@ pub async fn status(_: Admin, State(app): State<Arc<App>>) -> Json<Status> {
         },
     };
     let pbxs = app
-        .config
+        .config()
         .pbxs
         .iter()
         .map(|p| {
@@ -417,13 +417,159 @@ pub async fn status(_: Admin, State(app): State<Arc<App>>) -> Json<Status> {
         });
     }
     Json(Status {
-        node: app.config.server.node_id.clone(),
+        node: app.config().server.node_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
-        config: app.config.source.clone(),
+        config: app.config().source.clone(),
         at: now.to_string(),
         store,
         bus,
         pbxs,
         destinations,
+    })
+}
+
+/// A reload that went through.
+#[derive(Serialize, ToSchema)]
+pub struct Reloaded {
+    /// The node that reloaded (it passed the reload on to every other node over the bus).
+    node: String,
+    /// The configuration version running now (a fingerprint of the file and its `sites.d/`).
+    version: String,
+    /// The version that ran before.
+    previous: String,
+    /// False when the files had not changed (nothing was applied).
+    changed: bool,
+}
+
+/// Reads the configuration file and its `sites.d/` again and runs them, on this node and (over
+/// the bus) every other: sites, numbers, PBXs and destinations change without a restart; open
+/// tabs stay; numbers removed from a pool are retired as their leases end. A configuration with
+/// problems, or one that changes a setting read only at start (`[store]`, `[bus]`, `listen`, ...),
+/// is refused with every problem listed, and the running one stays. `SIGHUP` does the same.
+#[utoipa::path(post, path = "/v1/admin/reload", security(("admin_token" = [])), responses(
+    (status = 200, body = Reloaded),
+    (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+    (status = 422, description = "Refused (`config_invalid`): `error.problems` lists every problem; the running configuration stays", body = ErrorBody),
+))]
+pub async fn reload(_: Admin, State(app): State<Arc<App>>) -> Result<Json<Reloaded>, ApiError> {
+    match crate::reload::reload(&app, crate::reload::Origin::Request).await {
+        Ok(r) => Ok(Json(Reloaded {
+            node: app.config().server.node_id.clone(),
+            version: r.version,
+            previous: r.previous,
+            changed: r.changed,
+        })),
+        Err(refused) => {
+            let n = refused.problems.len();
+            let message = format!(
+                "the configuration was refused ({n} problem{}); the running one stays",
+                if n == 1 { "" } else { "s" }
+            );
+            Err(ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "config_invalid", message)
+                .problems(refused.problems))
+        }
+    }
+}
+
+/// The configuration a node runs: what it holds (never a secret) and which version every node
+/// of the cluster runs.
+#[derive(Serialize, ToSchema)]
+pub struct RunningConfig {
+    /// The node that answered.
+    node: String,
+    /// The file it read (its `sites.d/` beside it).
+    source: String,
+    /// Its configuration version (the first 12 hex digits of the SHA-256 of the files read).
+    version: String,
+    /// When the node began running it (RFC 3339).
+    since: String,
+    /// `embedded` or `redis`.
+    store: &'static str,
+    /// `in_process` or `rabbitmq`.
+    bus: &'static str,
+    /// Numbers of the shared pool.
+    shared_numbers: usize,
+    sites: Vec<ConfiguredSite>,
+    pbxs: Vec<ConfiguredPbx>,
+    /// Every node heard from in the last 95 seconds (each says which version it runs every 30 s
+    /// and after each reload), this one first.
+    nodes: Vec<NodeVersion>,
+    /// Whether every node listed runs this node's version.
+    consistent: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConfiguredSite {
+    id: String,
+    /// Numbers dedicated to the site.
+    numbers: usize,
+    max_numbers: u32,
+    /// The `[[pbx]]` its callback form goes through, when it has one.
+    callback_pbx: Option<String>,
+    /// The destinations of its calls and callbacks (`ga4`, `yandex`, `telegram`, `webhook`, ...).
+    destinations: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConfiguredPbx {
+    id: String,
+    kind: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NodeVersion {
+    node: String,
+    version: String,
+    /// When it began running that version (RFC 3339).
+    since: String,
+    /// Why its last reload was refused (it runs the version before), if it was.
+    refused: Option<String>,
+    /// When this node last heard from it (RFC 3339).
+    heard: String,
+}
+
+/// This node's configuration and every node's version.
+#[utoipa::path(get, path = "/v1/admin/config", security(("admin_token" = [])), responses(
+    (status = 200, body = RunningConfig),
+    (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+))]
+pub async fn config(_: Admin, State(app): State<Arc<App>>) -> Json<RunningConfig> {
+    let c = app.config();
+    let nodes: Vec<NodeVersion> = crate::reload::nodes(&app)
+        .into_iter()
+        .map(|(node, n)| NodeVersion {
+            node,
+            version: n.config.version,
+            since: n.config.since.to_string(),
+            refused: n.config.refused,
+            heard: n.heard.to_string(),
+        })
+        .collect();
+    let sites = c
+        .sites
+        .iter()
+        .map(|s| ConfiguredSite {
+            id: s.id.to_string(),
+            numbers: s.numbers.len(),
+            max_numbers: s.rules.max_numbers,
+            callback_pbx: s.callback.as_ref().map(|cb| cb.pbx.clone()),
+            destinations: s.sections.names().map(str::to_owned).collect(),
+        })
+        .collect();
+    Json(RunningConfig {
+        node: c.server.node_id.clone(),
+        source: c.source.clone(),
+        version: c.version.clone(),
+        since: c.since.to_string(),
+        store: app.pool.kind(),
+        bus: match c.bus {
+            crate::config::BusConfig::InProcess => "in_process",
+            crate::config::BusConfig::RabbitMq { .. } => "rabbitmq",
+        },
+        shared_numbers: c.pool.numbers.len(),
+        sites,
+        pbxs: c.pbxs.iter().map(|p| ConfiguredPbx { id: p.id.clone(), kind: p.adapter.name().to_owned() }).collect(),
+        consistent: nodes.iter().all(|n| n.version == c.version),
+        nodes,
     })
 }

@@ -95,7 +95,8 @@ fn serve(script: &'static Script, query: Option<String>, headers: &HeaderMap) ->
 
 /// The demo page of `[server] demo_site` (404 without one).
 pub async fn demo_page(State(app): State<Arc<App>>) -> Response {
-    let Some(site) = app.config.server.demo_site.as_ref().and_then(|id| app.config.site(id)) else {
+    let config = app.config();
+    let Some(site) = config.server.demo_site.as_ref().and_then(|id| config.site(id)) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let page = include_str!("../../snippet/demo.html")

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::extract::Path;
-use crate::app::App;
+use crate::app::{App, Running};
 use crate::config::SiteConfig;
 use crate::reports::Access;
 
@@ -41,7 +41,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Admin, ApiError> {
         let app = Arc::<App>::from_ref(state);
         let given = bearer(&parts.headers).unwrap_or("");
-        if same(given, app.config.server.admin_token.as_ref()) {
+        if same(given, app.config().server.admin_token.as_ref()) {
             Ok(Admin)
         } else {
             Err(ApiError::unauthorized())
@@ -52,14 +52,15 @@ where
 /// A site's owner, for the site of the path's `{site}`: `Authorization: Bearer <token>`, or the
 /// report cookie a browser got for a link with `?token=` (see [`private`]).
 pub struct Owner {
-    /// The site's place in the configuration.
+    /// The configuration the request was checked against, and the site's place in it.
+    config: Arc<Running>,
     index: usize,
     pub access: Access,
 }
 
 impl Owner {
-    pub fn site<'a>(&self, app: &'a App) -> &'a SiteConfig {
-        &app.config.sites[self.index]
+    pub fn site(&self) -> &SiteConfig {
+        &self.config.sites[self.index]
     }
 }
 
@@ -77,8 +78,9 @@ where
         let site = params.get("site").cloned().unwrap_or_default();
         let given =
             bearer(&parts.headers).map(str::to_owned).or_else(|| report_cookie(&parts.headers)).unwrap_or_default();
-        let operator = same(&given, app.config.server.admin_token.as_ref());
-        let Some(index) = app.config.sites.iter().position(|s| s.id.as_str() == site) else {
+        let config = app.config();
+        let operator = same(&given, config.server.admin_token.as_ref());
+        let Some(index) = config.sites.iter().position(|s| s.id.as_str() == site) else {
             // Only the operator learns that a site does not exist; anyone else cannot tell
             // an unknown site from a wrong token.
             return Err(if operator {
@@ -87,7 +89,7 @@ where
                 ApiError::unauthorized()
             });
         };
-        let s = &app.config.sites[index];
+        let s = &config.sites[index];
         let access = if operator || same(&given, s.admin_token.as_ref()) {
             Access::Full
         } else if same(&given, s.report_token.as_ref()) {
@@ -95,7 +97,7 @@ where
         } else {
             return Err(ApiError::unauthorized());
         };
-        Ok(Owner { index, access })
+        Ok(Owner { config, index, access })
     }
 }
 
@@ -252,7 +254,7 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .ok_or_else(|| ApiError::internal("the server runs without peer addresses"))?;
-        Ok(ClientIp::of(peer, &parts.headers, &app.config.server))
+        Ok(ClientIp::of(peer, &parts.headers, &app.config().server))
     }
 }
 

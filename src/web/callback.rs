@@ -60,22 +60,24 @@ pub struct CallbackView {
 }
 
 /// The site with a callback form whose public key is `key`, for a page on one of its origins.
-fn site_for<'a>(app: &'a App, key: &str, origin: &Origin) -> Result<&'a SiteConfig, ApiError> {
-    let Some(site) = app.config.sites.iter().find(|s| s.key == key && s.callback.is_some()) else {
+fn site_for(app: &App, key: &str, origin: &Origin) -> Result<SiteConfig, ApiError> {
+    let config = app.config();
+    let Some(site) = config.sites.iter().find(|s| s.key == key && s.callback.is_some()) else {
         return Err(ApiError::unknown_site("no site with a callback form has this key"));
     };
     origin.check(site)?;
-    Ok(site)
+    Ok(site.clone())
 }
 
-/// CORS for the routes: the allowed origins of every site with a callback form (each request's
-/// own site is checked by the handler), `GET` and `POST` with a JSON body, cached ten minutes.
-pub fn cors(app: &App) -> CorsLayer {
-    let sites: Vec<SiteConfig> = app.config.sites.iter().filter(|s| s.callback.is_some()).cloned().collect();
+/// CORS for the routes: the allowed origins of every site with a callback form in the running
+/// configuration (each request's own site is checked by the handler), `GET` and `POST` with a
+/// JSON body, cached ten minutes.
+pub fn cors(app: &Arc<App>) -> CorsLayer {
+    let app = app.clone();
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
             let origin = origin.to_str().ok();
-            sites.iter().any(|s| s.allowed_origin(origin).is_some())
+            app.config().sites.iter().any(|s| s.callback.is_some() && s.allowed_origin(origin).is_some())
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([axum::http::header::CONTENT_TYPE])
@@ -130,7 +132,7 @@ pub async fn create(
     let mut attrs: SessionAttrs = hello.attrs();
     attrs.landing_page = attrs.landing_page.filter(|p| !p.is_empty());
     let request = Request { number: req.number, visitor, attrs, ip: Some(ip), channel: Channel::Api };
-    match service::request(&app, site, request).await {
+    match service::request(&app, &site, request).await {
         Ok(service::Answer::Mine(cb)) => Ok((StatusCode::ACCEPTED, Json(view(&app, &cb))).into_response()),
         Ok(service::Answer::Joined(receipt)) => {
             Ok((StatusCode::ACCEPTED, Json(CallbackView { id: None, ..view(&app, &receipt) })).into_response())

@@ -20,6 +20,8 @@ pub struct ApiError {
     message: String,
     /// Seconds until the caller may try again (429, and 503 where known).
     retry_after: Option<u64>,
+    /// Each problem, where there are several (a refused configuration).
+    problems: Vec<String>,
 }
 
 /// The body of every error answer.
@@ -32,7 +34,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthorized`, `bad_signature`, `bad_request`, `not_found`,
     /// `rate_limited`, `unavailable`, `internal`, `origin_not_allowed`, `unknown_site`, `too_large`,
-    /// `method_not_allowed`; a callback request's refusal names its check (`invalid`,
+    /// `method_not_allowed`, `config_invalid`; a callback request's refusal names its check (`invalid`,
     /// `not_callable`, `abroad`, `blocked`, `too_soon`, `closed`) or limit (`ip`, `visitor`, `number`, `banned`, `site`).
     code: String,
     /// For people; may change. A callback refusal's message is safe to show to the visitor, in
@@ -40,11 +42,15 @@ pub struct ErrorDetail {
     message: String,
     /// Seconds until the caller may try again, where a limit says (else `null`).
     retry_after: Option<u64>,
+    /// Every problem found, where a request was refused for several (`config_invalid`: each
+    /// names the file, the site or section and the setting); absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.into(), message: message.into(), retry_after: None }
+        ApiError { status, code: code.into(), message: message.into(), retry_after: None, problems: Vec::new() }
     }
 
     /// The stable code (`bad_signature`, ...).
@@ -55,6 +61,12 @@ impl ApiError {
     /// The message for the client.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// With every problem listed (`error.problems`).
+    pub fn problems(mut self, problems: Vec<String>) -> ApiError {
+        self.problems = problems;
+        self
     }
 
     /// With `Retry-After` (at least a second).
@@ -190,7 +202,12 @@ impl IntoResponse for ApiError {
         }
         let unauthorized = self.code == "unauthorized";
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code.into_owned(), message: self.message, retry_after: self.retry_after },
+            error: ErrorDetail {
+                code: self.code.into_owned(),
+                message: self.message,
+                retry_after: self.retry_after,
+                problems: self.problems,
+            },
         };
         let mut resp = (self.status, Json(body)).into_response();
         let h = resp.headers_mut();

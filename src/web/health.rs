@@ -34,7 +34,7 @@ pub struct Ready {
 ))]
 pub async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, Json<Ready>) {
     let store = app.pool.kind();
-    let broker = match app.config.bus {
+    let broker = match app.config().bus {
         crate::config::BusConfig::InProcess => "in_process",
         crate::config::BusConfig::RabbitMq { .. } if app.metrics.bus.connected.get() == 1 => "connected",
         crate::config::BusConfig::RabbitMq { .. } => "unavailable",
@@ -64,7 +64,7 @@ const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
     (status = 401, description = "`[server] metrics_token` is set and the request does not carry it", body = super::error::ErrorBody),
 ))]
 pub async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
-    if let Some(token) = &app.config.server.metrics_token {
+    if let Some(token) = &app.config().server.metrics_token {
         if !super::auth::same(super::auth::bearer(&headers).unwrap_or(""), Some(token)) {
             return super::error::ApiError::unauthorized().into_response();
         }
@@ -81,7 +81,7 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap
 
 async fn refresh_gauges(app: &App) {
     let now = app.clock.now();
-    app.metrics.set_hours(&app.config, now);
+    app.metrics.set_hours(&app.config(), now);
     let store_ok = app.pool.ping().await.is_ok();
     app.metrics.store_up.set(i64::from(store_ok));
     app.metrics.ready.set(i64::from(store_ok && app.metrics.bus.connected.get() == 1));
@@ -89,7 +89,7 @@ async fn refresh_gauges(app: &App) {
         // Each read would wait for its timeout: the store's gauges keep their last values.
         return;
     }
-    for site in &app.config.sites {
+    for site in &app.config().sites {
         match app.pool.status(&site.id, now).await {
             Ok(Some(st)) => {
                 let g = &app.metrics.pool_numbers;

@@ -107,6 +107,8 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/admin/dead-letters/requeue", post(admin::requeue))
         .route("/v1/admin/pbx", get(pbx::activity))
         .route("/v1/admin/status", get(admin::status))
+        .route("/v1/admin/config", get(admin::config))
+        .route("/v1/admin/reload", post(admin::reload))
         .layer(axum::middleware::from_fn(auth::private));
     let timed = Router::new()
         .merge(browser_scripts.merge(owners).layer(CompressionLayer::new().gzip(true)))

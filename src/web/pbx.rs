@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap};
@@ -24,6 +25,7 @@ use super::extract::Path;
 use crate::app::App;
 use crate::calls::ingest::{self, Recorded};
 use crate::calls::{CallKey, Caller, MatchKind};
+use crate::config::Config;
 use crate::pbx::{self, CallAccepted, Inbound, Received, Reply};
 use crate::store::StoreError;
 
@@ -34,10 +36,18 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// before the request is verified (so that no one can spend a PBX's budget, or the node's CPU,
 /// with requests the PBX never signed), and for the PBX as a whole once it is; and the last
 /// requests it sent this node, for its operator ([`activity`]).
+/// Kept per configuration: when another starts running, the table is made again for it, and a
+/// PBX whose rate stays the same keeps its limiters and its requests.
 #[derive(Clone)]
-pub struct Limiters(Arc<HashMap<String, PerPbx>>);
+pub struct Limiters(Arc<ArcSwap<PerConfig>>);
+
+struct PerConfig {
+    version: String,
+    pbxs: HashMap<String, Arc<PerPbx>>,
+}
 
 struct PerPbx {
+    requests_per_second: u32,
     by_address: DefaultKeyedRateLimiter<IpAddr>,
     whole: DefaultDirectRateLimiter,
     seen: Mutex<VecDeque<Seen>>,
@@ -48,33 +58,50 @@ const REMEMBERED: usize = 50;
 
 impl Limiters {
     pub fn new(app: &App) -> Limiters {
-        let limiters = app
-            .config
+        let limiters =
+            Limiters(Arc::new(ArcSwap::from_pointee(PerConfig { version: String::new(), pbxs: HashMap::new() })));
+        limiters.of(&app.config());
+        limiters
+    }
+
+    /// The table of `config`, made now if it is not the one kept.
+    fn of(&self, config: &Config) -> Arc<PerConfig> {
+        let kept = self.0.load_full();
+        if kept.version == config.version {
+            return kept;
+        }
+        let pbxs = config
             .pbxs
             .iter()
             .map(|p| {
-                let n = NonZeroU32::new(p.requests_per_second).unwrap_or(NonZeroU32::MIN);
-                let quota = Quota::per_second(n).allow_burst(n);
-                let per = PerPbx {
-                    by_address: RateLimiter::keyed(quota),
-                    whole: RateLimiter::direct(quota),
-                    seen: Mutex::new(VecDeque::with_capacity(REMEMBERED)),
-                };
+                let same = kept.pbxs.get(&p.id).filter(|k| k.requests_per_second == p.requests_per_second);
+                let per = same.cloned().unwrap_or_else(|| {
+                    let n = NonZeroU32::new(p.requests_per_second).unwrap_or(NonZeroU32::MIN);
+                    let quota = Quota::per_second(n).allow_burst(n);
+                    Arc::new(PerPbx {
+                        requests_per_second: p.requests_per_second,
+                        by_address: RateLimiter::keyed(quota),
+                        whole: RateLimiter::direct(quota),
+                        seen: Mutex::new(VecDeque::with_capacity(REMEMBERED)),
+                    })
+                });
                 (p.id.clone(), per)
             })
             .collect();
-        Limiters(Arc::new(limiters))
+        let made = Arc::new(PerConfig { version: config.version.clone(), pbxs });
+        self.0.store(made.clone());
+        made
     }
 
     /// Forgets addresses that have been quiet for a while.
     pub fn retain_recent(&self) {
-        for per in self.0.values() {
+        for per in self.0.load().pbxs.values() {
             per.by_address.retain_recent();
         }
     }
 
     fn note(&self, pbx: &str, seen: Seen) {
-        if let Some(per) = self.0.get(pbx) {
+        if let Some(per) = self.0.load().pbxs.get(pbx) {
             let mut list = per.seen.lock().unwrap_or_else(|p| p.into_inner());
             if list.len() == REMEMBERED {
                 list.pop_back();
@@ -129,19 +156,20 @@ pub async fn activity(
     State(app): State<Arc<App>>,
     State(limiters): State<Limiters>,
 ) -> Json<PbxActivityList> {
-    let pbxs = app
-        .config
+    let config = app.config();
+    let table = limiters.of(&config);
+    let pbxs = config
         .pbxs
         .iter()
         .map(|p| PbxActivity {
             pbx: p.id.clone(),
             kind: p.adapter.name().to_owned(),
-            requests: limiters.0.get(&p.id).map_or_else(Vec::new, |per| {
+            requests: table.pbxs.get(&p.id).map_or_else(Vec::new, |per| {
                 per.seen.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
             }),
         })
         .collect();
-    Json(PbxActivityList { node: app.config.server.node_id.clone(), pbxs })
+    Json(PbxActivityList { node: app.config().server.node_id.clone(), pbxs })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -354,6 +382,7 @@ async fn process(
     pbx_id: &mut Option<String>,
     calls: &mut Option<Vec<CallAccepted>>,
 ) -> Result<Response, ApiError> {
+    let config = app.config();
     let Webhook { pbx: in_path, tail, query, headers, body } = request;
     let query = query.unwrap_or_default();
     // `?pbx=` and `?token=` (read leniently: the rest of the query is the vendor's).
@@ -364,8 +393,8 @@ async fn process(
     let timer = app.metrics.pbx_seconds.start_timer();
     let reject = |reason: &str| app.metrics.pbx_rejected.with_label_values(&[reason]).inc();
     let pbx = match named_pbx {
-        Some(id) => app.config.pbx(&id),
-        None if app.config.pbxs.len() == 1 => app.config.pbxs.first(),
+        Some(id) => config.pbx(&id),
+        None if config.pbxs.len() == 1 => config.pbxs.first(),
         None => None,
     };
     let Some((pbx, adapter)) = pbx.and_then(|p| pbx::adapter(p).map(|a| (p, a))) else {
@@ -373,7 +402,10 @@ async fn process(
         return Err(ApiError::bad_signature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]"));
     };
     *pbx_id = Some(pbx.id.clone());
-    let PerPbx { by_address, whole, .. } = &limiters.0[&pbx.id];
+    let table = limiters.of(&config);
+    let Some(PerPbx { by_address, whole, .. }) = table.pbxs.get(&pbx.id).map(Arc::as_ref) else {
+        return Err(ApiError::unavailable("the PBX's configuration is changing; try again"));
+    };
     if by_address.check_key(&crate::callback::limits::client_key(ip)).is_err() {
         reject("rate_limited");
         return Err(ApiError::rate_limited());

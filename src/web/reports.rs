@@ -70,7 +70,7 @@ pub async fn calls(
     owner: Owner,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let site = owner.site(&app);
+    let site = owner.site();
     let list = reports::calls(&app, site, &q.period(&app, site.timezone)?, owner.access).await?;
     Ok(if q.format.as_deref() == Some("csv") {
         csv(reports::calls_csv(&list), &list.csv_name())
@@ -169,13 +169,14 @@ pub async fn recording(
     Path(path): Path<(String, String)>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
+    let config = app.config();
     use axum::http::StatusCode;
     let call = path.1;
-    let site = owner.site(&app);
+    let site = owner.site();
     let none = || ApiError::not_found("this site has no call with a recording under that key");
     let key = call.split_once(':').and_then(|(pbx, id)| crate::calls::CallKey::new(pbx, id).ok()).ok_or_else(none)?;
     let found = app.store.call(&key).await?.filter(|c| c.matched.site.as_ref() == Some(&site.id));
-    let pbx = app.config.pbx(key.pbx());
+    let pbx = config.pbx(key.pbx());
     let http = pbx.and_then(|p| recordings_client(&p.recordings_from));
     let (Some(found), Some(pbx), Some(http)) = (found, pbx, http) else { return Err(none()) };
     let adapter = crate::pbx::adapter(pbx);
@@ -260,7 +261,7 @@ pub async fn summary(
     owner: Owner,
     Query(q): Query<ReportQuery>,
 ) -> Result<Json<Summary>, ApiError> {
-    let site = owner.site(&app);
+    let site = owner.site();
     Ok(Json(reports::summary(&app, site, &q.period(&app, site.timezone)?).await?))
 }
 
@@ -279,7 +280,7 @@ pub async fn callbacks(
     owner: Owner,
     Query(q): Query<ReportQuery>,
 ) -> Result<Json<CallbackList>, ApiError> {
-    let site = owner.site(&app);
+    let site = owner.site();
     Ok(Json(reports::callbacks(&app, site, &q.period(&app, site.timezone)?, owner.access).await?))
 }
 
@@ -298,7 +299,7 @@ pub async fn yandex_csv(
     owner: Owner,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let site = owner.site(&app);
+    let site = owner.site();
     let p = q.period(&app, site.timezone)?;
     let body = reports::yandex_csv(&app, site, &p).await?;
     Ok(csv(body, &format!("metrica-calls-{}-{}-{}.csv", site.id, p.first, p.last)))
@@ -319,7 +320,7 @@ pub async fn page(
     owner: Owner,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let site = owner.site(&app);
+    let site = owner.site();
     let period = q.period(&app, site.timezone)?;
     let summary = reports::summary(&app, site, &period).await?;
     let calls = reports::calls(&app, site, &period, owner.access).await?;

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "pbx",
             "plugins",
             "reaper",
+            "reload",
             "reports",
             "sim::fit",
         ],

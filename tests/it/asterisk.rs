@@ -268,7 +268,10 @@ api_secret = "{GA4_API_SECRET}"
         data = dir.join("data").display().to_string(),
         site = shop_site(ORIGIN, "0s", "30m", "30m"),
     );
-    Config::parse(&text, "asterisk-test.toml", &std::collections::HashMap::new()).expect("test config")
+    // Written to a file, as an operator's is (a test may edit it and reload).
+    let file = dir.join("callpool.toml");
+    std::fs::write(&file, text).unwrap();
+    Config::load(&file, &std::collections::HashMap::new()).expect("test config")
 }
 
 async fn calls(node: &Node) -> Vec<Value> {
@@ -329,6 +332,16 @@ async fn a_wrong_ami_secret_is_refused_and_tried_again_without_harm() {
     // A webhook to an AMI PBX is refused: it reports over AMI.
     let resp = reqwest::Client::new().post(node.url("/v1/pbx/calls?pbx=ast")).body("{}").send().await.unwrap();
     assert_eq!(resp.status(), 401);
+    // The operator fixes the secret and reloads: the connection opens again with it.
+    let file = dir.path().join("callpool.toml");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("not-the-secret", AMI_SECRET)).unwrap();
+    let resp = reqwest::Client::new().post(node.url("/v1/admin/reload")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually("callpool logged in with the new secret", || async { ami.good_logins() == 1 }).await;
+    eventually("connected (the alert's gauge)", || async {
+        node.metric("callpool_pbx_connected{pbx=\"ast\"}").await == 1.0
+    })
+    .await;
     node.stop().await;
 }
 

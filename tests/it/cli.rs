@@ -111,12 +111,19 @@ fn serve_waits_for_redis_then_serves_and_stops_cleanly() {
     wait_for_line(&rx, "callpool is serving");
     let ready = std::net::TcpStream::connect(("127.0.0.1", http_port));
     assert!(ready.is_ok(), "listening once Redis answered");
-    // `systemctl reload`: the file is checked again and the node keeps serving.
+    // `systemctl reload`: the file is read again; unchanged, nothing happens.
     Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
-    wait_for_line(&rx, "SIGHUP: the configuration file is valid; restart the service to apply it");
-    std::fs::write(&path, text.replace("[pool]", "[pool]\nbogus = 1")).unwrap();
+    wait_for_line(&rx, "Reload: the configuration has not changed");
+    // A second site added: it runs from the hang-up on.
+    let blog = "\n[[site]]\nid = \"blog\"\nkey = \"blog-public-key\"\nallowed_origins = [\"https://blog.example\"]\ndefault_before = \"+74951235550\"\ndefault_after = \"+74951235551\"\nmax_numbers = 1\n";
+    std::fs::write(&path, format!("{text}{blog}")).unwrap();
     Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
-    let said = wait_for_line(&rx, "SIGHUP: the configuration file has problems");
+    let said = wait_for_line(&rx, "The configuration was reloaded");
+    assert!(said.contains("sites=2"), "{said}");
+    // A broken file: refused, the problem logged, the running configuration kept.
+    std::fs::write(&path, format!("{text}{blog}").replace("[pool]", "[pool]\nbogus = 1")).unwrap();
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    let said = wait_for_line(&rx, "The reload was refused");
     assert!(said.contains("bogus"), "{said}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok(), "still serving after the hang-ups");
     assert_eq!(stop(&mut child), Some(0), "a clean exit on SIGTERM");

@@ -158,7 +158,7 @@ async fn a_callback_requested_through_one_node_is_shown_in_the_visitors_tab_on_a
 }
 
 /// The tests that use the shared broker run one at a time: one restarts it.
-static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A callpool node in a process of its own (so that it can be killed), on `port`.
 struct NodeProcess {

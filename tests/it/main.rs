@@ -15,5 +15,6 @@ mod fuzz;
 mod hub;
 mod nginx;
 mod ops;
+mod reload;
 mod server;
 mod store;

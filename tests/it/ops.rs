@@ -428,8 +428,8 @@ async fn the_status_says_when_each_pbx_and_destination_was_last_heard_of() {
     assert!(doc["paths"]["/v1/admin/status"]["get"].is_object(), "documented");
 
     let st = w.status().await;
-    let node_id = w.node.app.config.server.node_id.as_str();
-    assert_eq!((st["node"].as_str(), st["config"].as_str()), (Some(node_id), Some("ops-test.toml")), "{st}");
+    let node_id = w.node.app.config().server.node_id.clone();
+    assert_eq!((st["node"].as_str(), st["config"].as_str()), (Some(node_id.as_str()), Some("ops-test.toml")), "{st}");
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(st["store"], json!({"kind": "embedded", "state": "up", "errors": {}}));
     assert_eq!(st["bus"]["kind"], "in_process");

@@ -41,6 +41,9 @@ async fn health_readiness_openapi_and_admin_auth() {
         "/v1/reports/{site}/callbacks",
         "/v1/callback",
         "/v1/callback/{id}",
+        "/v1/admin/status",
+        "/v1/admin/config",
+        "/v1/admin/reload",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
