@@ -183,6 +183,15 @@ impl App {
     }
 }
 
+impl App {
+    /// Writes the running configuration's pool to the store again (after the store lost it), one
+    /// apply at a time with reloads.
+    pub async fn configure_pool_again(&self) -> Result<(), callpool_pool::PoolError> {
+        let _one_at_a_time = self.applying.lock().await;
+        self.pool.configure(&self.config().pool_spec(), self.clock.now()).await
+    }
+}
+
 /// Why a configuration was not applied (the running one stays).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

@@ -4,7 +4,7 @@
 //! each kind of job, for `/v1/admin/status`. `deploy/prometheus/` alerts on these metrics and
 //! `deploy/grafana/` charts them; `tests/it/ops.rs` checks that every name they use is here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use callpool_pool::Ts;
@@ -101,8 +101,6 @@ pub struct Metrics {
 
 /// The outcomes of a PBX's request (`callpool_pbx_requests_total{outcome}`).
 pub const PBX_OUTCOMES: [&str; 3] = ["recorded", "answered", "refused"];
-/// The states `callpool_pool_numbers` counts a site's numbers in.
-pub const POOL_STATES: [&str; 5] = ["working", "leased", "free", "cooling", "max"];
 
 /// The store operations whose errors are counted (`callpool_store_errors_total{op}`), created at
 /// zero at start so that an alert's `increase()` sees the first error.
@@ -166,8 +164,6 @@ impl BusMetrics {
 #[derive(Default)]
 pub struct Journal {
     pbxs: RwLock<HashMap<String, Arc<PbxWatch>>>,
-    /// The sites whose series this node exports.
-    sites: Mutex<BTreeSet<String>>,
     jobs: Mutex<HashMap<&'static str, JobLast>>,
 }
 
@@ -470,23 +466,13 @@ impl Metrics {
     /// Creates the series of the configured PBXs and sites, and of the store's operations, at
     /// zero (so they show from the start and a rate counts their first event); sets each PBX's
     /// last accepted request to `now` (a PBX silent since the node started is silent since then),
-    /// the in-process bus connected, and the working hours. Once, at start.
+    /// the in-process bus connected, and the working hours. At start and after each reload (series
+    /// of sites and PBXs no longer configured go).
     pub fn watch(&self, config: &Config, now: Ts) {
         {
             let mut pbxs = self.journal.pbxs.write().unwrap_or_else(|p| p.into_inner());
-            // A PBX no longer configured: its series go (a kept one keeps its counts).
-            pbxs.retain(|id, _| {
-                let kept = config.pbx(id).is_some();
-                if !kept {
-                    for outcome in PBX_OUTCOMES {
-                        let _ = self.pbx_requests.remove_label_values(&[id.as_str(), outcome]);
-                    }
-                    for g in [&self.pbx_last_accepted, &self.pbx_connected, &self.pbx_open] {
-                        let _ = g.remove_label_values(&[id.as_str()]);
-                    }
-                }
-                kept
-            });
+            // A PBX no longer configured is forgotten (a kept one keeps its counts).
+            pbxs.retain(|id, _| config.pbx(id).is_some());
             for p in &config.pbxs {
                 pbxs.entry(p.id.clone()).or_insert_with(|| {
                     let requests = PBX_OUTCOMES.map(|o| self.pbx_requests.with_label_values(&[p.id.as_str(), o]));
@@ -496,18 +482,7 @@ impl Metrics {
                 });
             }
         }
-        {
-            let now_sites: BTreeSet<String> = config.sites.iter().map(|s| s.id.to_string()).collect();
-            let mut sites = lock(&self.journal.sites);
-            for gone in sites.difference(&now_sites) {
-                let _ = self.site_open.remove_label_values(&[gone.as_str()]);
-                let _ = self.pool_exhausted.remove_label_values(&[gone.as_str()]);
-                for state in POOL_STATES {
-                    let _ = self.pool_numbers.remove_label_values(&[gone.as_str(), state]);
-                }
-            }
-            *sites = now_sites;
-        }
+        self.prune(config);
         for op in STORE_OPS {
             self.store_errors.with_label_values(&[op]);
         }
@@ -518,6 +493,22 @@ impl Metrics {
             self.bus.connected.set(1);
         }
         self.set_hours(config, now);
+    }
+
+    /// Drops the series of sites and PBXs `config` does not have (removed by a reload; a refresh
+    /// in flight meanwhile may have set them again, so each refresh ends with this too).
+    pub fn prune(&self, config: &Config) {
+        let by_site: [&IntGaugeVec; 3] = [&self.site_open, &self.pool_exhausted, &self.pool_numbers];
+        let by_pbx: [&IntGaugeVec; 3] = [&self.pbx_last_accepted, &self.pbx_connected, &self.pbx_open];
+        let site_kept = |v: &str| config.sites.iter().any(|s| s.id.as_str() == v);
+        let pbx_kept = |v: &str| config.pbx(v).is_some();
+        for vec in by_site {
+            drop_unless(&vec.collect(), "site", &site_kept, |labels| vec.remove(labels));
+        }
+        for vec in by_pbx {
+            drop_unless(&vec.collect(), "pbx", &pbx_kept, |labels| vec.remove(labels));
+        }
+        drop_unless(&self.pbx_requests.collect(), "pbx", &pbx_kept, |labels| self.pbx_requests.remove(labels));
     }
 
     /// Creates the delivery counters of `kind` at zero (the job runner, for each kind it runs).
@@ -611,6 +602,21 @@ impl Metrics {
 const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Locks `m`, whatever a panicked holder left (the data is a record, never half-written).
+/// Removes (with `remove`) each series of `families` whose `label` fails `kept`.
+fn drop_unless(
+    families: &[prometheus::proto::MetricFamily],
+    label: &str,
+    kept: &dyn Fn(&str) -> bool,
+    remove: impl Fn(&HashMap<&str, &str>) -> prometheus::Result<()>,
+) {
+    for m in families.iter().flat_map(|f| f.get_metric()) {
+        let labels: HashMap<&str, &str> = m.get_label().iter().map(|l| (l.name(), l.value())).collect();
+        if labels.get(label).is_some_and(|v| !kept(v)) {
+            let _ = remove(&labels);
+        }
+    }
+}
+
 fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|p| p.into_inner())
 }

@@ -70,7 +70,13 @@ async fn sample_usage(app: &App, now: Ts) {
 /// Forgets the calls, callbacks and visits of every site that began before `before` (up to
 /// `limit` of each per site), with every trace of their jobs; returns how many calls it removed.
 pub async fn forget_before(app: &App, before: Ts, limit: usize) -> Result<usize, StoreError> {
-    let sites: Vec<_> = app.config().sites.iter().map(|s| s.id.clone()).collect();
+    // Every site the pool has known: a site a reload removed keeps records until they expire too.
+    let mut sites = app.pool.sites().await?;
+    for s in &app.config().sites {
+        if !sites.contains(&s.id) {
+            sites.push(s.id.clone());
+        }
+    }
     let calls = app.store.forget_calls(&sites, before, limit, &registry::kinds_of(Records::Calls)).await?;
     app.store.forget_callbacks(&sites, before, limit, &registry::kinds_of(Records::Callbacks)).await?;
     app.store.forget_visits(&sites, before, limit).await?;
@@ -97,10 +103,11 @@ pub async fn reap_and_shrink(app: &App) -> Vec<Lease> {
     let outcome = async {
         // A site this node serves that the store does not know means the store lost its data
         // (a Redis restart without persistence): write the configuration again.
-        if let Some(first) = app.config().sites.first() {
-            if app.pool.status(&first.id, now).await?.is_none() {
+        let first = app.config().sites.first().map(|s| s.id.clone());
+        if let Some(first) = first {
+            if app.pool.status(&first, now).await?.is_none() {
                 tracing::warn!("The store has lost the pool configuration (a Redis restart without persistence?); configuring it again.");
-                app.pool.configure(&app.config().pool_spec(), now).await?;
+                app.configure_pool_again().await?;
             }
         }
         let ended = app.pool.reap(now).await?;

@@ -133,14 +133,15 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
     let mut events = app.bus.subscribe();
     let own = app.config().server.node_id.clone();
     let mut every = tokio::time::interval(ANNOUNCE_EVERY);
+    // Why this node's last reload was refused, as it stands now.
+    let refused = |app: &App| {
+        let nodes = app.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes.get(&own).and_then(|n| n.config.refused.clone())
+    };
     loop {
-        let refused = {
-            let nodes = app.nodes.lock().unwrap_or_else(|p| p.into_inner());
-            nodes.get(&own).and_then(|n| n.config.refused.clone())
-        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = every.tick() => announce(&app, refused),
+            _ = every.tick() => announce(&app, refused(&app)),
             event = events.recv() => match event {
                 Ok(Event::Reload { from }) if from != own => {
                     tracing::info!(from = %from, "Another node was reloaded; reading the configuration again.");
@@ -150,7 +151,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                     // A node heard of for the first time (it just started) learns of this one
                     // at once, not at the next round.
                     if heard(&app, &node, config) {
-                        announce(&app, refused);
+                        announce(&app, refused(&app));
                     }
                 }
                 Ok(_) => {}

@@ -248,6 +248,10 @@ impl EmbeddedPool {
     pub async fn status(&self, site: &SiteId, now: Ts) -> Result<Option<SiteStatus>, PoolError> {
         Ok(self.read(|p| p.status(site, now)))
     }
+
+    pub async fn sites(&self) -> Result<Vec<SiteId>, PoolError> {
+        Ok(self.read(|p| p.site_ids()))
+    }
 }
 
 /// Site and visitor ids never contain a tab.

@@ -129,6 +129,12 @@ impl Pool {
         dispatch!(self.status(site, now))
     }
 
+    /// Every site the pool has known, configured now or before (a site removed from the
+    /// configuration stays, inactive, with its history).
+    pub async fn sites(&self) -> Result<Vec<SiteId>, PoolError> {
+        dispatch!(self.sites())
+    }
+
     /// Which store this is, for logs and `/readyz`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -662,6 +662,12 @@ impl RedisPool {
         self.history(number, at, at.minus(window)).await
     }
 
+    pub async fn sites(&self) -> Result<Vec<SiteId>, PoolError> {
+        let ids: Vec<String> =
+            self.redis.query(redis::cmd("SMEMBERS").arg(self.redis.key(&["sites"]))).await.map_err(classify)?;
+        ids.into_iter().map(|s| SiteId::new(s).map_err(|e| bad(&format!("a stored site id: {e}")))).collect()
+    }
+
     pub async fn status(&self, site: &SiteId, now: Ts) -> Result<Option<SiteStatus>, PoolError> {
         let args = [site.to_string(), now.as_millis().to_string()];
         let v: Vec<String> =

@@ -462,6 +462,11 @@ impl PoolState {
     }
 
     /// The site's working set now; `None` for an unknown site.
+    /// Every site the pool has known (active or not).
+    pub fn site_ids(&self) -> Vec<SiteId> {
+        self.sites.keys().cloned().collect()
+    }
+
     pub fn status(&self, site: &SiteId, now: Ts) -> Option<SiteStatus> {
         let now = now.max(self.clock);
         let state = self.sites.get(site)?;

@@ -10,8 +10,9 @@ const SECRET_SUFFIXES: [&str; 6] = ["secret", "secrets", "token", "password", "s
 const MAX_FILE: u64 = 64 * 1024;
 
 /// Replaces every `<secret>_file` in `table` (and the tables within it) with `<secret>` read from
-/// the file; problems name the setting. Returns whether any was replaced.
-pub(super) fn expand(table: &mut toml::Table, at: &str, problems: &mut Vec<String>) -> bool {
+/// the file; problems name the setting, and each file's text goes to `read_in` too. Returns
+/// whether any was replaced.
+pub(super) fn expand(table: &mut toml::Table, at: &str, problems: &mut Vec<String>, read_in: &mut Vec<String>) -> bool {
     let mut expanded = false;
     let file_keys: Vec<String> = table
         .keys()
@@ -29,7 +30,11 @@ pub(super) fn expand(table: &mut toml::Table, at: &str, problems: &mut Vec<Strin
             problems.push(format!("{name}: give either {base} or {key}, not both"));
             continue;
         }
-        match read(&path) {
+        let text = read(&path);
+        if let Ok(text) = &text {
+            read_in.push(text.clone());
+        }
+        match text {
             Ok(text) if base.ends_with("secrets") => {
                 let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
                 table.insert(base.to_owned(), toml::Value::Array(lines.map(|l| l.to_owned().into()).collect()));
@@ -44,11 +49,11 @@ pub(super) fn expand(table: &mut toml::Table, at: &str, problems: &mut Vec<Strin
     for (key, value) in table.iter_mut() {
         let name = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
         match value {
-            toml::Value::Table(t) => expanded |= expand(t, &name, problems),
+            toml::Value::Table(t) => expanded |= expand(t, &name, problems, read_in),
             toml::Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     if let toml::Value::Table(t) = item {
-                        expanded |= expand(t, &format!("{name}[{i}]"), problems);
+                        expanded |= expand(t, &format!("{name}[{i}]"), problems, read_in);
                     }
                 }
             }

@@ -98,15 +98,17 @@ fn site_files(dir: &Path) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Reads TOML text into `T`, with the secrets given as files read in (`at` names where the text
-/// came from in problems). Without any, the text is read as it is, so its errors point at lines.
-fn read_toml<T: serde::de::DeserializeOwned>(text: &str, at: &str) -> Result<T, Vec<String>> {
-    let named = |e: toml::de::Error| {
-        let e = e.to_string().trim_end().to_owned();
-        vec![if at.is_empty() { e } else { format!("{at}: {e}") }]
-    };
+/// came from in problems; each file's content goes to `secrets`, for the version). Without any,
+/// the text is read as it is, so its errors point at lines.
+fn read_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    at: &str,
+    secrets: &mut Vec<String>,
+) -> Result<T, Vec<String>> {
+    let named = |e: toml::de::Error| vec![toml_problem(text, at, &e)];
     let mut table: toml::Table = toml::from_str(text).map_err(named)?;
     let mut problems = Vec::new();
-    if !files::expand(&mut table, at, &mut problems) {
+    if !files::expand(&mut table, at, &mut problems, secrets) {
         return toml::from_str(text).map_err(named);
     }
     if !problems.is_empty() {
@@ -115,8 +117,23 @@ fn read_toml<T: serde::de::DeserializeOwned>(text: &str, at: &str) -> Result<T, 
     T::deserialize(toml::Value::Table(table)).map_err(named)
 }
 
-/// The version of a configuration: the first 12 hex digits of the SHA-256 of its texts.
-fn version(text: &str, site_files: &[(String, String)]) -> String {
+/// A TOML error as a problem: where (the line and column) and what, without the line itself,
+/// which may hold a secret (`admin_tokn = "..."` is an unknown field).
+fn toml_problem(text: &str, at: &str, e: &toml::de::Error) -> String {
+    let place = e.span().map_or_else(String::new, |span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    let file = if at.is_empty() { String::new() } else { format!("{at}: ") };
+    format!("{file}{place}{}", e.message().trim_end())
+}
+
+/// The version of a configuration: the first 12 hex digits of the SHA-256 of its texts and of
+/// the secrets read from files (a rotated secret file is a new version; the digest does not
+/// reveal it).
+fn version(text: &str, site_files: &[(String, String)], secrets: &[String]) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(text);
@@ -125,6 +142,10 @@ fn version(text: &str, site_files: &[(String, String)]) -> String {
         h.update(name);
         h.update([0]);
         h.update(text);
+    }
+    for secret in secrets {
+        h.update([1]);
+        h.update(secret);
     }
     hex::encode(&h.finalize()[..6])
 }
@@ -160,11 +181,12 @@ impl Config {
         readers: &Readers,
     ) -> Result<Config, ConfigError> {
         let refused = |problems| ConfigError { source: source.to_owned(), problems };
-        let mut raw: RawConfig = read_toml(text, "").map_err(refused)?;
+        let mut secrets = Vec::new();
+        let mut raw: RawConfig = read_toml(text, "", &mut secrets).map_err(refused)?;
         let mut problems = Vec::new();
         for (name, text) in site_files {
             let at = format!("{SITES_DIR}/{name}");
-            match read_toml::<site::RawSite>(text, &at) {
+            match read_toml::<site::RawSite>(text, &at, &mut secrets) {
                 Ok(mut site) => {
                     site.file = Some(at);
                     raw.sites.push(site);
@@ -180,7 +202,7 @@ impl Config {
         if !v.problems.is_empty() {
             return Err(refused(v.problems));
         }
-        config.version = version(text, site_files);
+        config.version = version(text, site_files, &secrets);
         Ok(config)
     }
 
@@ -640,5 +662,28 @@ mod tests {
         std::fs::write(sites.join("c-bad.toml"), site("blog", 6)).unwrap();
         let e = load().unwrap_err();
         assert!(e.problems.iter().any(|p| p.contains("site \"blog\" (sites.d/c-bad.toml): id")), "{:?}", e.problems);
+    }
+
+    /// A problem never quotes the line it is on (it may hold a secret), and a rotated secret
+    /// file makes a new version without showing in it.
+    #[test]
+    fn problems_do_not_quote_lines_and_secret_files_count_in_the_version() {
+        let typo = GOOD.replace("[pool]", "[server]\nadmin_tokn = \"s3cret-value-0123456789\"\n\n[pool]");
+        let e = Config::parse(&typo, "test.toml", &env(&[])).unwrap_err();
+        assert_eq!(e.problems.len(), 1);
+        assert!(e.problems[0].starts_with("line 3, column 1: unknown field `admin_tokn`"), "{:?}", e.problems);
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let (file, secret) = (dir.path().join("callpool.toml"), dir.path().join("admin_token"));
+        let text = GOOD
+            .replace("[pool]", &format!("[server]\nadmin_token_file = {:?}\n\n[pool]", secret.display().to_string()));
+        std::fs::write(&file, text).unwrap();
+        std::fs::write(&secret, "first-admin-token-0123456789\n").unwrap();
+        let first = Config::load_with(&file, &env(&[]), &[]).unwrap();
+        std::fs::write(&secret, "second-admin-token-0123456789\n").unwrap();
+        let second = Config::load_with(&file, &env(&[]), &[]).unwrap();
+        assert_eq!(second.server.admin_token.as_deref(), Some("second-admin-token-0123456789"));
+        assert_ne!(first.version, second.version);
     }
 }

@@ -304,7 +304,17 @@ async fn callback_request(
         channel: crate::callback::Channel::Widget,
     };
     use crate::callback::service::{self, Answer};
-    match service::request(state.hub.app(), &site.config, req).await {
+    // The site as the configuration running now has it (a reload since the tab opened may have
+    // changed its form or removed it).
+    let config = state.hub.app().config();
+    let Some(current) = config.site(&site.config.id) else {
+        return Some(ServerMsg::CallbackRefused {
+            reason: crate::callback::Reason::Disabled.as_str().to_owned(),
+            message: "this site has no callback form".into(),
+            retry_after: None,
+        });
+    };
+    match service::request(state.hub.app(), current, req).await {
         Ok(Answer::Mine(_)) => None,
         Ok(Answer::Joined(receipt)) => match crate::callback::status::status_message(state.hub.app(), &receipt) {
             Some(ServerMsg::Callback { status, at, message, .. }) => {

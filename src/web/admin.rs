@@ -452,7 +452,14 @@ pub struct Reloaded {
     (status = 422, description = "Refused (`config_invalid`): `error.problems` lists every problem; the running configuration stays", body = ErrorBody),
 ))]
 pub async fn reload(_: Admin, State(app): State<Arc<App>>) -> Result<Json<Reloaded>, ApiError> {
-    match crate::reload::reload(&app, crate::reload::Origin::Request).await {
+    // A task of its own: a client that goes away, or the request's timeout, must not stop a
+    // reload half-way (the store configured, the node not yet running it).
+    let task = {
+        let app = app.clone();
+        tokio::spawn(async move { crate::reload::reload(&app, crate::reload::Origin::Request).await })
+    };
+    let outcome = task.await.map_err(|e| ApiError::internal(format!("the reload failed: {e}")))?;
+    match outcome {
         Ok(r) => Ok(Json(Reloaded {
             node: app.config().server.node_id.clone(),
             version: r.version,

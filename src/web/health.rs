@@ -80,6 +80,12 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap
 }
 
 async fn refresh_gauges(app: &App) {
+    refresh(app).await;
+    // A reload meanwhile may have removed a site or PBX whose series the refresh set again.
+    app.metrics.prune(&app.config());
+}
+
+async fn refresh(app: &App) {
     let now = app.clock.now();
     app.metrics.set_hours(&app.config(), now);
     let store_ok = app.pool.ping().await.is_ok();

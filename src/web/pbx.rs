@@ -25,7 +25,6 @@ use super::extract::Path;
 use crate::app::App;
 use crate::calls::ingest::{self, Recorded};
 use crate::calls::{CallKey, Caller, MatchKind};
-use crate::config::Config;
 use crate::pbx::{self, CallAccepted, Inbound, Received, Reply};
 use crate::store::StoreError;
 
@@ -60,12 +59,14 @@ impl Limiters {
     pub fn new(app: &App) -> Limiters {
         let limiters =
             Limiters(Arc::new(ArcSwap::from_pointee(PerConfig { version: String::new(), pbxs: HashMap::new() })));
-        limiters.of(&app.config());
+        limiters.of(app);
         limiters
     }
 
-    /// The table of `config`, made now if it is not the one kept.
-    fn of(&self, config: &Config) -> Arc<PerConfig> {
+    /// The table of the configuration running now, made now if it is not the one kept (never
+    /// for an older configuration a request in flight still holds: that would undo the new one).
+    fn of(&self, app: &App) -> Arc<PerConfig> {
+        let config = app.config();
         let kept = self.0.load_full();
         if kept.version == config.version {
             return kept;
@@ -157,7 +158,7 @@ pub async fn activity(
     State(limiters): State<Limiters>,
 ) -> Json<PbxActivityList> {
     let config = app.config();
-    let table = limiters.of(&config);
+    let table = limiters.of(&app);
     let pbxs = config
         .pbxs
         .iter()
@@ -402,7 +403,7 @@ async fn process(
         return Err(ApiError::bad_signature("unknown PBX: name it with ?pbx=<id> as configured in [[pbx]]"));
     };
     *pbx_id = Some(pbx.id.clone());
-    let table = limiters.of(&config);
+    let table = limiters.of(app);
     let Some(PerPbx { by_address, whole, .. }) = table.pbxs.get(&pbx.id).map(Arc::as_ref) else {
         return Err(ApiError::unavailable("the PBX's configuration is changing; try again"));
     };
