@@ -8,7 +8,8 @@ use std::time::Duration;
 use callpool_pool::{SessionAttrs, Ts};
 use serde_json::{json, Map, Value};
 
-use crate::calls::{Call, CallStatus, NumberKind};
+use crate::calls::matcher::Directory;
+use crate::calls::{Call, CallStatus, MatchKind, NumberKind};
 
 /// GA4 accepts events back-dated at most 72 hours; older ones would be clamped (wrong) or dropped.
 pub const GA4_BACKDATE_LIMIT: Duration = Duration::from_secs(72 * 3600);
@@ -220,9 +221,41 @@ fn referrer_host(url: &str) -> Option<&str> {
 pub const YANDEX_CSV_HEADER: &str =
     "ClientId,DateTime,StaticCall,PhoneNumber,TalkDuration,HoldDuration,CallMissed,Tag,FirstTimeCaller,URL";
 
-/// One row of Metrica's offline-calls CSV, or `None` for a call without a Metrica client id.
-/// `PhoneNumber` is the tracking number that was dialled, never the caller's.
-pub fn yandex_row(call: &Call) -> Option<String> {
+/// What a Metrica row's `PhoneNumber` carries: a site's choice (`[site.yandex] phone_number`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricaPhone {
+    /// The tracking number that was dialled (nothing on a callback's call: none was dialled).
+    #[default]
+    Tracking,
+    /// The client's own number: the caller's, or on a callback's call the visitor's (only an
+    /// E.164 number; Metrica can then match the call to the client's other calls).
+    Client,
+    /// Nothing.
+    None,
+}
+
+impl MetricaPhone {
+    /// The `PhoneNumber` of `call`'s row; `ours` tells callpool's own numbers (the other end of a
+    /// callback's call is the visitor's).
+    pub fn of(self, call: &Call, ours: &Directory) -> String {
+        let callback = call.matched.kind == MatchKind::Callback;
+        let client = || {
+            let called = Some(call.called.as_str()).filter(|_| callback && !ours.is_ours(&call.called));
+            let caller = call.caller.as_ref().map(|c| c.as_str()).filter(|c| c.starts_with('+'));
+            called.or(caller.filter(|_| !callback || called.is_none())).map(str::to_owned)
+        };
+        match self {
+            MetricaPhone::Tracking if !callback => call.called.to_string(),
+            MetricaPhone::Client => client().unwrap_or_default(),
+            MetricaPhone::Tracking | MetricaPhone::None => String::new(),
+        }
+    }
+}
+
+/// One row of Metrica's offline-calls CSV, or `None` for a call without a Metrica client id;
+/// `phone` is its `PhoneNumber` ([`MetricaPhone::of`]).
+pub fn yandex_row(call: &Call, phone: &str) -> Option<String> {
     let client =
         call.matched.attrs.ym_uid.as_deref().filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))?;
     let hold = call.answered_at.map(|a| ((a.as_millis() - call.started_at.as_millis()).max(0) / 1000).to_string());
@@ -233,7 +266,7 @@ pub fn yandex_row(call: &Call) -> Option<String> {
         "{client},{},{},{},{},{},{},{},{},{}",
         call.started_at.as_millis().div_euclid(1000),
         u8::from(call.matched.number_kind != NumberKind::Tracking),
-        call.called,
+        csv_field(phone),
         call.duration.unwrap_or(0),
         hold.unwrap_or_default(),
         u8::from(missed),
@@ -322,6 +355,43 @@ mod tests {
         assert!(!text.contains("9161234567"), "the caller's number never goes to GA: {text}");
     }
 
+    /// `PhoneNumber` per the site's choice: the tracking number, the client's, or nothing; on a
+    /// callback's call no tracking number was dialled, and the visitor's number is the one that
+    /// is not the site's.
+    #[test]
+    fn metricas_phone_number_is_the_sites_choice() {
+        let n = |s: &str| PhoneNumber::parse(s).unwrap();
+        let site = crate::calls::matcher::SiteNumbers {
+            site: SiteId::new("shop").unwrap(),
+            default_before: n("+74951234567"),
+            default_after: n("+74951234568"),
+            static_number: n("+74951234567"),
+            dedicated: vec![n("+74951230001")],
+            windows: crate::calls::matcher::MatchRules {
+                recent: Duration::from_secs(60),
+                repeat: Duration::from_secs(60),
+                repeat_first: false,
+            },
+        };
+        let ours = Directory::new(&[site], &[]);
+        let tracked = call();
+        assert_eq!(MetricaPhone::Tracking.of(&tracked, &ours), "+74951230001");
+        assert_eq!(MetricaPhone::Client.of(&tracked, &ours), "+79161234567");
+        assert_eq!(MetricaPhone::None.of(&tracked, &ours), "");
+        // The PBX called the visitor (+79161112233) from the site's line.
+        let mut callback = call();
+        callback.matched.kind = MatchKind::Callback;
+        callback.called = n("+79161112233");
+        callback.caller = Caller::parse("+74951234567");
+        assert_eq!(MetricaPhone::Tracking.of(&callback, &ours), "");
+        assert_eq!(MetricaPhone::Client.of(&callback, &ours), "+79161112233");
+        // ... or reported the legs the other way round.
+        callback.called = n("+74951234567");
+        callback.caller = Caller::parse("+79161112233");
+        assert_eq!(MetricaPhone::Client.of(&callback, &ours), "+79161112233");
+        assert_eq!(MetricaPhone::None.of(&callback, &ours), "");
+    }
+
     #[test]
     fn calls_older_than_the_backdating_limit_are_refused() {
         let mut c = call();
@@ -359,7 +429,7 @@ mod tests {
 
     #[test]
     fn metrica_rows_follow_the_upload_format() {
-        let row = yandex_row(&call()).unwrap();
+        let row = yandex_row(&call(), "+74951230001").unwrap();
         let t = NOW.minus(Duration::from_secs(600)).as_millis() / 1000;
         assert_eq!(
             row,
@@ -372,7 +442,7 @@ mod tests {
         );
         let mut c = call();
         c.matched.attrs.ym_uid = None;
-        assert_eq!(yandex_row(&c), None);
+        assert_eq!(yandex_row(&c, ""), None);
     }
 
     #[test]
@@ -394,6 +464,6 @@ mod tests {
         }
         let mut c = call();
         c.matched.attrs.landing_page = Some("=cmd|' /C calc'!A0".into());
-        assert!(yandex_row(&c).unwrap().ends_with(",'=cmd|' /C calc'!A0"), "the Metrica file too");
+        assert!(yandex_row(&c, "").unwrap().ends_with(",'=cmd|' /C calc'!A0"), "the Metrica file too");
     }
 }

@@ -123,7 +123,12 @@ impl Texts {
             return (if ru { "в течение минуты" } else { "within a minute" }).to_owned();
         }
         if mins < 60 {
-            return if ru { format!("через {mins} мин") } else { format!("in {mins} minutes") };
+            let mins = mins.unsigned_abs();
+            return if ru {
+                format!("через {}", minutes(Lang::Ru, mins))
+            } else {
+                format!("in {}", minutes(Lang::En, mins))
+            };
         }
         let time = a.format("%H:%M");
         let days = (a.date_naive() - n.date_naive()).num_days();
@@ -153,6 +158,48 @@ impl Texts {
             }
         }
     }
+}
+
+/// CLDR's plural categories of whole numbers that English and Russian use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plural {
+    One,
+    Few,
+    Many,
+    Other,
+}
+
+/// The plural category of `n` in `lang` (CLDR's rules for integers): English `one` for 1, else
+/// `other`; Russian `one` for 1, 21, 31, ... (not 11), `few` for 2–4, 22–24, ... (not 12–14), `many`
+/// for the rest.
+pub fn plural(lang: Lang, n: u64) -> Plural {
+    match lang {
+        Lang::En if n == 1 => Plural::One,
+        Lang::En => Plural::Other,
+        Lang::Ru => match (n % 10, n % 100) {
+            (1, r) if r != 11 => Plural::One,
+            (2..=4, r) if !(12..=14).contains(&r) => Plural::Few,
+            _ => Plural::Many,
+        },
+    }
+}
+
+/// `n` with its word in the right form: `forms` are English's one and other, or Russian's one,
+/// few and many.
+pub fn count(lang: Lang, n: u64, en: [&str; 2], ru: [&str; 3]) -> String {
+    let word = match plural(lang, n) {
+        Plural::One if lang == Lang::En => en[0],
+        Plural::One => ru[0],
+        Plural::Few => ru[1],
+        Plural::Many => ru[2],
+        Plural::Other => en[1],
+    };
+    format!("{n} {word}")
+}
+
+/// "5 minutes", "5 минут" (Russian in the accusative, as after «через»: 1 минуту, 2 минуты).
+pub fn minutes(lang: Lang, n: u64) -> String {
+    count(lang, n, ["minute", "minutes"], ["минуту", "минуты", "минут"])
 }
 
 #[cfg(test)]
@@ -189,5 +236,43 @@ mod tests {
         assert_eq!(Texts::new(Lang::En, &o).unwrap().get("button"), "Ring me");
         o.insert("buton".to_owned(), "x".to_owned());
         assert!(Texts::new(Lang::En, &o).unwrap_err().contains("\"buton\""));
+    }
+
+    /// Every text with a number follows the language's plural rules.
+    #[test]
+    fn counts_follow_each_languages_plural_rules() {
+        let cases = [
+            (1, "1 minute", "1 минуту"),
+            (2, "2 minutes", "2 минуты"),
+            (5, "5 minutes", "5 минут"),
+            (11, "11 minutes", "11 минут"),
+            (12, "12 minutes", "12 минут"),
+            (21, "21 minutes", "21 минуту"),
+            (22, "22 minutes", "22 минуты"),
+            (25, "25 minutes", "25 минут"),
+            (111, "111 minutes", "111 минут"),
+        ];
+        for (n, en, ru) in cases {
+            assert_eq!((minutes(Lang::En, n).as_str(), minutes(Lang::Ru, n).as_str()), (en, ru), "{n}");
+        }
+        let en = Texts::new(Lang::En, &BTreeMap::new()).unwrap();
+        let ru = Texts::new(Lang::Ru, &BTreeMap::new()).unwrap();
+        let tz: Tz = "Europe/Moscow".parse().unwrap();
+        let now = ts("2026-11-20T18:30:00Z");
+        for (mins, en_text, ru_text) in [
+            (1, "in 1 minute", "через 1 минуту"),
+            (2, "in 2 minutes", "через 2 минуты"),
+            (5, "in 5 minutes", "через 5 минут"),
+            (11, "in 11 minutes", "через 11 минут"),
+            (21, "in 21 minutes", "через 21 минуту"),
+            (22, "in 22 minutes", "через 22 минуты"),
+        ] {
+            let at = now.plus(std::time::Duration::from_secs(mins * 60));
+            assert_eq!(
+                en.render("retrying", Some(at), now, tz, ""),
+                format!("Our phone line is busy; we will try again {en_text}.")
+            );
+            assert_eq!(ru.render("scheduled", Some(at), now, tz, ""), format!("Спасибо! Мы перезвоним {ru_text}."));
+        }
     }
 }

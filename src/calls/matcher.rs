@@ -73,6 +73,12 @@ impl Directory {
         d
     }
 
+    /// Whether `number` is one of callpool's own (a site's default, static or dedicated number, or
+    /// one of the shared pool): the other end of a callback's call is the visitor's.
+    pub fn is_ours(&self, number: &PhoneNumber) -> bool {
+        self.defaults.contains_key(number) || self.tracking.contains(number)
+    }
+
     /// The window to ask the pool with: the longest `recent` window of any site.
     pub fn lookup_window(&self) -> Duration {
         self.longest_recent

@@ -23,6 +23,9 @@ pub struct Counter {
     pub counter_id: u64,
     /// OAuth token with Metrica write access.
     pub token: String,
+    /// What a row's `PhoneNumber` carries (`phone_number`: `tracking`, the default; `client`;
+    /// `none`).
+    pub phone: crate::analytics::MetricaPhone,
 }
 
 /// Reads `[site.yandex]`.
@@ -33,6 +36,8 @@ pub struct SiteReader;
 struct RawYandex {
     counter_id: u64,
     token: String,
+    #[serde(default)]
+    phone_number: crate::analytics::MetricaPhone,
 }
 
 impl Reader for SiteReader {
@@ -46,7 +51,7 @@ impl Reader for SiteReader {
             f.fail("token", "is empty (an OAuth token with Metrica write access)");
             return None;
         }
-        Some(Section::new("yandex", Counter { counter_id: y.counter_id, token: y.token }))
+        Some(Section::new("yandex", Counter { counter_id: y.counter_id, token: y.token, phone: y.phone_number }))
     }
 }
 
@@ -116,7 +121,7 @@ async fn upload(ctx: &Ctx<'_>, site: Option<&SiteId>, calls: &[(usize, &Call)]) 
     let Some(ym) = counter(site) else { return skipped("Yandex Metrica is no longer configured for the site") };
     let mut csv = format!("{}\n", analytics::YANDEX_CSV_HEADER);
     for (_, call) in calls {
-        if let Some(row) = analytics::yandex_row(call) {
+        if let Some(row) = analytics::yandex_row(call, &ym.phone.of(call, &ctx.config.directory)) {
             csv.push_str(&row);
             csv.push('\n');
         }

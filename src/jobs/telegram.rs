@@ -96,12 +96,14 @@ impl Handler for Telegram {
     }
 }
 
-/// What the team's chat reads: the number in full (it is the team's own lead), the status, the
-/// source, the page.
+/// What the team's chat reads, in the form's language: the number in full (it is the team's own
+/// lead), the status, the source, the page.
 fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
     let config = app.config();
     let site = config.site(&cb.site);
     let tz = site.map_or(chrono_tz::UTC, |s| s.timezone);
+    let ru = site.and_then(|s| s.callback.as_ref()).is_some_and(|c| c.texts.lang == crate::callback::text::Lang::Ru);
+    let say = |en: &'static str, ru_text: &'static str| if ru { ru_text } else { en };
     let local = |t: Ts| {
         use chrono::TimeZone;
         tz.timestamp_millis_opt(t.as_millis())
@@ -110,17 +112,21 @@ fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
             .unwrap_or_default()
     };
     let mut lines = vec![
-        if missed { format!("Missed callback on {}", cb.site) } else { format!("Callback request on {}", cb.site) },
-        format!("Number: {}", cb.number),
-        format!("Requested: {} ({tz})", local(cb.requested_at)),
+        if missed {
+            format!("{} {}", say("Missed callback on", "Пропущенный обратный звонок:"), cb.site)
+        } else {
+            format!("{} {}", say("Callback request on", "Заявка на обратный звонок:"), cb.site)
+        },
+        format!("{} {}", say("Number:", "Номер:"), cb.number),
+        format!("{} {} ({tz})", say("Requested:", "Заявка:"), local(cb.requested_at)),
     ];
     if missed {
-        lines.push(format!("Status: {}", cb.status.as_str()));
+        lines.push(format!("{} {}", say("Status:", "Статус:"), cb.status.as_str()));
         if let Some(e) = &cb.error {
-            lines.push(format!("Why: {e}"));
+            lines.push(format!("{} {e}", say("Why:", "Причина:")));
         }
     } else if cb.status == CallbackStatus::Scheduled {
-        lines.push(format!("Scheduled for: {}", local(cb.due_at)));
+        lines.push(format!("{} {}", say("Scheduled for:", "Запланирован на:"), local(cb.due_at)));
     }
     let a = &cb.attrs;
     let source = [a.utm_source.as_deref(), a.utm_medium.as_deref(), a.utm_campaign.as_deref()]
@@ -130,12 +136,12 @@ fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
         .collect::<Vec<_>>()
         .join(" / ");
     if !source.is_empty() {
-        lines.push(format!("Source: {source}"));
+        lines.push(format!("{} {source}", say("Source:", "Источник:")));
     } else if let Some(r) = &a.referrer {
-        lines.push(format!("Referrer: {r}"));
+        lines.push(format!("{} {r}", say("Referrer:", "Откуда:")));
     }
     if let Some(p) = &a.landing_page {
-        lines.push(format!("Page: {p}"));
+        lines.push(format!("{} {p}", say("Page:", "Страница:")));
     }
     lines.push(format!("Id: {}", cb.id));
     lines.join("\n")

@@ -43,6 +43,16 @@ impl Access {
             Access::Masked => c.masked(),
         }
     }
+
+    /// The number a call went to, as the reader may see it: on a callback's call the PBX called
+    /// the visitor, so a number that is not one of callpool's own (`ours`) is the visitor's and
+    /// is shown as a caller is; any other call went to one of the site's numbers.
+    fn called(self, c: &Call, ours: &crate::calls::matcher::Directory) -> String {
+        match Caller::parse(c.called.as_str()) {
+            Some(n) if c.matched.kind == MatchKind::Callback && !ours.is_ours(&c.called) => self.show(&n),
+            _ => c.called.to_string(),
+        }
+    }
 }
 
 /// A report's period: local days from `first` to `last` (included), and the instants they span.
@@ -123,6 +133,8 @@ pub struct CallRow {
     started_at: String,
     /// The site's local date.
     date: String,
+    /// The number called: one of the site's; on a callback's call (`match` = `callback`) the
+    /// visitor's number, masked as `caller` is.
     called: String,
     /// Masked (`+7********67`) unless the token is the site's admin token.
     caller: Option<String>,
@@ -184,6 +196,7 @@ pub async fn calls(app: &App, site: &SiteConfig, p: &Period, access: Access) -> 
     let ga4 = app.store.job_states(crate::jobs::ga4::CALLS, &ids).await?;
     let yandex = app.store.job_states(crate::jobs::metrica::KIND, &ids).await?;
     let truncated = calls.len() >= MAX_ROWS;
+    let config = app.config();
     let rows = calls
         .iter()
         .zip(ga4.iter().zip(&yandex))
@@ -193,7 +206,7 @@ pub async fn calls(app: &App, site: &SiteConfig, p: &Period, access: Access) -> 
                 call_id: c.key.call_id().to_owned(),
                 started_at: rfc3339(c.started_at),
                 date: local_date(site, c.started_at).to_string(),
-                called: c.called.to_string(),
+                called: access.called(c, &config.directory),
                 caller: c.caller.as_ref().map(|n| access.show(n)),
                 status: c.status.as_str().to_owned(),
                 duration: c.duration,
@@ -492,10 +505,19 @@ pub async fn summary(app: &App, site: &SiteConfig, p: &Period) -> Result<Summary
 }
 
 /// The period's attributed calls in Yandex Metrica's offline-calls CSV (for a manual upload).
-pub async fn yandex_csv(app: &App, site: &SiteConfig, p: &Period) -> Result<String, StoreError> {
+pub async fn yandex_csv(app: &App, site: &SiteConfig, p: &Period, access: Access) -> Result<String, StoreError> {
     let mut out = format!("{YANDEX_CSV_HEADER}\n");
+    let choice = crate::jobs::metrica::counter(site).map(|c| c.phone).unwrap_or_default();
+    let config = app.config();
     for c in load(app, site, p).await?.iter().filter(|c| c.matched.kind.is_tracked()) {
-        if let Some(row) = yandex_row(c) {
+        let mut phone = choice.of(c, &config.directory);
+        // A client's number (the site sends them to Metrica) is masked for the report token.
+        if choice == crate::analytics::MetricaPhone::Client {
+            if let Some(n) = Caller::parse(&phone) {
+                phone = access.show(&n);
+            }
+        }
+        if let Some(row) = yandex_row(c, &phone) {
             out.push_str(&row);
             out.push('\n');
         }

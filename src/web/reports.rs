@@ -301,7 +301,7 @@ pub async fn yandex_csv(
 ) -> Result<Response, ApiError> {
     let site = owner.site();
     let p = q.period(&app, site.timezone)?;
-    let body = reports::yandex_csv(&app, site, &p).await?;
+    let body = reports::yandex_csv(&app, site, &p, owner.access).await?;
     Ok(csv(body, &format!("metrica-calls-{}-{}-{}.csv", site.id, p.first, p.last)))
 }
 

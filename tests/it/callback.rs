@@ -24,6 +24,7 @@ const NOTIFY_SECRET: &str = "notify-secret-0123456789";
 const BOT_TOKEN: &str = "123456:bot-token";
 const CLIENT_ID: &str = "1197596843.1673515099";
 const OPERATOR: &str = "+74951230099";
+const REPORT_TOKEN: &str = "shop-report-token-0123456789";
 /// The `hnt` site's form rings these after OPERATOR, in turn.
 const OPERATOR_2: &str = "+74951230098";
 const OPERATOR_3: &str = "+74951230097";
@@ -358,6 +359,7 @@ twilio_auth_token = "{TWILIO_TOKEN}"
 twilio_url = "{TWILIO_URL}"
 
 {site}
+report_token = "{REPORT_TOKEN}"
 {site_extra}
 
 [site.ga4]
@@ -709,6 +711,22 @@ async fn in_hours_request_is_triggered_once_and_followed_to_the_end(backend: Bac
     );
     let calls: Value = w.node.admin_get("/v1/reports/shop/calls").await.json().await.unwrap();
     assert_eq!(calls["calls"][0]["match"], "callback");
+    assert_eq!(calls["calls"][0]["called"], "+79161234567", "in full for the admin token");
+    // For the report token the visitor's number is masked everywhere: the PBX called the
+    // visitor, so the call's `called` is theirs (the operator's line stays a masked caller).
+    let as_owner = |path: &str| reqwest::Client::new().get(w.node.url(path)).bearer_auth(REPORT_TOKEN).send();
+    for path in [
+        "/v1/reports/shop/calls",
+        "/v1/reports/shop/calls?format=csv",
+        "/v1/reports/shop",
+        "/v1/reports/shop/callbacks",
+    ] {
+        let resp = as_owner(path).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains("9161234567"), "{path} shows the visitor's number: {text}");
+        assert!(text.contains("+7********67"), "{path} shows it masked: {text}");
+    }
     w.node.stop().await;
 }
 
