@@ -99,8 +99,10 @@ impl Handler for Telegram {
 /// What the team's chat reads, in the form's language: the number in full (it is the team's own
 /// lead), the status, the source, the page.
 fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
-    let config = app.config();
-    let site = config.site(&cb.site);
+    team_text_of(app.config().site(&cb.site), cb, missed)
+}
+
+fn team_text_of(site: Option<&SiteConfig>, cb: &Callback, missed: bool) -> String {
     let tz = site.map_or(chrono_tz::UTC, |s| s.timezone);
     let ru = site.and_then(|s| s.callback.as_ref()).is_some_and(|c| c.texts.lang == crate::callback::text::Lang::Ru);
     let say = |en: &'static str, ru_text: &'static str| if ru { ru_text } else { en };
@@ -121,7 +123,21 @@ fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
         format!("{} {} ({tz})", say("Requested:", "Заявка:"), local(cb.requested_at)),
     ];
     if missed {
-        lines.push(format!("{} {}", say("Status:", "Статус:"), cb.status.as_str()));
+        let status = if ru {
+            match cb.status {
+                CallbackStatus::Scheduled => "запланирован",
+                CallbackStatus::Accepted => "принят",
+                CallbackStatus::Retrying => "повтор",
+                CallbackStatus::Calling => "звоним",
+                CallbackStatus::Connected => "соединено",
+                CallbackStatus::Completed => "завершён",
+                CallbackStatus::Missed => "не дозвонились",
+                CallbackStatus::Failed => "не удалось позвонить",
+            }
+        } else {
+            cb.status.as_str()
+        };
+        lines.push(format!("{} {status}", say("Status:", "Статус:")));
         if let Some(e) = &cb.error {
             lines.push(format!("{} {e}", say("Why:", "Причина:")));
         }
@@ -145,4 +161,54 @@ fn team_text(app: &App, cb: &Callback, missed: bool) -> String {
     }
     lines.push(format!("Id: {}", cb.id));
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The team reads its message in the form's language.
+    #[test]
+    fn the_teams_message_is_in_the_forms_language() {
+        let text = |language: &str| {
+            let config = crate::config::Config::parse(
+                &format!(
+                    r#"
+[[pbx]]
+id = "office"
+secrets = ["office-secret-0123456789"]
+
+[[site]]
+id = "shop"
+key = "shop-public-key"
+allowed_origins = ["https://shop.example"]
+timezone = "Europe/Moscow"
+default_before = "+74951234567"
+default_after = "+74951234568"
+numbers = ["+74951230001"]
+
+[site.callback]
+language = "{language}"
+operator = "+74951230099"
+trigger = {{ kind = "generic", url = "https://pbx.example/cb", secret = "trigger-secret-0123456789" }}
+"#
+                ),
+                "test.toml",
+                &std::collections::HashMap::new(),
+            )
+            .unwrap();
+            let mut cb = crate::callback::example("+79161234567", Ts::from_millis(1_767_225_600_000));
+            cb.status = CallbackStatus::Missed;
+            team_text_of(config.site(&cb.site), &cb, true)
+        };
+        let ru = text("ru");
+        assert!(
+            ru.starts_with("Пропущенный обратный звонок: shop\nНомер: +79161234567\nЗаявка: 2026-01-01 03:00"),
+            "{ru}"
+        );
+        assert!(ru.contains("Статус: не дозвонились"), "{ru}");
+        let en = text("en");
+        assert!(en.starts_with("Missed callback on shop\nNumber: +79161234567"), "{en}");
+        assert!(en.contains("Status: missed"), "{en}");
+    }
 }
