@@ -76,6 +76,65 @@ pub fn ga4_client_id_ok(id: &str) -> bool {
     matches!(id.split_once('.'), Some((a, b)) if positive(a) && positive(b))
 }
 
+/// How GA4 shows an event parameter once it is registered: a custom dimension (text) or a
+/// custom metric (a number, in this unit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ga4Shown {
+    Dimension,
+    /// GA4's `measurementUnit` (`STANDARD`, `SECONDS`).
+    Metric(&'static str),
+}
+
+/// An event parameter callpool sends to GA4: its name, the name GA4 shows it under once
+/// registered, what it means, and how it is registered.
+#[derive(Clone, Copy, Debug)]
+pub struct Ga4Param {
+    pub name: &'static str,
+    pub display: &'static str,
+    pub description: &'static str,
+    pub shown: Ga4Shown,
+}
+
+const fn dim(name: &'static str, display: &'static str, description: &'static str) -> Ga4Param {
+    Ga4Param { name, display, description, shown: Ga4Shown::Dimension }
+}
+
+/// Every parameter of callpool's events beside GA4's own (`session_id`,
+/// `engagement_time_msec`): what `callpool analytics setup` registers, and what the marketer's
+/// guide lists (a test holds both to this list and the payloads to it).
+pub const GA4_PARAMS: &[Ga4Param] = &[
+    dim("call_id", "Call ID", "The PBX's id of the call"),
+    Ga4Param {
+        name: "call_duration",
+        display: "Call duration",
+        description: "Talk time of the call, in seconds",
+        shown: Ga4Shown::Metric("SECONDS"),
+    },
+    dim("call_answered", "Call answered", "1 when the call was answered, 0 when it was missed"),
+    dim("call_status", "Call status", "completed, missed, busy, failed or answered"),
+    dim("match_kind", "Call match kind", "How callpool tied the call to the visit (active, recent, callback, ...)"),
+    dim("first_time_caller", "First time caller", "1 for a caller callpool had not seen before, else 0"),
+    dim("number_kind", "Called number kind", "tracking, default_before, default_after, static or unknown"),
+    dim("source", "Call source", "The visit's utm_source, or the referring host"),
+    dim("medium", "Call medium", "The visit's utm_medium, or referral"),
+    dim("campaign", "Call campaign", "The visit's utm_campaign"),
+    dim("term", "Call term", "The visit's utm_term"),
+    dim("content", "Call content", "The visit's utm_content"),
+    dim("gclid", "Call gclid", "The Google Ads click id of the visit"),
+    dim("callback_id", "Callback ID", "callpool's id of the callback request"),
+    dim(
+        "scheduled",
+        "Callback scheduled",
+        "1 when the callback was scheduled for working hours, 0 when called at once",
+    ),
+];
+
+/// GA4's own parameters callpool sets (not registered: GA4 knows them).
+pub const GA4_OWN_PARAMS: &[&str] = &["session_id", "engagement_time_msec"];
+
+/// The event a callback request becomes.
+pub const GA4_CALLBACK_EVENT: &str = "callback_request";
+
 /// Cuts a text parameter to GA4's value limit (at a character boundary).
 fn cap(s: &str) -> String {
     s.chars().take(GA4_MAX_VALUE).collect()
@@ -161,7 +220,7 @@ pub fn ga4_callback_payload(cb: &crate::callback::Callback, now: Ts) -> Result<V
     let body = json!({
         "client_id": attrs.ga_client_id.clone().unwrap_or_default(),
         "timestamp_micros": cb.requested_at.as_millis().saturating_mul(1000),
-        "events": [{ "name": "callback_request", "params": Value::Object(params) }],
+        "events": [{ "name": GA4_CALLBACK_EVENT, "params": Value::Object(params) }],
     });
     ga4_check(&body, now).map_err(Ga4Refusal::Invalid)?;
     Ok(body)
@@ -390,6 +449,57 @@ mod tests {
         callback.caller = Caller::parse("+79161112233");
         assert_eq!(MetricaPhone::Client.of(&callback, &ours), "+79161112233");
         assert_eq!(MetricaPhone::None.of(&callback, &ours), "");
+    }
+
+    /// Every parameter a payload carries is either GA4's own or one `callpool analytics setup`
+    /// registers (and the guide lists).
+    #[test]
+    fn every_parameter_sent_is_listed() {
+        let mut c = call();
+        c.matched.attrs.utm_term = Some("t".into());
+        c.matched.attrs.utm_content = Some("c".into());
+        c.matched.attrs.gclid = Some("g".into());
+        let mut cb = crate::callback::example("+79161234567", NOW);
+        cb.attrs = c.matched.attrs.clone();
+        let bodies = [ga4_payload(&c, "phone_call", NOW).unwrap(), ga4_callback_payload(&cb, NOW).unwrap()];
+        for body in bodies {
+            for name in body["events"][0]["params"].as_object().unwrap().keys() {
+                assert!(
+                    GA4_OWN_PARAMS.contains(&name.as_str()) || GA4_PARAMS.iter().any(|p| p.name == name),
+                    "{name} is sent but not listed in GA4_PARAMS"
+                );
+            }
+        }
+    }
+
+    /// The marketer's guide lists, in both languages, exactly the parameters callpool sends, each
+    /// with the name `callpool analytics setup` gives it in GA4; and every match kind.
+    #[test]
+    fn the_marketers_guide_lists_what_the_code_sends() {
+        let guide = include_str!("../docs/MARKETERS.md");
+        let want: Vec<(String, String)> =
+            GA4_PARAMS.iter().map(|p| (p.name.to_owned(), p.display.to_owned())).collect();
+        let mut tables = 0;
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for line in guide.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() == 5 && cells[1].starts_with('`') && cells[1].ends_with('`') {
+                rows.push((cells[1].trim_matches('`').to_owned(), cells[2].to_owned()));
+            } else if !rows.is_empty() {
+                assert_eq!(rows, want, "a table of docs/MARKETERS.md against GA4_PARAMS");
+                rows.clear();
+                tables += 1;
+            }
+        }
+        assert_eq!(tables, 2, "one table in English, one in Russian");
+        for kind in crate::calls::MatchKind::ALL {
+            assert_eq!(
+                guide.matches(&format!("- `{}`", kind.as_str())).count(),
+                2,
+                "{} in both languages",
+                kind.as_str()
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,11 @@ enum Command {
     Serve,
     /// Validate the configuration and print a summary; exit code 2 if it has problems.
     CheckConfig,
+    /// Make a site's calls goals in GA4 (key events, custom dimensions), or check its GA4 settings.
+    Analytics {
+        #[command(subcommand)]
+        command: cli::analytics::AnalyticsCommand,
+    },
     /// Look at the number pool.
     Pool {
         #[command(subcommand)]
@@ -82,6 +87,9 @@ fn main() -> ExitCode {
             Err(e) => config_refused(&e),
         },
         Command::Serve => with_config(config_path, |config| async move { cli::serve::run(config).await }),
+        Command::Analytics { command } => {
+            with_config(config_path, |config| async move { cli::analytics::run(&config, command).await })
+        }
         Command::Pool { command: cli::pool::PoolCommand::Status { site } } => {
             with_config(config_path, |config| async move { cli::pool::status(&config, site.as_deref()).await })
         }

@@ -252,6 +252,40 @@ pub struct Call {
 }
 
 impl Call {
+    /// A sample call (a tracked, answered two-minute call from Google Ads, ten minutes ago), for
+    /// checking a destination's settings without a real call.
+    pub fn example(now: Ts) -> Call {
+        let at = |ago: u64| now.minus(std::time::Duration::from_secs(ago));
+        Call {
+            key: CallKey::new("callpool", "sample-call").expect("a call key"),
+            called: PhoneNumber::parse("+74951230001").expect("a number"),
+            caller: None,
+            started_at: at(600),
+            answered_at: Some(at(590)),
+            ended_at: Some(at(470)),
+            status: CallStatus::Completed,
+            duration: Some(120),
+            recording_url: None,
+            received_at: at(470),
+            updated_at: at(470),
+            matched: Match {
+                kind: MatchKind::Active,
+                site: None,
+                number_kind: NumberKind::Tracking,
+                visitor: None,
+                lease: None,
+                attrs: SessionAttrs {
+                    utm_source: Some("google".into()),
+                    utm_medium: Some("cpc".into()),
+                    utm_campaign: Some("callpool-check".into()),
+                    ..Default::default()
+                },
+            },
+            first_time_caller: true,
+            version: 0,
+        }
+    }
+
     /// Folds a later report of the same call in: the status only moves forward (a final status
     /// stays), and facts the PBX adds later (answer and end times, duration, recording) are
     /// kept. Returns whether anything changed.

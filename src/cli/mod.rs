@@ -1,6 +1,7 @@
 //! The `callpool` command's subcommands, one file each; `main.rs` parses the command line and
 //! dispatches here. Only this layer uses `anyhow` and prints to stdout.
 
+pub mod analytics;
 pub mod check_config;
 pub mod healthcheck;
 pub mod pool;

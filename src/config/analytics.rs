@@ -16,6 +16,8 @@ pub struct AnalyticsConfig {
     pub ga4_base_url: String,
     /// The event each matched call sends (default `phone_call`).
     pub ga4_event_name: String,
+    /// GA4's Admin API, for `callpool analytics setup` (`https://analyticsadmin.googleapis.com`).
+    pub ga4_admin_base_url: String,
     /// Send to GA4's validation endpoint instead and log its messages (nothing reaches reports).
     pub ga4_debug: bool,
     /// `https://api-metrika.yandex.net`.
@@ -39,6 +41,7 @@ pub struct AnalyticsConfig {
 pub(super) struct RawAnalytics {
     ga4_base_url: Option<String>,
     ga4_event_name: Option<String>,
+    ga4_admin_base_url: Option<String>,
     ga4_debug: Option<bool>,
     yandex_base_url: Option<String>,
     yandex_upload_interval: Option<String>,
@@ -56,6 +59,8 @@ impl Validator {
         };
         let ga4_base_url =
             url("ga4_base_url", env.var(ENV_GA4_BASE_URL).or(raw.ga4_base_url), "https://www.google-analytics.com");
+        let ga4_admin_base_url =
+            url("ga4_admin_base_url", raw.ga4_admin_base_url, "https://analyticsadmin.googleapis.com");
         let yandex_base_url = url(
             "yandex_base_url",
             env.var(ENV_YANDEX_BASE_URL).or(raw.yandex_base_url),
@@ -72,6 +77,7 @@ impl Validator {
         AnalyticsConfig {
             ga4_base_url,
             ga4_event_name,
+            ga4_admin_base_url,
             ga4_debug: raw.ga4_debug.unwrap_or(false),
             yandex_base_url,
             yandex_upload_interval: self.duration(

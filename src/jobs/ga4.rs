@@ -21,6 +21,11 @@ pub struct Ga4Site {
     /// `G-XXXXXXX`
     pub measurement_id: String,
     pub api_secret: String,
+    /// The property's id (digits), for `callpool analytics setup`.
+    pub property_id: Option<String>,
+    /// A service account that may edit the property (its key file, usually given as
+    /// `service_account_key_file`), for `callpool analytics setup`.
+    pub service_account: Option<super::google_auth::ServiceAccount>,
 }
 
 /// Reads `[site.ga4]`.
@@ -31,6 +36,8 @@ pub struct SiteReader;
 struct RawGa4 {
     measurement_id: String,
     api_secret: String,
+    property_id: Option<String>,
+    service_account_key: Option<String>,
 }
 
 impl Reader for SiteReader {
@@ -49,7 +56,31 @@ impl Reader for SiteReader {
         if g.api_secret.is_empty() {
             f.fail("api_secret", "is empty (Admin > Data streams > Measurement Protocol API secrets)");
         }
-        id_ok.then(|| Section::new("ga4", Ga4Site { measurement_id: g.measurement_id, api_secret: g.api_secret }))
+        let property_ok = |p: &String| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        if let Some(p) = g.property_id.as_ref().filter(|p| !property_ok(p)) {
+            f.fail("property_id", format!("{p:?} is not a GA4 property id (digits: Admin > Property details)"));
+        }
+        let service_account = match g.service_account_key.as_deref().map(super::google_auth::ServiceAccount::parse) {
+            Some(Err(why)) => {
+                f.fail("service_account_key", why);
+                None
+            }
+            other => other.and_then(Result::ok),
+        };
+        if service_account.is_some() && g.property_id.is_none() {
+            f.fail("property_id", "name the GA4 property the service account sets up (Admin > Property details)");
+        }
+        id_ok.then(|| {
+            Section::new(
+                "ga4",
+                Ga4Site {
+                    measurement_id: g.measurement_id,
+                    api_secret: g.api_secret,
+                    property_id: g.property_id,
+                    service_account,
+                },
+            )
+        })
     }
 }
 

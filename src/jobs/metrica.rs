@@ -26,6 +26,9 @@ pub struct Counter {
     /// What a row's `PhoneNumber` carries (`phone_number`: `tracking`, the default; `client`;
     /// `none`).
     pub phone: crate::analytics::MetricaPhone,
+    /// The name of the calls goal Metrica makes with the first upload if the counter has none
+    /// (`goal_name`, default "Звонок"; Metrica ignores it once a calls goal exists).
+    pub goal_name: String,
 }
 
 /// Reads `[site.yandex]`.
@@ -38,6 +41,7 @@ struct RawYandex {
     token: String,
     #[serde(default)]
     phone_number: crate::analytics::MetricaPhone,
+    goal_name: Option<String>,
 }
 
 impl Reader for SiteReader {
@@ -51,7 +55,15 @@ impl Reader for SiteReader {
             f.fail("token", "is empty (an OAuth token with Metrica write access)");
             return None;
         }
-        Some(Section::new("yandex", Counter { counter_id: y.counter_id, token: y.token, phone: y.phone_number }))
+        let goal_name = y.goal_name.unwrap_or_else(|| "Звонок".into());
+        if goal_name.trim().is_empty() || goal_name.chars().count() > 255 {
+            f.fail("goal_name", "1 to 255 characters: the name of the calls goal Metrica makes");
+            return None;
+        }
+        Some(Section::new(
+            "yandex",
+            Counter { counter_id: y.counter_id, token: y.token, phone: y.phone_number, goal_name },
+        ))
     }
 }
 
@@ -137,7 +149,7 @@ async fn upload(ctx: &Ctx<'_>, site: Option<&SiteId>, calls: &[(usize, &Call)]) 
     let sent = ctx
         .http
         .post(&url)
-        .query(&[("client_id_type", "CLIENT_ID"), ("comment", "callpool")])
+        .query(&[("client_id_type", "CLIENT_ID"), ("comment", "callpool"), ("new_goal_name", ym.goal_name.as_str())])
         .header(reqwest::header::AUTHORIZATION, format!("OAuth {}", ym.token))
         .header(reqwest::header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
         .body(body)

@@ -14,6 +14,8 @@
 //! ARCHITECTURE.md has the recipe.
 
 pub mod ga4;
+pub mod ga4_setup;
+pub mod google_auth;
 pub mod metrica;
 pub mod registry;
 pub mod runner;

@@ -580,3 +580,66 @@ pub async fn config(_: Admin, State(app): State<Arc<App>>) -> Json<RunningConfig
         nodes,
     })
 }
+
+#[derive(Deserialize, IntoParams)]
+pub struct SetupQuery {
+    /// Only report what would be created.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn not_ready(e: crate::jobs::ga4_setup::NotReady) -> ApiError {
+    use crate::jobs::ga4_setup::NotReady;
+    match e {
+        NotReady::UnknownSite(_) => ApiError::not_found(e.to_string()),
+        NotReady::NotConfigured(_) => {
+            ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "not_configured", e.to_string())
+        }
+    }
+}
+
+/// Makes the site's calls goals in its GA4 property: the call event (and `callback_request` with a
+/// callback form) as key events counted once per event, every parameter callpool sends as an
+/// event-scoped custom dimension or metric; what exists is left alone. Needs `[site.ga4]
+/// property_id` and `service_account_key_file`. `failed` counts what could not be made (each
+/// item's `detail` says why: Google's answer, or the property's limit).
+#[utoipa::path(post, path = "/v1/admin/analytics/{site}/setup", security(("admin_token" = [])),
+    params(("site" = String, Path, description = "Site id"), SetupQuery),
+    responses(
+        (status = 200, body = crate::jobs::ga4_setup::SetupReport),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 422, description = "`not_configured`: the site has no GA4 property or service account", body = ErrorBody),
+    ))]
+pub async fn analytics_setup(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(site): Path<String>,
+    Query(q): Query<SetupQuery>,
+) -> Result<Json<crate::jobs::ga4_setup::SetupReport>, ApiError> {
+    let config = app.config();
+    crate::jobs::ga4_setup::setup_site(&config, &site, q.dry_run, app.clock.now()).await.map(Json).map_err(not_ready)
+}
+
+/// Sends a sample call event with the site's measurement id and API secret to GA4's validation
+/// server (nothing is recorded) and answers what it said; `valid` is false with its messages.
+#[utoipa::path(post, path = "/v1/admin/analytics/{site}/check", security(("admin_token" = [])),
+    params(("site" = String, Path, description = "Site id")),
+    responses(
+        (status = 200, body = crate::jobs::ga4_setup::CheckReport),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 422, description = "`not_configured`: the site has no [site.ga4]", body = ErrorBody),
+        (status = 502, description = "GA4's validation server did not answer", body = ErrorBody),
+    ))]
+pub async fn analytics_check(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(site): Path<String>,
+) -> Result<Json<crate::jobs::ga4_setup::CheckReport>, ApiError> {
+    let config = app.config();
+    match crate::jobs::ga4_setup::check_site(&config, &site, app.clock.now()).await.map_err(not_ready)? {
+        Ok(report) => Ok(Json(report)),
+        Err(why) => Err(ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream", why)),
+    }
+}

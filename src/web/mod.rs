@@ -109,6 +109,8 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/admin/status", get(admin::status))
         .route("/v1/admin/config", get(admin::config))
         .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/admin/analytics/{site}/setup", post(admin::analytics_setup))
+        .route("/v1/admin/analytics/{site}/check", post(admin::analytics_check))
         .layer(axum::middleware::from_fn(auth::private));
     let timed = Router::new()
         .merge(browser_scripts.merge(owners).layer(CompressionLayer::new().gzip(true)))

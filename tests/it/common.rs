@@ -610,6 +610,10 @@ fn check_request(method: &str, path: &str, query: &str, headers: &axum::http::He
         if !text.contains("\r\n\r\nClientId,DateTime,") {
             p.push("the CSV has no header line starting ClientId,DateTime".into());
         }
+        // Optional in Metrica's API; callpool always names the calls goal to make.
+        if q.get("new_goal_name").is_none_or(|n| n.trim().is_empty()) {
+            p.push("no new_goal_name".into());
+        }
     } else {
         p.push(format!("unexpected path {path}"));
     }

@@ -12,6 +12,7 @@ mod calls;
 mod cli;
 mod cluster;
 mod fuzz;
+mod ga4_setup;
 mod hub;
 mod nginx;
 mod ops;
