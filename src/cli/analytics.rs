@@ -41,17 +41,14 @@ pub async fn run(config: &Config, command: AnalyticsCommand) -> anyhow::Result<E
                 Ok(r) => r,
                 Err(e) => return not_ready(e),
             };
-            println!(
-                "GA4 property {} of site {}{}:",
-                report.property,
-                report.site,
-                if dry_run { " (dry run)" } else { "" }
-            );
+            let property = report.property.as_deref().map(|p| format!("GA4 property {p} of ")).unwrap_or_default();
+            println!("{property}site {}{}:", report.site, if dry_run { " (dry run)" } else { "" });
             for item in &report.items {
                 let outcome = match item.outcome {
                     Outcome::Created => "created",
                     Outcome::Exists => "already there",
                     Outcome::WouldCreate => "would be created",
+                    Outcome::Pending => "not there yet",
                     Outcome::Failed => "FAILED",
                 };
                 let detail = item.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();

@@ -37,6 +37,8 @@ pub enum Outcome {
     Exists,
     /// Missing; a dry run made nothing.
     WouldCreate,
+    /// Missing; the destination makes it itself (Metrica's calls goal, with the next upload).
+    Pending,
     /// Not made: `detail` says why (Google's answer, or a limit).
     Failed,
 }
@@ -56,7 +58,8 @@ pub struct Item {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct SetupReport {
     pub site: String,
-    pub property: String,
+    /// The GA4 property set up (none when the site has only Metrica).
+    pub property: Option<String>,
     pub dry_run: bool,
     pub items: Vec<Item>,
     pub created: usize,
@@ -155,7 +158,7 @@ pub async fn setup(http: &reqwest::Client, t: &Target<'_>, dry_run: bool, now: T
     let wanted = wanted(t.site, t.call_event);
     let mut report = SetupReport {
         site: t.site.id.to_string(),
-        property: t.property.to_owned(),
+        property: Some(t.property.to_owned()),
         dry_run,
         items: Vec::new(),
         created: 0,
@@ -252,7 +255,7 @@ pub async fn setup(http: &reqwest::Client, t: &Target<'_>, dry_run: bool, now: T
             Outcome::Created => report.created += 1,
             Outcome::Exists => report.existing += 1,
             Outcome::Failed => report.failed += 1,
-            Outcome::WouldCreate => {}
+            Outcome::WouldCreate | Outcome::Pending => {}
         }
         report.items.push(Item { kind, name, outcome, detail });
     }
@@ -332,22 +335,53 @@ pub enum NotReady {
 /// Sets up the GA4 property of `site` in `config` (an HTTP client with the configured timeout).
 pub async fn setup_site(config: &Config, site: &str, dry_run: bool, now: Ts) -> Result<SetupReport, NotReady> {
     let site = config.sites.iter().find(|s| s.id.as_str() == site).ok_or_else(|| NotReady::UnknownSite(site.into()))?;
-    let ga4 = super::ga4::stream(site)
-        .ok_or_else(|| NotReady::NotConfigured(format!("site {:?} has no [site.ga4]", site.id.as_str())))?;
-    let (Some(property), Some(account)) = (ga4.property_id.as_deref(), ga4.service_account.as_ref()) else {
+    let ga4 = super::ga4::stream(site).and_then(|g| g.property_id.as_deref().zip(g.service_account.as_ref()));
+    let counter = super::metrica::counter(site);
+    if ga4.is_none() && counter.is_none() {
         return Err(NotReady::NotConfigured(format!(
-            "site {:?}: [site.ga4] needs property_id and service_account_key_file (a service account with the Editor role on the property)",
+            "site {:?}: nothing to set up: give [site.ga4] property_id and service_account_key_file (a service account with the Editor role on the property), or [site.yandex]",
             site.id.as_str()
         )));
+    }
+    let http = client(config);
+    let mut report = match ga4 {
+        Some((property, account)) => {
+            let target = Target {
+                site,
+                property,
+                account,
+                admin_base_url: &config.analytics.ga4_admin_base_url,
+                call_event: &config.analytics.ga4_event_name,
+            };
+            setup(&http, &target, dry_run, now).await
+        }
+        None => SetupReport {
+            site: site.id.to_string(),
+            property: None,
+            dry_run,
+            items: Vec::new(),
+            created: 0,
+            existing: 0,
+            failed: 0,
+        },
     };
-    let target = Target {
-        site,
-        property,
-        account,
-        admin_base_url: &config.analytics.ga4_admin_base_url,
-        call_event: &config.analytics.ga4_event_name,
-    };
-    Ok(setup(&client(config), &target, dry_run, now).await)
+    if let Some(ym) = counter {
+        let (outcome, detail) = match super::metrica::has_calls_goal(&http, &config.analytics.yandex_base_url, ym).await
+        {
+            Ok(true) => (Outcome::Exists, None),
+            Ok(false) => {
+                (Outcome::Pending, Some("Metrica makes it with the next upload of calls (new_goal_name)".to_owned()))
+            }
+            Err(why) => (Outcome::Failed, Some(why)),
+        };
+        match outcome {
+            Outcome::Exists => report.existing += 1,
+            Outcome::Failed => report.failed += 1,
+            _ => {}
+        }
+        report.items.push(Item { kind: "metrica_goal", name: ym.goal_name.clone(), outcome, detail });
+    }
+    Ok(report)
 }
 
 /// Checks the GA4 settings of `site` in `config` against GA4's validation server.

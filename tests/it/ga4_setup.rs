@@ -19,6 +19,8 @@ const TEST_KEY: &str = include_str!("data/google-test-service-account.pem");
 const CLIENT_EMAIL: &str = "callpool@test-project.iam.gserviceaccount.com";
 const PROPERTY: &str = "123456789";
 const FORBIDDEN: &str = "987654321";
+/// A property that already has 45 event-scoped custom dimensions of its own.
+const CROWDED: &str = "555555555";
 const ACCESS_TOKEN: &str = "ya29.test-access-token-0123456789";
 
 /// What the fake Google holds and saw.
@@ -75,6 +77,13 @@ impl FakeGoogle {
         if path == "/token" {
             return self.token(parts.method.as_str(), &body, &format!("{base}/token"));
         }
+        if path == format!("/management/v1/counter/{YM_COUNTER}/goals") {
+            // Metrica's goals: no calls goal yet (it comes with the first upload).
+            if auth != format!("OAuth {YM_TOKEN}") || parts.method != "GET" {
+                return self.violation(format!("goals: {} with {auth:?}", parts.method));
+            }
+            return (StatusCode::OK, json!({"goals": [{"id": 1, "name": "Корзина", "type": "url"}]}).to_string());
+        }
         if path == "/debug/mp/collect" {
             // GA4's validation server: 200 with what is wrong.
             let mut messages = Vec::new();
@@ -106,6 +115,14 @@ impl FakeGoogle {
             _ => return self.violation(format!("unexpected collection {collection}")),
         };
         let key = (property.to_owned(), collection.to_owned());
+        if property == CROWDED && collection == "customDimensions" {
+            let mut g = self.0.lock().unwrap();
+            let list = g.entries.entry(key.clone()).or_default();
+            while list.len() < 45 {
+                let n = list.len();
+                list.push(json!({"parameterName": format!("theirs_{n}"), "displayName": format!("Theirs {n}"), "scope": "EVENT"}));
+            }
+        }
         match parts.method.as_str() {
             "GET" => {
                 let all = self.0.lock().unwrap().entries.get(&key).cloned().unwrap_or_default();
@@ -297,6 +314,7 @@ data_dir = {data:?}
 [analytics]
 ga4_base_url = "{google}"
 ga4_admin_base_url = "{google}"
+yandex_base_url = "{google}"
 
 [[pbx]]
 id = "office"
@@ -309,6 +327,10 @@ measurement_id = "{GA4_MEASUREMENT_ID}"
 api_secret = "{GA4_API_SECRET}"
 property_id = "{property}"
 service_account_key_file = {key:?}
+
+[site.yandex]
+counter_id = {YM_COUNTER}
+token = "{YM_TOKEN}"
 
 [site.callback]
 operator = "+74951230099"
@@ -348,8 +370,12 @@ async fn setup_makes_key_events_and_dimensions_once_and_reports_what_it_cannot()
     // A dry run says what it would make and makes nothing.
     let (status, dry) = setup(&node, "?dry_run=true").await;
     assert_eq!(status, 200, "{dry}");
-    assert_eq!(dry["items"].as_array().unwrap().len(), 2 + params);
-    assert!(dry["items"].as_array().unwrap().iter().all(|i| i["outcome"] == "would_create"), "{dry}");
+    let items = dry["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2 + params + 1, "{dry}");
+    assert!(items[..2 + params].iter().all(|i| i["outcome"] == "would_create"), "{dry}");
+    // Metrica's calls goal is not there yet: Metrica makes it with the first upload.
+    let goal = &items[2 + params];
+    assert_eq!((goal["kind"].as_str(), goal["outcome"].as_str()), (Some("metrica_goal"), Some("pending")), "{dry}");
     assert!(google.created().is_empty());
 
     // The first run makes the two key events and every parameter.
@@ -370,6 +396,7 @@ async fn setup_makes_key_events_and_dimensions_once_and_reports_what_it_cannot()
         (Some(0), Some(2 + params as u64)),
         "{second}"
     );
+    assert_eq!(second["failed"], 0);
     assert_eq!(google.created().len(), 2 + params);
     assert_eq!(google.violations(), Vec::<String>::new());
 
@@ -380,6 +407,23 @@ async fn setup_makes_key_events_and_dimensions_once_and_reports_what_it_cannot()
     };
     let ok: Value = check(&node).await.json().await.unwrap();
     assert_eq!((ok["valid"].as_bool(), ok["measurement_id"].as_str()), (Some(true), Some(GA4_MEASUREMENT_ID)), "{ok}");
+    node.stop().await;
+
+    // A property near its limit of custom dimensions: as many as fit are made, the rest reported.
+    let crowded = config_file(dir.path(), &url, CROWDED);
+    let node = Node::start_real(Config::load(&crowded, &HashMap::new()).unwrap()).await;
+    let (_, full) = setup(&node, "").await;
+    let failed: Vec<&Value> = full["items"].as_array().unwrap().iter().filter(|i| i["outcome"] == "failed").collect();
+    let dimensions =
+        callpool::analytics::GA4_PARAMS.iter().filter(|p| p.shown == callpool::analytics::Ga4Shown::Dimension).count();
+    assert_eq!(failed.len(), dimensions - 5, "{full}");
+    assert!(
+        failed
+            .iter()
+            .all(|i| i["kind"] == "custom_dimension"
+                && i["detail"].as_str().unwrap().contains("the most custom_dimensions")),
+        "{full}"
+    );
     node.stop().await;
 
     // The property the account may not edit: every item failed, with Google's reason; the CLI
