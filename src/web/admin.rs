@@ -607,6 +607,7 @@ fn not_ready(e: crate::jobs::ga4_setup::NotReady) -> ApiError {
     params(("site" = String, Path, description = "Site id"), SetupQuery),
     responses(
         (status = 200, body = crate::jobs::ga4_setup::SetupReport),
+        (status = 400, description = "A bad parameter (`dry_run` is `true` or `false`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "Unknown site", body = ErrorBody),
         (status = 422, description = "`not_configured`: the site has no GA4 property or service account", body = ErrorBody),
