@@ -18,14 +18,12 @@ use utoipa::ToSchema;
 
 use crate::analytics::{self, Ga4Shown, GA4_CALLBACK_EVENT, GA4_PARAMS};
 use crate::config::{Config, SiteConfig};
-use crate::jobs::google_auth::ServiceAccount;
+use crate::jobs::google_auth::{json_body, ServiceAccount};
 
 /// The scope that lets the account edit the property's configuration.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/analytics.edit";
-/// Event-scoped custom dimensions and custom metrics a standard GA4 property may have (Google's
-/// help page, "Custom dimensions and metrics", limits table).
-pub const MAX_EVENT_DIMENSIONS: usize = 50;
-pub const MAX_METRICS: usize = 50;
+/// The most pages of one list read.
+const MAX_PAGES: usize = 10;
 
 /// What one thing came to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -100,11 +98,12 @@ fn google_error(status: reqwest::StatusCode, body: &Value) -> String {
 }
 
 impl Admin<'_> {
-    /// Every entry of a list (`field` of each page), following `nextPageToken`.
+    /// Every entry of a list (`field` of each page), following `nextPageToken` for at most
+    /// [`MAX_PAGES`] pages (200 entries each: beyond any property's limits).
     async fn list(&self, collection: &str, field: &str) -> Result<Vec<Value>, String> {
         let mut out = Vec::new();
         let mut page: Option<String> = None;
-        loop {
+        for _ in 0..MAX_PAGES {
             let mut req = self.http.get(format!("{}/{collection}", self.base)).bearer_auth(&self.token);
             req = req.query(&[("pageSize", "200")]);
             if let Some(t) = &page {
@@ -112,16 +111,20 @@ impl Admin<'_> {
             }
             let resp = req.send().await.map_err(|e| format!("the Admin API did not answer: {}", e.without_url()))?;
             let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or_default();
+            let body = json_body(resp).await;
             if !status.is_success() {
                 return Err(format!("cannot list {collection}: {}", google_error(status, &body)));
             }
             out.extend(body[field].as_array().cloned().unwrap_or_default());
             match body["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) if page.as_deref() == Some(t) => {
+                    return Err(format!("the Admin API repeated a page of {collection}"))
+                }
                 Some(t) => page = Some(t.to_owned()),
                 None => return Ok(out),
             }
         }
+        Err(format!("the Admin API's list of {collection} goes on for more than {MAX_PAGES} pages"))
     }
 
     async fn create(&self, collection: &str, body: Value) -> Result<(), String> {
@@ -137,8 +140,7 @@ impl Admin<'_> {
         if status.is_success() {
             return Ok(());
         }
-        let body: Value = resp.json().await.unwrap_or_default();
-        Err(google_error(status, &body))
+        Err(google_error(status, &json_body(resp).await))
     }
 }
 
@@ -202,21 +204,17 @@ pub async fn setup(http: &reqwest::Client, t: &Target<'_>, dry_run: bool, now: T
     let events = names(&events, "eventName");
     let event_dims =
         dims.iter().filter(|d| d["scope"].as_str().is_none_or(|s| s == "EVENT")).cloned().collect::<Vec<_>>();
-    let mut dim_count = event_dims.len();
-    let mut metric_count = metrics.len();
     let (dims, metrics) = (names(&event_dims, "parameterName"), names(&metrics, "parameterName"));
     for (kind, name) in wanted {
         let param = GA4_PARAMS.iter().find(|p| p.name == name);
-        let (exists, full, collection, body) = match (kind, param) {
-            ("key_event", _) => (
-                events.contains(&name),
-                false,
-                "keyEvents",
-                json!({"eventName": name, "countingMethod": "ONCE_PER_EVENT"}),
-            ),
+        // A property's limits (50 event-scoped custom dimensions and 50 custom metrics on a
+        // standard property, more on GA4 360) are Google's to tell: its refusal is reported.
+        let (exists, collection, body) = match (kind, param) {
+            ("key_event", _) => {
+                (events.contains(&name), "keyEvents", json!({"eventName": name, "countingMethod": "ONCE_PER_EVENT"}))
+            }
             ("custom_metric", Some(p)) => (
                 metrics.contains(&name),
-                metric_count >= MAX_METRICS,
                 "customMetrics",
                 json!({
                     "parameterName": p.name, "displayName": p.display, "description": p.description,
@@ -226,7 +224,6 @@ pub async fn setup(http: &reqwest::Client, t: &Target<'_>, dry_run: bool, now: T
             ),
             (_, Some(p)) => (
                 dims.contains(&name),
-                dim_count >= MAX_EVENT_DIMENSIONS,
                 "customDimensions",
                 json!({"parameterName": p.name, "displayName": p.display, "description": p.description, "scope": "EVENT"}),
             ),
@@ -234,20 +231,11 @@ pub async fn setup(http: &reqwest::Client, t: &Target<'_>, dry_run: bool, now: T
         };
         let (outcome, detail) = if exists {
             (Outcome::Exists, None)
-        } else if full {
-            (Outcome::Failed, Some(format!("the property has the most {kind}s a standard property may have")))
         } else if dry_run {
             (Outcome::WouldCreate, None)
         } else {
             match admin.create(collection, body).await {
-                Ok(()) => {
-                    match kind {
-                        "custom_metric" => metric_count += 1,
-                        "custom_dimension" => dim_count += 1,
-                        _ => {}
-                    }
-                    (Outcome::Created, None)
-                }
+                Ok(()) => (Outcome::Created, None),
                 Err(why) => (Outcome::Failed, Some(why)),
             }
         };
@@ -302,7 +290,10 @@ pub async fn check(
         .await
         .map_err(|e| format!("GA4's validation server did not answer: {}", e.without_url()))?;
     let status = resp.status();
-    let answer: Value = resp.json().await.map_err(|_| format!("GA4 answered HTTP {} without JSON", status.as_u16()))?;
+    let answer = json_body(resp).await;
+    if !answer.is_object() {
+        return Err(format!("GA4 answered HTTP {} without JSON", status.as_u16()));
+    }
     let messages: Vec<Validation> = answer["validationMessages"]
         .as_array()
         .map(|m| {

@@ -87,7 +87,7 @@ impl ServiceAccount {
             .await
             .map_err(|e| format!("Google's token endpoint did not answer: {}", e.without_url()))?;
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or_default();
+        let body = json_body(resp).await;
         match body["access_token"].as_str() {
             Some(token) if status.is_success() => Ok(token.to_owned()),
             _ => Err(format!(
@@ -98,4 +98,20 @@ impl ServiceAccount {
             )),
         }
     }
+}
+
+/// The most of an answer read: a list page or a token answer is a few kilobytes.
+pub const MAX_ANSWER: usize = 1 << 20;
+
+/// An answer's body as JSON (`Null` when it is not JSON), read up to [`MAX_ANSWER`] bytes: a
+/// service that never stops sending cannot fill the node's memory.
+pub async fn json_body(mut resp: reqwest::Response) -> Value {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Value::Null;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).unwrap_or_default()
 }

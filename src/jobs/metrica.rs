@@ -72,8 +72,8 @@ pub fn counter(site: &SiteConfig) -> Option<&Counter> {
     site.sections.get::<Counter>("yandex")
 }
 
-/// Whether the counter has a calls goal (Metrica's own, made with a calls upload, or one named
-/// `goal_name`), by the Management API's list of goals.
+/// Whether the counter has a calls goal (type `call`: Metrica makes it with a calls upload; a
+/// phone-click goal of the same name is not one), by the Management API's list of goals.
 pub async fn has_calls_goal(http: &reqwest::Client, base_url: &str, ym: &Counter) -> Result<bool, String> {
     let resp = http
         .get(format!("{}/management/v1/counter/{}/goals", base_url.trim_end_matches('/'), ym.counter_id))
@@ -82,13 +82,13 @@ pub async fn has_calls_goal(http: &reqwest::Client, base_url: &str, ym: &Counter
         .await
         .map_err(|e| format!("Metrica did not answer: {}", e.without_url()))?;
     let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let body = super::google_auth::json_body(resp).await;
     if !status.is_success() {
         let message = body["message"].as_str().unwrap_or_default();
         return Err(format!("Metrica refused to list the counter's goals (HTTP {}): {message}", status.as_u16()));
     }
     let goals = body["goals"].as_array().cloned().unwrap_or_default();
-    Ok(goals.iter().any(|g| g["type"] == "call" || g["name"] == ym.goal_name.as_str()))
+    Ok(goals.iter().any(|g| g["type"] == "call"))
 }
 
 /// The kind of a call's Metrica row (the reports show where each stands).

@@ -44,6 +44,40 @@ impl Access {
         }
     }
 
+    /// A free text (a PBX's error message) as the reader may see it: any run of six or more
+    /// digits in it (a phone number, in whatever format the PBX wrote it) masked like a caller's.
+    fn text(self, t: &str) -> String {
+        if self == Access::Full {
+            return t.to_owned();
+        }
+        let mut out = String::with_capacity(t.len());
+        let mut run = String::new();
+        let flush = |run: &mut String, out: &mut String| {
+            // What follows the run's last digit (a space before the next word) is not the number's.
+            let end = run.rfind(|c: char| c.is_ascii_digit()).map_or(0, |i| i + 1);
+            let (number, tail) = run.split_at(end);
+            let digits = number.chars().filter(char::is_ascii_digit).count();
+            match Caller::parse(number).filter(|_| digits >= 6) {
+                Some(n) => out.push_str(&n.masked()),
+                None => out.push_str(number),
+            }
+            out.push_str(tail);
+            run.clear();
+        };
+        for c in t.chars() {
+            // A number's own punctuation stays in the run: +7 (916) 123-45-67.
+            let in_number = c.is_ascii_digit() || (!run.is_empty() && matches!(c, ' ' | '-' | '(' | ')' | '.'));
+            if c.is_ascii_digit() || c == '+' && run.is_empty() || in_number {
+                run.push(c);
+            } else {
+                flush(&mut run, &mut out);
+                out.push(c);
+            }
+        }
+        flush(&mut run, &mut out);
+        out
+    }
+
     /// The number a call went to, as the reader may see it: on a callback's call the PBX called
     /// the visitor, so a number that is not one of callpool's own (`ours`) is the visitor's and
     /// is shown as a caller is; any other call went to one of the site's numbers.
@@ -299,7 +333,7 @@ pub struct CallbackRow {
     /// `widget` or `api`.
     origin: String,
     attempts: u32,
-    /// Why the last trigger attempt failed.
+    /// Why the last trigger attempt failed (a PBX's words may name the number: masked as it is).
     error: Option<String>,
     /// The PBX's call id of the callback's call, once reported.
     call_id: Option<String>,
@@ -347,7 +381,7 @@ pub async fn callbacks(app: &App, site: &SiteConfig, p: &Period, access: Access)
                     Channel::Api => "api".into(),
                 },
                 attempts: cb.attempts,
-                error: cb.error,
+                error: cb.error.map(|e| access.text(&e)),
                 call_id: cb.call.map(|c| c.call_id().to_owned()),
                 operators_rung,
                 answered_by: cb.answered_by,
@@ -574,6 +608,15 @@ pub async fn advice(app: &App, site: &SiteConfig) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// A PBX's message that names the number shows it masked to the report token.
+    #[test]
+    fn numbers_in_a_pbx_message_are_masked_for_the_report_token() {
+        let said = "dial failed: +7 (916) 123-45-67 busy, code 486";
+        assert_eq!(super::Access::Masked.text(said), "dial failed: +7********67 busy, code 486");
+        assert_eq!(super::Access::Full.text(said), said);
+        assert_eq!(super::Access::Masked.text("79161234567 rejected"), "7********67 rejected");
+    }
+
     use super::*;
 
     #[test]

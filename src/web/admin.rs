@@ -611,6 +611,7 @@ fn not_ready(e: crate::jobs::ga4_setup::NotReady) -> ApiError {
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "Unknown site", body = ErrorBody),
         (status = 422, description = "`not_configured`: the site has no GA4 property or service account", body = ErrorBody),
+        (status = 503, description = "Google took longer than two minutes: what was made stays; run it again (or `callpool analytics setup`, which has no limit)", body = ErrorBody),
     ))]
 pub async fn analytics_setup(
     _: Admin,
@@ -618,8 +619,13 @@ pub async fn analytics_setup(
     Path(site): Path<String>,
     Query(q): Query<SetupQuery>,
 ) -> Result<Json<crate::jobs::ga4_setup::SetupReport>, ApiError> {
-    let config = app.config();
-    crate::jobs::ga4_setup::setup_site(&config, &site, q.dry_run, app.clock.now()).await.map(Json).map_err(not_ready)
+    // A task of its own: a client that goes away does not stop it half-way.
+    let task = tokio::spawn(async move {
+        let config = app.config();
+        crate::jobs::ga4_setup::setup_site(&config, &site, q.dry_run, app.clock.now()).await
+    });
+    let outcome = task.await.map_err(|e| ApiError::internal(format!("the setup failed: {e}")))?;
+    outcome.map(Json).map_err(not_ready)
 }
 
 /// Sends a sample call event with the site's measurement id and API secret to GA4's validation

@@ -65,7 +65,8 @@ impl FromRef<WebState> for pbx::Limiters {
 /// Longest a request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the report page may take: with `advice=1` it simulates the site's traffic (about
-/// fifteen seconds for a site of 100,000 visitors a day on this project's 2-core machine).
+/// fifteen seconds for a site of 100,000 visitors a day on this project's 2-core machine); and
+/// setting a site's analytics up.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest body of a request that is not a webhook or a callback request.
 const MAX_BODY: usize = 64 * 1024;
@@ -109,9 +110,14 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/admin/status", get(admin::status))
         .route("/v1/admin/config", get(admin::config))
         .route("/v1/admin/reload", post(admin::reload))
+        .layer(axum::middleware::from_fn(auth::private));
+    // Setting a site's analytics up asks Google a score of questions one after another.
+    let analytics = Router::new()
         .route("/v1/admin/analytics/{site}/setup", post(admin::analytics_setup))
         .route("/v1/admin/analytics/{site}/check", post(admin::analytics_check))
-        .layer(axum::middleware::from_fn(auth::private));
+        .layer(axum::middleware::from_fn(auth::private))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, PAGE_TIMEOUT));
     let timed = Router::new()
         .merge(browser_scripts.merge(owners).layer(CompressionLayer::new().gzip(true)))
         .merge(callback_api)
@@ -121,6 +127,7 @@ pub fn router(state: WebState) -> Router {
     let app = state.app.clone();
     timed
         .merge(page)
+        .merge(analytics)
         .route("/v1/ws", get(crate::live::ws::upgrade))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(app, observe))

@@ -421,7 +421,7 @@ async fn setup_makes_key_events_and_dimensions_once_and_reports_what_it_cannot()
         failed
             .iter()
             .all(|i| i["kind"] == "custom_dimension"
-                && i["detail"].as_str().unwrap().contains("the most custom_dimensions")),
+                && i["detail"].as_str().unwrap().starts_with("RESOURCE_EXHAUSTED")),
         "{full}"
     );
     node.stop().await;
