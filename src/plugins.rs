@@ -116,6 +116,11 @@ mod tests {
         tables.push(("[[pbx]]".into(), fields(include_str!("config/pbx.rs"), "RawPbx"), pbxs.to_owned()));
         for r in super::readers() {
             let (what, probe, documented) = match r.place() {
+                // An array of tables (`[[site.webhooks]]`) or a table.
+                Place::Site(name) if EXAMPLE.contains(&format!("[[site.{name}]]")) => {
+                    let header = format!("[[site.{name}]]");
+                    (header.clone(), at_end(&header), region(&header))
+                }
                 Place::Site(name) => {
                     (format!("[site.{name}]"), at_end(&format!("[site.{name}]")), region(&format!("[site.{name}]")))
                 }

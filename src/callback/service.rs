@@ -252,6 +252,9 @@ pub async fn on_call(app: &App, call: &Call) -> Result<(), StoreError> {
         if let Some(site) = site.filter(|_| status == CallbackStatus::Missed) {
             jobs = registry::plan(app, Event::CallbackMissed { callback: &cb, site, now });
         }
+        if let Some(site) = site.filter(|_| status.is_final()) {
+            jobs.extend(registry::plan(app, Event::CallbackFinished { callback: &cb, site, now }));
+        }
         match app.store.update_callback(&cb, &jobs, status::keep(app)).await? {
             Updated::Written => {
                 app.metrics.callback_outcomes.with_label_values(&[status.as_str()]).inc();

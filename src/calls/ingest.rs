@@ -47,6 +47,7 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreErr
         match stored {
             Some(mut call) => {
                 let expected = call.version;
+                let before = call.clone();
                 if !call.absorb(report, now) {
                     return Ok(Recorded::Unchanged(call));
                 }
@@ -58,11 +59,17 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreErr
                     Vec::new()
                 };
                 let site = call.matched.site.clone();
-                let write = CallWrite { call: &call, expected, caller: None, jobs: &[], hurry: &hurry };
+                let site_config = site.as_ref().and_then(|s| config.site(s));
+                let jobs = registry::plan(
+                    app,
+                    Event::CallChanged { call: &call, before: Some(&before), site: site_config, now },
+                );
+                let write = CallWrite { call: &call, expected, caller: None, jobs: &jobs, hurry: &hurry };
                 if app.store.save_call(site.as_ref(), write).await? {
                     for (kind, _) in &hurry {
                         app.job_wake.wake(kind);
                     }
+                    app.job_wake.wake_all(&jobs);
                     return Ok(Recorded::Updated(call));
                 }
             }
@@ -76,7 +83,11 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreErr
                 } else {
                     call.started_at.plus(config.analytics.finalize_after).max(now)
                 };
-                let jobs = registry::plan(app, Event::CallRecorded { call: &call, site: site_config, due });
+                let mut jobs = registry::plan(app, Event::CallRecorded { call: &call, site: site_config, due });
+                jobs.extend(registry::plan(
+                    app,
+                    Event::CallChanged { call: &call, before: None, site: site_config, now },
+                ));
                 let write = CallWrite {
                     call: &call,
                     expected: 0,
@@ -85,9 +96,8 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreErr
                     hurry: &[],
                 };
                 if app.store.save_call(site.as_ref(), write).await? {
-                    if due <= now {
-                        app.job_wake.wake_all(&jobs);
-                    }
+                    // Those due later are found by the runner's poll.
+                    app.job_wake.wake_all(&jobs);
                     return Ok(Recorded::New(call));
                 }
             }

@@ -13,6 +13,7 @@
 //! Adding a destination is one file here (a `Handler`) and its line in [`registry::HANDLERS`];
 //! ARCHITECTURE.md has the recipe.
 
+pub mod call_webhook;
 pub mod ga4;
 pub mod ga4_setup;
 pub mod google_auth;
@@ -44,6 +45,10 @@ pub enum Event<'a> {
     CallbackRequested { callback: &'a Callback, site: &'a SiteConfig, due: Ts, now: Ts },
     /// A callback was missed, or could not be placed.
     CallbackMissed { callback: &'a Callback, site: &'a SiteConfig, now: Ts },
+    /// A call's report was recorded: its first (`before` is `None`) or one that changed it.
+    CallChanged { call: &'a Call, before: Option<&'a Call>, site: Option<&'a SiteConfig>, now: Ts },
+    /// A callback reached its final status (completed, missed or failed).
+    CallbackFinished { callback: &'a Callback, site: &'a SiteConfig, now: Ts },
 }
 
 /// What one job came to.
@@ -55,6 +60,9 @@ pub enum Outcome {
     Again(String),
     /// Try again at this time (the handler chose it; one more attempt counted).
     RetryAt(Ts),
+    /// Not yet: an earlier delivery of the same record must go first. Back to the queue for this
+    /// time; no attempt counted.
+    Wait(Ts),
     /// The delivery's effect could not be recorded: the claim is left to expire and the job runs
     /// again then.
     Unrecorded,
@@ -245,7 +253,7 @@ pub fn plan_notice(event: Event<'_>, kinds: [&'static str; 2], configured: fn(&S
     let (site, kind, now) = match event {
         Event::CallbackRequested { site, now, .. } => (site, kinds[0], now),
         Event::CallbackMissed { site, now, .. } => (site, kinds[1], now),
-        Event::CallRecorded { .. } => return Vec::new(),
+        _ => return Vec::new(),
     };
     if configured(site) {
         vec![Planned { kind, plan: Plan::Due(now) }]

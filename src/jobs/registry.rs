@@ -1,12 +1,20 @@
 //! Every destination callpool delivers to, and the planning of a record's jobs across them.
 
-use super::{ga4, metrica, telegram, trigger, webhook, Event, Handler};
+use super::{call_webhook, ga4, metrica, telegram, trigger, webhook, Event, Handler};
 use crate::app::App;
 use crate::store::jobs::{Planned, Records};
 
 /// The destinations. A new one is its file in `src/jobs/` and its line here.
-pub static HANDLERS: &[&dyn Handler] =
-    &[&ga4::Ga4Calls, &metrica::Metrica, &trigger::Trigger, &ga4::Ga4Callbacks, &telegram::Telegram, &webhook::Webhook];
+pub static HANDLERS: &[&dyn Handler] = &[
+    &ga4::Ga4Calls,
+    &metrica::Metrica,
+    &trigger::Trigger,
+    &ga4::Ga4Callbacks,
+    &telegram::Telegram,
+    &webhook::Webhook,
+    &call_webhook::CallHooks,
+    &call_webhook::CallbackHooks,
+];
 
 /// The jobs every destination wants for `event`, to be written with its record.
 pub fn plan(app: &App, event: Event<'_>) -> Vec<Planned> {

@@ -160,6 +160,7 @@ fn settle(app: &App, kind: &'static str, job: &Claimed, outcome: Outcome, retrie
             app.metrics.analytics_retried.with_label_values(&[kind]).inc();
             Settle::Retry(at)
         }
+        Outcome::Wait(at) => Settle::Wait(at),
         Outcome::Unrecorded => return None,
     })
 }

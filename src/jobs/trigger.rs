@@ -167,6 +167,7 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
             cb.turn_until = None;
             cb.error = Some(why.clone());
             jobs = (ctx.plan)(app, Event::CallbackMissed { callback: &cb, site, now });
+            jobs.extend((ctx.plan)(app, Event::CallbackFinished { callback: &cb, site, now }));
             app.metrics.callback_triggers.with_label_values(&[adapter, "failed"]).inc();
             tracing::warn!(callback = %cb.id, site = %site.id, adapter, error = %why, "A callback could not be placed; given up.");
             Outcome::Done(JobState::Dead { error: why })

@@ -106,6 +106,9 @@ pub enum Settle {
     Done(JobState),
     /// Try again at this time (one more attempt counted).
     Retry(Ts),
+    /// Not yet (an earlier delivery of the same record goes first): back to the queue for this
+    /// time, no attempt counted.
+    Wait(Ts),
 }
 
 /// A dead letter.
@@ -203,6 +206,7 @@ impl Store {
                 for (id, how) in done {
                     let (state, retry, dead) = match how {
                         Settle::Retry(at) => (String::new(), at.as_millis().to_string(), "0"),
+                        Settle::Wait(at) => (String::new(), at.as_millis().to_string(), "wait"),
                         Settle::Done(s) => {
                             (encode(s), String::new(), if matches!(s, JobState::Dead { .. }) { "1" } else { "0" })
                         }
@@ -437,11 +441,13 @@ fn settle_in(txn: &WriteTransaction, kind: &str, id: &str, how: &Settle, now: i6
     }
     let mut tries = txn.open_table(TRIES).map_err(err)?;
     match how {
-        Settle::Retry(at) => {
+        Settle::Retry(at) | Settle::Wait(at) => {
             queue.insert((kind, at.as_millis(), name.as_str()), ()).map_err(err)?;
             due.insert(name.as_str(), at.as_millis()).map_err(err)?;
-            let n = tries.get(name.as_str()).map_err(err)?.map_or(0, |v| v.value());
-            tries.insert(name.as_str(), n + 1).map_err(err)?;
+            if matches!(how, Settle::Retry(_)) {
+                let n = tries.get(name.as_str()).map_err(err)?.map_or(0, |v| v.value());
+                tries.insert(name.as_str(), n + 1).map_err(err)?;
+            }
         }
         Settle::Done(state) => {
             txn.open_table(STATES).map_err(err)?.insert(name.as_str(), encode(state).as_bytes()).map_err(err)?;

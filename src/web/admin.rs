@@ -103,7 +103,7 @@ pub async fn pool_site(
 #[derive(Deserialize, IntoParams)]
 pub struct DeadQuery {
     /// Only this kind of job (`ga4`, `yandex`, `trigger`, `cb_ga4`, `tg_request`, `tg_missed`,
-    /// `hook_request`, `hook_missed`); default: every kind.
+    /// `hook_request`, `hook_missed`, `wh_call_started`, `wh_call_answered`, `wh_call_ended`, `wh_cb_requested`, `wh_cb_finished`); default: every kind.
     kind: Option<String>,
     /// At most this many per kind, oldest first (default 100, at most 10,000).
     limit: Option<usize>,
@@ -301,7 +301,7 @@ pub struct PbxStatus {
 #[derive(Serialize, ToSchema)]
 pub struct DestinationStatus {
     /// The kind of job (`ga4`, `yandex` for Metrica, `trigger`, `cb_ga4`, `tg_request`, `tg_missed`,
-    /// `hook_request`, `hook_missed`), as the dead-letter API names it.
+    /// `hook_request`, `hook_missed`, `wh_call_started`, `wh_call_answered`, `wh_call_ended`, `wh_cb_requested`, `wh_cb_finished`), as the dead-letter API names it.
     kind: &'static str,
     /// The last delivery this node made, RFC 3339.
     last_sent: Option<String>,

@@ -56,6 +56,13 @@ use super::{admin, callback, error, health, pbx, reports};
         admin::ConfiguredSite,
         admin::ConfiguredPbx,
         admin::NodeVersion,
+        crate::jobs::call_webhook::CallEvent,
+        crate::jobs::call_webhook::CallFacts,
+        crate::jobs::call_webhook::MatchFacts,
+        crate::jobs::call_webhook::CallbackEvent,
+        crate::jobs::call_webhook::CallbackFacts,
+        crate::jobs::call_webhook::Session,
+        crate::jobs::call_webhook::Envelope,
         crate::jobs::ga4_setup::SetupReport,
         crate::jobs::ga4_setup::Item,
         crate::jobs::ga4_setup::Outcome,
@@ -89,8 +96,28 @@ use super::{admin, callback, error, health, pbx, reports};
 )]
 pub struct ApiDoc;
 
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn document() -> Json<serde_json::Value> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    // OpenAPI 3.1's webhooks: what callpool posts to a site's `[[site.webhooks]]` (utoipa has
+    // no attribute for them; the bodies' schemas are among the components).
+    let hook = |schema: &str, what: &str| {
+        serde_json::json!({"post": {
+            "summary": what,
+            "description": "Signed with `Callpool-Signature: t=<unix seconds>,v1=<hex>` (one v1 per secret of the URL), with `Callpool-Delivery` (the event's id, the same on every retry) and `Callpool-Event` (its type). Answer 2xx to take it; 5xx or 429 is retried with backoff, another 4xx gives it up (a dead letter). docs/PROTOCOL.md has the details.",
+            "parameters": [
+                {"name": "Callpool-Signature", "in": "header", "required": true, "schema": {"type": "string"}},
+                {"name": "Callpool-Delivery", "in": "header", "required": true, "schema": {"type": "string"}},
+                {"name": "Callpool-Event", "in": "header", "required": true, "schema": {"type": "string"}},
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}},
+            "responses": {"200": {"description": "Taken"}},
+        }})
+    };
+    doc["webhooks"] = serde_json::json!({
+        "call": hook("CallEvent", "A call's event: call.started, call.answered, call.completed or call.missed"),
+        "callback": hook("CallbackEvent", "A callback's event: callback.requested or callback.finished"),
+    });
+    Json(doc)
 }
 
 struct BearerAuth;

@@ -19,3 +19,4 @@ mod ops;
 mod reload;
 mod server;
 mod store;
+mod webhooks;

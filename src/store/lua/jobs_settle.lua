@@ -1,6 +1,6 @@
--- jobs_settle(kind, now, {record id, state JSON, retry at ('' = done), dead (1/0)}...)
+-- jobs_settle(kind, now, {record id, state JSON, retry at ('' = done), dead (1/0, or 'wait')}...)
 -- Ends claims: each job is either done (its state written: sent, skipped or dead) or goes back
--- to the queue for `retry at` with one more attempt counted.
+-- to the queue for `retry at` with one more attempt counted ('wait': none counted).
 local kind, now = ARGV[1], ARGV[2]
 local q, claimed = k('ob', kind), k('obclaim', kind)
 for i = 3, #ARGV, 4 do
@@ -9,7 +9,7 @@ for i = 3, #ARGV, 4 do
   redis.call('ZREM', q, job)
   if retry ~= '' then
     redis.call('ZADD', q, retry, job)
-    redis.call('HINCRBY', k('obtries'), job, 1)
+    if dead ~= 'wait' then redis.call('HINCRBY', k('obtries'), job, 1) end
   else
     redis.call('HSET', k('obstate'), job, state)
     redis.call('HDEL', k('obtries'), job)
