@@ -258,37 +258,11 @@ async fn deliver(
     let mut refused = Vec::new();
     let mut sent_any = false;
     for (i, hook) in hooks.0.iter().enumerate().filter(|(_, h)| h.events.iter().any(|e| e == event)) {
-        let envelope = Envelope { id: delivery.to_owned(), kind: event.to_owned(), created_at: rfc3339(now) };
-        let bytes = serde_json::to_vec(&body(hook.caller, envelope)).expect("JSON values serialize");
-        let t = now.as_millis().div_euclid(1000);
-        let signature = hook
-            .secrets
-            .iter()
-            .map(|s| crate::pbx::signature::sign(s, t, &bytes))
-            .map(|h| h.split_once(",v1=").map(|(_, v)| format!("v1={v}")).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(",");
-        let sent = ctx
-            .http
-            .post(&hook.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(crate::pbx::signature::SIGNATURE_HEADER, format!("t={t},{signature}"))
-            .header("Callpool-Delivery", delivery)
-            .header("Callpool-Event", event)
-            .body(bytes)
-            .send()
-            .await;
         let who = format!("webhook #{} ({})", i + 1, host(&hook.url));
-        match sent {
-            Ok(resp) if resp.status().is_success() => sent_any = true,
-            Ok(resp) => {
-                let s = resp.status();
-                if s.is_server_error() || s.as_u16() == 429 {
-                    failed.push(format!("{who} answered HTTP {s}"));
-                } else {
-                    refused.push(format!("{who} refused it: HTTP {s}"));
-                }
-            }
+        match post(ctx.http, hook, event, delivery, now, &body).await {
+            Ok(s) if s.is_success() => sent_any = true,
+            Ok(s) if s.is_server_error() || s.as_u16() == 429 => failed.push(format!("{who} answered HTTP {s}")),
+            Ok(s) => refused.push(format!("{who} refused it: HTTP {s}")),
             Err(e) => {
                 if let Outcome::Again(why) = no_answer(&who, &e) {
                     failed.push(why);
@@ -305,6 +279,80 @@ async fn deliver(
     } else {
         skipped("no webhook of the site takes this event")
     }
+}
+
+/// Posts one event to one endpoint, signed; the status it answered.
+async fn post(
+    http: &reqwest::Client,
+    hook: &Endpoint,
+    event: &str,
+    delivery: &str,
+    now: Ts,
+    body: &impl Fn(Shown, Envelope) -> Value,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let envelope = Envelope { id: delivery.to_owned(), kind: event.to_owned(), created_at: rfc3339(now) };
+    let bytes = serde_json::to_vec(&body(hook.caller, envelope)).expect("JSON values serialize");
+    let t = now.as_millis().div_euclid(1000);
+    let signature = hook
+        .secrets
+        .iter()
+        .map(|s| crate::pbx::signature::sign(s, t, &bytes))
+        .map(|h| h.split_once(",v1=").map(|(_, v)| format!("v1={v}")).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(",");
+    let resp = http
+        .post(&hook.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(crate::pbx::signature::SIGNATURE_HEADER, format!("t={t},{signature}"))
+        .header("Callpool-Delivery", delivery)
+        .header("Callpool-Event", event)
+        .body(bytes)
+        .send()
+        .await?;
+    Ok(resp.status())
+}
+
+/// How one URL took a sample event.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TestDelivery {
+    /// The URL's host (its path or query may carry a token).
+    pub host: String,
+    /// Its HTTP answer, or null when none came.
+    pub status: Option<u16>,
+    /// Whether it took it (2xx).
+    pub taken: bool,
+    /// Why there was no answer.
+    pub error: Option<String>,
+}
+
+/// Sends a sample `call.completed` (a made-up call, delivery id `test|<time>`) to each of the
+/// site's URLs at once, and says how each answered. `None`: the site has no webhooks.
+pub async fn send_test(http: &reqwest::Client, site: &SiteConfig, now: Ts) -> Option<Vec<TestDelivery>> {
+    let hooks = endpoints(site)?;
+    let mut call = Call::example(now);
+    call.matched.site = Some(site.id.clone());
+    call.caller = Caller::parse("+79990000000");
+    let delivery = format!("test|{}", now.as_millis());
+    let body = |shown, e| call_body(&call, site, shown, e);
+    let mut out = Vec::new();
+    for hook in &hooks.0 {
+        let sent = post(http, hook, "call.completed", &delivery, now, &body).await;
+        out.push(match sent {
+            Ok(s) => TestDelivery {
+                host: host(&hook.url).to_owned(),
+                status: Some(s.as_u16()),
+                taken: s.is_success(),
+                error: None,
+            },
+            Err(e) => TestDelivery {
+                host: host(&hook.url).to_owned(),
+                status: None,
+                taken: false,
+                error: Some(super::without_url(&e)),
+            },
+        });
+    }
+    Some(out)
 }
 
 /// A URL's host, for errors (its path or query may carry a token).

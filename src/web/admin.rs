@@ -650,3 +650,41 @@ pub async fn analytics_check(
         Err(why) => Err(ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream", why)),
     }
 }
+
+/// How each of a site's webhook URLs took a sample event.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookTest {
+    site: String,
+    deliveries: Vec<crate::jobs::call_webhook::TestDelivery>,
+}
+
+/// Sends a sample `call.completed` event (a made-up call; its delivery id starts `test|`) to each
+/// of the site's `[[site.webhooks]]` URLs now, signed as the real ones are, and answers how each
+/// took it: for setting a receiver up.
+#[utoipa::path(post, path = "/v1/admin/webhooks/{site}/test", security(("admin_token" = [])),
+    params(("site" = String, Path, description = "Site id")),
+    responses(
+        (status = 200, body = WebhookTest),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+        (status = 422, description = "`not_configured`: the site has no [[site.webhooks]]", body = ErrorBody),
+    ))]
+pub async fn webhook_test(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path(site): Path<String>,
+) -> Result<Json<WebhookTest>, ApiError> {
+    let config = app.config();
+    let Some(s) = config.sites.iter().find(|s| s.id.as_str() == site) else {
+        return Err(ApiError::not_found(format!("no site {site:?} in the configuration")));
+    };
+    let http = reqwest::Client::builder().timeout(config.analytics.request_timeout).build().unwrap_or_default();
+    match crate::jobs::call_webhook::send_test(&http, s, app.clock.now()).await {
+        Some(deliveries) => Ok(Json(WebhookTest { site, deliveries })),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "not_configured",
+            format!("site {site:?} has no [[site.webhooks]]"),
+        )),
+    }
+}

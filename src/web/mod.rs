@@ -115,6 +115,7 @@ pub fn router(state: WebState) -> Router {
     let analytics = Router::new()
         .route("/v1/admin/analytics/{site}/setup", post(admin::analytics_setup))
         .route("/v1/admin/analytics/{site}/check", post(admin::analytics_check))
+        .route("/v1/admin/webhooks/{site}/test", post(admin::webhook_test))
         .layer(axum::middleware::from_fn(auth::private))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, PAGE_TIMEOUT));

@@ -132,8 +132,13 @@ async fn jobs_are_claimed_once_retried_dead_lettered_and_requeued() {
         assert_eq!(claim(at(91)).await.unwrap().len(), 1, "{name}: a claim whose node died comes back");
         s.settle_jobs("ga4", &[(got[0].id.clone(), Settle::Retry(at(200)))], at(95)).await.unwrap();
         assert!(claim(at(199)).await.unwrap().is_empty(), "{name}: retried later");
-        let again = claim(at(200)).await.unwrap();
-        assert_eq!(again[0].attempts, 1, "{name}: the failed attempt counted");
+        let waited = claim(at(200)).await.unwrap();
+        assert_eq!(waited[0].attempts, 1, "{name}: the failed attempt counted");
+        // Waiting for an earlier delivery of the record counts no attempt.
+        s.settle_jobs("ga4", &[(waited[0].id.clone(), Settle::Wait(at(202)))], at(200)).await.unwrap();
+        assert!(claim(at(201)).await.unwrap().is_empty(), "{name}: waits until then");
+        let again = claim(at(202)).await.unwrap();
+        assert_eq!(again[0].attempts, 1, "{name}: a wait is no attempt");
         let dead = JobState::Dead { error: "refused: HTTP 400".into() };
         s.settle_jobs("ga4", &[(again[0].id.clone(), Settle::Done(dead.clone()))], at(201)).await.unwrap();
         assert_eq!(s.job_states("ga4", &ids).await.unwrap(), [Some(dead)], "{name}");

@@ -185,6 +185,19 @@ async fn a_calls_events_reach_each_url_in_order_signed_and_once_per_delivery() {
         assert!(facts.contains_key(key), "call.{key} is not in the documented CallFacts");
     }
 
+    // The admin API's test sends a sample event to each URL, signed, and says how each took it.
+    let resp = reqwest::Client::new()
+        .post(node.url("/v1/admin/webhooks/shop/test"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let test: Value = resp.json().await.unwrap();
+    let taken: Vec<bool> = test["deliveries"].as_array().unwrap().iter().map(|d| d["taken"] == true).collect();
+    assert_eq!(taken, [true, true], "{test}");
+    let sample = receiver.events("/crm").last().cloned().unwrap();
+    assert!(sample.1.starts_with("test|") && sample.0 == "call.completed", "{sample:?}");
+
     // The deliveries show in the node's status like every destination's.
     let st: Value = node.admin_get("/v1/admin/status").await.json().await.unwrap();
     let kinds: Vec<&str> = st["destinations"].as_array().unwrap().iter().filter_map(|d| d["kind"].as_str()).collect();
