@@ -11,7 +11,6 @@ use super::{Call, CallReport, CallerMemory};
 use crate::app::App;
 use crate::jobs::{registry, Event};
 use crate::store::calls::CallWrite;
-use crate::store::jobs::Records;
 use crate::store::StoreError;
 
 /// How long a caller is remembered per site (for first-time callers; `repeat_caller` uses the
@@ -53,8 +52,8 @@ pub async fn record(app: &App, report: &CallReport) -> Result<Recorded, StoreErr
                 }
                 call.version += 1;
                 // A call that became final goes out now.
-                let hurry: Vec<(&'static str, Ts)> = if call.status.is_final() {
-                    registry::kinds_of(Records::Calls).into_iter().map(|k| (k, now)).collect()
+                let hurry: Vec<(&'static str, Ts)> = if call.status.is_final() && !before.status.is_final() {
+                    registry::hurried_when_final().into_iter().map(|k| (k, now)).collect()
                 } else {
                     Vec::new()
                 };

@@ -95,6 +95,9 @@ impl Reader for SiteReader {
             }
             let secrets = r.secrets.into_iter().map(|s| f.secret(&format!("[{i}] secrets"), s)).collect();
             let events = r.events.unwrap_or_else(|| EVENTS.iter().map(|e| (*e).to_owned()).collect());
+            if events.is_empty() {
+                f.fail(&format!("[{i}] events"), "list at least one event (or leave it out: all of them)");
+            }
             for e in events.iter().filter(|e| !EVENTS.contains(&e.as_str())) {
                 f.fail(&format!("[{i}] events"), format!("{e:?} is not one of {}", EVENTS.join(", ")));
             }
@@ -120,8 +123,14 @@ pub const ENDED: &str = "wh_call_ended";
 pub const CB_REQUESTED: &str = "wh_cb_requested";
 pub const CB_FINISHED: &str = "wh_cb_finished";
 
-/// How long a call's later event waits before looking again whether the earlier ones are done.
+/// How long a record's later event waits before looking again whether the earlier ones are
+/// done: `[analytics] retry_base` (10 s), at least this.
 const ORDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// When a waiting event looks again.
+fn wait(ctx: &Ctx<'_>) -> Outcome {
+    Outcome::Wait(ctx.app.clock.now().plus(ctx.config.analytics.retry_base.max(ORDER_WAIT)))
+}
 
 fn answered(c: &Call) -> bool {
     c.status.answered() || c.answered_at.is_some()
@@ -140,6 +149,11 @@ impl Handler for CallHooks {
         Some(&SiteReader)
     }
 
+    fn hurried_when_final(&self) -> bool {
+        // Due at once anyway; hurrying would cut a backing-off retry short.
+        false
+    }
+
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
         let Event::CallChanged { call, before, site: Some(site), now } = event else { return Vec::new() };
         if endpoints(site).is_none() {
@@ -150,7 +164,9 @@ impl Handler for CallHooks {
         if before.is_none() {
             out.push(due(STARTED));
         }
-        if answered(call) && !before.is_some_and(answered) {
+        // An answer time a PBX reports after the call's end would come after the final event:
+        // the final event says whether the call was answered.
+        if answered(call) && !before.is_some_and(|b| answered(b) || b.status.is_final()) {
             out.push(due(ANSWERED));
         }
         if call.status.is_final() && !before.is_some_and(|b| b.status.is_final()) {
@@ -169,7 +185,7 @@ impl Handler for CallHooks {
                 _ => &[],
             };
             if earlier_pending(ctx, earlier, &job.id).await {
-                return Outcome::Wait(ctx.app.clock.now().plus(ORDER_WAIT));
+                return wait(ctx);
             }
             let Some(site) = call.matched.site.as_ref().and_then(|s| ctx.config.site(s)) else {
                 return skipped("the call's site is no longer configured");
@@ -178,7 +194,7 @@ impl Handler for CallHooks {
             let event = match kind {
                 STARTED => "call.started",
                 ANSWERED => "call.answered",
-                _ if answered(call) => "call.completed",
+                _ if call.status.answered() => "call.completed",
                 _ => "call.missed",
             };
             deliver(ctx, hooks, event, &format!("{kind}|{}", job.id), |shown, e| call_body(call, site, shown, e)).await
@@ -220,7 +236,7 @@ impl Handler for CallbackHooks {
         join_all(jobs.iter().map(move |job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             if kind == CB_FINISHED && earlier_pending(ctx, &[CB_REQUESTED], &job.id).await {
-                return Outcome::Wait(ctx.app.clock.now().plus(ORDER_WAIT));
+                return wait(ctx);
             }
             let Some(site) = ctx.config.site(&cb.site) else { return skipped("the site is no longer configured") };
             let Some(hooks) = endpoints(site) else { return skipped("no webhooks are configured for the site") };
@@ -259,7 +275,8 @@ async fn deliver(
     let mut sent_any = false;
     for (i, hook) in hooks.0.iter().enumerate().filter(|(_, h)| h.events.iter().any(|e| e == event)) {
         let who = format!("webhook #{} ({})", i + 1, host(&hook.url));
-        match post(ctx.http, hook, event, delivery, now, &body).await {
+        // Signed at the moment it is sent (the URLs before it may have taken a while).
+        match post(ctx.http, hook, event, delivery, ctx.app.clock.now(), &body).await {
             Ok(s) if s.is_success() => sent_any = true,
             Ok(s) if s.is_server_error() || s.as_u16() == 429 => failed.push(format!("{who} answered HTTP {s}")),
             Ok(s) => refused.push(format!("{who} refused it: HTTP {s}")),
@@ -358,7 +375,9 @@ pub async fn send_test(http: &reqwest::Client, site: &SiteConfig, now: Ts) -> Op
 /// A URL's host, for errors (its path or query may carry a token).
 fn host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    // Without credentials (user:password@).
+    authority.rsplit('@').next().unwrap_or(authority)
 }
 
 fn rfc3339(t: Ts) -> Option<String> {

@@ -144,6 +144,11 @@ pub trait Handler: Send + Sync + 'static {
     fn reader(&self) -> Option<&'static dyn Reader> {
         None
     }
+    /// Whether its queued jobs of a call go out at once when the call becomes final (those it
+    /// plans for a call's end time, as analytics do).
+    fn hurried_when_final(&self) -> bool {
+        true
+    }
     /// The jobs it wants for `event` (none if it is not this destination's business).
     fn plan(&self, app: &App, event: Event<'_>) -> Vec<Planned>;
     /// How the runner paces its jobs.

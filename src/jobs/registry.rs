@@ -31,6 +31,15 @@ pub fn kinds_of(records: Records) -> Vec<&'static str> {
     kinds().filter(|(_, r)| *r == records).map(|(k, _)| k).collect()
 }
 
+/// The kinds of a call's jobs that go out at once when the call becomes final.
+pub fn hurried_when_final() -> Vec<&'static str> {
+    HANDLERS
+        .iter()
+        .filter(|h| h.records() == Records::Calls && h.hurried_when_final())
+        .flat_map(|h| h.kinds().iter().copied())
+        .collect()
+}
+
 /// The handler of `kind`.
 pub fn handler(kind: &str) -> Option<&'static dyn Handler> {
     HANDLERS.iter().copied().find(|h| h.kinds().contains(&kind))
