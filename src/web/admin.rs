@@ -592,9 +592,7 @@ fn not_ready(e: crate::jobs::ga4_setup::NotReady) -> ApiError {
     use crate::jobs::ga4_setup::NotReady;
     match e {
         NotReady::UnknownSite(_) => ApiError::not_found(e.to_string()),
-        NotReady::NotConfigured(_) => {
-            ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "not_configured", e.to_string())
-        }
+        NotReady::NotConfigured(_) => ApiError::not_configured(e.to_string()),
     }
 }
 
@@ -681,10 +679,6 @@ pub async fn webhook_test(
     let http = reqwest::Client::builder().timeout(config.analytics.request_timeout).build().unwrap_or_default();
     match crate::jobs::call_webhook::send_test(&http, s, app.clock.now()).await {
         Some(deliveries) => Ok(Json(WebhookTest { site, deliveries })),
-        None => Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "not_configured",
-            format!("site {site:?} has no [[site.webhooks]]"),
-        )),
+        None => Err(ApiError::not_configured(format!("site {site:?} has no [[site.webhooks]]"))),
     }
 }

@@ -119,6 +119,11 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_site", message)
     }
 
+    /// The site lacks the settings the request needs (analytics setup, webhooks).
+    pub fn not_configured(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_configured", message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
