@@ -24,6 +24,8 @@ struct Receiver {
     violations: Arc<Mutex<Vec<String>>>,
     /// Answer 500 to this many `call.started` requests first.
     fail_started: Arc<Mutex<u32>>,
+    /// Answer 429 to everything while set (a CRM over its rate limit), counting the refusals.
+    limited: Arc<Mutex<Option<u32>>>,
 }
 
 impl Receiver {
@@ -64,6 +66,10 @@ impl Receiver {
             self.violations.lock().unwrap().extend(problems);
             return (StatusCode::BAD_REQUEST, String::new());
         }
+        if let Some(n) = self.limited.lock().unwrap().as_mut() {
+            *n += 1;
+            return (StatusCode::TOO_MANY_REQUESTS, String::new());
+        }
         if event == "call.started" {
             let mut n = self.fail_started.lock().unwrap();
             if *n > 0 {
@@ -82,6 +88,10 @@ impl Receiver {
 }
 
 fn config(dir: &std::path::Path, hooks: &str) -> Config {
+    config_with(dir, hooks, "100ms")
+}
+
+fn config_with(dir: &std::path::Path, hooks: &str, retry_base: &str) -> Config {
     let text = format!(
         r#"
 [server]
@@ -92,7 +102,7 @@ kind = "embedded"
 data_dir = {data:?}
 
 [analytics]
-retry_base = "100ms"
+retry_base = "{retry_base}"
 
 [[pbx]]
 id = "office"
@@ -202,5 +212,31 @@ async fn a_calls_events_reach_each_url_in_order_signed_and_once_per_delivery() {
     let st: Value = node.admin_get("/v1/admin/status").await.json().await.unwrap();
     let kinds: Vec<&str> = st["destinations"].as_array().unwrap().iter().filter_map(|d| d["kind"].as_str()).collect();
     assert!(kinds.contains(&"wh_call_started") && kinds.contains(&"wh_cb_finished"), "{kinds:?}");
+    node.stop().await;
+}
+
+/// A receiver over its rate limit (429) while callpool restarts: the events wait in the store,
+/// and the restarted node delivers them, in order, once the receiver takes them again.
+#[tokio::test]
+async fn events_survive_a_restart_while_the_receiver_answers_429() {
+    let receiver = Receiver::default();
+    *receiver.limited.lock().unwrap() = Some(0);
+    let url = receiver.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_real(config_with(dir.path(), &url, "300ms")).await;
+    report(&node, "ringing").await;
+    report(&node, "completed").await;
+    eventually("the receiver refused a few", || async { receiver.limited.lock().unwrap().unwrap_or(0) >= 2 }).await;
+    node.stop().await;
+
+    *receiver.limited.lock().unwrap() = None;
+    let node = Node::restart_on(config_with(dir.path(), &url, "300ms")).await;
+    eventually("the restarted node delivered all three", || async { receiver.events("/crm").len() >= 3 }).await;
+    let crm = receiver.events("/crm");
+    let kinds: Vec<&str> = crm.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(kinds, ["call.started", "call.answered", "call.completed"]);
+    let ids: std::collections::BTreeSet<&str> = crm.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(receiver.events("/sheet").len(), 1);
     node.stop().await;
 }
