@@ -105,7 +105,8 @@ pub async fn reap_and_shrink(app: &App) -> Vec<Lease> {
         // (a Redis restart without persistence): write the configuration again.
         let first = app.config().sites.first().map(|s| s.id.clone());
         if let Some(first) = first {
-            if app.pool.status(&first, now).await?.is_none() {
+            // One key look-up (a status would read the whole inventory every pass).
+            if !app.pool.knows_site(&first).await? {
                 tracing::warn!("The store has lost the pool configuration (a Redis restart without persistence?); configuring it again.");
                 app.configure_pool_again().await?;
             }

@@ -252,6 +252,10 @@ impl EmbeddedPool {
     pub async fn sites(&self) -> Result<Vec<SiteId>, PoolError> {
         Ok(self.read(|p| p.site_ids()))
     }
+
+    pub async fn knows_site(&self, site: &SiteId) -> Result<bool, PoolError> {
+        Ok(self.read(|p| p.knows_site(site)))
+    }
 }
 
 /// Site and visitor ids never contain a tab.

@@ -129,6 +129,12 @@ impl Pool {
         dispatch!(self.status(site, now))
     }
 
+    /// Whether the store knows `site` at all (configured now or before): one key look-up, for
+    /// checking every reaper pass that the store still holds the configuration.
+    pub async fn knows_site(&self, site: &SiteId) -> Result<bool, PoolError> {
+        dispatch!(self.knows_site(site))
+    }
+
     /// Every site the pool has known, configured now or before (a site removed from the
     /// configuration stays, inactive, with its history).
     pub async fn sites(&self) -> Result<Vec<SiteId>, PoolError> {

@@ -662,6 +662,10 @@ impl RedisPool {
         self.history(number, at, at.minus(window)).await
     }
 
+    pub async fn knows_site(&self, site: &SiteId) -> Result<bool, PoolError> {
+        self.redis.query(redis::cmd("EXISTS").arg(self.redis.key(&["site", site.as_str()]))).await.map_err(classify)
+    }
+
     pub async fn sites(&self) -> Result<Vec<SiteId>, PoolError> {
         let ids: Vec<String> =
             self.redis.query(redis::cmd("SMEMBERS").arg(self.redis.key(&["sites"]))).await.map_err(classify)?;

@@ -462,6 +462,11 @@ impl PoolState {
     }
 
     /// The site's working set now; `None` for an unknown site.
+    /// Whether the pool knows `site` (active or not).
+    pub fn knows_site(&self, site: &SiteId) -> bool {
+        self.sites.contains_key(site)
+    }
+
     /// Every site the pool has known (active or not).
     pub fn site_ids(&self) -> Vec<SiteId> {
         self.sites.keys().cloned().collect()
