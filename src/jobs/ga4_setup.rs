@@ -65,6 +65,31 @@ pub struct SetupReport {
     pub failed: usize,
 }
 
+impl SetupReport {
+    fn new(site: &SiteConfig, property: Option<&str>, dry_run: bool) -> SetupReport {
+        SetupReport {
+            site: site.id.to_string(),
+            property: property.map(str::to_owned),
+            dry_run,
+            items: Vec::new(),
+            created: 0,
+            existing: 0,
+            failed: 0,
+        }
+    }
+
+    /// Adds `item`, counted by its outcome.
+    fn push(&mut self, item: Item) {
+        match item.outcome {
+            Outcome::Created => self.created += 1,
+            Outcome::Exists => self.existing += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::WouldCreate | Outcome::Pending => {}
+        }
+        self.items.push(item);
+    }
+}
+
 /// What setup wants for a site: the key events, then every parameter.
 pub fn wanted(site: &SiteConfig, call_event: &str) -> Vec<(&'static str, String)> {
     let mut out = vec![("key_event", call_event.to_owned())];
@@ -158,20 +183,11 @@ pub struct Target<'a> {
 /// Creates what is missing (nothing with `dry_run`) and reports every item.
 pub async fn setup(http: &reqwest::Client, t: &Target<'_>, dry_run: bool, now: Ts) -> SetupReport {
     let wanted = wanted(t.site, t.call_event);
-    let mut report = SetupReport {
-        site: t.site.id.to_string(),
-        property: Some(t.property.to_owned()),
-        dry_run,
-        items: Vec::new(),
-        created: 0,
-        existing: 0,
-        failed: 0,
-    };
+    let mut report = SetupReport::new(t.site, Some(t.property), dry_run);
     let fail_all = |report: &mut SetupReport, why: String| {
         for (kind, name) in &wanted {
-            report.items.push(Item { kind, name: name.clone(), outcome: Outcome::Failed, detail: Some(why.clone()) });
+            report.push(Item { kind, name: name.clone(), outcome: Outcome::Failed, detail: Some(why.clone()) });
         }
-        report.failed = report.items.len();
     };
     let token = match t.account.access_token(http, SCOPE, now).await {
         Ok(token) => token,
@@ -239,13 +255,7 @@ pub async fn setup(http: &reqwest::Client, t: &Target<'_>, dry_run: bool, now: T
                 Err(why) => (Outcome::Failed, Some(why)),
             }
         };
-        match outcome {
-            Outcome::Created => report.created += 1,
-            Outcome::Exists => report.existing += 1,
-            Outcome::Failed => report.failed += 1,
-            Outcome::WouldCreate | Outcome::Pending => {}
-        }
-        report.items.push(Item { kind, name, outcome, detail });
+        report.push(Item { kind, name, outcome, detail });
     }
     report
 }
@@ -346,15 +356,7 @@ pub async fn setup_site(config: &Config, site: &str, dry_run: bool, now: Ts) -> 
             };
             setup(&http, &target, dry_run, now).await
         }
-        None => SetupReport {
-            site: site.id.to_string(),
-            property: None,
-            dry_run,
-            items: Vec::new(),
-            created: 0,
-            existing: 0,
-            failed: 0,
-        },
+        None => SetupReport::new(site, None, dry_run),
     };
     if let Some(ym) = counter {
         let (outcome, detail) = match super::metrica::has_calls_goal(&http, &config.analytics.yandex_base_url, ym).await
@@ -365,12 +367,7 @@ pub async fn setup_site(config: &Config, site: &str, dry_run: bool, now: Ts) -> 
             }
             Err(why) => (Outcome::Failed, Some(why)),
         };
-        match outcome {
-            Outcome::Exists => report.existing += 1,
-            Outcome::Failed => report.failed += 1,
-            _ => {}
-        }
-        report.items.push(Item { kind: "metrica_goal", name: ym.goal_name.clone(), outcome, detail });
+        report.push(Item { kind: "metrica_goal", name: ym.goal_name.clone(), outcome, detail });
     }
     Ok(report)
 }
@@ -385,6 +382,8 @@ pub async fn check_site(config: &Config, site: &str, now: Ts) -> Result<Result<C
     Ok(check(&client(config), site, &a.ga4_base_url, &a.ga4_event_name, now).await)
 }
 
-fn client(config: &Config) -> reqwest::Client {
+/// An HTTP client with the configured request timeout, for the admin API's one-off calls out
+/// (setup, check, a webhook's test).
+pub fn client(config: &Config) -> reqwest::Client {
     reqwest::Client::builder().timeout(config.analytics.request_timeout).build().unwrap_or_default()
 }

@@ -676,7 +676,7 @@ pub async fn webhook_test(
     let Some(s) = config.sites.iter().find(|s| s.id.as_str() == site) else {
         return Err(ApiError::not_found(format!("no site {site:?} in the configuration")));
     };
-    let http = reqwest::Client::builder().timeout(config.analytics.request_timeout).build().unwrap_or_default();
+    let http = crate::jobs::ga4_setup::client(&config);
     match crate::jobs::call_webhook::send_test(&http, s, app.clock.now()).await {
         Some(deliveries) => Ok(Json(WebhookTest { site, deliveries })),
         None => Err(ApiError::not_configured(format!("site {site:?} has no [[site.webhooks]]"))),
