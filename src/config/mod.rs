@@ -612,7 +612,21 @@ mod tests {
             &site("[site.ga4]\nmeasurement_id = \"UA-1\"\napi_secret = \"s\""),
             &["site \"shop\": ga4.measurement_id: \"UA-1\""],
         );
-        check(&site("[site.amocrm]\nsubdomain = \"x\""), &["site \"shop\": unknown field `amocrm`"]);
+        check(&site("[site.salesforce]\nsubdomain = \"x\""), &["site \"shop\": unknown field `salesforce`"]);
+        // The CRMs' tables: every problem named, the field mapping's included.
+        check(
+            &site("[site.amocrm]\nsubdomain = \"x.y\"\ntoken = \"\"\nfields = { utm = \"source\", UTM_TERM = \"keyword\" }"),
+            &[
+                "site \"shop\": amocrm.subdomain: the account's subdomain",
+                "site \"shop\": amocrm.token: is empty",
+                "site \"shop\": amocrm.fields.UTM_TERM: \"keyword\" is not one of source, medium",
+                "site \"shop\": amocrm.fields.utm: a field's code in upper case",
+            ],
+        );
+        check(
+            &site("[site.bitrix24]\nurl = \"https://b.bitrix24.ru/rest/1/abc/\"\nuser_id = 1\ntoken = \"abc\"\nrequests_per_second = 9"),
+            &["site \"shop\": bitrix24.url: the portal's address only", "bitrix24.requests_per_second: 1 to 5"],
+        );
     }
 
     #[test]

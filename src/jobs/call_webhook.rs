@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{no_answer, skipped, Ctx, Event, Handler, Outcome};
+use super::{earlier_pending, no_answer, skipped, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::callback::Callback;
 use crate::calls::{Call, Caller};
@@ -203,22 +203,6 @@ impl Handler for CallHooks {
     }
 }
 
-/// Whether an earlier event of record `id` (of `kinds`) still waits to go out; a store that does
-/// not answer counts as yes (look again shortly).
-async fn earlier_pending(ctx: &Ctx<'_>, kinds: &[&'static str], id: &str) -> bool {
-    for kind in kinds {
-        match ctx.app.store.job_states(kind, &[id.to_owned()]).await {
-            Ok(states) if matches!(states.first(), Some(Some(JobState::Pending))) => return true,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot read a record's earlier webhook deliveries; trying again shortly.");
-                return true;
-            }
-        }
-    }
-    false
-}
-
 impl Handler for CallbackHooks {
     fn kinds(&self) -> &'static [&'static str] {
         &[CB_REQUESTED, CB_FINISHED]
@@ -292,7 +276,7 @@ async fn deliver(
     } else if !refused.is_empty() {
         Outcome::Done(JobState::Dead { error: refused.join("; ") })
     } else if sent_any {
-        Outcome::Done(JobState::Sent { at: now })
+        Outcome::Done(JobState::sent(now))
     } else {
         skipped("no webhook of the site takes this event")
     }

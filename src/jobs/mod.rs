@@ -13,7 +13,10 @@
 //! Adding a destination is one file here (a `Handler`) and its line in [`registry::HANDLERS`];
 //! ARCHITECTURE.md has the recipe.
 
+pub mod amocrm;
+pub mod bitrix24;
 pub mod call_webhook;
+pub mod crm;
 pub mod ga4;
 pub mod ga4_setup;
 pub mod google_auth;
@@ -194,7 +197,7 @@ pub fn backoff(first: Duration, attempts: u32) -> Duration {
 /// is a refusal (GA4's guide: fix such a request, do not repeat it).
 pub fn http_outcome(status: reqwest::StatusCode, who: &str, now: Ts) -> Outcome {
     if status.is_success() {
-        Outcome::Done(JobState::Sent { at: now })
+        Outcome::Done(JobState::sent(now))
     } else if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 420 {
         Outcome::Again(format!("{who} answered HTTP {status}"))
     } else {
@@ -264,6 +267,34 @@ pub fn plan_notice(event: Event<'_>, kinds: [&'static str; 2], configured: fn(&S
         vec![Planned { kind, plan: Plan::Due(now) }]
     } else {
         Vec::new()
+    }
+}
+
+/// Whether an earlier delivery of record `id` (of `kinds`) still waits to go out; a store that
+/// does not answer counts as yes (look again shortly).
+pub async fn earlier_pending(ctx: &Ctx<'_>, kinds: &[&'static str], id: &str) -> bool {
+    for kind in kinds {
+        match ctx.app.store.job_states(kind, &[id.to_owned()]).await {
+            Ok(states) if matches!(states.first(), Some(Some(JobState::Pending))) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read a record's earlier deliveries; trying again shortly.");
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Where record `id`'s job of `kind` stands (`None`: it has none); `Err` when the store did not
+/// answer (look again shortly).
+pub async fn state_of(ctx: &Ctx<'_>, kind: &'static str, id: &str) -> Result<Option<JobState>, ()> {
+    match ctx.app.store.job_states(kind, &[id.to_owned()]).await {
+        Ok(mut states) => Ok(states.pop().flatten()),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot read a record's earlier delivery; trying again shortly.");
+            Err(())
+        }
     }
 }
 

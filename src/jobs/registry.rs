@@ -1,6 +1,6 @@
 //! Every destination callpool delivers to, and the planning of a record's jobs across them.
 
-use super::{call_webhook, ga4, metrica, telegram, trigger, webhook, Event, Handler};
+use super::{amocrm, bitrix24, call_webhook, ga4, metrica, telegram, trigger, webhook, Event, Handler};
 use crate::app::App;
 use crate::store::jobs::{Planned, Records};
 
@@ -14,6 +14,9 @@ pub static HANDLERS: &[&dyn Handler] = &[
     &webhook::Webhook,
     &call_webhook::CallHooks,
     &call_webhook::CallbackHooks,
+    &amocrm::AmoCrm,
+    &bitrix24::Bitrix24Calls,
+    &bitrix24::Bitrix24Callbacks,
 ];
 
 /// The jobs every destination wants for `event`, to be written with its record.

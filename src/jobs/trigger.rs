@@ -70,7 +70,7 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
         match cb.turn_until {
             _ if !hunting || cb.status != CallbackStatus::Calling => {
                 return if cb.turn_until.is_some() {
-                    Outcome::Done(JobState::Sent { at: now })
+                    Outcome::Done(JobState::sent(now))
                 } else {
                     skipped("already triggered")
                 };
@@ -85,7 +85,7 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
                     .until_recorded("callback_update", || app.store.update_callback(&cb, &[], status::keep(app)))
                     .await
                 {
-                    Some(_) => Outcome::Done(JobState::Sent { at: now }),
+                    Some(_) => Outcome::Done(JobState::sent(now)),
                     None => Outcome::Unrecorded,
                 };
             }
@@ -98,7 +98,7 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
         }
     }
     let Some(operator) = cfg.operators.get(cb.turn as usize) else {
-        return Outcome::Done(JobState::Sent { at: now });
+        return Outcome::Done(JobState::sent(now));
     };
     let call_id = cb.id.call_id(cb.turn);
     let ring = Ring {
@@ -142,7 +142,7 @@ async fn place(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
                 cb.turn_until = Some(until);
                 Outcome::RetryAt(until)
             } else {
-                Outcome::Done(JobState::Sent { at: now })
+                Outcome::Done(JobState::sent(now))
             }
         }
         Answer::Again(why) if cb.attempts + 1 < cfg.attempts => {

@@ -31,15 +31,22 @@ pub enum JobState {
     Pending,
     Sent {
         at: Ts,
+        /// What the destination made of it, where a later delivery needs it (a CRM's id of the
+        /// call it registered, of the lead it created).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        receipt: Option<String>,
     },
     /// Nothing to send, and why (no GA client id, not configured, too old, ...).
-    Skipped {
-        reason: String,
-    },
+    Skipped { reason: String },
     /// Given up after the retry limit or a refusal: a dead letter, visible in metrics and reports.
-    Dead {
-        error: String,
-    },
+    Dead { error: String },
+}
+
+impl JobState {
+    /// Delivered at `at`.
+    pub fn sent(at: Ts) -> JobState {
+        JobState::Sent { at, receipt: None }
+    }
 }
 
 /// What a new record plans for one destination.

@@ -11,6 +11,7 @@ mod callback;
 mod calls;
 mod cli;
 mod cluster;
+mod crm;
 mod fuzz;
 mod ga4_setup;
 mod hub;

@@ -155,7 +155,7 @@ async fn jobs_are_claimed_once_retried_dead_lettered_and_requeued() {
         assert_eq!(s.job_depth("ga4").await.unwrap(), (1, 0), "{name}");
         let requeued = claim(at(300)).await.unwrap();
         assert_eq!((requeued.len(), requeued[0].attempts), (1, 0), "{name}: due now, attempts forgotten");
-        let sent = JobState::Sent { at: at(301) };
+        let sent = JobState::sent(at(301));
         s.settle_jobs("ga4", &[(requeued[0].id.clone(), Settle::Done(sent.clone()))], at(301)).await.unwrap();
         assert!(claim(at(10_000)).await.unwrap().is_empty(), "{name}: a sent job is never claimed again");
         assert_eq!(s.job_states("ga4", &ids).await.unwrap(), [Some(sent)], "{name}");
