@@ -12,12 +12,11 @@
 use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::crm::{self, Attr, Facts, Mapping};
-use super::{no_answer, skipped, Ctx, Event, Handler, Outcome};
+use super::{no_answer, one_by_one, sent_with, skipped, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::calls::{Call, CallStatus};
 use crate::config::{Fields, Place, Reader, Section, SiteConfig};
@@ -178,15 +177,7 @@ impl Handler for AmoCrm {
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
-        async move {
-            // One at a time: the account's pace is the limit anyway.
-            let mut out = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                out.push(deliver(ctx, job).await);
-            }
-            out
-        }
-        .boxed()
+        one_by_one(jobs, move |job| deliver(ctx, job))
     }
 
     fn pace(&self, _app: &App) -> super::Pace {
@@ -200,11 +191,11 @@ async fn deliver(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
         return skipped("the call's site is no longer configured");
     };
     let Some(acc) = account(site) else { return skipped("amoCRM is not configured for the site") };
-    let Some(caller) = &call.caller else { return skipped("the caller's number is hidden") };
+    let Some((phone, outbound)) = crm::customer(call) else { return skipped("the caller's number is hidden") };
     let api = Api { ctx, acc };
     let uniq = call.key.to_string();
     let result = async {
-        match api.log_call(call, &uniq, caller.as_str()).await? {
+        match api.log_call(call, &uniq, phone, outbound).await? {
             Logged::Call(id) => return Ok(format!("call {id}")),
             Logged::Repeat => return Ok("call logged before".into()),
             Logged::NoContact => {}
@@ -217,12 +208,9 @@ async fn deliver(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
         if let Some(id) = api.unsorted_made(&uniq).await? {
             return Ok(format!("lead {id}"));
         }
-        api.unsorted_lead(call, &uniq, caller.as_str()).await.map(|id| format!("lead {id}"))
+        api.unsorted_lead(call, &uniq, phone).await.map(|id| format!("lead {id}"))
     };
-    match result.await {
-        Ok(receipt) => Outcome::Done(JobState::Sent { at: ctx.app.clock.now(), receipt: Some(receipt) }),
-        Err(o) => o,
-    }
+    result.await.map_or_else(|o| o, |receipt| sent_with(ctx, receipt))
 }
 
 /// What `POST /api/v4/calls` did with the call.
@@ -263,9 +251,9 @@ impl Api<'_> {
     }
 
     /// Logs the call on the contact (or company, or its one open lead) that has the number.
-    async fn log_call(&self, call: &Call, uniq: &str, phone: &str) -> Result<Logged, Outcome> {
+    async fn log_call(&self, call: &Call, uniq: &str, phone: &str, outbound: bool) -> Result<Logged, Outcome> {
         let mut item = json!({
-            "direction": "inbound",
+            "direction": if outbound { "outbound" } else { "inbound" },
             "uniq": uniq,
             "duration": call.duration.unwrap_or(0),
             "source": self.acc.source,

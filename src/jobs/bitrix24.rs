@@ -22,12 +22,14 @@ use std::collections::BTreeMap;
 
 use callpool_pool::Ts;
 use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::crm::{self, Attr, Facts, Mapping};
-use super::{earlier_pending, no_answer, skipped, state_of, Ctx, Event, Handler, Outcome};
+use super::{
+    earlier_pending, no_answer, one_by_one, sent_with, skipped, state_of, wait_for_earlier, Ctx, Event, Handler,
+    Outcome,
+};
 use crate::app::App;
 use crate::callback::Callback;
 use crate::calls::{Call, CallStatus};
@@ -194,14 +196,7 @@ impl Handler for Bitrix24Calls {
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
-        async move {
-            let mut out = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                out.push(deliver_call(ctx, kind, job).await);
-            }
-            out
-        }
-        .boxed()
+        one_by_one(jobs, move |job| deliver_call(ctx, kind, job))
     }
 
     fn pace(&self, _app: &App) -> super::Pace {
@@ -227,22 +222,13 @@ impl Handler for Bitrix24Callbacks {
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
-        async move {
-            let mut out = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let Record::Callback(cb) = &job.record else {
-                    out.push(skipped("not a callback"));
-                    continue;
-                };
-                let Some(portal) = ctx.config.site(&cb.site).and_then(portal) else {
-                    out.push(skipped("Bitrix24 is not configured for the site"));
-                    continue;
-                };
-                out.push(Api { ctx, portal }.callback_lead(cb).await.unwrap_or_else(|o| o));
-            }
-            out
-        }
-        .boxed()
+        one_by_one(jobs, move |job| async move {
+            let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
+            let Some(portal) = ctx.config.site(&cb.site).and_then(portal) else {
+                return skipped("Bitrix24 is not configured for the site");
+            };
+            Api { ctx, portal }.callback_lead(cb).await.unwrap_or_else(|o| o)
+        })
     }
 
     fn pace(&self, _app: &App) -> super::Pace {
@@ -250,41 +236,30 @@ impl Handler for Bitrix24Callbacks {
     }
 }
 
-/// How long a later job of a call waits before looking again whether the earlier one is done.
-fn wait(ctx: &Ctx<'_>) -> Outcome {
-    Outcome::Wait(ctx.app.clock.now().plus(ctx.config.analytics.retry_base.max(std::time::Duration::from_secs(2))))
-}
-
-fn sent(ctx: &Ctx<'_>, receipt: String) -> Outcome {
-    Outcome::Done(JobState::Sent { at: ctx.app.clock.now(), receipt: Some(receipt) })
-}
-
 async fn deliver_call(ctx: &Ctx<'_>, kind: &'static str, job: &Claimed) -> Outcome {
     let Record::Call(call) = &job.record else { return skipped("not a call") };
     let Some(portal) = call.matched.site.as_ref().and_then(|s| ctx.config.site(s)).and_then(portal) else {
         return skipped("Bitrix24 is not configured for the call's site");
     };
-    let Some(caller) = call.caller.as_ref().map(|c| c.as_str().to_owned()) else {
-        return skipped("the caller's number is hidden");
-    };
+    let Some((caller, _)) = crm::customer(call) else { return skipped("the caller's number is hidden") };
     let api = Api { ctx, portal };
     let result = match kind {
-        START => api.register(call, &caller).await.map(|r| sent(ctx, r)),
+        START => api.register(call, caller).await.map(|r| sent_with(ctx, r)),
         END => {
             // After the start, with the CALL_ID it got (or registered now, if it could not).
             let call_id = match started(ctx, START, &job.id).await {
-                Started::Wait => return wait(ctx),
+                Started::Wait => return wait_for_earlier(ctx),
                 Started::Receipt(id) => id,
-                Started::Not => match api.register(call, &caller).await {
+                Started::Not => match api.register(call, caller).await {
                     Ok(id) => id,
                     Err(o) => return o,
                 },
             };
-            api.finish(call, &call_id).await.map(|()| sent(ctx, call_id))
+            api.finish(call, &call_id).await.map(|()| sent_with(ctx, call_id))
         }
         _ => match started(ctx, END, &job.id).await {
-            Started::Wait => return wait(ctx),
-            Started::Receipt(call_id) => api.attach_record(call, &call_id).await.map(|r| sent(ctx, r)),
+            Started::Wait => return wait_for_earlier(ctx),
+            Started::Receipt(call_id) => api.attach_record(call, &call_id).await.map(|r| sent_with(ctx, r)),
             Started::Not => Ok(skipped("the call's end did not reach Bitrix24, so its recording cannot either")),
         },
     };
@@ -358,10 +333,12 @@ impl Api<'_> {
     /// the visit's source.
     async fn register(&self, call: &Call, caller: &str) -> Result<String, Outcome> {
         let p = self.portal;
+        let callback = call.matched.kind == crate::calls::MatchKind::Callback;
         let mut body = json!({
             "USER_ID": p.responsible_user_id,
             "PHONE_NUMBER": caller,
-            "TYPE": 2,
+            // 2 inbound; 4 a callback (the PBX dialled the visitor).
+            "TYPE": if callback { 4 } else { 2 },
             "CALL_START_DATE": iso(call.started_at),
             "CRM_CREATE": u8::from(p.create_leads),
             "CRM_SOURCE": p.call_source,
@@ -369,7 +346,7 @@ impl Api<'_> {
             "EXTERNAL_CALL_ID": call.key.to_string(),
         });
         // On a callback's call the line is not one of the site's numbers.
-        if call.matched.kind != crate::calls::MatchKind::Callback {
+        if !callback {
             body["LINE_NUMBER"] = call.called.as_str().into();
         }
         let r = match self.call("telephony.externalcall.register", body).await? {
@@ -433,7 +410,7 @@ impl Api<'_> {
             Answer::Refused(why) => return Err(Outcome::Done(JobState::Dead { error: why })),
         };
         if let Some(id) = found {
-            return Ok(sent(self.ctx, format!("lead {id}")));
+            return Ok(sent_with(self.ctx, format!("lead {id}")));
         }
         let mut fields: serde_json::Map<String, Value> =
             p.mapping.fields(&Facts::of_callback(cb)).into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
@@ -446,7 +423,7 @@ impl Api<'_> {
         fields.insert("ORIGIN_ID".into(), origin.into());
         let add = json!({"fields": fields, "params": {"REGISTER_SONET_EVENT": "Y"}});
         match self.call("crm.lead.add", add).await? {
-            Answer::Result(r) => Ok(sent(self.ctx, format!("lead {}", id_of(&r).unwrap_or_default()))),
+            Answer::Result(r) => Ok(sent_with(self.ctx, format!("lead {}", id_of(&r).unwrap_or_default()))),
             Answer::Refused(why) => Err(Outcome::Done(JobState::Dead { error: why })),
         }
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{earlier_pending, no_answer, skipped, Ctx, Event, Handler, Outcome};
+use super::{earlier_pending, no_answer, skipped, wait_for_earlier, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::callback::Callback;
 use crate::calls::{Call, Caller};
@@ -123,15 +123,6 @@ pub const ENDED: &str = "wh_call_ended";
 pub const CB_REQUESTED: &str = "wh_cb_requested";
 pub const CB_FINISHED: &str = "wh_cb_finished";
 
-/// How long a record's later event waits before looking again whether the earlier ones are
-/// done: `[analytics] retry_base` (10 s), at least this.
-const ORDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// When a waiting event looks again.
-fn wait(ctx: &Ctx<'_>) -> Outcome {
-    Outcome::Wait(ctx.app.clock.now().plus(ctx.config.analytics.retry_base.max(ORDER_WAIT)))
-}
-
 fn answered(c: &Call) -> bool {
     c.status.answered() || c.answered_at.is_some()
 }
@@ -185,7 +176,7 @@ impl Handler for CallHooks {
                 _ => &[],
             };
             if earlier_pending(ctx, earlier, &job.id).await {
-                return wait(ctx);
+                return wait_for_earlier(ctx);
             }
             let Some(site) = call.matched.site.as_ref().and_then(|s| ctx.config.site(s)) else {
                 return skipped("the call's site is no longer configured");
@@ -220,7 +211,7 @@ impl Handler for CallbackHooks {
         join_all(jobs.iter().map(move |job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             if kind == CB_FINISHED && earlier_pending(ctx, &[CB_REQUESTED], &job.id).await {
-                return wait(ctx);
+                return wait_for_earlier(ctx);
             }
             let Some(site) = ctx.config.site(&cb.site) else { return skipped("the site is no longer configured") };
             let Some(hooks) = endpoints(site) else { return skipped("no webhooks are configured for the site") };

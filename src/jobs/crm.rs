@@ -97,6 +97,17 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// The customer's number on a call, and whether callpool's side dialled it: the caller's, or on a
+/// callback's call (the PBX dialled the visitor) the number called. `None`: the caller's number is
+/// hidden.
+pub fn customer(call: &Call) -> Option<(&str, bool)> {
+    if call.matched.kind == crate::calls::MatchKind::Callback {
+        Some((call.called.as_str(), true))
+    } else {
+        call.caller.as_ref().map(|c| (c.as_str(), false))
+    }
+}
+
 /// A site's mapping from attributes to a CRM's fields (by the CRM's name or code for the field)
 /// and its tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,5 +238,15 @@ mod tests {
         };
         assert_eq!(m.fields(&facts), [("UTM_SOURCE", "google".into()), ("NUMBER", "+74951230001".into())]);
         assert_eq!(m.tags(&facts), ["active"]);
+    }
+
+    #[test]
+    fn the_customer_of_a_callbacks_call_is_the_number_the_pbx_dialled() {
+        let mut call = Call::example(callpool_pool::Ts::from_millis(1_767_225_600_000));
+        assert_eq!(customer(&call), None, "a hidden number");
+        call.caller = crate::calls::Caller::parse("+79161234567");
+        assert_eq!(customer(&call), Some(("+79161234567", false)));
+        call.matched.kind = crate::calls::MatchKind::Callback;
+        assert_eq!(customer(&call), Some(("+74951230001", true)));
     }
 }

@@ -1,6 +1,7 @@
 //! Deliveries: one durable job runner and a [`Handler`] per destination — GA4 ([`ga4`]),
 //! Yandex Metrica ([`metrica`]), the PBX callback trigger ([`trigger`]), Telegram
-//! ([`telegram`]) and the team's webhook ([`webhook`]).
+//! ([`telegram`]), the team's webhook ([`webhook`]), the site's own webhooks
+//! ([`call_webhook`]), amoCRM ([`amocrm`]) and Bitrix24 ([`bitrix24`]), the CRMs sharing [`crm`].
 //!
 //! A record's write plans its jobs: each handler says, for an [`Event`] (a call recorded, a
 //! callback requested or missed), whether it has a job for it and when it is due
@@ -284,6 +285,41 @@ pub async fn earlier_pending(ctx: &Ctx<'_>, kinds: &[&'static str], id: &str) ->
         }
     }
     false
+}
+
+/// How long a record's later delivery waits before looking again whether the earlier ones are
+/// done: `[analytics] retry_base` (10 s), at least this.
+const ORDER_WAIT: Duration = Duration::from_secs(2);
+
+/// A later delivery of a record whose earlier one is not done: back to the queue for a while,
+/// no attempt counted.
+pub fn wait_for_earlier(ctx: &Ctx<'_>) -> Outcome {
+    Outcome::Wait(ctx.app.clock.now().plus(ctx.config.analytics.retry_base.max(ORDER_WAIT)))
+}
+
+/// Delivered now, with what the destination made of it (a later delivery of the record reads it).
+pub fn sent_with(ctx: &Ctx<'_>, receipt: String) -> Outcome {
+    Outcome::Done(JobState::Sent { at: ctx.app.clock.now(), receipt: Some(receipt) })
+}
+
+/// Runs `one` for each job of a batch in turn (a destination paced per account gains nothing from
+/// running them together).
+pub fn one_by_one<'a, Fut>(
+    jobs: &'a [Claimed],
+    one: impl Fn(&'a Claimed) -> Fut + Send + 'a,
+) -> BoxFuture<'a, Vec<Outcome>>
+where
+    Fut: std::future::Future<Output = Outcome> + Send + 'a,
+{
+    use futures_util::FutureExt;
+    async move {
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(one(job).await);
+        }
+        out
+    }
+    .boxed()
 }
 
 /// Where record `id`'s job of `kind` stands (`None`: it has none); `Err` when the store did not

@@ -308,7 +308,7 @@ impl B24 {
             "telephony.externalcall.register" => {
                 let valid = b["USER_ID"] == 1
                     && b["PHONE_NUMBER"].as_str().is_some_and(|p| !p.is_empty())
-                    && b["TYPE"] == 2
+                    && matches!(b["TYPE"].as_u64(), Some(2 | 4))
                     && b["CALL_START_DATE"].as_str().is_some_and(|d| chrono::DateTime::parse_from_rfc3339(d).is_ok())
                     && matches!(b["CRM_CREATE"].as_u64(), Some(0 | 1))
                     && b["CRM_SOURCE"] == "CALL"

@@ -931,6 +931,8 @@ reclaim_after_idle = "30m"
     let acked_at: std::collections::HashMap<&str, Instant> = acked.iter().map(|(id, at)| (id.as_str(), *at)).collect();
     assert!(lost_calls.iter().all(|id| acked_at[id.as_str()] >= cut_at), "lost before the cut: {lost_calls:?}");
     assert!(lost_leases.iter().all(|(_, at)| *at >= cut_at), "lost before the cut: {lost_leases:?}");
-    assert!(!lost_calls.is_empty() && lost_calls.len() <= acked_in_gap, "{lost_calls:?} of {acked_in_gap}");
+    // Calls acknowledged in the gap are lost (unless a busy machine let none through in it).
+    assert!(lost_calls.len() <= acked_in_gap, "{lost_calls:?} of {acked_in_gap}");
+    assert!(acked_in_gap == 0 || !lost_calls.is_empty(), "none of the {acked_in_gap} acknowledged in the gap was lost");
     Arc::try_unwrap(node).ok().expect("the load task ended").stop().await;
 }
