@@ -20,6 +20,10 @@ pub const ENV_PBX_TOKEN_PREFIX: &str = "CALLPOOL_PBX_TOKEN_";
 /// `CALLPOOL_TRIGGER_SECRET_<SITE ID>` (upper case, '-' as '_'): that site's callback trigger's
 /// secret (a vendor's API secret or salt).
 pub const ENV_TRIGGER_SECRET_PREFIX: &str = "CALLPOOL_TRIGGER_SECRET_";
+/// `CALLPOOL_AMOCRM_TOKEN_<SITE ID>` (upper case, '-' as '_'): that site's amoCRM token.
+pub const ENV_AMOCRM_TOKEN_PREFIX: &str = "CALLPOOL_AMOCRM_TOKEN_";
+/// `CALLPOOL_BITRIX24_TOKEN_<SITE ID>`: the code of that site's Bitrix24 inbound webhook.
+pub const ENV_BITRIX24_TOKEN_PREFIX: &str = "CALLPOOL_BITRIX24_TOKEN_";
 pub const ENV_GA4_BASE_URL: &str = "CALLPOOL_GA4_BASE_URL";
 pub const ENV_YANDEX_BASE_URL: &str = "CALLPOOL_YANDEX_BASE_URL";
 

@@ -627,6 +627,12 @@ mod tests {
             &site("[site.bitrix24]\nurl = \"https://b.bitrix24.ru/rest/1/abc/\"\nuser_id = 1\ntoken = \"abc\"\nrequests_per_second = 9"),
             &["site \"shop\": bitrix24.url: the portal's address only", "bitrix24.requests_per_second: 1 to 5"],
         );
+        // A CRM's token from the environment, named by the site.
+        let text = site("[site.amocrm]\nsubdomain = \"example\"");
+        let c = Config::parse(&text, "test.toml", &env(&[("CALLPOOL_AMOCRM_TOKEN_SHOP", " from-env ")])).unwrap();
+        let acc = crate::jobs::amocrm::account(&c.sites[0]).unwrap();
+        assert_eq!((acc.token.as_str(), acc.base_url.as_str()), ("from-env", "https://example.amocrm.ru"));
+        check(&text, &["amocrm.token: is empty (a long-lived token of the account's private integration; or CALLPOOL_AMOCRM_TOKEN_SHOP)"]);
     }
 
     #[test]

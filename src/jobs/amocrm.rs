@@ -64,7 +64,7 @@ pub struct SiteReader;
 struct Raw {
     subdomain: Option<String>,
     base_url: Option<String>,
-    token: String,
+    token: Option<String>,
     responsible_user_id: Option<u64>,
     pipeline_id: Option<u64>,
     #[serde(default)]
@@ -117,8 +117,13 @@ impl Reader for SiteReader {
                 String::new()
             }
         };
-        if raw.token.trim().is_empty() {
-            f.fail("token", "is empty (a long-lived token from the account's integration settings)");
+        let (env_name, from_env) = f.owner_var(crate::config::ENV_AMOCRM_TOKEN_PREFIX);
+        let token = from_env.or(raw.token).map(|t| t.trim().to_owned()).unwrap_or_default();
+        if token.is_empty() {
+            f.fail(
+                "token",
+                format!("is empty (a long-lived token of the account's private integration; or {env_name})"),
+            );
         }
         let source = raw.source.unwrap_or_else(|| "callpool".into());
         if source.trim().is_empty() || source.chars().count() > 100 {
@@ -133,7 +138,7 @@ impl Reader for SiteReader {
             "amocrm",
             Account {
                 base_url,
-                token: raw.token.trim().to_owned(),
+                token,
                 responsible_user_id: raw.responsible_user_id,
                 pipeline_id: raw.pipeline_id,
                 leads: raw.unknown_callers == Unknown::Lead,

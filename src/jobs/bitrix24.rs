@@ -84,7 +84,7 @@ pub struct SiteReader;
 struct Raw {
     url: String,
     user_id: u64,
-    token: String,
+    token: Option<String>,
     responsible_user_id: Option<u64>,
     create_leads: Option<bool>,
     show_card: Option<bool>,
@@ -115,9 +115,15 @@ impl Reader for SiteReader {
         if url.contains("/rest/") {
             f.fail("url", "the portal's address only (https://example.bitrix24.ru): the webhook's user and code go to user_id and token");
         }
-        let token = raw.token.trim().trim_matches('/').to_owned();
+        let (env_name, from_env) = f.owner_var(crate::config::ENV_BITRIX24_TOKEN_PREFIX);
+        let token = from_env.or(raw.token).map(|t| t.trim().trim_matches('/').to_owned()).unwrap_or_default();
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            f.fail("token", "the inbound webhook's code (letters and digits, from .../rest/<user_id>/<code>/)");
+            f.fail(
+                "token",
+                format!(
+                    "the inbound webhook's code (letters and digits, from .../rest/<user_id>/<code>/; or {env_name})"
+                ),
+            );
         }
         let source = |f: &mut Fields<'_>, name: &str, v: Option<String>, default: &str| {
             let v = v.unwrap_or_else(|| default.into());

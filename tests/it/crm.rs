@@ -97,7 +97,10 @@ struct AmoState {
 #[derive(Clone, Default)]
 struct Amo(Arc<Mutex<AmoState>>);
 
-impl Amo {
+/// A fake CRM: serves its `handle` on a loopback port.
+trait Fake: Clone + Send + Sync + 'static {
+    fn handle(&self, req: axum::extract::Request) -> impl std::future::Future<Output = (StatusCode, String)> + Send;
+
     async fn start(&self) -> String {
         let me = self.clone();
         serve_fake(move |req| {
@@ -106,7 +109,9 @@ impl Amo {
         })
         .await
     }
+}
 
+impl Fake for Amo {
     async fn handle(&self, req: axum::extract::Request) -> (StatusCode, String) {
         let (parts, body, json_type) = body_of(req).await;
         let mut s = self.0.lock().unwrap();
@@ -173,7 +178,9 @@ impl Amo {
         s.common.violations.extend(problems);
         answer
     }
+}
 
+impl Amo {
     fn unsorted(&self) -> Vec<Value> {
         self.0.lock().unwrap().unsorted.clone()
     }
@@ -274,16 +281,7 @@ struct B24State {
 #[derive(Clone, Default)]
 struct B24(Arc<Mutex<B24State>>);
 
-impl B24 {
-    async fn start(&self) -> String {
-        let me = self.clone();
-        serve_fake(move |req| {
-            let me = me.clone();
-            async move { me.handle(req).await }
-        })
-        .await
-    }
-
+impl Fake for B24 {
     async fn handle(&self, req: axum::extract::Request) -> (StatusCode, String) {
         let (parts, b, json_type) = body_of(req).await;
         let mut s = self.0.lock().unwrap();
@@ -415,7 +413,9 @@ impl B24 {
             }
         }
     }
+}
 
+impl B24 {
     fn with<T>(&self, f: impl FnOnce(&mut B24State) -> T) -> T {
         f(&mut self.0.lock().unwrap())
     }
