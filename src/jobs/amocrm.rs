@@ -5,7 +5,9 @@
 //! (`POST /api/v4/leads/unsorted/sip`, `source_uid` = the call key) with the visit's source in
 //! the lead's fields and tags. Before making one, "Unsorted" is looked through for the call key,
 //! so a retry after a lost answer never makes a second lead (and once a manager accepted the lead,
-//! its contact has the number: the call is logged on it). Requests are paced to amoCRM's limit (7 a second
+//! its contact has the number: the call is logged on it); a caller whose earlier lead still waits
+//! there gets the call as a note on that lead. Due when the call is final, or `finalize_after`
+//! its start if no final report comes. Requests are paced to amoCRM's limit (7 a second
 //! per integration); a 429 or 5xx is retried; a refusal is a dead letter with amoCRM's words.
 //! Sources: docs/CRM.md.
 
@@ -168,25 +170,23 @@ impl Handler for AmoCrm {
         Some(&SiteReader)
     }
 
-    fn hurried_when_final(&self) -> bool {
-        false
-    }
-
+    /// Due when the call is final (a final report hurries it), or `finalize_after` its start
+    /// when no final report comes: then it goes with what is known.
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
-        let Event::CallChanged { call, before, site: Some(site), now } = event else { return Vec::new() };
-        let ended = call.status.is_final() && !before.is_some_and(|b| b.status.is_final());
-        if account(site).is_none() || !ended {
-            return Vec::new();
+        match event {
+            Event::CallRecorded { site: Some(site), due, .. } if account(site).is_some() => {
+                vec![Planned { kind: CALL, plan: Plan::Due(due) }]
+            }
+            _ => Vec::new(),
         }
-        vec![Planned { kind: CALL, plan: Plan::Due(now) }]
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
-        one_by_one(jobs, move |job| deliver(ctx, job))
+        one_by_one(ctx, jobs, move |job| deliver(ctx, job))
     }
 
     fn pace(&self, _app: &App) -> super::Pace {
-        super::Pace { batch: 16, ..Default::default() }
+        super::Pace { batch: 8, ..Default::default() }
     }
 }
 
@@ -209,13 +209,25 @@ async fn deliver(ctx: &Ctx<'_>, job: &Claimed) -> Outcome {
             return Err(skipped("the caller is not in amoCRM, and unknown_callers is \"ignore\""));
         }
         // A lead made before (its answer lost) is still in "Unsorted", or was accepted: then its
-        // contact has the number and the call was logged on it above.
-        if let Some(id) = api.unsorted_made(&uniq).await? {
-            return Ok(format!("lead {id}"));
+        // contact has the number and the call was logged on it above. A caller whose earlier
+        // call's lead still waits in "Unsorted" (its contact is not found until a manager accepts
+        // it) gets this call on that lead.
+        match api.in_unsorted(&uniq, phone).await? {
+            Unsorted::Mine(lead) => Ok(format!("lead {lead}")),
+            Unsorted::Callers(lead) => api.note_call(call, lead, &uniq, phone, outbound).await,
+            Unsorted::None => api.unsorted_lead(call, &uniq, phone).await.map(|id| format!("lead {id}")),
         }
-        api.unsorted_lead(call, &uniq, phone).await.map(|id| format!("lead {id}"))
     };
     result.await.map_or_else(|o| o, |receipt| sent_with(ctx, receipt))
+}
+
+/// What "Unsorted" holds of a call.
+enum Unsorted {
+    /// The lead an earlier attempt made for this call.
+    Mine(u64),
+    /// The lead of an earlier call from the same number, not yet accepted.
+    Callers(u64),
+    None,
 }
 
 /// What `POST /api/v4/calls` did with the call.
@@ -280,32 +292,71 @@ impl Api<'_> {
             return Ok(Logged::Call(id));
         }
         let error = v["errors"].get(0).cloned().unwrap_or_else(|| v.clone());
-        let text = error.to_string().to_lowercase();
-        if text.contains("uniq") {
-            return Ok(Logged::Repeat);
-        }
-        if text.contains("entity not found") || text.contains("not found") {
+        if error["title"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("entity not found")) {
             return Ok(Logged::NoContact);
         }
-        Err(Outcome::Done(JobState::Dead {
-            error: format!("amoCRM did not log the call (HTTP {status}): {}", problem(&error.to_string())),
-        }))
+        // A call of this uniq logged before (amoCRM's docs do not give the words: any error on
+        // the uniq that says it is taken).
+        let text = error.to_string().to_lowercase();
+        if text.contains("uniq") && ["already", "exist", "duplicate", "not unique"].iter().any(|w| text.contains(w)) {
+            return Ok(Logged::Repeat);
+        }
+        Err(dead(format!("amoCRM did not log the call (HTTP {status}): {}", problem(&error.to_string()))))
     }
 
-    /// The lead an earlier attempt made for the call, if it is still in "Unsorted" (its
-    /// `source_uid` is the call's `uniq`; the newest 250 calls' items are looked at).
-    async fn unsorted_made(&self, uniq: &str) -> Result<Option<u64>, Outcome> {
+    /// What "Unsorted" holds of the call or its caller (the newest 250 calls' items).
+    async fn in_unsorted(&self, uniq: &str, phone: &str) -> Result<Unsorted, Outcome> {
         let url = format!("{}/api/v4/leads/unsorted", self.acc.base_url);
         let query = [("filter[category][]", "sip"), ("order[created_at]", "desc"), ("limit", "250")];
         let (status, v) = self.send(self.ctx.http.get(url).query(&query)).await?;
         if status == reqwest::StatusCode::BAD_REQUEST {
-            return Err(Outcome::Done(JobState::Dead {
-                error: format!("amoCRM refused the unsorted list: {}", problem(&v.to_string())),
-            }));
+            return Err(dead(format!("amoCRM refused the unsorted list: {}", problem(&v.to_string()))));
         }
         let items = v["_embedded"]["unsorted"].as_array().cloned().unwrap_or_default();
-        let mine = items.iter().find(|u| u["source_uid"] == uniq || u["metadata"]["uniq"] == uniq);
-        Ok(mine.and_then(|u| u["_embedded"]["leads"].get(0)).and_then(|l| l["id"].as_u64()))
+        let lead = |u: &Value| u["_embedded"]["leads"].get(0).and_then(|l| l["id"].as_u64());
+        if let Some(id) = items.iter().find(|u| u["source_uid"] == uniq || u["metadata"]["uniq"] == uniq).and_then(lead)
+        {
+            return Ok(Unsorted::Mine(id));
+        }
+        let callers = items.iter().find(|u| u["metadata"]["phone"] == phone || u["metadata"]["from"] == phone);
+        Ok(callers.and_then(lead).map_or(Unsorted::None, Unsorted::Callers))
+    }
+
+    /// The call as a note on `lead` (`call_in`/`call_out`), unless a note of its `uniq` is there.
+    async fn note_call(
+        &self,
+        call: &Call,
+        lead: u64,
+        uniq: &str,
+        phone: &str,
+        outbound: bool,
+    ) -> Result<String, Outcome> {
+        let url = format!("{}/api/v4/leads/{lead}/notes", self.acc.base_url);
+        let note_type = if outbound { "call_out" } else { "call_in" };
+        let query = [("filter[note_type][]", note_type), ("limit", "250")];
+        let (_, v) = self.send(self.ctx.http.get(&url).query(&query)).await?;
+        let notes = v["_embedded"]["notes"].as_array().cloned().unwrap_or_default();
+        if notes.iter().any(|n| n["params"]["uniq"] == uniq) {
+            return Ok(format!("note on lead {lead}"));
+        }
+        let mut params = json!({
+            "uniq": uniq,
+            "duration": call.duration.unwrap_or(0),
+            "source": self.acc.source,
+            "phone": phone,
+        });
+        if let Some(link) = call.recording_url.as_deref().filter(|u| u.starts_with("http")) {
+            params["link"] = link.into();
+        }
+        let body = json!([{"note_type": note_type, "params": params}]);
+        let (status, v) = self.send(self.ctx.http.post(&url).json(&body)).await?;
+        match v["_embedded"]["notes"].get(0).and_then(|n| n["id"].as_u64()) {
+            Some(_) => Ok(format!("note on lead {lead}")),
+            None => Err(dead(format!(
+                "amoCRM did not add the call to lead {lead} (HTTP {status}): {}",
+                problem(&v.to_string())
+            ))),
+        }
     }
 
     /// An incoming call's lead in "Unsorted", with its contact; the lead's id.
@@ -352,9 +403,8 @@ impl Api<'_> {
         let url = format!("{}/api/v4/leads/unsorted/sip", self.acc.base_url);
         let (_, v) = self.send(self.ctx.http.post(url).json(&json!([item]))).await?;
         let made = v["_embedded"]["unsorted"].get(0).and_then(|u| u["_embedded"]["leads"].get(0));
-        made.and_then(|l| l["id"].as_u64()).ok_or_else(|| {
-            Outcome::Done(JobState::Dead { error: format!("amoCRM made no lead: {}", problem(&v.to_string())) })
-        })
+        made.and_then(|l| l["id"].as_u64())
+            .ok_or_else(|| dead(format!("amoCRM made no lead: {}", problem(&v.to_string()))))
     }
 }
 
@@ -388,8 +438,17 @@ fn result_text(call: &Call) -> String {
     format!("{source} ({})", call.matched.kind.as_str())
 }
 
-/// amoCRM's problem body (`title`, `detail`, `validation-errors`) in a line.
+fn dead(error: String) -> Outcome {
+    Outcome::Done(JobState::Dead { error })
+}
+
+/// amoCRM's problem body (`title`, `detail`, `validation-errors`) in a line, at most 300
+/// characters.
 fn problem(text: &str) -> String {
+    crm::clip(&problem_words(text))
+}
+
+fn problem_words(text: &str) -> String {
     let Ok(v) = serde_json::from_str::<Value>(text) else { return text.to_owned() };
     let mut parts: Vec<String> = ["title", "detail"].iter().filter_map(|k| v[*k].as_str().map(str::to_owned)).collect();
     if let Some(errors) = v.get("validation-errors") {

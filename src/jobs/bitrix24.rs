@@ -1,20 +1,22 @@
 //! Bitrix24, `[site.bitrix24]`, through the portal's inbound webhook (scopes `telephony`, `crm`):
 //! - the moment a call is first reported (kind `b24_call_start`), `telephony.externalcall.register`
 //!   (inbound, the caller's number, the line = the tracking number, `EXTERNAL_CALL_ID` = callpool's
-//!   call key, a lead made when the number is unknown); the lead that made gets the visit's source
-//!   (`crm.lead.update`, the site's field mapping). A retry registers again: with the same
-//!   `EXTERNAL_CALL_ID` an open call's registration is found again, with its lead;
-//! - when it ends (`b24_call_end`, after the start), `telephony.externalcall.finish` with the
-//!   duration, the status code and the responsible user; a finish Bitrix24 answers "Call is not
-//!   found" was done before (finishing removes the open call);
+//!   call key, a lead made when the number is unknown), its `CALL_ID` and lead kept as the
+//!   delivery's receipt; then (`b24_lead`) that lead gets the visit's source (`crm.lead.update`,
+//!   the site's field mapping);
+//! - when it ends, or `finalize_after` its start if no final report comes (`b24_call_end`, after
+//!   the start), `telephony.externalcall.finish` with the duration, the status code and the
+//!   responsible user; a finish Bitrix24 answers "Call is not found" was done before (finishing
+//!   removes the open call);
 //! - its recording, once the call has ended and the PBX reported one (`b24_record`, after the end),
 //!   `telephony.externalCall.attachRecord` with `RECORD_URL` (a repeat replaces the file);
 //! - a callback request (`b24_callback`): `crm.lead.add` with the visit's source and
 //!   `ORIGINATOR_ID`/`ORIGIN_ID` = callpool/the request's id, looked up first (`crm.lead.list`), so
 //!   a retry never makes a second lead.
 //!
-//! A later job waits for the earlier ones of its call without spending attempts, and reads the
-//! `CALL_ID` from the start's receipt. Requests are paced to the portal's limit (2 a second);
+//! A later job waits for the earlier one of its call without spending attempts and reads what it
+//! needs from its receipt; when the earlier one is a dead letter, so is the later one (put back
+//! in order, they go). Requests are paced to the portal's limit (2 a second);
 //! 503 `QUERY_LIMIT_EXCEEDED`, 429 and 5xx are retried; other refusals are dead letters with
 //! Bitrix24's words. Sources: docs/CRM.md.
 
@@ -40,6 +42,7 @@ pub struct Bitrix24Calls;
 pub struct Bitrix24Callbacks;
 
 pub const START: &str = "b24_call_start";
+pub const LEAD: &str = "b24_lead";
 pub const END: &str = "b24_call_end";
 pub const RECORD: &str = "b24_record";
 pub const CALLBACK: &str = "b24_callback";
@@ -164,7 +167,7 @@ pub fn portal(site: &SiteConfig) -> Option<&Portal> {
 
 impl Handler for Bitrix24Calls {
     fn kinds(&self) -> &'static [&'static str] {
-        &[START, END, RECORD]
+        &[START, LEAD, END, RECORD]
     }
 
     fn records(&self) -> Records {
@@ -175,38 +178,39 @@ impl Handler for Bitrix24Calls {
         Some(&SiteReader)
     }
 
-    fn hurried_when_final(&self) -> bool {
-        false
+    fn hurried_when_final(&self, kind: &str) -> bool {
+        // The end is due when the call is final, or `finalize_after` its start if no final report
+        // comes; the others are due at once.
+        kind == END
     }
 
     fn plan(&self, _app: &App, event: Event<'_>) -> Vec<Planned> {
-        let Event::CallChanged { call, before, site: Some(site), now } = event else { return Vec::new() };
-        if portal(site).is_none() {
-            return Vec::new();
+        let job = |kind, due| Planned { kind, plan: Plan::Due(due) };
+        match event {
+            Event::CallRecorded { site: Some(site), due, .. } if portal(site).is_some() => vec![job(END, due)],
+            Event::CallChanged { call, before, site: Some(site), now } if portal(site).is_some() => {
+                let mut out = Vec::new();
+                if before.is_none() {
+                    out.extend([job(START, now), job(LEAD, now)]);
+                }
+                // A recording goes once the call has ended: with the end, or when reported after it.
+                let was_final = before.is_some_and(|b| b.status.is_final());
+                let had_recording = was_final && before.is_some_and(|b| b.recording_url.is_some());
+                if call.status.is_final() && call.recording_url.is_some() && !had_recording {
+                    out.push(job(RECORD, now));
+                }
+                out
+            }
+            _ => Vec::new(),
         }
-        let due = |kind| Planned { kind, plan: Plan::Due(now) };
-        let mut out = Vec::new();
-        if before.is_none() {
-            out.push(due(START));
-        }
-        let was_final = before.is_some_and(|b| b.status.is_final());
-        if call.status.is_final() && !was_final {
-            out.push(due(END));
-        }
-        // A recording goes once the call has ended: with the end, or when reported after it.
-        let had_recording = was_final && before.is_some_and(|b| b.recording_url.is_some());
-        if call.status.is_final() && call.recording_url.is_some() && !had_recording {
-            out.push(due(RECORD));
-        }
-        out
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
-        one_by_one(jobs, move |job| deliver_call(ctx, kind, job))
+        one_by_one(ctx, jobs, move |job| deliver_call(ctx, kind, job))
     }
 
     fn pace(&self, _app: &App) -> super::Pace {
-        super::Pace { batch: 16, ..Default::default() }
+        super::Pace { batch: 8, ..Default::default() }
     }
 }
 
@@ -228,7 +232,7 @@ impl Handler for Bitrix24Callbacks {
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx<'a>, _kind: &'static str, jobs: &'a [Claimed]) -> BoxFuture<'a, Vec<Outcome>> {
-        one_by_one(jobs, move |job| async move {
+        one_by_one(ctx, jobs, move |job| async move {
             let Record::Callback(cb) = &job.record else { return skipped("not a callback") };
             let Some(portal) = ctx.config.site(&cb.site).and_then(portal) else {
                 return skipped("Bitrix24 is not configured for the site");
@@ -238,7 +242,7 @@ impl Handler for Bitrix24Callbacks {
     }
 
     fn pace(&self, _app: &App) -> super::Pace {
-        super::Pace { batch: 16, ..Default::default() }
+        super::Pace { batch: 8, ..Default::default() }
     }
 }
 
@@ -250,47 +254,67 @@ async fn deliver_call(ctx: &Ctx<'_>, kind: &'static str, job: &Claimed) -> Outco
     let Some((caller, _)) = crm::customer(call) else { return skipped("the caller's number is hidden") };
     let api = Api { ctx, portal };
     let result = match kind {
-        START => api.register(call, caller).await.map(|r| sent_with(ctx, r)),
-        END => {
-            // After the start, with the CALL_ID it got (or registered now, if it could not).
-            let call_id = match started(ctx, START, &job.id).await {
-                Started::Wait => return wait_for_earlier(ctx),
-                Started::Receipt(id) => id,
-                Started::Not => match api.register(call, caller).await {
-                    Ok(id) => id,
-                    Err(o) => return o,
-                },
-            };
-            api.finish(call, &call_id).await.map(|()| sent_with(ctx, call_id))
-        }
-        _ => match started(ctx, END, &job.id).await {
-            Started::Wait => return wait_for_earlier(ctx),
-            Started::Receipt(call_id) => api.attach_record(call, &call_id).await.map(|r| sent_with(ctx, r)),
-            Started::Not => Ok(skipped("the call's end did not reach Bitrix24, so its recording cannot either")),
+        START => match earlier(ctx, END, &job.id).await {
+            // Put back after its call was registered and finished (a dead letter re-queued late).
+            Earlier::Sent(_) => Ok(skipped("the call was registered and finished before")),
+            _ => api.register(call, caller).await.map(|r| sent_with(ctx, r)),
+        },
+        // Each after the one before it, with the receipt it left.
+        LEAD => match earlier(ctx, START, &job.id).await {
+            Earlier::Sent(receipt) => match receipt.split_once(" lead ").and_then(|(_, l)| l.parse::<u64>().ok()) {
+                Some(lead) => api.tag_lead(call, lead).await.map(|()| sent_with(ctx, format!("lead {lead}"))),
+                None => Ok(skipped("Bitrix24 made no lead: the number was known")),
+            },
+            other => other.outcome(ctx, START),
+        },
+        END => match earlier(ctx, START, &job.id).await {
+            Earlier::Sent(receipt) => {
+                let call_id = receipt.split_whitespace().next().unwrap_or_default().to_owned();
+                api.finish(call, &call_id).await.map(|()| sent_with(ctx, call_id))
+            }
+            other => other.outcome(ctx, START),
+        },
+        _ => match earlier(ctx, END, &job.id).await {
+            Earlier::Sent(call_id) => api.attach_record(call, &call_id).await.map(|r| sent_with(ctx, r)),
+            other => other.outcome(ctx, END),
         },
     };
     result.unwrap_or_else(|o| o)
 }
 
 /// How a call's earlier job stands.
-enum Started {
+enum Earlier {
     Wait,
-    /// Sent, with the CALL_ID it got.
-    Receipt(String),
-    /// Skipped, dead, or never planned (the call began before the site had Bitrix24).
+    /// Sent, with its receipt.
+    Sent(String),
+    /// A dead letter: so is the later job (put both back to deliver them).
+    Dead,
+    /// Skipped, or never planned (the call began before the site had Bitrix24).
     Not,
 }
 
-async fn started(ctx: &Ctx<'_>, kind: &'static str, id: &str) -> Started {
+impl Earlier {
+    /// A later job's outcome when the earlier one (`kind`) did not leave what it needs.
+    fn outcome(self, ctx: &Ctx<'_>, kind: &str) -> Result<Outcome, Outcome> {
+        Ok(match self {
+            Earlier::Wait => wait_for_earlier(ctx),
+            Earlier::Sent(_) | Earlier::Not => skipped(&format!("{kind} did not reach Bitrix24")),
+            Earlier::Dead => Outcome::Done(JobState::Dead {
+                error: format!("{kind} of this call is a dead letter: put it back first, then this"),
+            }),
+        })
+    }
+}
+
+async fn earlier(ctx: &Ctx<'_>, kind: &'static str, id: &str) -> Earlier {
     if earlier_pending(ctx, &[kind], id).await {
-        return Started::Wait;
+        return Earlier::Wait;
     }
     match state_of(ctx, kind, id).await {
-        Err(()) => Started::Wait,
-        Ok(Some(JobState::Sent { receipt: Some(r), .. })) => {
-            Started::Receipt(r.split_whitespace().next().unwrap_or_default().to_owned())
-        }
-        Ok(_) => Started::Not,
+        Err(()) => Earlier::Wait,
+        Ok(Some(JobState::Sent { receipt: Some(r), .. })) => Earlier::Sent(r),
+        Ok(Some(JobState::Dead { .. })) => Earlier::Dead,
+        Ok(_) => Earlier::Not,
     }
 }
 
@@ -318,11 +342,11 @@ impl Api<'_> {
             let v = crm::json(resp).await.map_err(|e| Outcome::Again(format!("Bitrix24's {method}: {e}")))?;
             return match v.get("result") {
                 Some(r) => Ok(Answer::Result(r.clone())),
-                None => Ok(Answer::Refused(error_words(&v))),
+                None => Ok(Answer::Refused(crm::clip(&error_words(&v)))),
             };
         }
         let text = crm::error_text(resp).await;
-        let words = serde_json::from_str::<Value>(&text).map_or(text, |v| error_words(&v));
+        let words = serde_json::from_str::<Value>(&text).map_or(text, |v| crm::clip(&error_words(&v)));
         let why = format!("Bitrix24 answered {method} with HTTP {status}: {words}");
         if status.is_server_error() || status.as_u16() == 429 {
             // 503 QUERY_LIMIT_EXCEEDED (the portal's rate), 429 OPERATION_TIME_LIMIT, 500.
@@ -335,8 +359,8 @@ impl Api<'_> {
         Ok(Answer::Refused(why))
     }
 
-    /// Registers the call (`CALL_ID` for the receipt, with the lead it made) and gives the lead
-    /// the visit's source.
+    /// Registers the call: its `CALL_ID` for the receipt, with the lead Bitrix24 made (`<CALL_ID>
+    /// lead <id>`).
     async fn register(&self, call: &Call, caller: &str) -> Result<String, Outcome> {
         let p = self.portal;
         let callback = call.matched.kind == crate::calls::MatchKind::Callback;
@@ -346,7 +370,8 @@ impl Api<'_> {
             // 2 inbound; 4 a callback (the PBX dialled the visitor).
             "TYPE": if callback { 4 } else { 2 },
             "CALL_START_DATE": iso(call.started_at),
-            "CRM_CREATE": u8::from(p.create_leads),
+            // A callback's lead is made with its request (b24_callback), not by its call.
+            "CRM_CREATE": u8::from(p.create_leads && !callback),
             "CRM_SOURCE": p.call_source,
             "SHOW": u8::from(p.show_card),
             "EXTERNAL_CALL_ID": call.key.to_string(),
@@ -360,22 +385,36 @@ impl Api<'_> {
             Answer::Refused(why) => return Err(Outcome::Done(JobState::Dead { error: why })),
         };
         let Some(call_id) = r["CALL_ID"].as_str().filter(|s| !s.is_empty() && !s.contains(char::is_whitespace)) else {
-            return Err(Outcome::Done(JobState::Dead { error: format!("Bitrix24 registered no CALL_ID: {r}") }));
+            return Err(Outcome::Done(JobState::Dead {
+                error: format!("Bitrix24 registered no CALL_ID: {}", crm::clip(&r.to_string())),
+            }));
         };
         let lead = r["CRM_CREATED_LEAD"].as_u64().or_else(|| {
             let entities = r["CRM_CREATED_ENTITIES"].as_array()?;
-            entities.iter().find(|e| e["ENTITY_TYPE"] == "LEAD").and_then(|e| e["ENTITY_ID"].as_u64())
+            entities.iter().find(|e| e["ENTITY_TYPE"] == "LEAD").and_then(|e| id_of(&e["ENTITY_ID"]))
         });
-        let Some(lead) = lead else { return Ok(call_id.to_owned()) };
-        let fields: serde_json::Map<String, Value> =
-            p.mapping.fields(&Facts::of_call(call)).into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
-        if !fields.is_empty() {
-            let update = json!({"id": lead, "fields": fields});
-            if let Answer::Refused(why) = self.call("crm.lead.update", update).await? {
-                return Err(Outcome::Done(JobState::Dead { error: format!("the call's lead {lead}: {why}") }));
-            }
+        Ok(match lead {
+            Some(lead) => format!("{call_id} lead {lead}"),
+            None => call_id.to_owned(),
+        })
+    }
+
+    /// Gives the lead the call made the visit's source (the site's mapping).
+    async fn tag_lead(&self, call: &Call, lead: u64) -> Result<(), Outcome> {
+        let fields: serde_json::Map<String, Value> = self
+            .portal
+            .mapping
+            .fields(&Facts::of_call(call))
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
+        if fields.is_empty() {
+            return Ok(());
         }
-        Ok(format!("{call_id} lead {lead}"))
+        match self.call("crm.lead.update", json!({"id": lead, "fields": fields})).await? {
+            Answer::Result(_) => Ok(()),
+            Answer::Refused(why) => Err(Outcome::Done(JobState::Dead { error: format!("lead {lead}: {why}") })),
+        }
     }
 
     async fn finish(&self, call: &Call, call_id: &str) -> Result<(), Outcome> {
@@ -402,6 +441,9 @@ impl Api<'_> {
         let body = json!({"CALL_ID": call_id, "FILENAME": name, "RECORD_URL": url});
         match self.call("telephony.externalCall.attachRecord", body).await? {
             Answer::Result(r) => Ok(r["FILE_ID"].as_u64().map_or_else(|| "attached".into(), |id| format!("file {id}"))),
+            // Bitrix24 could not download it ("Server returns HTTP error code 404"): a PBX often
+            // has the file a while after the call.
+            Answer::Refused(why) if why.contains("HTTP error") => Err(Outcome::Again(why)),
             Answer::Refused(why) => Err(Outcome::Done(JobState::Dead { error: why })),
         }
     }
@@ -410,9 +452,18 @@ impl Api<'_> {
     async fn callback_lead(&self, cb: &Callback) -> Result<Outcome, Outcome> {
         let p = self.portal;
         let origin = cb.id.to_string();
-        let find = json!({"filter": {"=ORIGINATOR_ID": "callpool", "=ORIGIN_ID": origin}, "select": ["ID"]});
+        let find = json!({
+            "filter": {"=ORIGINATOR_ID": "callpool", "=ORIGIN_ID": origin},
+            "select": ["ID", "ORIGINATOR_ID", "ORIGIN_ID"],
+        });
         let found = match self.call("crm.lead.list", find).await? {
-            Answer::Result(r) => r.as_array().and_then(|l| l.first()).and_then(|l| id_of(&l["ID"])),
+            // The filter's rows are checked too: a lead is only this request's if it says so.
+            Answer::Result(r) => r
+                .as_array()
+                .and_then(|rows| {
+                    rows.iter().find(|l| l["ORIGINATOR_ID"] == "callpool" && l["ORIGIN_ID"] == origin.as_str())
+                })
+                .and_then(|l| id_of(&l["ID"])),
             Answer::Refused(why) => return Err(Outcome::Done(JobState::Dead { error: why })),
         };
         if let Some(id) = found {

@@ -140,7 +140,7 @@ impl Handler for CallHooks {
         Some(&SiteReader)
     }
 
-    fn hurried_when_final(&self) -> bool {
+    fn hurried_when_final(&self, _kind: &str) -> bool {
         // Due at once anyway; hurrying would cut a backing-off retry short.
         false
     }

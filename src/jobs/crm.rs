@@ -187,8 +187,11 @@ pub async fn pace(account: &str, per_second: u32) {
 /// error message; a CRM's error bodies do not echo the token).
 pub async fn error_text(resp: reqwest::Response) -> String {
     let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&body);
-    let text = text.trim();
+    clip(String::from_utf8_lossy(&body).trim())
+}
+
+/// At most 300 characters of `text`, for an error kept with a dead letter and logged.
+pub fn clip(text: &str) -> String {
     if text.chars().count() > 300 {
         format!("{}…", text.chars().take(300).collect::<String>())
     } else {

@@ -148,9 +148,9 @@ pub trait Handler: Send + Sync + 'static {
     fn reader(&self) -> Option<&'static dyn Reader> {
         None
     }
-    /// Whether its queued jobs of a call go out at once when the call becomes final (those it
+    /// Whether its queued jobs of `kind` go out at once when the call becomes final (those it
     /// plans for a call's end time, as analytics do).
-    fn hurried_when_final(&self) -> bool {
+    fn hurried_when_final(&self, _kind: &str) -> bool {
         true
     }
     /// The jobs it wants for `event` (none if it is not this destination's business).
@@ -303,8 +303,11 @@ pub fn sent_with(ctx: &Ctx<'_>, receipt: String) -> Outcome {
 }
 
 /// Runs `one` for each job of a batch in turn (a destination paced per account gains nothing from
-/// running them together).
+/// running them together). A job not begun while its claim still leaves room for a few requests
+/// goes back to the queue, due now, no attempt counted: a claim that ran out would let another
+/// node deliver it too.
 pub fn one_by_one<'a, Fut>(
+    ctx: &'a Ctx<'a>,
     jobs: &'a [Claimed],
     one: impl Fn(&'a Claimed) -> Fut + Send + 'a,
 ) -> BoxFuture<'a, Vec<Outcome>>
@@ -313,8 +316,13 @@ where
 {
     use futures_util::FutureExt;
     async move {
+        let room = ctx.config.analytics.request_timeout * 4;
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
+            if std::time::Instant::now() + room >= ctx.claims_end {
+                out.push(Outcome::Wait(ctx.app.clock.now()));
+                continue;
+            }
             out.push(one(job).await);
         }
         out

@@ -38,8 +38,8 @@ pub fn kinds_of(records: Records) -> Vec<&'static str> {
 pub fn hurried_when_final() -> Vec<&'static str> {
     HANDLERS
         .iter()
-        .filter(|h| h.records() == Records::Calls && h.hurried_when_final())
-        .flat_map(|h| h.kinds().iter().copied())
+        .filter(|h| h.records() == Records::Calls)
+        .flat_map(|h| h.kinds().iter().copied().filter(|k| h.hurried_when_final(k)))
         .collect()
 }
 

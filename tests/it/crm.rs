@@ -88,6 +88,8 @@ struct AmoState {
     calls: Vec<(String, Value)>,
     /// "Unsorted" items made: the request's item.
     unsorted: Vec<Value>,
+    /// Notes added to leads: (lead id, the note).
+    notes: Vec<(u64, Value)>,
     /// Make the next unsorted item, then answer 500 (the answer lost).
     lose_unsorted: bool,
     /// Answer 401 (a revoked token) while set.
@@ -158,6 +160,13 @@ impl Fake for Amo {
             ("POST", "/api/v4/leads/unsorted/sip") => {
                 let item = single(&body, json_type, &mut problems);
                 check_unsorted(&item, &mut problems);
+                // "Unsorted" cannot hold the same contact twice.
+                let phone = &item["metadata"]["phone"];
+                if problems.is_empty() && s.unsorted.iter().any(|u| u["metadata"]["phone"] == *phone) {
+                    let e = json!({"title": "Bad Request", "status": 400, "detail": "Request validation failed",
+                        "validation-errors": [{"request_id": "0", "errors": [{"code": "NotUnique", "path": "_embedded.contacts.0", "detail": "The contact is already in Unsorted"}]}]});
+                    return (StatusCode::BAD_REQUEST, e.to_string());
+                }
                 if problems.is_empty() {
                     s.unsorted.push(item);
                     let made = unsorted_item(s.unsorted.len() - 1, s.unsorted.last().unwrap());
@@ -169,6 +178,36 @@ impl Fake for Amo {
                 } else {
                     (StatusCode::BAD_REQUEST, String::new())
                 }
+            }
+            (m, p) if p.starts_with("/api/v4/leads/") && p.ends_with("/notes") => {
+                let lead: u64 = p["/api/v4/leads/".len()..p.len() - "/notes".len()].parse().unwrap_or(0);
+                let known = (0..s.unsorted.len()).any(|i| 4_217_119 + i as u64 == lead);
+                if !known {
+                    return (StatusCode::NOT_FOUND, String::new());
+                }
+                if m == "GET" {
+                    let notes: Vec<Value> = s.notes.iter().filter(|n| n.0 == lead).map(|n| n.1.clone()).collect();
+                    if notes.is_empty() {
+                        return (StatusCode::NO_CONTENT, String::new());
+                    }
+                    return (StatusCode::OK, json!({"_embedded": {"notes": notes}}).to_string());
+                }
+                let note = single(&body, json_type, &mut problems);
+                let p = &note["params"];
+                let ok = matches!(note["note_type"].as_str(), Some("call_in" | "call_out"))
+                    && p["uniq"].is_string()
+                    && p["duration"].is_u64()
+                    && p["source"].is_string()
+                    && p["phone"].is_string();
+                if !ok {
+                    problems.push(format!("a note amoCRM would refuse: {note}"));
+                }
+                s.notes.push((lead, note));
+                let id = s.notes.len() as u64;
+                (
+                    StatusCode::OK,
+                    json!({"_embedded": {"notes": [{"id": id, "entity_id": lead, "request_id": "0"}]}}).to_string(),
+                )
             }
             (m, p) => {
                 problems.push(format!("{m} {p} is not a method callpool uses"));
@@ -276,6 +315,8 @@ struct B24State {
     records: Vec<Value>,
     /// Finish the next call, then answer 500 (the answer lost).
     lose_finish: bool,
+    /// Answer the next crm.lead.update with 503.
+    fail_update: bool,
 }
 
 #[derive(Clone, Default)]
@@ -306,13 +347,17 @@ impl Fake for B24 {
             "telephony.externalcall.register" => {
                 let valid = b["USER_ID"] == 1
                     && b["PHONE_NUMBER"].as_str().is_some_and(|p| !p.is_empty())
-                    && matches!(b["TYPE"].as_u64(), Some(2 | 4))
                     && b["CALL_START_DATE"].as_str().is_some_and(|d| chrono::DateTime::parse_from_rfc3339(d).is_ok())
-                    && matches!(b["CRM_CREATE"].as_u64(), Some(0 | 1))
                     && b["CRM_SOURCE"] == "CALL"
                     && b["SHOW"] == 0
-                    && b["LINE_NUMBER"].is_string()
-                    && b["EXTERNAL_CALL_ID"].is_string();
+                    && b["EXTERNAL_CALL_ID"].is_string()
+                    // Inbound on the tracking line, leads for unknown numbers; a callback's call
+                    // (4) makes none: its request did.
+                    && match b["TYPE"].as_u64() {
+                        Some(2) => b["LINE_NUMBER"].is_string() && b["CRM_CREATE"] == 1,
+                        Some(4) => b["CRM_CREATE"] == 0,
+                        _ => false,
+                    };
                 if !valid {
                     s.common.violations.push(format!("register: {b}"));
                     return error("Unknown TYPE");
@@ -338,6 +383,10 @@ impl Fake for B24 {
                 )
             }
             "crm.lead.update" => {
+                if std::mem::take(&mut s.fail_update) {
+                    let e = json!({"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"});
+                    return (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                }
                 let Some(i) = b["id"].as_u64().filter(|i| *i >= 1 && *i as usize <= s.leads.len()) else {
                     return error("Not found");
                 };
@@ -390,7 +439,7 @@ impl Fake for B24 {
                         let l = &s.leads[i - 1];
                         l["ORIGINATOR_ID"] == f["=ORIGINATOR_ID"] && l["ORIGIN_ID"] == f["=ORIGIN_ID"]
                     })
-                    .map(|i| json!({"ID": i.to_string()}))
+                    .map(|i| json!({"ID": i.to_string(), "ORIGINATOR_ID": s.leads[i - 1]["ORIGINATOR_ID"], "ORIGIN_ID": s.leads[i - 1]["ORIGIN_ID"]}))
                     .collect();
                 if f["=ORIGIN_ID"].as_str().is_none() {
                     s.common.violations.push(format!("crm.lead.list without the origin: {b}"));
@@ -435,6 +484,7 @@ data_dir = {data:?}
 
 [analytics]
 retry_base = "100ms"
+finalize_after = "3s"
 
 [[pbx]]
 id = "office"
@@ -526,6 +576,22 @@ async fn amocrm_gets_each_call_once_as_an_unsorted_lead_or_on_the_contacts_card(
     assert_eq!(lead["_embedded"]["leads"][0]["responsible_user_id"], 7);
     assert!(amo.calls().is_empty(), "an unknown caller's call is the lead's, not a card's");
 
+    // The same caller again while their lead waits in "Unsorted": the call on that lead.
+    report(&node, "c-5", &number, "+79161234567", "missed", false).await;
+    until("the call is on the caller's lead", || async { !amo.0.lock().unwrap().notes.is_empty() }).await;
+    let (lead, note) = amo.0.lock().unwrap().notes[0].clone();
+    assert_eq!(
+        (lead, note["note_type"].as_str(), note["params"]["uniq"].as_str()),
+        (4_217_119, Some("call_in"), Some("office:c-5"))
+    );
+    assert_eq!(amo.unsorted().len(), 1);
+
+    // A call whose end the PBX never reports: on the card `finalize_after` its start, unanswered.
+    report(&node, "c-6", "+74951234567", KNOWN, "ringing", false).await;
+    until("the unfinished call is on the card", || async { amo.calls().iter().any(|c| c.0 == "office:c-6") }).await;
+    let c6 = amo.calls().into_iter().find(|c| c.0 == "office:c-6").unwrap().1;
+    assert_eq!(c6["call_status"], 6);
+
     // A caller amoCRM knows: the call on the card, once.
     report(&node, "c-2", "+74951234567", KNOWN, "completed", false).await;
     until("the call is on the card", || async { !amo.calls().is_empty() }).await;
@@ -556,14 +622,15 @@ async fn amocrm_gets_each_call_once_as_an_unsorted_lead_or_on_the_contacts_card(
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    until("the requeued call is on the card", || async { amo.calls().len() == 2 }).await;
+    until("the requeued call is on the card", || async { amo.calls().len() == 3 }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let calls = amo.calls();
     let uniqs: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(uniqs, ["office:c-2", "office:c-4"], "each call once");
-    assert_eq!((calls[0].1["call_status"].as_u64(), calls[0].1["duration"].as_u64()), (Some(4), Some(42)));
-    assert_eq!(calls[1].1["call_status"], 7, "busy");
+    assert_eq!(uniqs, ["office:c-6", "office:c-2", "office:c-4"], "each call once");
+    assert_eq!((calls[1].1["call_status"].as_u64(), calls[1].1["duration"].as_u64()), (Some(4), Some(42)));
+    assert_eq!(calls[2].1["call_status"], 7, "busy");
+    assert_eq!(amo.0.lock().unwrap().notes.len(), 1);
     let third = &amo.unsorted()[1];
     assert_eq!(third["source_uid"], "office:c-3");
     assert_eq!(third["_embedded"]["leads"][0]["_embedded"]["tags"], json!([{"name": "default_before"}]));
@@ -588,11 +655,12 @@ async fn bitrix24_registers_a_call_as_it_rings_and_a_callback_request_as_one_lea
     let node = Node::start_real(cfg()).await;
 
     // An unknown caller from Google Ads: registered while it rings (the portal over its limit
-    // twice first), a lead with the visit's source; finished (the answer lost once), its recording
-    // attached.
+    // twice first), a lead with the visit's source (its update refused once); finished (the
+    // answer lost once), its recording attached.
     b24.with(|s| {
         s.common.faults.extend([503, 503]);
         s.lose_finish = true;
+        s.fail_update = true;
     });
     let (_tab, number) = tracked_visitor(&node).await;
     report(&node, "c-1", &number, "+79161234567", "ringing", false).await;
