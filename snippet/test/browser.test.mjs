@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createHmac } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -52,6 +52,10 @@ const sitePages = new Map();
 const triggers = [];
 const violations = [];
 const TRIGGER_SECRET = 'browser-trigger-secret-0123';
+const PBX_SECRET = 'browser-pbx-secret-0123456';
+const REPORT_TOKEN = 'browser-report-token-0123456789';
+// Screenshots of the report pages, kept as artefacts of the run.
+const ARTEFACTS = process.env.CALLPOOL_ARTEFACTS || join(root, 'target', 'browser-artefacts');
 
 before(async () => {
   port = await freePort();
@@ -107,6 +111,7 @@ numbers = ["+74951230001", "+74951230002"]
 delay_to_show = "1500ms"
 reclaim_after_idle = "4s"
 release_grace = "1s"
+report_token = "${REPORT_TOKEN}"
 
 [site.callback]
 language = "en"
@@ -116,7 +121,7 @@ trigger = { kind = "generic", url = "http://127.0.0.1:${pbxPort}/trigger", secre
 
 [[pbx]]
 id = "office"
-secrets = ["browser-pbx-secret-0123456"]
+secrets = ["${PBX_SECRET}"]
 `;
   writeFileSync(join(dir, 'callpool.toml'), config);
   server = spawn(BIN, ['--config', join(dir, 'callpool.toml'), 'serve'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -381,4 +386,77 @@ test('a rewritten tel: target keeps the shape of the original', async () => {
     `tel:+7 (495) 123-00-${last}`, `tel:%2B7%20495%20123-00-${last}`, `tel:+749512300${last};ext=12`, `TEL:+749512300${last}`]);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+// The PBX reports a call, signed as callpool's webhook is.
+async function reportCall(call) {
+  const body = JSON.stringify(call);
+  const t = Math.floor(Date.now() / 1000);
+  const v1 = createHmac('sha256', PBX_SECRET).update(`${t}.${body}`).digest('hex');
+  const r = await fetch(`http://127.0.0.1:${port}/v1/pbx/calls?pbx=office`, {
+    method: 'POST', headers: { 'content-type': 'application/json', 'callpool-signature': `t=${t},v1=${v1}` }, body,
+  });
+  assert.equal(r.status, 200, await r.text());
+}
+
+test('the sources page shows what the JSON says, in the browser\'s language, from the keyboard and at a phone\'s width', async () => {
+  // A visitor from Google Ads, whose campaign carries markup, gets a tracking number and calls.
+  const visit = await browser.newContext();
+  const { tab, errors: siteErrors } = await pageWithSnippet(visit,
+    '/landing?utm_source=google&utm_medium=cpc&utm_campaign=%3Cb%3Ewinter%3C%2Fb%3E', '<p id="phone">+7 495 123 45 67</p>');
+  const number = await waitFor('a tracking number', async () =>
+    (await tab.evaluate(() => window.callpool && window.callpool.kind())) === 'tracking' && tab.evaluate(() => window.callpool.number()));
+  await reportCall({ call_id: 'browser-sources-1', called: number, caller: '+79161230077',
+    started_at: new Date().toISOString(), status: 'completed', duration: 30 });
+  assert.deepEqual(siteErrors, []);
+  await visit.close(); // the visit ends: recorded as its last tab closes
+
+  const auth = { authorization: `Bearer ${REPORT_TOKEN}` };
+  const json = await waitFor('the report counts the visit and the call', async () => {
+    const r = await (await fetch(`http://127.0.0.1:${port}/v1/reports/shop/sources`, { headers: auth })).json();
+    const google = r.rows.find((row) => row.key === 'google');
+    return google && google.calls >= 1 && google.visits >= 1 && r;
+  });
+  const google = json.rows.find((row) => row.key === 'google');
+
+  // The owner reads it in Russian (the browser's language).
+  const owner = await browser.newContext({ locale: 'ru-RU', extraHTTPHeaders: auth });
+  const page = await owner.newPage();
+  const errors = watchErrors(page);
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(`http://127.0.0.1:${port}/v1/reports/shop/sources?format=html`);
+  assert.equal(await page.getAttribute('html', 'lang'), 'ru');
+  assert.match(await page.textContent('h1'), /Откуда пришли звонки/);
+  const cells = await page.$$eval('#sources tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  const row = cells.find((c) => c[0] === 'google');
+  assert.ok(row, JSON.stringify(cells));
+  assert.equal(row[1], String(google.visits));
+  assert.equal(row[2], String(google.calls));
+  assert.equal(row[5], String(google.answered));
+  mkdirSync(ARTEFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTEFACTS, 'sources.png'), fullPage: true });
+
+  // From the keyboard: Tab to the "visits" header and sort by it.
+  let reached = false;
+  for (let i = 0; i < 40 && !reached; i += 1) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => (document.activeElement.textContent || '').startsWith('визиты'));
+  }
+  assert.ok(reached, 'the visits header is reachable with Tab');
+  await Promise.all([page.waitForURL(/sort=visits/), page.keyboard.press('Enter')]);
+
+  // By campaign: the markup is text, not an element.
+  await page.goto(`http://127.0.0.1:${port}/v1/reports/shop/sources?format=html&by=campaign&lang=en`);
+  assert.match(await page.textContent('h1'), /Where the calls came from/);
+  assert.ok((await page.textContent('#sources')).includes('<b>winter</b>'));
+  assert.equal(await page.$('#sources tbody b'), null);
+
+  // At a phone's width the page does not scroll sideways (the table scrolls in its box).
+  await page.setViewportSize({ width: 375, height: 740 });
+  const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
+    .filter((e) => e.getBoundingClientRect().right > 376 && !e.closest('.wrap')).map((e) => e.tagName + ' ' + e.getBoundingClientRect().right));
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 375 + 1), JSON.stringify(wide));
+  await page.screenshot({ path: join(ARTEFACTS, 'sources-phone.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await owner.close();
 });

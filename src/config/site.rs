@@ -44,6 +44,8 @@ pub struct SiteConfig {
     /// Leases one client address (IPv6: one /64) may be granted in a period, through each node;
     /// never more than half the site's numbers. `None`: no limit.
     pub leases_per_address: Option<crate::callback::limits::Window>,
+    /// The reports' language when the reader's browser asks for neither Russian nor English.
+    pub language: crate::callback::text::Lang,
 }
 
 impl SiteConfig {
@@ -131,6 +133,7 @@ pub(super) struct RawSite {
     report_token: Option<String>,
     admin_token: Option<String>,
     leases_per_address: Option<String>,
+    language: Option<String>,
     callback: Option<RawCallback>,
     /// Anything else: destinations' tables, read by their own readers (an unknown name is a problem).
     #[serde(flatten)]
@@ -191,6 +194,14 @@ impl Validator {
             Err(_) => {
                 self.fail(&at("timezone"), format!("{:?} is not an IANA time zone such as Europe/Moscow", rs.timezone));
                 chrono_tz::UTC
+            }
+        };
+        let language = match rs.language.as_deref().unwrap_or("ru") {
+            "en" => crate::callback::text::Lang::En,
+            "ru" => crate::callback::text::Lang::Ru,
+            other => {
+                self.fail(&at("language"), format!("{other:?} is neither \"ru\" nor \"en\""));
+                crate::callback::text::Lang::Ru
             }
         };
         let default_before = self.number(&at("default_before"), &rs.default_before);
@@ -310,6 +321,7 @@ impl Validator {
             admin_token: rs.admin_token,
             callback,
             leases_per_address,
+            language,
         })
     }
 }

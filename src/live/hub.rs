@@ -483,19 +483,18 @@ impl Hub {
                 return;
             }
         };
-        let source = attrs
-            .utm_source
-            .clone()
-            .or_else(|| attrs.referrer.as_deref().and_then(crate::config::referrer_host).map(str::to_owned))
-            .unwrap_or_else(|| "direct".into());
         let record = crate::store::visits::VisitRecord {
             visitor: key.1.to_string(),
             first_seen: visit.first_seen.as_millis(),
             last_active: visit.last_seen.as_millis(),
             closed: now.as_millis(),
             tabs,
-            source,
+            source: crate::analytics::visit_source(attrs),
             tracked: site.track.tracks(attrs),
+            medium: attrs.utm_medium.clone(),
+            campaign: attrs.utm_campaign.clone(),
+            term: attrs.utm_term.clone(),
+            landing_page: attrs.landing_page.as_deref().map(crate::analytics::landing_path),
         };
         if let Err(e) = self.app.store.record_visit(&key.0, &record).await {
             self.app.metrics.store_errors.with_label_values(&["visit_log"]).inc();

@@ -4,7 +4,9 @@
 //! the site's local days (its `timezone`). [`page`] renders the owner's page from a template;
 //! `web/reports.rs` serves all of it.
 
+pub mod i18n;
 pub mod page;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -223,13 +225,48 @@ fn delivery(d: &Option<JobState>) -> String {
     }
 }
 
+/// Which of a period's calls a report lists: all by default. A source (medium, campaign, term,
+/// landing page) keeps the calls attributed to a visit with it, grouped as the sources report
+/// groups them; an empty one keeps those whose visit had none.
+#[derive(Clone, Debug, Default)]
+pub struct CallFilter {
+    pub dims: Vec<(sources::Dimension, String)>,
+    pub matched: Option<MatchKind>,
+    pub answered: Option<bool>,
+    pub first_time: Option<bool>,
+}
+
+impl CallFilter {
+    pub fn keeps(&self, c: &Call) -> bool {
+        let answered = c.status.answered() || c.answered_at.is_some();
+        self.matched.is_none_or(|m| m == c.matched.kind)
+            && self.answered.is_none_or(|a| a == answered)
+            && self.first_time.is_none_or(|f| f == c.first_time_caller)
+            && self.dims.iter().all(|(dim, want)| {
+                c.matched.kind.is_tracked() && dim.of_session(&c.matched.attrs).as_deref().unwrap_or("") == want
+            })
+    }
+}
+
 /// The site's calls of a period, oldest first, with where their GA4 event and Metrica row stand.
 pub async fn calls(app: &App, site: &SiteConfig, p: &Period, access: Access) -> Result<CallList, StoreError> {
-    let calls = load(app, site, p).await?;
+    calls_where(app, site, p, access, &CallFilter::default()).await
+}
+
+/// The same, only the calls `filter` keeps.
+pub async fn calls_where(
+    app: &App,
+    site: &SiteConfig,
+    p: &Period,
+    access: Access,
+    filter: &CallFilter,
+) -> Result<CallList, StoreError> {
+    let mut calls = load(app, site, p).await?;
+    let truncated = calls.len() >= MAX_ROWS;
+    calls.retain(|c| filter.keeps(c));
     let ids: Vec<String> = calls.iter().map(|c| c.key.to_string()).collect();
     let ga4 = app.store.job_states(crate::jobs::ga4::CALLS, &ids).await?;
     let yandex = app.store.job_states(crate::jobs::metrica::KIND, &ids).await?;
-    let truncated = calls.len() >= MAX_ROWS;
     let config = app.config();
     let rows = calls
         .iter()

@@ -168,3 +168,167 @@ mod tests {
         assert!(html.contains("<rect x=\"31.0\""), "a bar for the day's call");
     }
 }
+
+/// The sources page's view of a request: what it shows and how its links keep the rest.
+pub struct SourcesView<'a> {
+    pub report: &'a super::sources::SourceReport,
+    pub lang: super::i18n::Lang,
+    pub sort: super::sources::SortBy,
+    pub desc: bool,
+}
+
+struct DimLink {
+    label: &'static str,
+    href: String,
+    current: bool,
+}
+
+struct Header {
+    label: &'static str,
+    href: String,
+    arrow: &'static str,
+}
+
+struct SourceLine {
+    key: String,
+    none: bool,
+    visits: String,
+    calls: String,
+    visits_that_called: String,
+    rate: String,
+    answered: String,
+    missed: String,
+    first_time: String,
+    repeat: String,
+    calls_href: String,
+}
+
+struct HBar {
+    label: String,
+    value: String,
+    y: u32,
+    width: u32,
+}
+
+#[derive(Template)]
+#[template(path = "sources.html")]
+struct SourcesPage<'a> {
+    w: &'static super::i18n::Words,
+    site: &'a str,
+    from: &'a str,
+    to: &'a str,
+    by_label: &'static str,
+    dims: Vec<DimLink>,
+    headers: Vec<Header>,
+    rows: Vec<SourceLine>,
+    bars: Vec<HBar>,
+    chart_height: u32,
+    total_visits: String,
+    total_calls: String,
+    unattributed: String,
+    truncated: bool,
+    csv_href: String,
+    other_lang_href: String,
+    overview_href: String,
+}
+
+/// The sources page: a chart of the rows with the most calls, the table (each header sorts it,
+/// each row links to its calls), the calls no visit is credited with, the CSV.
+pub fn render_sources(v: &SourcesView<'_>) -> String {
+    use super::i18n::{int, percent, words};
+    use super::sources::{Dimension, SortBy};
+    let (r, lang) = (v.report, v.lang);
+    let w = words(lang);
+    let link = |by: Dimension, sort: SortBy, desc: bool, lang: &str, format: &str| {
+        let mut q = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
+        q.append_pair("from", &r.from).append_pair("to", &r.to).append_pair("by", by.as_str());
+        q.append_pair("sort", sort.as_str()).append_pair("order", if desc { "desc" } else { "asc" });
+        q.append_pair("lang", lang).append_pair("format", format);
+        q.finish()
+    };
+    let dim_label = |d: Dimension| w.dimensions[Dimension::ALL.iter().position(|x| *x == d).unwrap_or(0)];
+    let dims = Dimension::ALL
+        .iter()
+        .map(|d| DimLink { label: dim_label(*d), href: link(*d, v.sort, v.desc, w.lang, "html"), current: *d == r.by })
+        .collect();
+    let headers = SortBy::ALL
+        .iter()
+        .zip(w.columns)
+        .map(|(s, label)| {
+            let current = *s == v.sort;
+            // A click sorts by the column, largest first; again, the other way.
+            let desc = if current { !v.desc } else { *s != SortBy::Key };
+            Header {
+                label: if *s == SortBy::Key { dim_label(r.by) } else { label },
+                href: link(r.by, *s, desc, w.lang, "html"),
+                arrow: match (current, v.desc) {
+                    (false, _) => "",
+                    (true, true) => " ↓",
+                    (true, false) => " ↑",
+                },
+            }
+        })
+        .collect();
+    let rows = r
+        .rows
+        .iter()
+        .map(|row| {
+            let mut q = form_urlencoded::Serializer::for_suffix(String::from("calls?format=csv"), "calls?".len());
+            q.append_pair("from", &r.from).append_pair("to", &r.to);
+            q.append_pair(r.by.as_str(), row.key.as_deref().unwrap_or(""));
+            SourceLine {
+                key: row.key.clone().unwrap_or_default(),
+                none: row.key.is_none(),
+                visits: int(lang, row.visits),
+                calls: int(lang, row.calls),
+                visits_that_called: int(lang, row.visits_that_called),
+                rate: row.call_rate.map_or("—".into(), |x| percent(lang, x)),
+                answered: int(lang, row.answered),
+                missed: int(lang, row.missed),
+                first_time: int(lang, row.first_time),
+                repeat: int(lang, row.repeat),
+                calls_href: if row.calls > 0 { q.finish() } else { String::new() },
+            }
+        })
+        .collect();
+    let top: Vec<_> = r.rows.iter().filter(|row| row.calls > 0).take(10).collect();
+    let most = top.iter().map(|row| row.calls).max().unwrap_or(1).max(1);
+    let bars = top
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let label = row.key.clone().unwrap_or_else(|| w.not_set.to_owned());
+            let label = if label.chars().count() > 28 {
+                format!("{}…", label.chars().take(27).collect::<String>())
+            } else {
+                label
+            };
+            HBar { label, value: int(lang, row.calls), y: i as u32 * 22 + 4, width: (row.calls * 380 / most) as u32 }
+        })
+        .collect::<Vec<_>>();
+    let page = SourcesPage {
+        w,
+        site: &r.site,
+        from: &r.from,
+        to: &r.to,
+        by_label: dim_label(r.by),
+        dims,
+        headers,
+        rows,
+        chart_height: bars.len() as u32 * 22 + 8,
+        bars,
+        total_visits: int(lang, r.visits),
+        total_calls: int(lang, r.calls),
+        unattributed: int(lang, r.unattributed.calls),
+        truncated: r.truncated,
+        csv_href: link(r.by, v.sort, v.desc, w.lang, "csv"),
+        other_lang_href: link(r.by, v.sort, v.desc, w.other_lang, "html"),
+        overview_href: {
+            let start = r.site.len() + 4;
+            let mut q = form_urlencoded::Serializer::for_suffix(format!("../{}?", r.site), start);
+            q.append_pair("from", &r.from).append_pair("to", &r.to);
+            q.finish()
+        },
+    };
+    page.render().unwrap_or_else(|e| format!("the page could not be rendered: {e}"))
+}

@@ -211,6 +211,7 @@ mod tests {
                 tabs: u32::from(v.tabs),
                 source: "google".into(),
                 tracked: true,
+                ..Default::default()
             })
             .collect()
     }

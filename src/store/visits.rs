@@ -14,7 +14,7 @@ use super::redis::{bulk_list, int, script};
 use super::{decode, encode, Backend, Store, StoreError};
 
 /// A visit as the hub saw it end.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VisitRecord {
     pub visitor: String,
     /// The first page view (ms).
@@ -29,6 +29,16 @@ pub struct VisitRecord {
     pub source: String,
     /// Whether the site's traffic filter tracked the visit.
     pub tracked: bool,
+    /// Its utm_medium, utm_campaign, utm_term, and the landing page without its query (visits
+    /// recorded by earlier versions have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page: Option<String>,
 }
 
 impl Store {

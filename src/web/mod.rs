@@ -94,6 +94,7 @@ pub fn router(state: WebState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, PAGE_TIMEOUT));
     let owners = Router::new()
         .route("/v1/reports/{site}/calls", get(reports::calls))
+        .route("/v1/reports/{site}/sources", get(reports::sources))
         .route("/v1/reports/{site}/summary", get(reports::summary))
         .route("/v1/reports/{site}/yandex.csv", get(reports::yandex_csv))
         .route("/v1/reports/{site}/callbacks", get(reports::callbacks))

@@ -29,6 +29,7 @@ use super::{admin, callback, error, health, pbx, reports};
         pbx::check_named_url,
         pbx::receive_event,
         reports::calls,
+        reports::sources,
         reports::summary,
         reports::yandex_csv,
         reports::page,

@@ -54,9 +54,52 @@ fn csv(body: String, filename: &str) -> Response {
         .into_response()
 }
 
+/// Which calls to list (all by default).
+#[derive(Deserialize, IntoParams)]
+pub struct CallsFilter {
+    /// Only calls attributed to a visit from this source (`utm_source`, else the referrer's host,
+    /// else `direct`, as the sources report groups them); empty: visits without one.
+    source: Option<String>,
+    /// The same by utm_medium.
+    medium: Option<String>,
+    /// The same by utm_campaign.
+    campaign: Option<String>,
+    /// The same by utm_term.
+    term: Option<String>,
+    /// The same by landing page (its address without the query).
+    landing_page: Option<String>,
+    /// Only calls of this match kind.
+    #[serde(rename = "match")]
+    #[param(rename = "match")]
+    matched: Option<crate::calls::MatchKind>,
+    /// Only answered (`true`) or unanswered (`false`) calls.
+    answered: Option<bool>,
+    /// Only first-time (`true`) or repeat (`false`) callers.
+    first_time: Option<bool>,
+}
+
+impl CallsFilter {
+    fn into_filter(self) -> reports::CallFilter {
+        use reports::sources::Dimension as D;
+        let dims = [
+            (D::Source, self.source),
+            (D::Medium, self.medium),
+            (D::Campaign, self.campaign),
+            (D::Term, self.term),
+            (D::LandingPage, self.landing_page),
+        ];
+        reports::CallFilter {
+            dims: dims.into_iter().filter_map(|(d, v)| v.map(|v| (d, v))).collect(),
+            matched: self.matched,
+            answered: self.answered,
+            first_time: self.first_time,
+        }
+    }
+}
+
 /// A site's calls of a period, oldest first (JSON, or CSV with `format=csv`).
 #[utoipa::path(get, path = "/v1/reports/{site}/calls", security(("report_token" = [])),
-    params(("site" = String, Path, description = "Site id"), ReportQuery),
+    params(("site" = String, Path, description = "Site id"), ReportQuery, CallsFilter),
     responses(
         (status = 200, description = "JSON; with format=csv a CSV file with the same columns",
             content((CallList = "application/json"), (String = "text/csv"))),
@@ -69,9 +112,11 @@ pub async fn calls(
     State(app): State<Arc<App>>,
     owner: Owner,
     Query(q): Query<ReportQuery>,
+    Query(f): Query<CallsFilter>,
 ) -> Result<Response, ApiError> {
     let site = owner.site();
-    let list = reports::calls(&app, site, &q.period(&app, site.timezone)?, owner.access).await?;
+    let period = q.period(&app, site.timezone)?;
+    let list = reports::calls_where(&app, site, &period, owner.access, &f.into_filter()).await?;
     Ok(if q.format.as_deref() == Some("csv") {
         csv(reports::calls_csv(&list), &list.csv_name())
     } else {
@@ -305,6 +350,70 @@ pub async fn yandex_csv(
     Ok(csv(body, &format!("metrica-calls-{}-{}-{}.csv", site.id, p.first, p.last)))
 }
 
+#[derive(Deserialize, IntoParams)]
+pub struct SourcesQuery {
+    /// First day (the site's local date, YYYY-MM-DD); default: 29 days before `to`.
+    from: Option<String>,
+    /// Last day, included; default: today.
+    to: Option<String>,
+    /// `json` (default), `csv`, or `html` (the page).
+    format: Option<String>,
+    /// What rows group by.
+    by: Option<reports::sources::Dimension>,
+    /// The column rows are sorted by (default: calls).
+    sort: Option<reports::sources::SortBy>,
+    /// `desc` (default; alphabetical `asc` for `key`) or `asc`.
+    order: Option<String>,
+    /// The page's language (`ru` or `en`); default: the browser's, else the site's.
+    lang: Option<String>,
+    /// As for every report: moved to a cookie by a redirect.
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// Calls by where their visits came from (source, medium, campaign, term or landing page), with
+/// the visits from each, the share of visits that called, answered and missed, first-time and
+/// repeat callers; JSON, CSV (`format=csv`) or the page (`format=html`).
+#[utoipa::path(get, path = "/v1/reports/{site}/sources", security(("report_token" = [])),
+    params(("site" = String, Path, description = "Site id"), SourcesQuery),
+    responses(
+        (status = 200, description = "JSON; with format=csv a CSV file with the same columns; with format=html the page",
+            content((reports::sources::SourceReport = "application/json"), (String = "text/csv"), (String = "text/html"))),
+        (status = 400, description = "A bad date, period or parameter", body = ErrorBody),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
+        (status = 404, description = "Unknown site (to the server's admin token)", body = ErrorBody),
+    ))]
+pub async fn sources(
+    State(app): State<Arc<App>>,
+    owner: Owner,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<SourcesQuery>,
+) -> Result<Response, ApiError> {
+    let site = owner.site();
+    let period = Period::new(site.timezone, q.from.as_deref(), q.to.as_deref(), app.clock.now())?;
+    let sort = q.sort.unwrap_or_default();
+    let desc = match q.order.as_deref() {
+        None => sort != reports::sources::SortBy::Key,
+        Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => return Err(ApiError::bad_request(format!("order: {other:?} is neither \"asc\" nor \"desc\""))),
+    };
+    let mut report = reports::sources::sources(&app, site, &period, q.by.unwrap_or_default()).await?;
+    report.rows = reports::sources::sort(std::mem::take(&mut report.rows), sort, desc);
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(report).into_response()),
+        "csv" => Ok(csv(report.csv(), &report.csv_name())),
+        "html" => {
+            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+            let lang = reports::i18n::choose(q.lang.as_deref(), accept, site.language);
+            let html = page::render_sources(&page::SourcesView { report: &report, lang, sort, desc });
+            Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+        }
+        other => Err(ApiError::bad_request(format!("format: {other:?} is not json, csv or html"))),
+    }
+}
+
 /// The report page: calls over time by match kind, the untracked split with its hint, pool use.
 #[utoipa::path(get, path = "/v1/reports/{site}", security(("report_token" = [])),
     params(("site" = String, Path, description = "Site id"), ReportQuery),
@@ -333,7 +442,7 @@ pub async fn page(
             Err(_) => "Another pool-size simulation is running on this server; reload this page in a minute.".into(),
         })
     } else {
-        let mut link = form_urlencoded::Serializer::new(String::from("?"));
+        let mut link = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
         link.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("advice", "1");
         Advice::Link(link.finish())
     };

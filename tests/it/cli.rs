@@ -479,6 +479,7 @@ fn simulate_fits_a_sites_recorded_traffic_and_advises_against_its_current_settin
                 tabs: 1 + (i % 4 == 0) as u32,
                 source: "google".into(),
                 tracked: true,
+                ..Default::default()
             };
             calls.record_visit(&shop, &visit).await.unwrap();
             if i % 15 == 1 {

@@ -18,6 +18,7 @@ mod hub;
 mod nginx;
 mod ops;
 mod reload;
+mod reports;
 mod server;
 mod store;
 mod webhooks;

@@ -339,6 +339,8 @@ async fn visits_merge_across_nodes_and_usage_keeps_the_days_peak() {
             tabs: node_tabs,
             source: "google".into(),
             tracked: true,
+            campaign: Some("winter".into()),
+            ..Default::default()
         };
         s.record_visit(&shop(), &visit(2, 30)).await.unwrap();
         s.record_visit(&shop(), &visit(1, 90)).await.unwrap();

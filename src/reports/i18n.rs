@@ -1,0 +1,185 @@
+//! The report pages' words in Russian and English (all of them here, one table per language),
+//! the reader's language (`?lang=`, else the browser's `Accept-Language`, else the site's
+//! `language`), and numbers written the language's way.
+
+pub use crate::callback::text::Lang;
+
+/// Every text of the pages, in one language.
+pub struct Words {
+    pub lang: &'static str,
+    pub other_lang: &'static str,
+    pub other_lang_name: &'static str,
+    pub sources_title: &'static str,
+    pub period: &'static str,
+    pub by: &'static str,
+    pub dimensions: [&'static str; 5],
+    pub columns: [&'static str; 9],
+    pub not_set: &'static str,
+    pub total: &'static str,
+    pub unattributed: &'static str,
+    pub unattributed_note: &'static str,
+    pub truncated: &'static str,
+    pub no_data: &'static str,
+    pub chart_label: &'static str,
+    pub download_csv: &'static str,
+    pub calls_of_row: &'static str,
+    pub overview: &'static str,
+    pub visits_note: &'static str,
+}
+
+pub const EN: Words = Words {
+    lang: "en",
+    other_lang: "ru",
+    other_lang_name: "Русский",
+    sources_title: "Where the calls came from",
+    period: "Period",
+    by: "By",
+    dimensions: ["source", "medium", "campaign", "keyword", "landing page"],
+    columns: [
+        "",
+        "visits",
+        "calls",
+        "visits that called",
+        "call rate",
+        "answered",
+        "missed",
+        "first-time callers",
+        "repeat callers",
+    ],
+    not_set: "(not set)",
+    total: "Total",
+    unattributed: "Calls not attributed to a visit",
+    unattributed_note: "calls to the site's default, static or unmatched numbers",
+    truncated: "The period holds more records than one report reads: narrow it.",
+    no_data: "No visits or calls in this period.",
+    chart_label: "Calls by",
+    download_csv: "Download CSV",
+    calls_of_row: "calls",
+    overview: "Overview",
+    visits_note: "A visit counts once its last tab has closed.",
+};
+
+pub const RU: Words = Words {
+    lang: "ru",
+    other_lang: "en",
+    other_lang_name: "English",
+    sources_title: "Откуда пришли звонки",
+    period: "Период",
+    by: "По",
+    dimensions: ["источнику", "каналу", "кампании", "ключевому слову", "странице входа"],
+    columns: [
+        "",
+        "визиты",
+        "звонки",
+        "визиты со звонком",
+        "доля визитов со звонком",
+        "отвеченные",
+        "пропущенные",
+        "новые звонящие",
+        "повторные звонящие",
+    ],
+    not_set: "(не задано)",
+    total: "Всего",
+    unattributed: "Звонки без визита",
+    unattributed_note: "звонки на основной, статический или неизвестный номер сайта",
+    truncated: "В периоде больше записей, чем читает один отчёт: сузьте его.",
+    no_data: "В этом периоде нет ни визитов, ни звонков.",
+    chart_label: "Звонки по",
+    download_csv: "Скачать CSV",
+    calls_of_row: "звонки",
+    overview: "Обзор",
+    visits_note: "Визит учитывается, когда закрыта его последняя вкладка.",
+};
+
+pub fn words(lang: Lang) -> &'static Words {
+    match lang {
+        Lang::En => &EN,
+        Lang::Ru => &RU,
+    }
+}
+
+/// The reader's language: `?lang=` if it names one, else the first of `Accept-Language` that is
+/// Russian or English (by its order and weights), else the site's.
+pub fn choose(query: Option<&str>, accept_language: Option<&str>, site: Lang) -> Lang {
+    let named = |tag: &str| match tag.trim().split(['-', '_']).next().map(str::to_ascii_lowercase).as_deref() {
+        Some("ru") => Some(Lang::Ru),
+        Some("en") => Some(Lang::En),
+        _ => None,
+    };
+    if let Some(lang) = query.and_then(named) {
+        return lang;
+    }
+    let mut offered: Vec<(f32, usize, Lang)> = accept_language
+        .unwrap_or("")
+        .split(',')
+        .enumerate()
+        .filter_map(|(i, part)| {
+            let mut bits = part.split(';');
+            let lang = named(bits.next()?)?;
+            let q = bits.find_map(|b| b.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
+            (q > 0.0).then_some((q, i, lang))
+        })
+        .collect();
+    offered.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    offered.first().map_or(site, |o| o.2)
+}
+
+/// A count: `12,345` in English, `12 345` (a narrow no-break space) in Russian.
+pub fn int(lang: Lang, n: u64) -> String {
+    let digits = n.to_string();
+    let sep = match lang {
+        Lang::En => ",",
+        Lang::Ru => "\u{202f}",
+    };
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push_str(sep);
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// A share as a percentage with one decimal: `12.5%`, `12,5 %`.
+pub fn percent(lang: Lang, share: f64) -> String {
+    let text = format!("{:.1}", share * 100.0);
+    match lang {
+        Lang::En => format!("{text}%"),
+        Lang::Ru => format!("{}\u{a0}%", text.replace('.', ",")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_language_is_the_query_s_else_the_browser_s_else_the_site_s() {
+        assert_eq!(choose(Some("en"), Some("ru-RU"), Lang::Ru), Lang::En);
+        assert_eq!(choose(Some("de"), Some("de-DE,en;q=0.8,ru;q=0.9"), Lang::En), Lang::Ru);
+        assert_eq!(choose(None, Some("en-GB,en;q=0.9"), Lang::Ru), Lang::En);
+        assert_eq!(choose(None, Some("fr-FR, de;q=0.5"), Lang::Ru), Lang::Ru);
+        assert_eq!(choose(None, Some("ru;q=0"), Lang::En), Lang::En);
+        assert_eq!(choose(None, None, Lang::En), Lang::En);
+    }
+
+    #[test]
+    fn numbers_are_written_the_languages_way() {
+        assert_eq!(int(Lang::En, 1_234_567), "1,234,567");
+        assert_eq!(int(Lang::Ru, 12_345), "12\u{202f}345");
+        assert_eq!(int(Lang::En, 999), "999");
+        assert_eq!(percent(Lang::En, 0.125), "12.5%");
+        assert_eq!(percent(Lang::Ru, 0.125), "12,5\u{a0}%");
+    }
+
+    #[test]
+    fn both_languages_say_everything() {
+        for w in [&EN, &RU] {
+            let texts =
+                [w.sources_title, w.period, w.by, w.not_set, w.total, w.unattributed, w.no_data, w.download_csv];
+            assert!(texts.iter().all(|t| !t.is_empty()), "{}", w.lang);
+            assert!(w.dimensions.iter().chain(&w.columns[1..]).all(|t| !t.is_empty()), "{}", w.lang);
+        }
+    }
+}
