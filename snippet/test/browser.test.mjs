@@ -436,6 +436,25 @@ test('the sources page shows what the JSON says, in the browser\'s language, fro
   mkdirSync(ARTEFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTEFACTS, 'sources.png'), fullPage: true });
 
+  // A row's link lists its calls: the figures of the JSON, the filter form kept.
+  await Promise.all([page.waitForURL(/calls\?format=html/), page.click('#sources tbody tr:has(td:text-is("google")) a')]);
+  const callsJson = await (await fetch(`http://127.0.0.1:${port}/v1/reports/shop/calls?source=google`, { headers: auth })).json();
+  const callRows = await page.$$eval('#calls tbody tr', (trs) => trs.length);
+  assert.equal(callRows, callsJson.calls.length);
+  assert.equal(await page.inputValue('input[name=source]'), 'google');
+  assert.match(await page.textContent('#calls tbody'), /google \/ cpc \/ <b>winter<\/b>/);
+  await page.screenshot({ path: join(ARTEFACTS, 'calls.png'), fullPage: true });
+  // The form from the keyboard: "how matched" = visitor on the site, Tab to the button, Enter.
+  await page.focus('select[name=match]');
+  await page.selectOption('select[name=match]', 'active');
+  for (let i = 0; i < 5 && !(await page.evaluate(() => document.activeElement.type === 'submit')); i += 1) {
+    await page.keyboard.press('Tab');
+  }
+  await Promise.all([page.waitForURL(/match=active/), page.keyboard.press('Enter')]);
+  assert.equal(await page.$$eval('#calls tbody tr', (trs) => trs.length), callsJson.calls.filter((c) => c.match === 'active').length);
+  await page.goBack();
+  await page.goBack();
+
   // From the keyboard: Tab to the "visits" header and sort by it.
   let reached = false;
   for (let i = 0; i < 40 && !reached; i += 1) {

@@ -25,6 +25,26 @@ pub struct Words {
     pub calls_of_row: &'static str,
     pub overview: &'static str,
     pub visits_note: &'static str,
+    pub sources_link: &'static str,
+    pub calls_title: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub any: &'static str,
+    pub yes: &'static str,
+    pub no: &'static str,
+    pub apply: &'static str,
+    /// Filters: source, match, answered, first-time caller.
+    pub filters: [&'static str; 4],
+    /// The calls table: started, number, caller, how matched, source / medium / campaign, status,
+    /// talk (s), recording.
+    pub call_columns: [&'static str; 8],
+    pub no_calls: &'static str,
+    /// Match kinds in `MatchKind::ALL`'s order.
+    pub match_kinds: [&'static str; 8],
+    /// Statuses: ringing, answered, completed, missed, busy, failed.
+    pub statuses: [&'static str; 6],
+    pub hidden: &'static str,
+    pub truncated_calls: &'static str,
 }
 
 pub const EN: Words = Words {
@@ -57,6 +77,39 @@ pub const EN: Words = Words {
     calls_of_row: "calls",
     overview: "Overview",
     visits_note: "A visit counts once its last tab has closed.",
+    sources_link: "Where the calls came from",
+    calls_title: "Calls",
+    from: "from",
+    to: "to",
+    any: "any",
+    yes: "yes",
+    no: "no",
+    apply: "Show",
+    filters: ["source", "how matched", "answered", "first-time caller"],
+    call_columns: [
+        "started",
+        "number",
+        "caller",
+        "how matched",
+        "source / medium / campaign",
+        "status",
+        "talk, s",
+        "recording",
+    ],
+    no_calls: "No calls match.",
+    match_kinds: [
+        "default number (before)",
+        "default number (after)",
+        "static number",
+        "visitor on the site",
+        "visitor who just left",
+        "repeat caller",
+        "unmatched",
+        "callback",
+    ],
+    statuses: ["ringing", "talking", "completed", "missed", "busy", "failed"],
+    hidden: "hidden",
+    truncated_calls: "The period holds more calls than one report reads (50,000): narrow it.",
 };
 
 pub const RU: Words = Words {
@@ -89,6 +142,39 @@ pub const RU: Words = Words {
     calls_of_row: "звонки",
     overview: "Обзор",
     visits_note: "Визит учитывается, когда закрыта его последняя вкладка.",
+    sources_link: "Откуда пришли звонки",
+    calls_title: "Звонки",
+    from: "с",
+    to: "по",
+    any: "все",
+    yes: "да",
+    no: "нет",
+    apply: "Показать",
+    filters: ["источник", "как сопоставлен", "отвечен", "звонит впервые"],
+    call_columns: [
+        "начало",
+        "номер",
+        "кто звонил",
+        "как сопоставлен",
+        "источник / канал / кампания",
+        "статус",
+        "разговор, с",
+        "запись",
+    ],
+    no_calls: "Нет подходящих звонков.",
+    match_kinds: [
+        "основной номер (до показа)",
+        "основной номер (после визита)",
+        "статический номер",
+        "посетитель на сайте",
+        "посетитель, только что ушедший",
+        "повторный звонок",
+        "не сопоставлен",
+        "обратный звонок",
+    ],
+    statuses: ["звонит", "разговор", "завершён", "пропущен", "занято", "ошибка"],
+    hidden: "скрыт",
+    truncated_calls: "В периоде больше звонков, чем читает один отчёт (50 000): сузьте его.",
 };
 
 pub fn words(lang: Lang) -> &'static Words {
@@ -141,6 +227,18 @@ pub fn int(lang: Lang, n: u64) -> String {
     out
 }
 
+/// A match kind in the reader's words.
+pub fn match_kind(w: &Words, kind: crate::calls::MatchKind) -> &'static str {
+    let i = crate::calls::MatchKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+    w.match_kinds[i]
+}
+
+/// A call's status in the reader's words.
+pub fn status(w: &Words, status: &str) -> &'static str {
+    let i = ["ringing", "answered", "completed", "missed", "busy", "failed"].iter().position(|s| *s == status);
+    i.map_or(w.statuses[5], |i| w.statuses[i])
+}
+
 /// A share as a percentage with one decimal: `12.5%`, `12,5 %`.
 pub fn percent(lang: Lang, share: f64) -> String {
     let text = format!("{:.1}", share * 100.0);
@@ -180,6 +278,8 @@ mod tests {
                 [w.sources_title, w.period, w.by, w.not_set, w.total, w.unattributed, w.no_data, w.download_csv];
             assert!(texts.iter().all(|t| !t.is_empty()), "{}", w.lang);
             assert!(w.dimensions.iter().chain(&w.columns[1..]).all(|t| !t.is_empty()), "{}", w.lang);
+            let lists = [&w.filters[..], &w.call_columns, &w.match_kinds, &w.statuses];
+            assert!(lists.iter().all(|l| l.iter().all(|t| !t.is_empty())), "{}", w.lang);
         }
     }
 }

@@ -225,9 +225,12 @@ fn delivery(d: &Option<JobState>) -> String {
     }
 }
 
+/// A filter's value for visits without a source (medium, ...), as Google Analytics writes it.
+pub const NOT_SET: &str = "(not set)";
+
 /// Which of a period's calls a report lists: all by default. A source (medium, campaign, term,
 /// landing page) keeps the calls attributed to a visit with it, grouped as the sources report
-/// groups them; an empty one keeps those whose visit had none.
+/// groups them; [`NOT_SET`] keeps those whose visit had none.
 #[derive(Clone, Debug, Default)]
 pub struct CallFilter {
     pub dims: Vec<(sources::Dimension, String)>,
@@ -243,7 +246,7 @@ impl CallFilter {
             && self.answered.is_none_or(|a| a == answered)
             && self.first_time.is_none_or(|f| f == c.first_time_caller)
             && self.dims.iter().all(|(dim, want)| {
-                c.matched.kind.is_tracked() && dim.of_session(&c.matched.attrs).as_deref().unwrap_or("") == want
+                c.matched.kind.is_tracked() && dim.of_session(&c.matched.attrs).as_deref().unwrap_or(NOT_SET) == want
             })
     }
 }

@@ -273,9 +273,9 @@ pub fn render_sources(v: &SourcesView<'_>) -> String {
         .rows
         .iter()
         .map(|row| {
-            let mut q = form_urlencoded::Serializer::for_suffix(String::from("calls?format=csv"), "calls?".len());
-            q.append_pair("from", &r.from).append_pair("to", &r.to);
-            q.append_pair(r.by.as_str(), row.key.as_deref().unwrap_or(""));
+            let mut q = form_urlencoded::Serializer::for_suffix(String::from("calls?format=html"), "calls?".len());
+            q.append_pair("from", &r.from).append_pair("to", &r.to).append_pair("lang", w.lang);
+            q.append_pair(r.by.as_str(), row.key.as_deref().unwrap_or(super::NOT_SET));
             SourceLine {
                 key: row.key.clone().unwrap_or_default(),
                 none: row.key.is_none(),
@@ -329,6 +329,143 @@ pub fn render_sources(v: &SourcesView<'_>) -> String {
             q.append_pair("from", &r.from).append_pair("to", &r.to);
             q.finish()
         },
+    };
+    page.render().unwrap_or_else(|e| format!("the page could not be rendered: {e}"))
+}
+
+/// The calls page's view of a request.
+pub struct CallsView<'a> {
+    pub list: &'a CallList,
+    pub lang: super::i18n::Lang,
+    pub tz: chrono_tz::Tz,
+    pub filter: &'a super::CallFilter,
+}
+
+struct Choice {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+struct CallLine {
+    started: String,
+    called: String,
+    caller: String,
+    matched: &'static str,
+    source: String,
+    status: &'static str,
+    duration: String,
+    recording: String,
+}
+
+#[derive(Template)]
+#[template(path = "calls.html")]
+struct CallsPage<'a> {
+    w: &'static super::i18n::Words,
+    site: &'a str,
+    from: &'a str,
+    to: &'a str,
+    source: String,
+    kinds: Vec<Choice>,
+    answered: Vec<Choice>,
+    first_time: Vec<Choice>,
+    rows: Vec<CallLine>,
+    count: String,
+    truncated: bool,
+    csv_href: String,
+    sources_href: String,
+    overview_href: String,
+    other_lang_href: String,
+}
+
+/// The calls page: a filter form (period, source, match kind, answered, first-time caller), the
+/// calls newest first in the site's time zone with a player for each recording, the CSV of the
+/// same calls.
+pub fn render_calls(v: &CallsView<'_>) -> String {
+    use super::i18n::{int, match_kind, status, words};
+    use crate::calls::MatchKind;
+    let (list, w, f) = (v.list, words(v.lang), v.filter);
+    let source = f.dims.iter().find(|(d, _)| *d == super::sources::Dimension::Source).map(|(_, s)| s.clone());
+    // The filters as a query, for the CSV and the language switch.
+    let query = |lang: &str, format: &str| {
+        let mut q = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
+        q.append_pair("from", &list.from).append_pair("to", &list.to);
+        for (d, value) in &f.dims {
+            q.append_pair(d.as_str(), value);
+        }
+        if let Some(m) = f.matched {
+            q.append_pair("match", m.as_str());
+        }
+        if let Some(a) = f.answered {
+            q.append_pair("answered", if a { "true" } else { "false" });
+        }
+        if let Some(t) = f.first_time {
+            q.append_pair("first_time", if t { "true" } else { "false" });
+        }
+        q.append_pair("lang", lang).append_pair("format", format);
+        q.finish()
+    };
+    let yes_no = |current: Option<bool>| {
+        vec![
+            Choice { value: "", label: w.any, selected: current.is_none() },
+            Choice { value: "true", label: w.yes, selected: current == Some(true) },
+            Choice { value: "false", label: w.no, selected: current == Some(false) },
+        ]
+    };
+    let kinds = MatchKind::ALL
+        .iter()
+        .map(|k| Choice { value: k.as_str(), label: match_kind(w, *k), selected: f.matched == Some(*k) })
+        .collect();
+    let local = |rfc: &str| {
+        chrono::DateTime::parse_from_rfc3339(rfc)
+            .map(|t| t.with_timezone(&v.tz).format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|_| rfc.to_owned())
+    };
+    let rows = list
+        .calls
+        .iter()
+        .rev()
+        .map(|c| {
+            let parts: Vec<&str> =
+                [&c.source, &c.medium, &c.campaign].into_iter().filter_map(|p| p.as_deref()).collect();
+            CallLine {
+                started: local(&c.started_at),
+                called: c.called.clone(),
+                caller: c.caller.clone().unwrap_or_else(|| w.hidden.to_owned()),
+                matched: match_kind(w, c.matched),
+                source: if parts.is_empty() { "—".into() } else { parts.join(" / ") },
+                status: status(w, &c.status),
+                duration: c.duration.map_or("—".into(), |d| int(v.lang, u64::from(d))),
+                recording: c.recording.clone().unwrap_or_default(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let around = |path: &str| {
+        let mut q = form_urlencoded::Serializer::for_suffix(format!("{path}?"), path.len() + 1);
+        q.append_pair("from", &list.from).append_pair("to", &list.to).append_pair("lang", w.lang);
+        q.append_pair("format", "html");
+        q.finish()
+    };
+    let page = CallsPage {
+        w,
+        site: &list.site,
+        from: &list.from,
+        to: &list.to,
+        source: source.unwrap_or_default(),
+        kinds,
+        answered: yes_no(f.answered),
+        first_time: yes_no(f.first_time),
+        count: format!("{}: {}", w.calls_title, int(v.lang, rows.len() as u64)),
+        rows,
+        truncated: list.truncated,
+        csv_href: query(w.lang, "csv"),
+        sources_href: around("sources"),
+        overview_href: {
+            let mut q = form_urlencoded::Serializer::for_suffix(format!("../{}?", list.site), list.site.len() + 4);
+            q.append_pair("from", &list.from).append_pair("to", &list.to);
+            q.finish()
+        },
+        other_lang_href: query(w.other_lang, "html"),
     };
     page.render().unwrap_or_else(|e| format!("the page could not be rendered: {e}"))
 }

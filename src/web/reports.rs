@@ -24,7 +24,7 @@ pub struct ReportQuery {
     from: Option<String>,
     /// Last day, included; default: today.
     to: Option<String>,
-    /// `json` (default) or `csv`.
+    /// `json` (default) or `csv`; for the calls, `html` too (the page).
     format: Option<String>,
     /// The token, for a link opened in a browser: answered at once with a redirect (303) to the
     /// same URL without it and a cookie that carries it (`HttpOnly; Secure; SameSite=Strict`,
@@ -54,11 +54,19 @@ fn csv(body: String, filename: &str) -> Response {
         .into_response()
 }
 
-/// Which calls to list (all by default).
+/// A page's language.
+#[derive(Deserialize, IntoParams)]
+pub struct PageLang {
+    /// With `format=html`: `ru` or `en`; default: the browser's (`Accept-Language`), else the
+    /// site's `language`.
+    lang: Option<String>,
+}
+
+/// Which calls to list (all by default; an empty value, as a form sends, is no filter).
 #[derive(Deserialize, IntoParams)]
 pub struct CallsFilter {
     /// Only calls attributed to a visit from this source (`utm_source`, else the referrer's host,
-    /// else `direct`, as the sources report groups them); empty: visits without one.
+    /// else `direct`, as the sources report groups them); `(not set)`: visits without one.
     source: Option<String>,
     /// The same by utm_medium.
     medium: Option<String>,
@@ -68,19 +76,36 @@ pub struct CallsFilter {
     term: Option<String>,
     /// The same by landing page (its address without the query).
     landing_page: Option<String>,
-    /// Only calls of this match kind.
+    /// Only calls of this match kind (`active`, `recent`, `repeat_caller`, `callback`,
+    /// `default_before`, `default_after`, `static`, `unmatched`).
     #[serde(rename = "match")]
     #[param(rename = "match")]
-    matched: Option<crate::calls::MatchKind>,
+    matched: Option<String>,
     /// Only answered (`true`) or unanswered (`false`) calls.
-    answered: Option<bool>,
+    answered: Option<String>,
     /// Only first-time (`true`) or repeat (`false`) callers.
-    first_time: Option<bool>,
+    first_time: Option<String>,
 }
 
 impl CallsFilter {
-    fn into_filter(self) -> reports::CallFilter {
+    fn into_filter(self) -> Result<reports::CallFilter, ApiError> {
         use reports::sources::Dimension as D;
+        let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+        let yes_no = |field: &str, v: Option<String>| match given(v).as_deref() {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(ApiError::bad_request(format!("{field}: {other:?} is neither true nor false"))),
+        };
+        let matched = match given(self.matched) {
+            None => None,
+            Some(m) => Some(
+                crate::calls::MatchKind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == m)
+                    .ok_or_else(|| ApiError::bad_request(format!("match: {m:?} is not a match kind")))?,
+            ),
+        };
         let dims = [
             (D::Source, self.source),
             (D::Medium, self.medium),
@@ -88,21 +113,22 @@ impl CallsFilter {
             (D::Term, self.term),
             (D::LandingPage, self.landing_page),
         ];
-        reports::CallFilter {
-            dims: dims.into_iter().filter_map(|(d, v)| v.map(|v| (d, v))).collect(),
-            matched: self.matched,
-            answered: self.answered,
-            first_time: self.first_time,
-        }
+        Ok(reports::CallFilter {
+            dims: dims.into_iter().filter_map(|(d, v)| given(v).map(|v| (d, v))).collect(),
+            matched,
+            answered: yes_no("answered", self.answered)?,
+            first_time: yes_no("first_time", self.first_time)?,
+        })
     }
 }
 
-/// A site's calls of a period, oldest first (JSON, or CSV with `format=csv`).
+/// A site's calls of a period, oldest first (JSON, CSV with `format=csv`), or the calls page
+/// (`format=html`: newest first, a filter form, a player per recording).
 #[utoipa::path(get, path = "/v1/reports/{site}/calls", security(("report_token" = [])),
-    params(("site" = String, Path, description = "Site id"), ReportQuery, CallsFilter),
+    params(("site" = String, Path, description = "Site id"), ReportQuery, CallsFilter, PageLang),
     responses(
-        (status = 200, description = "JSON; with format=csv a CSV file with the same columns",
-            content((CallList = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "JSON; with format=csv a CSV file with the same columns; with format=html the page",
+            content((CallList = "application/json"), (String = "text/csv"), (String = "text/html"))),
         (status = 400, description = "A bad date or period", body = ErrorBody),
         (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
         (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
@@ -111,16 +137,25 @@ impl CallsFilter {
 pub async fn calls(
     State(app): State<Arc<App>>,
     owner: Owner,
+    headers: axum::http::HeaderMap,
     Query(q): Query<ReportQuery>,
     Query(f): Query<CallsFilter>,
+    Query(f_lang): Query<PageLang>,
 ) -> Result<Response, ApiError> {
     let site = owner.site();
     let period = q.period(&app, site.timezone)?;
-    let list = reports::calls_where(&app, site, &period, owner.access, &f.into_filter()).await?;
-    Ok(if q.format.as_deref() == Some("csv") {
-        csv(reports::calls_csv(&list), &list.csv_name())
-    } else {
-        Json(list).into_response()
+    let filter = f.into_filter()?;
+    let list = reports::calls_where(&app, site, &period, owner.access, &filter).await?;
+    Ok(match q.format.as_deref().unwrap_or("json") {
+        "json" => Json(list).into_response(),
+        "csv" => csv(reports::calls_csv(&list), &list.csv_name()),
+        "html" => {
+            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+            let lang = reports::i18n::choose(f_lang.lang.as_deref(), accept, site.language);
+            let view = page::CallsView { list: &list, lang, tz: site.timezone, filter: &filter };
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page::render_calls(&view)).into_response()
+        }
+        other => return Err(ApiError::bad_request(format!("format: {other:?} is not json, csv or html"))),
     })
 }
 

@@ -125,7 +125,7 @@ async fn the_sources_report_counts_visits_and_calls_per_source_and_escapes_what_
         "escaped: {}",
         html.lines().filter(|l| l.contains("alert")).collect::<Vec<_>>().join("\n")
     );
-    assert!(html.contains("<a href=\"calls?format=csv&#38;from="), "a row's calls");
+    assert!(html.contains("<a href=\"calls?format=html&#38;from="), "a row's calls");
     let en = get(&node, "/v1/reports/shop/sources?format=html&lang=en&sort=visits&order=asc", Some("ru"))
         .await
         .text()
@@ -140,6 +140,18 @@ async fn the_sources_report_counts_visits_and_calls_per_source_and_escapes_what_
     assert_eq!(missed["calls"].as_array().unwrap().len(), 1);
     let untracked: Value = get(&node, "/v1/reports/shop/calls?match=default_before", None).await.json().await.unwrap();
     assert_eq!(untracked["calls"][0]["call_id"], "c-default");
+
+    // The calls page: newest first, the filters as the form sends them (empty: no filter).
+    let page = get(&node, "/v1/reports/shop/calls?format=html&source=&match=&answered=&first_time=", Some("en")).await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<html lang=\"en\">") && html.contains("Calls: 3"), "every call");
+    assert!(html.contains("default number (before)") && html.contains("visitor on the site"));
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") && !html.contains("<script>alert"));
+    assert!(html.contains("+7********01"), "callers masked for the report token");
+    let ru = get(&node, "/v1/reports/shop/calls?format=html&source=google", Some("ru")).await.text().await.unwrap();
+    assert!(ru.contains("Звонки: 1") && ru.contains("google / cpc / winter"), "{ru}");
+    let none = get(&node, "/v1/reports/shop/calls?campaign=(not%20set)", None).await.json::<Value>().await.unwrap();
+    assert_eq!(none["calls"].as_array().unwrap().len(), 0, "both tracked calls had a campaign");
 
     let bad = reqwest::Client::new()
         .get(node.url("/v1/reports/shop/sources?by=planet"))
