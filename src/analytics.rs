@@ -336,22 +336,6 @@ pub fn yandex_row(call: &Call, phone: &str) -> Option<String> {
     Some(row)
 }
 
-/// Where a visit came from, as reports group visits and calls: its `utm_source`, else the
-/// referrer's host, else "direct".
-pub fn visit_source(a: &callpool_pool::SessionAttrs) -> String {
-    a.utm_source
-        .clone()
-        .filter(|s| !s.is_empty())
-        .or_else(|| a.referrer.as_deref().and_then(crate::config::referrer_host).map(str::to_owned))
-        .unwrap_or_else(|| "direct".into())
-}
-
-/// A landing page as reports group it: its address without the query and fragment (which carry
-/// the UTM tags and click ids of each visit).
-pub fn landing_path(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or(url).to_owned()
-}
-
 /// A CSV field, quoted when it holds a comma, quote or line break. A field a spreadsheet would
 /// read as a formula (OWASP's rule: it begins with `=`, `+`, `-`, `@`, a tab or a carriage
 /// return) gets a leading `'` so it is shown as text; a plain signed number such as a caller's
@@ -369,17 +353,7 @@ pub fn csv_field(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use callpool_pool::{LeaseId, PhoneNumber, SessionAttrs, SiteId, VisitorId};
-
-    #[test]
-    fn a_visits_source_is_its_utm_source_else_the_referrers_host_else_direct() {
-        let mut a = SessionAttrs { referrer: Some("https://www.google.com/search?q=x".into()), ..Default::default() };
-        assert_eq!(super::visit_source(&a), "www.google.com");
-        a.utm_source = Some("yandex".into());
-        assert_eq!(super::visit_source(&a), "yandex");
-        assert_eq!(super::visit_source(&SessionAttrs::default()), "direct");
-        assert_eq!(super::landing_path("https://shop.example/a?utm_source=x#top"), "https://shop.example/a");
-    }
+    use callpool_pool::{LeaseId, PhoneNumber, SiteId, VisitorId};
 
     use super::*;
     use crate::calls::{CallKey, Caller, Match, MatchKind};

@@ -54,6 +54,7 @@ const violations = [];
 const TRIGGER_SECRET = 'browser-trigger-secret-0123';
 const PBX_SECRET = 'browser-pbx-secret-0123456';
 const REPORT_TOKEN = 'browser-report-token-0123456789';
+const ADMIN_TOKEN = 'browser-admin-token-0123456789';
 // Screenshots of the report pages, kept as artefacts of the run.
 const ARTEFACTS = process.env.CALLPOOL_ARTEFACTS || join(root, 'target', 'browser-artefacts');
 
@@ -93,6 +94,7 @@ before(async () => {
 [server]
 listen = "127.0.0.1:${port}"
 demo_site = "shop"
+admin_token = "${ADMIN_TOKEN}"
 
 [store]
 kind = "embedded"
@@ -478,4 +480,21 @@ test('the sources page shows what the JSON says, in the browser\'s language, fro
   await page.screenshot({ path: join(ARTEFACTS, 'sources-phone.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await owner.close();
+
+  // The operator's overview of every site, in English; its site links to the site's own page.
+  const operator = await browser.newContext({ locale: 'en-GB', extraHTTPHeaders: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  const overview = await operator.newPage();
+  const overviewErrors = watchErrors(overview);
+  await overview.goto(`http://127.0.0.1:${port}/v1/reports?format=html`);
+  assert.match(await overview.textContent('h1'), /Every site/);
+  const o = await (await fetch(`http://127.0.0.1:${port}/v1/reports`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+  const shopCells = await overview.$$eval('#sites tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  assert.equal(shopCells[0][0], 'shop');
+  assert.equal(shopCells[0][1], String(o.sites[0].calls));
+  await overview.screenshot({ path: join(ARTEFACTS, 'overview.png'), fullPage: true });
+  const [response] = await Promise.all([overview.waitForNavigation(), overview.click('#sites a')]);
+  assert.equal(response.status(), 200);
+  assert.match(await overview.textContent('h1'), /Calls of shop/);
+  assert.deepEqual(overviewErrors, []);
+  await operator.close();
 });

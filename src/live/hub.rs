@@ -489,12 +489,12 @@ impl Hub {
             last_active: visit.last_seen.as_millis(),
             closed: now.as_millis(),
             tabs,
-            source: crate::analytics::visit_source(attrs),
+            source: crate::reports::dims::visit_source(attrs),
             tracked: site.track.tracks(attrs),
             medium: attrs.utm_medium.clone(),
             campaign: attrs.utm_campaign.clone(),
             term: attrs.utm_term.clone(),
-            landing_page: attrs.landing_page.as_deref().map(crate::analytics::landing_path),
+            landing_page: attrs.landing_page.as_deref().map(crate::reports::dims::landing_path),
         };
         if let Err(e) = self.app.store.record_visit(&key.0, &record).await {
             self.app.metrics.store_errors.with_label_values(&["visit_log"]).inc();

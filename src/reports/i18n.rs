@@ -45,6 +45,13 @@ pub struct Words {
     pub statuses: [&'static str; 6],
     pub hidden: &'static str,
     pub truncated_calls: &'static str,
+    pub all_sites: &'static str,
+    /// Site, calls, share attributed, untracked, numbers (peak / of), pool ran out, last call,
+    /// deliveries given up, needs attention.
+    pub site_columns: [&'static str; 9],
+    /// deliveries_failing, pool_exhausted, silent.
+    pub attention: [&'static str; 3],
+    pub nothing: &'static str,
 }
 
 pub const EN: Words = Words {
@@ -110,6 +117,20 @@ pub const EN: Words = Words {
     statuses: ["ringing", "talking", "completed", "missed", "busy", "failed"],
     hidden: "hidden",
     truncated_calls: "The period holds more calls than one report reads (50,000): narrow it.",
+    all_sites: "Every site",
+    site_columns: [
+        "site",
+        "calls",
+        "attributed",
+        "untracked",
+        "numbers: peak / of",
+        "pool ran out",
+        "last call",
+        "deliveries given up",
+        "needs attention",
+    ],
+    attention: ["deliveries given up", "the pool ran out", "no call for 24 hours"],
+    nothing: "—",
 };
 
 pub const RU: Words = Words {
@@ -175,6 +196,20 @@ pub const RU: Words = Words {
     statuses: ["звонит", "разговор", "завершён", "пропущен", "занято", "ошибка"],
     hidden: "скрыт",
     truncated_calls: "В периоде больше звонков, чем читает один отчёт (50 000): сузьте его.",
+    all_sites: "Все сайты",
+    site_columns: [
+        "сайт",
+        "звонки",
+        "с источником",
+        "без источника",
+        "номера: пик / из",
+        "пул исчерпан",
+        "последний звонок",
+        "недоставлено",
+        "требует внимания",
+    ],
+    attention: ["есть недоставленные", "пул исчерпывался", "нет звонков 24 часа"],
+    nothing: "—",
 };
 
 pub fn words(lang: Lang) -> &'static Words {
@@ -278,7 +313,7 @@ mod tests {
                 [w.sources_title, w.period, w.by, w.not_set, w.total, w.unattributed, w.no_data, w.download_csv];
             assert!(texts.iter().all(|t| !t.is_empty()), "{}", w.lang);
             assert!(w.dimensions.iter().chain(&w.columns[1..]).all(|t| !t.is_empty()), "{}", w.lang);
-            let lists = [&w.filters[..], &w.call_columns, &w.match_kinds, &w.statuses];
+            let lists = [&w.filters[..], &w.call_columns, &w.match_kinds, &w.statuses, &w.site_columns, &w.attention];
             assert!(lists.iter().all(|l| l.iter().all(|t| !t.is_empty())), "{}", w.lang);
         }
     }

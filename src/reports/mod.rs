@@ -4,7 +4,9 @@
 //! the site's local days (its `timezone`). [`page`] renders the owner's page from a template;
 //! `web/reports.rs` serves all of it.
 
+pub mod dims;
 pub mod i18n;
+pub mod overview;
 pub mod page;
 pub mod sources;
 
@@ -225,15 +227,14 @@ fn delivery(d: &Option<JobState>) -> String {
     }
 }
 
-/// A filter's value for visits without a source (medium, ...), as Google Analytics writes it.
-pub const NOT_SET: &str = "(not set)";
+pub use dims::NOT_SET;
 
 /// Which of a period's calls a report lists: all by default. A source (medium, campaign, term,
 /// landing page) keeps the calls attributed to a visit with it, grouped as the sources report
 /// groups them; [`NOT_SET`] keeps those whose visit had none.
 #[derive(Clone, Debug, Default)]
 pub struct CallFilter {
-    pub dims: Vec<(sources::Dimension, String)>,
+    pub dims: Vec<(dims::Dimension, String)>,
     pub matched: Option<MatchKind>,
     pub answered: Option<bool>,
     pub first_time: Option<bool>,

@@ -7,67 +7,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use callpool_pool::SessionAttrs;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{load, Period, MAX_ROWS};
-use crate::analytics::{csv_field, landing_path, visit_source};
+use crate::analytics::csv_field;
 use crate::app::App;
 use crate::calls::Call;
 use crate::config::SiteConfig;
 use crate::store::visits::VisitRecord;
+
+pub use super::dims::Dimension;
 use crate::store::StoreError;
-
-/// What rows group by.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Dimension {
-    #[default]
-    Source,
-    Medium,
-    Campaign,
-    Term,
-    LandingPage,
-}
-
-impl Dimension {
-    pub const ALL: [Dimension; 5] =
-        [Dimension::Source, Dimension::Medium, Dimension::Campaign, Dimension::Term, Dimension::LandingPage];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dimension::Source => "source",
-            Dimension::Medium => "medium",
-            Dimension::Campaign => "campaign",
-            Dimension::Term => "term",
-            Dimension::LandingPage => "landing_page",
-        }
-    }
-
-    fn of_visit(self, v: &VisitRecord) -> Option<String> {
-        match self {
-            Dimension::Source => Some(v.source.clone()),
-            Dimension::Medium => v.medium.clone(),
-            Dimension::Campaign => v.campaign.clone(),
-            Dimension::Term => v.term.clone(),
-            Dimension::LandingPage => v.landing_page.clone(),
-        }
-        .filter(|s| !s.is_empty())
-    }
-
-    /// The row a tracked call's session belongs to.
-    pub fn of_session(self, a: &SessionAttrs) -> Option<String> {
-        match self {
-            Dimension::Source => Some(visit_source(a)),
-            Dimension::Medium => a.utm_medium.clone(),
-            Dimension::Campaign => a.utm_campaign.clone(),
-            Dimension::Term => a.utm_term.clone(),
-            Dimension::LandingPage => a.landing_page.as_deref().map(landing_path),
-        }
-        .filter(|s| !s.is_empty())
-    }
-}
 
 /// One row: a source (or medium, ...), `null` for visits and calls without one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
@@ -277,7 +228,7 @@ impl SourceReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callpool_pool::{Ts, VisitorId};
+    use callpool_pool::{SessionAttrs, Ts, VisitorId};
 
     fn visit(visitor: &str, source: &str, campaign: Option<&str>) -> VisitRecord {
         VisitRecord {

@@ -51,6 +51,29 @@ where
 
 /// A site's owner, for the site of the path's `{site}`: `Authorization: Bearer <token>`, or the
 /// report cookie a browser got for a link with `?token=` (see [`private`]).
+/// The operator on a report page: the server's admin token, as a Bearer token or in the report
+/// cookie a `?token=` link left (the overview of every site).
+pub struct Operator;
+
+impl<S> FromRequestParts<S> for Operator
+where
+    Arc<App>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Operator, ApiError> {
+        let app = Arc::<App>::from_ref(state);
+        let given =
+            bearer(&parts.headers).map(str::to_owned).or_else(|| report_cookie(&parts.headers)).unwrap_or_default();
+        if same(&given, app.config().server.admin_token.as_ref()) {
+            Ok(Operator)
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
 pub struct Owner {
     /// The configuration the request was checked against, and the site's place in it.
     config: Arc<Running>,
@@ -149,10 +172,16 @@ pub async fn private(req: axum::extract::Request, next: axum::middleware::Next) 
 
     fn token_to_cookie(req: &axum::extract::Request) -> Option<axum::response::Response> {
         let uri = req.uri();
-        let site = uri.path().strip_prefix("/v1/reports/")?.split('/').next()?;
-        if site.is_empty() || !site.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
-            return None; // not a site id: no cookie (the request is refused without the token)
-        }
+        // The overview of every site (the admin token) keeps it for all the reports.
+        let scope = if uri.path() == "/v1/reports" {
+            "/v1/reports".to_owned()
+        } else {
+            let site = uri.path().strip_prefix("/v1/reports/")?.split('/').next()?;
+            if site.is_empty() || !site.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+                return None; // not a site id: no cookie (the request is refused without the token)
+            }
+            format!("/v1/reports/{site}")
+        };
         let query = uri.query()?;
         let mut token = None;
         let mut rest = form_urlencoded::Serializer::new(String::new());
@@ -168,7 +197,7 @@ pub async fn private(req: axum::extract::Request, next: axum::middleware::Next) 
         let location = if rest.is_empty() { uri.path().to_owned() } else { format!("{}?{rest}", uri.path()) };
         let value: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
         let cookie = format!(
-            "{REPORT_COOKIE}={value}; Path=/v1/reports/{site}; Max-Age={REPORT_COOKIE_SECONDS}; HttpOnly; Secure; SameSite=Strict"
+            "{REPORT_COOKIE}={value}; Path={scope}; Max-Age={REPORT_COOKIE_SECONDS}; HttpOnly; Secure; SameSite=Strict"
         );
         let (Ok(location), Ok(cookie)) = (HeaderValue::from_str(&location), HeaderValue::from_str(&cookie)) else {
             return Some(ApiError::bad_request("token: cannot be kept in a cookie").into_response());

@@ -194,6 +194,15 @@ impl From<crate::callback::service::Refusal> for ApiError {
     }
 }
 
+impl From<crate::reports::overview::OverviewError> for ApiError {
+    fn from(e: crate::reports::overview::OverviewError) -> ApiError {
+        match e {
+            crate::reports::overview::OverviewError::Period(e) => e.into(),
+            crate::reports::overview::OverviewError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::reports::PeriodError> for ApiError {
     fn from(e: crate::reports::PeriodError) -> ApiError {
         ApiError::bad_request(e.to_string())

@@ -88,6 +88,7 @@ pub fn router(state: WebState) -> Router {
         .route("/v1/pbx/calls/{pbx}/{*event}", post(pbx::receive_event))
         .layer(RequestBodyLimitLayer::new(pbx::MAX_BODY));
     let page = Router::new()
+        .route("/v1/reports", get(reports::overview))
         .route("/v1/reports/{site}", get(reports::page))
         .layer(axum::middleware::from_fn(auth::private))
         .layer(CompressionLayer::new().gzip(true))

@@ -28,6 +28,7 @@ use super::{admin, callback, error, health, pbx, reports};
         pbx::receive_named,
         pbx::check_named_url,
         pbx::receive_event,
+        reports::overview,
         reports::calls,
         reports::sources,
         reports::summary,

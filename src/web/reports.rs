@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::auth::{Admin, Owner};
+use super::auth::{Admin, Operator, Owner};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
 use crate::app::App;
@@ -487,6 +487,53 @@ pub async fn page(
     };
     let html = page::render(site.id.as_str(), &summary, (&calls, callbacks.as_ref()), site.rules.max_numbers, advice);
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct OverviewQuery {
+    /// First day (each site's local date, YYYY-MM-DD); default: 29 days before `to`.
+    from: Option<String>,
+    /// Last day, included; default: today.
+    to: Option<String>,
+    /// `json` (default) or `html` (the page).
+    format: Option<String>,
+    /// The page's language (`ru` or `en`); default: the browser's, else Russian.
+    lang: Option<String>,
+    /// The admin token, for a link opened in a browser: moved to a cookie for every report by a
+    /// redirect (303).
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// Every site in one view (the server's admin token): calls and the share attributed, the pool's
+/// pressure, the last call, deliveries given up, and what needs attention; JSON or the page
+/// (`format=html`), each site linking to its report.
+#[utoipa::path(get, path = "/v1/reports", security(("admin_token" = [])),
+    params(OverviewQuery),
+    responses(
+        (status = 200, description = "JSON; with format=html the page",
+            content((reports::overview::Overview = "application/json"), (String = "text/html"))),
+        (status = 400, description = "A bad date, period or parameter", body = ErrorBody),
+        (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub async fn overview(
+    _: Operator,
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<OverviewQuery>,
+) -> Result<Response, ApiError> {
+    let o = reports::overview::overview(&app, q.from.as_deref(), q.to.as_deref()).await?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(o).into_response()),
+        "html" => {
+            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+            let lang = reports::i18n::choose(q.lang.as_deref(), accept, reports::i18n::Lang::Ru);
+            Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page::render_overview(&o, lang)).into_response())
+        }
+        other => Err(ApiError::bad_request(format!("format: {other:?} is neither json nor html"))),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -613,6 +613,10 @@ async fn amocrm_gets_each_call_once_as_an_unsorted_lead_or_on_the_contacts_card(
     let dead = dead_letters(&node, "amo_call").await;
     let error = dead[0]["error"].as_str().unwrap();
     assert!(error.contains("HTTP 401") && error.contains("Неверный логин или пароль"), "{error}");
+    // The overview of every site says so.
+    let o: Value = node.admin_get("/v1/reports").await.json().await.unwrap();
+    assert_eq!(o["sites"][0]["dead_letters"], json!({"amo_call": 1}));
+    assert_eq!(o["sites"][0]["attention"], json!(["deliveries_failing"]));
     amo.0.lock().unwrap().revoked = false;
     let resp = reqwest::Client::new()
         .post(node.url("/v1/admin/dead-letters/requeue"))

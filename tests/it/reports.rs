@@ -153,6 +153,19 @@ async fn the_sources_report_counts_visits_and_calls_per_source_and_escapes_what_
     let none = get(&node, "/v1/reports/shop/calls?campaign=(not%20set)", None).await.json::<Value>().await.unwrap();
     assert_eq!(none["calls"].as_array().unwrap().len(), 0, "both tracked calls had a campaign");
 
+    // The overview of every site (the admin token): the same figures, nothing needing attention.
+    let o: Value = node.admin_get("/v1/reports").await.json().await.unwrap();
+    let line = &o["sites"][0];
+    assert_eq!(
+        (line["site"].as_str(), line["calls"].as_u64(), line["tracked"].as_u64(), line["untracked"].as_u64()),
+        (Some("shop"), Some(3), Some(2), Some(1))
+    );
+    assert_eq!(line["attention"], json!([]));
+    let page = node.admin_get("/v1/reports?format=html&lang=en").await.text().await.unwrap();
+    assert!(page.contains("Every site") && page.contains("<a href=\"reports/shop?from="), "{page}");
+    let refused = reqwest::Client::new().get(node.url("/v1/reports")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "a site's report token does not see every site");
+
     let bad = reqwest::Client::new()
         .get(node.url("/v1/reports/shop/sources?by=planet"))
         .bearer_auth(TOKEN)
