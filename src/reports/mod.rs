@@ -9,16 +9,16 @@ pub mod i18n;
 pub mod overview;
 pub mod page;
 pub mod sources;
+pub mod table;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use callpool_pool::Ts;
 use chrono::{Days, NaiveDate, TimeZone};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::analytics::{csv_field, yandex_row, YANDEX_CSV_HEADER};
+use crate::analytics::{yandex_row, YANDEX_CSV_HEADER};
 use crate::app::App;
 use crate::callback::{CallbackStatus, Channel};
 use crate::calls::{Call, Caller, MatchKind};
@@ -210,9 +210,9 @@ pub struct CallList {
 }
 
 impl CallList {
-    /// The file name of its CSV.
-    pub fn csv_name(&self) -> String {
-        format!("calls-{}-{}-{}.csv", self.site, self.from, self.to)
+    /// The file name of its CSV or XLSX (`ext`).
+    pub fn file_name(&self, ext: &str) -> String {
+        format!("calls-{}-{}-{}.{ext}", self.site, self.from, self.to)
     }
 }
 
@@ -325,39 +325,65 @@ pub fn recording_path(site: &callpool_pool::SiteId, key: &crate::calls::CallKey)
     format!("/v1/reports/{site}/recordings/{escaped}")
 }
 
-/// The calls as CSV, with the JSON rows' columns.
-pub fn calls_csv(list: &CallList) -> String {
-    let mut out = String::from("call_id,started_at,date,called,caller,status,duration,answered,match,number_kind,first_time_caller,visitor,source,medium,campaign,referrer,landing_page,gclid,yclid,recording,ga4,yandex\n");
-    for c in &list.calls {
-        let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            csv_field(&c.call_id),
-            c.started_at,
-            c.date,
-            c.called,
-            opt(&c.caller),
-            c.status,
-            c.duration.map(|d| d.to_string()).unwrap_or_default(),
-            u8::from(c.answered),
-            c.matched.as_str(),
-            c.number_kind,
-            u8::from(c.first_time_caller),
-            opt(&c.visitor),
-            opt(&c.source),
-            opt(&c.medium),
-            opt(&c.campaign),
-            opt(&c.referrer),
-            opt(&c.landing_page),
-            opt(&c.gclid),
-            opt(&c.yclid),
-            opt(&c.recording),
-            csv_field(&c.ga4),
-            csv_field(&c.yandex),
-        );
-    }
-    out
+/// The calls as a table (CSV, XLSX), with the JSON rows' columns.
+pub fn calls_table(list: &CallList) -> table::Table {
+    use table::Cell;
+    let header = vec![
+        "call_id",
+        "started_at",
+        "date",
+        "called",
+        "caller",
+        "status",
+        "duration",
+        "answered",
+        "match",
+        "number_kind",
+        "first_time_caller",
+        "visitor",
+        "source",
+        "medium",
+        "campaign",
+        "referrer",
+        "landing_page",
+        "gclid",
+        "yclid",
+        "recording",
+        "ga4",
+        "yandex",
+    ];
+    let rows = list
+        .calls
+        .iter()
+        .map(|c| {
+            let opt = |v: &Option<String>| Cell::from(v.as_deref());
+            vec![
+                Cell::from(c.call_id.as_str()),
+                Cell::from(c.started_at.as_str()),
+                Cell::from(c.date.as_str()),
+                Cell::from(c.called.as_str()),
+                opt(&c.caller),
+                Cell::from(c.status.as_str()),
+                c.duration.map_or(Cell::Empty, |d| Cell::Int(u64::from(d))),
+                c.answered.into(),
+                Cell::from(c.matched.as_str()),
+                Cell::from(c.number_kind.as_str()),
+                c.first_time_caller.into(),
+                opt(&c.visitor),
+                opt(&c.source),
+                opt(&c.medium),
+                opt(&c.campaign),
+                opt(&c.referrer),
+                opt(&c.landing_page),
+                opt(&c.gclid),
+                opt(&c.yclid),
+                opt(&c.recording),
+                Cell::from(c.ga4.as_str()),
+                Cell::from(c.yandex.as_str()),
+            ]
+        })
+        .collect();
+    table::Table { sheet: "calls", header, rows }
 }
 
 /// One callback request in a report.

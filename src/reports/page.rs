@@ -228,6 +228,7 @@ struct SourcesPage<'a> {
     unattributed: String,
     truncated: bool,
     csv_href: String,
+    xlsx_href: String,
     other_lang_href: String,
     overview_href: String,
 }
@@ -322,6 +323,7 @@ pub fn render_sources(v: &SourcesView<'_>) -> String {
         unattributed: int(lang, r.unattributed.calls),
         truncated: r.truncated,
         csv_href: link(r.by, v.sort, v.desc, w.lang, "csv"),
+        xlsx_href: link(r.by, v.sort, v.desc, w.lang, "xlsx"),
         other_lang_href: link(r.by, v.sort, v.desc, w.other_lang, "html"),
         overview_href: {
             let start = r.site.len() + 4;
@@ -373,6 +375,7 @@ struct CallsPage<'a> {
     count: String,
     truncated: bool,
     csv_href: String,
+    xlsx_href: String,
     sources_href: String,
     overview_href: String,
     other_lang_href: String,
@@ -459,6 +462,7 @@ pub fn render_calls(v: &CallsView<'_>) -> String {
         rows,
         truncated: list.truncated,
         csv_href: query(w.lang, "csv"),
+        xlsx_href: query(w.lang, "xlsx"),
         sources_href: around("sources"),
         overview_href: {
             let mut q = form_urlencoded::Serializer::for_suffix(format!("../{}?", list.site), list.site.len() + 4);

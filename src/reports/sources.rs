@@ -5,13 +5,11 @@
 //! `utm_source`, else the referrer's host, else "direct" (`analytics::visit_source`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{load, Period, MAX_ROWS};
-use crate::analytics::csv_field;
 use crate::app::App;
 use crate::calls::Call;
 use crate::config::SiteConfig;
@@ -195,33 +193,43 @@ pub async fn sources(app: &App, site: &SiteConfig, p: &Period, by: Dimension) ->
 }
 
 impl SourceReport {
-    /// The file name of its CSV.
-    pub fn csv_name(&self) -> String {
-        format!("{}-{}-{}-{}.csv", self.by.as_str(), self.site, self.from, self.to)
+    /// The file name of its CSV or XLSX (`ext`).
+    pub fn file_name(&self, ext: &str) -> String {
+        format!("{}-{}-{}-{}.{ext}", self.by.as_str(), self.site, self.from, self.to)
     }
 
-    /// The rows as CSV, with the JSON rows' columns (`call_rate` a fraction).
-    pub fn csv(&self) -> String {
-        let mut out = format!(
-            "{},visits,calls,visits_that_called,call_rate,answered,missed,first_time,repeat\n",
-            self.by.as_str()
-        );
-        for r in &self.rows {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{}",
-                csv_field(r.key.as_deref().unwrap_or("")),
-                r.visits,
-                r.calls,
-                r.visits_that_called,
-                r.call_rate.map(|x| format!("{x:.4}")).unwrap_or_default(),
-                r.answered,
-                r.missed,
-                r.first_time,
-                r.repeat
-            );
-        }
-        out
+    /// The rows as a table (CSV, XLSX), with the JSON rows' columns (`call_rate` a fraction).
+    pub fn table(&self) -> super::table::Table {
+        use super::table::Cell;
+        let header = vec![
+            self.by.as_str(),
+            "visits",
+            "calls",
+            "visits_that_called",
+            "call_rate",
+            "answered",
+            "missed",
+            "first_time",
+            "repeat",
+        ];
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    Cell::from(r.key.as_deref()),
+                    r.visits.into(),
+                    r.calls.into(),
+                    r.visits_that_called.into(),
+                    r.call_rate.map_or(Cell::Empty, Cell::Num),
+                    r.answered.into(),
+                    r.missed.into(),
+                    r.first_time.into(),
+                    r.repeat.into(),
+                ]
+            })
+            .collect();
+        super::table::Table { sheet: "sources", header, rows }
     }
 }
 
@@ -301,6 +309,7 @@ mod tests {
             unattributed: Unattributed::default(),
             truncated: false,
         };
-        assert!(report.csv().contains("\"'=HYPERLINK(\"\"x\"\")\",1,0"), "{}", report.csv());
+        let csv = report.table().csv();
+        assert!(csv.contains("\"'=HYPERLINK(\"\"x\"\")\",1,0"), "{csv}");
     }
 }

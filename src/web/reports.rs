@@ -24,7 +24,7 @@ pub struct ReportQuery {
     from: Option<String>,
     /// Last day, included; default: today.
     to: Option<String>,
-    /// `json` (default) or `csv`; for the calls, `html` too (the page).
+    /// `json` (default) or `csv`; for the calls, `xlsx` and `html` (the page) too.
     format: Option<String>,
     /// The token, for a link opened in a browser: answered at once with a redirect (303) to the
     /// same URL without it and a cookie that carries it (`HttpOnly; Secure; SameSite=Strict`,
@@ -127,8 +127,9 @@ impl CallsFilter {
 #[utoipa::path(get, path = "/v1/reports/{site}/calls", security(("report_token" = [])),
     params(("site" = String, Path, description = "Site id"), ReportQuery, CallsFilter, PageLang),
     responses(
-        (status = 200, description = "JSON; with format=csv a CSV file with the same columns; with format=html the page",
-            content((CallList = "application/json"), (String = "text/csv"), (String = "text/html"))),
+        (status = 200, description = "JSON; with format=csv or xlsx a file with the same columns; with format=html the page",
+            content((CallList = "application/json"), (String = "text/csv"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (String = "text/html"))),
         (status = 400, description = "A bad date or period", body = ErrorBody),
         (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
         (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
@@ -148,15 +149,29 @@ pub async fn calls(
     let list = reports::calls_where(&app, site, &period, owner.access, &filter).await?;
     Ok(match q.format.as_deref().unwrap_or("json") {
         "json" => Json(list).into_response(),
-        "csv" => csv(reports::calls_csv(&list), &list.csv_name()),
+        "csv" => csv(reports::calls_table(&list).csv(), &list.file_name("csv")),
+        "xlsx" => xlsx(&reports::calls_table(&list), &list.file_name("xlsx"))?,
         "html" => {
             let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
             let lang = reports::i18n::choose(f_lang.lang.as_deref(), accept, site.language);
             let view = page::CallsView { list: &list, lang, tz: site.timezone, filter: &filter };
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page::render_calls(&view)).into_response()
         }
-        other => return Err(ApiError::bad_request(format!("format: {other:?} is not json, csv or html"))),
+        other => return Err(ApiError::bad_request(format!("format: {other:?} is not json, csv, xlsx or html"))),
     })
+}
+
+/// A table as an XLSX download.
+fn xlsx(table: &reports::table::Table, filename: &str) -> Result<Response, ApiError> {
+    let body = table.xlsx().map_err(|e| ApiError::internal(format!("the XLSX file could not be made: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// Resolves a recording's host to addresses a recording may come from: the internet and the
@@ -391,7 +406,7 @@ pub struct SourcesQuery {
     from: Option<String>,
     /// Last day, included; default: today.
     to: Option<String>,
-    /// `json` (default), `csv`, or `html` (the page).
+    /// `json` (default), `csv`, `xlsx`, or `html` (the page).
     format: Option<String>,
     /// What rows group by.
     by: Option<reports::sources::Dimension>,
@@ -412,8 +427,9 @@ pub struct SourcesQuery {
 #[utoipa::path(get, path = "/v1/reports/{site}/sources", security(("report_token" = [])),
     params(("site" = String, Path, description = "Site id"), SourcesQuery),
     responses(
-        (status = 200, description = "JSON; with format=csv a CSV file with the same columns; with format=html the page",
-            content((reports::sources::SourceReport = "application/json"), (String = "text/csv"), (String = "text/html"))),
+        (status = 200, description = "JSON; with format=csv or xlsx a file with the same columns; with format=html the page",
+            content((reports::sources::SourceReport = "application/json"), (String = "text/csv"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (String = "text/html"))),
         (status = 400, description = "A bad date, period or parameter", body = ErrorBody),
         (status = 303, description = "A `token` in the query: the same URL without it, and a cookie that carries it"),
         (status = 401, description = "Missing or wrong token, or an unknown site", body = ErrorBody),
@@ -438,14 +454,15 @@ pub async fn sources(
     report.rows = reports::sources::sort(std::mem::take(&mut report.rows), sort, desc);
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(report).into_response()),
-        "csv" => Ok(csv(report.csv(), &report.csv_name())),
+        "csv" => Ok(csv(report.table().csv(), &report.file_name("csv"))),
+        "xlsx" => xlsx(&report.table(), &report.file_name("xlsx")),
         "html" => {
             let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
             let lang = reports::i18n::choose(q.lang.as_deref(), accept, site.language);
             let html = page::render_sources(&page::SourcesView { report: &report, lang, sort, desc });
             Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
         }
-        other => Err(ApiError::bad_request(format!("format: {other:?} is not json, csv or html"))),
+        other => Err(ApiError::bad_request(format!("format: {other:?} is not json, csv, xlsx or html"))),
     }
 }
 

@@ -115,6 +115,25 @@ async fn the_sources_report_counts_visits_and_calls_per_source_and_escapes_what_
     assert!(csv.starts_with("campaign,visits,calls,"), "{csv}");
     assert!(csv.contains("\"'=HYPERLINK(\"\"x\"\")\",1,1,1,1.0000,0,1,1,0"), "{csv}");
     assert!(csv.contains("winter,1,1,1,1.0000,1,0,1,0"), "{csv}");
+    // XLSX: the same rows; the hostile campaign a string cell, never a formula.
+    let resp = get(&node, "/v1/reports/shop/sources?by=campaign&format=xlsx", None).await;
+    assert_eq!(resp.headers()["content-type"], "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    let bytes = resp.bytes().await.unwrap();
+    let mut book = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut part = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut book.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let (sheet, strings) = (part("xl/worksheets/sheet1.xml"), part("xl/sharedStrings.xml"));
+    assert!(strings.contains("<t>=HYPERLINK(\"x\")</t>") && strings.contains(">winter<"), "{strings}");
+    assert!(!sheet.contains("<f>"), "no formula: {sheet}");
+    let calls_xlsx = get(&node, "/v1/reports/shop/calls?format=xlsx&source=google", None).await.bytes().await.unwrap();
+    let mut calls_book = zip::ZipArchive::new(std::io::Cursor::new(calls_xlsx.to_vec())).unwrap();
+    let mut calls_strings = String::new();
+    std::io::Read::read_to_string(&mut calls_book.by_name("xl/sharedStrings.xml").unwrap(), &mut calls_strings)
+        .unwrap();
+    assert!(calls_strings.contains(">c-google<") && !calls_strings.contains("c-default"), "the filter holds");
 
     // The page: the browser's language, the figures of the JSON, the hostile source escaped.
     let html =
