@@ -39,18 +39,21 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Admin, ApiError> {
-        let app = Arc::<App>::from_ref(state);
         let given = bearer(&parts.headers).unwrap_or("");
-        if same(given, app.config().server.admin_token.as_ref()) {
-            Ok(Admin)
-        } else {
-            Err(ApiError::unauthorized())
-        }
+        operator(given, state).then_some(Admin).ok_or_else(ApiError::unauthorized)
     }
 }
 
 /// A site's owner, for the site of the path's `{site}`: `Authorization: Bearer <token>`, or the
 /// report cookie a browser got for a link with `?token=` (see [`private`]).
+/// Whether `given` is the server's admin token.
+fn operator<S>(given: &str, state: &S) -> bool
+where
+    Arc<App>: FromRef<S>,
+{
+    same(given, Arc::<App>::from_ref(state).config().server.admin_token.as_ref())
+}
+
 /// The operator on a report page: the server's admin token, as a Bearer token or in the report
 /// cookie a `?token=` link left (the overview of every site).
 pub struct Operator;
@@ -63,14 +66,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Operator, ApiError> {
-        let app = Arc::<App>::from_ref(state);
         let given =
             bearer(&parts.headers).map(str::to_owned).or_else(|| report_cookie(&parts.headers)).unwrap_or_default();
-        if same(&given, app.config().server.admin_token.as_ref()) {
-            Ok(Operator)
-        } else {
-            Err(ApiError::unauthorized())
-        }
+        operator(&given, state).then_some(Operator).ok_or_else(ApiError::unauthorized)
     }
 }
 

@@ -151,14 +151,23 @@ pub async fn calls(
         "json" => Json(list).into_response(),
         "csv" => csv(reports::calls_table(&list).csv(), &list.file_name("csv")),
         "xlsx" => xlsx(&reports::calls_table(&list), &list.file_name("xlsx"))?,
-        "html" => {
-            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-            let lang = reports::i18n::choose(f_lang.lang.as_deref(), accept, site.language);
-            let view = page::CallsView { list: &list, lang, tz: site.timezone, filter: &filter };
-            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page::render_calls(&view)).into_response()
-        }
+        "html" => html(&headers, f_lang.lang.as_deref(), site.language, |lang| {
+            page::render_calls(&page::CallsView { list: &list, lang, tz: site.timezone, filter: &filter })
+        }),
         other => return Err(ApiError::bad_request(format!("format: {other:?} is not json, csv, xlsx or html"))),
     })
+}
+
+/// A page in the reader's language: `?lang=`, else the browser's `Accept-Language`, else `default`.
+fn html(
+    headers: &axum::http::HeaderMap,
+    lang: Option<&str>,
+    default: reports::i18n::Lang,
+    render: impl FnOnce(reports::i18n::Lang) -> String,
+) -> Response {
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    let body = render(reports::i18n::choose(lang, accept, default));
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 /// A table as an XLSX download.
@@ -456,12 +465,9 @@ pub async fn sources(
         "json" => Ok(Json(report).into_response()),
         "csv" => Ok(csv(report.table().csv(), &report.file_name("csv"))),
         "xlsx" => xlsx(&report.table(), &report.file_name("xlsx")),
-        "html" => {
-            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-            let lang = reports::i18n::choose(q.lang.as_deref(), accept, site.language);
-            let html = page::render_sources(&page::SourcesView { report: &report, lang, sort, desc });
-            Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
-        }
+        "html" => Ok(html(&headers, q.lang.as_deref(), site.language, |lang| {
+            page::render_sources(&page::SourcesView { report: &report, lang, sort, desc })
+        })),
         other => Err(ApiError::bad_request(format!("format: {other:?} is not json, csv, xlsx or html"))),
     }
 }
@@ -545,9 +551,7 @@ pub async fn overview(
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(o).into_response()),
         "html" => {
-            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-            let lang = reports::i18n::choose(q.lang.as_deref(), accept, reports::i18n::Lang::Ru);
-            Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page::render_overview(&o, lang)).into_response())
+            Ok(html(&headers, q.lang.as_deref(), reports::i18n::Lang::Ru, |lang| page::render_overview(&o, lang)))
         }
         other => Err(ApiError::bad_request(format!("format: {other:?} is neither json nor html"))),
     }

@@ -619,3 +619,19 @@ fn check_request(method: &str, path: &str, query: &str, headers: &axum::http::He
     }
     p
 }
+
+/// The PBX `office` reports a call (callpool's signed JSON, signed with `secret`); answered 200.
+pub async fn post_call(node: &Node, secret: &str, call: &serde_json::Value) {
+    let body = call.to_string();
+    let t = callpool_pool::Ts::now().as_millis() / 1000;
+    let resp = reqwest::Client::new()
+        .post(node.url("/v1/pbx/calls?pbx=office"))
+        .header("content-type", "application/json")
+        .header("callpool-signature", callpool::pbx::signature::sign(secret, t, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("the webhook answers");
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
+}

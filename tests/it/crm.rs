@@ -510,24 +510,14 @@ async fn tracked_visitor(node: &Node) -> (WsTab, String) {
 
 /// The PBX reports call `id` from `caller` to `called`.
 async fn report(node: &Node, id: &str, called: &str, caller: &str, status: &str, recording: bool) {
-    let mut body = json!({
+    let mut call = json!({
         "call_id": id, "called": called, "caller": caller,
         "started_at": chrono::Utc::now().to_rfc3339(), "status": status, "duration": 42,
     });
     if recording {
-        body["recording_url"] = format!("https://pbx.example/rec/{id}.mp3").into();
+        call["recording_url"] = format!("https://pbx.example/rec/{id}.mp3").into();
     }
-    let body = body.to_string();
-    let t = callpool_pool::Ts::now().as_millis() / 1000;
-    let resp = reqwest::Client::new()
-        .post(node.url("/v1/pbx/calls?pbx=office"))
-        .header("content-type", "application/json")
-        .header("callpool-signature", callpool::pbx::signature::sign(PBX_SECRET, t, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    post_call(node, PBX_SECRET, &call).await;
 }
 
 async fn dead_letters(node: &Node, kind: &str) -> Vec<Value> {

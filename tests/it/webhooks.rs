@@ -129,21 +129,11 @@ events = ["call.completed", "call.missed"]
 }
 
 async fn report(node: &Node, status: &str) {
-    let body = json!({
+    let call = json!({
         "call_id": "c-1", "called": "+74951234567", "caller": CALLER,
         "started_at": callpool_pool::Ts::now().as_millis() / 1000 - 30, "status": status, "duration": 42,
-    })
-    .to_string();
-    let t = callpool_pool::Ts::now().as_millis() / 1000;
-    let resp = reqwest::Client::new()
-        .post(node.url("/v1/pbx/calls?pbx=office"))
-        .header("content-type", "application/json")
-        .header("callpool-signature", callpool::pbx::signature::sign(PBX_SECRET, t, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    });
+    post_call(node, PBX_SECRET, &call).await;
 }
 
 #[tokio::test]
