@@ -472,6 +472,13 @@ test('the sources page shows what the JSON says, in the browser\'s language, fro
   assert.ok((await page.textContent('#sources')).includes('<b>winter</b>'));
   assert.equal(await page.$('#sources tbody b'), null);
 
+  // The site's own page, in Russian too, with the call in its latest calls.
+  await page.goto(`http://127.0.0.1:${port}/v1/reports/shop`);
+  assert.match(await page.textContent('h1'), /Звонки сайта shop/);
+  assert.match(await page.textContent('body'), /посетитель на сайте/);
+  await page.screenshot({ path: join(ARTEFACTS, 'site.png'), fullPage: true });
+  await page.goto(`http://127.0.0.1:${port}/v1/reports/shop/sources?format=html&by=campaign&lang=en`);
+
   // At a phone's width the page does not scroll sideways (the table scrolls in its box).
   await page.setViewportSize({ width: 375, height: 740 });
   const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]

@@ -53,6 +53,34 @@ pub struct Words {
     /// deliveries_failing, pool_exhausted, silent.
     pub attention: [&'static str; 3],
     pub nothing: &'static str,
+    /// The site's page.
+    pub site_title: &'static str,
+    /// "{total} calls, {tracked} attributed to a visit: {share}."
+    pub total_line: &'static str,
+    pub chart_by_kind: &'static str,
+    pub untracked_title: &'static str,
+    /// No untracked calls; more before (`{before}`, `{after}`, `{delay}`); more after (`{idle}`);
+    /// balanced.
+    pub hints: [&'static str; 4],
+    pub pool_title: &'static str,
+    /// `{working}`, `{max}`, `{leased}`, `{exhausted}`.
+    pub pool_line: &'static str,
+    pub unknown: &'static str,
+    pub advice_title: &'static str,
+    pub advice_link: &'static str,
+    pub advice_busy: &'static str,
+    pub latest_title: &'static str,
+    pub none_in_period: &'static str,
+    pub callbacks_title: &'static str,
+    /// Requested, number, source, status, operators rung, answered by.
+    pub callback_columns: [&'static str; 6],
+    /// In `CallbackStatus`'s order: scheduled, accepted, retrying, calling, connected, completed,
+    /// missed, failed.
+    pub callback_statuses: [&'static str; 8],
+    pub by_day_title: &'static str,
+    /// Date, total, then the match kinds of the chart, tracked share, peak leased, pool ran out.
+    pub day_columns: [&'static str; 13],
+    pub all_calls_link: &'static str,
 }
 
 pub const EN: Words = Words {
@@ -133,6 +161,33 @@ pub const EN: Words = Words {
     ],
     attention: ["deliveries given up", "the pool ran out", "no call for 24 hours"],
     nothing: "—",
+    site_title: "Calls of",
+    total_line: "{total} calls, {tracked} attributed to a visit: {share} tracked.",
+    chart_by_kind: "Calls per day by how they were matched",
+    untracked_title: "Untracked calls",
+    hints: [
+        "No untracked calls in this period.",
+        "More untracked calls on the default number before ({before}) than after ({after}): visitors call before the tracking number appears; shorten delay_to_show (now {delay}).",
+        "More untracked calls on the default number after ({after}) than before ({before}): numbers are taken back while visitors still need them; lengthen reclaim_after_idle (now {idle}) or max_hold.",
+        "Untracked calls are balanced between the default number before ({before}) and after ({after}).",
+    ],
+    pool_title: "Pool",
+    pool_line: "{working} of {max} numbers in the working set, {leased} held now; {exhausted} requests found the pool exhausted since it was created.",
+    unknown: "unknown",
+    advice_title: "Pool size advice",
+    advice_link: "Simulate the last 28 days of this site's traffic with other pool sizes (takes a few seconds)",
+    advice_busy: "Another pool-size simulation is running on this server; reload this page in a minute.",
+    latest_title: "Latest calls",
+    none_in_period: "None in this period.",
+    callbacks_title: "Callback requests",
+    callback_columns: ["requested", "number", "source", "status", "operators rung", "answered by"],
+    callback_statuses: ["scheduled", "accepted", "retrying", "calling", "connected", "completed", "missed", "failed"],
+    by_day_title: "By day",
+    day_columns: [
+        "date", "total", "visitor on the site", "just left", "repeat", "default before", "default after", "static",
+        "unmatched", "callback", "tracked", "peak leased", "pool ran out",
+    ],
+    all_calls_link: "All calls, with filters and recordings",
 };
 
 pub const RU: Words = Words {
@@ -213,6 +268,33 @@ pub const RU: Words = Words {
     ],
     attention: ["есть недоставленные", "пул исчерпывался", "нет звонков 24 часа"],
     nothing: "—",
+    site_title: "Звонки сайта",
+    total_line: "Звонков: {total}, с источником: {tracked} — {share}.",
+    chart_by_kind: "Звонки по дням и по тому, как они сопоставлены",
+    untracked_title: "Звонки без источника",
+    hints: [
+        "В этом периоде нет звонков без источника.",
+        "На основной номер до показа звонят чаще ({before}), чем после ухода ({after}): посетители звонят раньше, чем появляется номер для отслеживания; сократите delay_to_show (сейчас {delay}).",
+        "На основной номер после ухода звонят чаще ({after}), чем до показа ({before}): номера забираются, пока они ещё нужны посетителям; увеличьте reclaim_after_idle (сейчас {idle}) или max_hold.",
+        "Звонки без источника поровну до показа ({before}) и после ухода ({after}).",
+    ],
+    pool_title: "Пул номеров",
+    pool_line: "В работе {working} из {max} номеров, заняты сейчас {leased}; с момента создания пул был исчерпан для {exhausted} запросов.",
+    unknown: "неизвестно",
+    advice_title: "Сколько нужно номеров",
+    advice_link: "Смоделировать последние 28 дней трафика сайта с другим размером пула (несколько секунд)",
+    advice_busy: "На сервере уже идёт моделирование пула; обновите страницу через минуту.",
+    latest_title: "Последние звонки",
+    none_in_period: "В этом периоде нет.",
+    callbacks_title: "Заявки на обратный звонок",
+    callback_columns: ["заявка", "номер", "источник", "статус", "обзвонено операторов", "ответил"],
+    callback_statuses: ["запланирован", "принят", "повтор", "звоним", "соединено", "завершён", "пропущен", "ошибка"],
+    by_day_title: "По дням",
+    day_columns: [
+        "дата", "всего", "на сайте", "только ушёл", "повторный", "основной до", "основной после", "статический",
+        "не сопоставлен", "обратный", "с источником", "пик занятых", "пул исчерпан",
+    ],
+    all_calls_link: "Все звонки, с фильтрами и записями",
 };
 
 pub fn words(lang: Lang) -> &'static Words {
@@ -277,6 +359,11 @@ pub fn status(w: &Words, status: &str) -> &'static str {
     i.map_or(w.statuses[5], |i| w.statuses[i])
 }
 
+/// `template` with each `{name}` replaced by its value.
+pub fn fill(template: &str, values: &[(&str, String)]) -> String {
+    values.iter().fold(template.to_owned(), |t, (k, v)| t.replace(&format!("{{{k}}}"), v))
+}
+
 /// A share as a percentage with one decimal: `12.5%`, `12,5 %`.
 pub fn percent(lang: Lang, share: f64) -> String {
     let text = format!("{:.1}", share * 100.0);
@@ -316,7 +403,18 @@ mod tests {
                 [w.sources_title, w.period, w.by, w.not_set, w.total, w.unattributed, w.no_data, w.download_csv];
             assert!(texts.iter().all(|t| !t.is_empty()), "{}", w.lang);
             assert!(w.dimensions.iter().chain(&w.columns[1..]).all(|t| !t.is_empty()), "{}", w.lang);
-            let lists = [&w.filters[..], &w.call_columns, &w.match_kinds, &w.statuses, &w.site_columns, &w.attention];
+            let lists = [
+                &w.filters[..],
+                &w.call_columns,
+                &w.match_kinds,
+                &w.statuses,
+                &w.site_columns,
+                &w.attention,
+                &w.hints,
+                &w.callback_columns,
+                &w.callback_statuses,
+                &w.day_columns,
+            ];
             assert!(lists.iter().all(|l| l.iter().all(|t| !t.is_empty())), "{}", w.lang);
         }
     }

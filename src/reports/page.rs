@@ -58,18 +58,42 @@ struct Day<'a> {
 #[derive(Template)]
 #[template(path = "report.html")]
 struct ReportPage<'a> {
+    w: &'static super::i18n::Words,
     site: &'a str,
     summary: &'a Summary,
-    share: String,
+    total_line: String,
     chart: Chart,
-    series: &'a [Series],
+    series: Vec<(&'static str, &'static str)>,
+    hint: String,
     pool: String,
     advice: Advice,
     days: Vec<Day<'a>>,
     /// The period's latest calls, newest first.
-    calls: Vec<&'a CallRow>,
+    calls: Vec<CallLine>,
     /// The period's latest callback requests, newest first (`None`: the site has no form).
-    callbacks: Option<Vec<&'a super::CallbackRow>>,
+    callbacks: Option<Vec<CallbackLine>>,
+    sources_href: String,
+    calls_href: String,
+    other_lang_href: String,
+}
+
+struct CallbackLine {
+    requested: String,
+    number: String,
+    source: String,
+    status: &'static str,
+    operators_rung: u32,
+    answered_by: String,
+}
+
+/// The site as its page shows it.
+pub struct SiteView<'a> {
+    pub id: &'a str,
+    pub lang: super::i18n::Lang,
+    pub tz: chrono_tz::Tz,
+    pub max_numbers: u32,
+    pub delay_to_show: std::time::Duration,
+    pub reclaim_after_idle: std::time::Duration,
 }
 
 /// How many of the period's calls the page lists.
@@ -103,43 +127,131 @@ fn chart(days: &[DayCounts]) -> Chart {
     Chart { width, height, pad, base: height - pad, max, bars }
 }
 
-/// The page of `summary` and the latest of `calls`; `max_numbers` is the site's pool size.
+/// A time in the site's zone, to the minute.
+fn local(rfc: &str, tz: chrono_tz::Tz) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc)
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| rfc.to_owned())
+}
+
+/// A call's line in the reader's words.
+fn call_line(w: &super::i18n::Words, lang: super::i18n::Lang, tz: chrono_tz::Tz, c: &CallRow) -> CallLine {
+    use super::i18n::{int, match_kind, status};
+    let parts: Vec<&str> = [&c.source, &c.medium, &c.campaign].into_iter().filter_map(|p| p.as_deref()).collect();
+    CallLine {
+        started: local(&c.started_at, tz),
+        called: c.called.clone(),
+        caller: c.caller.clone().unwrap_or_else(|| w.hidden.to_owned()),
+        matched: match_kind(w, c.matched),
+        source: if parts.is_empty() { "—".into() } else { parts.join(" / ") },
+        status: status(w, &c.status),
+        duration: c.duration.map_or("—".into(), |d| int(lang, u64::from(d))),
+        recording: c.recording.clone().unwrap_or_default(),
+    }
+}
+
+/// The site's page: its calls of the period over time by match kind, the untracked calls with
+/// their hint, the pool's use and the advice, the latest calls and callback requests, the days.
 pub fn render(
-    site: &str,
+    site: &SiteView<'_>,
     summary: &Summary,
     (calls, callbacks): (&CallList, Option<&super::CallbackList>),
-    max_numbers: u32,
     advice: Advice,
 ) -> String {
-    let percent = |v: Option<f64>, digits: usize| v.map_or("—".to_owned(), |v| format!("{:.*}%", digits, v * 100.0));
-    let pool = summary.pool.as_ref().map_or("unknown".to_owned(), |p| {
-        format!(
-            "{} of {} numbers in the working set, {} held now; {} requests found the pool exhausted since it was created",
-            p.working, p.max_numbers, p.leased_now, p.exhausted_total
+    use super::i18n::{fill, int, match_kind, percent, words};
+    let (lang, w) = (site.lang, words(site.lang));
+    let pct = |v: Option<f64>| v.map_or(w.nothing.to_owned(), |v| percent(lang, v));
+    let pool = summary.pool.as_ref().map_or(w.unknown.to_owned(), |p| {
+        fill(
+            w.pool_line,
+            &[
+                ("working", int(lang, u64::from(p.working))),
+                ("max", int(lang, u64::from(p.max_numbers))),
+                ("leased", int(lang, u64::from(p.leased_now))),
+                ("exhausted", int(lang, p.exhausted_total)),
+            ],
         )
     });
+    let (before, after) = (summary.total.default_before, summary.total.default_after);
+    let hint = match () {
+        _ if before + after == 0 => w.hints[0],
+        _ if before > after * 3 / 2 => w.hints[1],
+        _ if after > before * 3 / 2 => w.hints[2],
+        _ => w.hints[3],
+    };
+    let hint = fill(
+        hint,
+        &[
+            ("before", int(lang, before)),
+            ("after", int(lang, after)),
+            ("delay", humantime::format_duration(site.delay_to_show).to_string()),
+            ("idle", humantime::format_duration(site.reclaim_after_idle).to_string()),
+        ],
+    );
     let days = summary
         .days
         .iter()
         .map(|d| Day {
             date: &d.date,
             counts: d,
-            share: percent(d.share_tracked, 0),
-            peak: d.peak_leased.map_or("—".to_owned(), |v| format!("{v} / {max_numbers}")),
-            exhausted: d.exhausted.map_or("—".to_owned(), |v| v.to_string()),
+            share: pct(d.share_tracked),
+            peak: d.peak_leased.map_or(w.nothing.to_owned(), |v| format!("{v} / {}", site.max_numbers)),
+            exhausted: d.exhausted.map_or(w.nothing.to_owned(), |v| int(lang, v)),
         })
         .collect();
+    let series = SERIES
+        .iter()
+        .map(|s| {
+            let kind = crate::calls::MatchKind::ALL.into_iter().find(|k| k.as_str() == s.name);
+            (kind.map_or(s.name, |k| match_kind(w, k)), s.color)
+        })
+        .collect();
+    let cb_status = |s: crate::callback::CallbackStatus| {
+        let all = ["scheduled", "accepted", "retrying", "calling", "connected", "completed", "missed", "failed"];
+        all.iter().position(|x| *x == s.as_str()).map_or(w.nothing, |i| w.callback_statuses[i])
+    };
+    let around = |path: String, start: usize, lang: &str| {
+        let mut q = form_urlencoded::Serializer::for_suffix(path, start);
+        q.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("lang", lang);
+        q.finish()
+    };
     let page = ReportPage {
-        site,
+        w,
+        site: site.id,
         summary,
-        share: percent(summary.total.share_tracked, 1),
+        total_line: fill(
+            w.total_line,
+            &[
+                ("total", int(lang, summary.total.total)),
+                ("tracked", int(lang, summary.total.tracked)),
+                ("share", pct(summary.total.share_tracked)),
+            ],
+        ),
         chart: chart(&summary.days),
-        series: &SERIES,
+        series,
+        hint,
         pool,
         advice,
         days,
-        calls: calls.calls.iter().rev().take(LATEST).collect(),
-        callbacks: callbacks.map(|c| c.callbacks.iter().rev().take(LATEST).collect()),
+        calls: calls.calls.iter().rev().take(LATEST).map(|c| call_line(w, lang, site.tz, c)).collect(),
+        callbacks: callbacks.map(|list| {
+            list.callbacks
+                .iter()
+                .rev()
+                .take(LATEST)
+                .map(|c| CallbackLine {
+                    requested: local(&c.requested_at, site.tz),
+                    number: c.number.clone(),
+                    source: c.source.clone().unwrap_or_else(|| w.nothing.to_owned()),
+                    status: cb_status(c.status),
+                    operators_rung: c.operators_rung,
+                    answered_by: c.answered_by.clone().unwrap_or_else(|| w.nothing.to_owned()),
+                })
+                .collect()
+        }),
+        sources_href: around(format!("{}/sources?format=html", site.id), site.id.len() + 9, w.lang),
+        calls_href: around(format!("{}/calls?format=html", site.id), site.id.len() + 7, w.lang),
+        other_lang_href: around(String::from("?"), 1, w.other_lang),
     };
     page.render().expect("the report page renders (its values are plain text)")
 }
@@ -161,8 +273,18 @@ mod tests {
         };
         let calls =
             CallList { site: "shop".into(), from: String::new(), to: String::new(), calls: vec![], truncated: false };
-        let html = render("<b>shop</b>", &summary, (&calls, None), 3, Advice::Link("?a=1&token=x\"y".into()));
-        assert!(!html.contains("<script>") && html.contains("alert(1)"), "{html}");
+        let site = SiteView {
+            id: "<b>shop</b>",
+            lang: super::super::i18n::Lang::En,
+            tz: chrono_tz::UTC,
+            max_numbers: 3,
+            delay_to_show: std::time::Duration::from_secs(5),
+            reclaim_after_idle: std::time::Duration::from_secs(120),
+        };
+        let html = render(&site, &summary, (&calls, None), Advice::Link("?a=1&token=x\"y".into()));
+        assert!(!html.contains("<script>"), "{html}");
+        let text = render(&site, &summary, (&calls, None), Advice::Text("<script>alert(1)</script>".into()));
+        assert!(!text.contains("<script>") && text.contains("alert(1)"), "{text}");
         assert!(!html.contains("<b>shop") && html.contains("shop"));
         assert!(!html.contains("token=x\"y"));
         assert!(html.contains("<rect x=\"31.0\""), "a bar for the day's call");

@@ -31,6 +31,8 @@ pub struct ReportQuery {
     /// scoped to the site's reports, 8 hours). Programs send the Authorization header.
     #[allow(dead_code)]
     token: Option<String>,
+    /// The page's language (`ru` or `en`); default: the browser's, else the site's `language`.
+    lang: Option<String>,
     /// On the page: `1` simulates the site's last 28 days of recorded traffic with other pool
     /// sizes (takes a few seconds) and shows the advice.
     #[param(minimum = 0, maximum = 1)]
@@ -485,30 +487,42 @@ pub async fn sources(
 pub async fn page(
     State(app): State<Arc<App>>,
     owner: Owner,
+    headers: axum::http::HeaderMap,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let site = owner.site();
     let period = q.period(&app, site.timezone)?;
     let summary = reports::summary(&app, site, &period).await?;
     let calls = reports::calls(&app, site, &period, owner.access).await?;
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    let lang = reports::i18n::choose(q.lang.as_deref(), accept, site.language);
     let advice = if q.advice == Some(1) {
         // Seconds of CPU and up to millions of visits in memory: one simulation at a time per
         // node; a second request meanwhile is told to come back rather than queued.
         static SIMULATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
         Advice::Text(match SIMULATING.try_acquire() {
             Ok(_running) => reports::advice(&app, site).await,
-            Err(_) => "Another pool-size simulation is running on this server; reload this page in a minute.".into(),
+            Err(_) => reports::i18n::words(lang).advice_busy.into(),
         })
     } else {
         let mut link = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
         link.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("advice", "1");
+        link.append_pair("lang", reports::i18n::words(lang).lang);
         Advice::Link(link.finish())
     };
     let callbacks = match site.callback {
         Some(_) => Some(reports::callbacks(&app, site, &period, owner.access).await?),
         None => None,
     };
-    let html = page::render(site.id.as_str(), &summary, (&calls, callbacks.as_ref()), site.rules.max_numbers, advice);
+    let view = page::SiteView {
+        id: site.id.as_str(),
+        lang,
+        tz: site.timezone,
+        max_numbers: site.rules.max_numbers,
+        delay_to_show: site.delay_to_show,
+        reclaim_after_idle: site.rules.reclaim_after_idle,
+    };
+    let html = page::render(&view, &summary, (&calls, callbacks.as_ref()), advice);
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
 

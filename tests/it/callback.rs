@@ -1303,7 +1303,7 @@ async fn operators_are_rung_in_turn_until_one_answers(backend: Backend) {
         (Some("completed"), Some(3), Some(OPERATOR_3)),
         "{row}"
     );
-    let page = w.node.admin_get("/v1/reports/hnt").await.text().await.unwrap();
+    let page = w.node.admin_get("/v1/reports/hnt?lang=en").await.text().await.unwrap();
     assert!(page.contains(&format!("<td>completed</td><td>3</td><td>{OPERATOR_3}</td>")), "{page}");
     w.node.stop().await;
 }
