@@ -30,7 +30,7 @@ pub use pbx::PbxConfig;
 pub use pool::PoolConfig;
 pub use section::{Fields, Place, Reader, Section, Sections};
 pub use server::{percent_encode, BusConfig, SentinelConfig, ServerConfig, StoreConfig, TlsFiles};
-pub use site::{referrer_host, SiteConfig, TrackFilter};
+pub use site::{referrer_host, Price, SiteConfig, TrackFilter};
 
 /// The built-in demo configuration `callpool serve` uses when there is no config file.
 pub const DEMO_CONFIG: &str = include_str!("../../deploy/demo.toml");

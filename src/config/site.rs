@@ -46,6 +46,31 @@ pub struct SiteConfig {
     pub leases_per_address: Option<crate::callback::limits::Window>,
     /// The reports' language when the reader's browser asks for neither Russian nor English.
     pub language: crate::callback::text::Lang,
+    /// What one tracking number costs a month (`number_price = "4.70 USD"`), for the pool-size
+    /// advice.
+    pub number_price: Option<Price>,
+}
+
+/// An amount of money in a currency (ISO 4217 code).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Price {
+    pub amount: f64,
+    pub currency: String,
+}
+
+impl Price {
+    /// `"4.70 USD"` (a decimal point or comma, then the currency's three-letter code).
+    pub fn parse(s: &str) -> Result<Price, String> {
+        let bad = || format!("{s:?} is not a price such as \"4.70 USD\"");
+        let (amount, currency) = s.trim().split_once(char::is_whitespace).ok_or_else(bad)?;
+        let amount: f64 = amount.replace(',', ".").parse().map_err(|_| bad())?;
+        let currency = currency.trim();
+        let code = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
+        if !amount.is_finite() || amount < 0.0 || !code {
+            return Err(bad());
+        }
+        Ok(Price { amount, currency: currency.to_owned() })
+    }
 }
 
 impl SiteConfig {
@@ -134,6 +159,7 @@ pub(super) struct RawSite {
     admin_token: Option<String>,
     leases_per_address: Option<String>,
     language: Option<String>,
+    number_price: Option<String>,
     callback: Option<RawCallback>,
     /// Anything else: destinations' tables, read by their own readers (an unknown name is a problem).
     #[serde(flatten)]
@@ -204,6 +230,10 @@ impl Validator {
                 crate::callback::text::Lang::Ru
             }
         };
+        let number_price = rs
+            .number_price
+            .as_deref()
+            .and_then(|p| Price::parse(p).map_err(|e| self.fail(&at("number_price"), e)).ok());
         let default_before = self.number(&at("default_before"), &rs.default_before);
         let static_number = match &rs.static_number {
             Some(raw_n) => self.number(&at("static_number"), raw_n),
@@ -322,6 +352,7 @@ impl Validator {
             callback,
             leases_per_address,
             language,
+            number_price,
         })
     }
 }

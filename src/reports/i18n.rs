@@ -81,6 +81,13 @@ pub struct Words {
     /// Date, total, then the match kinds of the chart, tracked share, peak leased, pool ran out.
     pub day_columns: [&'static str; 13],
     pub all_calls_link: &'static str,
+    /// The advice: the pool is right (`{now}`), a better size (`{best}`, `{now}`), simulated on
+    /// (`{visits}`, `{calls}`), not yet (`{why}`), failed.
+    pub advice_texts: [&'static str; 5],
+    /// A pool size: `{numbers}`, `{cost}` (may be empty), `{accuracy}`, `{wrong}`.
+    pub sized: &'static str,
+    /// `{amount}` `{currency}` a month, after the numbers.
+    pub per_month: &'static str,
 }
 
 pub const EN: Words = Words {
@@ -188,6 +195,15 @@ pub const EN: Words = Words {
         "unmatched", "callback", "tracked", "peak leased", "pool ran out",
     ],
     all_calls_link: "All calls, with filters and recordings",
+    advice_texts: [
+        "{now}: more numbers would not help much.",
+        "{best} instead of {now} now.",
+        "Simulated on {visits} recorded visits and {calls} calls of the last 28 days.",
+        "No advice yet: {why}.",
+        "The simulation failed; see the logs.",
+    ],
+    sized: "{numbers} numbers{cost}, {accuracy} of calls attributed ({wrong} to the wrong visitor)",
+    per_month: ", {amount} {currency} a month",
 };
 
 pub const RU: Words = Words {
@@ -295,6 +311,15 @@ pub const RU: Words = Words {
         "не сопоставлен", "обратный", "с источником", "пик занятых", "пул исчерпан",
     ],
     all_calls_link: "Все звонки, с фильтрами и записями",
+    advice_texts: [
+        "{now}: больше номеров почти ничего не даст.",
+        "{best} вместо нынешних: {now}.",
+        "Смоделировано на {visits} записанных визитах и {calls} звонках за последние 28 дней.",
+        "Пока нет совета: {why}.",
+        "Моделирование не удалось; подробности в журнале.",
+    ],
+    sized: "номеров: {numbers}{cost}, звонков с верным источником: {accuracy} (с чужим: {wrong})",
+    per_month: ", {amount} {currency} в месяц",
 };
 
 pub fn words(lang: Lang) -> &'static Words {
@@ -364,6 +389,15 @@ pub fn fill(template: &str, values: &[(&str, String)]) -> String {
     values.iter().fold(template.to_owned(), |t, (k, v)| t.replace(&format!("{{{k}}}"), v))
 }
 
+/// An amount of money: two decimals, none for a whole amount, the language's decimal sign.
+pub fn money(lang: Lang, amount: f64) -> String {
+    let text = if (amount - amount.round()).abs() < 0.005 { format!("{amount:.0}") } else { format!("{amount:.2}") };
+    match lang {
+        Lang::En => text,
+        Lang::Ru => text.replace('.', ","),
+    }
+}
+
 /// A share as a percentage with one decimal: `12.5%`, `12,5 %`.
 pub fn percent(lang: Lang, share: f64) -> String {
     let text = format!("{:.1}", share * 100.0);
@@ -394,6 +428,10 @@ mod tests {
         assert_eq!(int(Lang::En, 999), "999");
         assert_eq!(percent(Lang::En, 0.125), "12.5%");
         assert_eq!(percent(Lang::Ru, 0.125), "12,5\u{a0}%");
+        assert_eq!(
+            (money(Lang::En, 65.8), money(Lang::Ru, 66.0), money(Lang::Ru, 4.7)),
+            ("65.80".into(), "66".into(), "4,70".into())
+        );
     }
 
     #[test]
@@ -414,6 +452,7 @@ mod tests {
                 &w.callback_columns,
                 &w.callback_statuses,
                 &w.day_columns,
+                &w.advice_texts,
             ];
             assert!(lists.iter().all(|l| l.iter().all(|t| !t.is_empty())), "{}", w.lang);
         }

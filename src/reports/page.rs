@@ -23,9 +23,11 @@ const SERIES: [Series; 7] = [
     Series { name: "callback", color: "#5c6bc0", value: |d| d.callback },
 ];
 
-/// The pool-size advice: simulated (its sentence), or a link that asks for it.
+/// The pool-size advice: simulated, busy (another simulation runs on the node), or a link that
+/// asks for it.
 pub enum Advice {
-    Text(String),
+    Simulated(super::PoolAdvice),
+    Busy,
     Link(String),
 }
 
@@ -66,7 +68,8 @@ struct ReportPage<'a> {
     series: Vec<(&'static str, &'static str)>,
     hint: String,
     pool: String,
-    advice: Advice,
+    advice: Option<String>,
+    advice_link: String,
     days: Vec<Day<'a>>,
     /// The period's latest calls, newest first.
     calls: Vec<CallLine>,
@@ -94,6 +97,44 @@ pub struct SiteView<'a> {
     pub max_numbers: u32,
     pub delay_to_show: std::time::Duration,
     pub reclaim_after_idle: std::time::Duration,
+    pub number_price: Option<&'a crate::config::Price>,
+}
+
+/// The advice in the reader's words, with the numbers' cost when the site has a price.
+fn advice_text(w: &super::i18n::Words, site: &SiteView<'_>, advice: &super::PoolAdvice) -> String {
+    use super::i18n::{fill, int, money, percent};
+    let lang = site.lang;
+    let sized = |s: &super::Sized| {
+        let cost = site.number_price.map_or(String::new(), |p| {
+            fill(
+                w.per_month,
+                &[("amount", money(lang, p.amount * f64::from(s.numbers))), ("currency", p.currency.clone())],
+            )
+        });
+        fill(
+            w.sized,
+            &[
+                ("numbers", int(lang, u64::from(s.numbers))),
+                ("cost", cost),
+                ("accuracy", percent(lang, s.accuracy)),
+                ("wrong", percent(lang, s.wrong)),
+            ],
+        )
+    };
+    match advice {
+        super::PoolAdvice::Simulated { current, best, visits, calls } => {
+            let first = if best.numbers == current.numbers {
+                fill(w.advice_texts[0], &[("now", sized(current))])
+            } else {
+                fill(w.advice_texts[1], &[("best", sized(best)), ("now", sized(current))])
+            };
+            let on =
+                fill(w.advice_texts[2], &[("visits", int(lang, *visits as u64)), ("calls", int(lang, *calls as u64))]);
+            format!("{first} {on}")
+        }
+        super::PoolAdvice::NotYet(why) => fill(w.advice_texts[3], &[("why", why.clone())]),
+        super::PoolAdvice::Failed => w.advice_texts[4].to_owned(),
+    }
 }
 
 /// How many of the period's calls the page lists.
@@ -231,7 +272,15 @@ pub fn render(
         series,
         hint,
         pool,
-        advice,
+        advice: match &advice {
+            Advice::Simulated(a) => Some(advice_text(w, site, a)),
+            Advice::Busy => Some(w.advice_busy.to_owned()),
+            Advice::Link(_) => None,
+        },
+        advice_link: match advice {
+            Advice::Link(href) => href,
+            _ => String::new(),
+        },
         days,
         calls: calls.calls.iter().rev().take(LATEST).map(|c| call_line(w, lang, site.tz, c)).collect(),
         callbacks: callbacks.map(|list| {
@@ -280,11 +329,30 @@ mod tests {
             max_numbers: 3,
             delay_to_show: std::time::Duration::from_secs(5),
             reclaim_after_idle: std::time::Duration::from_secs(120),
+            number_price: None,
         };
         let html = render(&site, &summary, (&calls, None), Advice::Link("?a=1&token=x\"y".into()));
         assert!(!html.contains("<script>"), "{html}");
-        let text = render(&site, &summary, (&calls, None), Advice::Text("<script>alert(1)</script>".into()));
+        let why = crate::reports::PoolAdvice::NotYet("<script>alert(1)</script>".into());
+        let text = render(&site, &summary, (&calls, None), Advice::Simulated(why));
         assert!(!text.contains("<script>") && text.contains("alert(1)"), "{text}");
+        // With a price: the cost beside the accuracy, in the reader's words.
+        let price = crate::config::Price::parse("4.70 USD").unwrap();
+        let site = SiteView { number_price: Some(&price), lang: super::super::i18n::Lang::En, ..site };
+        let sized = |numbers, accuracy| crate::reports::Sized { numbers, accuracy, wrong: 0.004 };
+        let advice = crate::reports::PoolAdvice::Simulated {
+            current: sized(10, 0.9),
+            best: sized(14, 0.96),
+            visits: 5000,
+            calls: 120,
+        };
+        let w = super::super::i18n::words(site.lang);
+        assert_eq!(
+            advice_text(w, &site, &advice),
+            "14 numbers, 65.80 USD a month, 96.0% of calls attributed (0.4% to the wrong visitor) instead of \
+             10 numbers, 47 USD a month, 90.0% of calls attributed (0.4% to the wrong visitor) now. Simulated on 5,000 \
+             recorded visits and 120 calls of the last 28 days."
+        );
         assert!(!html.contains("<b>shop") && html.contains("shop"));
         assert!(!html.contains("token=x\"y"));
         assert!(html.contains("<rect x=\"31.0\""), "a bar for the day's call");

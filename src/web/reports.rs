@@ -500,10 +500,10 @@ pub async fn page(
         // Seconds of CPU and up to millions of visits in memory: one simulation at a time per
         // node; a second request meanwhile is told to come back rather than queued.
         static SIMULATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-        Advice::Text(match SIMULATING.try_acquire() {
-            Ok(_running) => reports::advice(&app, site).await,
-            Err(_) => reports::i18n::words(lang).advice_busy.into(),
-        })
+        match SIMULATING.try_acquire() {
+            Ok(_running) => Advice::Simulated(reports::advice(&app, site).await),
+            Err(_) => Advice::Busy,
+        }
     } else {
         let mut link = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
         link.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("advice", "1");
@@ -521,6 +521,7 @@ pub async fn page(
         max_numbers: site.rules.max_numbers,
         delay_to_show: site.delay_to_show,
         reclaim_after_idle: site.rules.reclaim_after_idle,
+        number_price: site.number_price.as_ref(),
     };
     let html = page::render(&view, &summary, (&calls, callbacks.as_ref()), advice);
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())

@@ -475,7 +475,8 @@ async fn default_numbers_and_refusals(backend: Backend) {
     assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
     let html = page.text().await.unwrap();
     assert!(html.contains("<svg") && !html.contains(REPORT_TOKEN), "the page never repeats the token");
-    let advice = browser.get(w.node.url("/v1/reports/shop?advice=1")).header("cookie", &cookie).send().await.unwrap();
+    let advice =
+        browser.get(w.node.url("/v1/reports/shop?advice=1&lang=en")).header("cookie", &cookie).send().await.unwrap();
     let advice = advice.text().await.unwrap();
     assert!(advice.contains("No advice yet: 0 visits recorded"), "too little traffic to fit: {advice}");
     // Who may not see a site cannot tell whether it exists; the operator can.
