@@ -88,6 +88,8 @@ pub struct Words {
     pub sized: &'static str,
     /// `{amount}` `{currency}` a month, after the numbers.
     pub per_month: &'static str,
+    /// A callback's call: `{requested}`, `{status}`, `{rung}`, `{answered}`.
+    pub callback_story: &'static str,
 }
 
 pub const EN: Words = Words {
@@ -204,6 +206,7 @@ pub const EN: Words = Words {
     ],
     sized: "{numbers} numbers{cost}, {accuracy} of calls attributed ({wrong} to the wrong visitor)",
     per_month: ", {amount} {currency} a month",
+    callback_story: "requested {requested}, {status}; operators rung: {rung}; answered by {answered}",
 };
 
 pub const RU: Words = Words {
@@ -320,6 +323,7 @@ pub const RU: Words = Words {
     ],
     sized: "номеров: {numbers}{cost}, звонков с верным источником: {accuracy} (с чужим: {wrong})",
     per_month: ", {amount} {currency} в месяц",
+    callback_story: "заявка {requested}, {status}; обзвонено операторов: {rung}; ответил {answered}",
 };
 
 pub fn words(lang: Lang) -> &'static Words {

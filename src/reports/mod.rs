@@ -197,6 +197,21 @@ pub struct CallRow {
     /// GA4 delivery: pending, sent, skipped, dead (with the reason), or none.
     ga4: String,
     yandex: String,
+    /// On a callback's call: the request it answered.
+    callback: Option<CallbackStory>,
+}
+
+/// The request a callback's call answered: when it was made, how it went.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CallbackStory {
+    id: String,
+    /// RFC 3339, UTC.
+    requested_at: String,
+    status: CallbackStatus,
+    /// Trigger attempts that failed.
+    attempts: u32,
+    operators_rung: u32,
+    answered_by: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -271,6 +286,20 @@ pub async fn calls_where(
     let ids: Vec<String> = calls.iter().map(|c| c.key.to_string()).collect();
     let ga4 = app.store.job_states(crate::jobs::ga4::CALLS, &ids).await?;
     let yandex = app.store.job_states(crate::jobs::metrica::KIND, &ids).await?;
+    let mut stories = BTreeMap::new();
+    for c in calls.iter().filter(|c| c.matched.kind == MatchKind::Callback) {
+        if let Some(cb) = app.store.callback_for_call(&c.key).await? {
+            let story = CallbackStory {
+                id: cb.id.to_string(),
+                requested_at: rfc3339(cb.requested_at),
+                status: cb.status,
+                attempts: cb.attempts,
+                operators_rung: cb.operators_rung(),
+                answered_by: cb.answered_by.clone(),
+            };
+            stories.insert(c.key.to_string(), story);
+        }
+    }
     let config = app.config();
     let rows = calls
         .iter()
@@ -300,6 +329,7 @@ pub async fn calls_where(
                 recording: c.recording_url.as_ref().map(|_| recording_path(&site.id, &c.key)),
                 ga4: delivery(ga4),
                 yandex: delivery(yandex),
+                callback: stories.remove(&c.key.to_string()),
             }
         })
         .collect();
@@ -380,6 +410,7 @@ pub fn calls_table(list: &CallList) -> table::Table {
                 opt(&c.recording),
                 Cell::from(c.ga4.as_str()),
                 Cell::from(c.yandex.as_str()),
+                Cell::from(c.callback.as_ref().map(|s| s.id.as_str())),
             ]
         })
         .collect();

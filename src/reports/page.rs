@@ -175,11 +175,29 @@ fn local(rfc: &str, tz: chrono_tz::Tz) -> String {
         .unwrap_or_else(|_| rfc.to_owned())
 }
 
+/// A callback request's status in the reader's words.
+fn callback_status(w: &super::i18n::Words, s: crate::callback::CallbackStatus) -> &'static str {
+    let all = ["scheduled", "accepted", "retrying", "calling", "connected", "completed", "missed", "failed"];
+    all.iter().position(|x| *x == s.as_str()).map_or(w.nothing, |i| w.callback_statuses[i])
+}
+
 /// A call's line in the reader's words.
 fn call_line(w: &super::i18n::Words, lang: super::i18n::Lang, tz: chrono_tz::Tz, c: &CallRow) -> CallLine {
-    use super::i18n::{int, match_kind, status};
+    use super::i18n::{fill, int, match_kind, status};
     let parts: Vec<&str> = [&c.source, &c.medium, &c.campaign].into_iter().filter_map(|p| p.as_deref()).collect();
+    let story = c.callback.as_ref().map_or(String::new(), |s| {
+        fill(
+            w.callback_story,
+            &[
+                ("requested", local(&s.requested_at, tz)),
+                ("status", callback_status(w, s.status).to_owned()),
+                ("rung", int(lang, u64::from(s.operators_rung))),
+                ("answered", s.answered_by.clone().unwrap_or_else(|| w.nothing.to_owned())),
+            ],
+        )
+    });
     CallLine {
+        story,
         started: local(&c.started_at, tz),
         called: c.called.clone(),
         caller: c.caller.clone().unwrap_or_else(|| w.hidden.to_owned()),
@@ -247,10 +265,6 @@ pub fn render(
             (kind.map_or(s.name, |k| match_kind(w, k)), s.color)
         })
         .collect();
-    let cb_status = |s: crate::callback::CallbackStatus| {
-        let all = ["scheduled", "accepted", "retrying", "calling", "connected", "completed", "missed", "failed"];
-        all.iter().position(|x| *x == s.as_str()).map_or(w.nothing, |i| w.callback_statuses[i])
-    };
     let around = |path: String, start: usize, lang: &str| {
         let mut q = form_urlencoded::Serializer::for_suffix(path, start);
         q.append_pair("from", &summary.from).append_pair("to", &summary.to).append_pair("lang", lang);
@@ -292,7 +306,7 @@ pub fn render(
                     requested: local(&c.requested_at, site.tz),
                     number: c.number.clone(),
                     source: c.source.clone().unwrap_or_else(|| w.nothing.to_owned()),
-                    status: cb_status(c.status),
+                    status: callback_status(w, c.status),
                     operators_rung: c.operators_rung,
                     answered_by: c.answered_by.clone().unwrap_or_else(|| w.nothing.to_owned()),
                 })
@@ -540,6 +554,8 @@ struct Choice {
 }
 
 struct CallLine {
+    /// A callback's call: its request's story.
+    story: String,
     started: String,
     called: String,
     caller: String,
@@ -575,7 +591,7 @@ struct CallsPage<'a> {
 /// calls newest first in the site's time zone with a player for each recording, the CSV of the
 /// same calls.
 pub fn render_calls(v: &CallsView<'_>) -> String {
-    use super::i18n::{int, match_kind, status, words};
+    use super::i18n::{int, match_kind, words};
     use crate::calls::MatchKind;
     let (list, w, f) = (v.list, words(v.lang), v.filter);
     let source = f.dims.iter().find(|(d, _)| *d == super::sources::Dimension::Source).map(|(_, s)| s.clone());
@@ -609,30 +625,7 @@ pub fn render_calls(v: &CallsView<'_>) -> String {
         .iter()
         .map(|k| Choice { value: k.as_str(), label: match_kind(w, *k), selected: f.matched == Some(*k) })
         .collect();
-    let local = |rfc: &str| {
-        chrono::DateTime::parse_from_rfc3339(rfc)
-            .map(|t| t.with_timezone(&v.tz).format("%Y-%m-%d %H:%M").to_string())
-            .unwrap_or_else(|_| rfc.to_owned())
-    };
-    let rows = list
-        .calls
-        .iter()
-        .rev()
-        .map(|c| {
-            let parts: Vec<&str> =
-                [&c.source, &c.medium, &c.campaign].into_iter().filter_map(|p| p.as_deref()).collect();
-            CallLine {
-                started: local(&c.started_at),
-                called: c.called.clone(),
-                caller: c.caller.clone().unwrap_or_else(|| w.hidden.to_owned()),
-                matched: match_kind(w, c.matched),
-                source: if parts.is_empty() { "—".into() } else { parts.join(" / ") },
-                status: status(w, &c.status),
-                duration: c.duration.map_or("—".into(), |d| int(v.lang, u64::from(d))),
-                recording: c.recording.clone().unwrap_or_default(),
-            }
-        })
-        .collect::<Vec<_>>();
+    let rows = list.calls.iter().rev().map(|c| call_line(w, v.lang, v.tz, c)).collect::<Vec<_>>();
     let around = |path: &str| {
         let mut q = form_urlencoded::Serializer::for_suffix(format!("{path}?"), path.len() + 1);
         q.append_pair("from", &list.from).append_pair("to", &list.to).append_pair("lang", w.lang);

@@ -1305,6 +1305,16 @@ async fn operators_are_rung_in_turn_until_one_answers(backend: Backend) {
     );
     let page = w.node.admin_get("/v1/reports/hnt?lang=en").await.text().await.unwrap();
     assert!(page.contains(&format!("<td>completed</td><td>3</td><td>{OPERATOR_3}</td>")), "{page}");
+    // The callback's call tells its request's story, in the calls report and on its page.
+    let calls: Value = w.node.admin_get("/v1/reports/hnt/calls?match=callback").await.json().await.unwrap();
+    let story = &calls["calls"][0]["callback"];
+    assert_eq!(
+        (story["operators_rung"].as_u64(), story["answered_by"].as_str()),
+        (Some(3), Some(OPERATOR_3)),
+        "{calls}"
+    );
+    let page = w.node.admin_get("/v1/reports/hnt/calls?format=html&lang=en").await.text().await.unwrap();
+    assert!(page.contains(&format!("operators rung: 3; answered by {OPERATOR_3}")), "{page}");
     w.node.stop().await;
 }
 
