@@ -381,6 +381,7 @@ pub fn calls_table(list: &CallList) -> table::Table {
         "recording",
         "ga4",
         "yandex",
+        "callback_id",
     ];
     let rows = list
         .calls

@@ -33,12 +33,14 @@ pub struct SiteLine {
     pub peak_leased: Option<u32>,
     /// Lease requests that found the pool exhausted in the period.
     pub exhausted: u64,
-    /// The site's latest call in the period (RFC 3339).
-    pub last_call_at: Option<String>,
-    /// Deliveries of the site's calls and callbacks given up (dead letters), by kind.
+    /// The last day of the period with a call (the site's local date).
+    pub last_call_day: Option<String>,
+    /// Deliveries of the site's calls and callbacks given up (dead letters) since the period
+    /// began, by kind (of the oldest 500 dead letters of each kind).
     pub dead_letters: BTreeMap<String, u64>,
-    /// What needs attention: `deliveries_failing`, `pool_exhausted`, `silent` (calls in the
-    /// period, none in the last 24 hours).
+    /// What needs attention: `deliveries_failing`, `pool_exhausted` (in the period), `silent`
+    /// (calls in the week before, none in the last 24 hours: the PBX may have stopped
+    /// reporting).
     pub attention: Vec<String>,
 }
 
@@ -53,17 +55,16 @@ pub struct Overview {
 pub async fn overview(app: &App, from: Option<&str>, to: Option<&str>) -> Result<Overview, OverviewError> {
     let config = app.config();
     let now = app.clock.now();
-    let dead = dead_by_site(app).await?;
+    // The period as UTC days: what the page says and the dead letters are counted from.
+    let utc = Period::new(chrono_tz::UTC, from, to, now)?;
+    let dead = dead_by_site(app, utc.from.minus(std::time::Duration::from_secs(14 * 3600))).await?;
     let mut sites = Vec::new();
-    let (mut first, mut last) = (String::new(), String::new());
     for site in &config.sites {
         let p = Period::new(site.timezone, from, to, now)?;
-        (first, last) = (p.first.to_string(), p.last.to_string());
         let s = summary(app, site, &p).await?;
-        let calls = app.store.calls(Some(&site.id), p.from, p.to, super::MAX_ROWS).await?;
-        let latest = calls.iter().map(|c| c.started_at).max();
         let peak_leased = s.days.iter().filter_map(|d| d.peak_leased).max();
         let exhausted: u64 = s.days.iter().filter_map(|d| d.exhausted).sum();
+        let last_call_day = s.days.iter().rev().find(|d| d.total > 0).map(|d| d.date.clone());
         let dead_letters = dead.get(site.id.as_str()).cloned().unwrap_or_default();
         let mut attention = Vec::new();
         if !dead_letters.is_empty() {
@@ -72,7 +73,7 @@ pub async fn overview(app: &App, from: Option<&str>, to: Option<&str>) -> Result
         if exhausted > 0 {
             attention.push("pool_exhausted".to_owned());
         }
-        if latest.is_some_and(|t| t.plus(SILENT_AFTER) < now) {
+        if silent(app, site, now).await? {
             attention.push("silent".to_owned());
         }
         sites.push(SiteLine {
@@ -84,20 +85,35 @@ pub async fn overview(app: &App, from: Option<&str>, to: Option<&str>) -> Result
             max_numbers: site.rules.max_numbers,
             peak_leased,
             exhausted,
-            last_call_at: latest.and_then(|t| t.to_chrono()).map(|t| t.to_rfc3339()),
+            last_call_day,
             dead_letters,
             attention,
         });
     }
-    Ok(Overview { from: first, to: last, sites })
+    Ok(Overview { from: utc.first.to_string(), to: utc.last.to_string(), sites })
 }
 
-/// The dead letters of every kind, counted per site and kind (the newest [`DEAD_PER_KIND`] of
-/// each kind read).
-async fn dead_by_site(app: &App) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
+/// Whether the site had calls in the week before the last 24 hours and none since (one call
+/// read from each span).
+async fn silent(app: &App, site: &crate::config::SiteConfig, now: callpool_pool::Ts) -> Result<bool, StoreError> {
+    let day_ago = now.minus(SILENT_AFTER);
+    let recent = app.store.calls(Some(&site.id), day_ago, now, 1).await?;
+    if !recent.is_empty() {
+        return Ok(false);
+    }
+    let week = app.store.calls(Some(&site.id), day_ago.minus(SILENT_AFTER * 7), day_ago, 1).await?;
+    Ok(!week.is_empty())
+}
+
+/// The dead letters of every kind given up since `since`, counted per site and kind (the oldest
+/// [`DEAD_PER_KIND`] of each kind read).
+async fn dead_by_site(
+    app: &App,
+    since: callpool_pool::Ts,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
     let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for (kind, records) in crate::jobs::registry::kinds() {
-        for d in app.store.dead_jobs(kind, DEAD_PER_KIND).await? {
+        for d in app.store.dead_jobs(kind, DEAD_PER_KIND).await?.into_iter().filter(|d| d.since >= since) {
             let site = match records {
                 crate::store::jobs::Records::Calls => {
                     let Some((pbx, id)) = d.id.split_once(':') else { continue };

@@ -574,6 +574,8 @@ struct CallsPage<'a> {
     from: &'a str,
     to: &'a str,
     source: String,
+    /// The other filters a row of the sources page gave (medium, campaign, ...), kept by the form.
+    kept: Vec<(&'static str, String)>,
     kinds: Vec<Choice>,
     answered: Vec<Choice>,
     first_time: Vec<Choice>,
@@ -638,6 +640,12 @@ pub fn render_calls(v: &CallsView<'_>) -> String {
         from: &list.from,
         to: &list.to,
         source: source.unwrap_or_default(),
+        kept: f
+            .dims
+            .iter()
+            .filter(|(d, _)| *d != super::sources::Dimension::Source)
+            .map(|(d, v)| (d.as_str(), v.clone()))
+            .collect(),
         kinds,
         answered: yes_no(f.answered),
         first_time: yes_no(f.first_time),
@@ -717,10 +725,7 @@ pub fn render_overview(o: &super::overview::Overview, lang: super::i18n::Lang) -
                     int(lang, u64::from(s.max_numbers))
                 ),
                 exhausted: int(lang, s.exhausted),
-                last_call: s
-                    .last_call_at
-                    .as_deref()
-                    .map_or(w.nothing.to_owned(), |t| t.chars().take(16).collect::<String>().replace('T', " ")),
+                last_call: s.last_call_day.clone().unwrap_or_else(|| w.nothing.to_owned()),
                 dead: if dead == 0 {
                     w.nothing.to_owned()
                 } else {

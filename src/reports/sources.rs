@@ -22,7 +22,7 @@ use crate::store::StoreError;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
 pub struct SourceRow {
     pub key: Option<String>,
-    /// Visits recorded (a visit is recorded when its last tab closes).
+    /// Tracked visits recorded (a visit is recorded when its last tab closes).
     pub visits: u64,
     /// Calls attributed to a visit from it.
     pub calls: u64,
@@ -111,7 +111,9 @@ pub fn tally(by: Dimension, visits: &[VisitRecord], calls: &[Call]) -> (Vec<Sour
     // Each row's visitors, and who called: a visit "called" when its visitor did.
     let mut visitors: BTreeMap<Option<String>, Vec<&str>> = BTreeMap::new();
     let mut callers: BTreeMap<Option<String>, BTreeSet<String>> = BTreeMap::new();
-    for v in visits {
+    // A visit the site's traffic filter did not track was never given a number: it cannot call
+    // through one, and does not count.
+    for v in visits.iter().filter(|v| v.tracked) {
         let key = by.of_visit(v);
         rows.entry(key.clone()).or_default().visits += 1;
         visitors.entry(key).or_default().push(&v.visitor);

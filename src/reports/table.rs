@@ -52,6 +52,7 @@ pub struct Table {
 
 impl Table {
     pub fn csv(&self) -> String {
+        debug_assert!(self.rows.iter().all(|r| r.len() == self.header.len()), "a row as wide as the header");
         let mut out = self.header.join(",");
         out.push('\n');
         for row in &self.rows {
@@ -73,6 +74,7 @@ impl Table {
     /// The XLSX file: one sheet, the header in bold and frozen, text as text.
     pub fn xlsx(&self) -> Result<Vec<u8>, String> {
         use rust_xlsxwriter::{Format, Workbook};
+        debug_assert!(self.rows.iter().all(|r| r.len() == self.header.len()), "a row as wide as the header");
         let mut book = Workbook::new();
         let sheet = book.add_worksheet();
         let e = |e: rust_xlsxwriter::XlsxError| e.to_string();

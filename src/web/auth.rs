@@ -66,9 +66,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Operator, ApiError> {
-        let given =
-            bearer(&parts.headers).map(str::to_owned).or_else(|| report_cookie(&parts.headers)).unwrap_or_default();
-        operator(&given, state).then_some(Operator).ok_or_else(ApiError::unauthorized)
+        let mut given = bearer(&parts.headers).map(str::to_owned).into_iter().chain(report_cookies(&parts.headers));
+        given.any(|t| operator(&t, state)).then_some(Operator).ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -97,10 +96,14 @@ where
         // The site is the route's `{site}` (a route may have more parameters after it).
         let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state).await?;
         let site = params.get("site").cloned().unwrap_or_default();
-        let given =
-            bearer(&parts.headers).map(str::to_owned).or_else(|| report_cookie(&parts.headers)).unwrap_or_default();
+        // The Bearer token, else every report cookie the browser sent (the overview's, scoped to
+        // every report, and the site's own): the widest access any of them gives.
+        let given: Vec<String> = match bearer(&parts.headers) {
+            Some(t) => vec![t.to_owned()],
+            None => report_cookies(&parts.headers),
+        };
         let config = app.config();
-        let operator = same(&given, config.server.admin_token.as_ref());
+        let operator = given.iter().any(|g| same(g, config.server.admin_token.as_ref()));
         let Some(index) = config.sites.iter().position(|s| s.id.as_str() == site) else {
             // Only the operator learns that a site does not exist; anyone else cannot tell
             // an unknown site from a wrong token.
@@ -111,9 +114,9 @@ where
             });
         };
         let s = &config.sites[index];
-        let access = if operator || same(&given, s.admin_token.as_ref()) {
+        let access = if operator || given.iter().any(|g| same(g, s.admin_token.as_ref())) {
             Access::Full
-        } else if same(&given, s.report_token.as_ref()) {
+        } else if given.iter().any(|g| same(g, s.report_token.as_ref())) {
             Access::Masked
         } else {
             return Err(ApiError::unauthorized());
@@ -127,17 +130,19 @@ const REPORT_COOKIE: &str = "callpool_report";
 /// How long a browser keeps a report token.
 const REPORT_COOKIE_SECONDS: u32 = 8 * 3600;
 
-fn report_cookie(headers: &HeaderMap) -> Option<String> {
+fn report_cookies(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == REPORT_COOKIE)
+        .filter(|(name, _)| *name == REPORT_COOKIE)
+        .take(4)
         .map(|(_, value)| {
             form_urlencoded::parse(format!("t={value}").as_bytes()).map(|(_, t)| t.into_owned()).collect()
         })
+        .collect()
 }
 
 /// Around every answer with callers' data (reports, admin): never cached, no referrer sent

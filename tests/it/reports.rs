@@ -176,6 +176,27 @@ async fn the_sources_report_counts_visits_and_calls_per_source_and_escapes_what_
     let refused = reqwest::Client::new().get(node.url("/v1/reports")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(refused.status(), 401, "a site's report token does not see every site");
 
+    // The overview's ?token= link keeps the admin token for every report; beside a site's own
+    // report cookie it still sees callers in full.
+    let redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let moved = redirect.get(node.url(&format!("/v1/reports?token={ADMIN_TOKEN}"))).send().await.unwrap();
+    assert_eq!(moved.status(), 303);
+    let cookie = moved.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Path=/v1/reports;"), "{cookie}");
+    let both = format!("callpool_report={TOKEN}; callpool_report={ADMIN_TOKEN}");
+    let full: Value = redirect
+        .get(node.url("/v1/reports/shop/calls?source=google"))
+        .header("cookie", both)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["calls"][0]["caller"], "+79161110001", "the admin token's access");
+    let csv = get(&node, "/v1/reports/shop/calls?format=csv", None).await.text().await.unwrap();
+    assert!(csv.contains("+7********01") && !csv.contains("+79161110001"), "masked in the CSV too");
+
     let bad = reqwest::Client::new()
         .get(node.url("/v1/reports/shop/sources?by=planet"))
         .bearer_auth(TOKEN)
