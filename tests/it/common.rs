@@ -167,12 +167,22 @@ impl Node {
 }
 
 /// Polls `f` every 20 ms for up to 10 s until it returns true.
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
+pub async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..500 {
+    eventually_for(what, Duration::from_secs(10), f).await;
+}
+
+/// Polls `f` every 20 ms until it returns true: `limit` / 20 ms times (longer when `f` takes a
+/// while).
+pub async fn eventually_for<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..limit.as_millis() / 20 {
         if f().await {
             return;
         }

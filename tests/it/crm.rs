@@ -23,18 +23,12 @@ const B24_TOKEN: &str = "b24webhookcode0123";
 const KNOWN: &str = "+79160000001";
 
 /// Polls `f` for up to 40 s (CRM jobs wait for each other in steps of 2 s, and the pace is slow).
-async fn until<F, Fut>(what: &str, mut f: F)
+async fn until<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..400 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting until {what}");
+    eventually_for(what, Duration::from_secs(40), f).await;
 }
 
 /// What every fake shares: the requests' times (for the pace), violations, faults to answer.
