@@ -18,11 +18,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::crm::{self, Attr, Facts, Mapping};
-use super::{no_answer, one_by_one, sent_with, skipped, Ctx, Event, Handler, Outcome};
+use super::{dead, no_answer, one_by_one, sent_with, skipped, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::calls::{Call, CallStatus};
 use crate::config::{Fields, Place, Reader, Section, SiteConfig};
-use crate::store::jobs::{Claimed, JobState, Plan, Planned, Record, Records};
+use crate::store::jobs::{Claimed, Plan, Planned, Record, Records};
 
 pub struct AmoCrm;
 
@@ -260,11 +260,7 @@ impl Api<'_> {
             return Ok((status, v));
         }
         let why = format!("amoCRM answered HTTP {status}: {}", problem(&crm::error_text(resp).await));
-        Err(if status.is_server_error() || status.as_u16() == 429 {
-            Outcome::Again(why)
-        } else {
-            Outcome::Done(JobState::Dead { error: why })
-        })
+        Err(if status.is_server_error() || status.as_u16() == 429 { Outcome::Again(why) } else { dead(why) })
     }
 
     /// Logs the call on the contact (or company, or its one open lead) that has the number.
@@ -436,10 +432,6 @@ fn result_text(call: &Call) -> String {
         [&a.utm_source, &a.utm_medium, &a.utm_campaign].into_iter().filter_map(|v| v.as_deref()).collect();
     let source = if parts.is_empty() { "no source".to_owned() } else { parts.join(" / ") };
     format!("{source} ({})", call.matched.kind.as_str())
-}
-
-fn dead(error: String) -> Outcome {
-    Outcome::Done(JobState::Dead { error })
 }
 
 /// amoCRM's problem body (`title`, `detail`, `validation-errors`) in a line, at most 300

@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use super::crm::{self, Attr, Facts, Mapping};
 use super::{
-    earlier_pending, no_answer, one_by_one, sent_with, skipped, state_of, wait_for_earlier, Ctx, Event, Handler,
+    dead, earlier_pending, no_answer, one_by_one, sent_with, skipped, state_of, wait_for_earlier, Ctx, Event, Handler,
     Outcome,
 };
 use crate::app::App;
@@ -299,9 +299,7 @@ impl Earlier {
         Ok(match self {
             Earlier::Wait => wait_for_earlier(ctx),
             Earlier::Sent(_) | Earlier::Not => skipped(&format!("{kind} did not reach Bitrix24")),
-            Earlier::Dead => Outcome::Done(JobState::Dead {
-                error: format!("{kind} of this call is a dead letter: put it back first, then this"),
-            }),
+            Earlier::Dead => dead(format!("{kind} of this call is a dead letter: put it back first, then this")),
         })
     }
 }
@@ -354,7 +352,7 @@ impl Api<'_> {
         }
         if status.as_u16() == 401 || status.as_u16() == 403 {
             // The webhook's code is wrong or gone, or it lacks a scope: every job would fail alike.
-            return Err(Outcome::Done(JobState::Dead { error: why }));
+            return Err(dead(why));
         }
         Ok(Answer::Refused(why))
     }
@@ -382,12 +380,10 @@ impl Api<'_> {
         }
         let r = match self.call("telephony.externalcall.register", body).await? {
             Answer::Result(r) => r,
-            Answer::Refused(why) => return Err(Outcome::Done(JobState::Dead { error: why })),
+            Answer::Refused(why) => return Err(dead(why)),
         };
         let Some(call_id) = r["CALL_ID"].as_str().filter(|s| !s.is_empty() && !s.contains(char::is_whitespace)) else {
-            return Err(Outcome::Done(JobState::Dead {
-                error: format!("Bitrix24 registered no CALL_ID: {}", crm::clip(&r.to_string())),
-            }));
+            return Err(dead(format!("Bitrix24 registered no CALL_ID: {}", crm::clip(&r.to_string()))));
         };
         let lead = r["CRM_CREATED_LEAD"].as_u64().or_else(|| {
             let entities = r["CRM_CREATED_ENTITIES"].as_array()?;
@@ -413,7 +409,7 @@ impl Api<'_> {
         }
         match self.call("crm.lead.update", json!({"id": lead, "fields": fields})).await? {
             Answer::Result(_) => Ok(()),
-            Answer::Refused(why) => Err(Outcome::Done(JobState::Dead { error: format!("lead {lead}: {why}") })),
+            Answer::Refused(why) => Err(dead(format!("lead {lead}: {why}"))),
         }
     }
 
@@ -429,7 +425,7 @@ impl Api<'_> {
             // Finishing removes the open call: a repeat (its answer lost, or a node that died after
             // it) finds none.
             Answer::Refused(why) if why.contains("Call is not found") => Ok(()),
-            Answer::Refused(why) => Err(Outcome::Done(JobState::Dead { error: why })),
+            Answer::Refused(why) => Err(dead(why)),
         }
     }
 
@@ -444,7 +440,7 @@ impl Api<'_> {
             // Bitrix24 could not download it ("Server returns HTTP error code 404"): a PBX often
             // has the file a while after the call.
             Answer::Refused(why) if why.contains("HTTP error") => Err(Outcome::Again(why)),
-            Answer::Refused(why) => Err(Outcome::Done(JobState::Dead { error: why })),
+            Answer::Refused(why) => Err(dead(why)),
         }
     }
 
@@ -464,7 +460,7 @@ impl Api<'_> {
                     rows.iter().find(|l| l["ORIGINATOR_ID"] == "callpool" && l["ORIGIN_ID"] == origin.as_str())
                 })
                 .and_then(|l| id_of(&l["ID"])),
-            Answer::Refused(why) => return Err(Outcome::Done(JobState::Dead { error: why })),
+            Answer::Refused(why) => return Err(dead(why)),
         };
         if let Some(id) = found {
             return Ok(sent_with(self.ctx, format!("lead {id}")));
@@ -481,7 +477,7 @@ impl Api<'_> {
         let add = json!({"fields": fields, "params": {"REGISTER_SONET_EVENT": "Y"}});
         match self.call("crm.lead.add", add).await? {
             Answer::Result(r) => Ok(sent_with(self.ctx, format!("lead {}", id_of(&r).unwrap_or_default()))),
-            Answer::Refused(why) => Err(Outcome::Done(JobState::Dead { error: why })),
+            Answer::Refused(why) => Err(dead(why)),
         }
     }
 }

@@ -342,6 +342,11 @@ pub async fn state_of(ctx: &Ctx<'_>, kind: &'static str, id: &str) -> Result<Opt
     }
 }
 
+/// A refusal's outcome: a dead letter with `error`.
+pub fn dead(error: String) -> Outcome {
+    Outcome::Done(JobState::Dead { error })
+}
+
 /// A skipped job's outcome.
 pub fn skipped(reason: &str) -> Outcome {
     Outcome::Done(JobState::Skipped { reason: reason.into() })
