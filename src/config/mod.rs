@@ -306,13 +306,13 @@ impl validate::Validator {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
 
-    const GOOD: &str = r#"
+    pub(crate) const GOOD: &str = r#"
         [pool]
         numbers = ["+74951230001", "+74951230002"]
 
@@ -328,12 +328,12 @@ mod tests {
         delay_to_show = "50s"
     "#;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// Parses `text` and checks that it fails with exactly the problems that contain `expected`.
-    fn check(text: &str, expected: &[&str]) {
+    pub(crate) fn check(text: &str, expected: &[&str]) {
         match Config::parse(text, "test.toml", &env(&[])) {
             Ok(_) if expected.is_empty() => {}
             Ok(_) => panic!("expected problems {expected:?}, the config was accepted"),
@@ -613,26 +613,6 @@ mod tests {
             &["site \"shop\": ga4.measurement_id: \"UA-1\""],
         );
         check(&site("[site.salesforce]\nsubdomain = \"x\""), &["site \"shop\": unknown field `salesforce`"]);
-        // The CRMs' tables: every problem named, the field mapping's included.
-        check(
-            &site("[site.amocrm]\nsubdomain = \"x.y\"\ntoken = \"\"\nfields = { utm = \"source\", UTM_TERM = \"keyword\" }"),
-            &[
-                "site \"shop\": amocrm.subdomain: the account's subdomain",
-                "site \"shop\": amocrm.token: is empty",
-                "site \"shop\": amocrm.fields.UTM_TERM: \"keyword\" is not one of source, medium",
-                "site \"shop\": amocrm.fields.utm: a field's code in upper case",
-            ],
-        );
-        check(
-            &site("[site.bitrix24]\nurl = \"https://b.bitrix24.ru/rest/1/abc/\"\nuser_id = 1\ntoken = \"abc\"\nrequests_per_second = 9"),
-            &["site \"shop\": bitrix24.url: the portal's address only", "bitrix24.requests_per_second: 1 to 5"],
-        );
-        // A CRM's token from the environment, named by the site.
-        let text = site("[site.amocrm]\nsubdomain = \"example\"");
-        let c = Config::parse(&text, "test.toml", &env(&[("CALLPOOL_AMOCRM_TOKEN_SHOP", " from-env ")])).unwrap();
-        let acc = crate::jobs::amocrm::account(&c.sites[0]).unwrap();
-        assert_eq!((acc.token.as_str(), acc.base_url.as_str()), ("from-env", "https://example.amocrm.ru"));
-        check(&text, &["amocrm.token: is empty (a long-lived token of the account's private integration; or CALLPOOL_AMOCRM_TOKEN_SHOP)"]);
     }
 
     #[test]

@@ -252,4 +252,33 @@ mod tests {
         call.matched.kind = crate::calls::MatchKind::Callback;
         assert_eq!(customer(&call), Some(("+74951230001", true)));
     }
+
+    /// The CRMs' tables: every problem named, the field mapping's included; a token from the
+    /// environment, named by the site.
+    #[test]
+    fn the_crms_tables_name_every_problem() {
+        use crate::config::tests::{check, env, GOOD};
+        let site = |table: &str| format!("{GOOD}\n{table}\n");
+        // The CRMs' tables: every problem named, the field mapping's included.
+        check(
+            &site("[site.amocrm]\nsubdomain = \"x.y\"\ntoken = \"\"\nfields = { utm = \"source\", UTM_TERM = \"keyword\" }"),
+            &[
+                "site \"shop\": amocrm.subdomain: the account's subdomain",
+                "site \"shop\": amocrm.token: is empty",
+                "site \"shop\": amocrm.fields.UTM_TERM: \"keyword\" is not one of source, medium",
+                "site \"shop\": amocrm.fields.utm: a field's code in upper case",
+            ],
+        );
+        check(
+            &site("[site.bitrix24]\nurl = \"https://b.bitrix24.ru/rest/1/abc/\"\nuser_id = 1\ntoken = \"abc\"\nrequests_per_second = 9"),
+            &["site \"shop\": bitrix24.url: the portal's address only", "bitrix24.requests_per_second: 1 to 5"],
+        );
+        // A CRM's token from the environment, named by the site.
+        let text = site("[site.amocrm]\nsubdomain = \"example\"");
+        let c = crate::config::Config::parse(&text, "test.toml", &env(&[("CALLPOOL_AMOCRM_TOKEN_SHOP", " from-env ")]))
+            .unwrap();
+        let acc = crate::jobs::amocrm::account(&c.sites[0]).unwrap();
+        assert_eq!((acc.token.as_str(), acc.base_url.as_str()), ("from-env", "https://example.amocrm.ru"));
+        check(&text, &["amocrm.token: is empty (a long-lived token of the account's private integration; or CALLPOOL_AMOCRM_TOKEN_SHOP)"]);
+    }
 }

@@ -4,6 +4,8 @@
 //! the site's local days (its `timezone`). [`page`] renders the owner's page from a template;
 //! `web/reports.rs` serves all of it.
 
+pub mod advice;
+pub mod callbacks;
 pub mod dims;
 pub mod i18n;
 pub mod overview;
@@ -20,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::analytics::{yandex_row, YANDEX_CSV_HEADER};
 use crate::app::App;
-use crate::callback::{CallbackStatus, Channel};
+use crate::callback::CallbackStatus;
 use crate::calls::{Call, Caller, MatchKind};
 use crate::config::SiteConfig;
 use crate::store::jobs::JobState;
@@ -418,89 +420,6 @@ pub fn calls_table(list: &CallList) -> table::Table {
     table::Table { sheet: "calls", header, rows }
 }
 
-/// One callback request in a report.
-#[derive(Serialize, ToSchema)]
-pub struct CallbackRow {
-    id: String,
-    /// RFC 3339, UTC.
-    requested_at: String,
-    /// When the PBX was (first) asked: at once, or the next opening.
-    due_at: String,
-    status: CallbackStatus,
-    /// Masked (`+7********67`) unless the token is the site's admin token.
-    number: String,
-    /// `widget` or `api`.
-    origin: String,
-    attempts: u32,
-    /// Why the last trigger attempt failed (a PBX's words may name the number: masked as it is).
-    error: Option<String>,
-    /// The PBX's call id of the callback's call, once reported.
-    call_id: Option<String>,
-    /// How many operators the PBX was asked to ring (more than one: the form's operators were
-    /// rung in turn); 0 before it was asked.
-    operators_rung: u32,
-    /// The operator who answered (a number, an extension or a channel, as the form lists them),
-    /// when callpool can tell.
-    answered_by: Option<String>,
-    visitor: Option<String>,
-    source: Option<String>,
-    medium: Option<String>,
-    campaign: Option<String>,
-    landing_page: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CallbackList {
-    site: String,
-    from: String,
-    to: String,
-    callbacks: Vec<CallbackRow>,
-    /// True when the period held more requests than one report returns (50,000).
-    truncated: bool,
-}
-
-/// The site's callback requests of a period, oldest first, with where each stands.
-pub async fn callbacks(app: &App, site: &SiteConfig, p: &Period, access: Access) -> Result<CallbackList, StoreError> {
-    let list = app.store.callbacks(&site.id, p.from, p.to, MAX_ROWS).await?;
-    let truncated = list.len() >= MAX_ROWS;
-    let callbacks = list
-        .into_iter()
-        .map(|cb| {
-            let number = Caller::parse(cb.number.as_str()).map_or_else(String::new, |c| access.show(&c));
-            let operators_rung = cb.operators_rung();
-            let a = cb.attrs;
-            CallbackRow {
-                id: cb.id.to_string(),
-                requested_at: rfc3339(cb.requested_at),
-                due_at: rfc3339(cb.due_at),
-                status: cb.status,
-                number,
-                origin: match cb.channel {
-                    Channel::Widget => "widget".into(),
-                    Channel::Api => "api".into(),
-                },
-                attempts: cb.attempts,
-                error: cb.error.map(|e| access.text(&e)),
-                call_id: cb.call.map(|c| c.call_id().to_owned()),
-                operators_rung,
-                answered_by: cb.answered_by,
-                visitor: cb.visitor.map(|v| v.to_string()),
-                source: a.utm_source,
-                medium: a.utm_medium,
-                campaign: a.utm_campaign,
-                landing_page: a.landing_page,
-            }
-        })
-        .collect();
-    Ok(CallbackList {
-        site: site.id.to_string(),
-        from: p.first.to_string(),
-        to: p.last.to_string(),
-        callbacks,
-        truncated,
-    })
-}
-
 /// Calls of one day (or the whole period) by match kind.
 #[derive(Serialize, ToSchema, Default, Clone)]
 pub struct DayCounts {
@@ -682,48 +601,6 @@ pub async fn unassigned(app: &App, p: &Period) -> Result<Vec<UnassignedCall>, St
             status: c.status.as_str().to_owned(),
         })
         .collect())
-}
-
-/// A pool size as the simulator sees it on the site's own traffic.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sized {
-    pub numbers: u32,
-    /// Share of calls attributed to the right visitor.
-    pub accuracy: f64,
-    /// Share attributed to the wrong one.
-    pub wrong: f64,
-}
-
-/// The pool-size advice: the site's size now and the one that reaches 95% (at most 1% wrong),
-/// on the site's last 28 days of recorded traffic.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PoolAdvice {
-    Simulated {
-        current: Sized,
-        best: Sized,
-        visits: usize,
-        calls: usize,
-    },
-    /// Too little recorded traffic yet (the reason).
-    NotYet(String),
-    Failed,
-}
-
-/// Simulates the site's last 28 days of recorded traffic with other pool sizes.
-pub async fn advice(app: &App, site: &SiteConfig) -> PoolAdvice {
-    let now = app.clock.now();
-    let from = now.minus(std::time::Duration::from_secs(28 * 86_400));
-    let fitted = match crate::sim::fit::recorded(&app.store, site, from, now).await {
-        Ok((fit, _)) => fit,
-        Err(why) => return PoolAdvice::NotYet(why.to_string()),
-    };
-    let settings = crate::sim::fit::site_settings(site, &fitted);
-    let model = fitted.model.clone();
-    let run = tokio::task::spawn_blocking(move || crate::sim::fit::advice(&model, &settings, 0.95, 0.01)).await;
-    let Ok((current, best)) = run else { return PoolAdvice::Failed };
-    let sized =
-        |p: &crate::sim::Point| Sized { numbers: p.settings.pool_size, accuracy: p.accuracy(), wrong: p.wrong() };
-    PoolAdvice::Simulated { current: sized(&current), best: sized(&best), visits: fitted.visits, calls: fitted.calls }
 }
 
 #[cfg(test)]

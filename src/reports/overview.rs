@@ -1,9 +1,10 @@
 //! Every site on one page, for the operator or the agency that runs callpool for several
 //! businesses: each site's calls and accuracy in a period, how hard its pool was pressed, when
-//! its last call came, and its deliveries that were given up, with what needs attention.
+//! its last call came, and its deliveries that were given up, with what needs attention; as JSON and as a page.
 
 use std::collections::BTreeMap;
 
+use askama::Template;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -140,4 +141,84 @@ pub enum OverviewError {
     Period(#[from] PeriodError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+struct SiteRow {
+    site: String,
+    href: String,
+    calls: String,
+    share: String,
+    untracked: String,
+    numbers: String,
+    exhausted: String,
+    last_call: String,
+    dead: String,
+    attention: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage<'a> {
+    w: &'static super::i18n::Words,
+    from: &'a str,
+    to: &'a str,
+    sites: Vec<SiteRow>,
+    other_lang_href: String,
+}
+
+/// Every site on one page, each linking to its own report: calls, the share attributed, the pool's
+/// pressure, the last call, deliveries given up, and what needs attention.
+pub fn render_overview(o: &Overview, lang: super::i18n::Lang) -> String {
+    use super::i18n::{int, percent, words};
+    let w = words(lang);
+    let period = |prefix: String, start: usize, lang: &str| {
+        let mut q = form_urlencoded::Serializer::for_suffix(prefix, start);
+        q.append_pair("from", &o.from).append_pair("to", &o.to).append_pair("lang", lang);
+        q.finish()
+    };
+    let sites = o
+        .sites
+        .iter()
+        .map(|s| {
+            let attention: Vec<&str> = s
+                .attention
+                .iter()
+                .filter_map(|a| match a.as_str() {
+                    "deliveries_failing" => Some(w.attention[0]),
+                    "pool_exhausted" => Some(w.attention[1]),
+                    "silent" => Some(w.attention[2]),
+                    _ => None,
+                })
+                .collect();
+            let dead: u64 = s.dead_letters.values().sum();
+            SiteRow {
+                href: period(format!("reports/{}?", s.site), "reports/".len() + s.site.len() + 1, w.lang),
+                site: s.site.clone(),
+                calls: int(lang, s.calls),
+                share: s.share_tracked.map_or(w.nothing.to_owned(), |x| percent(lang, x)),
+                untracked: int(lang, s.untracked),
+                numbers: format!(
+                    "{} / {}",
+                    s.peak_leased.map_or(w.nothing.to_owned(), |p| int(lang, u64::from(p))),
+                    int(lang, u64::from(s.max_numbers))
+                ),
+                exhausted: int(lang, s.exhausted),
+                last_call: s.last_call_day.clone().unwrap_or_else(|| w.nothing.to_owned()),
+                dead: if dead == 0 {
+                    w.nothing.to_owned()
+                } else {
+                    s.dead_letters.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+                },
+                attention: attention.join(", "),
+            }
+        })
+        .collect();
+    let page = OverviewPage {
+        w,
+        from: &o.from,
+        to: &o.to,
+        sites,
+        other_lang_href: period(String::from("?format=html"), 1, w.other_lang),
+    };
+    page.render().unwrap_or_else(|e| format!("the page could not be rendered: {e}"))
 }

@@ -26,7 +26,7 @@ const SERIES: [Series; 7] = [
 /// The pool-size advice: simulated, busy (another simulation runs on the node), or a link that
 /// asks for it.
 pub enum Advice {
-    Simulated(super::PoolAdvice),
+    Simulated(super::advice::PoolAdvice),
     Busy,
     Link(String),
 }
@@ -101,10 +101,10 @@ pub struct SiteView<'a> {
 }
 
 /// The advice in the reader's words, with the numbers' cost when the site has a price.
-fn advice_text(w: &super::i18n::Words, site: &SiteView<'_>, advice: &super::PoolAdvice) -> String {
+fn advice_text(w: &super::i18n::Words, site: &SiteView<'_>, advice: &super::advice::PoolAdvice) -> String {
     use super::i18n::{fill, int, money, percent};
     let lang = site.lang;
-    let sized = |s: &super::Sized| {
+    let sized = |s: &super::advice::Sized| {
         let cost = site.number_price.map_or(String::new(), |p| {
             fill(
                 w.per_month,
@@ -122,7 +122,7 @@ fn advice_text(w: &super::i18n::Words, site: &SiteView<'_>, advice: &super::Pool
         )
     };
     match advice {
-        super::PoolAdvice::Simulated { current, best, visits, calls } => {
+        super::advice::PoolAdvice::Simulated { current, best, visits, calls } => {
             let first = if best.numbers == current.numbers {
                 fill(w.advice_texts[0], &[("now", sized(current))])
             } else {
@@ -132,8 +132,8 @@ fn advice_text(w: &super::i18n::Words, site: &SiteView<'_>, advice: &super::Pool
                 fill(w.advice_texts[2], &[("visits", int(lang, *visits as u64)), ("calls", int(lang, *calls as u64))]);
             format!("{first} {on}")
         }
-        super::PoolAdvice::NotYet(why) => fill(w.advice_texts[3], &[("why", why.clone())]),
-        super::PoolAdvice::Failed => w.advice_texts[4].to_owned(),
+        super::advice::PoolAdvice::NotYet(why) => fill(w.advice_texts[3], &[("why", why.clone())]),
+        super::advice::PoolAdvice::Failed => w.advice_texts[4].to_owned(),
     }
 }
 
@@ -214,7 +214,7 @@ fn call_line(w: &super::i18n::Words, lang: super::i18n::Lang, tz: chrono_tz::Tz,
 pub fn render(
     site: &SiteView<'_>,
     summary: &Summary,
-    (calls, callbacks): (&CallList, Option<&super::CallbackList>),
+    (calls, callbacks): (&CallList, Option<&super::callbacks::CallbackList>),
     advice: Advice,
 ) -> String {
     use super::i18n::{fill, int, match_kind, percent, words};
@@ -347,14 +347,14 @@ mod tests {
         };
         let html = render(&site, &summary, (&calls, None), Advice::Link("?a=1&token=x\"y".into()));
         assert!(!html.contains("<script>"), "{html}");
-        let why = crate::reports::PoolAdvice::NotYet("<script>alert(1)</script>".into());
+        let why = crate::reports::advice::PoolAdvice::NotYet("<script>alert(1)</script>".into());
         let text = render(&site, &summary, (&calls, None), Advice::Simulated(why));
         assert!(!text.contains("<script>") && text.contains("alert(1)"), "{text}");
         // With a price: the cost beside the accuracy, in the reader's words.
         let price = crate::config::Price::parse("4.70 USD").unwrap();
         let site = SiteView { number_price: Some(&price), lang: super::super::i18n::Lang::En, ..site };
-        let sized = |numbers, accuracy| crate::reports::Sized { numbers, accuracy, wrong: 0.004 };
-        let advice = crate::reports::PoolAdvice::Simulated {
+        let sized = |numbers, accuracy| crate::reports::advice::Sized { numbers, accuracy, wrong: 0.004 };
+        let advice = crate::reports::advice::PoolAdvice::Simulated {
             current: sized(10, 0.9),
             best: sized(14, 0.96),
             visits: 5000,
@@ -661,86 +661,6 @@ pub fn render_calls(v: &CallsView<'_>) -> String {
             q.finish()
         },
         other_lang_href: query(w.other_lang, "html"),
-    };
-    page.render().unwrap_or_else(|e| format!("the page could not be rendered: {e}"))
-}
-
-struct SiteRow {
-    site: String,
-    href: String,
-    calls: String,
-    share: String,
-    untracked: String,
-    numbers: String,
-    exhausted: String,
-    last_call: String,
-    dead: String,
-    attention: String,
-}
-
-#[derive(Template)]
-#[template(path = "overview.html")]
-struct OverviewPage<'a> {
-    w: &'static super::i18n::Words,
-    from: &'a str,
-    to: &'a str,
-    sites: Vec<SiteRow>,
-    other_lang_href: String,
-}
-
-/// Every site on one page, each linking to its own report: calls, the share attributed, the pool's
-/// pressure, the last call, deliveries given up, and what needs attention.
-pub fn render_overview(o: &super::overview::Overview, lang: super::i18n::Lang) -> String {
-    use super::i18n::{int, percent, words};
-    let w = words(lang);
-    let period = |prefix: String, start: usize, lang: &str| {
-        let mut q = form_urlencoded::Serializer::for_suffix(prefix, start);
-        q.append_pair("from", &o.from).append_pair("to", &o.to).append_pair("lang", lang);
-        q.finish()
-    };
-    let sites = o
-        .sites
-        .iter()
-        .map(|s| {
-            let attention: Vec<&str> = s
-                .attention
-                .iter()
-                .filter_map(|a| match a.as_str() {
-                    "deliveries_failing" => Some(w.attention[0]),
-                    "pool_exhausted" => Some(w.attention[1]),
-                    "silent" => Some(w.attention[2]),
-                    _ => None,
-                })
-                .collect();
-            let dead: u64 = s.dead_letters.values().sum();
-            SiteRow {
-                href: period(format!("reports/{}?", s.site), "reports/".len() + s.site.len() + 1, w.lang),
-                site: s.site.clone(),
-                calls: int(lang, s.calls),
-                share: s.share_tracked.map_or(w.nothing.to_owned(), |x| percent(lang, x)),
-                untracked: int(lang, s.untracked),
-                numbers: format!(
-                    "{} / {}",
-                    s.peak_leased.map_or(w.nothing.to_owned(), |p| int(lang, u64::from(p))),
-                    int(lang, u64::from(s.max_numbers))
-                ),
-                exhausted: int(lang, s.exhausted),
-                last_call: s.last_call_day.clone().unwrap_or_else(|| w.nothing.to_owned()),
-                dead: if dead == 0 {
-                    w.nothing.to_owned()
-                } else {
-                    s.dead_letters.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
-                },
-                attention: attention.join(", "),
-            }
-        })
-        .collect();
-    let page = OverviewPage {
-        w,
-        from: &o.from,
-        to: &o.to,
-        sites,
-        other_lang_href: period(String::from("?format=html"), 1, w.other_lang),
     };
     page.render().unwrap_or_else(|e| format!("the page could not be rendered: {e}"))
 }

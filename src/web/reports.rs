@@ -15,8 +15,9 @@ use super::auth::{Admin, Operator, Owner};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
 use crate::app::App;
+use crate::reports::callbacks::CallbackList;
 use crate::reports::page::{self, Advice};
-use crate::reports::{self, CallList, CallbackList, Period, Summary, UnassignedCall};
+use crate::reports::{self, CallList, Period, Summary, UnassignedCall};
 
 #[derive(Deserialize, IntoParams)]
 pub struct ReportQuery {
@@ -387,7 +388,7 @@ pub async fn callbacks(
     Query(q): Query<ReportQuery>,
 ) -> Result<Json<CallbackList>, ApiError> {
     let site = owner.site();
-    Ok(Json(reports::callbacks(&app, site, &q.period(&app, site.timezone)?, owner.access).await?))
+    Ok(Json(reports::callbacks::callbacks(&app, site, &q.period(&app, site.timezone)?, owner.access).await?))
 }
 
 /// The period's attributed calls in Yandex Metrica's offline-calls CSV (for a manual upload).
@@ -501,7 +502,7 @@ pub async fn page(
         // node; a second request meanwhile is told to come back rather than queued.
         static SIMULATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
         match SIMULATING.try_acquire() {
-            Ok(_running) => Advice::Simulated(reports::advice(&app, site).await),
+            Ok(_running) => Advice::Simulated(reports::advice::advice(&app, site).await),
             Err(_) => Advice::Busy,
         }
     } else {
@@ -511,7 +512,7 @@ pub async fn page(
         Advice::Link(link.finish())
     };
     let callbacks = match site.callback {
-        Some(_) => Some(reports::callbacks(&app, site, &period, owner.access).await?),
+        Some(_) => Some(reports::callbacks::callbacks(&app, site, &period, owner.access).await?),
         None => None,
     };
     let view = page::SiteView {
@@ -565,9 +566,9 @@ pub async fn overview(
     let o = reports::overview::overview(&app, q.from.as_deref(), q.to.as_deref()).await?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(o).into_response()),
-        "html" => {
-            Ok(html(&headers, q.lang.as_deref(), reports::i18n::Lang::Ru, |lang| page::render_overview(&o, lang)))
-        }
+        "html" => Ok(html(&headers, q.lang.as_deref(), reports::i18n::Lang::Ru, |lang| {
+            reports::overview::render_overview(&o, lang)
+        })),
         other => Err(ApiError::bad_request(format!("format: {other:?} is neither json nor html"))),
     }
 }
