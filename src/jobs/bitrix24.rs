@@ -29,8 +29,7 @@ use serde_json::{json, Value};
 
 use super::crm::{self, Attr, Facts, Mapping};
 use super::{
-    dead, earlier_pending, no_answer, one_by_one, sent_with, skipped, state_of, wait_for_earlier, Ctx, Event, Handler,
-    Outcome,
+    dead, no_answer, one_by_one, sent_with, skipped, state_of, wait_for_earlier, Ctx, Event, Handler, Outcome,
 };
 use crate::app::App;
 use crate::callback::Callback;
@@ -305,11 +304,9 @@ impl Earlier {
 }
 
 async fn earlier(ctx: &Ctx<'_>, kind: &'static str, id: &str) -> Earlier {
-    if earlier_pending(ctx, &[kind], id).await {
-        return Earlier::Wait;
-    }
+    // One read: still queued (or a store that does not answer) is a wait.
     match state_of(ctx, kind, id).await {
-        Err(()) => Earlier::Wait,
+        Err(()) | Ok(Some(JobState::Pending)) => Earlier::Wait,
         Ok(Some(JobState::Sent { receipt: Some(r), .. })) => Earlier::Sent(r),
         Ok(Some(JobState::Dead { .. })) => Earlier::Dead,
         Ok(_) => Earlier::Not,
