@@ -67,7 +67,7 @@ async fn sample_usage(app: &App, now: Ts) {
     }
 }
 
-/// Forgets the calls, callbacks and visits of every site that began before `before` (up to
+/// Forgets the calls, callbacks, visits and digests of every site that began before `before` (up to
 /// `limit` of each per site), with every trace of their jobs; returns how many calls it removed.
 pub async fn forget_before(app: &App, before: Ts, limit: usize) -> Result<usize, StoreError> {
     // Every site the pool has known: a site a reload removed keeps records until they expire too.
@@ -80,6 +80,7 @@ pub async fn forget_before(app: &App, before: Ts, limit: usize) -> Result<usize,
     let calls = app.store.forget_calls(&sites, before, limit, &registry::kinds_of(Records::Calls)).await?;
     app.store.forget_callbacks(&sites, before, limit, &registry::kinds_of(Records::Callbacks)).await?;
     app.store.forget_visits(&sites, before, limit).await?;
+    app.store.forget_digests(&sites, before, limit, &registry::kinds_of(Records::Digests)).await?;
     Ok(calls)
 }
 

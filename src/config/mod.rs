@@ -10,6 +10,7 @@ mod analytics;
 mod callback;
 mod env;
 mod files;
+mod mail;
 mod pbx;
 mod pool;
 pub mod section;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 pub use analytics::AnalyticsConfig;
 pub use callback::{CallbackConfig, Hunt, Operators};
 pub use env::*;
+pub use mail::{DigestConfig, Every, MailConfig, Security, TelegramChat};
 pub use pbx::PbxConfig;
 pub use pool::PoolConfig;
 pub use section::{Fields, Place, Reader, Section, Sections};
@@ -66,6 +68,8 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     pub analytics: AnalyticsConfig,
     pub pbxs: Vec<PbxConfig>,
+    /// The SMTP server the digests go out through.
+    pub mail: Option<MailConfig>,
     /// A fingerprint of the text read (the file and its site files): nodes that read the same
     /// files run the same version.
     pub version: String,
@@ -264,6 +268,7 @@ struct RawConfig {
     analytics: analytics::RawAnalytics,
     #[serde(default)]
     pbx: Vec<pbx::RawPbx>,
+    mail: Option<mail::RawMail>,
 }
 
 impl validate::Validator {
@@ -285,7 +290,34 @@ impl validate::Validator {
         let declared: Vec<String> = raw.pbx.iter().map(|p| p.id.clone()).collect();
         let pbxs = self.pbxs(raw.pbx, env);
         self.callback_pbxs(&mut sites, &declared);
-        Config { source: source.to_owned(), server, store, bus, pool, sites, analytics, pbxs, version: String::new() }
+        let mail = raw.mail.map(|m| self.mail(m));
+        self.digests(&sites, mail.as_ref(), server.public_url.as_deref());
+        Config {
+            source: source.to_owned(),
+            server,
+            store,
+            bus,
+            pool,
+            sites,
+            analytics,
+            pbxs,
+            mail,
+            version: String::new(),
+        }
+    }
+
+    /// A digest by email needs `[mail]`, and every digest `[server] public_url` (its link).
+    fn digests(&mut self, sites: &[SiteConfig], mail: Option<&MailConfig>, public_url: Option<&str>) {
+        for site in sites {
+            let Some(d) = &site.digest else { continue };
+            let at = format!("site {:?}: digest", site.id.as_str());
+            if !d.email.is_empty() && mail.is_none() {
+                self.fail(&format!("{at}.email"), "sending mail needs the SMTP server: add a [mail] section");
+            }
+            if public_url.is_none() {
+                self.fail(&at, "its link needs [server] public_url (where people reach callpool)");
+            }
+        }
     }
 
     /// Each callback form names the `[[pbx]]` that reports its calls (the only one, by default).

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// How long a stop waits for open connections, then again for background work (a batch of
     /// deliveries being recorded), before the process ends anyway.
     pub shutdown_grace: Duration,
+    /// Where people reach this service (`https://track.example.com`): the links in the reports
+    /// sent by mail and Telegram.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +126,7 @@ pub(super) struct RawServer {
     ops_listen: Option<String>,
     metrics_token: Option<String>,
     shutdown_grace: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,8 +231,10 @@ impl Validator {
             self.fail("[server] metrics_token", "must be at least 16 characters");
         }
         let shutdown_grace = self.duration("[server] shutdown_grace", raw.shutdown_grace.as_deref(), "10s", true);
+        let public_url = raw.public_url.map(|u| self.base_url("[server] public_url", u));
         ServerConfig {
             shutdown_grace,
+            public_url,
             max_connections: raw.max_connections,
             header_timeout,
             ops_listen,

@@ -49,6 +49,8 @@ pub struct SiteConfig {
     /// What one tracking number costs a month (`number_price = "4.70 USD"`), for the pool-size
     /// advice.
     pub number_price: Option<Price>,
+    /// The report sent on a schedule (`[site.digest]`).
+    pub digest: Option<super::mail::DigestConfig>,
 }
 
 /// An amount of money in a currency (ISO 4217 code).
@@ -161,6 +163,7 @@ pub(super) struct RawSite {
     language: Option<String>,
     number_price: Option<String>,
     callback: Option<RawCallback>,
+    digest: Option<super::mail::RawDigest>,
     /// Anything else: destinations' tables, read by their own readers (an unknown name is a problem).
     #[serde(flatten)]
     sections: BTreeMap<String, toml::Value>,
@@ -322,6 +325,7 @@ impl Validator {
             }
         }
         let callback = rs.callback.and_then(|rc| self.callback(&rs.id, rc, timezone, env));
+        let digest = rs.digest.map(|d| self.digest(&at, d, language));
         let leases_per_address = match rs.leases_per_address.as_deref().unwrap_or("3/10m") {
             "off" => None,
             text => match crate::callback::limits::Window::parse(text) {
@@ -353,6 +357,7 @@ impl Validator {
             leases_per_address,
             language,
             number_price,
+            digest,
         })
     }
 }

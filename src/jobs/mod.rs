@@ -1,7 +1,8 @@
 //! Deliveries: one durable job runner and a [`Handler`] per destination — GA4 ([`ga4`]),
 //! Yandex Metrica ([`metrica`]), the PBX callback trigger ([`trigger`]), Telegram
 //! ([`telegram`]), the team's webhook ([`webhook`]), the site's own webhooks
-//! ([`call_webhook`]), amoCRM ([`amocrm`]) and Bitrix24 ([`bitrix24`]), the CRMs sharing [`crm`].
+//! ([`call_webhook`]), amoCRM ([`amocrm`]) and Bitrix24 ([`bitrix24`]), the CRMs sharing [`crm`],
+//! and the sites' scheduled reports by mail and Telegram ([`digest`]).
 //!
 //! A record's write plans its jobs: each handler says, for an [`Event`] (a call recorded, a
 //! callback requested or missed), whether it has a job for it and when it is due
@@ -18,6 +19,7 @@ pub mod amocrm;
 pub mod bitrix24;
 pub mod call_webhook;
 pub mod crm;
+pub mod digest;
 pub mod ga4;
 pub mod ga4_setup;
 pub mod google_auth;
@@ -53,6 +55,8 @@ pub enum Event<'a> {
     CallChanged { call: &'a Call, before: Option<&'a Call>, site: Option<&'a SiteConfig>, now: Ts },
     /// A callback reached its final status (completed, missed or failed).
     CallbackFinished { callback: &'a Callback, site: &'a SiteConfig, now: Ts },
+    /// A site's scheduled report fell due.
+    DigestDue { digest: &'a crate::store::digests::DigestRecord, site: &'a SiteConfig, now: Ts },
 }
 
 /// What one job came to.
@@ -98,6 +102,8 @@ pub struct Ctx<'a> {
     pub config: std::sync::Arc<crate::app::Running>,
     pub http: &'a reqwest::Client,
     pub plan: &'a (dyn Fn(&App, Event<'_>) -> Vec<Planned> + Sync),
+    /// Every kind of job, with the records it delivers (the registry's).
+    pub kinds: &'static [(&'static str, Records)],
     pub claims_end: std::time::Instant,
 }
 

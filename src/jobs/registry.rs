@@ -1,6 +1,6 @@
 //! Every destination callpool delivers to, and the planning of a record's jobs across them.
 
-use super::{amocrm, bitrix24, call_webhook, ga4, metrica, telegram, trigger, webhook, Event, Handler};
+use super::{amocrm, bitrix24, call_webhook, digest, ga4, metrica, telegram, trigger, webhook, Event, Handler};
 use crate::app::App;
 use crate::store::jobs::{Planned, Records};
 
@@ -11,6 +11,7 @@ pub static HANDLERS: &[&dyn Handler] = &[
     &trigger::Trigger,
     &ga4::Ga4Callbacks,
     &telegram::Telegram,
+    &digest::Digests,
     &webhook::Webhook,
     &call_webhook::CallHooks,
     &call_webhook::CallbackHooks,
@@ -27,6 +28,13 @@ pub fn plan(app: &App, event: Event<'_>) -> Vec<Planned> {
 /// Every kind of job, with the records it delivers.
 pub fn kinds() -> impl Iterator<Item = (&'static str, Records)> {
     HANDLERS.iter().flat_map(|h| h.kinds().iter().map(move |k| (*k, h.records())))
+}
+
+/// [`kinds`], kept: for what must not name the registry (a report a delivery reads, through
+/// its [`super::Ctx`]).
+pub fn all_kinds() -> &'static [(&'static str, Records)] {
+    static ALL: std::sync::LazyLock<Vec<(&'static str, Records)>> = std::sync::LazyLock::new(|| kinds().collect());
+    &ALL
 }
 
 /// The kinds of job that deliver `records` (what forgetting a record forgets with it).

@@ -34,6 +34,8 @@ pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
             tasks.spawn(run_kind(app.clone(), http.clone(), *handler, kind, handler.records(), shutdown.clone()));
         }
     }
+    // Digests' records are written by the clock, not by a webhook: each node looks for due ones.
+    tasks.spawn(super::digest::schedule(app.clone(), registry::plan, shutdown.clone()));
     tasks.close();
     tasks.wait().await;
 }
@@ -98,10 +100,15 @@ async fn round(
         config: app.config(),
         http,
         plan: &registry::plan,
+        kinds: registry::all_kinds(),
         claims_end: std::time::Instant::now() + hold(app) - MARGIN,
     };
-    // Callbacks' jobs exist only where a site has a callback form; elsewhere their kinds stay idle.
+    // Callbacks' jobs exist only where a site has a callback form, digests' where one has a
+    // digest; elsewhere their kinds stay idle.
     if records == Records::Callbacks && !ctx.config.sites.iter().any(|s| s.callback.is_some()) {
+        return 0;
+    }
+    if records == Records::Digests && !ctx.config.sites.iter().any(|s| s.digest.is_some()) {
         return 0;
     }
     let jobs = match app.store.claim_jobs(kind, records, now, batch, now.plus(hold(app))).await {

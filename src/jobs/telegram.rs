@@ -10,17 +10,10 @@ use serde_json::json;
 use super::{http_outcome, no_answer, plan_notice, skipped, Ctx, Event, Handler, Outcome};
 use crate::app::App;
 use crate::callback::{Callback, CallbackStatus};
-use crate::config::{Fields, Place, Reader, Section, SiteConfig};
+use crate::config::{Fields, Place, Reader, Section, SiteConfig, TelegramChat};
 use crate::store::jobs::{Claimed, Planned, Record, Records};
 
 pub struct Telegram;
-
-/// A site's team chat: `[site.callback.telegram]`.
-pub struct Chat {
-    pub base_url: String,
-    pub bot_token: String,
-    pub chat_id: String,
-}
 
 /// Reads `[site.callback.telegram]`.
 pub struct CallbackReader;
@@ -44,13 +37,13 @@ impl Reader for CallbackReader {
         if tg.bot_token.is_empty() || tg.chat_id.is_empty() {
             f.fail("", "bot_token and chat_id are required");
         }
-        Some(Section::new("telegram", Chat { base_url, bot_token: tg.bot_token, chat_id: tg.chat_id }))
+        Some(Section::new("telegram", TelegramChat { base_url, bot_token: tg.bot_token, chat_id: tg.chat_id }))
     }
 }
 
-/// The site's team chat, if its callback form has one.
-fn chat(site: &SiteConfig) -> Option<&Chat> {
-    site.callback.as_ref()?.sections.get::<Chat>("telegram")
+/// The site's team chat, if its callback form has one (`[site.callback.telegram]`).
+fn chat(site: &SiteConfig) -> Option<&TelegramChat> {
+    site.callback.as_ref()?.sections.get::<TelegramChat>("telegram")
 }
 
 const REQUEST: &str = "tg_request";
@@ -80,19 +73,27 @@ impl Handler for Telegram {
             let Some(tg) = ctx.config.site(&cb.site).and_then(chat) else {
                 return skipped("no longer configured for the site");
             };
-            let text = team_text(app, cb, kind == MISSED);
-            let sent = ctx
-                .http
-                .post(format!("{}/bot{}/sendMessage", tg.base_url, tg.bot_token))
-                .json(&json!({ "chat_id": tg.chat_id, "text": text, "disable_web_page_preview": true }))
-                .send()
-                .await;
-            match sent {
-                Ok(resp) => http_outcome(resp.status(), "Telegram", app.clock.now()),
-                Err(e) => no_answer("Telegram", &e),
-            }
+            send(ctx, tg, &team_text(app, cb, kind == MISSED)).await
         }))
         .boxed()
+    }
+}
+
+/// Telegram's longest message.
+const MAX_CHARS: usize = 4096;
+
+/// Sends `text` (plain, cut to Telegram's longest message) to `chat`.
+pub async fn send(ctx: &Ctx<'_>, chat: &TelegramChat, text: &str) -> Outcome {
+    let text: String = text.chars().take(MAX_CHARS).collect();
+    let sent = ctx
+        .http
+        .post(format!("{}/bot{}/sendMessage", chat.base_url, chat.bot_token))
+        .json(&json!({ "chat_id": chat.chat_id, "text": text, "disable_web_page_preview": true }))
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => http_outcome(resp.status(), "Telegram", ctx.app.clock.now()),
+        Err(e) => no_answer("Telegram", &e),
     }
 }
 

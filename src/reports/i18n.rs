@@ -90,6 +90,18 @@ pub struct Words {
     pub per_month: &'static str,
     /// A callback's call: `{requested}`, `{status}`, `{rung}`, `{answered}`.
     pub callback_story: &'static str,
+    /// The digest's subject: `{site}`, `{from}`, `{to}`, `{total}`, `{share}`.
+    pub digest_subject: &'static str,
+    /// The digest's title: `{site}`, `{from}`, `{to}`.
+    pub digest_title: &'static str,
+    /// Its sections: the top sources, what needs attention, the link, the attachment.
+    pub digest_sources: &'static str,
+    pub digest_attention: &'static str,
+    pub digest_all_well: &'static str,
+    pub digest_link: &'static str,
+    pub digest_attached: &'static str,
+    /// More sources than the digest lists: `{n}`.
+    pub digest_more: &'static str,
 }
 
 pub const EN: Words = Words {
@@ -207,6 +219,14 @@ pub const EN: Words = Words {
     sized: "{numbers} numbers{cost}, {accuracy} of calls attributed ({wrong} to the wrong visitor)",
     per_month: ", {amount} {currency} a month",
     callback_story: "requested {requested}, {status}; operators rung: {rung}; answered by {answered}",
+    digest_subject: "{site}: {total} calls, {share} attributed ({from} — {to})",
+    digest_title: "Calls of {site}, {from} — {to}",
+    digest_sources: "Calls by source",
+    digest_attention: "Needs attention",
+    digest_all_well: "Nothing needs attention.",
+    digest_link: "Open the report",
+    digest_attached: "The period's calls are attached as CSV.",
+    digest_more: "and {n} more sources",
 };
 
 pub const RU: Words = Words {
@@ -324,6 +344,14 @@ pub const RU: Words = Words {
     sized: "номеров: {numbers}{cost}, звонков с верным источником: {accuracy} (с чужим: {wrong})",
     per_month: ", {amount} {currency} в месяц",
     callback_story: "заявка {requested}, {status}; обзвонено операторов: {rung}; ответил {answered}",
+    digest_subject: "{site}: звонков {total}, с источником {share} ({from} — {to})",
+    digest_title: "Звонки сайта {site}, {from} — {to}",
+    digest_sources: "Звонки по источникам",
+    digest_attention: "Требует внимания",
+    digest_all_well: "Всё в порядке.",
+    digest_link: "Открыть отчёт",
+    digest_attached: "Звонки за период — во вложении (CSV).",
+    digest_more: "и ещё источников: {n}",
 };
 
 pub fn words(lang: Lang) -> &'static Words {
@@ -441,8 +469,24 @@ mod tests {
     #[test]
     fn both_languages_say_everything() {
         for w in [&EN, &RU] {
-            let texts =
-                [w.sources_title, w.period, w.by, w.not_set, w.total, w.unattributed, w.no_data, w.download_csv];
+            let texts = [
+                w.sources_title,
+                w.period,
+                w.by,
+                w.not_set,
+                w.total,
+                w.unattributed,
+                w.no_data,
+                w.download_csv,
+                w.digest_subject,
+                w.digest_title,
+                w.digest_sources,
+                w.digest_attention,
+                w.digest_all_well,
+                w.digest_link,
+                w.digest_attached,
+                w.digest_more,
+            ];
             assert!(texts.iter().all(|t| !t.is_empty()), "{}", w.lang);
             assert!(w.dimensions.iter().chain(&w.columns[1..]).all(|t| !t.is_empty()), "{}", w.lang);
             let lists = [

@@ -6,6 +6,7 @@
 
 pub mod advice;
 pub mod callbacks;
+pub mod digest;
 pub mod dims;
 pub mod i18n;
 pub mod overview;

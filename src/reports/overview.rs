@@ -45,6 +45,21 @@ pub struct SiteLine {
     pub attention: Vec<String>,
 }
 
+impl SiteLine {
+    /// What needs attention, in the reader's words.
+    pub fn attention_in(&self, w: &super::i18n::Words) -> Vec<&'static str> {
+        self.attention
+            .iter()
+            .filter_map(|a| match a.as_str() {
+                "deliveries_failing" => Some(w.attention[0]),
+                "pool_exhausted" => Some(w.attention[1]),
+                "silent" => Some(w.attention[2]),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Overview {
     pub from: String,
@@ -53,45 +68,60 @@ pub struct Overview {
 }
 
 /// Every site's line for the days `from`..=`to` (each in its own time zone).
-pub async fn overview(app: &App, from: Option<&str>, to: Option<&str>) -> Result<Overview, OverviewError> {
+/// (`kinds`: every kind of job, with the records it delivers: the job registry's.)
+pub async fn overview(
+    app: &App,
+    from: Option<&str>,
+    to: Option<&str>,
+    kinds: &[(&'static str, crate::store::jobs::Records)],
+) -> Result<Overview, OverviewError> {
     let config = app.config();
     let now = app.clock.now();
     // The period as UTC days: what the page says and the dead letters are counted from.
     let utc = Period::new(chrono_tz::UTC, from, to, now)?;
-    let dead = dead_by_site(app, utc.from.minus(std::time::Duration::from_secs(14 * 3600))).await?;
+    let dead = dead_by_site(app, utc.from.minus(std::time::Duration::from_secs(14 * 3600)), kinds).await?;
     let mut sites = Vec::new();
     for site in &config.sites {
         let p = Period::new(site.timezone, from, to, now)?;
-        let s = summary(app, site, &p).await?;
-        let peak_leased = s.days.iter().filter_map(|d| d.peak_leased).max();
-        let exhausted: u64 = s.days.iter().filter_map(|d| d.exhausted).sum();
-        let last_call_day = s.days.iter().rev().find(|d| d.total > 0).map(|d| d.date.clone());
-        let dead_letters = dead.get(site.id.as_str()).cloned().unwrap_or_default();
-        let mut attention = Vec::new();
-        if !dead_letters.is_empty() {
-            attention.push("deliveries_failing".to_owned());
-        }
-        if exhausted > 0 {
-            attention.push("pool_exhausted".to_owned());
-        }
-        if silent(app, site, now).await? {
-            attention.push("silent".to_owned());
-        }
-        sites.push(SiteLine {
-            site: site.id.to_string(),
-            calls: s.total.total,
-            tracked: s.total.tracked,
-            share_tracked: s.total.share_tracked,
-            untracked: s.total.default_before + s.total.default_after,
-            max_numbers: site.rules.max_numbers,
-            peak_leased,
-            exhausted,
-            last_call_day,
-            dead_letters,
-            attention,
-        });
+        sites.push(site_line(app, site, &p, dead.get(site.id.as_str()).cloned().unwrap_or_default()).await?);
     }
     Ok(Overview { from: utc.first.to_string(), to: utc.last.to_string(), sites })
+}
+
+/// A site's line for period `p`, with its dead letters (`dead_letters`, by kind).
+pub async fn site_line(
+    app: &App,
+    site: &crate::config::SiteConfig,
+    p: &Period,
+    dead_letters: BTreeMap<String, u64>,
+) -> Result<SiteLine, StoreError> {
+    let s = summary(app, site, p).await?;
+    let peak_leased = s.days.iter().filter_map(|d| d.peak_leased).max();
+    let exhausted: u64 = s.days.iter().filter_map(|d| d.exhausted).sum();
+    let last_call_day = s.days.iter().rev().find(|d| d.total > 0).map(|d| d.date.clone());
+    let mut attention = Vec::new();
+    if !dead_letters.is_empty() {
+        attention.push("deliveries_failing".to_owned());
+    }
+    if exhausted > 0 {
+        attention.push("pool_exhausted".to_owned());
+    }
+    if silent(app, site, app.clock.now()).await? {
+        attention.push("silent".to_owned());
+    }
+    Ok(SiteLine {
+        site: site.id.to_string(),
+        calls: s.total.total,
+        tracked: s.total.tracked,
+        share_tracked: s.total.share_tracked,
+        untracked: s.total.default_before + s.total.default_after,
+        max_numbers: site.rules.max_numbers,
+        peak_leased,
+        exhausted,
+        last_call_day,
+        dead_letters,
+        attention,
+    })
 }
 
 /// Whether the site had calls in the week before the last 24 hours and none since (one call
@@ -108,12 +138,13 @@ async fn silent(app: &App, site: &crate::config::SiteConfig, now: callpool_pool:
 
 /// The dead letters of every kind given up since `since`, counted per site and kind (the oldest
 /// [`DEAD_PER_KIND`] of each kind read).
-async fn dead_by_site(
+pub async fn dead_by_site(
     app: &App,
     since: callpool_pool::Ts,
+    kinds: &[(&'static str, crate::store::jobs::Records)],
 ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
     let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for (kind, records) in crate::jobs::registry::kinds() {
+    for &(kind, records) in kinds {
         for d in app.store.dead_jobs(kind, DEAD_PER_KIND).await?.into_iter().filter(|d| d.since >= since) {
             let site = match records {
                 crate::store::jobs::Records::Calls => {
@@ -124,6 +155,9 @@ async fn dead_by_site(
                 crate::store::jobs::Records::Callbacks => {
                     let Some(id) = crate::callback::CallbackId::parse(&d.id) else { continue };
                     app.store.callback(&id).await?.map(|c| c.site.to_string())
+                }
+                crate::store::jobs::Records::Digests => {
+                    crate::store::digests::DigestRecord::site_of(&d.id).map(str::to_owned)
                 }
             };
             if let Some(site) = site {
@@ -180,16 +214,7 @@ pub fn render_overview(o: &Overview, lang: super::i18n::Lang) -> String {
         .sites
         .iter()
         .map(|s| {
-            let attention: Vec<&str> = s
-                .attention
-                .iter()
-                .filter_map(|a| match a.as_str() {
-                    "deliveries_failing" => Some(w.attention[0]),
-                    "pool_exhausted" => Some(w.attention[1]),
-                    "silent" => Some(w.attention[2]),
-                    _ => None,
-                })
-                .collect();
+            let attention = s.attention_in(w);
             let dead: u64 = s.dead_letters.values().sum();
             SiteRow {
                 href: period(format!("reports/{}?", s.site), "reports/".len() + s.site.len() + 1, w.lang),

@@ -209,6 +209,34 @@ fn call_line(w: &super::i18n::Words, lang: super::i18n::Lang, tz: chrono_tz::Tz,
     }
 }
 
+/// The hint on the untracked calls `t` counts, in `lang`: shorten the delay (`delay_to_show`),
+/// or lengthen the hold (`idle`, `reclaim_after_idle`).
+pub fn untracked_hint(
+    lang: super::i18n::Lang,
+    t: &super::DayCounts,
+    delay: std::time::Duration,
+    idle: std::time::Duration,
+) -> String {
+    use super::i18n::{fill, int, words};
+    let w = words(lang);
+    let (before, after) = (t.default_before, t.default_after);
+    let hint = match () {
+        _ if before + after == 0 => w.hints[0],
+        _ if before > after * 3 / 2 => w.hints[1],
+        _ if after > before * 3 / 2 => w.hints[2],
+        _ => w.hints[3],
+    };
+    fill(
+        hint,
+        &[
+            ("before", int(lang, before)),
+            ("after", int(lang, after)),
+            ("delay", humantime::format_duration(delay).to_string()),
+            ("idle", humantime::format_duration(idle).to_string()),
+        ],
+    )
+}
+
 /// The site's page: its calls of the period over time by match kind, the untracked calls with
 /// their hint, the pool's use and the advice, the latest calls and callback requests, the days.
 pub fn render(
@@ -231,22 +259,7 @@ pub fn render(
             ],
         )
     });
-    let (before, after) = (summary.total.default_before, summary.total.default_after);
-    let hint = match () {
-        _ if before + after == 0 => w.hints[0],
-        _ if before > after * 3 / 2 => w.hints[1],
-        _ if after > before * 3 / 2 => w.hints[2],
-        _ => w.hints[3],
-    };
-    let hint = fill(
-        hint,
-        &[
-            ("before", int(lang, before)),
-            ("after", int(lang, after)),
-            ("delay", humantime::format_duration(site.delay_to_show).to_string()),
-            ("idle", humantime::format_duration(site.reclaim_after_idle).to_string()),
-        ],
-    );
+    let hint = untracked_hint(lang, &summary.total, site.delay_to_show, site.reclaim_after_idle);
     let days = summary
         .days
         .iter()

@@ -207,6 +207,8 @@ fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(tables::jobs::DEAD).map_err(err)?;
     txn.open_table(tables::jobs::DEAD_SINCE).map_err(err)?;
     txn.open_table(tables::usage::USAGE).map_err(err)?;
+    txn.open_table(tables::digests::RECORDS).map_err(err)?;
+    txn.open_table(tables::digests::BY_SITE).map_err(err)?;
     txn.open_table(tables::visits::VISITS).map_err(err)?;
     Ok(())
 }
@@ -262,6 +264,17 @@ pub(super) mod tables {
         /// (kind, dead since ms, job) and job -> dead since ms
         pub const DEAD: Index<()> = TableDefinition::new("outbox_dead");
         pub const DEAD_SINCE: TableDefinition<&str, i64> = TableDefinition::new("outbox_dead_since");
+    }
+
+    pub mod digests {
+        use redb::TableDefinition;
+
+        use crate::store::embedded::Index;
+
+        /// digest id -> DigestRecord JSON
+        pub const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("digests");
+        /// (site, due ms, digest id)
+        pub const BY_SITE: Index<()> = TableDefinition::new("digests_by_site");
     }
 
     pub mod usage {

@@ -1,4 +1,4 @@
-//! The durable job queue: each job is one delivery of one record (a call, a callback) to one
+//! The durable job queue: each job is one delivery of one record (a call, a callback, a digest) to one
 //! destination, named `<kind>|<record id>`, where the kind is the destination's (its handler's
 //! name, `src/jobs/`). A job has a due time, a claim that hands it to one node until a hold runs
 //! out (then it returns: its node died), failed attempts, and a state — pending, or how it ended
@@ -11,7 +11,8 @@
 
 use std::sync::LazyLock;
 
-use callpool_pool::Ts;
+use callpool_pool::{SiteId, Ts};
+use chrono::NaiveDate;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,30 @@ impl Planned {
 pub enum Records {
     Calls,
     Callbacks,
+    /// The scheduled reports ([`DigestRecord`]).
+    Digests,
+}
+
+/// A site's digest (its scheduled report, `store::digests`) for the local days `first..=last`, due at `due`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestRecord {
+    /// `<site>:<first>:<last>`.
+    pub id: String,
+    pub site: SiteId,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+    pub due: Ts,
+}
+
+impl DigestRecord {
+    pub fn new(site: SiteId, first: NaiveDate, last: NaiveDate, due: Ts) -> DigestRecord {
+        DigestRecord { id: format!("{site}:{first}:{last}"), site, first, last, due }
+    }
+
+    /// The site a digest's id names.
+    pub fn site_of(id: &str) -> Option<&str> {
+        id.split(':').next()
+    }
 }
 
 /// The record a claimed job delivers.
@@ -96,6 +121,7 @@ pub enum Records {
 pub enum Record {
     Call(Box<Call>),
     Callback(Box<Callback>),
+    Digest(Box<DigestRecord>),
 }
 
 /// A claimed job: its record's id and the record as stored, and the attempts already made.
@@ -166,6 +192,7 @@ impl Store {
                     match records {
                         Records::Calls => "call",
                         Records::Callbacks => "cb",
+                        Records::Digests => "digest",
                     }
                     .to_owned(),
                     pending(),
@@ -184,6 +211,7 @@ impl Store {
                 let record = match records {
                     Records::Calls => Record::Call(Box::new(decode(&json, "call")?)),
                     Records::Callbacks => Record::Callback(Box::new(decode(&json, "callback")?)),
+                    Records::Digests => Record::Digest(Box::new(decode(&json, "digest")?)),
                 };
                 Ok(Claimed { id, record, attempts })
             })
@@ -388,6 +416,7 @@ fn record_table(records: Records) -> TableDefinition<'static, &'static str, &'st
     match records {
         Records::Calls => super::embedded::tables::calls::RECORDS,
         Records::Callbacks => super::embedded::tables::callbacks::RECORDS,
+        Records::Digests => super::embedded::tables::digests::RECORDS,
     }
 }
 

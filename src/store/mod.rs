@@ -1,7 +1,8 @@
 //! Where callpool keeps what it must not lose, one module per concept: [`calls`] (the records,
 //! the per-site index, what is remembered of each caller), [`callbacks`] (requests, their limit
 //! windows and links), [`jobs`] (the durable queue of deliveries: due times, claims that expire
-//! when a node dies, attempts, dead letters), [`visits`] (the visit log the simulator fits to)
+//! when a node dies, attempts, dead letters), [`digests`] (the scheduled reports, one per site
+//! and period, so each is sent once), [`visits`] (the visit log the simulator fits to)
 //! and [`usage`] (daily samples of each site's pool).
 //!
 //! Two backends with one behaviour, chosen with the pool's: embedded (a redb file,
@@ -17,6 +18,7 @@
 
 pub mod callbacks;
 pub mod calls;
+pub mod digests;
 pub mod jobs;
 pub mod usage;
 pub mod visits;

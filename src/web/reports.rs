@@ -563,7 +563,8 @@ pub async fn overview(
     headers: axum::http::HeaderMap,
     Query(q): Query<OverviewQuery>,
 ) -> Result<Response, ApiError> {
-    let o = reports::overview::overview(&app, q.from.as_deref(), q.to.as_deref()).await?;
+    let o = reports::overview::overview(&app, q.from.as_deref(), q.to.as_deref(), crate::jobs::registry::all_kinds())
+        .await?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(o).into_response()),
         "html" => Ok(html(&headers, q.lang.as_deref(), reports::i18n::Lang::Ru, |lang| {

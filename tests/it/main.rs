@@ -12,6 +12,7 @@ mod calls;
 mod cli;
 mod cluster;
 mod crm;
+mod digest;
 mod fuzz;
 mod ga4_setup;
 mod hub;

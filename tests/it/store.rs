@@ -15,7 +15,7 @@ use callpool::store::Store;
 use callpool_pool::redis_store::{RedisOptions, RedisPool};
 use callpool_pool::{PhoneNumber, Pool, SessionAttrs, SiteId, Ts, VisitorId};
 
-use crate::common::{redis_url, unique, T0};
+use crate::common::{redis_url, unique, Pki, T0};
 
 /// Both backends, fresh: (name, store, what keeps the embedded one's directory alive).
 async fn stores(test: &str) -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
@@ -360,65 +360,33 @@ async fn visits_merge_across_nodes_and_usage_keeps_the_days_peak() {
     }
 }
 
-// TLS to the backing services: throw-away certificates made with the `openssl` command, a
-// `redis-server` and a RabbitMQ that speak only TLS.
-
-/// A throw-away CA (`ca.crt`), a server certificate it signs for 127.0.0.1 (`server.crt`,
-/// `server.key`), a client certificate it signs (`client.crt`, `client.key`), and a second CA
-/// that signs neither (`other.crt`).
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("the openssl command must be installed (./deploy/test.sh installs it)");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        for (ca, cn) in [("ca", "callpool test CA"), ("other", "another test CA")] {
-            let (key, crt, subj) = (format!("{ca}.key"), format!("{ca}.crt"), format!("/CN={cn}"));
-            run(&[&["req", "-x509"][..], &ec, &["-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subj]].concat());
+/// A digest is written with its jobs once (a second write, from another node, changes nothing),
+/// its job claims its record, and it is forgotten with its jobs.
+#[tokio::test]
+async fn a_digest_is_written_once_and_forgotten_with_its_jobs() {
+    use callpool::store::digests::DigestRecord;
+    for (name, s, _dir) in stores("digests").await {
+        let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+        let d = DigestRecord::new(shop(), day("2026-11-30"), day("2026-12-06"), at(10));
+        assert_eq!(d.id, "shop:2026-11-30:2026-12-06");
+        let jobs = [Planned { kind: "digest_email", plan: Plan::Due(at(10)) }];
+        assert!(s.create_digest(&d, &jobs).await.unwrap(), "{name}");
+        assert!(!s.create_digest(&d, &jobs).await.unwrap(), "{name}: written once");
+        let claimed = s.claim_jobs("digest_email", Records::Digests, at(11), 10, at(100)).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{name}: one job, not two");
+        match &claimed[0].record {
+            Record::Digest(got) => assert_eq!(**got, d, "{name}"),
+            other => panic!("{name}: {other:?}"),
         }
-        for (name, ext) in [
-            ("server", "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n"),
-            ("client", "subjectAltName = DNS:callpool-node\nextendedKeyUsage = clientAuth\n"),
-        ] {
-            let (key, csr, crt, extfile) =
-                (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
-            std::fs::write(dir.path().join(&extfile), format!("basicConstraints = CA:FALSE\n{ext}")).unwrap();
-            run(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]].concat());
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                &extfile,
-            ]);
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
+        s.settle_jobs("digest_email", &[(d.id.clone(), Settle::Done(JobState::sent(at(12))))], at(12)).await.unwrap();
+        assert!(!s.create_digest(&d, &jobs).await.unwrap(), "{name}: a sent digest is not written again");
+        assert_eq!(s.forget_digests(&[shop()], at(11), 10, &["digest_email"]).await.unwrap(), 1, "{name}");
+        assert_eq!(s.job_states("digest_email", std::slice::from_ref(&d.id)).await.unwrap(), vec![None], "{name}");
     }
 }
+
+// TLS to the backing services: throw-away certificates ([`Pki`]), a `redis-server` and a
+// RabbitMQ that speak only TLS.
 
 /// A `[store]` on `url` with the given extra settings, as a configuration.
 fn tls_config(store: &str, bus: &str) -> callpool::config::Config {

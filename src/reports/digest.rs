@@ -1,0 +1,204 @@
+//! What a site's digest says (the report sent on a schedule, `[site.digest]`): the period's
+//! calls and the share attributed, the calls by source, the hint on the untracked calls, what
+//! needs attention, a link to the site's page, and the period's calls as CSV; in the digest's
+//! language, from the same figures as the pages. `jobs/digest.rs` sends it.
+
+use askama::Template;
+
+use super::i18n::{fill, int, percent, words, Lang, Words};
+use super::overview::SiteLine;
+use super::sources::{Dimension, SourceRow};
+use super::{Access, Period};
+use crate::app::App;
+use crate::config::SiteConfig;
+use crate::store::digests::DigestRecord;
+use crate::store::StoreError;
+
+/// The most sources a digest lists (the rest are counted).
+const TOP_SOURCES: usize = 10;
+
+/// A digest, ready to be written out.
+#[derive(Clone, Debug)]
+pub struct Digest {
+    pub lang: Lang,
+    pub site: String,
+    pub from: String,
+    pub to: String,
+    pub line: SiteLine,
+    pub hint: String,
+    /// The sources with calls, most calls first (at most [`TOP_SOURCES`]), and how many more.
+    pub sources: Vec<SourceRow>,
+    pub more_sources: usize,
+    /// Calls not attributed to a visit.
+    pub unattributed: u64,
+    /// The site's page for the period (without a token).
+    pub link: String,
+    /// The period's calls (callers masked), and the file's name.
+    pub csv: String,
+    pub csv_name: String,
+}
+
+/// The digest of `d` for `site`, in `lang`, linking to the site's page under `public_url`
+/// (`kinds`: every kind of job, for the deliveries given up).
+pub async fn build(
+    app: &App,
+    kinds: &[(&'static str, crate::store::jobs::Records)],
+    site: &SiteConfig,
+    d: &DigestRecord,
+    lang: Lang,
+    public_url: &str,
+) -> Result<Digest, StoreError> {
+    let now = app.clock.now();
+    let (first, last) = (d.first.to_string(), d.last.to_string());
+    let p = Period::new(site.timezone, Some(&first), Some(&last), now)
+        .map_err(|e| StoreError::Failed(format!("digest {}: {e}", d.id)))?;
+    let dead = super::overview::dead_by_site(app, p.from, kinds).await?;
+    let line =
+        super::overview::site_line(app, site, &p, dead.get(site.id.as_str()).cloned().unwrap_or_default()).await?;
+    let summary = super::summary(app, site, &p).await?;
+    let hint = super::page::untracked_hint(lang, &summary.total, site.delay_to_show, site.rules.reclaim_after_idle);
+    let report = super::sources::sources(app, site, &p, Dimension::Source).await?;
+    let mut sources: Vec<SourceRow> = report.rows.into_iter().filter(|r| r.calls > 0).collect();
+    sources.sort_by(|a, b| b.calls.cmp(&a.calls).then(b.visits.cmp(&a.visits)));
+    let more_sources = sources.len().saturating_sub(TOP_SOURCES);
+    sources.truncate(TOP_SOURCES);
+    let calls = super::calls(app, site, &p, Access::Masked).await?;
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("from", &first).append_pair("to", &last).append_pair("lang", words(lang).lang);
+    Ok(Digest {
+        lang,
+        site: site.id.to_string(),
+        from: first,
+        to: last,
+        line,
+        hint,
+        sources,
+        more_sources,
+        unattributed: report.unattributed.calls,
+        link: format!("{public_url}/v1/reports/{}?{}", site.id, q.finish()),
+        csv: super::calls_table(&calls).csv(),
+        csv_name: calls.file_name("csv"),
+    })
+}
+
+/// One source's line, as both parts show it.
+struct SourceLine {
+    name: String,
+    calls: String,
+    visits: String,
+    rate: String,
+}
+
+#[derive(Template)]
+#[template(path = "digest.html")]
+struct DigestHtml<'a> {
+    w: &'static Words,
+    title: String,
+    total: String,
+    hint: &'a str,
+    sources: Vec<SourceLine>,
+    more: Option<String>,
+    unattributed: String,
+    attention: Vec<&'static str>,
+    link: &'a str,
+}
+
+impl Digest {
+    fn words(&self) -> &'static Words {
+        words(self.lang)
+    }
+
+    pub fn subject(&self) -> String {
+        let w = self.words();
+        fill(
+            w.digest_subject,
+            &[
+                ("site", self.site.clone()),
+                ("from", self.from.clone()),
+                ("to", self.to.clone()),
+                ("total", int(self.lang, self.line.calls)),
+                ("share", self.share()),
+            ],
+        )
+    }
+
+    fn share(&self) -> String {
+        self.line.share_tracked.map_or(self.words().nothing.to_owned(), |s| percent(self.lang, s))
+    }
+
+    fn title(&self) -> String {
+        fill(
+            self.words().digest_title,
+            &[("site", self.site.clone()), ("from", self.from.clone()), ("to", self.to.clone())],
+        )
+    }
+
+    fn total(&self) -> String {
+        fill(
+            self.words().total_line,
+            &[
+                ("total", int(self.lang, self.line.calls)),
+                ("tracked", int(self.lang, self.line.tracked)),
+                ("share", self.share()),
+            ],
+        )
+    }
+
+    fn source_lines(&self) -> Vec<SourceLine> {
+        let w = self.words();
+        self.sources
+            .iter()
+            .map(|r| SourceLine {
+                name: r.key.clone().unwrap_or_else(|| w.not_set.to_owned()),
+                calls: int(self.lang, r.calls),
+                visits: int(self.lang, r.visits),
+                rate: r.call_rate.map_or(w.nothing.to_owned(), |x| percent(self.lang, x)),
+            })
+            .collect()
+    }
+
+    fn more(&self) -> Option<String> {
+        (self.more_sources > 0)
+            .then(|| fill(self.words().digest_more, &[("n", int(self.lang, self.more_sources as u64))]))
+    }
+
+    /// The plain text: the mail's text part, and the chat message (`link` is the page's
+    /// address as the reader gets it).
+    pub fn text(&self, link: &str) -> String {
+        let w = self.words();
+        let mut out = vec![self.title(), String::new(), self.total(), self.hint.clone(), String::new()];
+        out.push(format!("{}:", w.digest_sources));
+        for s in self.source_lines() {
+            out.push(format!("  {}: {} ({} {}, {})", s.name, s.calls, w.columns[1], s.visits, s.rate));
+        }
+        out.extend(self.more().map(|m| format!("  {m}")));
+        out.push(format!("  {}: {}", w.unattributed, int(self.lang, self.unattributed)));
+        out.push(String::new());
+        let attention = self.line.attention_in(w);
+        if attention.is_empty() {
+            out.push(w.digest_all_well.to_owned());
+        } else {
+            out.push(format!("{}: {}", w.digest_attention, attention.join(", ")));
+        }
+        out.push(String::new());
+        out.push(format!("{}: {link}", w.digest_link));
+        out.join("\n")
+    }
+
+    /// The mail's HTML part (every value escaped by the template).
+    pub fn html(&self, link: &str) -> String {
+        let w = self.words();
+        let page = DigestHtml {
+            w,
+            title: self.title(),
+            total: self.total(),
+            hint: &self.hint,
+            sources: self.source_lines(),
+            more: self.more(),
+            unattributed: int(self.lang, self.unattributed),
+            attention: self.line.attention_in(w),
+            link,
+        };
+        page.render().unwrap_or_else(|e| format!("the digest could not be rendered: {e}"))
+    }
+}
