@@ -202,3 +202,69 @@ impl Digest {
         page.render().unwrap_or_else(|e| format!("the digest could not be rendered: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(lang: Lang) -> Digest {
+        let line = SiteLine {
+            site: "shop".into(),
+            calls: 1234,
+            tracked: 1000,
+            share_tracked: Some(0.875),
+            untracked: 234,
+            max_numbers: 10,
+            peak_leased: Some(9),
+            exhausted: 3,
+            last_call_day: Some("2026-12-06".into()),
+            dead_letters: Default::default(),
+            attention: vec!["pool_exhausted".into()],
+        };
+        let row = |key: Option<&str>, calls| SourceRow {
+            key: key.map(str::to_owned),
+            visits: 20_000,
+            calls,
+            visits_that_called: calls,
+            call_rate: Some(calls as f64 / 20_000.0),
+            ..Default::default()
+        };
+        Digest {
+            lang,
+            site: "shop".into(),
+            from: "2026-11-30".into(),
+            to: "2026-12-06".into(),
+            line,
+            hint: "hint".into(),
+            sources: vec![row(Some("yandex"), 700), row(None, 300)],
+            more_sources: 4,
+            unattributed: 234,
+            link: "https://track.example/v1/reports/shop?from=2026-11-30&to=2026-12-06&lang=ru".into(),
+            csv: String::new(),
+            csv_name: "calls-shop-2026-11-30-2026-12-06.csv".into(),
+        }
+    }
+
+    /// The digest speaks its language: words, numbers and shares written its way.
+    #[test]
+    fn a_digest_is_written_in_its_language() {
+        let ru = digest(Lang::Ru);
+        assert_eq!(ru.subject(), "shop: звонков 1\u{202f}234, с источником 87,5\u{a0}% (2026-11-30 — 2026-12-06)");
+        let text = ru.text(&ru.link);
+        assert!(text.starts_with("Звонки сайта shop, 2026-11-30 — 2026-12-06\n"), "{text}");
+        assert!(text.contains("  yandex: 700 (визиты 20\u{202f}000, 3,5\u{a0}%)"), "{text}");
+        assert!(text.contains("  (не задано): 300"), "{text}");
+        assert!(text.contains("  и ещё источников: 4"), "{text}");
+        assert!(text.contains("Требует внимания: пул исчерпывался"), "{text}");
+        assert!(text
+            .ends_with("Открыть отчёт: https://track.example/v1/reports/shop?from=2026-11-30&to=2026-12-06&lang=ru"));
+        let html = ru.html(&ru.link);
+        assert!(
+            html.starts_with("<!doctype html><html lang=\"ru\">") && html.contains("Звонки по источникам"),
+            "{html}"
+        );
+        let en = digest(Lang::En);
+        assert_eq!(en.subject(), "shop: 1,234 calls, 87.5% attributed (2026-11-30 — 2026-12-06)");
+        assert!(en.text(&en.link).contains("Needs attention: the pool ran out"));
+    }
+}

@@ -54,7 +54,8 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl Smtp {
-    async fn start(pki: &Pki, busy: u32) -> Smtp {
+    /// `implicit`: TLS from the first byte (port 465's way), else STARTTLS.
+    async fn start(pki: &Pki, busy: u32, implicit: bool) -> Smtp {
         use tokio_rustls::rustls;
         use tokio_rustls::rustls::pki_types::pem::PemObject;
         use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -75,7 +76,15 @@ impl Smtp {
             while let Ok((stream, _)) = listener.accept().await {
                 let (state, acceptor) = (shared.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = session(Box::new(stream), acceptor, state.clone()).await {
+                    let io: Box<dyn Io> = if implicit {
+                        match acceptor.accept(stream).await {
+                            Ok(tls) => Box::new(tls),
+                            Err(e) => return state.lock().unwrap().violations.push(format!("TLS: {e}")),
+                        }
+                    } else {
+                        Box::new(stream)
+                    };
+                    if let Err(e) = session(io, implicit, acceptor, state.clone()).await {
                         state.lock().unwrap().violations.push(format!("session: {e}"));
                     }
                 });
@@ -97,12 +106,13 @@ impl Smtp {
 /// transactions (MAIL, RCPT..., DATA).
 async fn session(
     stream: Box<dyn Io>,
+    mut tls: bool,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<Mutex<SmtpState>>,
 ) -> std::io::Result<()> {
     let mut io = BufReader::new(stream);
     io.write_all(b"220 smtp.callpool.test ESMTP test server\r\n").await?;
-    let (mut tls, mut helo, mut authed) = (false, false, false);
+    let (mut helo, mut authed) = (false, false);
     let (mut from, mut to): (Option<String>, Vec<String>) = (None, Vec::new());
     let violation = |what: String| state.lock().unwrap().violations.push(what);
     loop {
@@ -327,7 +337,7 @@ async fn digest_of_today(node: &Node) -> (String, chrono::NaiveDate) {
 async fn a_digest_goes_out_once_by_mail_with_both_parts_and_the_calls_attached_and_to_the_chat() {
     let pki = Pki::new();
     // The server is busy for the first two attempts: the job runner tries again.
-    let smtp = Smtp::start(&pki, 2).await;
+    let smtp = Smtp::start(&pki, 2, false).await;
     let chat = Arc::new(Mutex::new(Vec::new()));
     let telegram = fake_telegram(chat.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -401,17 +411,18 @@ async fn a_digest_goes_out_once_by_mail_with_both_parts_and_the_calls_attached_a
     node.stop().await;
 }
 
-/// Two nodes on one Redis find the same digest due: one mail.
+/// Two nodes on one Redis find the same digest due: one mail (through TLS from the first byte).
 #[tokio::test]
 async fn two_nodes_send_a_due_digest_once() {
     let pki = Pki::new();
-    let smtp = Smtp::start(&pki, 0).await;
+    let smtp = Smtp::start(&pki, 0, true).await;
     let chat = Arc::new(Mutex::new(Vec::new()));
     let telegram = fake_telegram(chat.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let store =
         format!("[store]\nkind = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{}\"", redis_url(), unique("digest"));
-    let config = config(&store, &pki, smtp.port, &telegram, dir.path(), due());
+    let mut config = config(&store, &pki, smtp.port, &telegram, dir.path(), due());
+    config.mail.as_mut().unwrap().security = callpool::config::Security::Tls;
     let (a, b) = (Node::start_real(config.clone()).await, Node::start_real(config).await);
     eventually_for("the due digest is mailed", Duration::from_secs(20), || async { !smtp.mails().is_empty() }).await;
     eventually("and reaches the chat", || async { !chat.lock().unwrap().is_empty() }).await;
