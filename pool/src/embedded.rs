@@ -18,7 +18,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::rules::{Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus, StoredParts};
+use crate::rules::{Due, Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus, StoredParts};
 use crate::types::{Lease, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 use crate::PoolError;
 
@@ -208,6 +208,25 @@ impl EmbeddedPool {
     pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
         let (s, visitor) = (site.clone(), visitor.clone());
         self.write(move |p| p.visit(&s, &visitor, now)).await?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
+    }
+
+    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<(Visit, Option<Lease>), PoolError> {
+        let (s, visitor) = (site.clone(), visitor.clone());
+        self.write(move |p| p.view(&s, &visitor, now)).await?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
+    }
+
+    pub async fn acquire_due(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        attrs: &SessionAttrs,
+        now: Ts,
+        delay: Duration,
+    ) -> Result<Due, PoolError> {
+        let (s, visitor, attrs) = (site.clone(), visitor.clone(), attrs.clone());
+        self.write(move |p| p.acquire_due(&s, &visitor, &attrs, now, delay))
+            .await?
+            .ok_or_else(|| PoolError::UnknownSite(site.clone()))
     }
 
     pub async fn current_visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Visit>, PoolError> {

@@ -15,7 +15,7 @@ pub mod types;
 
 use std::time::Duration;
 
-pub use rules::{Grant, NumberSpec, PoolSpec, SiteRules, SiteStatus, Target};
+pub use rules::{Due, Grant, NumberSpec, PoolSpec, SiteRules, SiteStatus, Target};
 pub use types::{EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 
 /// What can go wrong at the pool's boundary; each variant is something a caller can act on.
@@ -71,6 +71,25 @@ impl Pool {
     /// A page view: the visitor's live visit, refreshed, or a new one beginning now.
     pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
         dispatch!(self.visit(site, visitor, now))
+    }
+
+    /// A page view that is also activity: the visit (refreshed, or begun now) and the
+    /// visitor's live lease, extended, if it holds one. One round trip.
+    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<(Visit, Option<Lease>), PoolError> {
+        dispatch!(self.view(site, visitor, now))
+    }
+
+    /// A lease once the visit is `delay` old (the visitor's delay ran out), else when it will
+    /// be, or that its lease ended; a visitor without a live visit begins one. One round trip.
+    pub async fn acquire_due(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        attrs: &SessionAttrs,
+        now: Ts,
+        delay: Duration,
+    ) -> Result<Due, PoolError> {
+        dispatch!(self.acquire_due(site, visitor, attrs, now, delay))
     }
 
     /// The visitor's visit if it is alive, without counting as activity.

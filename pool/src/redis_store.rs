@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, Script, Value};
 
-use crate::rules::{Grant, PoolSpec, SiteStatus, Target};
+use crate::rules::{Due, Grant, PoolSpec, SiteStatus, Target};
 use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 use crate::PoolError;
 
@@ -36,6 +36,8 @@ const REAP_BATCH: usize = 500;
 struct Scripts {
     configure: Script,
     acquire: Script,
+    acquire_due: Script,
+    view: Script,
     touch: Script,
     leave: Script,
     current: Script,
@@ -52,6 +54,8 @@ impl Scripts {
         Scripts {
             configure: script!("configure"),
             acquire: script!("acquire"),
+            acquire_due: script!("acquire_due"),
+            view: script!("view"),
             touch: script!("touch"),
             leave: script!("leave"),
             current: script!("current"),
@@ -354,6 +358,27 @@ fn opt_lease(v: Value) -> Result<Option<Lease>, PoolError> {
     }
 }
 
+/// The answer of `acquire` or `acquire_due`: `{'leased', fresh, lease}`, `{'exhausted'}`,
+/// `{'later', due}`, `{'ended'}` or `{'unknown'}`.
+fn due_from(site: &SiteId, v: Value) -> Result<Due, PoolError> {
+    let mut out = array(v)?.into_iter();
+    let tag = text(out.next().ok_or_else(|| bad("empty acquire answer"))?)?;
+    match tag.as_str() {
+        "leased" => {
+            let fresh = text(out.next().ok_or_else(|| bad("acquire without fresh"))?)? == "1";
+            let lease = lease(out.next().ok_or_else(|| bad("acquire without lease"))?)?;
+            Ok(Due::Granted(Grant::Leased { lease, fresh }))
+        }
+        "exhausted" => Ok(Due::Granted(Grant::Exhausted)),
+        "later" => {
+            Ok(Due::Later(Ts::from_millis(int(&text(out.next().ok_or_else(|| bad("later without due"))?)?, "due")?)))
+        }
+        "ended" => Ok(Due::Ended),
+        "unknown" => Err(PoolError::UnknownSite(site.clone())),
+        other => Err(bad(&format!("acquire answered {other:?}"))),
+    }
+}
+
 /// A visit from `{first, last, ended}`; `None` from `{}` or `{'unknown'}`.
 fn visit_from(v: Vec<Value>) -> Result<Option<Visit>, PoolError> {
     let v: Vec<String> = v.into_iter().map(text).collect::<Result<_, _>>()?;
@@ -560,18 +585,32 @@ impl RedisPool {
     ) -> Result<Grant, PoolError> {
         let attrs = serde_json::to_string(attrs).map_err(|e| PoolError::Invalid(e.to_string()))?;
         let args = [site.to_string(), visitor.to_string(), attrs, now.as_millis().to_string()];
-        let mut out = array(self.run(&self.scripts.acquire, &args).await?)?.into_iter();
-        let tag = text(out.next().ok_or_else(|| bad("empty acquire answer"))?)?;
-        match tag.as_str() {
-            "leased" => {
-                let fresh = text(out.next().ok_or_else(|| bad("acquire without fresh"))?)? == "1";
-                let lease = lease(out.next().ok_or_else(|| bad("acquire without lease"))?)?;
-                Ok(Grant::Leased { lease, fresh })
-            }
-            "exhausted" => Ok(Grant::Exhausted),
-            "unknown" => Err(PoolError::UnknownSite(site.clone())),
+        match due_from(site, self.run(&self.scripts.acquire, &args).await?)? {
+            Due::Granted(g) => Ok(g),
             other => Err(bad(&format!("acquire answered {other:?}"))),
         }
+    }
+
+    pub async fn acquire_due(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        attrs: &SessionAttrs,
+        now: Ts,
+        delay: Duration,
+    ) -> Result<Due, PoolError> {
+        let attrs = serde_json::to_string(attrs).map_err(|e| PoolError::Invalid(e.to_string()))?;
+        let args =
+            [site.to_string(), visitor.to_string(), attrs, now.as_millis().to_string(), millis(delay).to_string()];
+        due_from(site, self.run(&self.scripts.acquire_due, &args).await?)
+    }
+
+    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<(Visit, Option<Lease>), PoolError> {
+        let args = [site.to_string(), visitor.to_string(), now.as_millis().to_string()];
+        let mut out = array(self.run(&self.scripts.view, &args).await?)?;
+        let held = if out.len() == 4 { out.pop().map(lease).transpose()? } else { None };
+        let visit = visit_from(out)?.ok_or_else(|| PoolError::UnknownSite(site.clone()))?;
+        Ok((visit, held))
     }
 
     async fn visitor_op(

@@ -122,6 +122,18 @@ pub enum Grant {
     Exhausted,
 }
 
+/// What [`PoolState::acquire_due`] came to.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// The visit is old enough: a lease was asked for.
+    Granted(Grant),
+    /// The visit is younger than the delay: it runs out then.
+    Later(Ts),
+    /// The visit's lease ended (the visitor sees the default number after it).
+    Ended,
+}
+
 /// What a site's working set looks like now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteStatus {
@@ -397,6 +409,46 @@ impl PoolState {
             self.live_visit(site, visitor, now).unwrap_or(Visit { first_seen: now, last_seen: now, ended_at: None });
         self.active_visit(site, visitor, v, now);
         Some(Visit { last_seen: now, ..v })
+    }
+
+    /// A page view ([`PoolState::visit`]) that also counts as activity ([`PoolState::touch`]):
+    /// the visit, and the visitor's live lease, extended, if it holds one.
+    pub fn view(&mut self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<(Visit, Option<Lease>)> {
+        let v = self.visit(site, visitor, now)?;
+        Some((v, self.touch(site, visitor, now)))
+    }
+
+    /// A lease for the visitor once its visit is `delay` old: [`Due::Later`] while it is younger,
+    /// [`Due::Ended`] once its lease ended; a visitor without a live visit begins one now. `None`
+    /// for an unknown or removed site.
+    pub fn acquire_due(
+        &mut self,
+        site: &SiteId,
+        visitor: &VisitorId,
+        attrs: &SessionAttrs,
+        now: Ts,
+        delay: Duration,
+    ) -> Option<Due> {
+        let now = self.advance(now);
+        if !self.sites.get(site)?.active {
+            return None;
+        }
+        let v = match self.live_visit(site, visitor, now) {
+            Some(v) => v,
+            None => {
+                let v = Visit { first_seen: now, last_seen: now, ended_at: None };
+                self.active_visit(site, visitor, v, now);
+                v
+            }
+        };
+        if v.ended_at.is_some() {
+            return Some(Due::Ended);
+        }
+        let due = v.first_seen.plus(delay);
+        if now < due {
+            return Some(Due::Later(due));
+        }
+        self.acquire(site, visitor, attrs, now).map(Due::Granted)
     }
 
     /// The visitor's live lease, if it holds one that has not expired.

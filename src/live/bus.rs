@@ -83,7 +83,10 @@ pub trait Bus: Send + Sync + 'static {
     /// Sends `event` to every node, this one included. Never blocks; what cannot be delivered
     /// is made good by a `Resync` once the bus is back.
     fn publish(&self, event: Event);
-    /// What every node published, this one's included.
+    /// Sends `event` to every other node: this one has acted on it already (it showed the
+    /// number in its own tabs), so it does not read it back.
+    fn publish_others(&self, event: Event);
+    /// What every node published, this one's included (but for what it sent to the others only).
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 }
 
@@ -110,16 +113,26 @@ impl Bus for InProcessBus {
         let _ = self.tx.send(event);
     }
 
+    /// There is no other node.
+    fn publish_others(&self, _event: Event) {}
+
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
+}
+
+/// An event to publish; `others`: the other nodes' only (marked with this node's id, which it
+/// skips when the broker hands it back).
+struct Outgoing {
+    event: Event,
+    others: bool,
 }
 
 /// The cluster bus over RabbitMQ: one connection, a channel to publish (with publisher
 /// confirms, a bounded window) and one to consume; it reconnects with backoff by itself and
 /// signals `Resync` after every reconnect.
 pub struct RabbitBus {
-    out: mpsc::Sender<Event>,
+    out: mpsc::Sender<Outgoing>,
     local: broadcast::Sender<Event>,
     metrics: BusMetrics,
 }
@@ -143,7 +156,13 @@ impl RabbitBus {
 
 impl Bus for RabbitBus {
     fn publish(&self, event: Event) {
-        if self.out.try_send(event).is_err() {
+        if self.out.try_send(Outgoing { event, others: false }).is_err() {
+            self.metrics.dropped.inc();
+        }
+    }
+
+    fn publish_others(&self, event: Event) {
+        if self.out.try_send(Outgoing { event, others: true }).is_err() {
             self.metrics.dropped.inc();
         }
     }
@@ -157,7 +176,7 @@ async fn connection_loop(
     url: String,
     tls: lapin::tcp::OwnedTLSConfig,
     node: String,
-    mut out: mpsc::Receiver<Event>,
+    mut out: mpsc::Receiver<Outgoing>,
     local: broadcast::Sender<Event>,
     metrics: BusMetrics,
     shutdown: CancellationToken,
@@ -189,7 +208,7 @@ async fn session(
     url: &str,
     tls: &lapin::tcp::OwnedTLSConfig,
     node: &str,
-    out: &mut mpsc::Receiver<Event>,
+    out: &mut mpsc::Receiver<Outgoing>,
     local: &broadcast::Sender<Event>,
     metrics: &BusMetrics,
     shutdown: &CancellationToken,
@@ -250,7 +269,10 @@ async fn session(
                     Some(d) => d?,
                     None => return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed))),
                 };
+                // What this node sent to the others only: it acted on it already.
+                let own = delivery.properties.app_id().as_ref().is_some_and(|a| a.as_str() == node);
                 match serde_json::from_slice::<Event>(&delivery.data) {
+                    _ if own => {}
                     Ok(Event::Resync) | Err(_) => {
                         tracing::warn!("An unreadable event on the bus was dropped.");
                     }
@@ -262,10 +284,12 @@ async fn session(
                 delivery.ack(BasicAckOptions::default()).await?;
             }
             event = out.recv() => {
-                let Some(event) = event else { return Ok(()) };
+                let Some(Outgoing { event, others }) = event else { return Ok(()) };
                 let body = serde_json::to_vec(&event).expect("events serialize");
+                let properties =
+                    if others { BasicProperties::default().with_app_id(node.into()) } else { BasicProperties::default() };
                 let confirm = publish
-                    .basic_publish(EXCHANGE.into(), "".into(), BasicPublishOptions::default(), &body, BasicProperties::default())
+                    .basic_publish(EXCHANGE.into(), "".into(), BasicPublishOptions::default(), &body, properties)
                     .await?;
                 metrics.published.inc();
                 confirms.push_back(confirm);

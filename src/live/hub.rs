@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callpool_pool::{EndReason, Grant, Lease, PhoneNumber, PoolError, SessionAttrs, SiteId, VisitorId};
+use callpool_pool::{Due, EndReason, Grant, Lease, PhoneNumber, PoolError, SessionAttrs, SiteId, VisitorId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -190,6 +190,10 @@ impl Hub {
             if tracked { self.decide(site, &key, true).await } else { (site.static_number.clone(), Shown::Static) };
         if let Some(local) = self.lock().get_mut(&key) {
             local.shown = Some(shown.clone());
+            // The page view was activity: the tab's first `activity` need not be passed on.
+            if tracked {
+                local.last_touch = Some(tokio::time::Instant::now());
+            }
         }
         let tab = Tab { site: key.0, visitor: key.1, id, rx };
         Some((tab, ServerMsg::Number { number: shown.0, kind: shown.1 }))
@@ -197,35 +201,33 @@ impl Hub {
 
     /// What the visitor should see now; asks the pool for a number once the delay has passed,
     /// and otherwise sets a timer for that moment. `page_view` counts as a page view of the visit.
+    /// One round trip to the pool: a page view ([`Pool::view`]: the visit, and the lease if the
+    /// visitor holds one) or, once the delay ran out, the lease ([`Pool::acquire_due`], which
+    /// checks the visit's age itself); two for a page view of a visit that is due but holds no
+    /// number.
+    ///
+    /// [`Pool::view`]: callpool_pool::Pool::view
+    /// [`Pool::acquire_due`]: callpool_pool::Pool::acquire_due
     async fn decide(self: &Arc<Self>, site: &SiteConfig, key: &Key, page_view: bool) -> (PhoneNumber, Shown) {
         let pool = &self.app.pool;
         let now = self.app.clock.now();
         let outcome: Result<(PhoneNumber, Shown), PoolError> = async {
-            let visit = if page_view {
-                pool.visit(&key.0, &key.1, now).await?
-            } else {
-                match pool.current_visit(&key.0, &key.1, now).await? {
-                    Some(v) => v,
-                    None => pool.visit(&key.0, &key.1, now).await?,
-                }
-            };
-            // A page view is activity: it keeps the lease alive like any other. (Elsewhere the
-            // acquire below answers with the live lease, if there is one.)
             if page_view {
-                if let Some(lease) = pool.touch(&key.0, &key.1, now).await? {
+                // A page view is activity: it keeps the lease alive like any other.
+                let (visit, held) = pool.view(&key.0, &key.1, now).await?;
+                if let Some(lease) = held {
                     return Ok((lease.number, Shown::Tracking));
                 }
-            }
-            if visit.ended_at.is_some() {
-                return Ok((site.default_after.clone(), Shown::DefaultAfter));
-            }
-            let due = visit.first_seen.plus(site.delay_to_show);
-            if now < due {
-                // Only a page view that began the visit sees the two times equal.
-                let began_here = page_view && visit.first_seen == visit.last_seen;
-                let grace = if began_here { 0 } else { FOLLOWER_GRACE_MS };
-                self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
-                return Ok((site.default_before.clone(), Shown::DefaultBefore));
+                if visit.ended_at.is_some() {
+                    return Ok((site.default_after.clone(), Shown::DefaultAfter));
+                }
+                let due = visit.first_seen.plus(site.delay_to_show);
+                if now < due {
+                    // Only a page view that began the visit sees the two times equal.
+                    let grace = if visit.first_seen == visit.last_seen { 0 } else { FOLLOWER_GRACE_MS };
+                    self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
+                    return Ok((site.default_before.clone(), Shown::DefaultBefore));
+                }
             }
             let (attrs, address) = self.lock().get(key).map(|l| (l.attrs.clone(), l.address)).unwrap_or_default();
             let reserved = match address.zip(site.leases_per_address) {
@@ -246,24 +248,31 @@ impl Hub {
                 },
                 None => None,
             };
-            let granted = pool.acquire(&key.0, &key.1, &attrs, now).await;
-            if !matches!(granted, Ok(Grant::Leased { fresh: true, .. })) {
+            let granted = pool.acquire_due(&key.0, &key.1, &attrs, now, site.delay_to_show).await;
+            if !matches!(granted, Ok(Due::Granted(Grant::Leased { fresh: true, .. }))) {
                 if let Some((address, at)) = reserved {
                     self.unreserve(&key.0, address, at);
                 }
             }
             match granted? {
-                Grant::Leased { lease, fresh } => {
+                Due::Granted(Grant::Leased { lease, fresh }) => {
                     if fresh {
                         self.app.metrics.hub_granted.with_label_values(&[key.0.as_str()]).inc();
                     }
                     Ok((lease.number, Shown::Tracking))
                 }
-                Grant::Exhausted => {
+                Due::Granted(Grant::Exhausted) => {
                     self.app.metrics.hub_exhausted.with_label_values(&[key.0.as_str()]).inc();
                     self.schedule(key, RETRY_AFTER.as_millis() as i64);
                     Ok((site.default_before.clone(), Shown::DefaultBefore))
                 }
+                Due::Later(due) => {
+                    // A visit younger than the delay (one begun again after it ended unseen):
+                    // the node that began it asks first.
+                    self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + FOLLOWER_GRACE_MS);
+                    Ok((site.default_before.clone(), Shown::DefaultBefore))
+                }
+                Due::Ended => Ok((site.default_after.clone(), Shown::DefaultAfter)),
             }
         }
         .await;
@@ -340,9 +349,24 @@ impl Hub {
             let config = hub.app.config();
             let Some(site) = config.site(&key2.0) else { return };
             let (number, kind) = hub.decide(site, &key2, false).await;
-            hub.app.bus.publish(Event::ShowNumber(ShowNumber { site: key2.0, visitor: key2.1, number, kind }));
+            hub.show_everywhere(ShowNumber { site: key2.0, visitor: key2.1, number, kind });
         });
         local.timer = Some(task.abort_handle());
+    }
+
+    /// Shows `show` in this node's tabs of the visitor at once, and in the other nodes' through
+    /// the bus (one message, which this node does not read back); nothing is sent when the
+    /// visitor's tabs here show it already (no other node has heard otherwise).
+    fn show_everywhere(&self, show: ShowNumber) {
+        let unchanged = self
+            .lock()
+            .get(&(show.site.clone(), show.visitor.clone()))
+            .is_some_and(|l| l.shown.as_ref() == Some(&(show.number.clone(), show.kind)));
+        if unchanged {
+            return;
+        }
+        self.deliver(show.clone());
+        self.app.bus.publish_others(Event::ShowNumber(show));
     }
 
     /// Shows what the bus carried in this node's tabs of the visitor. The hub's lock is held
@@ -389,12 +413,15 @@ impl Hub {
             return;
         }
         let Some(site) = config.site(&lease.site) else { return };
-        self.app.bus.publish(Event::ShowNumber(ShowNumber {
+        let show = ShowNumber {
             site: lease.site.clone(),
             visitor: lease.visitor.clone(),
             number: site.default_after.clone(),
             kind: Shown::DefaultAfter,
-        }));
+        };
+        // Every node that holds a tab of the visitor must hear it, whatever this one shows.
+        self.deliver(show.clone());
+        self.app.bus.publish_others(Event::ShowNumber(show));
     }
 
     /// Another node saw the visitor's last tab there close; if a tab of the visitor is open here,
@@ -466,7 +493,7 @@ impl Hub {
             if let Err(e) = self.app.pool.leave(&key.0, &key.1, now).await {
                 tracing::warn!(error = %e, site = %key.0, "The visitor's leaving was not recorded; idle reclaim will end the lease.");
             }
-            self.app.bus.publish(Event::Left { site: key.0.clone(), visitor: key.1.clone() });
+            self.app.bus.publish_others(Event::Left { site: key.0.clone(), visitor: key.1.clone() });
             self.record_visit(&key, &attrs, tabs, now).await;
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use callpool_pool::{
-    EndReason, Grant, Lease, LeaseId, NumberSpec, PhoneNumber, Pool, PoolSpec, SessionAttrs, SiteId, SiteRules,
+    Due, EndReason, Grant, Lease, LeaseId, NumberSpec, PhoneNumber, Pool, PoolSpec, SessionAttrs, SiteId, SiteRules,
     SiteStatus, Target, Ts, Visit, VisitorId,
 };
 use proptest::prelude::*;
@@ -49,6 +49,10 @@ enum Op {
     Current(u8, u8),
     Visit(u8, u8),
     CurrentVisit(u8, u8),
+    /// A page view that is also activity.
+    View(u8, u8),
+    /// A lease once the visit is this many seconds old.
+    AcquireDue(u8, u8, u8),
     Reap,
     Shrink,
     HolderAt(u8, u32),
@@ -67,6 +71,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::Current(s, v)),
         3 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::Visit(s, v)),
         1 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::CurrentVisit(s, v)),
+        3 => (0u8..3, 0u8..6).prop_map(|(s, v)| Op::View(s, v)),
+        4 => (0u8..3, 0u8..6, 0u8..60).prop_map(|(s, v, d)| Op::AcquireDue(s, v, d)),
         3 => Just(Op::Reap),
         2 => Just(Op::Shrink),
         2 => (0u8..10, 0u32..200).prop_map(|(n, back)| Op::HolderAt(n, back)),
@@ -95,6 +101,8 @@ enum Answer {
     Returned(Vec<(SiteId, PhoneNumber)>),
     Status(Option<SiteStatus>),
     Visit(Option<Visit>),
+    View(Option<(Visit, Option<Lease>)>),
+    Due(Option<Due>),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,7 +413,15 @@ impl Model {
     fn apply(&mut self, op: &Op, now: Ts) -> Answer {
         let mutating = matches!(
             op,
-            Op::Acquire(..) | Op::Touch(..) | Op::Leave(..) | Op::Visit(..) | Op::Reap | Op::Shrink | Op::Configure(_)
+            Op::Acquire(..)
+                | Op::Touch(..)
+                | Op::Leave(..)
+                | Op::Visit(..)
+                | Op::View(..)
+                | Op::AcquireDue(..)
+                | Op::Reap
+                | Op::Shrink
+                | Op::Configure(_)
         );
         if mutating {
             self.clock = self.clock.max(now.as_millis());
@@ -426,6 +442,35 @@ impl Model {
             }
             Op::Visit(s, v) => Answer::Visit(self.visit(&site_of(*s), &visitor(*v as u32), t)),
             Op::CurrentVisit(s, v) => Answer::Visit(self.live_visit(&site_of(*s), &visitor(*v as u32), t)),
+            Op::View(s, v) => {
+                let (s, v) = (site_of(*s), visitor(*v as u32));
+                Answer::View(self.visit(&s, &v, t).map(|visit| {
+                    let held = self.live_unexpired(&s, &v, t).map(|i| {
+                        self.extend(i, t);
+                        self.leases[i].clone()
+                    });
+                    (visit, held)
+                }))
+            }
+            Op::AcquireDue(s, v, d) => {
+                let (s, v) = (site_of(*s), visitor(*v as u32));
+                if self.site(&s).is_none_or(|x| !x.active) {
+                    return Answer::Due(None);
+                }
+                let visit = self.live_visit(&s, &v, t).unwrap_or_else(|| {
+                    let fresh = Visit { first_seen: Ts::from_millis(t), last_seen: Ts::from_millis(t), ended_at: None };
+                    self.put_visit(&s, &v, fresh, t);
+                    fresh
+                });
+                let due = visit.first_seen.as_millis() + i64::from(*d) * 1000;
+                Answer::Due(Some(if visit.ended_at.is_some() {
+                    Due::Ended
+                } else if t < due {
+                    Due::Later(Ts::from_millis(due))
+                } else {
+                    Due::Granted(self.acquire(&s, &v, t).expect("an active site"))
+                }))
+            }
             Op::Leave(s, v) => {
                 let (s, v) = (site_of(*s), visitor(*v as u32));
                 let i = self.live_unexpired(&s, &v, t);
@@ -475,6 +520,20 @@ async fn apply(pool: &Pool, op: &Op, now: Ts) -> Answer {
             Err(callpool_pool::PoolError::UnknownSite(_)) => Answer::Visit(None),
             Err(e) => panic!("visit failed: {e}"),
         },
+        Op::View(s, v) => match pool.view(&site_of(*s), &visitor(*v as u32), now).await {
+            Ok(seen) => Answer::View(Some(seen)),
+            Err(callpool_pool::PoolError::UnknownSite(_)) => Answer::View(None),
+            Err(e) => panic!("view failed: {e}"),
+        },
+        Op::AcquireDue(s, v, d) => {
+            let v = visitor(*v as u32);
+            let delay = std::time::Duration::from_secs(u64::from(*d));
+            match pool.acquire_due(&site_of(*s), &v, &attrs_of(&v), now, delay).await {
+                Ok(due) => Answer::Due(Some(due)),
+                Err(callpool_pool::PoolError::UnknownSite(_)) => Answer::Due(None),
+                Err(e) => panic!("acquire_due failed: {e}"),
+            }
+        }
         Op::CurrentVisit(s, v) => {
             Answer::Visit(pool.current_visit(&site_of(*s), &visitor(*v as u32), now).await.unwrap())
         }
