@@ -18,7 +18,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::rules::{Due, Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus, StoredParts};
+use crate::rules::{Due, Grant, NumberState, PoolSpec, PoolState, SiteState, SiteStatus, StoredParts, Viewed};
 use crate::types::{Lease, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 use crate::PoolError;
 
@@ -210,7 +210,7 @@ impl EmbeddedPool {
         self.write(move |p| p.visit(&s, &visitor, now)).await?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
     }
 
-    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<(Visit, Option<Lease>), PoolError> {
+    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Viewed, PoolError> {
         let (s, visitor) = (site.clone(), visitor.clone());
         self.write(move |p| p.view(&s, &visitor, now)).await?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
     }

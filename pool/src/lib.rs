@@ -15,7 +15,7 @@ pub mod types;
 
 use std::time::Duration;
 
-pub use rules::{Due, Grant, NumberSpec, PoolSpec, SiteRules, SiteStatus, Target};
+pub use rules::{Due, Grant, NumberSpec, PoolSpec, SiteRules, SiteStatus, Target, Viewed};
 pub use types::{EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 
 /// What can go wrong at the pool's boundary; each variant is something a caller can act on.
@@ -73,9 +73,9 @@ impl Pool {
         dispatch!(self.visit(site, visitor, now))
     }
 
-    /// A page view that is also activity: the visit (refreshed, or begun now) and the
+    /// A page view that is also activity: the visit (refreshed, or begun now: `began`) and the
     /// visitor's live lease, extended, if it holds one. One round trip.
-    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<(Visit, Option<Lease>), PoolError> {
+    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Viewed, PoolError> {
         dispatch!(self.view(site, visitor, now))
     }
 

@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, Script, Value};
 
-use crate::rules::{Due, Grant, PoolSpec, SiteStatus, Target};
+use crate::rules::{Due, Grant, PoolSpec, SiteStatus, Target, Viewed};
 use crate::types::{millis, EndReason, Lease, LeaseId, PhoneNumber, SessionAttrs, SiteId, Ts, Visit, VisitorId};
 use crate::PoolError;
 
@@ -605,12 +605,16 @@ impl RedisPool {
         due_from(site, self.run(&self.scripts.acquire_due, &args).await?)
     }
 
-    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<(Visit, Option<Lease>), PoolError> {
+    pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Viewed, PoolError> {
         let args = [site.to_string(), visitor.to_string(), now.as_millis().to_string()];
         let mut out = array(self.run(&self.scripts.view, &args).await?)?;
-        let held = if out.len() == 4 { out.pop().map(lease).transpose()? } else { None };
+        if out.len() < 4 {
+            return Err(PoolError::UnknownSite(site.clone()));
+        }
+        let lease = if out.len() == 5 { out.pop().map(lease).transpose()? } else { None };
+        let began = out.pop().map(text).transpose()?.is_some_and(|b| b == "1");
         let visit = visit_from(out)?.ok_or_else(|| PoolError::UnknownSite(site.clone()))?;
-        Ok((visit, held))
+        Ok(Viewed { visit, began, lease })
     }
 
     async fn visitor_op(

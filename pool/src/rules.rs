@@ -122,6 +122,17 @@ pub enum Grant {
     Exhausted,
 }
 
+/// What a page view found ([`PoolState::view`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Viewed {
+    pub visit: Visit,
+    /// This view began the visit (no live visit before it): of the nodes that see the visitor's
+    /// first tabs at once, exactly one is told so.
+    pub began: bool,
+    /// The visitor's live lease, extended.
+    pub lease: Option<Lease>,
+}
+
 /// What [`PoolState::acquire_due`] came to.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -412,10 +423,12 @@ impl PoolState {
     }
 
     /// A page view ([`PoolState::visit`]) that also counts as activity ([`PoolState::touch`]):
-    /// the visit, and the visitor's live lease, extended, if it holds one.
-    pub fn view(&mut self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<(Visit, Option<Lease>)> {
-        let v = self.visit(site, visitor, now)?;
-        Some((v, self.touch(site, visitor, now)))
+    /// the visit, whether this view began it, and the visitor's live lease, extended, if it
+    /// holds one.
+    pub fn view(&mut self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Option<Viewed> {
+        let began = self.current_visit(site, visitor, now).is_none();
+        let visit = self.visit(site, visitor, now)?;
+        Some(Viewed { visit, began, lease: self.touch(site, visitor, now) })
     }
 
     /// A lease for the visitor once its visit is `delay` old: [`Due::Later`] while it is younger,

@@ -214,8 +214,8 @@ impl Hub {
         let outcome: Result<(PhoneNumber, Shown), PoolError> = async {
             if page_view {
                 // A page view is activity: it keeps the lease alive like any other.
-                let (visit, held) = pool.view(&key.0, &key.1, now).await?;
-                if let Some(lease) = held {
+                let callpool_pool::Viewed { visit, began, lease } = pool.view(&key.0, &key.1, now).await?;
+                if let Some(lease) = lease {
                     return Ok((lease.number, Shown::Tracking));
                 }
                 if visit.ended_at.is_some() {
@@ -223,8 +223,8 @@ impl Hub {
                 }
                 let due = visit.first_seen.plus(site.delay_to_show);
                 if now < due {
-                    // Only a page view that began the visit sees the two times equal.
-                    let grace = if visit.first_seen == visit.last_seen { 0 } else { FOLLOWER_GRACE_MS };
+                    // The node whose page view began the visit asks on time; the others later.
+                    let grace = if began { 0 } else { FOLLOWER_GRACE_MS };
                     self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
                     return Ok((site.default_before.clone(), Shown::DefaultBefore));
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::*;
 use callpool_pool::{
     Due, EndReason, Grant, Lease, LeaseId, NumberSpec, PhoneNumber, Pool, PoolSpec, SessionAttrs, SiteId, SiteRules,
-    SiteStatus, Target, Ts, Visit, VisitorId,
+    SiteStatus, Target, Ts, Viewed, Visit, VisitorId,
 };
 use proptest::prelude::*;
 
@@ -101,7 +101,7 @@ enum Answer {
     Returned(Vec<(SiteId, PhoneNumber)>),
     Status(Option<SiteStatus>),
     Visit(Option<Visit>),
-    View(Option<(Visit, Option<Lease>)>),
+    View(Option<Viewed>),
     Due(Option<Due>),
 }
 
@@ -444,12 +444,13 @@ impl Model {
             Op::CurrentVisit(s, v) => Answer::Visit(self.live_visit(&site_of(*s), &visitor(*v as u32), t)),
             Op::View(s, v) => {
                 let (s, v) = (site_of(*s), visitor(*v as u32));
+                let began = self.live_visit(&s, &v, t).is_none();
                 Answer::View(self.visit(&s, &v, t).map(|visit| {
-                    let held = self.live_unexpired(&s, &v, t).map(|i| {
+                    let lease = self.live_unexpired(&s, &v, t).map(|i| {
                         self.extend(i, t);
                         self.leases[i].clone()
                     });
-                    (visit, held)
+                    Viewed { visit, began, lease }
                 }))
             }
             Op::AcquireDue(s, v, d) => {
