@@ -27,9 +27,12 @@ end
 for n, t in pairs(targets) do
   local st = num_get(n)
   if st then
-    if st.target ~= t[1] or st.tsite ~= t[2] then
-      redis.call('HSET', k('num', n), 'target', t[1], 'tsite', t[2])
-    end
+    -- Indexed again under its target (a held number too; a pool an earlier version wrote gains
+    -- the indexes it lacked).
+    unindex_number(n, st)
+    st.target, st.tsite = t[1], t[2]
+    index_number(n, st)
+    redis.call('HSET', k('num', n), 'target', t[1], 'tsite', t[2])
   else
     st = {target = t[1], tsite = t[2], site = '', holder = '', idle = 0, last = '', cool = 0}
     redis.call('SADD', k('nums'), n)

@@ -38,12 +38,21 @@ local function num_save(n, st)
     'holder', st.holder, 'idle', fmt(st.idle), 'last', st.last, 'cool', fmt(st.cool))
 end
 
+-- A number in the indexes its state puts it in. Besides those rules.rs keeps, three let the reaper
+-- and status work in proportion to what changes, never to the pool's size: `sfree:S` (the free
+-- shared numbers of S's working set: what shrink looks at), `ded:S` (S's dedicated numbers in its
+-- working set) and `cool:S` (the numbers in the inventory that S used last, by cooldown end).
 local function index_number(n, st)
   if st.site ~= '' then
     redis.call('SADD', k('work', st.site), n)
-    if st.holder == '' then redis.call('ZADD', k('free', st.site), st.idle, n) end
+    if st.holder == '' then
+      redis.call('ZADD', k('free', st.site), st.idle, n)
+      if st.target == 'shared' then redis.call('ZADD', k('sfree', st.site), st.idle, n) end
+    end
+    if st.target == 'dedicated' and st.tsite == st.site then redis.call('SADD', k('ded', st.site), n) end
   else
     redis.call('ZADD', k('inv'), st.idle, n)
+    if st.last ~= '' then redis.call('ZADD', k('cool', st.last), st.cool, n) end
   end
 end
 
@@ -51,8 +60,11 @@ local function unindex_number(n, st)
   if st.site ~= '' then
     redis.call('SREM', k('work', st.site), n)
     redis.call('ZREM', k('free', st.site), n)
+    redis.call('ZREM', k('sfree', st.site), n)
+    redis.call('SREM', k('ded', st.site), n)
   else
     redis.call('ZREM', k('inv'), n)
+    if st.last ~= '' then redis.call('ZREM', k('cool', st.last), n) end
   end
 end
 
@@ -175,6 +187,7 @@ local function end_lease(id, now)
     -- The common case: the number stays where it is and becomes free (what settle would do).
     redis.call('HSET', k('num', l.number), 'holder', '', 'idle', fmt(l.exp))
     redis.call('ZADD', k('free', v[3]), l.exp, l.number)
+    if v[1] == 'shared' then redis.call('ZADD', k('sfree', v[3]), l.exp, l.number) end
     return flat
   end
   local st = num_get(l.number)
@@ -237,6 +250,7 @@ local function acquire_lease(site, visitor, attrs, now, r)
   else
     -- A free number of the site's own working set: it only stops being free.
     redis.call('ZREM', k('free', site), n)
+    redis.call('ZREM', k('sfree', site), n)
     redis.call('HSET', k('num', n), 'holder', id)
   end
   return {'leased', '1', {'id', id, 'site', site, 'visitor', visitor, 'number', n, 'attrs', attrs,

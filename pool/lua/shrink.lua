@@ -4,7 +4,8 @@ local now = advance(tonumber(ARGV[1]))
 local out = {}
 for _, s in ipairs(redis.call('SMEMBERS', k('sites'))) do
   local r = rules_of(s)
-  for _, n in ipairs(redis.call('ZRANGEBYSCORE', k('free', s), '-inf', fmt(now - r.shrink))) do
+  -- Only the shared free numbers unused that long: nothing else is read.
+  for _, n in ipairs(redis.call('ZRANGEBYSCORE', k('sfree', s), '-inf', fmt(now - r.shrink))) do
     local st = num_get(n)
     if st.target == 'shared' then
       unindex_number(n, st)
