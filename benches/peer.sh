@@ -104,8 +104,8 @@ start() { # system
   if [ "$1" = callpool ]; then
     redis-cli -p "$REDIS_PORT" -n 2 flushdb > /dev/null
     config n1 8811 > "$WORK/n1.toml"; config n2 8812 > "$WORK/n2.toml"
-    RUST_LOG=warn "$BIN" --config "$WORK/n1.toml" serve > "$WORK/cp1.log" 2>&1 & PIDS+=($!)
-    RUST_LOG=warn "$BIN" --config "$WORK/n2.toml" serve > "$WORK/cp2.log" 2>&1 & PIDS+=($!)
+    RUST_LOG=warn TOKIO_WORKER_THREADS=${NODE_THREADS:-2} "$BIN" --config "$WORK/n1.toml" serve > "$WORK/cp1.log" 2>&1 & PIDS+=($!)
+    RUST_LOG=warn TOKIO_WORKER_THREADS=${NODE_THREADS:-2} "$BIN" --config "$WORK/n2.toml" serve > "$WORK/cp2.log" 2>&1 & PIDS+=($!)
     wait_port 8811; wait_port 8812
     URLS=(--url ws://127.0.0.1:8811 --url ws://127.0.0.1:8812); ADAPTER=callpool_adapter:CallpoolAdapter
   else
@@ -117,13 +117,13 @@ start() { # system
     wait_port 8801; wait_port 8802
     URLS=(--url ws://127.0.0.1:8801 --url ws://127.0.0.1:8802); ADAPTER=callpool_adapter:SeedClientClock
   fi
-  sleep 1
+  sleep "${WARMUP:-1}"
 }
 
 echo "machine: $(nproc) cores, $(uname -m); $(date -u +%F)"
 for rate in "${RATES[@]}"; do
   for run in $(seq "$RUNS"); do
-    for system in seedstack callpool; do
+    for system in ${SYSTEMS:-seedstack callpool}; do
       start "$system"
       SAMPLER=
       if [ "$SAMPLE" = 1 ]; then sample "$system" > "$WORK/samples" & SAMPLER=$!; sleep 0.3; fi

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use callpool_pool::{PhoneNumber, SiteId, VisitorId};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
@@ -245,9 +245,16 @@ async fn session(
             FieldTable::default(),
         )
         .await?;
-    consume.basic_qos(512, BasicQosOptions::default()).await?;
+    // Without acknowledgements: the queue is this connection's own (exclusive, deleted with it), so
+    // a message not yet read when the connection dies is lost either way (the `Resync` after the
+    // reconnect makes it good); acking each one would only cost RabbitMQ and this node work.
     let mut consumer = consume
-        .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await?;
     metrics.up();
     if first {
@@ -281,7 +288,6 @@ async fn session(
                         let _ = local.send(event);
                     }
                 }
-                delivery.ack(BasicAckOptions::default()).await?;
             }
             event = out.recv() => {
                 let Some(Outgoing { event, others }) = event else { return Ok(()) };
