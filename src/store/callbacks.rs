@@ -12,7 +12,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use redis::{Script, Value};
 
 use super::embedded::tables::callbacks::*;
-use super::embedded::{entries_before, err, records_between};
+use super::embedded::{entries_before, err, forget_indexed, records_between};
 use super::jobs::{self, Planned};
 use super::redis::{bulk_list, int, list_args, script, unexpected};
 use super::{decode, encode, Backend, Store, StoreError};
@@ -267,32 +267,21 @@ impl Store {
                 let before = before.as_millis();
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
-                    let mut forgotten = Vec::new();
+                    let forgotten = forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before, limit), &kinds)?;
                     {
-                        let mut index = txn.open_table(BY_SITE).map_err(err)?;
                         let mut by_number = txn.open_table(BY_NUMBER).map_err(err)?;
-                        let mut records = txn.open_table(RECORDS).map_err(err)?;
                         let mut links = txn.open_table(LINKS).map_err(err)?;
-                        for site in &parts {
-                            for (at, id) in entries_before(&index, site, before, limit)? {
-                                index.remove((site.as_str(), at, id.as_str())).map_err(err)?;
-                                let cb: Option<Callback> = records
-                                    .remove(id.as_str())
-                                    .map_err(err)?
-                                    .map(|v| decode(v.value(), "callback"))
-                                    .transpose()?;
-                                if let Some(cb) = cb {
-                                    by_number.remove((number_key(&cb).as_str(), at, id.as_str())).map_err(err)?;
-                                    for l in &cb.links {
-                                        links.remove(l.as_str()).map_err(err)?;
-                                    }
-                                }
-                                forgotten.push(id);
+                        for (id, json) in &forgotten {
+                            let Some(cb) = json.as_deref().map(|j| decode::<Callback>(j, "callback")).transpose()?
+                            else {
+                                continue;
+                            };
+                            let at = cb.requested_at.as_millis();
+                            by_number.remove((number_key(&cb).as_str(), at, id.as_str())).map_err(err)?;
+                            for l in &cb.links {
+                                links.remove(l.as_str()).map_err(err)?;
                             }
                         }
-                    }
-                    for id in &forgotten {
-                        jobs::forget_in(&txn, &kinds, id)?;
                     }
                     txn.commit().map_err(err)?;
                     Ok(forgotten.len())

@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use redis::Script;
 
 use super::embedded::tables::calls::*;
-use super::embedded::{entries_before, err, records_between};
+use super::embedded::{err, forget_indexed, records_between};
 use super::jobs::{self, Planned};
 use super::redis::{bulk_list, int, script};
 use super::{decode, encode, site_part, Backend, Store, StoreError};
@@ -176,21 +176,7 @@ impl Store {
                 let before = before.as_millis();
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
-                    let mut forgotten = Vec::new();
-                    {
-                        let mut index = txn.open_table(BY_SITE).map_err(err)?;
-                        let mut calls = txn.open_table(RECORDS).map_err(err)?;
-                        for site in &parts {
-                            for (at, key) in entries_before(&index, site, before, limit)? {
-                                index.remove((site.as_str(), at, key.as_str())).map_err(err)?;
-                                calls.remove(key.as_str()).map_err(err)?;
-                                forgotten.push(key);
-                            }
-                        }
-                    }
-                    for key in &forgotten {
-                        jobs::forget_in(&txn, &kinds, key)?;
-                    }
+                    let forgotten = forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before, limit), &kinds)?;
                     {
                         let mut callers = txn.open_table(CALLERS).map_err(err)?;
                         let stale: Vec<(String, String)> = callers

@@ -9,7 +9,7 @@ use redb::{ReadableTable, WriteTransaction};
 use redis::Script;
 
 use super::embedded::tables::digests::*;
-use super::embedded::{entries_before, err};
+use super::embedded::{err, forget_indexed};
 pub use super::jobs::DigestRecord;
 use super::jobs::{self, Planned};
 use super::redis::{int, script};
@@ -55,21 +55,8 @@ impl Store {
                 let kinds = kinds.to_vec();
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
-                    let mut forgotten = Vec::new();
-                    {
-                        let mut index = txn.open_table(BY_SITE).map_err(err)?;
-                        let mut records = txn.open_table(RECORDS).map_err(err)?;
-                        for site in &parts {
-                            for (at, id) in entries_before(&index, site, before.as_millis(), limit)? {
-                                index.remove((site.as_str(), at, id.as_str())).map_err(err)?;
-                                records.remove(id.as_str()).map_err(err)?;
-                                forgotten.push(id);
-                            }
-                        }
-                    }
-                    for id in &forgotten {
-                        jobs::forget_in(&txn, &kinds, id)?;
-                    }
+                    let forgotten =
+                        forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before.as_millis(), limit), &kinds)?;
                     txn.commit().map_err(err)?;
                     Ok(forgotten.len())
                 })

@@ -162,6 +162,37 @@ pub(super) fn entries_before<V: redb::Value + 'static>(
         .collect()
 }
 
+/// A forgotten record: its id and its JSON (if it was still there).
+pub(super) type Forgotten = (String, Option<Vec<u8>>);
+
+/// Forgets up to `limit` records per part of `parts` that `index` lists before `before` (ms):
+/// their places in the index, the records (kept in `records`) and every trace of their jobs of
+/// `kinds`, in the caller's transaction. Returns each forgotten record's id and JSON.
+pub(super) fn forget_indexed(
+    txn: &redb::WriteTransaction,
+    (index, records): (Index<()>, TableDefinition<&str, &[u8]>),
+    parts: &[String],
+    (before, limit): (i64, usize),
+    kinds: &[&str],
+) -> Result<Vec<Forgotten>, StoreError> {
+    let mut forgotten = Vec::new();
+    {
+        let mut index = txn.open_table(index).map_err(err)?;
+        let mut records = txn.open_table(records).map_err(err)?;
+        for part in parts {
+            for (at, id) in entries_before(&index, part, before, limit)? {
+                index.remove((part.as_str(), at, id.as_str())).map_err(err)?;
+                let record = records.remove(id.as_str()).map_err(err)?.map(|v| v.value().to_vec());
+                forgotten.push((id, record));
+            }
+        }
+    }
+    for (id, _) in &forgotten {
+        super::jobs::forget_in(txn, kinds, id)?;
+    }
+    Ok(forgotten)
+}
+
 /// The records (JSON) that `index` lists under `part` in `[from, to]`, in order, at most `limit`.
 pub(super) fn records_between(
     db: &redb::Database,
