@@ -267,7 +267,10 @@ impl Store {
                 let before = before.as_millis();
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
-                    let forgotten = forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before, limit), &kinds)?;
+                    let forgotten = forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before, limit))?;
+                    for (id, _) in &forgotten {
+                        jobs::forget_in(&txn, &kinds, id)?;
+                    }
                     {
                         let mut by_number = txn.open_table(BY_NUMBER).map_err(err)?;
                         let mut links = txn.open_table(LINKS).map_err(err)?;

@@ -176,7 +176,10 @@ impl Store {
                 let before = before.as_millis();
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
-                    let forgotten = forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before, limit), &kinds)?;
+                    let forgotten = forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before, limit))?;
+                    for (id, _) in &forgotten {
+                        jobs::forget_in(&txn, &kinds, id)?;
+                    }
                     {
                         let mut callers = txn.open_table(CALLERS).map_err(err)?;
                         let stale: Vec<(String, String)> = callers

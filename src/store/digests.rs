@@ -55,8 +55,10 @@ impl Store {
                 let kinds = kinds.to_vec();
                 db.blocking(move |db| {
                     let txn = db.begin_write().map_err(err)?;
-                    let forgotten =
-                        forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before.as_millis(), limit), &kinds)?;
+                    let forgotten = forget_indexed(&txn, (BY_SITE, RECORDS), &parts, (before.as_millis(), limit))?;
+                    for (id, _) in &forgotten {
+                        jobs::forget_in(&txn, &kinds, id)?;
+                    }
                     txn.commit().map_err(err)?;
                     Ok(forgotten.len())
                 })

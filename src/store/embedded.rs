@@ -166,14 +166,13 @@ pub(super) fn entries_before<V: redb::Value + 'static>(
 pub(super) type Forgotten = (String, Option<Vec<u8>>);
 
 /// Forgets up to `limit` records per part of `parts` that `index` lists before `before` (ms):
-/// their places in the index, the records (kept in `records`) and every trace of their jobs of
-/// `kinds`, in the caller's transaction. Returns each forgotten record's id and JSON.
+/// their places in the index and the records (kept in `records`), in the caller's transaction.
+/// Returns each forgotten record's id and JSON (the caller forgets their jobs: `jobs::forget_in`).
 pub(super) fn forget_indexed(
     txn: &redb::WriteTransaction,
     (index, records): (Index<()>, TableDefinition<&str, &[u8]>),
     parts: &[String],
     (before, limit): (i64, usize),
-    kinds: &[&str],
 ) -> Result<Vec<Forgotten>, StoreError> {
     let mut forgotten = Vec::new();
     {
@@ -186,9 +185,6 @@ pub(super) fn forget_indexed(
                 forgotten.push((id, record));
             }
         }
-    }
-    for (id, _) in &forgotten {
-        super::jobs::forget_in(txn, kinds, id)?;
     }
     Ok(forgotten)
 }

@@ -79,6 +79,11 @@ fn modules(root: &Path) -> BTreeMap<String, String> {
             if parts.first().is_some_and(|p| p == "cli" || p == "main") {
                 continue;
             }
+            // A module's unit tests in a file of their own (`<module>/tests.rs`) are test code, as
+            // an in-file `#[cfg(test)]` module is: not part of the layering.
+            if parts.last().is_some_and(|p| p == "tests") {
+                continue;
+            }
             if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
                 parts.pop();
             }

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::common::*;
+use crate::pki::Pki;
 use callpool::config::Config;
 
 const PBX_SECRET: &str = "office-secret-0123456789";

@@ -3,6 +3,7 @@
 //! Redis and RabbitMQ and strict local fakes of the internet services.
 
 mod common;
+mod pki;
 
 mod architecture;
 

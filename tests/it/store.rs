@@ -15,7 +15,8 @@ use callpool::store::Store;
 use callpool_pool::redis_store::{RedisOptions, RedisPool};
 use callpool_pool::{PhoneNumber, Pool, SessionAttrs, SiteId, Ts, VisitorId};
 
-use crate::common::{redis_url, unique, Pki, T0};
+use crate::common::{redis_url, unique, T0};
+use crate::pki::Pki;
 
 /// Both backends, fresh: (name, store, what keeps the embedded one's directory alive).
 async fn stores(test: &str) -> Vec<(&'static str, Store, Option<tempfile::TempDir>)> {
