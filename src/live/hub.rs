@@ -493,6 +493,9 @@ impl Hub {
             if let Err(e) = self.app.pool.leave(&key.0, &key.1, now).await {
                 tracing::warn!(error = %e, site = %key.0, "The visitor's leaving was not recorded; idle reclaim will end the lease.");
             }
+            // A tab of the visitor that opened here while the leave was on its way keeps the
+            // number, as one open on another node does when it hears `left`.
+            self.still_here(&key.0, &key.1).await;
             self.app.bus.publish_others(Event::Left { site: key.0.clone(), visitor: key.1.clone() });
             self.record_visit(&key, &attrs, tabs, now).await;
         }
