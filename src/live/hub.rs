@@ -236,14 +236,25 @@ impl Hub {
                     None => {
                         // The address had its share: the visitor keeps the site's number (a
                         // visitor already holding a lease still gets it: the pool is asked).
-                        return match pool.current(&key.0, &key.1, now).await? {
-                            Some(lease) => Ok((lease.number, Shown::Tracking)),
-                            None => {
-                                self.app.metrics.hub_address_limited.with_label_values(&[key.0.as_str()]).inc();
-                                self.schedule(key, RETRY_AFTER.as_millis() as i64);
-                                Ok((site.default_before.clone(), Shown::DefaultBefore))
+                        if let Some(lease) = pool.current(&key.0, &key.1, now).await? {
+                            return Ok((lease.number, Shown::Tracking));
+                        }
+                        // Not limited yet if the visit is over, or not due (a timer's, whose age
+                        // the pool has not been asked).
+                        if let Some(visit) = pool.current_visit(&key.0, &key.1, now).await? {
+                            if visit.ended_at.is_some() {
+                                return Ok((site.default_after.clone(), Shown::DefaultAfter));
                             }
-                        };
+                            let due = visit.first_seen.plus(site.delay_to_show);
+                            if now < due {
+                                let wait = due.as_millis().saturating_sub(now.as_millis()) + FOLLOWER_GRACE_MS;
+                                self.schedule(key, wait);
+                                return Ok((site.default_before.clone(), Shown::DefaultBefore));
+                            }
+                        }
+                        self.app.metrics.hub_address_limited.with_label_values(&[key.0.as_str()]).inc();
+                        self.schedule(key, RETRY_AFTER.as_millis() as i64);
+                        return Ok((site.default_before.clone(), Shown::DefaultBefore));
                     }
                 },
                 None => None,
