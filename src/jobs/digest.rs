@@ -95,7 +95,11 @@ async fn send_mail(
     digest: &Digest,
 ) -> Outcome {
     use lettre::AsyncTransport;
-    let message = match message(mail, cfg, site, d, digest) {
+    let attachment = match crate::reports::digest::calls_csv(ctx.app, site, d).await {
+        Ok(a) => a,
+        Err(e) => return Outcome::Again(format!("cannot read the calls: {e}")),
+    };
+    let message = match message(mail, cfg, site, d, digest, attachment) {
         Ok(m) => m,
         Err(e) => return dead(format!("the mail cannot be made: {e}")),
     };
@@ -119,6 +123,7 @@ fn message(
     site: &SiteConfig,
     d: &DigestRecord,
     digest: &Digest,
+    (csv_name, csv): (String, String),
 ) -> Result<lettre::Message, String> {
     use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart};
     let from: Mailbox = mail.from.parse().map_err(|e| format!("[mail] from: {e}"))?;
@@ -135,10 +140,10 @@ fn message(
     for to in &cfg.email {
         b = b.to(to.parse::<Mailbox>().map_err(|e| format!("{to:?}: {e}"))?);
     }
-    let csv = ContentType::parse("text/csv; charset=utf-8").map_err(|e| e.to_string())?;
+    let csv_type = ContentType::parse("text/csv; charset=utf-8").map_err(|e| e.to_string())?;
     let body = MultiPart::mixed()
         .multipart(MultiPart::alternative_plain_html(digest.text(&link), digest.html(&link)))
-        .singlepart(Attachment::new(digest.csv_name.clone()).body(digest.csv.clone(), csv));
+        .singlepart(Attachment::new(csv_name).body(csv, csv_type));
     b.multipart(body).map_err(|e| e.to_string())
 }
 

@@ -218,15 +218,10 @@ impl Hub {
                 if let Some(lease) = lease {
                     return Ok((lease.number, Shown::Tracking));
                 }
-                if visit.ended_at.is_some() {
-                    return Ok((site.default_after.clone(), Shown::DefaultAfter));
-                }
-                let due = visit.first_seen.plus(site.delay_to_show);
-                if now < due {
-                    // The node whose page view began the visit asks on time; the others later.
-                    let grace = if began { 0 } else { FOLLOWER_GRACE_MS };
-                    self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
-                    return Ok((site.default_before.clone(), Shown::DefaultBefore));
+                // The node whose page view began the visit asks on time; the others later.
+                let grace = if began { 0 } else { FOLLOWER_GRACE_MS };
+                if let Some(shown) = self.not_due(site, key, &visit, now, grace) {
+                    return Ok(shown);
                 }
             }
             let (attrs, address) = self.lock().get(key).map(|l| (l.attrs.clone(), l.address)).unwrap_or_default();
@@ -242,14 +237,8 @@ impl Hub {
                         // Not limited yet if the visit is over, or not due (a timer's, whose age
                         // the pool has not been asked).
                         if let Some(visit) = pool.current_visit(&key.0, &key.1, now).await? {
-                            if visit.ended_at.is_some() {
-                                return Ok((site.default_after.clone(), Shown::DefaultAfter));
-                            }
-                            let due = visit.first_seen.plus(site.delay_to_show);
-                            if now < due {
-                                let wait = due.as_millis().saturating_sub(now.as_millis()) + FOLLOWER_GRACE_MS;
-                                self.schedule(key, wait);
-                                return Ok((site.default_before.clone(), Shown::DefaultBefore));
+                            if let Some(shown) = self.not_due(site, key, &visit, now, FOLLOWER_GRACE_MS) {
+                                return Ok(shown);
                             }
                         }
                         self.app.metrics.hub_address_limited.with_label_values(&[key.0.as_str()]).inc();
@@ -299,6 +288,28 @@ impl Hub {
                 .and_then(|l| l.shown.clone())
                 .unwrap_or_else(|| (site.default_before.clone(), Shown::DefaultBefore))
         })
+    }
+
+    /// What a visit that is over, or younger than the delay, shows: `default_after`, or
+    /// `default_before` with a timer for when the delay runs out (`grace` later); `None` once the
+    /// visit is due a number.
+    fn not_due(
+        self: &Arc<Self>,
+        site: &SiteConfig,
+        key: &Key,
+        visit: &callpool_pool::Visit,
+        now: callpool_pool::Ts,
+        grace: i64,
+    ) -> Option<(PhoneNumber, Shown)> {
+        if visit.ended_at.is_some() {
+            return Some((site.default_after.clone(), Shown::DefaultAfter));
+        }
+        let due = visit.first_seen.plus(site.delay_to_show);
+        if now >= due {
+            return None;
+        }
+        self.schedule(key, due.as_millis().saturating_sub(now.as_millis()) + grace);
+        Some((site.default_before.clone(), Shown::DefaultBefore))
     }
 
     /// Takes a place for a lease to `address` under `limit`, or `None` when its places in the

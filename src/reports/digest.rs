@@ -1,6 +1,6 @@
 //! What a site's digest says (the report sent on a schedule, `[site.digest]`): the period's
 //! calls and the share attributed, the calls by source, the hint on the untracked calls, what
-//! needs attention, a link to the site's page, and the period's calls as CSV; in the digest's
+//! needs attention, a link to the site's page, and (for the mail) the period's calls as CSV; in the digest's
 //! language, from the same figures as the pages. `jobs/digest.rs` sends it.
 
 use askama::Template;
@@ -33,9 +33,6 @@ pub struct Digest {
     pub unattributed: u64,
     /// The site's page for the period (without a token).
     pub link: String,
-    /// The period's calls (callers masked), and the file's name.
-    pub csv: String,
-    pub csv_name: String,
 }
 
 /// The digest of `d` for `site`, in `lang`, linking to the site's page under `public_url`
@@ -48,21 +45,18 @@ pub async fn build(
     lang: Lang,
     public_url: &str,
 ) -> Result<Digest, StoreError> {
-    let now = app.clock.now();
     let (first, last) = (d.first.to_string(), d.last.to_string());
-    let p = Period::new(site.timezone, Some(&first), Some(&last), now)
-        .map_err(|e| StoreError::Failed(format!("digest {}: {e}", d.id)))?;
+    let p = period(site, d, app.clock.now())?;
     let dead = super::overview::dead_by_site(app, p.from, kinds).await?;
-    let line =
-        super::overview::site_line(app, site, &p, dead.get(site.id.as_str()).cloned().unwrap_or_default()).await?;
     let summary = super::summary(app, site, &p).await?;
+    let line = super::overview::site_line(app, site, &summary, dead.get(site.id.as_str()).cloned().unwrap_or_default())
+        .await?;
     let hint = super::page::untracked_hint(lang, &summary.total, site.delay_to_show, site.rules.reclaim_after_idle);
+    // Most calls first, as the sources report lists them.
     let report = super::sources::sources(app, site, &p, Dimension::Source).await?;
     let mut sources: Vec<SourceRow> = report.rows.into_iter().filter(|r| r.calls > 0).collect();
-    sources.sort_by(|a, b| b.calls.cmp(&a.calls).then(b.visits.cmp(&a.visits)));
     let more_sources = sources.len().saturating_sub(TOP_SOURCES);
     sources.truncate(TOP_SOURCES);
-    let calls = super::calls(app, site, &p, Access::Masked).await?;
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("from", &first).append_pair("to", &last).append_pair("lang", words(lang).lang);
     Ok(Digest {
@@ -76,9 +70,21 @@ pub async fn build(
         more_sources,
         unattributed: report.unattributed.calls,
         link: format!("{public_url}/v1/reports/{}?{}", site.id, q.finish()),
-        csv: super::calls_table(&calls).csv(),
-        csv_name: calls.file_name("csv"),
     })
+}
+
+/// The period's calls as the calls report's CSV (callers masked), and the file's name: what the
+/// mail attaches (read only for it; a chat message has no attachment).
+pub async fn calls_csv(app: &App, site: &SiteConfig, d: &DigestRecord) -> Result<(String, String), StoreError> {
+    let p = period(site, d, app.clock.now())?;
+    let calls = super::calls(app, site, &p, Access::Masked).await?;
+    Ok((calls.file_name("csv"), super::calls_table(&calls).csv()))
+}
+
+/// The local days a digest covers.
+fn period(site: &SiteConfig, d: &DigestRecord, now: callpool_pool::Ts) -> Result<Period, StoreError> {
+    Period::new(site.timezone, Some(&d.first.to_string()), Some(&d.last.to_string()), now)
+        .map_err(|e| StoreError::Failed(format!("digest {}: {e}", d.id)))
 }
 
 /// One source's line, as both parts show it.
@@ -240,8 +246,6 @@ mod tests {
             more_sources: 4,
             unattributed: 234,
             link: "https://track.example/v1/reports/shop?from=2026-11-30&to=2026-12-06&lang=ru".into(),
-            csv: String::new(),
-            csv_name: "calls-shop-2026-11-30-2026-12-06.csv".into(),
         }
     }
 

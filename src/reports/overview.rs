@@ -83,19 +83,19 @@ pub async fn overview(
     let mut sites = Vec::new();
     for site in &config.sites {
         let p = Period::new(site.timezone, from, to, now)?;
-        sites.push(site_line(app, site, &p, dead.get(site.id.as_str()).cloned().unwrap_or_default()).await?);
+        let s = summary(app, site, &p).await?;
+        sites.push(site_line(app, site, &s, dead.get(site.id.as_str()).cloned().unwrap_or_default()).await?);
     }
     Ok(Overview { from: utc.first.to_string(), to: utc.last.to_string(), sites })
 }
 
-/// A site's line for period `p`, with its dead letters (`dead_letters`, by kind).
+/// A site's line from its period's summary `s`, with its dead letters (`dead_letters`, by kind).
 pub async fn site_line(
     app: &App,
     site: &crate::config::SiteConfig,
-    p: &Period,
+    s: &super::Summary,
     dead_letters: BTreeMap<String, u64>,
 ) -> Result<SiteLine, StoreError> {
-    let s = summary(app, site, p).await?;
     let peak_leased = s.days.iter().filter_map(|d| d.peak_leased).max();
     let exhausted: u64 = s.days.iter().filter_map(|d| d.exhausted).sum();
     let last_call_day = s.days.iter().rev().find(|d| d.total > 0).map(|d| d.date.clone());
