@@ -193,14 +193,7 @@ impl Validator {
         if region.is_none() {
             self.fail(&at("region"), format!("{region_text:?} is not an ISO 3166 country code such as \"RU\""));
         }
-        let lang = match rc.language.as_deref().unwrap_or("ru") {
-            "ru" => text::Lang::Ru,
-            "en" => text::Lang::En,
-            other => {
-                self.fail(&at("language"), format!("{other:?} is neither \"ru\" nor \"en\""));
-                text::Lang::En
-            }
-        };
+        let lang = self.language(&at("language"), rc.language.as_deref(), text::Lang::Ru);
         let texts = text::Texts::new(lang, &rc.texts).map_err(|e| self.fail(&at("texts"), e)).ok();
         let hours = if rc.hours.is_empty() && rc.holidays.is_empty() {
             Some(WorkingHours::always(tz))

@@ -192,15 +192,7 @@ impl Validator {
         if raw.email.is_empty() && telegram.is_none() {
             self.fail(&at("digest"), "say who gets it: email = [\"owner@example.com\"], or a telegram chat, or both");
         }
-        let language = match raw.language.as_deref() {
-            None => language,
-            Some("en") => Lang::En,
-            Some("ru") => Lang::Ru,
-            Some(other) => {
-                self.fail(&at("digest.language"), format!("{other:?} is neither \"ru\" nor \"en\""));
-                language
-            }
-        };
+        let language = self.language(&at("digest.language"), raw.language.as_deref(), language);
         DigestConfig { every, at: at_time, email: raw.email, telegram, language }
     }
 }

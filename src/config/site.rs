@@ -225,14 +225,7 @@ impl Validator {
                 chrono_tz::UTC
             }
         };
-        let language = match rs.language.as_deref().unwrap_or("ru") {
-            "en" => crate::callback::text::Lang::En,
-            "ru" => crate::callback::text::Lang::Ru,
-            other => {
-                self.fail(&at("language"), format!("{other:?} is neither \"ru\" nor \"en\""));
-                crate::callback::text::Lang::Ru
-            }
-        };
+        let language = self.language(&at("language"), rs.language.as_deref(), crate::callback::text::Lang::Ru);
         let number_price = rs
             .number_price
             .as_deref()

@@ -72,6 +72,25 @@ impl Validator {
     }
 
     /// An http(s) URL that paths are appended to: without its trailing '/'.
+    /// A reader's language, `"ru"` or `"en"` (`default` when not given, or not one of them).
+    pub fn language(
+        &mut self,
+        at: &str,
+        raw: Option<&str>,
+        default: crate::callback::text::Lang,
+    ) -> crate::callback::text::Lang {
+        use crate::callback::text::Lang;
+        match raw {
+            None => default,
+            Some("en") => Lang::En,
+            Some("ru") => Lang::Ru,
+            Some(other) => {
+                self.fail(at, format!("{other:?} is neither \"ru\" nor \"en\""));
+                default
+            }
+        }
+    }
+
     pub fn base_url(&mut self, at: &str, u: String) -> String {
         let u = u.trim_end_matches('/').to_owned();
         if let Err(e) = http_url(&u) {
