@@ -205,11 +205,6 @@ impl EmbeddedPool {
         self.write(move |p| p.leave(&site, &visitor, now)).await
     }
 
-    pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
-        let (s, visitor) = (site.clone(), visitor.clone());
-        self.write(move |p| p.visit(&s, &visitor, now)).await?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
-    }
-
     pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Viewed, PoolError> {
         let (s, visitor) = (site.clone(), visitor.clone());
         self.write(move |p| p.view(&s, &visitor, now)).await?.ok_or_else(|| PoolError::UnknownSite(site.clone()))

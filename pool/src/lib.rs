@@ -68,11 +68,6 @@ impl Pool {
         dispatch!(self.acquire(site, visitor, attrs, now))
     }
 
-    /// A page view: the visitor's live visit, refreshed, or a new one beginning now.
-    pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
-        dispatch!(self.visit(site, visitor, now))
-    }
-
     /// A page view that is also activity: the visit (refreshed, or begun now: `began`) and the
     /// visitor's live lease, extended, if it holds one. One round trip.
     pub async fn view(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Viewed, PoolError> {

@@ -44,7 +44,6 @@ struct Scripts {
     touch: Script,
     leave: Script,
     current: Script,
-    visit: Script,
     current_visit: Script,
     reap: Script,
     shrink: Script,
@@ -62,7 +61,6 @@ impl Scripts {
             touch: script!("touch"),
             leave: script!("leave"),
             current: script!("current"),
-            visit: script!("visit"),
             current_visit: script!("current_visit"),
             reap: script!("reap"),
             shrink: script!("shrink"),
@@ -546,12 +544,6 @@ impl RedisPool {
 
     pub async fn current(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Lease>, PoolError> {
         self.visitor_op(&self.scripts.current, site, visitor, now).await
-    }
-
-    pub async fn visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Visit, PoolError> {
-        let args = [site.to_string(), visitor.to_string(), now.as_millis().to_string()];
-        let out = array(self.run(&self.scripts.visit, &args).await?)?;
-        visit_from(out)?.ok_or_else(|| PoolError::UnknownSite(site.clone()))
     }
 
     pub async fn current_visit(&self, site: &SiteId, visitor: &VisitorId, now: Ts) -> Result<Option<Visit>, PoolError> {

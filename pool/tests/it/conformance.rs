@@ -333,10 +333,10 @@ conformance!(a_lagging_clock_never_starts_a_lease_before_the_last_one_ended, |po
 conformance!(a_visit_counts_from_the_first_page_view_and_remembers_a_reclaim, |pool, kind| {
     let a = site("a");
     pool.configure(&spec(shared(0..2), &[("a", rules(2))]), T0).await.unwrap();
-    let first = pool.visit(&a, &visitor(1), T0).await.unwrap();
+    let first = pool.view(&a, &visitor(1), T0).await.unwrap().visit;
     assert_eq!((first.first_seen, first.ended_at), (T0, None), "{kind}");
     // A second tab ten seconds later: the same visit, first view unchanged.
-    let again = pool.visit(&a, &visitor(1), T0.plus(10 * SEC)).await.unwrap();
+    let again = pool.view(&a, &visitor(1), T0.plus(10 * SEC)).await.unwrap().visit;
     assert_eq!((again.first_seen, again.last_seen), (T0, T0.plus(10 * SEC)), "{kind}");
     lease(pool, &a, &visitor(1), T0.plus(50 * SEC)).await;
     pool.touch(&a, &visitor(1), T0.plus(5 * MIN)).await.unwrap();
@@ -345,7 +345,7 @@ conformance!(a_visit_counts_from_the_first_page_view_and_remembers_a_reclaim, |p
     assert_eq!(ended[0].end_reason, Some(EndReason::Idle), "{kind}");
     let v = pool.current_visit(&a, &visitor(1), T0.plus(34 * MIN)).await.unwrap();
     assert_eq!(v, None, "{kind}: the visit ended with the idle timeout too");
-    let next = pool.visit(&a, &visitor(1), T0.plus(36 * MIN)).await.unwrap();
+    let next = pool.view(&a, &visitor(1), T0.plus(36 * MIN)).await.unwrap().visit;
     assert_eq!((next.first_seen, next.ended_at), (T0.plus(36 * MIN), None), "{kind}: a new visit begins");
 
     // Max hold ends the lease while the visit is alive: the visit is marked ended.
@@ -360,13 +360,13 @@ conformance!(a_visit_counts_from_the_first_page_view_and_remembers_a_reclaim, |p
     assert_eq!(v.ended_at, Some(T0.plus(37 * MIN + 4 * HOUR)), "{kind}");
 
     // A visitor who left is not marked: coming back, they get a number again.
-    pool.visit(&a, &visitor(2), t).await.unwrap();
+    pool.view(&a, &visitor(2), t).await.unwrap();
     lease(pool, &a, &visitor(2), t).await;
     pool.leave(&a, &visitor(2), t).await.unwrap();
     pool.reap(t.plus(2 * MIN)).await.unwrap();
-    let v = pool.visit(&a, &visitor(2), t.plus(3 * MIN)).await.unwrap();
+    let v = pool.view(&a, &visitor(2), t.plus(3 * MIN)).await.unwrap().visit;
     assert_eq!((v.first_seen, v.ended_at), (t, None), "{kind}");
-    match pool.visit(&site("zz"), &visitor(2), t).await {
+    match pool.view(&site("zz"), &visitor(2), t).await {
         Err(PoolError::UnknownSite(_)) => {}
         other => panic!("{kind}: {other:?}"),
     }
